@@ -1,0 +1,1 @@
+//! Differ: an overlay upperdir (or a copied tree compared with its parent) → a layer tar.

@@ -1,0 +1,1 @@
+//! Dockerfile front end: parser, typed instructions, shell-word expansion, build checks.

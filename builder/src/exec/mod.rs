@@ -1,0 +1,1 @@
+//! RUN sandbox: namespaces, overlay mounts, pivot_root, exec.

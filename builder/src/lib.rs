@@ -1,0 +1,10 @@
+//! strata's builder: the Dockerfile front end, the planner and build cache, the sandboxed
+//! executor for RUN, and the differ that turns an upperdir into a layer.
+//!
+//! Data flows one way: `dockerfile` (parse → instructions → expand → lint) → `plan`
+//! (stages → steps with cache keys) → `exec` (RUN in a sandbox over overlayfs of store
+//! snapshots) → `differ` (upperdir → layer tar) → `store` ingest.
+
+pub mod differ;
+pub mod dockerfile;
+pub mod exec;
