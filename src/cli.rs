@@ -1,0 +1,372 @@
+//! Clap definitions and help text, nothing else. Flags and their spelling follow the docker
+//! CLI so that `strata` feels like `docker` to people who type `docker build` every day.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about = "Daemonless container image builder and layer store")]
+pub struct Cli {
+    /// Store root [default: $STRATA_ROOT, else $XDG_DATA_HOME/strata, else ~/.local/share/strata]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Print the whole error chain and extra detail
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Registry (host:port) that may be reached over plain http or with an unverified certificate
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    /// Extra CA certificate (PEM) to trust for registries
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build an image from a Dockerfile
+    Build(BuildArgs),
+    /// List images
+    Images(ImagesArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(TagArgs),
+    /// Remove one or more images
+    Rmi(RmiArgs),
+    /// Return low-level information on images
+    Inspect(InspectArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(ImportArgs),
+    /// Save one or more images to a tar archive
+    Save(SaveArgs),
+    /// Load an image from a tar archive
+    Load(LoadArgs),
+    /// Download an image from a registry
+    Pull(PullArgs),
+    /// Upload an image to a registry
+    Push(PushArgs),
+    /// Log in to a registry
+    Login(LoginArgs),
+    /// Log out from a registry
+    Logout(LogoutArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Manage the build cache
+    #[command(subcommand)]
+    Builder(BuilderCommand),
+    /// Manage the store
+    #[command(subcommand)]
+    System(SystemCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Remove unused images
+    Prune(ImagePruneArgs),
+    /// List images
+    #[command(alias = "list")]
+    Ls(ImagesArgs),
+    /// Remove one or more images
+    #[command(alias = "remove")]
+    Rm(RmiArgs),
+    /// Display detailed information on one or more images
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuilderCommand {
+    /// Remove build cache
+    Prune(BuilderPruneArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Remove unused data
+    Prune(SystemPruneArgs),
+    /// Show disk usage
+    Df(DfArgs),
+    /// Re-hash every blob and check that every reference resolves
+    Verify,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    Auto,
+    Plain,
+    Tty,
+    Quiet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Network {
+    Host,
+    None,
+    Default,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Snapshotter {
+    Overlay,
+    Copy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Build context directory
+    #[arg(default_value = ".")]
+    pub context: PathBuf,
+    /// Name and optionally a tag in the name:tag format
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// Name of the Dockerfile [default: CONTEXT/Dockerfile]
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Set build-time variables (KEY=VALUE, or KEY to take it from the environment)
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    /// Set the target build stage to build
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Do not use cache when building the image
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Always attempt to pull a newer version of the base images
+    #[arg(long)]
+    pub pull: bool,
+    /// Type of progress output
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: Progress,
+    /// Write the image ID to the file
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    /// Suppress the build output and print the image ID on success
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Networking mode for RUN instructions
+    #[arg(long, value_enum, default_value = "host")]
+    pub network: Network,
+    /// How RUN steps get their filesystem: overlayfs, or a copy of the parent tree
+    #[arg(long, value_enum, default_value = "overlay")]
+    pub snapshotter: Snapshotter,
+    /// Check the Dockerfile (parse, expand, build checks) without building
+    #[arg(long)]
+    pub check: bool,
+    /// Output format of --check
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+    /// Secret to expose to the build (id=ID,src=FILE or id=ID,env=VAR)
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
+    /// SSH agent socket or keys to expose to the build (default|ID[=SOCKET])
+    #[arg(long = "ssh")]
+    pub ssh: Vec<String>,
+    /// Allow extra privileged entitlement (security.insecure)
+    #[arg(long = "allow")]
+    pub allow: Vec<String>,
+    /// Push the image after building it
+    #[arg(long)]
+    pub push: bool,
+    /// Cache export destination (type=registry,ref=REF)
+    #[arg(long = "cache-to")]
+    pub cache_to: Vec<String>,
+    /// Cache import source (type=registry,ref=REF)
+    #[arg(long = "cache-from")]
+    pub cache_from: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Show only images matching REPOSITORY[:TAG]
+    pub reference: Option<String>,
+    /// Show all images (default hides intermediate images)
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Only show image IDs
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Filter output based on conditions provided (dangling=true|false, reference=PATTERN)
+    #[arg(long = "filter")]
+    pub filters: Vec<String>,
+    /// Format output: table (default) or json
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Show digests
+    #[arg(long)]
+    pub digests: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    pub source: String,
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// Force removal of the image
+    #[arg(short = 'f', long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    pub image: String,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only show image IDs
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Print sizes and dates in human readable format
+    #[arg(short = 'H', long, default_value_t = true)]
+    pub human: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Root filesystem tarball (plain or gzip), or - for stdin
+    pub file: PathBuf,
+    /// Name for the new image (REPOSITORY[:TAG])
+    pub reference: Option<String>,
+    /// Set commit message for imported image
+    #[arg(short = 'm', long)]
+    pub message: Option<String>,
+    /// Apply Dockerfile instruction to the created image (CMD, ENV, WORKDIR, ...)
+    #[arg(short = 'c', long = "change")]
+    pub changes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// Write to a file, instead of STDOUT
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+    /// Archive format: docker (what `docker load` accepts) or oci
+    #[arg(long, default_value = "docker")]
+    pub format: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Read from tar archive file, instead of STDIN
+    #[arg(short = 'i', long)]
+    pub input: Option<PathBuf>,
+    /// Suppress the load output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    pub reference: String,
+    /// Set platform if server is multi-platform capable (os/arch[/variant])
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Suppress verbose output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    pub reference: String,
+    /// Suppress verbose output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Registry server [default: docker.io]
+    pub server: Option<String>,
+    #[arg(short = 'u', long)]
+    pub username: Option<String>,
+    #[arg(short = 'p', long)]
+    pub password: Option<String>,
+    /// Take the password from stdin
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    pub server: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagePruneArgs {
+    /// Remove all unused images, not just dangling ones
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Provide filter values (e.g. until=24h, label=k=v, label!=k)
+    #[arg(long = "filter")]
+    pub filters: Vec<String>,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuilderPruneArgs {
+    /// Remove all unused build cache, not just dangling ones
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Provide filter values (e.g. until=24h)
+    #[arg(long = "filter")]
+    pub filters: Vec<String>,
+    /// Amount of disk space to keep for cache (e.g. 10GB)
+    #[arg(long)]
+    pub keep_storage: Option<String>,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SystemPruneArgs {
+    /// Remove all unused images, not just dangling ones
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Prune volumes (strata has no volumes; accepted and reported)
+    #[arg(long)]
+    pub volumes: bool,
+    /// Provide filter values (e.g. until=24h, label=k=v)
+    #[arg(long = "filter")]
+    pub filters: Vec<String>,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DfArgs {
+    /// Show detailed information on space usage
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// Format output: table (default) or json
+    #[arg(long)]
+    pub format: Option<String>,
+}

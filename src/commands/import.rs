@@ -1,0 +1,9 @@
+//! TODO(lead): placeholder until its owner fills it in.
+
+use anyhow::{bail, Result};
+
+use super::Ctx;
+
+pub fn run(_ctx: &Ctx, _args: &crate::cli::ImportArgs) -> Result<()> {
+    bail!("`run` is not implemented yet")
+}

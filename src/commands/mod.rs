@@ -1,0 +1,61 @@
+//! One module per command family. Each `run` takes the parsed arguments, calls the library
+//! crates, and prints docker-style output. No business logic lives here.
+
+pub mod build;
+pub mod check;
+pub mod history;
+pub mod images;
+pub mod import;
+pub mod inspect;
+pub mod load;
+pub mod login;
+pub mod prune;
+pub mod pull;
+pub mod push;
+pub mod rmi;
+pub mod save;
+pub mod system;
+pub mod tag;
+pub mod verify;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::cli::Cli;
+
+/// What every command needs from the global flags.
+pub struct Ctx {
+    /// The store root: --root, else $STRATA_ROOT, else $XDG_DATA_HOME/strata, else
+    /// ~/.local/share/strata (shared/DESIGN.md §1).
+    pub root: PathBuf,
+    pub debug: bool,
+    pub insecure_registries: Vec<String>,
+    pub cacert: Option<PathBuf>,
+}
+
+impl Ctx {
+    pub fn from_cli(cli: &Cli) -> Result<Ctx> {
+        Ok(Ctx {
+            root: resolve_root(cli.root.clone())?,
+            debug: cli.debug,
+            insecure_registries: cli.insecure_registries.clone(),
+            cacert: cli.cacert.clone(),
+        })
+    }
+}
+
+fn resolve_root(flag: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(root) = flag {
+        return Ok(root);
+    }
+    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(root) = env("STRATA_ROOT") {
+        return Ok(PathBuf::from(root));
+    }
+    if let Some(data) = env("XDG_DATA_HOME") {
+        return Ok(PathBuf::from(data).join("strata"));
+    }
+    let home = env("HOME").context("cannot find the store root: set --root, $STRATA_ROOT or $HOME")?;
+    Ok(PathBuf::from(home).join(".local/share/strata"))
+}
