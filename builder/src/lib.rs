@@ -5,6 +5,8 @@
 //! (stages → steps with cache keys) → `exec` (RUN in a sandbox over overlayfs of store
 //! snapshots) → `differ` (upperdir → layer tar) → `store` ingest.
 
+pub mod cache;
 pub mod differ;
 pub mod dockerfile;
 pub mod exec;
+pub mod image;
