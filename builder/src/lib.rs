@@ -10,3 +10,4 @@ pub mod differ;
 pub mod dockerfile;
 pub mod exec;
 pub mod image;
+pub mod rootfs;
