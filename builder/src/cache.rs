@@ -25,7 +25,12 @@ impl CacheKey {
     /// `args` the build args visible to the step (they reach RUN's environment, so they
     /// change what RUN does even when the text does not mention them); `content` the digest of
     /// the files a COPY/ADD reads, in a form that covers path, mode, ownership and bytes.
-    pub fn for_step(parent: &CacheKey, instruction: &str, args: &[(String, String)], content: Option<&str>) -> CacheKey {
+    pub fn for_step(
+        parent: &CacheKey,
+        instruction: &str,
+        args: &[(String, String)],
+        content: Option<&str>,
+    ) -> CacheKey {
         let mut parts: Vec<&[u8]> = vec![b"step", parent.0.as_bytes(), instruction.as_bytes()];
         for (k, v) in args {
             parts.push(k.as_bytes());
@@ -72,7 +77,11 @@ mod tests {
         let base = CacheKey::for_base("scratch", "linux/amd64");
         let args = vec![("A".to_string(), "1".to_string())];
         let k = CacheKey::for_step(&base, "RUN true", &args, None);
-        assert_eq!(k, CacheKey::for_step(&base, "RUN true", &args, None), "deterministic");
+        assert_eq!(
+            k,
+            CacheKey::for_step(&base, "RUN true", &args, None),
+            "deterministic"
+        );
         let other_base = CacheKey::for_base("sha256:00", "linux/amd64");
         let cases = [
             CacheKey::for_step(&other_base, "RUN true", &args, None),

@@ -96,7 +96,10 @@ pub struct RootFs {
 
 impl Default for RootFs {
     fn default() -> Self {
-        RootFs { kind: "layers".to_string(), diff_ids: Vec::new() }
+        RootFs {
+            kind: "layers".to_string(),
+            diff_ids: Vec::new(),
+        }
     }
 }
 
@@ -143,7 +146,11 @@ impl RuntimeConfig {
     /// Set `name=value`, replacing an earlier value in place (docker keeps the order).
     pub fn env_set(&mut self, name: &str, value: &str) {
         let entry = format!("{name}={value}");
-        match self.env.iter_mut().find(|kv| kv.split('=').next() == Some(name)) {
+        match self
+            .env
+            .iter_mut()
+            .find(|kv| kv.split('=').next() == Some(name))
+        {
             Some(slot) => *slot = entry,
             None => self.env.push(entry),
         }
@@ -151,7 +158,9 @@ impl RuntimeConfig {
 
     /// The shell for shell-form RUN/CMD/ENTRYPOINT: SHELL, else `/bin/sh -c`.
     pub fn shell_or_default(&self) -> Vec<String> {
-        self.shell.clone().unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()])
+        self.shell
+            .clone()
+            .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()])
     }
 }
 
@@ -164,7 +173,10 @@ mod tests {
 
     #[test]
     fn env_set_replaces_in_place() {
-        let mut c = RuntimeConfig { env: vec!["A=1".into(), "B=2".into()], ..Default::default() };
+        let mut c = RuntimeConfig {
+            env: vec!["A=1".into(), "B=2".into()],
+            ..Default::default()
+        };
         c.env_set("A", "3");
         c.env_set("C", "4");
         assert_eq!(c.env, vec!["A=3", "B=2", "C=4"]);
@@ -179,9 +191,13 @@ mod tests {
             "rootfs":{"type":"layers","diff_ids":["sha256:aa"]},"history":[{"created_by":"x","empty_layer":true}]}"#;
         let parsed: ImageConfigFile = serde_json::from_str(json).expect("valid json");
         assert_eq!(parsed.config.cmd, Some(vec!["sh".to_string()]));
-        assert_eq!(parsed.config.healthcheck.as_ref().map(|h| h.interval), Some(30_000_000_000));
+        assert_eq!(
+            parsed.config.healthcheck.as_ref().map(|h| h.interval),
+            Some(30_000_000_000)
+        );
         let again: ImageConfigFile =
-            serde_json::from_str(&serde_json::to_string(&parsed).expect("serializes")).expect("round trip");
+            serde_json::from_str(&serde_json::to_string(&parsed).expect("serializes"))
+                .expect("round trip");
         assert_eq!(parsed, again);
     }
 }

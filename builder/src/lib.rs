@@ -6,6 +6,7 @@
 //! snapshots) → `differ` (upperdir → layer tar) → `store` ingest.
 
 pub mod cache;
+pub mod copy;
 pub mod differ;
 pub mod dockerfile;
 pub mod exec;

@@ -32,7 +32,9 @@ pub struct Found {
 
 impl UnionFs {
     pub fn new(layers_top_first: Vec<PathBuf>) -> UnionFs {
-        UnionFs { layers: layers_top_first }
+        UnionFs {
+            layers: layers_top_first,
+        }
     }
 
     pub fn layers(&self) -> &[PathBuf] {
@@ -65,7 +67,9 @@ impl UnionFs {
     }
 
     pub fn is_dir(&self, path: &str) -> io::Result<bool> {
-        Ok(self.lookup_follow(path)?.is_some_and(|f| f.metadata.is_dir()))
+        Ok(self
+            .lookup_follow(path)?
+            .is_some_and(|f| f.metadata.is_dir()))
     }
 
     /// The merged entries of directory `path` (already resolved, no symlink in it), with
@@ -107,10 +111,14 @@ impl UnionFs {
     /// The topmost layer entry for an already-resolved relative path.
     fn lookup_exact(&self, rel: &Path) -> io::Result<Option<Found>> {
         if rel.as_os_str().is_empty() {
-            return Ok(self.layers.first().and_then(|l| fs::metadata(l).ok()).map(|metadata| Found {
-                real: self.layers[0].clone(),
-                metadata,
-            }));
+            return Ok(self
+                .layers
+                .first()
+                .and_then(|l| fs::metadata(l).ok())
+                .map(|metadata| Found {
+                    real: self.layers[0].clone(),
+                    metadata,
+                }));
         }
         for layer in &self.layers {
             // A whiteout or opaque dir on any ancestor in this layer hides lower layers.
@@ -165,7 +173,9 @@ impl UnionFs {
             if found.metadata.file_type().is_symlink() && (!is_last || follow_last) {
                 links += 1;
                 if links > MAX_SYMLINKS {
-                    return Err(io::Error::other(format!("too many levels of symbolic links in {path}")));
+                    return Err(io::Error::other(format!(
+                        "too many levels of symbolic links in {path}"
+                    )));
                 }
                 let target = fs::read_link(&found.real)?;
                 if target.is_absolute() {
@@ -250,14 +260,32 @@ mod tests {
         whiteout(&top.join("etc/gone"));
 
         let u = UnionFs::new(vec![top.clone(), low.clone()]);
-        assert_eq!(u.read("/etc/passwd").expect("read"), Some(b"root:x:0:0::/root:/bin/ash\n".to_vec()));
-        assert!(u.lookup("/etc/gone").expect("lookup").is_none(), "whiteout hides the lower file");
-        assert!(u.is_dir("/link/dir").expect("is_dir"), "intermediate symlink followed inside the union");
-        assert!(u.lookup("/link").expect("lookup").expect("exists").metadata.file_type().is_symlink());
+        assert_eq!(
+            u.read("/etc/passwd").expect("read"),
+            Some(b"root:x:0:0::/root:/bin/ash\n".to_vec())
+        );
+        assert!(
+            u.lookup("/etc/gone").expect("lookup").is_none(),
+            "whiteout hides the lower file"
+        );
+        assert!(
+            u.is_dir("/link/dir").expect("is_dir"),
+            "intermediate symlink followed inside the union"
+        );
+        assert!(u
+            .lookup("/link")
+            .expect("lookup")
+            .expect("exists")
+            .metadata
+            .file_type()
+            .is_symlink());
         assert!(u.is_dir("/link").expect("is_dir"));
         let names: Vec<_> = u.read_dir("/etc").expect("read_dir").into_keys().collect();
         assert_eq!(names, vec![OsString::from("passwd")]);
-        assert!(u.lookup("/../../etc/passwd").expect("lookup").is_some(), ".. stays at the root");
+        assert!(
+            u.lookup("/../../etc/passwd").expect("lookup").is_some(),
+            ".. stays at the root"
+        );
         assert!(u.lookup("/nope/x").expect("lookup").is_none());
     }
 }
