@@ -1,1 +1,168 @@
-//! placeholder
+//! strata's content-addressed store.
+//!
+//! The root directory *is* an OCI image layout (see `layout`). A blob's life:
+//! `Store::writer()` streams it into `ingest/` while hashing → `BlobWriter::commit`
+//! verifies size and digest, fsyncs and renames it into `blobs/sha256/<hex>` → it is
+//! visible to every reader (readers never touch sled) → `add_image`/`tag` record
+//! what refers to it in sled and rewrite `index.json` → GC sweeps it once nothing
+//! (tag, build cache, lease) reaches it.
+//!
+//! `Store` holds only the root path, never an open database: sled admits one
+//! process at a time, so each operation opens `meta/` for one short transaction
+//! (see `meta`).
+
+pub mod digest;
+pub mod error;
+pub mod image;
+pub mod ingest;
+pub mod layout;
+pub mod lease;
+pub mod media_types;
+pub mod meta;
+pub mod records;
+pub mod reference;
+pub mod snapshot;
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use digest::{Digest, DigestError, Sha256Reader, Sha256Writer};
+pub use error::{ErrorKind, Result, StoreError};
+pub use image::ImageRecord;
+pub use ingest::BlobWriter;
+pub use layout::Layout;
+pub use lease::Lease;
+pub use records::{CacheRecord, LayerRef, ManifestRecord, StatRecord};
+pub use reference::{Reference, ReferenceError};
+pub use snapshot::ChainId;
+
+/// An OCI content descriptor (the subset we use).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// A handle on one root. Cheap to clone; holds no open files.
+#[derive(Debug, Clone)]
+pub struct Store {
+    layout: Layout,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating the layout if missing.
+    pub fn open(root: &Path) -> Result<Store> {
+        let layout = Layout::new(root);
+        layout.create()?;
+        Ok(Store { layout })
+    }
+
+    pub fn root(&self) -> &Path {
+        self.layout.root()
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    // ---- blobs: readers never touch sled ----
+
+    /// A writer for one new blob; see `BlobWriter` for the contract.
+    pub fn writer(&self) -> Result<BlobWriter> {
+        BlobWriter::create(self)
+    }
+
+    /// Stores `bytes` as one blob (manifests, configs, small files).
+    pub fn put_blob(&self, bytes: &[u8], media_type: &str) -> Result<Descriptor> {
+        use std::io::Write;
+        let mut w = self.writer()?.with_media_type(media_type);
+        w.write_all(bytes)
+            .map_err(StoreError::io("writing", w.ingest_path().to_path_buf()))?;
+        w.commit(Some(bytes.len() as u64), None)
+    }
+
+    /// Records committed blobs (from `BlobWriter::commit_unrecorded`) in one transaction.
+    pub fn record_blobs(&self, blobs: &[Descriptor]) -> Result<()> {
+        meta::record_blobs(self, blobs)
+    }
+
+    pub fn has_blob(&self, d: &Digest) -> bool {
+        self.blob_path(d).exists()
+    }
+
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.layout.blob(d)
+    }
+
+    pub fn open_blob(&self, d: &Digest) -> Result<File> {
+        let p = self.blob_path(d);
+        File::open(&p).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StoreError::BlobMissing {
+                    digest: d.clone(),
+                    root: self.root().to_path_buf(),
+                }
+            } else {
+                StoreError::io("opening blob", &p)(e)
+            }
+        })
+    }
+
+    pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
+        let mut f = self.open_blob(d)?;
+        let mut v = Vec::new();
+        f.read_to_end(&mut v)
+            .map_err(StoreError::io("reading blob", self.blob_path(d)))?;
+        Ok(v)
+    }
+
+    // ---- snapshots ----
+
+    pub fn chain_ids(diff_ids: &[Digest]) -> Vec<ChainId> {
+        snapshot::chain_ids(diff_ids)
+    }
+
+    /// `ROOT/snapshots/<hex>/fs`.
+    pub fn snapshot_dir(&self, chain: &ChainId) -> PathBuf {
+        self.layout.snapshots_dir().join(chain.hex()).join("fs")
+    }
+
+    // ---- leases ----
+
+    /// Records a lease for this process; see `lease`.
+    pub fn lease(&self, ttl: Duration) -> Result<Lease> {
+        Lease::create(self, ttl)
+    }
+
+    // ---- build cache ----
+
+    pub fn cache_get(&self, key: &str) -> Result<Option<CacheRecord>> {
+        meta::read(self, |m| m.cache(key))
+    }
+
+    pub fn cache_put(&self, key: &str, rec: &CacheRecord) -> Result<()> {
+        meta::write(self, |m| m.put_cache(key, rec))
+    }
+
+    // ---- context stat cache ----
+
+    /// Every recorded stat of one build context, keyed by path.
+    pub fn ctxstat_get_all(&self, context: &str) -> Result<Vec<(String, StatRecord)>> {
+        meta::read(self, |m| m.ctxstats(context))
+    }
+
+    pub fn ctxstat_put_many(&self, context: &str, recs: &[(String, StatRecord)]) -> Result<()> {
+        meta::write(self, |m| {
+            for (path, rec) in recs {
+                m.put_ctxstat(context, path, rec)?;
+            }
+            Ok(())
+        })
+    }
+}

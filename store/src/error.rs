@@ -1,0 +1,121 @@
+//! The store's one error type. Variants carry the path, digest or reference they
+//! are about, and say what to do next where we know it.
+
+use std::path::PathBuf;
+
+use crate::digest::{Digest, DigestError};
+use crate::reference::ReferenceError;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Coarse classes callers branch on without parsing messages (containerd's errdefs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    AlreadyExists,
+    InvalidArgument,
+    Corrupt,
+    Io,
+    Busy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "digest mismatch writing {path}: expected {expected}, got {actual}; the blob was rejected"
+    )]
+    DigestMismatch {
+        path: PathBuf,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("size mismatch writing {path}: expected {expected} bytes, got {actual}; the blob was rejected")]
+    SizeMismatch {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("blob {digest} not found in {root}; run `strata pull` or rebuild the image")]
+    BlobMissing { digest: Digest, root: PathBuf },
+    #[error(transparent)]
+    InvalidDigest(#[from] DigestError),
+    #[error(transparent)]
+    InvalidReference(#[from] ReferenceError),
+    #[error("no such image: {reference}")]
+    ImageNotFound { reference: String },
+    #[error(
+        "image id prefix {prefix:?} is ambiguous: it matches several images; give more characters"
+    )]
+    AmbiguousId { prefix: String },
+    #[error("{reference} is not tagged; nothing to untag")]
+    TagNotFound { reference: String },
+    #[error("conflict: unable to delete {id} (must be forced): image is referenced in multiple repositories ({tags})")]
+    ImageInUse { id: String, tags: String },
+    #[error("timed out after 5 minutes waiting for {path} (held by another strata process)")]
+    Busy { path: PathBuf },
+    #[error("metadata database {path}: {source}")]
+    Meta {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("metadata record {key:?} in tree {tree}: {reason}; run `strata system verify`")]
+    CorruptRecord {
+        tree: &'static str,
+        key: String,
+        reason: String,
+    },
+    #[error("blob {digest} is corrupt: {reason}; run `strata system verify`")]
+    CorruptBlob { digest: Digest, reason: String },
+    #[error("manifest {digest}: {reason}")]
+    InvalidManifest { digest: Digest, reason: String },
+    #[error("unsafe tar entry {entry:?} in {layer}: {reason}; the layer was not extracted")]
+    UnsafeEntry {
+        layer: String,
+        entry: String,
+        reason: String,
+    },
+    #[error("archive {path}: {reason}")]
+    InvalidArchive { path: PathBuf, reason: String },
+    #[error("{what} is not implemented yet")]
+    NotImplemented { what: &'static str },
+}
+
+impl StoreError {
+    pub fn kind(&self) -> ErrorKind {
+        use StoreError::*;
+        match self {
+            Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ErrorKind::NotFound
+            }
+            Io { .. } | Meta { .. } | NotImplemented { .. } => ErrorKind::Io,
+            DigestMismatch { .. }
+            | SizeMismatch { .. }
+            | InvalidDigest(_)
+            | InvalidReference(_)
+            | AmbiguousId { .. }
+            | InvalidManifest { .. }
+            | UnsafeEntry { .. }
+            | InvalidArchive { .. } => ErrorKind::InvalidArgument,
+            BlobMissing { .. } | ImageNotFound { .. } | TagNotFound { .. } => ErrorKind::NotFound,
+            ImageInUse { .. } => ErrorKind::AlreadyExists,
+            Busy { .. } => ErrorKind::Busy,
+            CorruptRecord { .. } | CorruptBlob { .. } => ErrorKind::Corrupt,
+        }
+    }
+
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Io { op, path, source }
+    }
+}

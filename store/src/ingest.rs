@@ -1,0 +1,258 @@
+//! `BlobWriter`: the only way content enters `blobs/`.
+//!
+//! A blob's life: `Store::writer()` creates `ingest/<random>`; `write` streams
+//! bytes into it while hashing; `commit(size, digest)` checks both against what the
+//! caller promised, fsyncs, renames to `blobs/sha256/<hex>`, fsyncs the directory
+//! and records `{size, media type, added at}` in sled. Until commit the content is
+//! invisible to every reader. Commit always consumes the writer; on any error the
+//! temp file is removed. Dropping an uncommitted writer (or `abort`) removes it too.
+//!
+//! Rename before recording in sled: a crash leaves an unreferenced blob (GC sweeps
+//! it), never a record of a missing one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+
+use crate::digest::{Digest, Sha256Writer};
+use crate::error::{Result, StoreError};
+use crate::layout::{fsync_dir, unique_name};
+use crate::media_types;
+use crate::{meta, Descriptor, Store};
+
+const BUFFER: usize = 1 << 20;
+
+/// Streams one blob into the store. See the module doc for its contract.
+pub struct BlobWriter {
+    store: Store,
+    path: PathBuf,
+    out: Option<Sha256Writer<BufWriter<File>>>,
+    media_type: String,
+}
+
+impl BlobWriter {
+    pub(crate) fn create(store: &Store) -> Result<BlobWriter> {
+        let dir = store.layout().ingest_dir();
+        let path = dir.join(unique_name(""));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(StoreError::io("creating ingest file", &path))?;
+        Ok(BlobWriter {
+            store: store.clone(),
+            path,
+            out: Some(Sha256Writer::new(BufWriter::with_capacity(BUFFER, file))),
+            media_type: media_types::OCTET_STREAM.to_string(),
+        })
+    }
+
+    /// The media type recorded for the blob and returned in its descriptor.
+    pub fn set_media_type(&mut self, media_type: &str) {
+        self.media_type = media_type.to_string();
+    }
+
+    /// Builder form of `set_media_type`.
+    pub fn with_media_type(mut self, media_type: &str) -> Self {
+        self.set_media_type(media_type);
+        self
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.out.as_ref().map(|o| o.written()).unwrap_or(0)
+    }
+
+    /// The temp file being written (for error messages).
+    pub fn ingest_path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Verifies, makes durable, publishes and records the blob; see the module doc.
+    /// An existing blob with the same digest is not rewritten (the call succeeds).
+    pub fn commit(
+        self,
+        expected_size: Option<u64>,
+        expected: Option<&Digest>,
+    ) -> Result<Descriptor> {
+        let store = self.store.clone();
+        let desc = self.commit_unrecorded(expected_size, expected)?;
+        meta::record_blobs(&store, std::slice::from_ref(&desc))?;
+        Ok(desc)
+    }
+
+    /// Like `commit` but leaves the sled record to the caller, who batches many
+    /// blobs into one `Store::record_blobs` transaction (load, pull). A blob whose
+    /// record is never written is still valid content; GC treats it as unreferenced.
+    pub fn commit_unrecorded(
+        mut self,
+        expected_size: Option<u64>,
+        expected: Option<&Digest>,
+    ) -> Result<Descriptor> {
+        let out = self.out.take().expect("commit consumes the writer once");
+        let (buf, digest, size) = out.finish();
+        let file = buf
+            .into_inner()
+            .map_err(|e| StoreError::io("writing", &self.path)(e.into_error()))?;
+        if let Some(want) = expected_size {
+            if want != size {
+                return Err(StoreError::SizeMismatch {
+                    path: self.path.clone(),
+                    expected: want,
+                    actual: size,
+                });
+            }
+        }
+        if let Some(want) = expected {
+            if *want != digest {
+                return Err(StoreError::DigestMismatch {
+                    path: self.path.clone(),
+                    expected: want.clone(),
+                    actual: digest,
+                });
+            }
+        }
+        let desc = Descriptor {
+            media_type: self.media_type.clone(),
+            digest: digest.clone(),
+            size,
+        };
+        let target = self.store.blob_path(&digest);
+        if target.exists() {
+            return Ok(desc); // Drop removes the temp file.
+        }
+        file.sync_all()
+            .map_err(StoreError::io("fsync", &self.path))?;
+        drop(file);
+        fs::rename(&self.path, &target).map_err(StoreError::io("renaming into place", &target))?;
+        self.path = PathBuf::new(); // renamed: nothing left for Drop to remove
+        fsync_dir(&self.store.layout().blobs_dir())?;
+        Ok(desc)
+    }
+
+    /// Drops the partial blob. Same as dropping the writer.
+    pub fn abort(self) {}
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out
+            .as_mut()
+            .expect("writer is live until commit")
+            .write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out
+            .as_mut()
+            .expect("writer is live until commit")
+            .flush()
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        self.out.take();
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+
+    fn entries(dir: &std::path::Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn commit_rejects_wrong_digest_and_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let mut w = store.writer().unwrap();
+        w.write_all(b"payload").unwrap();
+        let wrong = Digest::sha256_of(b"something else");
+        let err = w.commit(None, Some(&wrong)).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::DigestMismatch { expected, actual, .. }
+                if *expected == wrong && *actual == Digest::sha256_of(b"payload")),
+            "{err}"
+        );
+        assert!(entries(&store.layout().ingest_dir()).is_empty());
+        assert!(entries(&store.layout().blobs_dir()).is_empty());
+        assert!(!store.has_blob(&Digest::sha256_of(b"payload")));
+        assert!(crate::meta::read(&store, |m| m.blobs()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn commit_rejects_wrong_size() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let mut w = store.writer().unwrap();
+        w.write_all(b"payload").unwrap();
+        let err = w.commit(Some(3), None).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::SizeMismatch {
+                    expected: 3,
+                    actual: 7,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(entries(&store.layout().ingest_dir()).is_empty());
+        assert!(entries(&store.layout().blobs_dir()).is_empty());
+    }
+
+    #[test]
+    fn commit_publishes_records_and_is_idempotent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let d = Digest::sha256_of(b"payload");
+        for _ in 0..2 {
+            let mut w = store.writer().unwrap().with_media_type("text/plain");
+            w.write_all(b"pay").unwrap();
+            w.write_all(b"load").unwrap();
+            let desc = w.commit(Some(7), Some(&d)).unwrap();
+            assert_eq!(desc.digest, d);
+            assert_eq!(desc.size, 7);
+        }
+        assert_eq!(store.read_blob(&d).unwrap(), b"payload");
+        assert!(entries(&store.layout().ingest_dir()).is_empty());
+        let recs = crate::meta::read(&store, |m| m.blobs()).unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].1.size, 7);
+        assert_eq!(recs[0].1.media_type, "text/plain");
+    }
+
+    #[test]
+    fn dropped_writer_removes_its_temp_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let mut w = store.writer().unwrap();
+        w.write_all(b"partial").unwrap();
+        assert_eq!(entries(&store.layout().ingest_dir()).len(), 1);
+        drop(w);
+        assert!(entries(&store.layout().ingest_dir()).is_empty());
+    }
+
+    #[test]
+    fn missing_blob_error_names_digest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let d = Digest::sha256_of(b"nope");
+        let err = store.read_blob(&d).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::NotFound);
+        assert!(err.to_string().contains(d.as_str()));
+    }
+}

@@ -1,0 +1,348 @@
+//! All access to the sled database. Nothing else in the crate names sled.
+//!
+//! sled lets one process open a database at a time, and several strata processes
+//! share a root, so the database is opened only for short transactions
+//! (`read`/`write`: open → work → flush → drop) and never held across long work.
+//! Opening first takes an exclusive `flock` on `ROOT/meta/lock`: sled writes its
+//! `conf` file before taking its own lock, so two first opens could otherwise race.
+//! A busy lock is retried with jittered exponential backoff (1 ms doubling to
+//! 100 ms) for up to 5 minutes; after 1 s we print once
+//! `waiting for ROOT/meta (held by another strata process)`.
+
+pub mod schema;
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Result, StoreError};
+use crate::records::*;
+use crate::snapshot::ChainId;
+use crate::Store;
+use crate::{Descriptor, Digest};
+
+pub use schema::*;
+
+const WAIT_LIMIT: Duration = Duration::from_secs(300);
+const WAIT_NOTICE: Duration = Duration::from_secs(1);
+
+/// Threads of one process queue here instead of fighting over the flock.
+static IN_PROCESS: Mutex<()> = Mutex::new(());
+
+/// An open database, valid for one short transaction.
+pub struct Meta {
+    db: sled::Db,
+    path: PathBuf,
+    _lock: File,
+}
+
+/// Runs `f` with the database open, read-only by convention.
+pub fn read<T>(store: &Store, f: impl FnOnce(&Meta) -> Result<T>) -> Result<T> {
+    let _guard = IN_PROCESS.lock().unwrap_or_else(|p| p.into_inner());
+    let meta = Meta::open(&store.layout().meta_dir())?;
+    f(&meta)
+}
+
+/// Runs `f` with the database open and flushes before closing.
+pub fn write<T>(store: &Store, f: impl FnOnce(&Meta) -> Result<T>) -> Result<T> {
+    let _guard = IN_PROCESS.lock().unwrap_or_else(|p| p.into_inner());
+    let meta = Meta::open(&store.layout().meta_dir())?;
+    let out = f(&meta)?;
+    meta.db.flush().map_err(|source| StoreError::Meta {
+        path: meta.path.clone(),
+        source,
+    })?;
+    Ok(out)
+}
+
+/// Records committed blobs in one transaction.
+pub fn record_blobs(store: &Store, blobs: &[Descriptor]) -> Result<()> {
+    if blobs.is_empty() {
+        return Ok(());
+    }
+    write(store, |m| {
+        let now = now();
+        for d in blobs {
+            if m.get::<BlobRecord>(BLOBS, d.digest.as_str())?.is_none() {
+                m.put(
+                    BLOBS,
+                    d.digest.as_str(),
+                    &BlobRecord::new(d.size, &d.media_type, now),
+                )?;
+            }
+        }
+        Ok(())
+    })
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Meta {
+    fn open(dir: &Path) -> Result<Meta> {
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(StoreError::io("opening lock file", &lock_path))?;
+        let start = Instant::now();
+        let mut delay = Duration::from_millis(1);
+        let mut noticed = false;
+        loop {
+            let locked = match rustix::fs::flock(
+                &lock,
+                rustix::fs::FlockOperation::NonBlockingLockExclusive,
+            ) {
+                Ok(()) => true,
+                Err(rustix::io::Errno::WOULDBLOCK) | Err(rustix::io::Errno::INTR) => false,
+                Err(e) => {
+                    return Err(StoreError::io("locking", &lock_path)(e.into()));
+                }
+            };
+            if locked {
+                match Self::open_sled(dir) {
+                    Ok(db) => {
+                        return Ok(Meta {
+                            db,
+                            path: dir.to_path_buf(),
+                            _lock: lock,
+                        })
+                    }
+                    // sled's own lock can outlive a closing Db by a moment.
+                    Err(e) if is_lock_error(&e) => {
+                        let _ = rustix::fs::flock(&lock, rustix::fs::FlockOperation::Unlock);
+                    }
+                    Err(source) => {
+                        return Err(StoreError::Meta {
+                            path: dir.to_path_buf(),
+                            source,
+                        })
+                    }
+                }
+            }
+            let waited = start.elapsed();
+            if waited >= WAIT_LIMIT {
+                return Err(StoreError::Busy {
+                    path: dir.to_path_buf(),
+                });
+            }
+            if !noticed && waited >= WAIT_NOTICE {
+                noticed = true;
+                eprintln!(
+                    "waiting for {} (held by another strata process)",
+                    dir.display()
+                );
+            }
+            std::thread::sleep(jitter(delay));
+            delay = (delay * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    fn open_sled(dir: &Path) -> sled::Result<sled::Db> {
+        sled::Config::new()
+            .path(dir)
+            .cache_capacity(32 << 20)
+            .flush_every_ms(None)
+            .open()
+    }
+
+    fn tree(&self, name: &'static str) -> Result<sled::Tree> {
+        self.db.open_tree(name).map_err(|source| self.err(source))
+    }
+
+    fn err(&self, source: sled::Error) -> StoreError {
+        StoreError::Meta {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The typed record under `key` in `tree`, if any.
+    pub fn get<R: DeserializeOwned>(&self, tree: &'static str, key: &str) -> Result<Option<R>> {
+        let t = self.tree(tree)?;
+        match t.get(key.as_bytes()).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(v) => {
+                serde_json::from_slice(&v)
+                    .map(Some)
+                    .map_err(|e| StoreError::CorruptRecord {
+                        tree,
+                        key: key.to_string(),
+                        reason: e.to_string(),
+                    })
+            }
+        }
+    }
+
+    pub fn put<R: Serialize>(&self, tree: &'static str, key: &str, rec: &R) -> Result<()> {
+        let t = self.tree(tree)?;
+        let v = serde_json::to_vec(rec).expect("records serialize to JSON");
+        t.insert(key.as_bytes(), v).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Removes `key`; returns whether it existed.
+    pub fn remove(&self, tree: &'static str, key: &str) -> Result<bool> {
+        let t = self.tree(tree)?;
+        Ok(t.remove(key.as_bytes()).map_err(|e| self.err(e))?.is_some())
+    }
+
+    /// Every (key, record) in `tree` whose key starts with `prefix`, in key order.
+    pub fn scan<R: DeserializeOwned>(
+        &self,
+        tree: &'static str,
+        prefix: &str,
+    ) -> Result<Vec<(String, R)>> {
+        let t = self.tree(tree)?;
+        let mut out = Vec::new();
+        for kv in t.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let rec = serde_json::from_slice(&v).map_err(|e| StoreError::CorruptRecord {
+                tree,
+                key: key.clone(),
+                reason: e.to_string(),
+            })?;
+            out.push((key, rec));
+        }
+        Ok(out)
+    }
+
+    // Typed accessors: one per tree, so callers cannot mix trees and records.
+
+    pub fn tag(&self, reference: &str) -> Result<Option<TagRecord>> {
+        self.get(TAGS, reference)
+    }
+    pub fn tags(&self) -> Result<Vec<(String, TagRecord)>> {
+        self.scan(TAGS, "")
+    }
+    pub fn put_tag(&self, reference: &str, rec: &TagRecord) -> Result<()> {
+        self.put(TAGS, reference, rec)
+    }
+    pub fn remove_tag(&self, reference: &str) -> Result<bool> {
+        self.remove(TAGS, reference)
+    }
+
+    pub fn manifest(&self, d: &Digest) -> Result<Option<ManifestRecord>> {
+        self.get(MANIFESTS, d.as_str())
+    }
+    pub fn manifests(&self) -> Result<Vec<(String, ManifestRecord)>> {
+        self.scan(MANIFESTS, "")
+    }
+    pub fn put_manifest(&self, d: &Digest, rec: &ManifestRecord) -> Result<()> {
+        self.put(MANIFESTS, d.as_str(), rec)
+    }
+    pub fn remove_manifest(&self, d: &Digest) -> Result<bool> {
+        self.remove(MANIFESTS, d.as_str())
+    }
+
+    pub fn layer(&self, diff_id: &Digest) -> Result<Option<LayerRecord>> {
+        self.get(LAYERS, diff_id.as_str())
+    }
+    pub fn layers(&self) -> Result<Vec<(String, LayerRecord)>> {
+        self.scan(LAYERS, "")
+    }
+    pub fn put_layer(&self, diff_id: &Digest, rec: &LayerRecord) -> Result<()> {
+        self.put(LAYERS, diff_id.as_str(), rec)
+    }
+    pub fn remove_layer(&self, diff_id: &Digest) -> Result<bool> {
+        self.remove(LAYERS, diff_id.as_str())
+    }
+
+    pub fn blob(&self, d: &Digest) -> Result<Option<BlobRecord>> {
+        self.get(BLOBS, d.as_str())
+    }
+    pub fn blobs(&self) -> Result<Vec<(String, BlobRecord)>> {
+        self.scan(BLOBS, "")
+    }
+    pub fn put_blob(&self, d: &Digest, rec: &BlobRecord) -> Result<()> {
+        self.put(BLOBS, d.as_str(), rec)
+    }
+    pub fn remove_blob(&self, d: &Digest) -> Result<bool> {
+        self.remove(BLOBS, d.as_str())
+    }
+
+    pub fn snapshot(&self, chain: &ChainId) -> Result<Option<SnapshotRecord>> {
+        self.get(SNAPSHOTS, chain.as_str())
+    }
+    pub fn snapshots(&self) -> Result<Vec<(String, SnapshotRecord)>> {
+        self.scan(SNAPSHOTS, "")
+    }
+    pub fn put_snapshot(&self, chain: &ChainId, rec: &SnapshotRecord) -> Result<()> {
+        self.put(SNAPSHOTS, chain.as_str(), rec)
+    }
+    pub fn remove_snapshot(&self, chain: &ChainId) -> Result<bool> {
+        self.remove(SNAPSHOTS, chain.as_str())
+    }
+
+    pub fn cache(&self, key: &str) -> Result<Option<CacheRecord>> {
+        self.get(CACHE, key)
+    }
+    pub fn caches(&self) -> Result<Vec<(String, CacheRecord)>> {
+        self.scan(CACHE, "")
+    }
+    pub fn put_cache(&self, key: &str, rec: &CacheRecord) -> Result<()> {
+        self.put(CACHE, key, rec)
+    }
+    pub fn remove_cache(&self, key: &str) -> Result<bool> {
+        self.remove(CACHE, key)
+    }
+
+    pub fn ctxstat(&self, context: &str, path: &str) -> Result<Option<StatRecord>> {
+        self.get(CTXSTAT, &ctxstat_key(context, path))
+    }
+    /// All records of one context, keyed by path.
+    pub fn ctxstats(&self, context: &str) -> Result<Vec<(String, StatRecord)>> {
+        let prefix = ctxstat_key(context, "");
+        Ok(self
+            .scan(CTXSTAT, &prefix)?
+            .into_iter()
+            .map(|(k, v)| (k[prefix.len()..].to_string(), v))
+            .collect())
+    }
+    pub fn put_ctxstat(&self, context: &str, path: &str, rec: &StatRecord) -> Result<()> {
+        self.put(CTXSTAT, &ctxstat_key(context, path), rec)
+    }
+
+    pub fn lease(&self, id: &str) -> Result<Option<LeaseRecord>> {
+        self.get(LEASES, id)
+    }
+    pub fn leases(&self) -> Result<Vec<(String, LeaseRecord)>> {
+        self.scan(LEASES, "")
+    }
+    pub fn put_lease(&self, id: &str, rec: &LeaseRecord) -> Result<()> {
+        self.put(LEASES, id, rec)
+    }
+    pub fn remove_lease(&self, id: &str) -> Result<bool> {
+        self.remove(LEASES, id)
+    }
+}
+
+fn ctxstat_key(context: &str, path: &str) -> String {
+    format!("{context}\0{path}")
+}
+
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
+/// Spreads retries of processes that started waiting together: delay × [0.5, 1.5).
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    let mix = (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % 1000;
+    d.mul_f64(0.5 + mix as f64 / 1000.0)
+}

@@ -1,0 +1,130 @@
+//! Records stored in sled (see `meta/schema.rs` for the tree drawing). Each carries
+//! `v` (the record version) so a later release can migrate old values.
+
+use serde::{Deserialize, Serialize};
+
+use crate::meta::schema::RECORD_VERSION;
+use crate::snapshot::ChainId;
+use crate::{Descriptor, Digest};
+
+fn v1() -> u32 {
+    RECORD_VERSION
+}
+
+/// `tags`: full reference → the manifest it names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TagRecord {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub manifest: Digest,
+    pub updated_at: i64,
+}
+
+/// One layer of an image: the blob as stored and its uncompressed digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerRef {
+    pub blob: Descriptor,
+    pub diff_id: Digest,
+}
+
+/// `manifests`: manifest digest → what the image is made of.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestRecord {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub media_type: String,
+    /// Size of the manifest blob.
+    pub size: u64,
+    pub config: Descriptor,
+    pub layers: Vec<LayerRef>,
+    /// The config's `created` field (RFC 3339), if any.
+    pub created: Option<String>,
+    pub added_at: i64,
+    /// docker's SIZE: uncompressed layer sizes where known, else stored sizes.
+    pub image_size: u64,
+}
+
+/// `layers`: diff_id → the stored (usually compressed) forms of that layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub blobs: Vec<Descriptor>,
+    pub uncompressed_size: Option<u64>,
+}
+
+/// `blobs`: digest → GC bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlobRecord {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub size: u64,
+    pub media_type: String,
+    pub added_at: i64,
+}
+
+impl BlobRecord {
+    pub fn new(size: u64, media_type: &str, added_at: i64) -> BlobRecord {
+        BlobRecord {
+            v: RECORD_VERSION,
+            size,
+            media_type: media_type.to_string(),
+            added_at,
+        }
+    }
+}
+
+/// `snapshots`: chain id → an unpacked (or built) layer directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub parent: Option<ChainId>,
+    pub created_at: i64,
+}
+
+/// `cache`: build cache key → the step's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheRecord {
+    #[serde(default = "v1")]
+    pub v: u32,
+    /// The layer the step produced; `None` for steps that only change the config.
+    pub diff_id: Option<Digest>,
+    /// The snapshot after this step (its chain id), if the step has a filesystem.
+    pub chain_id: Option<ChainId>,
+    /// The stored blob of the layer, once written.
+    pub layer: Option<Descriptor>,
+    /// What the step changed in the image config (Env, Cmd, ...), as JSON.
+    #[serde(default)]
+    pub config_delta: serde_json::Value,
+    pub created_at: i64,
+    pub last_used: i64,
+    pub size: u64,
+}
+
+/// `ctxstat`: (context, path) → what the file looked like when it was last hashed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatRecord {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+    pub ino: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub digest: Digest,
+}
+
+/// `leases`: lease id → what a running build or pull protects from GC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub pid: u32,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub digests: Vec<Digest>,
+    pub snapshots: Vec<ChainId>,
+}

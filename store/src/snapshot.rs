@@ -1,0 +1,89 @@
+//! Snapshots: unpacked layers in overlay form, one directory per layer chain.
+//!
+//! `snapshots/<chain hex>/fs` holds only that layer's changes (whiteouts as 0:0
+//! character devices, opaque directories marked `trusted.overlay.opaque=y`);
+//! `snapshots/<chain hex>/parent` names the parent chain id. A chain is mounted as
+//! `lowerdir=snap(Ln)/fs:…:snap(L0)/fs`. A snapshot is complete once its directory
+//! has been renamed into place; half-extracted trees live under `snapshots/.tmp-*`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::{Digest, DigestError};
+
+/// A layer chain id (OCI): `chainID(L0) = diffID(L0)`,
+/// `chainID(Ln) = sha256(chainID(Ln-1) + " " + diffID(Ln))`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ChainId(pub Digest);
+
+impl ChainId {
+    pub fn digest(&self) -> &Digest {
+        &self.0
+    }
+    pub fn hex(&self) -> &str {
+        self.0.hex()
+    }
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Display for ChainId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Debug for ChainId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChainId({})", self.0)
+    }
+}
+
+impl FromStr for ChainId {
+    type Err = DigestError;
+    fn from_str(s: &str) -> Result<ChainId, DigestError> {
+        s.parse().map(ChainId)
+    }
+}
+
+/// The chain id of every prefix of `diff_ids` (bottom layer first).
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<ChainId> {
+    let mut out: Vec<ChainId> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.clone(),
+            Some(parent) => {
+                let mut h = Sha256::new();
+                h.update(parent.as_str().as_bytes());
+                h.update(b" ");
+                h.update(d.as_str().as_bytes());
+                Digest::from_sha256(h.finalize().into())
+            }
+        };
+        out.push(ChainId(next));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_oci_formula() {
+        let a = Digest::sha256_of(b"a");
+        let b = Digest::sha256_of(b"b");
+        let c = Digest::sha256_of(b"c");
+        let ids = chain_ids(&[a.clone(), b.clone(), c.clone()]);
+        assert_eq!(ids[0].0, a);
+        let ab = Digest::sha256_of(format!("{a} {b}").as_bytes());
+        assert_eq!(ids[1].0, ab);
+        assert_eq!(ids[2].0, Digest::sha256_of(format!("{ab} {c}").as_bytes()));
+        assert!(chain_ids(&[]).is_empty());
+    }
+}
