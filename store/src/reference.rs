@@ -182,6 +182,19 @@ impl FromStr for Reference {
     }
 }
 
+impl serde::Serialize for Reference {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Reference {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Reference, D::Error> {
+        let s = String::deserialize(d)?;
+        Reference::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// docker's `splitDockerDomain`: returns (domain if explicit, remainder).
 fn split_domain(name: &str) -> (Option<&str>, &str) {
     match name.split_once('/') {
