@@ -1,0 +1,137 @@
+//! Instruction flags (`--from=x`, `--link`, `--mount=...`), BuildKit's `BFlags`: each
+//! instruction declares the flags it takes; anything else is an error with a suggestion.
+
+use std::collections::BTreeMap;
+
+use super::error::with_suggestion;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Bool,
+    Str,
+    Strings,
+}
+
+/// The values given, by flag name. Only flags actually written are present.
+#[derive(Debug, Default)]
+pub(crate) struct FlagValues {
+    strings: BTreeMap<&'static str, Vec<String>>,
+}
+
+impl FlagValues {
+    pub fn string(&self, name: &str) -> Option<String> {
+        self.strings.get(name).and_then(|v| v.last().cloned())
+    }
+
+    pub fn bool(&self, name: &str) -> Option<bool> {
+        self.string(name).map(|v| v == "true")
+    }
+
+    pub fn strings(&self, name: &str) -> Vec<String> {
+        self.strings.get(name).cloned().unwrap_or_default()
+    }
+}
+
+/// Parse `args` against the declared flags.
+pub(crate) fn parse_flags(
+    args: &[String],
+    declared: &[(&'static str, Kind)],
+) -> Result<FlagValues, String> {
+    let mut out = FlagValues::default();
+    for a in args {
+        if a == "--" {
+            break;
+        }
+        let Some(body) = a.strip_prefix("--") else {
+            return Err(format!("arg should start with -- : {a}"));
+        };
+        let (name, value) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (body, None),
+        };
+        let flag_name = format!("--{name}");
+        let Some(&(key, kind)) = declared.iter().find(|(n, _)| *n == name) else {
+            let names: Vec<&str> = declared.iter().map(|(n, _)| *n).collect();
+            return Err(with_suggestion(
+                format!("unknown flag: {flag_name}"),
+                name,
+                &names,
+                true,
+            ));
+        };
+        if out.strings.contains_key(key) && kind != Kind::Strings {
+            return Err(format!("duplicate flag specified: {flag_name}"));
+        }
+        let stored = match (kind, value) {
+            (Kind::Bool, Some("")) => return Err(format!("missing a value on flag: {flag_name}")),
+            (Kind::Bool, None) => "true".to_string(),
+            (Kind::Bool, Some(v)) => match v.to_ascii_lowercase().as_str() {
+                "true" => "true".to_string(),
+                "false" => "false".to_string(),
+                _ => {
+                    return Err(format!(
+                        "expecting boolean value for flag {flag_name}, not: {v}"
+                    ))
+                }
+            },
+            (_, None) => return Err(format!("missing a value on flag: {flag_name}")),
+            (_, Some(v)) => v.to_string(),
+        };
+        out.strings.entry(key).or_default().push(stored);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DECL: [(&str, Kind); 3] = [
+        ("from", Kind::Str),
+        ("link", Kind::Bool),
+        ("exclude", Kind::Strings),
+    ];
+
+    fn parse(args: &[&str]) -> Result<FlagValues, String> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        parse_flags(&args, &DECL)
+    }
+
+    #[test]
+    fn forms() {
+        let v = parse(&["--from=build", "--link", "--exclude=a", "--exclude=b"]).expect("valid");
+        assert_eq!(v.string("from").as_deref(), Some("build"));
+        assert_eq!(v.bool("link"), Some(true));
+        assert_eq!(v.strings("exclude"), vec!["a", "b"]);
+        assert_eq!(
+            parse(&["--link=FALSE"]).expect("valid").bool("link"),
+            Some(false)
+        );
+        assert_eq!(parse(&[]).expect("valid").bool("link"), None);
+    }
+
+    #[test]
+    fn errors() {
+        let cases = [
+            (
+                vec!["--form=x"],
+                "unknown flag: --form (did you mean from?)",
+            ),
+            (vec!["--bogus"], "unknown flag: --bogus"),
+            (
+                vec!["--from=a", "--from=b"],
+                "duplicate flag specified: --from",
+            ),
+            (vec!["--from"], "missing a value on flag: --from"),
+            (vec!["--link="], "missing a value on flag: --link"),
+            (
+                vec!["--link=yes"],
+                "expecting boolean value for flag --link, not: yes",
+            ),
+            (vec!["-x"], "arg should start with -- : -x"),
+        ];
+        for (args, want) in cases {
+            assert_eq!(parse(&args).expect_err("invalid"), want, "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! `RUN --mount=type=…,target=…` specs (BuildKit's `commands_runmount.go`).
+//!
+//! At parse time BuildKit only checks that `from=` has no variable; the full parse runs
+//! once the values are expanded with the stage's environment, which `parse_mount` does.
+
+use serde::Serialize;
+
+use super::error::with_suggestion;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MountType {
+    Bind,
+    Cache,
+    Tmpfs,
+    Secret,
+    Ssh,
+}
+
+impl MountType {
+    fn name(self) -> &'static str {
+        match self {
+            MountType::Bind => "bind",
+            MountType::Cache => "cache",
+            MountType::Tmpfs => "tmpfs",
+            MountType::Secret => "secret",
+            MountType::Ssh => "ssh",
+        }
+    }
+}
+
+/// One parsed `--mount`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mount {
+    pub kind: MountType,
+    pub from: Option<String>,
+    pub source: Option<String>,
+    pub target: Option<String>,
+    pub readonly: bool,
+    pub id: Option<String>,
+    /// `shared`, `private` or `locked` (cache mounts).
+    pub sharing: Option<String>,
+    pub required: bool,
+    pub size: Option<String>,
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub env: Option<String>,
+}
+
+const KEYS: [&str; 19] = [
+    "type",
+    "from",
+    "source",
+    "target",
+    "readonly",
+    "id",
+    "sharing",
+    "required",
+    "size",
+    "mode",
+    "uid",
+    "gid",
+    "src",
+    "dst",
+    "destination",
+    "ro",
+    "rw",
+    "readwrite",
+    "env",
+];
+
+/// The parse-time check: `from=` may not use a variable.
+pub(crate) fn check_unexpanded(spec: &str) -> Result<(), String> {
+    for field in csv_fields(spec)? {
+        if let Some((k, v)) = field.split_once('=') {
+            if k.eq_ignore_ascii_case("from") {
+                if let Some(i) = v.find('$') {
+                    if i != v.len() - 1 {
+                        return Err(
+                            "'from' doesn't support variable expansion, define alias stage instead"
+                                .into(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Split a CSV record (double quotes group, `""` is a quote), as Go's csv reader does.
+fn csv_fields(spec: &str) -> Result<Vec<String>, String> {
+    let mut fields = Vec::new();
+    let mut cur = String::new();
+    let mut chars = spec.chars().peekable();
+    let mut in_quotes = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if in_quotes && chars.peek() == Some(&'"') => {
+                chars.next();
+                cur.push('"');
+            }
+            '"' => in_quotes = !in_quotes,
+            ',' if !in_quotes => fields.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    if in_quotes {
+        return Err(format!(
+            "failed to parse csv mounts: extraneous or missing \" in quoted-field: {spec}"
+        ));
+    }
+    fields.push(cur);
+    Ok(fields)
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!("invalid value for {key}: {v}")),
+    }
+}
+
+fn parse_u32(v: &str, radix: u32, what: &str) -> Result<u32, String> {
+    u32::from_str_radix(v, radix).map_err(|_| format!("invalid value {v} for {what}"))
+}
+
+/// Parse a mount spec, expanding each value with `expand`.
+pub fn parse_mount(
+    spec: &str,
+    expand: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Mount, String> {
+    let mut m = Mount {
+        kind: MountType::Bind,
+        from: None,
+        source: None,
+        target: None,
+        readonly: false,
+        id: None,
+        sharing: None,
+        required: false,
+        size: None,
+        mode: None,
+        uid: None,
+        gid: None,
+        env: None,
+    };
+    let mut ro_auto = true;
+    for field in csv_fields(spec)? {
+        let Some((key, value)) = field.split_once('=') else {
+            match field.to_ascii_lowercase().as_str() {
+                "readonly" | "ro" => (m.readonly, ro_auto) = (true, false),
+                "readwrite" | "rw" => (m.readonly, ro_auto) = (false, false),
+                "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) => {
+                    m.required = true
+                }
+                "required" => {
+                    return Err(format!(
+                        "unexpected key 'required' for mount type '{}'",
+                        m.kind.name()
+                    ))
+                }
+                _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
+            }
+            continue;
+        };
+        let key = key.to_ascii_lowercase();
+        let value = expand(value)?;
+        set_field(&mut m, &key, value, &field, &mut ro_auto)?;
+    }
+    validate(&mut m, ro_auto)?;
+    Ok(m)
+}
+
+fn set_field(
+    m: &mut Mount,
+    key: &str,
+    value: String,
+    field: &str,
+    ro_auto: &mut bool,
+) -> Result<(), String> {
+    let unexpected =
+        |m: &Mount| format!("unexpected key '{key}' for mount type '{}'", m.kind.name());
+    match key {
+        "type" => {
+            m.kind = match value.to_ascii_lowercase().as_str() {
+                "bind" => MountType::Bind,
+                "cache" => MountType::Cache,
+                "tmpfs" => MountType::Tmpfs,
+                "secret" => MountType::Secret,
+                "ssh" => MountType::Ssh,
+                _ => {
+                    let msg = format!("unsupported mount type {value:?}");
+                    return Err(with_suggestion(
+                        msg,
+                        &value,
+                        &["bind", "cache", "tmpfs", "secret", "ssh"],
+                        true,
+                    ));
+                }
+            }
+        }
+        "from" => m.from = Some(value),
+        "source" | "src" => m.source = Some(value),
+        "target" | "dst" | "destination" => m.target = Some(value),
+        "readonly" | "ro" => (m.readonly, *ro_auto) = (parse_bool(key, &value)?, false),
+        "readwrite" | "rw" => (m.readonly, *ro_auto) = (!parse_bool(key, &value)?, false),
+        "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) => {
+            m.required = parse_bool(key, &value)?
+        }
+        "size" if m.kind == MountType::Tmpfs => m.size = Some(value),
+        "required" | "size" => return Err(unexpected(m)),
+        "id" => m.id = Some(value),
+        "sharing" => {
+            let lower = value.to_ascii_lowercase();
+            if !["shared", "private", "locked"].contains(&lower.as_str()) {
+                let msg = format!("unsupported sharing value {value:?}");
+                return Err(with_suggestion(
+                    msg,
+                    &value,
+                    &["shared", "private", "locked"],
+                    true,
+                ));
+            }
+            m.sharing = Some(lower);
+        }
+        "mode" => m.mode = Some(parse_u32(&value, 8, "mode")?),
+        "uid" => m.uid = Some(parse_u32(&value, 10, "uid")?),
+        "gid" => m.gid = Some(parse_u32(&value, 10, "gid")?),
+        "env" => m.env = Some(value),
+        _ => {
+            return Err(with_suggestion(
+                format!("unexpected key '{key}' in '{field}'"),
+                key,
+                &KEYS,
+                true,
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate(m: &mut Mount, ro_auto: bool) -> Result<(), String> {
+    let kind = m.kind.name();
+    if !matches!(
+        m.kind,
+        MountType::Secret | MountType::Ssh | MountType::Cache
+    ) {
+        for (name, set) in [
+            ("mode", m.mode.is_some()),
+            ("uid", m.uid.is_some()),
+            ("gid", m.gid.is_some()),
+        ] {
+            if set {
+                return Err(format!("{name} not allowed for {kind:?} type mounts"));
+            }
+        }
+    }
+    if ro_auto {
+        m.readonly = !matches!(m.kind, MountType::Cache | MountType::Tmpfs);
+    }
+    if m.kind == MountType::Secret {
+        if m.from.is_some() {
+            return Err("secret mount should not have a from".into());
+        }
+        if m.sharing.is_some() {
+            return Err("secret mount should not define sharing".into());
+        }
+        if m.source.is_none() && m.target.is_none() && m.id.is_none() {
+            return Err("invalid secret mount. one of source, target required".into());
+        }
+        if m.source.is_some() && m.id.is_some() {
+            return Err("both source and id can't be set".into());
+        }
+    }
+    if m.sharing.is_some() && m.kind != MountType::Cache {
+        return Err(format!("invalid cache sharing set for {kind} mount"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(spec: &str) -> Result<Mount, String> {
+        parse_mount(spec, &|v| Ok(v.to_string()))
+    }
+
+    #[test]
+    fn mounts() {
+        let m = parse("type=cache,target=/root/.cache,sharing=locked").expect("valid");
+        assert_eq!(
+            (m.kind, m.readonly, m.sharing.as_deref()),
+            (MountType::Cache, false, Some("locked"))
+        );
+        let m = parse("target=/src,from=build,rw").expect("valid");
+        assert_eq!(
+            (m.kind, m.readonly, m.from.as_deref()),
+            (MountType::Bind, false, Some("build"))
+        );
+        let m = parse("type=secret,id=npmrc,target=/root/.npmrc,required").expect("valid");
+        assert!(m.required && m.readonly);
+        assert_eq!(
+            parse("type=cache,target=/c,mode=0755").expect("valid").mode,
+            Some(0o755)
+        );
+    }
+
+    #[test]
+    fn mount_errors() {
+        let cases = [
+            (
+                "type=cahce,target=/x",
+                "unsupported mount type \"cahce\" (did you mean cache?)",
+            ),
+            (
+                "type=bind,target=/x,uid=1",
+                "uid not allowed for \"bind\" type mounts",
+            ),
+            (
+                "type=secret",
+                "invalid secret mount. one of source, target required",
+            ),
+            (
+                "type=bind,sharing=locked",
+                "invalid cache sharing set for bind mount",
+            ),
+            (
+                "type=bind,required",
+                "unexpected key 'required' for mount type 'bind'",
+            ),
+            ("target=/x,bogus=1", "unexpected key 'bogus' in 'bogus=1'"),
+            ("target", "invalid field 'target' must be a key=value pair"),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(parse(spec).expect_err(spec), want, "{spec}");
+        }
+        assert!(check_unexpanded("from=$STAGE").is_err());
+        assert!(check_unexpanded("from=build,target=/x").is_ok());
+    }
+}
