@@ -1,1 +1,173 @@
-//! RUN sandbox: namespaces, overlay mounts, pivot_root, exec.
+//! RUN sandbox: namespaces, overlay mounts, pivot_root, exec (DESIGN §5).
+//!
+//! One call, [`run_step`], runs one RUN for real as root and leaves its changes in
+//! `upperdir` in overlay form (whiteouts = 0:0 char devices, opaque dirs =
+//! `trusted.overlay.opaque=y`), whichever snapshotter ran it. The caller then writes the
+//! layer with [`crate::differ::write_layer`] and renames the upperdir into the store as
+//! the new snapshot.
+//!
+//! ```text
+//! caller ── fork ──> child A: unshare(mnt,pid,ipc,uts[,net]) ── fork ──> B (pid 1)
+//!   │                   waits for B, reports its wait status       mounts (mounts.rs),
+//!   │                                                              pivot_root, user, cwd,
+//!   └── reads stdout+stderr (one pipe), streams lines, keeps the tail      execve argv
+//! ```
+//!
+//! Nothing here touches the store or sled; the caller owns every directory it passes in.
+
+mod copy;
+pub mod mounts;
+pub mod namespaces;
+mod sandbox;
+pub mod sys;
+pub mod user;
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use copy::{diff_tree, materialize};
+
+/// Bytes of combined stdout/stderr kept for the error message of a failed step.
+pub const OUTPUT_TAIL_BYTES: usize = 4096;
+
+/// PATH given to the step when its env has none (BuildKit's default for Linux).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Everything one RUN needs.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// Parent snapshot directories, top-first. Empty means `FROM scratch`.
+    pub lowerdirs: Vec<PathBuf>,
+    /// An empty directory that receives the step's changes (overlay form). Must exist and
+    /// be on the same filesystem as `workdir_overlay`.
+    pub upperdir: PathBuf,
+    /// An empty scratch directory on the upperdir's filesystem: run_step puts overlay's
+    /// workdir, the mount point and the copies of resolv.conf/hosts in it. The caller
+    /// removes it afterwards (it may hold a root-owned, mode-0 `work/work` from overlay).
+    pub workdir_overlay: PathBuf,
+    /// `["/bin/sh", "-c", "…"]` for the shell form. `argv[0]` without a `/` is looked up
+    /// in the step's PATH inside the root.
+    pub argv: Vec<String>,
+    /// `KEY=value` entries. PATH defaults to [`DEFAULT_PATH`] and HOME to the user's home
+    /// directory from the image's /etc/passwd when absent.
+    pub env: Vec<String>,
+    /// Working directory inside the root; created (as root, 0755) when missing, like docker.
+    pub cwd: String,
+    /// `""`, `name`, `uid`, `name:group` or `uid:gid`, resolved in the root's /etc/passwd
+    /// and /etc/group (see [`user::resolve`]).
+    pub user: String,
+    pub network: Network,
+    pub hostname: String,
+    pub snapshotter: Snapshotter,
+    /// RUN --mount: mounted after the standard mounts, in order.
+    pub extra_mounts: Vec<MountSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// Share the host's network namespace (docker build's default).
+    Host,
+    /// A new network namespace with only `lo`, up.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Snapshotter {
+    /// overlayfs over the lowerdirs; the upperdir is written by the kernel.
+    Overlay,
+    /// Copy the lower chain into a fresh tree, run there, then diff it against the chain
+    /// into the upperdir. For filesystems where overlay cannot mount.
+    Copy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSpec {
+    /// Bind a host path onto `target` (a path inside the root).
+    Bind {
+        source: PathBuf,
+        target: String,
+        is_readonly: bool,
+    },
+    /// A fresh tmpfs on `target`, optionally limited to `size` bytes.
+    Tmpfs { target: String, size: Option<u64> },
+}
+
+/// How the step's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    pub fn is_success(&self) -> bool {
+        *self == ExitStatus::Code(0)
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exit code: {c}"),
+            ExitStatus::Signal(s) => write!(f, "killed by signal {s}"),
+        }
+    }
+}
+
+/// The result of a step that started. A non-zero status is not an `Err`: the caller turns
+/// it into the build error (with the step and `output_tail`).
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub status: ExitStatus,
+    /// The last [`OUTPUT_TAIL_BYTES`] of combined stdout and stderr.
+    pub output_tail: Vec<u8>,
+    /// From fork to reap (for the copy snapshotter, excluding copy and diff).
+    pub duration: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("invalid RUN: {reason}")]
+    InvalidSpec { reason: String },
+    #[error("{op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The sandbox failed before the command started (mount, pivot_root, user, exec).
+    #[error("setting up the RUN sandbox: {step}")]
+    Setup {
+        step: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("copy snapshotter: {op} {path}")]
+    Copy {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, ExecError>;
+
+/// Run one RUN step; see [`RunSpec`] for the contract. Output is discarded except for the
+/// tail; use [`run_step_with_output`] to stream it.
+pub fn run_step(spec: &RunSpec) -> Result<RunOutcome> {
+    run_step_with_output(spec, &mut |_| {})
+}
+
+/// [`run_step`], calling `on_line` with each line of combined stdout/stderr (without the
+/// newline; a last unterminated line is passed too) as it arrives.
+///
+/// Blocks until the step's pid 1 exits; every other process of the step is killed then (pid
+/// namespace). If the calling thread dies, the step is killed (PR_SET_PDEATHSIG). Safe to
+/// call from several threads at once with distinct directories.
+pub fn run_step_with_output(spec: &RunSpec, on_line: &mut dyn FnMut(&[u8])) -> Result<RunOutcome> {
+    sandbox::run(spec, on_line)
+}

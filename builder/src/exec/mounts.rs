@@ -1,0 +1,788 @@
+//! The mount sequence of a RUN sandbox, as data.
+//!
+//! [`plan`] turns the options into a list of [`MountOp`]s (pure, testable without root);
+//! [`apply`] runs them through a [`Syscall`]. The order matters:
+//!
+//! ```text
+//! rprivate /                      nothing we mount leaks back to the host
+//! sethostname, loopback up        (uts ns; net ns when --network none)
+//! overlay  ROOT                   lowerdir=L_top:…:L_0,upperdir=U,workdir=W  (copy: rbind ROOT ROOT)
+//! proc     ROOT/proc
+//! tmpfs    ROOT/dev               + host nodes bound onto empty files: null zero full random urandom tty
+//! devpts   ROOT/dev/pts           newinstance; ROOT/dev/ptmx -> pts/ptmx
+//! tmpfs    ROOT/dev/shm           + fd, stdin, stdout, stderr symlinks into /proc/self/fd
+//! sysfs    ROOT/sys               read-only
+//! bind     resolv.conf, hosts     read-only copies of the host's files
+//! extra mounts                    RUN --mount (bind ro/rw, tmpfs)
+//! pivot_root ROOT                 chdir ROOT; pivot_root . .; umount -l .; chdir /
+//! ```
+//!
+//! The mount points under ROOT (`/proc`, `/dev`, `/sys`, `/etc/hosts`, …) must exist
+//! before the mounts; [`Stubs`] creates the missing ones before the run and removes them
+//! after it, so they never end up in the layer.
+
+use std::fmt;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::sys::{MountFlags, Syscall};
+use super::MountSpec;
+
+/// The overlay's option string must fit in one page; past this we mount with paths
+/// relative to the lowerdirs' common parent (containerd does the same).
+const MAX_OVERLAY_DATA: usize = 4000;
+
+/// Host device nodes bound into the sandbox's /dev.
+pub const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// What [`plan`] needs to know.
+#[derive(Debug, Clone)]
+pub struct RootfsOptions {
+    /// The host directory that becomes `/`.
+    pub root: PathBuf,
+    /// `Some` for the overlay snapshotter; `None` when `root` already holds the tree (copy).
+    pub overlay: Option<OverlayOptions>,
+    pub hostname: String,
+    pub is_network_none: bool,
+    /// Host files bound read-only onto /etc/resolv.conf and /etc/hosts.
+    pub resolv_conf: PathBuf,
+    pub hosts: PathBuf,
+    pub extra_mounts: Vec<MountSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OverlayOptions {
+    /// Top-first; never empty (the caller substitutes an empty directory for scratch).
+    pub lowerdirs: Vec<PathBuf>,
+    pub upperdir: PathBuf,
+    pub workdir: PathBuf,
+    /// Extra options (`index=off`, …) the running kernel knows; see [`overlay_tuning`].
+    pub tuning: Vec<String>,
+}
+
+/// One step of the sandbox's setup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountOp {
+    MakePrivate(PathBuf),
+    SetHostname(String),
+    LoopbackUp,
+    Mount {
+        source: String,
+        target: PathBuf,
+        fstype: String,
+        flags: MountFlags,
+        data: Option<String>,
+    },
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+        is_recursive: bool,
+        is_readonly: bool,
+    },
+    Mkdir(PathBuf, u32),
+    CreateFile(PathBuf, u32),
+    Symlink(String, PathBuf),
+    Chdir(PathBuf),
+    PivotRoot(PathBuf, PathBuf),
+    UnmountDetach(PathBuf),
+    /// overlay through the new mount API, one `lowerdir+` per layer: no page limit.
+    OverlayFsconfig {
+        target: PathBuf,
+        lowerdirs: Vec<PathBuf>,
+        upperdir: PathBuf,
+        workdir: PathBuf,
+        tuning: Vec<String>,
+    },
+}
+
+impl fmt::Display for MountOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MountOp::MakePrivate(p) => write!(f, "making {} a private mount", p.display()),
+            MountOp::SetHostname(h) => write!(f, "setting hostname {h:?}"),
+            MountOp::LoopbackUp => write!(f, "bringing up lo"),
+            MountOp::Mount {
+                fstype,
+                target,
+                data,
+                ..
+            } => {
+                write!(f, "mounting {fstype} on {}", target.display())?;
+                if fstype == "overlay" {
+                    if let Some(d) = data {
+                        write!(f, " ({d}); if overlay is unsupported here, use the copy snapshotter (--snapshotter copy)")?;
+                    }
+                }
+                Ok(())
+            }
+            MountOp::Bind { source, target, .. } => {
+                write!(
+                    f,
+                    "bind-mounting {} on {}",
+                    source.display(),
+                    target.display()
+                )
+            }
+            MountOp::Mkdir(p, _) => write!(f, "creating directory {}", p.display()),
+            MountOp::CreateFile(p, _) => write!(f, "creating mount point {}", p.display()),
+            MountOp::Symlink(t, l) => write!(f, "creating symlink {} -> {t}", l.display()),
+            MountOp::Chdir(p) => write!(f, "changing directory to {}", p.display()),
+            MountOp::PivotRoot(n, _) => write!(f, "pivot_root into {}", n.display()),
+            MountOp::UnmountDetach(p) => write!(f, "detaching {}", p.display()),
+            MountOp::OverlayFsconfig {
+                target, lowerdirs, ..
+            } => write!(
+                f,
+                "mounting overlay with {} lowerdirs on {} (fsconfig lowerdir+, Linux 6.8+)",
+                lowerdirs.len(),
+                target.display()
+            ),
+        }
+    }
+}
+
+/// The whole setup sequence, from `rprivate /` to the `chdir /` after pivot_root.
+pub fn plan(opts: &RootfsOptions) -> Vec<MountOp> {
+    let root = &opts.root;
+    let at = |rel: &str| root.join(rel);
+    let mut ops = vec![
+        MountOp::MakePrivate(PathBuf::from("/")),
+        MountOp::SetHostname(opts.hostname.clone()),
+    ];
+    if opts.is_network_none {
+        ops.push(MountOp::LoopbackUp);
+    }
+    match &opts.overlay {
+        Some(ov) => ops.extend(overlay_ops(ov, root)),
+        None => ops.push(MountOp::Bind {
+            source: root.clone(),
+            target: root.clone(),
+            is_recursive: true,
+            is_readonly: false,
+        }),
+    }
+    let nosuid_nodev_noexec = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    ops.push(mount("proc", at("proc"), "proc", nosuid_nodev_noexec, None));
+    ops.push(mount(
+        "tmpfs",
+        at("dev"),
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::STRICTATIME,
+        Some("mode=755,size=65536k"),
+    ));
+    for node in DEV_NODES {
+        ops.push(MountOp::CreateFile(at(&format!("dev/{node}")), 0o666));
+        ops.push(MountOp::Bind {
+            source: Path::new("/dev").join(node),
+            target: at(&format!("dev/{node}")),
+            is_recursive: false,
+            is_readonly: false,
+        });
+    }
+    ops.push(MountOp::Mkdir(at("dev/pts"), 0o755));
+    ops.push(mount(
+        "devpts",
+        at("dev/pts"),
+        "devpts",
+        MountFlags::NOSUID | MountFlags::NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    ));
+    ops.push(MountOp::Symlink("pts/ptmx".into(), at("dev/ptmx")));
+    ops.push(MountOp::Mkdir(at("dev/shm"), 0o1777));
+    ops.push(mount(
+        "shm",
+        at("dev/shm"),
+        "tmpfs",
+        nosuid_nodev_noexec,
+        Some("mode=1777,size=65536k"),
+    ));
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        ops.push(MountOp::Symlink(target.into(), at(&format!("dev/{link}"))));
+    }
+    ops.push(mount(
+        "sysfs",
+        at("sys"),
+        "sysfs",
+        MountFlags::RDONLY | nosuid_nodev_noexec,
+        None,
+    ));
+    for (src, dst) in [
+        (&opts.resolv_conf, "etc/resolv.conf"),
+        (&opts.hosts, "etc/hosts"),
+    ] {
+        ops.push(MountOp::Bind {
+            source: src.clone(),
+            target: at(dst),
+            is_recursive: false,
+            is_readonly: true,
+        });
+    }
+    for m in &opts.extra_mounts {
+        ops.push(extra_mount_op(m, root));
+    }
+    ops.extend([
+        MountOp::Chdir(root.clone()),
+        MountOp::PivotRoot(".".into(), ".".into()),
+        MountOp::UnmountDetach(".".into()),
+        MountOp::Chdir("/".into()),
+    ]);
+    ops
+}
+
+fn mount(
+    source: &str,
+    target: PathBuf,
+    fstype: &str,
+    flags: MountFlags,
+    data: Option<&str>,
+) -> MountOp {
+    MountOp::Mount {
+        source: source.into(),
+        target,
+        fstype: fstype.into(),
+        flags,
+        data: data.map(str::to_string),
+    }
+}
+
+fn extra_mount_op(m: &MountSpec, root: &Path) -> MountOp {
+    match m {
+        MountSpec::Bind {
+            source,
+            target,
+            is_readonly,
+        } => MountOp::Bind {
+            source: source.clone(),
+            target: root.join(rel(target)),
+            is_recursive: true,
+            is_readonly: *is_readonly,
+        },
+        MountSpec::Tmpfs { target, size } => {
+            let data = match size {
+                Some(bytes) => format!("mode=1777,size={bytes}"),
+                None => "mode=1777".to_string(),
+            };
+            mount(
+                "tmpfs",
+                root.join(rel(target)),
+                "tmpfs",
+                MountFlags::NOSUID | MountFlags::NODEV,
+                Some(&data),
+            )
+        }
+    }
+}
+
+/// `/a/b` → `a/b` (container paths are joined under the root).
+pub(crate) fn rel(container_path: &str) -> &str {
+    container_path.trim_start_matches('/')
+}
+
+fn overlay_ops(ov: &OverlayOptions, root: &Path) -> Vec<MountOp> {
+    let data = |dirs: &[String], upper: &str, work: &str| {
+        let mut d = format!(
+            "lowerdir={},upperdir={upper},workdir={work}",
+            dirs.join(":")
+        );
+        for t in &ov.tuning {
+            d.push(',');
+            d.push_str(t);
+        }
+        d
+    };
+    let abs: Vec<String> = ov
+        .lowerdirs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let full = data(
+        &abs,
+        &ov.upperdir.display().to_string(),
+        &ov.workdir.display().to_string(),
+    );
+    let overlay = |d: String| {
+        mount(
+            "overlay",
+            root.to_path_buf(),
+            "overlay",
+            MountFlags::empty(),
+            Some(&d),
+        )
+    };
+    if full.len() <= MAX_OVERLAY_DATA {
+        return vec![overlay(full)];
+    }
+    // Too long for one page: chdir to the common parent of every path and use relative ones.
+    let all: Vec<&Path> = ov
+        .lowerdirs
+        .iter()
+        .chain([&ov.upperdir, &ov.workdir])
+        .map(PathBuf::as_path)
+        .collect();
+    let base = common_parent(&all);
+    let relative = |p: &Path| {
+        p.strip_prefix(&base)
+            .map(|r| r.display().to_string())
+            .unwrap_or_else(|_| p.display().to_string())
+    };
+    let lowers: Vec<String> = ov.lowerdirs.iter().map(|p| relative(p)).collect();
+    let short = data(&lowers, &relative(&ov.upperdir), &relative(&ov.workdir));
+    if short.len() <= MAX_OVERLAY_DATA {
+        return vec![MountOp::Chdir(base.clone()), overlay(short)];
+    }
+    // Still too long (a very deep chain): pass each lowerdir on its own.
+    vec![MountOp::OverlayFsconfig {
+        target: root.to_path_buf(),
+        lowerdirs: ov.lowerdirs.clone(),
+        upperdir: ov.upperdir.clone(),
+        workdir: ov.workdir.clone(),
+        tuning: ov.tuning.clone(),
+    }]
+}
+
+fn common_parent(paths: &[&Path]) -> PathBuf {
+    let mut base = paths
+        .first()
+        .and_then(|p| p.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    while !paths.iter().all(|p| p.starts_with(&base)) {
+        if !base.pop() {
+            return PathBuf::from("/");
+        }
+    }
+    base
+}
+
+/// Overlay options that keep the upperdir a complete, self-contained diff: no metadata-only
+/// copy-ups (`metacopy=off`: the upper file would lack its data), no directory renames by
+/// redirect xattr (`redirect_dir=off`: the upper dir would lack its children), no inode
+/// index (`index=off`: the same lowerdirs are mounted by many builds). Only options the
+/// running kernel lists under /sys/module/overlay/parameters are passed, older kernels
+/// reject unknown ones.
+pub fn overlay_tuning() -> Vec<String> {
+    let params = Path::new("/sys/module/overlay/parameters");
+    ["index", "metacopy", "redirect_dir"]
+        .iter()
+        .filter(|p| params.join(p).exists())
+        .map(|p| format!("{p}=off"))
+        .collect()
+}
+
+/// Run `ops` in order; on failure return the index of the failing op and the error.
+pub fn apply(sys: &dyn Syscall, ops: &[MountOp]) -> Result<(), (usize, io::Error)> {
+    for (i, op) in ops.iter().enumerate() {
+        apply_one(sys, op).map_err(|e| (i, e))?;
+    }
+    Ok(())
+}
+
+fn apply_one(sys: &dyn Syscall, op: &MountOp) -> io::Result<()> {
+    match op {
+        MountOp::MakePrivate(p) => sys.make_rprivate(p),
+        MountOp::SetHostname(h) => sys.sethostname(h),
+        MountOp::LoopbackUp => sys.loopback_up(),
+        MountOp::Mount {
+            source,
+            target,
+            fstype,
+            flags,
+            data,
+        } => sys.mount(source, target, fstype, *flags, data.as_deref()),
+        MountOp::Bind {
+            source,
+            target,
+            is_recursive,
+            is_readonly,
+        } => {
+            sys.bind(source, target, *is_recursive)?;
+            if *is_readonly {
+                sys.remount_bind(target, MountFlags::RDONLY | MountFlags::NOSUID)?;
+            }
+            Ok(())
+        }
+        MountOp::Mkdir(p, mode) => sys.mkdir(p, *mode),
+        MountOp::CreateFile(p, mode) => sys.create_file(p, *mode),
+        MountOp::Symlink(t, l) => sys.symlink(t, l),
+        MountOp::Chdir(p) => sys.chdir(p),
+        MountOp::PivotRoot(n, o) => sys.pivot_root(n, o),
+        MountOp::UnmountDetach(p) => sys.unmount_detach(p),
+        MountOp::OverlayFsconfig {
+            target,
+            lowerdirs,
+            upperdir,
+            workdir,
+            tuning,
+        } => sys.mount_overlay_fsconfig(target, lowerdirs, upperdir, workdir, tuning),
+    }
+}
+
+/// A mount point the sandbox needs under the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPoint {
+    /// Relative to the root, e.g. `etc/hosts`.
+    pub path: PathBuf,
+    pub is_dir: bool,
+}
+
+/// The mount points [`plan`] mounts on: /proc, /dev, /sys, /etc/resolv.conf, /etc/hosts and
+/// the extra mounts' targets.
+pub fn mount_points(extra: &[MountSpec]) -> Vec<MountPoint> {
+    let mut out: Vec<MountPoint> = ["proc", "dev", "sys"]
+        .iter()
+        .map(|p| MountPoint {
+            path: p.into(),
+            is_dir: true,
+        })
+        .collect();
+    for f in ["etc/resolv.conf", "etc/hosts"] {
+        out.push(MountPoint {
+            path: f.into(),
+            is_dir: false,
+        });
+    }
+    for m in extra {
+        let (target, is_dir) = match m {
+            MountSpec::Bind { source, target, .. } => (target, source.is_dir()),
+            MountSpec::Tmpfs { target, .. } => (target, true),
+        };
+        out.push(MountPoint {
+            path: rel(target).into(),
+            is_dir,
+        });
+    }
+    out
+}
+
+/// Mount-point stubs created for one run, removed by [`Stubs::remove`] afterwards so that
+/// an empty /proc or /etc/hosts never ends up in the layer (BuildKit's stub cleaner does
+/// the same).
+///
+/// - Overlay: stubs go straight into the *upperdir* before the mount, each time, whether
+///   or not the lower has the path: an upper entry merges with (or, for a file, hides) the
+///   lower one, the mount covers it during the run, and removing it afterwards restores
+///   the lower view exactly. Missing parents are created with the lower's metadata.
+/// - Copy: only paths missing from the copied tree are created, and the parent directory's
+///   mtime is put back after removal.
+#[derive(Debug, Default)]
+pub struct Stubs {
+    /// Created paths in creation order, with the parent's (atime, mtime) to restore.
+    created: Vec<PathBuf>,
+    parent_times: Vec<(PathBuf, libc::timespec, libc::timespec)>,
+}
+
+impl Stubs {
+    /// Create the stubs in `dir` (the upperdir for overlay, the copied root for copy).
+    /// `lowers` (top-first) lend their metadata to created parent directories (overlay);
+    /// with `is_missing_only`, paths that already exist in `dir` are left alone (copy).
+    pub fn create(
+        dir: &Path,
+        points: &[MountPoint],
+        lowers: &[PathBuf],
+        is_missing_only: bool,
+    ) -> io::Result<Stubs> {
+        let mut stubs = Stubs::default();
+        for point in points {
+            if is_missing_only && dir.join(&point.path).symlink_metadata().is_ok() {
+                continue;
+            }
+            let mut here = PathBuf::new();
+            let components: Vec<_> = point.path.components().collect();
+            for (i, c) in components.iter().enumerate() {
+                let parent = dir.join(&here);
+                here.push(c);
+                let full = dir.join(&here);
+                if full.symlink_metadata().is_ok() {
+                    continue;
+                }
+                stubs.remember_parent_time(&parent);
+                let is_last = i + 1 == components.len();
+                if is_last && !point.is_dir {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o644)
+                        .open(&full)?;
+                } else {
+                    let (mode, owner) = match lower_dir_md(lowers, &here) {
+                        Some(md) => (md.mode() & 0o7777, Some((md.uid(), md.gid()))),
+                        None => (0o755, None),
+                    };
+                    std::fs::DirBuilder::new().mode(mode).create(&full)?;
+                    std::fs::set_permissions(&full, std::fs::Permissions::from_mode(mode))?;
+                    if let Some((uid, gid)) = owner {
+                        std::os::unix::fs::lchown(&full, Some(uid), Some(gid))?;
+                    }
+                }
+                stubs.created.push(full);
+            }
+        }
+        Ok(stubs)
+    }
+
+    fn remember_parent_time(&mut self, parent: &Path) {
+        if self.parent_times.iter().any(|(p, _, _)| p == parent) {
+            return;
+        }
+        if let Ok(md) = parent.symlink_metadata() {
+            let ts = |s: i64, ns: i64| libc::timespec {
+                tv_sec: s as libc::time_t,
+                tv_nsec: ns as _,
+            };
+            self.parent_times.push((
+                parent.to_path_buf(),
+                ts(md.atime(), md.atime_nsec()),
+                ts(md.mtime(), md.mtime_nsec()),
+            ));
+        }
+    }
+
+    /// Remove every stub that is still empty, newest first, and restore parent mtimes.
+    /// A directory the RUN wrote into (e.g. /etc when the image had none) is kept: it is a
+    /// real change.
+    pub fn remove(self) -> io::Result<()> {
+        for path in self.created.iter().rev() {
+            let md = match path.symlink_metadata() {
+                Ok(md) => md,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let res = if md.is_dir() {
+                std::fs::remove_dir(path)
+            } else if md.is_file() && md.len() == 0 {
+                std::fs::remove_file(path)
+            } else {
+                continue;
+            };
+            match res {
+                Ok(()) => {
+                    let parent = path.parent().unwrap_or(Path::new("/"));
+                    if let Some((_, atime, mtime)) =
+                        self.parent_times.iter().find(|(p, _, _)| p == parent)
+                    {
+                        set_times(parent, *atime, *mtime)?;
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn set_times(
+    path: &Path,
+    atime: libc::timespec,
+    mtime: libc::timespec,
+) -> io::Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    let times = [atime, mtime];
+    // SAFETY: a valid NUL-terminated path and a two-element timespec array.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn lower_dir_md(lowers: &[PathBuf], rel: &Path) -> Option<std::fs::Metadata> {
+    lowers
+        .iter()
+        .find_map(|l| l.join(rel).symlink_metadata().ok())
+        .filter(|md| md.is_dir())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::sys::RecordingSyscall;
+
+    fn opts(lowers: Vec<PathBuf>) -> RootfsOptions {
+        RootfsOptions {
+            root: "/s/root".into(),
+            overlay: Some(OverlayOptions {
+                lowerdirs: lowers,
+                upperdir: "/s/upper".into(),
+                workdir: "/s/work".into(),
+                tuning: vec!["index=off".into()],
+            }),
+            hostname: "box".into(),
+            is_network_none: true,
+            resolv_conf: "/s/resolv.conf".into(),
+            hosts: "/s/hosts".into(),
+            extra_mounts: vec![MountSpec::Tmpfs {
+                target: "/cache".into(),
+                size: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn mount_sequence_is_complete_and_ordered() {
+        let sys = RecordingSyscall::default();
+        apply(&sys, &plan(&opts(vec!["/l/b".into(), "/l/a".into()]))).expect("recorder");
+        let calls = sys.calls.into_inner();
+        let want = [
+            "rprivate /",
+            "sethostname box",
+            "loopback_up",
+            "mount overlay /s/root overlay - lowerdir=/l/b:/l/a,upperdir=/s/upper,workdir=/s/work,index=off",
+            "mount proc /s/root/proc proc nosuid,nodev,noexec -",
+            "mount tmpfs /s/root/dev tmpfs nosuid,strictatime mode=755,size=65536k",
+            "touch /s/root/dev/null 666",
+            "bind /dev/null /s/root/dev/null",
+            "touch /s/root/dev/zero 666",
+            "bind /dev/zero /s/root/dev/zero",
+            "touch /s/root/dev/full 666",
+            "bind /dev/full /s/root/dev/full",
+            "touch /s/root/dev/random 666",
+            "bind /dev/random /s/root/dev/random",
+            "touch /s/root/dev/urandom 666",
+            "bind /dev/urandom /s/root/dev/urandom",
+            "touch /s/root/dev/tty 666",
+            "bind /dev/tty /s/root/dev/tty",
+            "mkdir /s/root/dev/pts 755",
+            "mount devpts /s/root/dev/pts devpts nosuid,noexec newinstance,ptmxmode=0666,mode=0620",
+            "symlink pts/ptmx /s/root/dev/ptmx",
+            "mkdir /s/root/dev/shm 1777",
+            "mount shm /s/root/dev/shm tmpfs nosuid,nodev,noexec mode=1777,size=65536k",
+            "symlink /proc/self/fd /s/root/dev/fd",
+            "symlink /proc/self/fd/0 /s/root/dev/stdin",
+            "symlink /proc/self/fd/1 /s/root/dev/stdout",
+            "symlink /proc/self/fd/2 /s/root/dev/stderr",
+            "mount sysfs /s/root/sys sysfs ro,nosuid,nodev,noexec -",
+            "bind /s/resolv.conf /s/root/etc/resolv.conf",
+            "remount /s/root/etc/resolv.conf ro,nosuid",
+            "bind /s/hosts /s/root/etc/hosts",
+            "remount /s/root/etc/hosts ro,nosuid",
+            "mount tmpfs /s/root/cache tmpfs nosuid,nodev mode=1777",
+            "chdir /s/root",
+            "pivot_root . .",
+            "umount .",
+            "chdir /",
+        ];
+        assert_eq!(calls, want);
+    }
+
+    #[test]
+    fn host_network_skips_loopback_and_copy_binds_root_on_itself() {
+        let mut o = opts(vec![]);
+        o.is_network_none = false;
+        o.overlay = None;
+        let ops = plan(&o);
+        assert!(!ops.contains(&MountOp::LoopbackUp));
+        assert_eq!(
+            ops[2],
+            MountOp::Bind {
+                source: "/s/root".into(),
+                target: "/s/root".into(),
+                is_recursive: true,
+                is_readonly: false
+            }
+        );
+    }
+
+    #[test]
+    fn long_overlay_options_use_relative_paths() {
+        let lowers: Vec<PathBuf> = (0..48)
+            .map(|i| PathBuf::from(format!("/var/lib/strata/snapshots/{:064x}/fs", i)))
+            .collect();
+        let mut o = opts(lowers);
+        o.overlay.as_mut().expect("overlay").upperdir = "/var/lib/strata/tmp/u".into();
+        o.overlay.as_mut().expect("overlay").workdir = "/var/lib/strata/tmp/w".into();
+        let ops = plan(&o);
+        assert_eq!(ops[3], MountOp::Chdir("/var/lib/strata".into()));
+        let MountOp::Mount { data: Some(d), .. } = &ops[4] else {
+            panic!("expected the overlay mount, got {:?}", ops[4]);
+        };
+        assert!(
+            d.starts_with(&format!("lowerdir=snapshots/{:064x}/fs:", 0)),
+            "{d}"
+        );
+        assert!(d.contains(",upperdir=tmp/u,workdir=tmp/w"), "{d}");
+        assert!(d.len() <= MAX_OVERLAY_DATA, "{}", d.len());
+    }
+
+    #[test]
+    fn very_deep_chains_use_fsconfig() {
+        let lowers: Vec<PathBuf> = (0..200)
+            .map(|i| PathBuf::from(format!("/var/lib/strata/snapshots/{:064x}/fs", i)))
+            .collect();
+        let ops = plan(&opts(lowers));
+        let sys = RecordingSyscall::default();
+        apply(&sys, &ops[3..4]).expect("recorder");
+        let calls = sys.calls.into_inner();
+        assert!(
+            calls[0].starts_with("overlay_fsconfig /s/root 200 lowerdirs"),
+            "{calls:?}"
+        );
+    }
+
+    #[test]
+    fn failing_op_is_reported_by_index() {
+        let sys = RecordingSyscall {
+            fail_on: Some("mount sysfs".into()),
+            ..Default::default()
+        };
+        let ops = plan(&opts(vec!["/l".into()]));
+        let (i, err) = apply(&sys, &ops).expect_err("sysfs mount fails");
+        assert_eq!(ops[i].to_string(), "mounting sysfs on /s/root/sys");
+        assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+    }
+
+    #[test]
+    fn stubs_are_created_and_removed_without_trace() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let lower = tmp.path().join("lower");
+        let upper = tmp.path().join("upper");
+        std::fs::create_dir_all(lower.join("etc")).expect("mkdir");
+        std::fs::set_permissions(lower.join("etc"), std::fs::Permissions::from_mode(0o750))
+            .expect("chmod");
+        std::fs::create_dir(&upper).expect("mkdir");
+        let points = mount_points(&[]);
+        let stubs = Stubs::create(&upper, &points, &[lower], false).expect("stubs");
+        assert!(upper.join("etc/hosts").is_file());
+        assert!(upper.join("proc").is_dir());
+        let md = upper.join("etc").metadata().expect("etc");
+        assert_eq!(md.mode() & 0o7777, 0o750, "parent takes the lower's mode");
+        stubs.remove().expect("remove");
+        let left: Vec<_> = std::fs::read_dir(&upper).expect("read").collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+
+    #[test]
+    fn stubs_keep_directories_the_run_wrote_into() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let stubs = Stubs::create(tmp.path(), &mount_points(&[]), &[], true).expect("stubs");
+        std::fs::write(tmp.path().join("etc/motd"), "hi").expect("write");
+        stubs.remove().expect("remove");
+        let mut left: Vec<_> = walkdir::WalkDir::new(tmp.path())
+            .min_depth(1)
+            .into_iter()
+            .map(|e| {
+                e.expect("walk")
+                    .path()
+                    .strip_prefix(tmp.path())
+                    .expect("prefix")
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        left.sort();
+        assert_eq!(left, ["etc", "etc/motd"]);
+    }
+}

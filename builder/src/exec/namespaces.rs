@@ -1,0 +1,43 @@
+//! Which namespaces a RUN gets, and the `unshare` call.
+//!
+//! Mount, pid, ipc and uts always (DESIGN §5); net only for `--network none`: `host` is
+//! docker build's default and shares the host's interfaces. No user namespace: strata
+//! runs as root and the layer's files must carry real ownership.
+//!
+//! A new pid namespace applies to the *children* of the caller, so the sandbox forks
+//! twice: the first child unshares, the second becomes pid 1 and mounts /proc.
+
+use std::io;
+
+use rustix::thread::UnshareFlags;
+
+use super::Network;
+
+pub fn unshare_flags(network: Network) -> UnshareFlags {
+    let mut flags =
+        UnshareFlags::NEWNS | UnshareFlags::NEWPID | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS;
+    if network == Network::None {
+        flags |= UnshareFlags::NEWNET;
+    }
+    flags
+}
+
+/// Unshare `flags` in the calling (single-threaded, freshly forked) process.
+pub fn unshare(flags: UnshareFlags) -> io::Result<()> {
+    // SAFETY: called in a forked child that runs no other threads, so no thread can
+    // observe its file-descriptor table or fs state changing under it.
+    unsafe { rustix::thread::unshare_unsafe(flags) }?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_none_adds_a_net_namespace() {
+        assert!(!unshare_flags(Network::Host).contains(UnshareFlags::NEWNET));
+        assert!(unshare_flags(Network::None).contains(UnshareFlags::NEWNET));
+        assert!(unshare_flags(Network::Host).contains(UnshareFlags::NEWPID | UnshareFlags::NEWNS));
+    }
+}

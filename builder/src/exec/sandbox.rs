@@ -1,0 +1,481 @@
+//! The process side of a RUN: prepare directories, fork, set up the child, stream its
+//! output, reap it, clean up the mount-point stubs.
+//!
+//! Fork discipline: the caller may be multi-threaded, so child A (forked from it) only
+//! makes raw syscalls and never allocates. Child B is forked from the single-threaded A
+//! and may use the whole standard library. Setup errors travel back over a close-on-exec
+//! pipe as `errno (i32 LE) + message`; a clean `execve` closes it with nothing written.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::mounts::{self, MountOp, OverlayOptions, RootfsOptions, Stubs};
+use super::sys::{LinuxSyscall, Syscall};
+use super::{
+    copy, namespaces, user, ExecError, ExitStatus, Result, RunOutcome, RunSpec, Snapshotter,
+    DEFAULT_PATH, OUTPUT_TAIL_BYTES,
+};
+
+/// Child fds after the shuffle in child A: 0 /dev/null, 1 and 2 the output pipe,
+/// 3 the error pipe (close-on-exec), 4 the status pipe (A only).
+const ERR_FD: RawFd = 3;
+const STATUS_FD: RawFd = 4;
+/// Exit code of B when setup failed (the error pipe says why).
+const SETUP_FAILED: i32 = 125;
+
+pub(super) fn run(spec: &RunSpec, on_line: &mut dyn FnMut(&[u8])) -> Result<RunOutcome> {
+    if spec.argv.is_empty() {
+        return Err(ExecError::InvalidSpec {
+            reason: "empty command".into(),
+        });
+    }
+    let scratch = &spec.workdir_overlay;
+    let root = scratch.join("root");
+    mkdir(&root)?;
+    let resolv_conf = scratch.join("resolv.conf");
+    let hosts = scratch.join("hosts");
+    copy_host_file(Path::new("/etc/resolv.conf"), &resolv_conf)?;
+    copy_host_file(Path::new("/etc/hosts"), &hosts)?;
+    let points = mounts::mount_points(&spec.extra_mounts);
+
+    let (overlay, stubs, copied) = match spec.snapshotter {
+        Snapshotter::Overlay => {
+            let lowerdirs = if spec.lowerdirs.is_empty() {
+                // overlay needs at least one lowerdir; scratch gets an empty one.
+                let empty = scratch.join("empty");
+                mkdir(&empty)?;
+                vec![empty]
+            } else {
+                spec.lowerdirs.clone()
+            };
+            let workdir = scratch.join("work");
+            mkdir(&workdir)?;
+            let stubs = Stubs::create(&spec.upperdir, &points, &spec.lowerdirs, false).map_err(
+                |source| ExecError::Io {
+                    op: "creating mount points in",
+                    path: spec.upperdir.clone(),
+                    source,
+                },
+            )?;
+            let ov = OverlayOptions {
+                lowerdirs,
+                upperdir: spec.upperdir.clone(),
+                workdir,
+                tuning: mounts::overlay_tuning(),
+            };
+            (Some(ov), stubs, None)
+        }
+        Snapshotter::Copy => {
+            let state = copy::materialize(&spec.lowerdirs, &root)?;
+            let stubs =
+                Stubs::create(&root, &points, &[], true).map_err(|source| ExecError::Io {
+                    op: "creating mount points in",
+                    path: root.clone(),
+                    source,
+                })?;
+            (None, stubs, Some(state))
+        }
+    };
+    let opts = RootfsOptions {
+        root: root.clone(),
+        overlay,
+        hostname: spec.hostname.clone(),
+        is_network_none: spec.network == super::Network::None,
+        resolv_conf,
+        hosts,
+        extra_mounts: spec.extra_mounts.clone(),
+    };
+    let ops = mounts::plan(&opts);
+    let outcome = spawn(spec, &ops, on_line);
+    let stub_dir = if copied.is_some() {
+        &root
+    } else {
+        &spec.upperdir
+    };
+    stubs.remove().map_err(|source| ExecError::Io {
+        op: "removing mount points from",
+        path: stub_dir.clone(),
+        source,
+    })?;
+    let outcome = outcome?;
+    if let Some(state) = copied {
+        copy::diff_tree(&spec.lowerdirs, &root, &state, &spec.upperdir)?;
+        std::fs::remove_dir_all(&root).map_err(|source| ExecError::Copy {
+            op: "removing the copied tree",
+            path: root.clone(),
+            source,
+        })?;
+    }
+    Ok(outcome)
+}
+
+fn mkdir(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|source| ExecError::Io {
+        op: "creating directory",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A private copy, so that nothing the step does can reach the host's file.
+fn copy_host_file(src: &Path, dst: &Path) -> Result<()> {
+    let bytes = match std::fs::read(src) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => {
+            return Err(ExecError::Io {
+                op: "reading",
+                path: src.to_path_buf(),
+                source,
+            })
+        }
+    };
+    std::fs::write(dst, bytes).map_err(|source| ExecError::Io {
+        op: "writing",
+        path: dst.to_path_buf(),
+        source,
+    })
+}
+
+/// What child B needs, prepared before the fork.
+struct ChildPlan<'a> {
+    ops: &'a [MountOp],
+    argv: Vec<CString>,
+    env: Vec<String>,
+    cwd: String,
+    user: &'a str,
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| ExecError::Setup {
+        step: "creating a pipe".into(),
+        source: e.into(),
+    })
+}
+
+fn spawn(spec: &RunSpec, ops: &[MountOp], on_line: &mut dyn FnMut(&[u8])) -> Result<RunOutcome> {
+    let argv = spec
+        .argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| ExecError::InvalidSpec {
+            reason: "command contains a NUL byte".into(),
+        })?;
+    let mut env = spec.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    let cwd = if spec.cwd.starts_with('/') {
+        spec.cwd.clone()
+    } else {
+        format!("/{}", spec.cwd)
+    };
+    let plan = ChildPlan {
+        ops,
+        argv,
+        env,
+        cwd,
+        user: &spec.user,
+    };
+    let flags = namespaces::unshare_flags(spec.network);
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (st_r, st_w) = pipe()?;
+    let devnull = File::open("/dev/null").map_err(|source| ExecError::Io {
+        op: "opening",
+        path: "/dev/null".into(),
+        source,
+    })?;
+    let fds = [
+        devnull.as_raw_fd(),
+        out_w.as_raw_fd(),
+        err_w.as_raw_fd(),
+        st_w.as_raw_fd(),
+    ];
+    let start = Instant::now();
+    // SAFETY: the child runs only `child_a`, which never returns and, until its own fork,
+    // makes only async-signal-safe syscalls.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(ExecError::Setup {
+            step: "fork".into(),
+            source: io::Error::last_os_error(),
+        });
+    }
+    if pid == 0 {
+        child_a(fds, flags, &plan);
+    }
+    drop((out_w, err_w, st_w, devnull));
+
+    let tail = read_output(File::from(out_r), on_line);
+    let mut report = Vec::new();
+    let _ = File::from(err_r).read_to_end(&mut report);
+    let status = reap(pid);
+    let duration = start.elapsed();
+    let mut raw_status = [0u8; 4];
+    let has_status = File::from(st_r).read_exact(&mut raw_status).is_ok();
+    if report.len() >= 4 {
+        let errno = i32::from_le_bytes([report[0], report[1], report[2], report[3]]);
+        let step = String::from_utf8_lossy(&report[4..]).into_owned();
+        let source = if errno == 0 {
+            io::Error::other(step.clone())
+        } else {
+            io::Error::from_raw_os_error(errno)
+        };
+        return Err(ExecError::Setup { step, source });
+    }
+    let tail = tail.map_err(|source| ExecError::Io {
+        op: "reading the output of",
+        path: spec.argv[0].clone().into(),
+        source,
+    })?;
+    if !has_status {
+        return Err(ExecError::Setup {
+            step: "waiting for the sandbox".into(),
+            source: io::Error::other(format!("the namespace helper ended with wait status {status:#x} before reporting the step's status")),
+        });
+    }
+    let raw = i32::from_le_bytes(raw_status);
+    let status = if libc::WIFSIGNALED(raw) {
+        ExitStatus::Signal(libc::WTERMSIG(raw))
+    } else {
+        ExitStatus::Code(libc::WEXITSTATUS(raw))
+    };
+    Ok(RunOutcome {
+        status,
+        output_tail: tail,
+        duration,
+    })
+}
+
+/// Stream `out` line by line to `on_line`; return the last [`OUTPUT_TAIL_BYTES`].
+fn read_output(mut out: File, on_line: &mut dyn FnMut(&[u8])) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        let n = match out.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let chunk = &buf[..n];
+        tail.extend_from_slice(chunk);
+        if tail.len() > 2 * OUTPUT_TAIL_BYTES {
+            tail.drain(..tail.len() - OUTPUT_TAIL_BYTES);
+        }
+        pending.extend_from_slice(chunk);
+        let mut start = 0;
+        while let Some(pos) = pending[start..].iter().position(|b| *b == b'\n') {
+            on_line(&pending[start..start + pos]);
+            start += pos + 1;
+        }
+        pending.drain(..start);
+    }
+    if !pending.is_empty() {
+        on_line(&pending);
+    }
+    if tail.len() > OUTPUT_TAIL_BYTES {
+        tail.drain(..tail.len() - OUTPUT_TAIL_BYTES);
+    }
+    Ok(tail)
+}
+
+fn reap(pid: libc::pid_t) -> i32 {
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == pid || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return status;
+        }
+    }
+}
+
+/// Write `errno + message` to the error pipe without allocating (child A may not).
+fn report_raw(errno: i32, message: &[u8]) {
+    // SAFETY: writes to a pipe fd this process owns.
+    unsafe {
+        libc::write(ERR_FD, errno.to_le_bytes().as_ptr().cast(), 4);
+        libc::write(ERR_FD, message.as_ptr().cast(), message.len());
+    }
+}
+
+fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit skips atexit handlers and destructors that belong to the parent.
+    unsafe { libc::_exit(code) }
+}
+
+fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Child A: shuffle fds, unshare, fork B, wait for it, report its wait status.
+fn child_a(fds: [RawFd; 4], flags: rustix::thread::UnshareFlags, plan: &ChildPlan<'_>) -> ! {
+    // SAFETY: raw fd syscalls on descriptors inherited from the parent; no allocation.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        // Move the four fds above 0..4 first so the dup2s below cannot clobber each other.
+        let mut high = [0; 4];
+        for (h, fd) in high.iter_mut().zip(fds) {
+            *h = libc::fcntl(fd, libc::F_DUPFD, 10);
+            if *h < 0 {
+                exit_now(SETUP_FAILED);
+            }
+        }
+        let [null, out, err, st] = high;
+        if libc::dup2(null, 0) < 0
+            || libc::dup2(out, 1) < 0
+            || libc::dup2(out, 2) < 0
+            || libc::dup2(err, ERR_FD) < 0
+            || libc::dup2(st, STATUS_FD) < 0
+            || libc::fcntl(ERR_FD, libc::F_SETFD, libc::FD_CLOEXEC) < 0
+        {
+            exit_now(SETUP_FAILED);
+        }
+        // Drop every other inherited fd: other threads' pipes must not be held open by us.
+        libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, 0u32);
+    }
+    if let Err(e) = namespaces::unshare(flags) {
+        report_raw(
+            e.raw_os_error().unwrap_or(0),
+            b"unshare(mount, pid, ipc, uts namespaces)",
+        );
+        exit_now(SETUP_FAILED);
+    }
+    // SAFETY: A is single-threaded; B runs `child_b`, which never returns.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        report_raw(errno(), b"fork into the new pid namespace");
+        exit_now(SETUP_FAILED);
+    }
+    if pid == 0 {
+        // SAFETY: closing our copy of the status pipe; B reports through the error pipe.
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            libc::close(STATUS_FD);
+        }
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child_b(plan)));
+        let (errno, message) = match result {
+            Ok(Err((errno, message))) => (errno, message),
+            Ok(Ok(never)) => match never {},
+            Err(_) => (0, "the sandbox setup panicked".to_string()),
+        };
+        report_raw(errno, message.as_bytes());
+        exit_now(SETUP_FAILED);
+    }
+    // SAFETY: A keeps only the status pipe: closing the output and error pipes lets the
+    // parent see EOF when B and its descendants are gone.
+    unsafe {
+        libc::close(ERR_FD);
+        libc::close(1);
+        libc::close(2);
+    }
+    let status = reap(pid);
+    // SAFETY: writing 4 bytes to our status pipe, then leaving without running destructors.
+    unsafe {
+        libc::write(STATUS_FD, status.to_le_bytes().as_ptr().cast(), 4);
+    }
+    exit_now(0)
+}
+
+enum Never {}
+
+/// Child B (pid 1 of the new namespace): mounts, pivot_root, user, cwd, exec.
+fn child_b(plan: &ChildPlan<'_>) -> std::result::Result<Never, (i32, String)> {
+    let sys = LinuxSyscall;
+    let os = |e: &io::Error| e.raw_os_error().unwrap_or(0);
+    mounts::apply(&sys, plan.ops).map_err(|(i, e)| (os(&e), plan.ops[i].to_string()))?;
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let user = user::resolve(plan.user, &read("/etc/passwd"), &read("/etc/group"))
+        .map_err(|e| (0, e.to_string()))?;
+    let mut env = plan.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+    std::fs::create_dir_all(&plan.cwd)
+        .map_err(|e| (os(&e), format!("creating working directory {}", plan.cwd)))?;
+    sys.set_ids(user.uid, user.gid, &user.additional_gids)
+        .map_err(|e| {
+            (
+                os(&e),
+                format!(
+                    "switching to user {:?} ({}:{})",
+                    plan.user, user.uid, user.gid
+                ),
+            )
+        })?;
+    sys.chdir(Path::new(&plan.cwd)).map_err(|e| {
+        (
+            os(&e),
+            format!("changing to working directory {}", plan.cwd),
+        )
+    })?;
+    let program = find_program(&plan.argv[0], &env).ok_or_else(|| {
+        (
+            libc::ENOENT,
+            format!(
+                "exec: {:?}: executable file not found in $PATH",
+                plan.argv[0].to_string_lossy()
+            ),
+        )
+    })?;
+    let env_c: Vec<CString> = env
+        .iter()
+        .filter_map(|e| CString::new(e.as_bytes()).ok())
+        .collect();
+    let mut argv_p: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
+    argv_p.push(std::ptr::null());
+    let mut env_p: Vec<*const libc::c_char> = env_c.iter().map(|e| e.as_ptr()).collect();
+    env_p.push(std::ptr::null());
+    // SAFETY: Rust ignores SIGPIPE and the caller may block signals; the step must start
+    // with default dispositions and an empty mask, as any process started by a shell does.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        libc::execve(program.as_ptr(), argv_p.as_ptr(), env_p.as_ptr());
+    }
+    let e = io::Error::last_os_error();
+    Err((os(&e), format!("exec {}", program.to_string_lossy())))
+}
+
+/// `argv0` with a `/` as is; otherwise the first executable match in the env's PATH.
+fn find_program(argv0: &CString, env: &[String]) -> Option<CString> {
+    let name = argv0.to_str().ok()?;
+    if name.contains('/') {
+        return Some(argv0.clone());
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    path.split(':').find_map(|dir| {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = CString::new(format!("{dir}/{name}")).ok()?;
+        // SAFETY: access(2) on a valid C string.
+        let ok = unsafe { libc::access(candidate.as_ptr(), libc::X_OK) } == 0;
+        let is_file = PathBuf::from(format!("{dir}/{name}")).is_file();
+        (ok && is_file).then_some(candidate)
+    })
+}

@@ -1,0 +1,387 @@
+//! Real-root tests of the RUN sandbox and the differ: real namespaces, real overlayfs, a
+//! busybox rootfs made by testdata/rootfs/make-busybox-rootfs.sh. They need root (CI and
+//! the dev machines run as root) and busybox-static; without either they fail and say so.
+//!
+//! One suite, both snapshotters: every behaviour test runs with Overlay and Copy.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use builder::differ::{self, DiffOptions};
+use builder::exec::{self, ExecError, ExitStatus, MountSpec, Network, RunSpec, Snapshotter};
+
+const BOTH: [Snapshotter; 2] = [Snapshotter::Overlay, Snapshotter::Copy];
+
+/// The busybox rootfs, extracted once per test binary.
+fn busybox_lower() -> &'static Path {
+    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
+    ROOTFS.get_or_init(|| {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "these tests run RUN steps for real and need root"
+        );
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("exec-sandbox");
+        let _ = std::fs::remove_dir_all(&base);
+        let fs = base.join("busybox");
+        std::fs::create_dir_all(&fs).expect("create rootfs dir");
+        let tar = base.join("busybox.tar");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/make-busybox-rootfs.sh");
+        let st = Command::new(&script)
+            .arg(&tar)
+            .status()
+            .expect("run make-busybox-rootfs.sh");
+        assert!(
+            st.success(),
+            "{} failed; apt-get install -y busybox-static",
+            script.display()
+        );
+        let st = Command::new("tar")
+            .args(["-x", "--numeric-owner", "-p", "-f"])
+            .arg(&tar)
+            .arg("-C")
+            .arg(&fs)
+            .status()
+            .expect("run tar");
+        assert!(st.success(), "extracting {}", tar.display());
+        fs
+    })
+}
+
+/// A second lower layer on top of busybox with /dir/{a,sub/b}.
+fn dir_layer() -> &'static Path {
+    static LAYER: OnceLock<PathBuf> = OnceLock::new();
+    LAYER.get_or_init(|| {
+        let layer = busybox_lower().parent().expect("base").join("dirlayer");
+        std::fs::create_dir_all(layer.join("dir/sub")).expect("mkdir");
+        std::fs::write(layer.join("dir/a"), "a").expect("write");
+        std::fs::write(layer.join("dir/sub/b"), "b").expect("write");
+        layer
+    })
+}
+
+struct Step {
+    _tmp: tempfile::TempDir,
+    spec: RunSpec,
+}
+
+fn step(snapshotter: Snapshotter, script: &str) -> Step {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let upper = tmp.path().join("upper");
+    let scratch = tmp.path().join("scratch");
+    std::fs::create_dir(&upper).expect("mkdir upper");
+    std::fs::create_dir(&scratch).expect("mkdir scratch");
+    let spec = RunSpec {
+        lowerdirs: vec![dir_layer().to_path_buf(), busybox_lower().to_path_buf()],
+        upperdir: upper,
+        workdir_overlay: scratch,
+        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        env: vec!["PATH=/usr/sbin:/usr/bin:/sbin:/bin".into()],
+        cwd: "/".into(),
+        user: String::new(),
+        network: Network::Host,
+        hostname: "strata-test".into(),
+        snapshotter,
+        extra_mounts: Vec::new(),
+    };
+    Step { _tmp: tmp, spec }
+}
+
+fn run_ok(spec: &RunSpec) -> String {
+    let out = exec::run_step(spec).unwrap_or_else(|e| panic!("run_step {:?}: {e:#?}", spec.argv));
+    let text = String::from_utf8_lossy(&out.output_tail).into_owned();
+    assert_eq!(
+        out.status,
+        ExitStatus::Code(0),
+        "{:?} output:\n{text}",
+        spec.snapshotter
+    );
+    text
+}
+
+/// `path kind` for every entry under `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .sort_by_file_name()
+        .into_iter()
+        .map(|e| {
+            let e = e.expect("walk");
+            let md = e.metadata().expect("metadata");
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .expect("prefix")
+                .display()
+                .to_string();
+            let kind = if differ::is_whiteout(&md) {
+                "whiteout"
+            } else if md.is_dir() && differ::is_opaque(e.path()).expect("xattr") {
+                "opaque-dir"
+            } else if md.is_dir() {
+                "dir"
+            } else if md.file_type().is_symlink() {
+                "symlink"
+            } else if md.file_type().is_char_device() {
+                "chardev"
+            } else {
+                "file"
+            };
+            format!("{rel} {kind}")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn tar_names(bytes: &[u8]) -> Vec<String> {
+    let mut ar = tar::Archive::new(bytes);
+    ar.entries()
+        .expect("entries")
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .display()
+                .to_string()
+        })
+        .collect()
+}
+
+const CHANGES: &str = "echo hi > /x; rm /etc/passwd; rm -rf /dir && mkdir /dir";
+
+#[test]
+fn run_writes_deletes_and_replaces_into_the_upperdir() {
+    for snap in BOTH {
+        let s = step(snap, CHANGES);
+        run_ok(&s.spec);
+        assert_eq!(
+            listing(&s.spec.upperdir),
+            ["dir opaque-dir", "etc dir", "etc/passwd whiteout", "x file"],
+            "{snap:?}: no /proc, /dev, /sys, /etc/hosts or /etc/resolv.conf may be left behind"
+        );
+        assert_eq!(
+            std::fs::read_to_string(s.spec.upperdir.join("x")).expect("x"),
+            "hi\n"
+        );
+        let mut tar = Vec::new();
+        differ::write_layer(&s.spec.upperdir, &mut tar, &DiffOptions::default()).expect("layer");
+        assert_eq!(
+            tar_names(&tar),
+            ["dir/", "dir/.wh..wh..opq", "etc/", "etc/.wh.passwd", "x"],
+            "{snap:?}"
+        );
+    }
+}
+
+#[test]
+fn copy_and_overlay_give_the_same_layer_bytes() {
+    let script =
+        format!("{CHANGES}; echo new > /dir/n; chmod 600 /bin/busybox; ln -s /x /etc/xlink");
+    let opts = DiffOptions {
+        source_date_epoch: Some(0),
+    };
+    let layers: Vec<Vec<u8>> = BOTH
+        .iter()
+        .map(|snap| {
+            let s = step(*snap, &script);
+            run_ok(&s.spec);
+            let mut tar = Vec::new();
+            differ::write_layer(&s.spec.upperdir, &mut tar, &opts).expect("layer");
+            tar
+        })
+        .collect();
+    assert_eq!(tar_names(&layers[0]), tar_names(&layers[1]));
+    assert!(
+        layers[0] == layers[1],
+        "same names, different bytes (modes, owners or content)"
+    );
+}
+
+#[test]
+fn exit_status_and_output_tail_are_reported() {
+    for snap in BOTH {
+        let s = step(snap, "seq 1 20000; echo err >&2; exit 3");
+        let mut lines = Vec::new();
+        let out = exec::run_step_with_output(&s.spec, &mut |l| {
+            lines.push(String::from_utf8_lossy(l).into_owned())
+        })
+        .expect("run_step");
+        assert_eq!(out.status, ExitStatus::Code(3), "{snap:?}");
+        assert!(!out.status.is_success());
+        assert_eq!(out.output_tail.len(), exec::OUTPUT_TAIL_BYTES);
+        assert!(
+            out.output_tail.ends_with(b"19999\n20000\nerr\n"),
+            "{snap:?}"
+        );
+        assert_eq!(lines.len(), 20001);
+        assert_eq!(lines.last().map(String::as_str), Some("err"));
+    }
+}
+
+#[test]
+fn network_none_has_only_loopback_up() {
+    for snap in BOTH {
+        let mut s = step(snap, "ls /sys/class/net; cat /sys/class/net/lo/flags");
+        s.spec.network = Network::None;
+        assert_eq!(run_ok(&s.spec), "lo\n0x9\n", "{snap:?}");
+    }
+}
+
+#[test]
+fn env_user_cwd_and_hostname_are_applied() {
+    for snap in BOTH {
+        let mut s = step(
+            snap,
+            "id -u; id -g; pwd; echo $FOO; echo $HOME; hostname; echo $$",
+        );
+        s.spec.user = "nobody".into();
+        s.spec.cwd = "/work/dir".into();
+        s.spec.env.push("FOO=bar baz".into());
+        assert_eq!(
+            run_ok(&s.spec),
+            "65534\n65534\n/work/dir\nbar baz\n/nonexistent\nstrata-test\n1\n",
+            "{snap:?}"
+        );
+        assert_eq!(
+            listing(&s.spec.upperdir),
+            ["work dir", "work/dir dir"],
+            "{snap:?}: the created cwd is part of the layer"
+        );
+    }
+}
+
+#[test]
+fn numeric_user_and_group() {
+    let mut s = step(Snapshotter::Overlay, "id -u; id -g");
+    s.spec.user = "1234:4321".into();
+    assert_eq!(run_ok(&s.spec), "1234\n4321\n");
+}
+
+#[test]
+fn dev_proc_and_sys_are_usable_and_sys_is_read_only() {
+    for snap in BOTH {
+        let s = step(
+            snap,
+            "echo x > /dev/null && head -c 4 /dev/urandom | wc -c && ls /dev/pts/ptmx && \
+             cat /proc/1/cmdline | tr '\\0' ' ' && echo && (touch /sys/x && echo rw || echo ro) 2>/dev/null && \
+             ( (echo y > /etc/hosts) 2>/dev/null && echo hosts-rw || echo hosts-ro)",
+        );
+        let out = run_ok(&s.spec);
+        assert!(
+            out.starts_with("4\n/dev/pts/ptmx\n/bin/sh -c "),
+            "{snap:?}: {out}"
+        );
+        assert!(out.ends_with("\nro\nhosts-ro\n"), "{snap:?}: {out}");
+        assert!(
+            listing(&s.spec.upperdir).is_empty(),
+            "{snap:?}: {:?}",
+            listing(&s.spec.upperdir)
+        );
+    }
+}
+
+#[test]
+fn scratch_lower_with_a_bind_mounted_busybox() {
+    for snap in BOTH {
+        let mut s = step(snap, "");
+        s.spec.lowerdirs.clear();
+        s.spec.argv = vec![
+            "/busybox".into(),
+            "sh".into(),
+            "-c".into(),
+            "/busybox echo made > /out".into(),
+        ];
+        s.spec.extra_mounts = vec![
+            MountSpec::Bind {
+                source: busybox_lower().join("bin/busybox"),
+                target: "/busybox".into(),
+                is_readonly: true,
+            },
+            MountSpec::Tmpfs {
+                target: "/cache".into(),
+                size: Some(1 << 20),
+            },
+        ];
+        run_ok(&s.spec);
+        assert_eq!(listing(&s.spec.upperdir), ["out file"], "{snap:?}");
+    }
+}
+
+#[test]
+fn setup_failures_are_errors_not_exit_codes() {
+    for snap in BOTH {
+        let mut s = step(snap, "");
+        s.spec.argv = vec!["no-such-program".into()];
+        match exec::run_step(&s.spec) {
+            Err(ExecError::Setup { step, .. }) => {
+                assert!(
+                    step.contains("executable file not found"),
+                    "{snap:?}: {step}"
+                )
+            }
+            other => panic!("{snap:?}: expected a setup error, got {other:?}"),
+        }
+        let mut s = step(snap, "true");
+        s.spec.user = "ghost".into();
+        match exec::run_step(&s.spec) {
+            Err(ExecError::Setup { step, .. }) => {
+                assert!(step.contains("unable to find user ghost"), "{step}")
+            }
+            other => panic!("{snap:?}: expected a setup error, got {other:?}"),
+        }
+        assert!(listing(&s.spec.upperdir).is_empty(), "{snap:?}");
+    }
+}
+
+#[test]
+fn copy_snapshotter_sees_content_changes_that_keep_size_and_mtime() {
+    // Same size, mtime restored: only the ctime moved, so the diff compares contents.
+    let s = step(
+        Snapshotter::Copy,
+        "touch -r /dir/a /tmp/ref; printf b > /dir/a; touch -r /tmp/ref /dir/a; rm /tmp/ref",
+    );
+    run_ok(&s.spec);
+    assert_eq!(
+        listing(&s.spec.upperdir),
+        ["dir dir", "dir/a file", "tmp dir"]
+    );
+}
+
+/// Not an assertion: prints the per-step floor (fork → exit of `true`) for the report.
+#[test]
+fn trivial_run_floor() {
+    for snap in BOTH {
+        let n = 20;
+        let mut total = std::time::Duration::ZERO;
+        let mut inner = std::time::Duration::ZERO;
+        for _ in 0..n {
+            let mut s = step(snap, "");
+            s.spec.argv = vec!["/bin/true".into()];
+            let t = Instant::now();
+            let out = exec::run_step(&s.spec).expect("run true");
+            total += t.elapsed();
+            inner += out.duration;
+            assert!(out.status.is_success());
+        }
+        eprintln!(
+            "trivial RUN `true` with {snap:?}: {:.2} ms end to end, {:.2} ms fork→reap (mean of {n})",
+            total.as_secs_f64() * 1000.0 / n as f64,
+            inner.as_secs_f64() * 1000.0 / n as f64
+        );
+    }
+}
+
+#[test]
+fn upperdir_mode_matches_for_created_parent() {
+    // /etc exists in the lower with 0755; a stub parent must not change it in the layer.
+    let s = step(Snapshotter::Overlay, "echo > /etc/motd");
+    run_ok(&s.spec);
+    let md = std::fs::metadata(s.spec.upperdir.join("etc")).expect("etc");
+    let lower = std::fs::metadata(busybox_lower().join("etc")).expect("lower etc");
+    assert_eq!(md.mode(), lower.mode());
+    assert_eq!(listing(&s.spec.upperdir), ["etc dir", "etc/motd file"]);
+}
