@@ -9,6 +9,7 @@ pub mod cache;
 pub mod copy;
 pub mod differ;
 pub mod dockerfile;
+pub mod dockerignore;
 pub mod exec;
 pub mod image;
 pub mod rootfs;
