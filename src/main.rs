@@ -8,6 +8,7 @@
 mod cli;
 mod commands;
 mod output;
+mod progress;
 
 use clap::Parser;
 use cli::{BuilderCommand, Cli, Command, ImageCommand, SystemCommand};

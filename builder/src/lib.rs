@@ -5,6 +5,7 @@
 //! (stages → steps with cache keys) → `exec` (RUN in a sandbox over overlayfs of store
 //! snapshots) → `differ` (upperdir → layer tar) → `store` ingest.
 
+pub mod build;
 pub mod cache;
 pub mod copy;
 pub mod differ;
@@ -12,4 +13,6 @@ pub mod dockerfile;
 pub mod dockerignore;
 pub mod exec;
 pub mod image;
+pub mod layers;
+pub mod progress;
 pub mod rootfs;

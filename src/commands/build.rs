@@ -1,13 +1,100 @@
-//! `strata build`: `--check` goes to the front end only; otherwise plan, execute, tag.
+//! `strata build`: `--check` goes to the front end only; otherwise build, tag, print the ID.
 
-use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use builder::build::{build, BuildOptions};
+use builder::exec;
+use builder::progress::{Reporter, Silent};
+use store::{Reference, Store};
 
 use super::Ctx;
-use crate::cli::BuildArgs;
+use crate::cli::{BuildArgs, Network, Progress, Snapshotter};
+use crate::output::{self, UsageError};
+use crate::progress::{PlainReporter, TtyReporter};
 
 pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     if args.check {
         return super::check::run(ctx, args);
     }
-    bail!("`build` is not implemented yet")
+    let tags = args
+        .tags
+        .iter()
+        .map(|t| Reference::parse(t).map_err(|e| UsageError(format!("invalid tag {t:?}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let build_args = parse_build_args(&args.build_args)?;
+    let source_date_epoch = build_args
+        .get("SOURCE_DATE_EPOCH")
+        .cloned()
+        .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<i64>()
+                .map_err(|_| UsageError(format!("invalid SOURCE_DATE_EPOCH {s:?}: want seconds")))
+        })
+        .transpose()?;
+    let store = Store::open(&ctx.root)
+        .with_context(|| format!("opening the store at {}", ctx.root.display()))?;
+    let fetch_base = |r: &Reference| -> std::result::Result<store::Digest, String> {
+        super::pull::fetch(ctx, &store, r).map_err(|e| format!("{e:#}"))
+    };
+    let opts = BuildOptions {
+        context: args.context.clone(),
+        dockerfile: args.file.clone(),
+        tags,
+        build_args,
+        target: args.target.clone(),
+        no_cache: args.no_cache,
+        pull: args.pull,
+        network: match args.network {
+            Network::None => exec::Network::None,
+            Network::Host | Network::Default => exec::Network::Host,
+        },
+        snapshotter: match args.snapshotter {
+            Snapshotter::Overlay => exec::Snapshotter::Overlay,
+            Snapshotter::Copy => exec::Snapshotter::Copy,
+        },
+        source_date_epoch,
+        fetch_base: &fetch_base,
+    };
+    let mut reporter: Box<dyn Reporter> = match (args.quiet, args.progress) {
+        (true, _) | (_, Progress::Quiet) => Box::new(Silent),
+        (_, Progress::Plain) => Box::new(PlainReporter::new()),
+        (_, Progress::Tty) => Box::new(TtyReporter::new()),
+        (_, Progress::Auto) if output::stderr_is_tty() => Box::new(TtyReporter::new()),
+        (_, Progress::Auto) => Box::new(PlainReporter::new()),
+    };
+    let result = build(&store, &opts, reporter.as_mut())?;
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, result.image_id.to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.quiet {
+        println!("{}", result.image_id);
+    }
+    Ok(())
+}
+
+/// `KEY=VALUE`, or `KEY` alone to take the value from the environment (docker's rule; a
+/// `KEY` not in the environment is left unset).
+fn parse_build_args(raw: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for arg in raw {
+        match arg.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            Some(_) => {
+                return Err(
+                    UsageError(format!("invalid --build-arg {arg:?}: want KEY=VALUE")).into(),
+                )
+            }
+            None => {
+                if let Ok(v) = std::env::var(arg) {
+                    out.insert(arg.clone(), v);
+                }
+            }
+        }
+    }
+    Ok(out)
 }

@@ -1,0 +1,121 @@
+//! The build context as COPY sees it: the directory, its .dockerignore, and content digests
+//! kept in the store's `ctxstat` tree so an unchanged file is never read again (git's index
+//! trick, DESIGN §4): same size, mtime, ctime, inode and mode → same digest. A file whose
+//! mtime is in the same second as the moment it was hashed is hashed again next time, since
+//! a write later in that second would not change its mtime (the "racy git" rule).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest as _, Sha256};
+use store::{Digest, StatRecord, Store};
+
+use super::Result;
+
+pub struct Context {
+    pub root: PathBuf,
+    /// The context's key in `ctxstat`: its canonical path.
+    key: String,
+    stats: HashMap<String, StatRecord>,
+    changed: Vec<(String, StatRecord)>,
+    /// TODO(lead): wire .dockerignore (builder/src/dockerignore.rs) once it lands.
+    ignore: Vec<String>,
+    /// When the build started: a file modified in this second is not trusted next time.
+    started_ns: i128,
+}
+
+impl Context {
+    pub fn open(store: &Store, root: &Path, dockerfile: &Path) -> Result<Context> {
+        let canonical = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        let key = canonical.to_string_lossy().into_owned();
+        let stats = store.ctxstat_get_all(&key)?.into_iter().collect();
+        let _ = dockerfile;
+        let ignore = Vec::new();
+        let started_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        Ok(Context {
+            root: canonical,
+            key,
+            stats,
+            changed: Vec::new(),
+            ignore,
+            started_ns,
+        })
+    }
+
+    /// Whether `rel` (context-relative, `/`-separated) is excluded by .dockerignore.
+    pub fn is_excluded(&self, rel: &str) -> bool {
+        self.ignore.iter().any(|p| p == rel)
+    }
+
+    /// The sha256 of a context file's bytes, from the stat cache when the file is unchanged.
+    pub fn digest(&mut self, real: &Path) -> io::Result<String> {
+        let rel = real
+            .strip_prefix(&self.root)
+            .unwrap_or(real)
+            .to_string_lossy()
+            .into_owned();
+        let meta = fs::symlink_metadata(real)?;
+        let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+        let ctime_ns = i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
+        if let Some(rec) = self.stats.get(&rel) {
+            let unchanged = rec.size == meta.len()
+                && rec.mtime_ns == mtime_ns
+                && rec.ctime_ns == ctime_ns
+                && rec.ino == meta.ino()
+                && rec.mode == meta.mode();
+            if unchanged {
+                return Ok(rec.digest.hex().to_string());
+            }
+        }
+        let hex = sha256_file(real)?;
+        // Racy: modified within the second the build started; hash again next time.
+        let racy = mtime_ns / 1_000_000_000 >= self.started_ns / 1_000_000_000;
+        if !racy {
+            let digest = Digest::from_hex(&hex).map_err(io::Error::other)?;
+            let rec = StatRecord {
+                v: 1,
+                size: meta.len(),
+                mtime_ns,
+                ctime_ns,
+                ino: meta.ino(),
+                mode: meta.mode(),
+                uid: meta.uid(),
+                gid: meta.gid(),
+                digest,
+            };
+            self.stats.insert(rel.clone(), rec.clone());
+            self.changed.push((rel, rec));
+        }
+        Ok(hex)
+    }
+
+    /// Record the digests computed during this build (one short write).
+    pub fn save(&mut self, store: &Store) -> Result<()> {
+        if !self.changed.is_empty() {
+            store.ctxstat_put_many(&self.key, &self.changed)?;
+            self.changed.clear();
+        }
+        Ok(())
+    }
+}
+
+/// sha256 of a file's bytes, hex.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut f = fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}

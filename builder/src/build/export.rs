@@ -1,0 +1,117 @@
+//! The last step of a build: the target stage becomes an image config and an OCI manifest
+//! in the store, and the tags move to it.
+//!
+//! A fully cached rebuild must give the same image, but `created` stamps differ between
+//! runs. So the exported manifest is itself cached, under a key made of the last step's key
+//! and the config without its timestamps: the same inputs find the same manifest.
+
+use store::{media_types, CacheRecord, Descriptor, Digest, Lease, Store};
+
+use super::stage::{now_or_epoch, StageResult};
+use super::steps::rfc3339;
+use super::{BuildOptions, Result};
+use crate::cache::CacheKey;
+use crate::image::ImageConfigFile;
+use crate::progress::Reporter;
+
+pub struct Exported {
+    pub manifest: Digest,
+    pub config: Digest,
+}
+
+pub fn export(
+    store: &Store,
+    stage: &StageResult,
+    opts: &BuildOptions,
+    lease: &Lease,
+    reporter: &mut dyn Reporter,
+) -> Result<Exported> {
+    let mut config = stage.config.clone();
+    config.rootfs.kind = "layers".to_string();
+    config.rootfs.diff_ids = stage.layers.iter().map(|l| l.diff_id.to_string()).collect();
+    config.os = "linux".to_string();
+    config.architecture = crate::image::host_architecture().to_string();
+    let key = CacheKey::for_image(&stage.key, &fingerprint(&config));
+
+    let exported = match cached_image(store, &key, opts.no_cache)? {
+        Some(found) => found,
+        None => {
+            config.created = Some(rfc3339(now_or_epoch(opts.source_date_epoch)));
+            let written = write_image(store, &config, stage)?;
+            let rec = CacheRecord {
+                v: 1,
+                diff_id: None,
+                chain_id: None,
+                layer: None,
+                config_delta: serde_json::json!({
+                    "manifest": written.manifest.to_string(),
+                    "config": written.config.to_string(),
+                }),
+                created_at: now_or_epoch(None),
+                last_used: now_or_epoch(None),
+                size: 0,
+            };
+            store.cache_put(key.as_str(), &rec)?;
+            written
+        }
+    };
+    lease.add_digest(&exported.manifest)?;
+    reporter.note(&format!("writing image {} done", exported.config));
+    if opts.tags.is_empty() {
+        store.add_image(&exported.manifest, None)?;
+    }
+    for tag in &opts.tags {
+        store.add_image(&exported.manifest, Some(tag))?;
+        reporter.note(&format!("naming to {tag} done"));
+    }
+    Ok(exported)
+}
+
+/// The config with every timestamp removed: what decides whether two builds are the same.
+fn fingerprint(config: &ImageConfigFile) -> String {
+    let mut c = config.clone();
+    c.created = None;
+    for h in &mut c.history {
+        h.created = None;
+    }
+    serde_json::to_string(&c).expect("config serializes")
+}
+
+fn cached_image(store: &Store, key: &CacheKey, no_cache: bool) -> Result<Option<Exported>> {
+    if no_cache {
+        return Ok(None);
+    }
+    let Some(rec) = store.cache_get(key.as_str())? else {
+        return Ok(None);
+    };
+    let digest = |name: &str| {
+        rec.config_delta
+            .get(name)
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse::<Digest>().ok())
+    };
+    match (digest("manifest"), digest("config")) {
+        (Some(manifest), Some(config)) if store.has_blob(&manifest) && store.has_blob(&config) => {
+            Ok(Some(Exported { manifest, config }))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn write_image(store: &Store, config: &ImageConfigFile, stage: &StageResult) -> Result<Exported> {
+    let config_bytes = serde_json::to_vec(config).expect("config serializes");
+    let config_desc = store.put_blob(&config_bytes, media_types::OCI_CONFIG)?;
+    let layers: Vec<&Descriptor> = stage.layers.iter().map(|l| &l.blob).collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_types::OCI_MANIFEST,
+        "config": config_desc,
+        "layers": layers,
+    });
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest serializes");
+    let manifest_desc = store.put_blob(&manifest_bytes, media_types::OCI_MANIFEST)?;
+    Ok(Exported {
+        manifest: manifest_desc.digest,
+        config: config_desc.digest,
+    })
+}

@@ -1,0 +1,190 @@
+//! `strata build`: from a Dockerfile and a context to a tagged image in the store.
+//!
+//! ```text
+//! parse ──▶ pick the stages the target needs ──▶ for each stage, in order:
+//!             FROM: resolve the base (store, else the caller's pull) ──▶ steps:
+//!               key = CacheKey::for_step(parent, expanded instruction, args, content)
+//!               cache hit  → reuse the layer, run nothing
+//!               cache miss → RUN in the sandbox / COPY straight to a tar → layer → store
+//!           ──▶ export the target stage: config + manifest blobs ──▶ tag
+//! ```
+//!
+//! The sled database is only opened for short lookups and writes between steps, never
+//! while a RUN runs or a layer is written (DESIGN §2). A lease names what the build has
+//! written or reuses, so a concurrent prune leaves it alone (DESIGN §3).
+
+mod context;
+mod export;
+mod snapshots;
+mod stage;
+mod steps;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use store::{Digest, Reference, Store};
+
+use crate::dockerfile::{self, Command, Dockerfile, ParseError};
+use crate::exec;
+use crate::progress::Reporter;
+
+pub use stage::StageResult;
+
+/// What to build and how.
+pub struct BuildOptions<'a> {
+    pub context: PathBuf,
+    /// The Dockerfile's path; `None` means `CONTEXT/Dockerfile`.
+    pub dockerfile: Option<PathBuf>,
+    pub tags: Vec<Reference>,
+    /// `--build-arg KEY=VALUE` values.
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    /// `--pull`: ask `resolve_base` even when the image is in the store.
+    pub pull: bool,
+    pub network: exec::Network,
+    pub snapshotter: exec::Snapshotter,
+    /// SOURCE_DATE_EPOCH: timestamps in the image and layers are clamped to it.
+    pub source_date_epoch: Option<i64>,
+    /// Fetches a base image that is not in the store (a pull through the registry client,
+    /// which the builder does not depend on) and returns its manifest digest.
+    pub fetch_base: &'a dyn Fn(&Reference) -> std::result::Result<Digest, String>,
+}
+
+/// What the build produced.
+#[derive(Debug, Clone)]
+pub struct BuildResult {
+    pub manifest: Digest,
+    /// docker's image ID: the config digest.
+    pub image_id: Digest,
+    /// Steps whose result came from the cache, and all steps.
+    pub cached_steps: usize,
+    pub total_steps: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+    #[error("reading {path}")]
+    ReadDockerfile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("target stage {0:?} could not be found")]
+    NoSuchTarget(String),
+    /// A step failed; `location` is `Dockerfile:LINE`.
+    #[error("{location}: {message}")]
+    Step { location: String, message: String },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+pub type Result<T> = std::result::Result<T, BuildError>;
+
+/// Build the image. Progress goes to `reporter`; nothing is printed directly.
+pub fn build(
+    store: &Store,
+    opts: &BuildOptions,
+    reporter: &mut dyn Reporter,
+) -> Result<BuildResult> {
+    let dockerfile_path = opts
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| opts.context.join("Dockerfile"));
+    let text =
+        std::fs::read_to_string(&dockerfile_path).map_err(|source| BuildError::ReadDockerfile {
+            path: dockerfile_path.clone(),
+            source,
+        })?;
+    let file_name = dockerfile_path
+        .file_name()
+        .map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned());
+    let dockerfile = dockerfile::parse(&text, &file_name)?;
+
+    let target = target_index(&dockerfile, opts.target.as_deref())?;
+    let needed = needed_stages(&dockerfile, target);
+    // Held for the whole build; dropping it (also on error) ends the lease.
+    let lease = store.lease(Duration::from_secs(6 * 3600))?;
+    let mut ctx = context::Context::open(store, &opts.context, &dockerfile_path)?;
+    let mut run = stage::BuildRun::new(store, opts, &dockerfile, &lease, reporter, &needed);
+    let mut results: Vec<Option<StageResult>> = vec![None; dockerfile.stages.len()];
+    for index in needed {
+        let result = run.stage(index, &results, &mut ctx)?;
+        results[index] = Some(result);
+    }
+    ctx.save(store)?;
+    let finished = results[target].take().expect("the target stage was built");
+    let (cached_steps, total_steps) = run.counts();
+    let image = export::export(store, &finished, opts, &lease, run.reporter())?;
+    Ok(BuildResult {
+        manifest: image.manifest,
+        image_id: image.config,
+        cached_steps,
+        total_steps,
+    })
+}
+
+/// `--target NAME` (or a stage index), else the last stage.
+fn target_index(dockerfile: &Dockerfile, target: Option<&str>) -> Result<usize> {
+    match target {
+        None => Ok(dockerfile.stages.len() - 1),
+        Some(name) => dockerfile
+            .stage_index(name)
+            .or_else(|| {
+                name.parse::<usize>()
+                    .ok()
+                    .filter(|i| *i < dockerfile.stages.len())
+            })
+            .ok_or_else(|| BuildError::NoSuchTarget(name.to_string())),
+    }
+}
+
+/// The stages `target` depends on (through `FROM stage` and `COPY --from`), and itself,
+/// in Dockerfile order. Unused stages are skipped, as BuildKit skips them.
+fn needed_stages(dockerfile: &Dockerfile, target: usize) -> Vec<usize> {
+    let mut needed = vec![false; dockerfile.stages.len()];
+    let mut todo = vec![target];
+    while let Some(i) = todo.pop() {
+        if needed[i] {
+            continue;
+        }
+        needed[i] = true;
+        let stage = &dockerfile.stages[i];
+        let mut refs: Vec<&str> = vec![stage.base.as_str()];
+        for inst in &stage.instructions {
+            if let Command::Copy(copy) = &inst.command {
+                if let Some(from) = &copy.from {
+                    refs.push(from);
+                }
+            }
+            if let Command::Run(run) = &inst.command {
+                refs.extend(run.mounts.iter().filter_map(|m| mount_from(m)));
+            }
+        }
+        for r in refs {
+            if let Some(dep) = stage_ref(dockerfile, r, i) {
+                todo.push(dep);
+            }
+        }
+    }
+    (0..dockerfile.stages.len())
+        .filter(|i| needed[*i])
+        .collect()
+}
+
+/// The `from=` of a `--mount` spec, if any.
+fn mount_from(spec: &str) -> Option<&str> {
+    spec.split(',').find_map(|kv| kv.strip_prefix("from="))
+}
+
+/// Whether `name` names an earlier stage (by name, or by index as docker allows for
+/// `COPY --from=0`).
+pub(crate) fn stage_ref(dockerfile: &Dockerfile, name: &str, before: usize) -> Option<usize> {
+    dockerfile
+        .stage_index(name)
+        .filter(|i| *i < before)
+        .or_else(|| name.parse::<usize>().ok().filter(|i| *i < before))
+}

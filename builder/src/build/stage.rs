@@ -1,0 +1,302 @@
+//! Running one stage: resolve its base, then each instruction through the handler table in
+//! `steps`. The state a stage carries between steps is `StageState`.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use store::{LayerRef, Lease, Reference, Store};
+
+use super::context::Context;
+use super::{stage_ref, steps, BuildError, BuildOptions, Result};
+use crate::cache::CacheKey;
+use crate::dockerfile::{expand_word, Command, Dockerfile, Instruction, Stage};
+use crate::image::{ImageConfigFile, DEFAULT_PATH};
+use crate::progress::{Reporter, StepEnd, StepInfo};
+
+/// A finished stage: what later stages (`COPY --from`, `FROM stage`) and the export need.
+#[derive(Debug, Clone)]
+pub struct StageResult {
+    pub layers: Vec<LayerRef>,
+    pub config: ImageConfigFile,
+    pub key: CacheKey,
+}
+
+/// The state of the stage being built.
+pub struct StageState {
+    pub layers: Vec<LayerRef>,
+    pub config: ImageConfigFile,
+    pub key: CacheKey,
+    /// ARGs declared in this stage and their values, in declaration order.
+    pub args: Vec<(String, String)>,
+    /// Whether this stage set CMD itself (ENTRYPOINT then keeps it; an inherited CMD is
+    /// reset by ENTRYPOINT, as docker does).
+    pub cmd_set_here: bool,
+}
+
+impl StageState {
+    /// The variables words are expanded with: ARGs, then ENV on top (ENV wins, as in docker).
+    pub fn expand_env(&self) -> Vec<(String, String)> {
+        let mut env = self.args.clone();
+        for kv in &self.config.config.env {
+            let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+            env.push((k.to_string(), v.to_string()));
+        }
+        env
+    }
+
+    /// The environment of a RUN: the config's ENV plus ARGs that ENV does not override,
+    /// with docker's default PATH when none is set.
+    pub fn run_env(&self) -> Vec<String> {
+        let mut env = self.config.config.env.clone();
+        for (k, v) in &self.args {
+            if self.config.config.env_get(k).is_none() {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(format!("PATH={DEFAULT_PATH}"));
+        }
+        env
+    }
+}
+
+/// One build in progress: what every stage needs, and the step counters.
+pub struct BuildRun<'a> {
+    pub store: &'a Store,
+    pub opts: &'a BuildOptions<'a>,
+    pub dockerfile: &'a Dockerfile,
+    pub lease: &'a Lease,
+    reporter: &'a mut dyn Reporter,
+    /// Values of the ARGs before the first FROM.
+    pub meta_args: Vec<(String, String)>,
+    step_number: usize,
+    cached: usize,
+    total: usize,
+}
+
+impl<'a> BuildRun<'a> {
+    pub fn new(
+        store: &'a Store,
+        opts: &'a BuildOptions<'a>,
+        dockerfile: &'a Dockerfile,
+        lease: &'a Lease,
+        reporter: &'a mut dyn Reporter,
+        needed: &[usize],
+    ) -> BuildRun<'a> {
+        let total = needed
+            .iter()
+            .map(|i| dockerfile.stages[*i].instructions.len() + 1)
+            .sum();
+        BuildRun {
+            store,
+            opts,
+            dockerfile,
+            lease,
+            reporter,
+            meta_args: Vec::new(),
+            step_number: 0,
+            cached: 0,
+            total,
+        }
+    }
+
+    pub fn counts(&self) -> (usize, usize) {
+        (self.cached, self.total)
+    }
+
+    pub fn reporter(&mut self) -> &mut dyn Reporter {
+        self.reporter
+    }
+
+    pub fn location(&self, inst_line: usize) -> String {
+        format!("{}:{}", self.dockerfile.file_name, inst_line)
+    }
+
+    /// Build stage `index`; `done` holds the earlier stages it may refer to.
+    pub fn stage(
+        &mut self,
+        index: usize,
+        done: &[Option<StageResult>],
+        ctx: &mut Context,
+    ) -> Result<StageResult> {
+        if self.meta_args.is_empty() {
+            self.meta_args = self.resolve_meta_args()?;
+        }
+        let stage = &self.dockerfile.stages[index];
+        let stage_name = stage
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{index}"));
+        let count = stage.instructions.len() + 1;
+        let from_info = self.next_step(&stage_name, 1, count, &stage.original);
+        let started = Instant::now();
+        self.reporter.step_started(&from_info);
+        let mut state = match self.base(stage, index, done) {
+            Ok(s) => s,
+            Err(e) => {
+                self.reporter
+                    .step_finished(&from_info, StepEnd::Failed(started.elapsed()));
+                return Err(e);
+            }
+        };
+        self.reporter
+            .step_finished(&from_info, StepEnd::Done(started.elapsed()));
+        for (i, inst) in stage.instructions.iter().enumerate() {
+            let info = self.next_step(&stage_name, i + 2, count, &inst.original);
+            let started = Instant::now();
+            self.reporter.step_started(&info);
+            let outcome = steps::dispatch(self, &mut state, inst, &info, done, ctx);
+            match outcome {
+                Ok(steps::Outcome::Cached) => {
+                    self.cached += 1;
+                    self.reporter.step_finished(&info, StepEnd::Cached);
+                }
+                Ok(steps::Outcome::Done) => self
+                    .reporter
+                    .step_finished(&info, StepEnd::Done(started.elapsed())),
+                Err(e) => {
+                    self.reporter
+                        .step_finished(&info, StepEnd::Failed(started.elapsed()));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(StageResult {
+            layers: state.layers,
+            config: state.config,
+            key: state.key,
+        })
+    }
+
+    pub fn step_output(&mut self, info: &StepInfo, chunk: &[u8]) {
+        self.reporter.step_output(info, chunk);
+    }
+
+    fn next_step(&mut self, stage: &str, index: usize, total: usize, text: &str) -> StepInfo {
+        self.step_number += 1;
+        StepInfo {
+            number: self.step_number,
+            stage: stage.to_string(),
+            index,
+            total,
+            text: one_line(text),
+        }
+    }
+
+    /// ARGs before the first FROM: `--build-arg` wins over the default; defaults may use
+    /// earlier meta ARGs.
+    fn resolve_meta_args(&self) -> Result<Vec<(String, String)>> {
+        let mut values: Vec<(String, String)> = Vec::new();
+        for inst in &self.dockerfile.meta_args {
+            let Command::Arg(defs) = &inst.command else {
+                continue;
+            };
+            for def in defs {
+                let value = match (self.opts.build_args.get(&def.name), &def.default) {
+                    (Some(v), _) => Some(v.clone()),
+                    (None, Some(d)) => Some(
+                        expand_word(d, &values)
+                            .map_err(|e| self.step_error(inst, e.to_string()))?,
+                    ),
+                    (None, None) => None,
+                };
+                if let Some(v) = value {
+                    values.push((def.name.clone(), v));
+                }
+            }
+        }
+        Ok(values)
+    }
+
+    /// FROM: scratch, an earlier stage, or an image from the store (fetched if missing).
+    fn base(
+        &mut self,
+        stage: &Stage,
+        index: usize,
+        done: &[Option<StageResult>],
+    ) -> Result<StageState> {
+        let name = expand_word(&stage.base, &self.meta_args).map_err(|e| BuildError::Step {
+            location: format!("{}:{}", self.dockerfile.file_name, stage.span.start),
+            message: e.to_string(),
+        })?;
+        let fresh = |layers: Vec<LayerRef>, config: ImageConfigFile, key: CacheKey| StageState {
+            layers,
+            config,
+            key,
+            args: Vec::new(),
+            cmd_set_here: false,
+        };
+        let platform = format!("linux/{}", crate::image::host_architecture());
+        if name == "scratch" {
+            let config = ImageConfigFile::default();
+            return Ok(fresh(
+                Vec::new(),
+                config,
+                CacheKey::for_base("scratch", &platform),
+            ));
+        }
+        if let Some(dep) = stage_ref(self.dockerfile, &name, index) {
+            let r = done[dep]
+                .as_ref()
+                .expect("stages are built in dependency order");
+            let mut config = r.config.clone();
+            config.history = r.config.history.clone();
+            return Ok(fresh(r.layers.clone(), config, r.key.clone()));
+        }
+        let location = format!("{}:{}", self.dockerfile.file_name, stage.span.start);
+        let reference = Reference::parse(&name).map_err(|e| BuildError::Step {
+            location: location.clone(),
+            message: format!("invalid reference format: {e}"),
+        })?;
+        let manifest = self.resolve_image(&reference, &location)?;
+        let image = self.store.image(&manifest)?;
+        let config: ImageConfigFile =
+            serde_json::from_slice(&self.store.read_blob(&image.config.digest)?).map_err(|e| {
+                BuildError::Step {
+                    location,
+                    message: format!("base image {name}: bad config: {e}"),
+                }
+            })?;
+        self.lease.add_digest(&manifest)?;
+        Ok(fresh(
+            image.layers,
+            config,
+            CacheKey::for_base(manifest.as_str(), &platform),
+        ))
+    }
+
+    /// The manifest digest of `reference`: from the store, else (or with --pull) fetched.
+    pub fn resolve_image(&self, reference: &Reference, location: &str) -> Result<store::Digest> {
+        if !self.opts.pull {
+            match self.store.resolve(reference) {
+                Ok(d) => return Ok(d),
+                Err(e) if e.kind() == store::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        (self.opts.fetch_base)(reference).map_err(|message| BuildError::Step {
+            location: location.to_string(),
+            message: format!("{}: {message}", reference.familiar()),
+        })
+    }
+
+    pub fn step_error(&self, inst: &Instruction, message: String) -> BuildError {
+        BuildError::Step {
+            location: self.location(inst.span.start),
+            message,
+        }
+    }
+}
+
+/// An instruction on one line, for progress and history.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Seconds since the epoch, or SOURCE_DATE_EPOCH when set: the `created` of new history.
+pub fn now_or_epoch(epoch: Option<i64>) -> i64 {
+    epoch.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    })
+}

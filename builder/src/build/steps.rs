@@ -1,0 +1,715 @@
+//! One handler per instruction. Metadata instructions change the config and the cache key;
+//! RUN, COPY, ADD (and WORKDIR when it must create the directory) make a layer, first
+//! looking their key up in the build cache.
+
+use std::path::{Path, PathBuf};
+
+use store::{CacheRecord, ChainId, LayerRef, Store};
+
+use super::context::{sha256_file, Context};
+use super::stage::{now_or_epoch, BuildRun, StageResult, StageState};
+use super::{stage_ref, Result};
+use crate::cache::CacheKey;
+use crate::copy::{self, CopyOptions, CopyPlan, DirTree};
+use crate::dockerfile::{
+    expand_word, expand_words, Command, Healthcheck, Instruction, ShellOrExec,
+};
+use crate::exec::{self, RunSpec};
+use crate::image::{Empty, HealthConfig, History};
+use crate::layers::{commit_layer, is_archive, retar_under};
+use crate::progress::StepInfo;
+use crate::rootfs::UnionFs;
+
+/// How a step ended, for progress and the CACHED count.
+pub enum Outcome {
+    Cached,
+    Done,
+}
+
+/// Run one instruction on `state`.
+pub fn dispatch(
+    run: &mut BuildRun,
+    state: &mut StageState,
+    inst: &Instruction,
+    info: &StepInfo,
+    done: &[Option<StageResult>],
+    ctx: &mut Context,
+) -> Result<Outcome> {
+    let err = |run: &BuildRun, m: String| run.step_error(inst, m);
+    let env = state.expand_env();
+    let word = |w: &str| expand_word(w, &env).map_err(|e| e.to_string());
+    let words = |w: &str| expand_words(w, &env).map_err(|e| e.to_string());
+    let history_text;
+    match &inst.command {
+        Command::Run(r) => return run_step(run, state, inst, info, r),
+        Command::Copy(c) => {
+            let from = c.from.as_deref();
+            return copy_step(
+                run,
+                state,
+                inst,
+                CopySpec {
+                    srcs: &c.srcs,
+                    dest: &c.dest,
+                    from,
+                    chown: c.chown.as_deref(),
+                    chmod: c.chmod.as_deref(),
+                    is_add: false,
+                    has_heredocs: !c.heredocs.is_empty(),
+                },
+                done,
+                ctx,
+            );
+        }
+        Command::Add(a) => {
+            return copy_step(
+                run,
+                state,
+                inst,
+                CopySpec {
+                    srcs: &a.srcs,
+                    dest: &a.dest,
+                    from: None,
+                    chown: a.chown.as_deref(),
+                    chmod: a.chmod.as_deref(),
+                    is_add: true,
+                    has_heredocs: !a.heredocs.is_empty(),
+                },
+                done,
+                ctx,
+            );
+        }
+        Command::Workdir(dir) => {
+            let dir = word(dir).map_err(|m| err(run, m))?;
+            let current = if state.config.config.working_dir.is_empty() {
+                "/".to_string()
+            } else {
+                state.config.config.working_dir.clone()
+            };
+            let joined = if dir.starts_with('/') {
+                dir
+            } else {
+                format!("{current}/{dir}")
+            };
+            let path = format!("/{}", copy::clean_abs(&joined));
+            state.config.config.working_dir = path.clone();
+            return workdir_step(run, state, inst, &path);
+        }
+        Command::Env(pairs) => {
+            let mut text = Vec::new();
+            for kv in pairs {
+                let value = word(&kv.value).map_err(|m| err(run, m))?;
+                state.config.config.env_set(&kv.key, &value);
+                text.push(format!("{}={}", kv.key, value));
+            }
+            history_text = format!("ENV {}", text.join(" "));
+        }
+        Command::Arg(defs) => {
+            let mut text = Vec::new();
+            for def in defs {
+                let value = match (run.opts.build_args.get(&def.name), &def.default) {
+                    (Some(v), _) => Some(v.clone()),
+                    (None, Some(d)) => Some(word(d).map_err(|m| err(run, m))?),
+                    (None, None) => run
+                        .meta_args
+                        .iter()
+                        .rev()
+                        .find(|(k, _)| *k == def.name)
+                        .map(|(_, v)| v.clone()),
+                };
+                state.args.retain(|(k, _)| *k != def.name);
+                match value {
+                    Some(v) => {
+                        text.push(format!("{}={}", def.name, v));
+                        state.args.push((def.name.clone(), v));
+                    }
+                    None => text.push(def.name.clone()),
+                }
+            }
+            history_text = format!("ARG {}", text.join(" "));
+        }
+        Command::Label(pairs) => {
+            let mut text = Vec::new();
+            for kv in pairs {
+                let key = word(&kv.key).map_err(|m| err(run, m))?;
+                let value = word(&kv.value).map_err(|m| err(run, m))?;
+                text.push(format!("{key}={value}"));
+                state.config.config.labels.insert(key, value);
+            }
+            history_text = format!("LABEL {}", text.join(" "));
+        }
+        Command::Expose(ports) => {
+            for p in ports {
+                for port in words(p).map_err(|m| err(run, m))? {
+                    let port = if port.contains('/') {
+                        port
+                    } else {
+                        format!("{port}/tcp")
+                    };
+                    state.config.config.exposed_ports.insert(port, Empty {});
+                }
+            }
+            history_text = format!("EXPOSE {}", ports.join(" "));
+        }
+        Command::Volume(vols) => {
+            for v in vols {
+                let v = word(v).map_err(|m| err(run, m))?;
+                state.config.config.volumes.insert(v, Empty {});
+            }
+            history_text = format!("VOLUME {:?}", vols);
+        }
+        Command::User(user) => {
+            let user = word(user).map_err(|m| err(run, m))?;
+            history_text = format!("USER {user}");
+            state.config.config.user = user;
+        }
+        Command::Cmd(cmd) => {
+            state.config.config.cmd = Some(argv(state, cmd));
+            state.cmd_set_here = true;
+            history_text = format!("CMD {}", json(state.config.config.cmd.as_ref()));
+        }
+        Command::Entrypoint(ep) => {
+            state.config.config.entrypoint = Some(argv(state, ep));
+            if !state.cmd_set_here {
+                state.config.config.cmd = None;
+            }
+            history_text = format!(
+                "ENTRYPOINT {}",
+                json(state.config.config.entrypoint.as_ref())
+            );
+        }
+        Command::Shell(shell) => {
+            state.config.config.shell = Some(shell.clone());
+            history_text = format!("SHELL {}", json(Some(shell)));
+        }
+        Command::StopSignal(sig) => {
+            let sig = word(sig).map_err(|m| err(run, m))?;
+            history_text = format!("STOPSIGNAL {sig}");
+            state.config.config.stop_signal = Some(sig);
+        }
+        Command::Healthcheck(h) => {
+            state.config.config.healthcheck = Some(match h {
+                Healthcheck::None => HealthConfig {
+                    test: vec!["NONE".to_string()],
+                    ..Default::default()
+                },
+                Healthcheck::Cmd { test, options } => HealthConfig {
+                    test: test.clone(),
+                    interval: options.interval as i64,
+                    timeout: options.timeout as i64,
+                    start_period: options.start_period as i64,
+                    start_interval: options.start_interval as i64,
+                    retries: i64::from(options.retries),
+                },
+            });
+            history_text = format!(
+                "HEALTHCHECK {}",
+                inst.original.split_once(' ').map_or("", |x| x.1).trim()
+            );
+        }
+        Command::Onbuild(o) => {
+            state
+                .config
+                .config
+                .on_build
+                .get_or_insert_with(Vec::new)
+                .push(o.expression.clone());
+            history_text = format!("ONBUILD {}", o.expression);
+        }
+        Command::Maintainer(m) => {
+            state.config.author = Some(m.clone());
+            history_text = format!("MAINTAINER {m}");
+        }
+    }
+    state.key = CacheKey::for_step(&state.key, &history_text, &state.args, None);
+    push_history(state, &history_text, run.opts.source_date_epoch, true, None);
+    Ok(Outcome::Done)
+}
+
+fn argv(state: &StageState, cmd: &ShellOrExec) -> Vec<String> {
+    match cmd {
+        ShellOrExec::Exec(v) => v.clone(),
+        ShellOrExec::Shell(s) => {
+            let mut v = state.config.config.shell_or_default();
+            v.push(s.clone());
+            v
+        }
+    }
+}
+
+fn json(v: Option<&Vec<String>>) -> String {
+    serde_json::to_string(&v.cloned().unwrap_or_default()).unwrap_or_default()
+}
+
+fn push_history(
+    state: &mut StageState,
+    created_by: &str,
+    epoch: Option<i64>,
+    empty: bool,
+    created: Option<i64>,
+) {
+    let secs = created.unwrap_or_else(|| now_or_epoch(epoch));
+    state.config.history.push(History {
+        created: Some(rfc3339(secs)),
+        created_by: Some(created_by.to_string()),
+        comment: Some("buildkit.dockerfile.v0".to_string()),
+        empty_layer: empty,
+    });
+}
+
+pub fn rfc3339(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0).map_or_else(
+        || "1970-01-01T00:00:00Z".to_string(),
+        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
+}
+
+/// A cache hit: the record's layer, if its blob is still in the store.
+fn cache_hit(run: &BuildRun, key: &CacheKey) -> Result<Option<(LayerRef, i64)>> {
+    if run.opts.no_cache {
+        return Ok(None);
+    }
+    let Some(rec) = run.store.cache_get(key.as_str())? else {
+        return Ok(None);
+    };
+    let (Some(blob), Some(diff_id)) = (rec.layer, rec.diff_id) else {
+        return Ok(None);
+    };
+    // Lease first, then check: a prune that starts in between sees the lease.
+    run.lease.add_digest(&blob.digest)?;
+    if !run.store.has_blob(&blob.digest) {
+        return Ok(None);
+    }
+    Ok(Some((LayerRef { blob, diff_id }, rec.created_at)))
+}
+
+/// Record a new layer step in the cache and the stage.
+fn add_layer(
+    run: &BuildRun,
+    state: &mut StageState,
+    key: CacheKey,
+    layer: LayerRef,
+    created_by: &str,
+    created: Option<i64>,
+) -> Result<()> {
+    let now = now_or_epoch(None);
+    let created_at = created.unwrap_or_else(|| now_or_epoch(run.opts.source_date_epoch));
+    let chain = chain_of(&state.layers, &layer);
+    if created.is_none() {
+        let rec = CacheRecord {
+            v: 1,
+            diff_id: Some(layer.diff_id.clone()),
+            chain_id: Some(chain.clone()),
+            layer: Some(layer.blob.clone()),
+            config_delta: serde_json::Value::Null,
+            created_at,
+            last_used: now,
+            size: layer.blob.size,
+        };
+        run.store.cache_put(key.as_str(), &rec)?;
+    }
+    run.lease.add_digest(&layer.blob.digest)?;
+    run.lease.add_snapshot(&chain)?;
+    state.layers.push(layer);
+    state.key = key;
+    push_history(
+        state,
+        created_by,
+        run.opts.source_date_epoch,
+        false,
+        Some(created_at),
+    );
+    Ok(())
+}
+
+fn chain_of(below: &[LayerRef], top: &LayerRef) -> ChainId {
+    let mut ids: Vec<store::Digest> = below.iter().map(|l| l.diff_id.clone()).collect();
+    ids.push(top.diff_id.clone());
+    Store::chain_ids(&ids).pop().expect("one id per layer")
+}
+
+/// The snapshot dirs of `layers`, top first, unpacking any that are missing.
+pub fn lowerdirs(run: &BuildRun, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
+    let mut dirs =
+        super::snapshots::ensure(run.store, layers).map_err(|e| super::BuildError::Step {
+            location: run.dockerfile.file_name.clone(),
+            message: e.to_string(),
+        })?;
+    dirs.reverse();
+    Ok(dirs)
+}
+
+fn run_step(
+    run: &mut BuildRun,
+    state: &mut StageState,
+    inst: &Instruction,
+    info: &StepInfo,
+    r: &crate::dockerfile::Run,
+) -> Result<Outcome> {
+    if !r.heredocs.is_empty() || !r.mounts.is_empty() {
+        // TODO(lead): RUN heredocs and --mount are issue 9.
+        return Err(run.step_error(
+            inst,
+            "RUN with heredocs or --mount is not supported yet".to_string(),
+        ));
+    }
+    let argv = argv(state, &r.cmd);
+    let network = match r.network {
+        Some(crate::dockerfile::NetworkMode::None) => exec::Network::None,
+        Some(crate::dockerfile::NetworkMode::Host) => exec::Network::Host,
+        _ => run.opts.network,
+    };
+    let created_by = format!("RUN {} # buildkit", argv.join(" "));
+    let key_text = format!(
+        "RUN {}\0{:?}\0{}\0{}",
+        json(Some(&argv)),
+        network,
+        state.config.config.user,
+        state.config.config.working_dir
+    );
+    let key = CacheKey::for_step(
+        &state.key,
+        &key_text,
+        &state.args,
+        Some(&state.config.config.env.join("\0")),
+    );
+    if let Some((layer, created)) = cache_hit(run, &key)? {
+        add_layer(run, state, key, layer, &created_by, Some(created))?;
+        return Ok(Outcome::Cached);
+    }
+    let lower = lowerdirs(run, &state.layers)?;
+    let scratch = run
+        .store
+        .layout()
+        .snapshots_dir()
+        .join(store::layout::unique_name("build-"));
+    let upper = scratch.join("fs");
+    let work = scratch.join("work");
+    let io_err = |op: &str, p: &Path, e: std::io::Error| {
+        run.step_error(inst, format!("{op} {}: {e}", p.display()))
+    };
+    std::fs::create_dir_all(&upper).map_err(|e| io_err("creating", &upper, e))?;
+    std::fs::create_dir_all(&work).map_err(|e| io_err("creating", &work, e))?;
+    let spec = RunSpec {
+        lowerdirs: lower,
+        upperdir: upper.clone(),
+        workdir_overlay: work.clone(),
+        argv: argv.clone(),
+        env: state.run_env(),
+        cwd: if state.config.config.working_dir.is_empty() {
+            "/".into()
+        } else {
+            state.config.config.working_dir.clone()
+        },
+        user: state.config.config.user.clone(),
+        network,
+        hostname: "strata".to_string(),
+        snapshotter: run.opts.snapshotter,
+        extra_mounts: Vec::new(),
+    };
+    let info = info.clone();
+    let outcome = {
+        let mut on_output = |chunk: &[u8]| run.step_output(&info, chunk);
+        exec::run_step_with_output(&spec, &mut on_output)
+    };
+    let cleanup = || {
+        let _ = std::fs::remove_dir_all(&scratch);
+    };
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            cleanup();
+            return Err(run.step_error(inst, e.to_string()));
+        }
+    };
+    if !outcome.status.is_success() {
+        cleanup();
+        let tail = String::from_utf8_lossy(&outcome.output_tail)
+            .trim_end()
+            .to_string();
+        let mut message = format!(
+            "process {:?} did not complete successfully: {}",
+            argv.join(" "),
+            outcome.status
+        );
+        if !tail.is_empty() {
+            message.push_str(&format!("\n--- output (last lines) ---\n{tail}"));
+        }
+        return Err(run.step_error(inst, message));
+    }
+    let diff_opts = crate::differ::DiffOptions {
+        source_date_epoch: run.opts.source_date_epoch,
+    };
+    let layer = commit_layer(run.store, |w| {
+        crate::differ::write_layer(&upper, w, &diff_opts).map(|_| ())
+    });
+    let layer = match layer {
+        Ok(l) => l,
+        Err(e) => {
+            cleanup();
+            return Err(run.step_error(inst, format!("writing the layer: {e}")));
+        }
+    };
+    let chain = chain_of(&state.layers, &layer);
+    let parent = state.layers.last().map(|_| {
+        let ids: Vec<store::Digest> = state.layers.iter().map(|l| l.diff_id.clone()).collect();
+        Store::chain_ids(&ids).pop().expect("non-empty")
+    });
+    let _ = parent;
+    let committed = super::snapshots::commit(run.store, &chain, &upper);
+    cleanup();
+    committed.map_err(|e| run.step_error(inst, e.to_string()))?;
+    add_layer(run, state, key, layer, &created_by, None)?;
+    Ok(Outcome::Done)
+}
+
+/// WORKDIR makes a layer only when the directory is missing, like BuildKit's mkdir.
+fn workdir_step(
+    run: &mut BuildRun,
+    state: &mut StageState,
+    inst: &Instruction,
+    path: &str,
+) -> Result<Outcome> {
+    let created_by = format!("WORKDIR {path}");
+    let lower = lowerdirs(run, &state.layers)?;
+    let union = UnionFs::new(lower);
+    let exists = union
+        .is_dir(path)
+        .map_err(|e| run.step_error(inst, format!("checking {path}: {e}")))?;
+    if exists {
+        state.key = CacheKey::for_step(&state.key, &created_by, &state.args, None);
+        push_history(state, &created_by, run.opts.source_date_epoch, true, None);
+        return Ok(Outcome::Done);
+    }
+    let key = CacheKey::for_step(&state.key, &created_by, &state.args, Some("mkdir"));
+    if let Some((layer, created)) = cache_hit(run, &key)? {
+        add_layer(run, state, key, layer, &created_by, Some(created))?;
+        return Ok(Outcome::Cached);
+    }
+    let opts = CopyOptions {
+        epoch: run.opts.source_date_epoch,
+        ..Default::default()
+    };
+    let mut plan = CopyPlan::default();
+    plan.items.insert(
+        copy::clean_abs(path),
+        copy::CopyItem {
+            dest: copy::clean_abs(path),
+            real: None,
+            kind: copy::ItemKind::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: now_or_epoch(run.opts.source_date_epoch),
+        },
+    );
+    plan.add_parents(&union, &opts)
+        .map_err(|e| run.step_error(inst, e.to_string()))?;
+    let layer = commit_layer(run.store, |w| plan.write_tar(w).map(|_| ()))
+        .map_err(|e| run.step_error(inst, e.to_string()))?;
+    add_layer(run, state, key, layer, &created_by, None)?;
+    Ok(Outcome::Done)
+}
+
+struct CopySpec<'a> {
+    srcs: &'a [String],
+    dest: &'a str,
+    from: Option<&'a str>,
+    chown: Option<&'a str>,
+    chmod: Option<&'a str>,
+    is_add: bool,
+    has_heredocs: bool,
+}
+
+fn copy_step(
+    run: &mut BuildRun,
+    state: &mut StageState,
+    inst: &Instruction,
+    spec: CopySpec,
+    done: &[Option<StageResult>],
+    ctx: &mut Context,
+) -> Result<Outcome> {
+    let name = if spec.is_add { "ADD" } else { "COPY" };
+    if spec.has_heredocs {
+        // TODO(lead): COPY <<EOF is issue 9.
+        return Err(run.step_error(inst, format!("{name} with a heredoc is not supported yet")));
+    }
+    let env = state.expand_env();
+    let e = |m: String| run.step_error(inst, m);
+    let mut srcs = Vec::new();
+    for s in spec.srcs {
+        srcs.push(expand_word(s, &env).map_err(|x| e(x.to_string()))?);
+    }
+    if spec.is_add {
+        if let Some(url) = srcs
+            .iter()
+            .find(|s| s.contains("://") || s.starts_with("git@"))
+        {
+            // TODO(lead): ADD of URLs and git repositories is issue 9.
+            return Err(e(format!("ADD from a URL ({url}) is not supported yet")));
+        }
+    }
+    let dest = expand_word(spec.dest, &env).map_err(|x| e(x.to_string()))?;
+    let workdir = if state.config.config.working_dir.is_empty() {
+        "/".to_string()
+    } else {
+        state.config.config.working_dir.clone()
+    };
+    let dest_abs = if dest.starts_with('/') {
+        dest.clone()
+    } else {
+        format!("{workdir}/{dest}")
+    };
+    let dest_abs = if dest.ends_with('/') || dest == "." {
+        format!("{}/", dest_abs.trim_end_matches('/'))
+    } else {
+        dest_abs
+    };
+
+    let below = UnionFs::new(lowerdirs(run, &state.layers)?);
+    let chown = match spec.chown {
+        None => None,
+        Some(c) => {
+            let c = expand_word(c, &env).map_err(|x| e(x.to_string()))?;
+            Some(resolve_chown(&below, &c).map_err(e)?)
+        }
+    };
+    let chmod = match spec.chmod {
+        None => None,
+        Some(m) => Some(
+            u32::from_str_radix(m, 8)
+                .map_err(|_| e(copy::CopyError::BadChmod(m.to_string()).to_string()))?,
+        ),
+    };
+    let dest_is_dir = below.is_dir(&dest_abs).unwrap_or(false);
+    let opts = CopyOptions {
+        chown,
+        chmod,
+        keep_owner: spec.from.is_some(),
+        epoch: run.opts.source_date_epoch,
+    };
+
+    // Where the sources come from: another stage or image, or the context.
+    let from_union = match spec.from {
+        None => None,
+        Some(from) => {
+            let from = expand_word(from, &env).map_err(|x| e(x.to_string()))?;
+            let layers = match stage_ref(run.dockerfile, &from, usize::MAX)
+                .and_then(|i| done.get(i).cloned().flatten())
+            {
+                Some(stage) => stage.layers,
+                None => {
+                    let r = store::Reference::parse(&from)
+                        .map_err(|x| e(format!("COPY --from={from}: {x}")))?;
+                    let manifest = run.resolve_image(&r, &run.location(inst.span.start))?;
+                    run.store.image(&manifest)?.layers
+                }
+            };
+            Some(UnionFs::new(lowerdirs(run, &layers)?))
+        }
+    };
+    let excluded = |rel: &str| ctx.is_excluded(rel);
+    let dir_tree = DirTree {
+        root: ctx.root.clone(),
+        is_excluded: &excluded,
+    };
+    let tree: &dyn copy::SourceTree = match &from_union {
+        Some(u) => u,
+        None => &dir_tree,
+    };
+    // ADD extracts local archives instead of copying them.
+    let mut archives: Vec<PathBuf> = Vec::new();
+    let mut plain: Vec<String> = Vec::new();
+    for s in &srcs {
+        let real = copy::clean_rel(s).map(|r| ctx.root.join(r));
+        match real {
+            Some(p)
+                if spec.is_add
+                    && from_union.is_none()
+                    && p.is_file()
+                    && is_archive(&p).unwrap_or(false) =>
+            {
+                archives.push(p)
+            }
+            _ => plain.push(s.clone()),
+        }
+    }
+    let mut plan = if plain.is_empty() {
+        CopyPlan::default()
+    } else {
+        copy::plan(tree, &plain, &dest_abs, dest_is_dir, &opts).map_err(|x| e(x.to_string()))?
+    };
+    plan.add_parents(&below, &opts)
+        .map_err(|x| e(x.to_string()))?;
+    drop(dir_tree);
+    let mut content = |p: &Path| {
+        if from_union.is_some() {
+            sha256_file(p)
+        } else {
+            ctx.digest(p)
+        }
+    };
+    let mut fingerprint = plan
+        .fingerprint(&mut content)
+        .map_err(|x| e(x.to_string()))?;
+    for a in &archives {
+        fingerprint.push_str(&format!(
+            " archive:{}",
+            sha256_file(a).map_err(|x| e(format!("reading {}: {x}", a.display())))?
+        ));
+    }
+    let created_by = format!("{name} {} {} # buildkit", srcs.join(" "), dest);
+    let key_text = format!("{name} {}\0{dest_abs}", srcs.join("\0"));
+    let key = CacheKey::for_step(&state.key, &key_text, &state.args, Some(&fingerprint));
+    if let Some((layer, created)) = cache_hit(run, &key)? {
+        add_layer(run, state, key, layer, &created_by, Some(created))?;
+        return Ok(Outcome::Cached);
+    }
+    let archive_dest = dest_abs.clone();
+    let layer = commit_layer(
+        run.store,
+        |w: &mut dyn std::io::Write| -> std::result::Result<(), String> {
+            if archives.is_empty() {
+                plan.write_tar(w).map_err(|x| x.to_string())?;
+                return Ok(());
+            }
+            // Entries of the plan first, then each archive's entries re-rooted under dest; a
+            // tar reader takes the concatenation once the end-of-archive blocks between are cut.
+            let mut buf = Vec::new();
+            if !plan.items.is_empty() {
+                plan.write_tar(&mut buf).map_err(|x| x.to_string())?;
+                buf.truncate(buf.len().saturating_sub(1024));
+                w.write_all(&buf).map_err(|x| x.to_string())?;
+            }
+            for (i, a) in archives.iter().enumerate() {
+                let f =
+                    std::fs::File::open(a).map_err(|x| format!("opening {}: {x}", a.display()))?;
+                let mut out = Vec::new();
+                retar_under(f, &archive_dest, &mut out)
+                    .map_err(|x| format!("extracting {}: {x}", a.display()))?;
+                if i + 1 < archives.len() {
+                    out.truncate(out.len().saturating_sub(1024));
+                }
+                w.write_all(&out).map_err(|x| x.to_string())?;
+            }
+            Ok(())
+        },
+    )
+    .map_err(|x| e(x.to_string()))?;
+    add_layer(run, state, key, layer, &created_by, None)?;
+    Ok(Outcome::Done)
+}
+
+/// `--chown=user[:group]` to numbers, looked up in the image's /etc/passwd and /etc/group.
+fn resolve_chown(root: &UnionFs, spec: &str) -> std::result::Result<(u32, u32), String> {
+    let read = |p: &str| {
+        root.read(p)
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let user = exec::user::resolve(spec, &read("/etc/passwd"), &read("/etc/group"))
+        .map_err(|e| e.to_string())?;
+    Ok((user.uid, user.gid))
+}
