@@ -7,6 +7,7 @@
 
 pub mod build;
 pub mod cache;
+pub mod context;
 pub mod copy;
 pub mod differ;
 pub mod dockerfile;
