@@ -1,9 +1,258 @@
-//! TODO(lead): placeholder until its owner fills it in.
+//! `strata images`: docker's table (REPOSITORY TAG IMAGE ID CREATED SIZE), `-q`,
+//! `-a`, `--filter dangling=…|reference=…`, `--format json|table|{{.Field}}`.
 
 use anyhow::{bail, Result};
+use serde_json::json;
 
 use super::Ctx;
+use crate::cli::ImagesArgs;
+use crate::output::{human_age, human_size, UsageError};
 
-pub fn run(_ctx: &Ctx, _args: &crate::cli::ImagesArgs) -> Result<()> {
-    bail!("`run` is not implemented yet")
+/// One output row: an image under one of its tags (or `<none>` when dangling).
+struct Row {
+    repository: String,
+    tag: String,
+    id: String,
+    digest: String,
+    created_at: String,
+    created_since: String,
+    size: String,
+}
+
+#[derive(Default)]
+struct Filters {
+    dangling: Option<bool>,
+    references: Vec<String>,
+}
+
+pub fn run(ctx: &Ctx, args: &ImagesArgs) -> Result<()> {
+    let mut filters = parse_filters(&args.filters)?;
+    if let Some(r) = &args.reference {
+        filters.references.push(r.clone());
+    }
+    let store = super::open_store(ctx)?;
+    let now = chrono::Utc::now();
+    let mut rows = Vec::new();
+    for image in store.images()? {
+        let dangling = image.tags.is_empty();
+        if filters.dangling.is_some_and(|want| want != dangling) {
+            continue;
+        }
+        let id = if args.no_trunc {
+            image.id().to_string()
+        } else {
+            image.id().short().to_string()
+        };
+        let created = image
+            .created
+            .as_deref()
+            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok());
+        let (created_at, created_since) = match created {
+            Some(c) => (
+                c.with_timezone(&chrono::Utc)
+                    .format("%Y-%m-%d %H:%M:%S +0000 UTC")
+                    .to_string(),
+                human_age((now - c.with_timezone(&chrono::Utc)).num_seconds()),
+            ),
+            None => ("N/A".to_string(), "N/A".to_string()),
+        };
+        let mut names: Vec<(String, String, String)> = image
+            .tags
+            .iter()
+            .map(|t| {
+                (
+                    t.repository_familiar(),
+                    t.tag.clone().unwrap_or_else(|| "<none>".into()),
+                    t.familiar(),
+                )
+            })
+            .collect();
+        if names.is_empty() {
+            if !filters.references.is_empty() {
+                continue;
+            }
+            names.push(("<none>".into(), "<none>".into(), String::new()));
+        }
+        for (repository, tag, familiar) in names {
+            if !filters.references.is_empty()
+                && !filters
+                    .references
+                    .iter()
+                    .any(|p| reference_matches(p, &repository, &familiar))
+            {
+                continue;
+            }
+            rows.push(Row {
+                repository,
+                tag,
+                id: id.clone(),
+                digest: image.manifest.to_string(),
+                created_at: created_at.clone(),
+                created_since: created_since.clone(),
+                size: human_size(image.size),
+            });
+        }
+    }
+    print_rows(&rows, args)
+}
+
+fn parse_filters(raw: &[String]) -> Result<Filters> {
+    let mut f = Filters::default();
+    for item in raw {
+        let Some((k, v)) = item.split_once('=') else {
+            bail!(UsageError(format!(
+                "bad format of filter (expected name=value): {item}"
+            )));
+        };
+        match k {
+            "dangling" => match v.to_ascii_lowercase().as_str() {
+                "true" | "1" => f.dangling = Some(true),
+                "false" | "0" => f.dangling = Some(false),
+                _ => bail!(UsageError(format!(
+                    "invalid filter 'dangling={v}': expected true or false"
+                ))),
+            },
+            "reference" => f.references.push(v.to_string()),
+            _ => bail!(UsageError(format!(
+                "invalid filter '{k}' (supported: dangling, reference)"
+            ))),
+        }
+    }
+    Ok(f)
+}
+
+/// docker's `reference` filter: a path.Match glob against the familiar name, with
+/// or without the tag.
+fn reference_matches(pattern: &str, repository: &str, familiar: &str) -> bool {
+    glob(pattern.as_bytes(), repository.as_bytes()) || glob(pattern.as_bytes(), familiar.as_bytes())
+}
+
+/// Go's path.Match subset: `*` (not across `/`), `?`, literal characters.
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    match (p.first(), s.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => glob(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && glob(p, &s[1..])),
+        (Some(b'?'), Some(c)) if *c != b'/' => glob(&p[1..], &s[1..]),
+        (Some(a), Some(b)) if a == b => glob(&p[1..], &s[1..]),
+        _ => false,
+    }
+}
+
+fn print_rows(rows: &[Row], args: &ImagesArgs) -> Result<()> {
+    if args.quiet {
+        for r in rows {
+            println!("{}", r.id);
+        }
+        return Ok(());
+    }
+    match args.format.as_deref() {
+        Some("json") => {
+            for r in rows {
+                println!("{}", row_json(r));
+            }
+            Ok(())
+        }
+        None | Some("table") => {
+            let mut header = vec!["REPOSITORY", "TAG"];
+            if args.digests {
+                header.push("DIGEST");
+            }
+            header.extend(["IMAGE ID", "CREATED", "SIZE"]);
+            let mut table = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+            for r in rows {
+                let mut line = vec![r.repository.clone(), r.tag.clone()];
+                if args.digests {
+                    line.push(r.digest.clone());
+                }
+                line.extend([r.id.clone(), r.created_since.clone(), r.size.clone()]);
+                table.push(line);
+            }
+            print!("{}", tabulate(&table));
+            Ok(())
+        }
+        Some(template) if template.contains("{{") => {
+            for r in rows {
+                let v = row_json(r);
+                let mut out = template.replace("\\t", "\t").replace("\\n", "\n");
+                if let Some(obj) = v.as_object() {
+                    for (k, val) in obj {
+                        let s = val.as_str().unwrap_or_default();
+                        out = out
+                            .replace(&format!("{{{{.{k}}}}}"), s)
+                            .replace(&format!("{{{{ .{k} }}}}"), s);
+                    }
+                }
+                out = out.replace("{{json .}}", &v.to_string());
+                println!("{out}");
+            }
+            Ok(())
+        }
+        Some(other) => bail!(UsageError(format!(
+            "unsupported --format {other:?}: use table, json or a {{{{.Field}}}} template"
+        ))),
+    }
+}
+
+fn row_json(r: &Row) -> serde_json::Value {
+    json!({
+        "Containers": "N/A",
+        "CreatedAt": r.created_at,
+        "CreatedSince": r.created_since,
+        "Digest": r.digest,
+        "ID": r.id,
+        "Repository": r.repository,
+        "SharedSize": "N/A",
+        "Size": r.size,
+        "Tag": r.tag,
+        "UniqueSize": "N/A",
+        "VirtualSize": r.size,
+    })
+}
+
+/// docker's tabwriter settings: min width 10, padding 3, last column unpadded.
+fn tabulate(table: &[Vec<String>]) -> String {
+    let cols = table.first().map(|r| r.len()).unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            table
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .map(|w| (w + 3).max(10))
+        .collect();
+    let mut out = String::new();
+    for row in table {
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == cols {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}", width = widths[c]));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_filter_globs_like_docker() {
+        let cases = [
+            ("busybox", "busybox", "busybox:latest", true),
+            ("busybox:latest", "busybox", "busybox:latest", true),
+            ("busy*", "busybox", "busybox:latest", true),
+            ("*box:lat*", "busybox", "busybox:latest", true),
+            ("busybox:1.0", "busybox", "busybox:latest", false),
+            ("*", "someone/app", "someone/app:v1", false),
+            ("*/*", "someone/app", "someone/app:v1", true),
+        ];
+        for (p, repo, fam, want) in cases {
+            assert_eq!(reference_matches(p, repo, fam), want, "{p} vs {fam}");
+        }
+    }
 }

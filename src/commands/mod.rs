@@ -59,3 +59,25 @@ fn resolve_root(flag: Option<PathBuf>) -> Result<PathBuf> {
     let home = env("HOME").context("cannot find the store root: set --root, $STRATA_ROOT or $HOME")?;
     Ok(PathBuf::from(home).join(".local/share/strata"))
 }
+
+/// Parses an image reference the docker way; a bad one is a usage error naming it (exit 2).
+pub fn parse_reference(s: &str) -> Result<store::Reference> {
+    store::Reference::parse(s).map_err(|e| anyhow::Error::new(crate::output::UsageError(e.to_string())))
+}
+
+/// Opens (creating if needed) the store at `ctx.root`.
+pub fn open_store(ctx: &Ctx) -> Result<store::Store> {
+    store::Store::open(&ctx.root).with_context(|| format!("opening store {}", ctx.root.display()))
+}
+
+/// Resolves what the user typed (reference, digest, short id) to a manifest digest.
+/// A malformed reference is a usage error (exit 2); an unknown one is an error (exit 1).
+pub fn resolve_image(store: &store::Store, s: &str) -> Result<store::Digest> {
+    match store.resolve_str(s) {
+        Ok(d) => Ok(d),
+        Err(store::StoreError::InvalidReference(e)) => {
+            Err(anyhow::Error::new(crate::output::UsageError(e.to_string())))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,13 +1,26 @@
-//! Images: manifests recorded in sled, tags, resolution of user input, and the
-//! derived `index.json`.
+//! Images: manifests recorded in sled, tags, resolution of what the user typed,
+//! and the derived `index.json`.
+//!
+//! Order of commits: blobs are already in `blobs/` when `add_image` runs; it
+//! records layers, then the manifest, then the tag, then rewrites `index.json`, all
+//! under one open of the database. A crash at any point leaves unreferenced blobs
+//! or an untagged image, never a tag naming a missing manifest.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StoreError};
-use crate::records::LayerRef;
-use crate::{Digest, Reference, Store};
+use crate::layout::write_atomic;
+use crate::media_types;
+use crate::meta::{self, Meta};
+use crate::records::{LayerRecord, LayerRef, ManifestRecord, TagRecord};
+use crate::{Descriptor, Digest, Reference, Store};
+
+/// The annotation OCI tools read a reference name from.
+pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
+/// containerd's annotation for the full image name (docker and nerdctl write it too).
+pub const CONTAINERD_NAME_ANNOTATION: &str = "io.containerd.image.name";
 
 /// An image as the CLI shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,14 +28,14 @@ pub struct ImageRecord {
     pub manifest: Digest,
     pub media_type: String,
     pub manifest_size: u64,
-    pub config: crate::Descriptor,
+    pub config: Descriptor,
     pub layers: Vec<LayerRef>,
     /// The config's `created` (RFC 3339), if any.
     pub created: Option<String>,
     pub added_at: i64,
     /// docker's SIZE column, in bytes.
     pub size: u64,
-    /// Every tag that names this image, normalised.
+    /// Every tag that names this image, sorted.
     pub tags: Vec<Reference>,
 }
 
@@ -31,69 +44,455 @@ impl ImageRecord {
     pub fn id(&self) -> &Digest {
         &self.config.digest
     }
+
+    /// The layer diff_ids, bottom first.
+    pub fn diff_ids(&self) -> Vec<Digest> {
+        self.layers.iter().map(|l| l.diff_id.clone()).collect()
+    }
+
+    fn from_record(manifest: &Digest, rec: ManifestRecord, tags: Vec<Reference>) -> ImageRecord {
+        ImageRecord {
+            manifest: manifest.clone(),
+            media_type: rec.media_type,
+            manifest_size: rec.size,
+            config: rec.config,
+            layers: rec.layers,
+            created: rec.created,
+            added_at: rec.added_at,
+            size: rec.image_size,
+            tags,
+        }
+    }
+}
+
+/// What `remove_image` did, in docker's words.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Removed {
+    Untagged(Reference),
+    Deleted(Digest),
+}
+
+/// A parsed single-platform manifest with what `add_image` needs from its config.
+pub(crate) struct ParsedImage {
+    pub media_type: String,
+    pub size: u64,
+    pub config: Descriptor,
+    pub layers: Vec<LayerRef>,
+    pub created: Option<String>,
+}
+
+fn convert_digest(manifest: &Digest, d: &oci_spec::image::Digest) -> Result<Digest> {
+    d.to_string()
+        .parse()
+        .map_err(|e: crate::DigestError| StoreError::InvalidManifest {
+            digest: manifest.clone(),
+            reason: e.to_string(),
+        })
+}
+
+fn descriptor(manifest: &Digest, d: &oci_spec::image::Descriptor) -> Result<Descriptor> {
+    Ok(Descriptor {
+        media_type: d.media_type().to_string(),
+        digest: convert_digest(manifest, d.digest())?,
+        size: d.size(),
+    })
 }
 
 impl Store {
+    /// Reads and checks a manifest and its config: single platform, every blob
+    /// present, as many diff_ids as layers.
+    pub(crate) fn parse_image(&self, manifest: &Digest) -> Result<ParsedImage> {
+        let bytes = self.read_blob(manifest)?;
+        let invalid = |reason: String| StoreError::InvalidManifest {
+            digest: manifest.clone(),
+            reason,
+        };
+        let probe: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| invalid(format!("not JSON: {e}")))?;
+        let declared = probe.get("mediaType").and_then(|m| m.as_str());
+        if declared.is_some_and(media_types::is_index) || probe.get("manifests").is_some() {
+            return Err(invalid(
+                "is a multi-platform index; choose one platform's manifest".to_string(),
+            ));
+        }
+        let m = oci_spec::image::ImageManifest::from_reader(&bytes[..])
+            .map_err(|e| invalid(e.to_string()))?;
+        let media_type = match declared {
+            Some(t) if media_types::is_manifest(t) => t.to_string(),
+            Some(t) => return Err(invalid(format!("unsupported media type {t}"))),
+            None => media_types::OCI_MANIFEST.to_string(),
+        };
+        let config = descriptor(manifest, m.config())?;
+        let config_bytes = self.read_blob(&config.digest)?;
+        let cfg: serde_json::Value = serde_json::from_slice(&config_bytes)
+            .map_err(|e| invalid(format!("config {} is not JSON: {e}", config.digest)))?;
+        let diff_ids: Vec<Digest> = cfg
+            .pointer("/rootfs/diff_ids")
+            .and_then(|v| v.as_array())
+            .ok_or_else(|| invalid(format!("config {} has no rootfs.diff_ids", config.digest)))?
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .unwrap_or_default()
+                    .parse::<Digest>()
+                    .map_err(|e| invalid(format!("config {}: {e}", config.digest)))
+            })
+            .collect::<Result<_>>()?;
+        if diff_ids.len() != m.layers().len() {
+            return Err(invalid(format!(
+                "{} layers but config {} lists {} diff_ids",
+                m.layers().len(),
+                config.digest,
+                diff_ids.len()
+            )));
+        }
+        let mut layers = Vec::with_capacity(diff_ids.len());
+        for (l, diff_id) in m.layers().iter().zip(diff_ids) {
+            let blob = descriptor(manifest, l)?;
+            if !self.has_blob(&blob.digest) {
+                return Err(StoreError::BlobMissing {
+                    digest: blob.digest,
+                    root: self.root().to_path_buf(),
+                });
+            }
+            layers.push(LayerRef { blob, diff_id });
+        }
+        let created = cfg
+            .get("created")
+            .and_then(|c| c.as_str())
+            .map(str::to_string);
+        Ok(ParsedImage {
+            media_type,
+            size: bytes.len() as u64,
+            config,
+            layers,
+            created,
+        })
+    }
+
     /// Records an image whose manifest blob (and every blob it names) is already
-    /// committed, and moves `tag` to it (a previously tagged image becomes dangling).
+    /// committed, and moves `tag` to it (a previously tagged image becomes dangling,
+    /// like docker). `uncompressed` gives known uncompressed layer sizes by diff_id.
     pub fn add_image(&self, manifest: &Digest, tag: Option<&Reference>) -> Result<ImageRecord> {
-        let _ = (manifest, tag);
-        Err(StoreError::NotImplemented { what: "add_image" })
+        self.add_image_with_sizes(manifest, tag, &BTreeMap::new())
     }
 
-    /// Tag or digest → manifest digest.
-    pub fn resolve(&self, r: &Reference) -> Result<Digest> {
-        Err(StoreError::ImageNotFound {
-            reference: r.familiar(),
-        })
-    }
-
-    /// A reference, or a full or short image id (config digest prefix, like docker).
-    pub fn resolve_str(&self, s: &str) -> Result<Digest> {
-        Err(StoreError::ImageNotFound {
-            reference: s.to_string(),
-        })
-    }
-
-    pub fn image(&self, manifest: &Digest) -> Result<ImageRecord> {
-        Err(StoreError::ImageNotFound {
-            reference: manifest.to_string(),
-        })
-    }
-
-    pub fn images(&self) -> Result<Vec<ImageRecord>> {
-        Ok(Vec::new())
-    }
-
-    pub fn tag(&self, manifest: &Digest, r: &Reference) -> Result<()> {
-        let _ = (manifest, r);
-        Err(StoreError::NotImplemented { what: "tag" })
-    }
-
-    pub fn untag(&self, r: &Reference) -> Result<()> {
-        Err(StoreError::TagNotFound {
-            reference: r.familiar(),
-        })
-    }
-
-    /// Unpacks each layer of the image once; returns lowerdirs, top layer first.
-    pub fn ensure_snapshots(&self, manifest: &Digest) -> Result<Vec<PathBuf>> {
-        let _ = manifest;
-        Err(StoreError::NotImplemented {
-            what: "ensure_snapshots",
-        })
-    }
-
-    /// Moves a built upperdir `dir` in as the snapshot of `chain`.
-    pub fn commit_snapshot(
+    /// `add_image` with the uncompressed size of some layers (by diff_id), for SIZE.
+    pub fn add_image_with_sizes(
         &self,
-        chain: &crate::ChainId,
-        parent: Option<&crate::ChainId>,
-        dir: &std::path::Path,
-    ) -> Result<PathBuf> {
-        let _ = (chain, parent, dir);
-        Err(StoreError::NotImplemented {
-            what: "commit_snapshot",
+        manifest: &Digest,
+        tag: Option<&Reference>,
+        uncompressed: &BTreeMap<Digest, u64>,
+    ) -> Result<ImageRecord> {
+        if let Some(t) = tag {
+            check_taggable(t)?;
+        }
+        let parsed = self.parse_image(manifest)?;
+        meta::write(self, |m| {
+            let now = meta::now();
+            let mut image_size = 0;
+            for l in &parsed.layers {
+                let mut rec = m.layer(&l.diff_id)?.unwrap_or(LayerRecord {
+                    v: meta::RECORD_VERSION,
+                    blobs: Vec::new(),
+                    uncompressed_size: None,
+                });
+                if !rec.blobs.iter().any(|b| b.digest == l.blob.digest) {
+                    rec.blobs.push(l.blob.clone());
+                }
+                if rec.uncompressed_size.is_none() {
+                    rec.uncompressed_size = uncompressed.get(&l.diff_id).copied().or_else(|| {
+                        // A plain tar is its own uncompressed form.
+                        (l.blob.digest == l.diff_id).then_some(l.blob.size)
+                    });
+                }
+                image_size += rec.uncompressed_size.unwrap_or(l.blob.size);
+                m.put_layer(&l.diff_id, &rec)?;
+            }
+            let added_at = m.manifest(manifest)?.map(|r| r.added_at).unwrap_or(now);
+            let rec = ManifestRecord {
+                v: meta::RECORD_VERSION,
+                media_type: parsed.media_type.clone(),
+                size: parsed.size,
+                config: parsed.config.clone(),
+                layers: parsed.layers.clone(),
+                created: parsed.created.clone(),
+                added_at,
+                image_size,
+            };
+            m.put_manifest(manifest, &rec)?;
+            if let Some(t) = tag {
+                m.put_tag(&t.to_string(), &tag_record(manifest, now))?;
+                self.write_index(m)?;
+            }
+            let tags = tags_of(m, manifest)?;
+            Ok(ImageRecord::from_record(manifest, rec, tags))
         })
     }
+
+    /// Tag or digest → manifest digest. A digest reference resolves when the
+    /// manifest is recorded, whatever its repository.
+    pub fn resolve(&self, r: &Reference) -> Result<Digest> {
+        meta::read(self, |m| resolve_in(m, r))
+    }
+
+    /// What the user typed → manifest digest: a reference, a manifest digest, or a
+    /// full or short image id (config digest or prefix, like docker).
+    pub fn resolve_str(&self, s: &str) -> Result<Digest> {
+        meta::read(self, |m| resolve_str_in(m, s))
+    }
+
+    /// The image recorded under `manifest`, with its tags.
+    pub fn image(&self, manifest: &Digest) -> Result<ImageRecord> {
+        meta::read(self, |m| {
+            let rec = m
+                .manifest(manifest)?
+                .ok_or_else(|| StoreError::ImageNotFound {
+                    reference: manifest.to_string(),
+                })?;
+            Ok(ImageRecord::from_record(
+                manifest,
+                rec,
+                tags_of(m, manifest)?,
+            ))
+        })
+    }
+
+    /// Every recorded image, newest first.
+    pub fn images(&self) -> Result<Vec<ImageRecord>> {
+        meta::read(self, |m| {
+            let mut by_manifest: BTreeMap<String, Vec<Reference>> = BTreeMap::new();
+            for (key, t) in m.tags()? {
+                if let Ok(r) = Reference::parse(&key) {
+                    by_manifest
+                        .entry(t.manifest.to_string())
+                        .or_default()
+                        .push(r);
+                }
+            }
+            let mut out = Vec::new();
+            for (key, rec) in m.manifests()? {
+                let d: Digest =
+                    key.parse()
+                        .map_err(|e: crate::DigestError| StoreError::CorruptRecord {
+                            tree: meta::MANIFESTS,
+                            key: key.clone(),
+                            reason: e.to_string(),
+                        })?;
+                let mut tags = by_manifest.remove(&key).unwrap_or_default();
+                tags.sort();
+                out.push(ImageRecord::from_record(&d, rec, tags));
+            }
+            out.sort_by(|a, b| {
+                b.created
+                    .cmp(&a.created)
+                    .then(b.added_at.cmp(&a.added_at))
+                    .then(a.manifest.cmp(&b.manifest))
+            });
+            Ok(out)
+        })
+    }
+
+    /// Points `r` at `manifest` (moving it from any other image).
+    pub fn tag(&self, manifest: &Digest, r: &Reference) -> Result<()> {
+        check_taggable(r)?;
+        meta::write(self, |m| {
+            if m.manifest(manifest)?.is_none() {
+                return Err(StoreError::ImageNotFound {
+                    reference: manifest.to_string(),
+                });
+            }
+            m.put_tag(&r.to_string(), &tag_record(manifest, meta::now()))?;
+            self.write_index(m)
+        })
+    }
+
+    /// Removes the tag `r`. The image stays (dangling if this was its last tag).
+    pub fn untag(&self, r: &Reference) -> Result<()> {
+        meta::write(self, |m| {
+            if !m.remove_tag(&r.to_string())? {
+                return Err(StoreError::TagNotFound {
+                    reference: r.familiar(),
+                });
+            }
+            self.write_index(m)
+        })
+    }
+
+    /// docker rmi: given a tag, untag it and delete the image when no tag is left;
+    /// given an id or digest, delete the image (with `force` even if several
+    /// repositories name it, untagging them all). Blobs stay until GC.
+    pub fn remove_image(&self, input: &str, force: bool) -> Result<Vec<Removed>> {
+        meta::write(self, |m| {
+            let manifest = resolve_str_in(m, input)?;
+            let tags = tags_of(m, &manifest)?;
+            let by_tag = Reference::parse(input)
+                .ok()
+                .filter(|r| r.digest.is_none() && tags.contains(r));
+            let mut out = Vec::new();
+            match by_tag {
+                Some(r) => {
+                    m.remove_tag(&r.to_string())?;
+                    out.push(Removed::Untagged(r));
+                    if tags.len() > 1 {
+                        self.write_index(m)?;
+                        return Ok(out);
+                    }
+                }
+                None => {
+                    if tags.len() > 1 && !force {
+                        let rec = m.manifest(&manifest)?;
+                        return Err(StoreError::ImageInUse {
+                            id: rec
+                                .map(|r| r.config.digest.short().to_string())
+                                .unwrap_or_else(|| manifest.short().to_string()),
+                            tags: tags
+                                .iter()
+                                .map(|t| t.familiar())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        });
+                    }
+                    for t in tags {
+                        m.remove_tag(&t.to_string())?;
+                        out.push(Removed::Untagged(t));
+                    }
+                }
+            }
+            if let Some(rec) = m.manifest(&manifest)? {
+                m.remove_manifest(&manifest)?;
+                out.push(Removed::Deleted(rec.config.digest));
+            }
+            self.write_index(m)?;
+            Ok(out)
+        })
+    }
+
+    /// Rewrites `index.json` from the `tags` tree: derived data, never read back.
+    /// Runs inside the write transaction so concurrent writers cannot reorder it.
+    pub(crate) fn write_index(&self, m: &Meta) -> Result<()> {
+        let mut manifests = Vec::new();
+        for (key, t) in m.tags()? {
+            let Some(rec) = m.manifest(&t.manifest)? else {
+                continue;
+            };
+            let r = Reference::parse(&key)?;
+            manifests.push(serde_json::json!({
+                "mediaType": rec.media_type,
+                "digest": t.manifest,
+                "size": rec.size,
+                "annotations": {
+                    REF_NAME_ANNOTATION: index_ref_name(&r),
+                    CONTAINERD_NAME_ANNOTATION: key,
+                },
+            }));
+        }
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_types::OCI_INDEX,
+            "manifests": manifests,
+        });
+        let bytes = serde_json::to_vec_pretty(&index).expect("index serializes");
+        write_atomic(&self.layout().index_json(), &bytes)
+    }
+}
+
+/// The `org.opencontainers.image.ref.name` written for `r`: the full normalised
+/// reference, so two repositories with the same tag stay distinct.
+pub fn index_ref_name(r: &Reference) -> String {
+    r.to_string()
+}
+
+fn check_taggable(r: &Reference) -> Result<()> {
+    if r.digest.is_some() || r.tag.is_none() {
+        return Err(StoreError::InvalidReference(crate::ReferenceError {
+            input: r.familiar(),
+            reason: "refusing to create a tag with a digest reference".to_string(),
+        }));
+    }
+    Ok(())
+}
+
+fn tag_record(manifest: &Digest, now: i64) -> TagRecord {
+    TagRecord {
+        v: meta::RECORD_VERSION,
+        manifest: manifest.clone(),
+        updated_at: now,
+    }
+}
+
+fn tags_of(m: &Meta, manifest: &Digest) -> Result<Vec<Reference>> {
+    let mut out: Vec<Reference> = m
+        .tags()?
+        .into_iter()
+        .filter(|(_, t)| t.manifest == *manifest)
+        .filter_map(|(k, _)| Reference::parse(&k).ok())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn resolve_in(m: &Meta, r: &Reference) -> Result<Digest> {
+    let not_found = || StoreError::ImageNotFound {
+        reference: r.familiar(),
+    };
+    if let Some(d) = &r.digest {
+        return match m.manifest(d)? {
+            Some(_) => Ok(d.clone()),
+            None => Err(not_found()),
+        };
+    }
+    m.tag(&r.to_string())?
+        .map(|t| t.manifest)
+        .ok_or_else(not_found)
+}
+
+fn resolve_str_in(m: &Meta, s: &str) -> Result<Digest> {
+    let not_found = || StoreError::ImageNotFound {
+        reference: s.to_string(),
+    };
+    let hex = s.strip_prefix("sha256:").unwrap_or(s);
+    let is_hex = !hex.is_empty()
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if is_hex && hex.len() == 64 {
+        let d = Digest::from_hex(hex)?;
+        if m.manifest(&d)?.is_some() {
+            return Ok(d);
+        }
+        return by_id_prefix(m, hex)?.ok_or_else(not_found);
+    }
+    match Reference::parse(s) {
+        Ok(r) => match resolve_in(m, &r) {
+            Ok(d) => Ok(d),
+            Err(e) if e.kind() == crate::ErrorKind::NotFound && is_hex && !s.contains(':') => {
+                by_id_prefix(m, hex)?.ok_or(e)
+            }
+            Err(e) => Err(e),
+        },
+        Err(_) if is_hex => by_id_prefix(m, hex)?.ok_or_else(not_found),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The newest image whose id (config digest) starts with `prefix`.
+fn by_id_prefix(m: &Meta, prefix: &str) -> Result<Option<Digest>> {
+    let mut found: Option<(Digest, Digest, i64)> = None; // (config, manifest, added)
+    for (key, rec) in m.manifests()? {
+        if !rec.config.digest.hex().starts_with(prefix) {
+            continue;
+        }
+        let manifest: Digest = key.parse()?;
+        match &found {
+            Some((config, _, _)) if *config != rec.config.digest => {
+                return Err(StoreError::AmbiguousId {
+                    prefix: prefix.to_string(),
+                })
+            }
+            Some((_, _, added)) if *added >= rec.added_at => {}
+            _ => found = Some((rec.config.digest.clone(), manifest, rec.added_at)),
+        }
+    }
+    Ok(found.map(|(_, manifest, _)| manifest))
 }

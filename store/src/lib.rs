@@ -11,6 +11,7 @@
 //! process at a time, so each operation opens `meta/` for one short transaction
 //! (see `meta`).
 
+pub mod archive;
 pub mod digest;
 pub mod error;
 pub mod image;

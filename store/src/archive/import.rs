@@ -1,0 +1,132 @@
+//! `import`: a root filesystem tar (plain or gzip) becomes a one-layer image, like
+//! `docker import`. One pass over the input: decompress if needed, check the tar
+//! framing, hash the plain tar (the diff_id), gzip it on two cores into ingest
+//! (the hash of the gzip is the blob digest).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+
+use flate2::read::MultiGzDecoder;
+
+use super::gzip::ParallelGzWriter;
+use super::tarcheck::TarCheck;
+use crate::digest::Sha256Writer;
+use crate::error::{Result, StoreError};
+use crate::{media_types, Descriptor, Digest, ImageRecord, Reference, Store};
+
+/// What `import` writes besides the layer.
+#[derive(Debug, Default, Clone)]
+pub struct ImportOptions {
+    /// Tag for the new image; `None` leaves it dangling (like `docker import FILE`).
+    pub reference: Option<Reference>,
+    /// History comment (`-m`).
+    pub message: Option<String>,
+    /// The image config's `config` object (Cmd, Env, WorkingDir, ... from `-c`).
+    pub config: serde_json::Map<String, serde_json::Value>,
+    /// Where the tar came from, for the history entry (a path or "-").
+    pub source: String,
+}
+
+/// The docker/OCI architecture name of this machine.
+pub fn host_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// RFC 3339 UTC now, with nanoseconds like docker.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+impl Store {
+    /// Imports `input` as a one-layer image; see the module doc.
+    pub fn import(&self, input: impl Read, opts: &ImportOptions) -> Result<ImageRecord> {
+        let source = if opts.source.is_empty() {
+            "-"
+        } else {
+            &opts.source
+        };
+        let bad = |reason: String| StoreError::InvalidArchive {
+            path: source.into(),
+            reason,
+        };
+        let mut input = BufReader::with_capacity(1 << 20, input);
+        let head = input
+            .fill_buf()
+            .map_err(StoreError::io("reading", source))?;
+        let gzipped = head.starts_with(&[0x1f, 0x8b]);
+        let mut plain: Box<dyn Read> = if gzipped {
+            Box::new(MultiGzDecoder::new(input))
+        } else {
+            Box::new(input)
+        };
+        let blob = self.writer()?.with_media_type(media_types::OCI_LAYER_GZIP);
+        let mut gz = Sha256Writer::new(ParallelGzWriter::new(blob));
+        let mut check = TarCheck::default();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match plain.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if gzipped => return Err(bad(format!("gzip stream: {e}"))),
+                Err(e) => return Err(StoreError::io("reading", source)(e)),
+            };
+            check.feed(&buf[..n]);
+            gz.write_all(&buf[..n])
+                .map_err(StoreError::io("writing layer", self.layout().ingest_dir()))?;
+        }
+        check
+            .finish()
+            .map_err(|e| bad(format!("not a tar archive: {e}")))?;
+        let (gzw, diff_id, tar_size) = gz.finish();
+        let blob = gzw
+            .finish()
+            .map_err(StoreError::io("writing layer", self.layout().ingest_dir()))?;
+        let layer = blob.commit(None, None)?;
+
+        let created = now_rfc3339();
+        let mut history = serde_json::json!({
+            "created": created,
+            "created_by": format!("strata import {source}"),
+        });
+        if let Some(m) = &opts.message {
+            history["comment"] = m.clone().into();
+        }
+        let config = serde_json::json!({
+            "architecture": host_architecture(),
+            "os": "linux",
+            "created": created,
+            "config": opts.config,
+            "rootfs": { "type": "layers", "diff_ids": [diff_id] },
+            "history": [history],
+        });
+        let config_bytes = serde_json::to_vec(&config).expect("config serializes");
+        let config_desc = self.put_blob(&config_bytes, media_types::OCI_CONFIG)?;
+        let manifest = build_manifest(&config_desc, &[layer]);
+        let manifest_desc = self.put_blob(&manifest, media_types::OCI_MANIFEST)?;
+        let sizes = BTreeMap::from([(diff_id, tar_size)]);
+        self.add_image_with_sizes(&manifest_desc.digest, opts.reference.as_ref(), &sizes)
+    }
+}
+
+/// An OCI image manifest naming `config` and `layers`.
+pub fn build_manifest(config: &Descriptor, layers: &[Descriptor]) -> Vec<u8> {
+    let m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_types::OCI_MANIFEST,
+        "config": config,
+        "layers": layers,
+    });
+    serde_json::to_vec(&m).expect("manifest serializes")
+}
+
+/// Convenience for tests and tools: the diff_id of a plain tar in memory.
+pub fn diff_id_of(tar: &[u8]) -> Digest {
+    Digest::sha256_of(tar)
+}

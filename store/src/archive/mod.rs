@@ -1,0 +1,8 @@
+//! Moving images in and out of the store as files: `import` (a rootfs tar),
+//! `save` (docker-archive or OCI archive) and `load` (either, gzip or not).
+
+pub mod gzip;
+pub mod import;
+pub mod tarcheck;
+
+pub use import::ImportOptions;
