@@ -28,7 +28,11 @@ for arg in "$@"; do
     esac
 done
 
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then
+    step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+else
+    step() { printf '\n==> %s\n' "$*"; }
+fi
 
 if [ ! -x "$strata" ]; then
     echo "run.sh: $strata not found; build it first: cargo build --release" >&2
