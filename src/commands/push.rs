@@ -1,9 +1,19 @@
-//! TODO(lead): placeholder until its owner fills it in.
+//! `strata push REF`: prints docker's lines, ending with `TAG: digest: sha256:… size: N`.
 
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
+use registry_client::PushOptions;
 
 use super::Ctx;
 
-pub fn run(_ctx: &Ctx, _args: &crate::cli::PushArgs) -> Result<()> {
-    bail!("`run` is not implemented yet")
+pub fn run(ctx: &Ctx, args: &crate::cli::PushArgs) -> Result<()> {
+    let r = super::pull::reference(&args.reference)?;
+    let store = store::Store::open(&ctx.root)
+        .with_context(|| format!("opening store {}", ctx.root.display()))?;
+    let client = super::pull::client(ctx, args.quiet)?;
+    let report = registry_client::push_blocking(&client, &store, &r, &PushOptions::default())
+        .with_context(|| format!("pushing {}", r.familiar()))?;
+    if args.quiet {
+        println!("{}", report.digest);
+    }
+    Ok(())
 }

@@ -1,0 +1,502 @@
+//! Moving one blob: download straight into the store's ingest (hashing while writing,
+//! resuming by `Range` after a cut), and upload from a committed blob file (HEAD first,
+//! cross-repository mount, monolithic or chunked, restarting or resuming after a
+//! failure). Parallelism is the caller's (pull.rs / push.rs): this file moves one blob.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
+use reqwest::{Method, StatusCode};
+use store::{Descriptor, Digest, Store};
+
+use crate::error::{RegistryError, Result};
+use crate::progress::Bar;
+use crate::retry;
+use crate::session::{Body, ProgressFn, Request, Session};
+
+/// How blobs are uploaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadMode {
+    /// `POST` then one `PUT ?digest=` carrying the whole blob (fewest round trips).
+    Monolithic,
+    /// `POST`, then `PATCH` chunks of this many bytes, then `PUT ?digest=`. A failed
+    /// chunk resumes from the offset the registry reports.
+    Chunked(u64),
+}
+
+/// What happened to one blob during a push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobOutcome {
+    /// The registry already had it (HEAD answered 200).
+    Exists,
+    /// Mounted from another repository of the same registry.
+    Mounted { from: String },
+    /// Uploaded.
+    Pushed,
+}
+
+fn blob_url(base: &str, repository: &str, digest: &Digest) -> String {
+    format!("{base}/v2/{repository}/blobs/{digest}")
+}
+
+/// Downloads `desc` from `repository` into the store unless it is already there.
+/// Returns false when it was already present. The blob is committed only after its size
+/// and digest match `desc`; a connection cut mid-body resumes with `Range` (or restarts
+/// when the registry ignores it). Nothing half-written ever becomes visible.
+pub async fn download(
+    session: &Session,
+    store: &Store,
+    repository: &str,
+    desc: &Descriptor,
+    scopes: &[String],
+    bar: &Bar,
+) -> Result<Option<Descriptor>> {
+    if store.has_blob(&desc.digest) {
+        return Ok(None);
+    }
+    let base = session.base().await?.to_string();
+    let url = blob_url(&base, repository, &desc.digest);
+    let mut writer = store.writer()?.with_media_type(&desc.media_type);
+    let mut cuts = 0u32;
+    loop {
+        let written = writer.written();
+        let mut req = Request::new(Method::GET, &url, scopes);
+        if written > 0 {
+            req = req.header(RANGE, &format!("bytes={written}-"));
+        }
+        let resp = session.send(&req).await?;
+        let resp = match resp.status() {
+            StatusCode::OK | StatusCode::PARTIAL_CONTENT => resp,
+            StatusCode::NOT_FOUND => {
+                return Err(RegistryError::BlobUnknown {
+                    registry: session.registry.clone(),
+                    repository: repository.to_string(),
+                    digest: desc.digest.clone(),
+                })
+            }
+            _ => {
+                session
+                    .check(&req, resp, &[StatusCode::OK], repository)
+                    .await?;
+                unreachable!("check returns Err for a status it was not given")
+            }
+        };
+        let resumed = resp.status() == StatusCode::PARTIAL_CONTENT
+            && content_range_start(resp.headers()) == Some(written);
+        if written > 0 && !resumed {
+            // The registry sent the whole blob (or a range we did not ask for): start over.
+            writer = store.writer()?.with_media_type(&desc.media_type);
+            bar.set_position(0);
+        }
+        match stream_into(resp, &mut writer, desc, bar).await? {
+            None => break,
+            Some(err) => {
+                cuts += 1;
+                if cuts >= session.retry.max_attempts {
+                    return Err(RegistryError::RetriesExhausted {
+                        method: "GET".into(),
+                        url,
+                        attempts: cuts,
+                        last: err,
+                    });
+                }
+                tokio::time::sleep(session.retry.delay(cuts, None)).await;
+            }
+        }
+    }
+    let (size, digest) = (desc.size, desc.digest.clone());
+    let committed =
+        tokio::task::spawn_blocking(move || writer.commit_unrecorded(Some(size), Some(&digest)))
+            .await
+            .expect("the commit task does not panic")
+            .map_err(|e| match e {
+                store::StoreError::DigestMismatch {
+                    expected, actual, ..
+                } => RegistryError::DigestMismatch {
+                    what: format!("blob from {}/{repository}", session.registry),
+                    expected,
+                    actual,
+                },
+                other => other.into(),
+            })?;
+    Ok(Some(committed))
+}
+
+/// Copies a response body into the writer. Ok(None) when the body arrived whole,
+/// Ok(Some(reason)) when it was cut (retry with Range), Err when it can never succeed.
+async fn stream_into(
+    mut resp: reqwest::Response,
+    writer: &mut store::BlobWriter,
+    desc: &Descriptor,
+    bar: &Bar,
+) -> Result<Option<String>> {
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let total = writer.written() + chunk.len() as u64;
+                if total > desc.size {
+                    return Err(RegistryError::SizeMismatch {
+                        digest: desc.digest.clone(),
+                        expected: desc.size,
+                        actual: total,
+                    });
+                }
+                writer
+                    .write_all(&chunk)
+                    .map_err(|source| RegistryError::Config {
+                        action: "writing",
+                        path: writer.ingest_path().to_path_buf(),
+                        source,
+                    })?;
+                bar.inc(chunk.len() as u64);
+            }
+            Ok(None) if writer.written() < desc.size => {
+                return Ok(Some(format!(
+                    "body ended after {} of {} bytes",
+                    writer.written(),
+                    desc.size
+                )))
+            }
+            Ok(None) => return Ok(None),
+            Err(e) if retry::is_retryable_error(&e) => return Ok(Some(retry::chain_text(&e))),
+            Err(e) => {
+                return Err(RegistryError::Transport {
+                    method: "GET".into(),
+                    url: e.url().map(|u| u.to_string()).unwrap_or_default(),
+                    source: e,
+                })
+            }
+        }
+    }
+}
+
+fn content_range_start(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    // "bytes 100-199/200"
+    let v = headers.get(CONTENT_RANGE)?.to_str().ok()?;
+    let range = v.trim().strip_prefix("bytes ")?;
+    range.split('-').next()?.trim().parse().ok()
+}
+
+/// Where one upload stands.
+struct UploadSession {
+    location: String,
+}
+
+/// Pushes one committed blob to `repository`: HEAD, then mount from `mount_from` (same
+/// registry), then upload. Retries restart the upload session (monolithic) or resume
+/// from the registry's reported offset (chunked).
+#[allow(clippy::too_many_arguments)] // each is a distinct input of the protocol step
+pub async fn upload(
+    session: &Session,
+    store: &Store,
+    repository: &str,
+    desc: &Descriptor,
+    mount_from: &[String],
+    mode: UploadMode,
+    scopes: &[String],
+    bar: &Bar,
+) -> Result<BlobOutcome> {
+    let base = session.base().await?.to_string();
+    let head = Request::new(
+        Method::HEAD,
+        blob_url(&base, repository, &desc.digest),
+        scopes,
+    );
+    let resp = session.send(&head).await?;
+    if resp.status() == StatusCode::OK {
+        return Ok(BlobOutcome::Exists);
+    }
+    let mut preset: Option<UploadSession> = None;
+    for from in mount_from.iter().filter(|f| f.as_str() != repository) {
+        let url = format!(
+            "{base}/v2/{repository}/blobs/uploads/?mount={}&from={from}",
+            desc.digest
+        );
+        let req = Request::new(Method::POST, url, scopes);
+        let resp = session.send(&req).await?;
+        match resp.status() {
+            StatusCode::CREATED => return Ok(BlobOutcome::Mounted { from: from.clone() }),
+            // 202: the registry could not mount (no access, or not there) and opened an
+            // ordinary upload session instead; oci-client treats this as an error.
+            StatusCode::ACCEPTED => {
+                if let Some(loc) = location(&resp) {
+                    preset = Some(UploadSession {
+                        location: session.absolute(&loc).await?,
+                    });
+                    break;
+                }
+            }
+            _ => {} // not fatal: fall back to a plain upload
+        }
+    }
+    let path = store.blob_path(&desc.digest);
+    if !path.exists() {
+        return Err(store::StoreError::BlobMissing {
+            digest: desc.digest.clone(),
+            root: store.root().to_path_buf(),
+        }
+        .into());
+    }
+    let progress: ProgressFn = {
+        let bar = bar.clone();
+        Arc::new(move |n| bar.inc(n))
+    };
+    let mut failures = 0u32;
+    loop {
+        let up = match preset.take() {
+            Some(s) => s,
+            None => start_upload(session, &base, repository, scopes).await?,
+        };
+        bar.set_position(0);
+        let result = match mode {
+            UploadMode::Monolithic => put_whole(session, &up, desc, &path, scopes, &progress).await,
+            UploadMode::Chunked(chunk) => {
+                put_chunks(
+                    session,
+                    up,
+                    desc,
+                    &path,
+                    chunk.max(1),
+                    scopes,
+                    &progress,
+                    bar,
+                )
+                .await
+            }
+        };
+        match result {
+            Ok(()) => return Ok(BlobOutcome::Pushed),
+            Err(Attempt::Fatal(e)) => return Err(e),
+            Err(Attempt::Retry { reason, wait }) => {
+                failures += 1;
+                if failures >= session.retry.max_attempts {
+                    return Err(RegistryError::RetriesExhausted {
+                        method: "PUT".into(),
+                        url: blob_url(&base, repository, &desc.digest),
+                        attempts: failures,
+                        last: reason,
+                    });
+                }
+                tokio::time::sleep(session.retry.delay(failures, wait)).await;
+            }
+        }
+    }
+}
+
+enum Attempt {
+    Retry {
+        reason: String,
+        wait: Option<std::time::Duration>,
+    },
+    Fatal(RegistryError),
+}
+
+impl From<RegistryError> for Attempt {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::RetriesExhausted { last, .. } => Attempt::Retry {
+                reason: last,
+                wait: None,
+            },
+            other => Attempt::Fatal(other),
+        }
+    }
+}
+
+fn location(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn start_upload(
+    session: &Session,
+    base: &str,
+    repository: &str,
+    scopes: &[String],
+) -> Result<UploadSession> {
+    let req = Request::new(
+        Method::POST,
+        format!("{base}/v2/{repository}/blobs/uploads/"),
+        scopes,
+    );
+    let resp = session.send(&req).await?;
+    let resp = session
+        .check(&req, resp, &[StatusCode::ACCEPTED], repository)
+        .await?;
+    let loc = location(&resp).ok_or_else(|| RegistryError::Status {
+        method: "POST".into(),
+        url: req.url.clone(),
+        status: 202,
+        code: None,
+        message: "upload session answer has no Location header".into(),
+    })?;
+    Ok(UploadSession {
+        location: session.absolute(&loc).await?,
+    })
+}
+
+fn with_digest(location: &str, digest: &Digest) -> String {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{sep}digest={digest}")
+}
+
+/// Classifies the answer to a data-bearing request: success, retry (new session or
+/// resume), or a failure no retry can fix.
+async fn outcome(
+    session: &Session,
+    req: &Request,
+    sent: Result<reqwest::Response>,
+    ok: StatusCode,
+) -> std::result::Result<reqwest::Response, Attempt> {
+    let resp = match sent {
+        Ok(r) => r,
+        Err(RegistryError::Transport { source, .. }) if retry::is_retryable_error(&source) => {
+            return Err(Attempt::Retry {
+                reason: retry::chain_text(&source),
+                wait: None,
+            })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let status = resp.status();
+    if status == ok {
+        return Ok(resp);
+    }
+    if retry::is_retryable_status(status) {
+        return Err(Attempt::Retry {
+            reason: format!("status {status}"),
+            wait: retry::retry_after(resp.headers()),
+        });
+    }
+    // 400 DIGEST_INVALID / BLOB_UPLOAD_INVALID and 404 BLOB_UPLOAD_UNKNOWN mean the
+    // session got a partial body from an earlier cut: start a new one.
+    if status == StatusCode::BAD_REQUEST
+        || status == StatusCode::NOT_FOUND
+        || status == StatusCode::RANGE_NOT_SATISFIABLE
+    {
+        let err = session.check(req, resp, &[ok], "").await.err();
+        return Err(Attempt::Retry {
+            reason: err.map(|e| e.to_string()).unwrap_or_default(),
+            wait: None,
+        });
+    }
+    Err(Attempt::Fatal(
+        session
+            .check(req, resp, &[ok], "")
+            .await
+            .err()
+            .unwrap_or_else(|| RegistryError::Status {
+                method: req.method.to_string(),
+                url: req.url.clone(),
+                status: status.as_u16(),
+                code: None,
+                message: String::new(),
+            }),
+    ))
+}
+
+async fn put_whole(
+    session: &Session,
+    up: &UploadSession,
+    desc: &Descriptor,
+    path: &std::path::Path,
+    scopes: &[String],
+    progress: &ProgressFn,
+) -> std::result::Result<(), Attempt> {
+    let mut req = Request::new(Method::PUT, with_digest(&up.location, &desc.digest), scopes)
+        .header(CONTENT_TYPE, "application/octet-stream")
+        .body(Body::File {
+            path: path.to_path_buf(),
+            offset: 0,
+            len: desc.size,
+            progress: Some(progress.clone()),
+        });
+    req.retry_transport = false;
+    let sent = session.send(&req).await;
+    outcome(session, &req, sent, StatusCode::CREATED).await?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn put_chunks(
+    session: &Session,
+    mut up: UploadSession,
+    desc: &Descriptor,
+    path: &std::path::Path,
+    chunk: u64,
+    scopes: &[String],
+    progress: &ProgressFn,
+    bar: &Bar,
+) -> std::result::Result<(), Attempt> {
+    let mut offset = 0u64;
+    let mut stalls = 0u32;
+    while offset < desc.size {
+        let len = chunk.min(desc.size - offset);
+        let mut req = Request::new(Method::PATCH, &up.location, scopes)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_RANGE, &format!("{}-{}", offset, offset + len - 1))
+            .body(Body::File {
+                path: path.to_path_buf(),
+                offset,
+                len,
+                progress: Some(progress.clone()),
+            });
+        req.retry_transport = false;
+        let sent = session.send(&req).await;
+        match outcome(session, &req, sent, StatusCode::ACCEPTED).await {
+            Ok(resp) => {
+                if let Some(loc) = location(&resp) {
+                    up.location = session.absolute(&loc).await.map_err(Attempt::Fatal)?;
+                }
+                offset += len;
+                stalls = 0;
+            }
+            Err(Attempt::Retry { reason, wait }) => {
+                // Ask the registry how much it kept and resume from there.
+                stalls += 1;
+                if stalls >= session.retry.max_attempts {
+                    return Err(Attempt::Retry { reason, wait });
+                }
+                tokio::time::sleep(session.retry.delay(stalls, wait)).await;
+                match upload_offset(session, &up, scopes).await {
+                    Some((received, loc)) if received <= desc.size => {
+                        up.location = loc;
+                        offset = received;
+                        bar.set_position(received);
+                    }
+                    _ => return Err(Attempt::Retry { reason, wait: None }),
+                }
+            }
+            Err(fatal) => return Err(fatal),
+        }
+    }
+    let req = Request::new(Method::PUT, with_digest(&up.location, &desc.digest), scopes);
+    let sent = session.send(&req).await;
+    outcome(session, &req, sent, StatusCode::CREATED).await?;
+    Ok(())
+}
+
+/// `GET` on an upload session: 204 with `Range: 0-N` says N+1 bytes arrived.
+async fn upload_offset(
+    session: &Session,
+    up: &UploadSession,
+    scopes: &[String],
+) -> Option<(u64, String)> {
+    let req = Request::new(Method::GET, &up.location, scopes);
+    let resp = session.send(&req).await.ok()?;
+    if resp.status() != StatusCode::NO_CONTENT {
+        return None;
+    }
+    let loc = match location(&resp) {
+        Some(l) => session.absolute(&l).await.ok()?,
+        None => up.location.clone(),
+    };
+    let range = resp.headers().get(RANGE)?.to_str().ok()?.to_string();
+    let end: u64 = range.trim().rsplit('-').next()?.parse().ok()?;
+    // "0-0" is what distribution sends for an empty session.
+    let received = if range.trim() == "0-0" { 0 } else { end + 1 };
+    Some((received, loc))
+}
