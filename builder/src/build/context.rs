@@ -15,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 use store::{Digest, StatRecord, Store};
 
 use super::Result;
+use crate::dockerignore::DockerIgnore;
 
 pub struct Context {
     pub root: PathBuf,
@@ -22,8 +23,7 @@ pub struct Context {
     key: String,
     stats: HashMap<String, StatRecord>,
     changed: Vec<(String, StatRecord)>,
-    /// TODO(lead): wire .dockerignore (builder/src/dockerignore.rs) once it lands.
-    ignore: Vec<String>,
+    ignore: DockerIgnore,
     /// When the build started: a file modified in this second is not trusted next time.
     started_ns: i128,
 }
@@ -33,8 +33,12 @@ impl Context {
         let canonical = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
         let key = canonical.to_string_lossy().into_owned();
         let stats = store.ctxstat_get_all(&key)?.into_iter().collect();
-        let _ = dockerfile;
-        let ignore = Vec::new();
+        let ignore = DockerIgnore::load(&canonical, Some(dockerfile)).map_err(|e| {
+            super::BuildError::Step {
+                location: canonical.join(".dockerignore").display().to_string(),
+                message: e.to_string(),
+            }
+        })?;
         let started_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
@@ -50,7 +54,7 @@ impl Context {
 
     /// Whether `rel` (context-relative, `/`-separated) is excluded by .dockerignore.
     pub fn is_excluded(&self, rel: &str) -> bool {
-        self.ignore.iter().any(|p| p == rel)
+        self.ignore.is_excluded(rel)
     }
 
     /// The sha256 of a context file's bytes, from the stat cache when the file is unchanged.
