@@ -65,6 +65,15 @@ impl ImageRecord {
     }
 }
 
+/// One image for `add_images`: its committed manifest, the tags to point at it,
+/// and known uncompressed layer sizes by diff_id.
+#[derive(Debug, Clone)]
+pub struct NewImage {
+    pub manifest: Digest,
+    pub tags: Vec<Reference>,
+    pub uncompressed: BTreeMap<Digest, u64>,
+}
+
 /// What `remove_image` did, in docker's words.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Removed {
@@ -184,49 +193,64 @@ impl Store {
         tag: Option<&Reference>,
         uncompressed: &BTreeMap<Digest, u64>,
     ) -> Result<ImageRecord> {
-        if let Some(t) = tag {
-            check_taggable(t)?;
-        }
-        let parsed = self.parse_image(manifest)?;
-        meta::write(self, |m| {
-            let now = meta::now();
-            let mut image_size = 0;
-            for l in &parsed.layers {
-                let mut rec = m.layer(&l.diff_id)?.unwrap_or(LayerRecord {
-                    v: meta::RECORD_VERSION,
-                    blobs: Vec::new(),
-                    uncompressed_size: None,
-                });
-                if !rec.blobs.iter().any(|b| b.digest == l.blob.digest) {
-                    rec.blobs.push(l.blob.clone());
-                }
-                if rec.uncompressed_size.is_none() {
-                    rec.uncompressed_size = uncompressed.get(&l.diff_id).copied().or_else(|| {
-                        // A plain tar is its own uncompressed form.
-                        (l.blob.digest == l.diff_id).then_some(l.blob.size)
-                    });
-                }
-                image_size += rec.uncompressed_size.unwrap_or(l.blob.size);
-                m.put_layer(&l.diff_id, &rec)?;
+        let img = NewImage {
+            manifest: manifest.clone(),
+            tags: tag.into_iter().cloned().collect(),
+            uncompressed: uncompressed.clone(),
+        };
+        let mut out = self.add_images(std::slice::from_ref(&img))?;
+        Ok(out.remove(0))
+    }
+
+    /// Records several images and their tags in one transaction (load): every
+    /// manifest is parsed and checked first, so either all are recorded or none.
+    pub fn add_images(&self, images: &[NewImage]) -> Result<Vec<ImageRecord>> {
+        let mut parsed = Vec::with_capacity(images.len());
+        for img in images {
+            for t in &img.tags {
+                check_taggable(t)?;
             }
-            let added_at = m.manifest(manifest)?.map(|r| r.added_at).unwrap_or(now);
-            let rec = ManifestRecord {
-                v: meta::RECORD_VERSION,
-                media_type: parsed.media_type.clone(),
-                size: parsed.size,
-                config: parsed.config.clone(),
-                layers: parsed.layers.clone(),
-                created: parsed.created.clone(),
-                added_at,
-                image_size,
-            };
-            m.put_manifest(manifest, &rec)?;
-            if let Some(t) = tag {
-                m.put_tag(&t.to_string(), &tag_record(manifest, now))?;
+            parsed.push(self.parse_image(&img.manifest)?);
+        }
+        meta::write(self, |m| {
+            // Checked again under the lock: a failed load in another process
+            // removes only blobs that no record names, but it may have raced us.
+            for (img, p) in images.iter().zip(&parsed) {
+                let all = std::iter::once(&img.manifest)
+                    .chain(std::iter::once(&p.config.digest))
+                    .chain(p.layers.iter().map(|l| &l.blob.digest));
+                for d in all {
+                    if !self.has_blob(d) {
+                        return Err(StoreError::BlobMissing {
+                            digest: d.clone(),
+                            root: self.root().to_path_buf(),
+                        });
+                    }
+                }
+            }
+            let now = meta::now();
+            let mut records = Vec::with_capacity(images.len());
+            let mut tagged = false;
+            for (img, p) in images.iter().zip(parsed) {
+                let rec = record_image(m, &img.manifest, p, &img.uncompressed, now)?;
+                for t in &img.tags {
+                    m.put_tag(&t.to_string(), &tag_record(&img.manifest, now))?;
+                    tagged = true;
+                }
+                records.push(rec);
+            }
+            if tagged {
                 self.write_index(m)?;
             }
-            let tags = tags_of(m, manifest)?;
-            Ok(ImageRecord::from_record(manifest, rec, tags))
+            let mut out = Vec::with_capacity(images.len());
+            for (img, rec) in images.iter().zip(records) {
+                out.push(ImageRecord::from_record(
+                    &img.manifest,
+                    rec,
+                    tags_of(m, &img.manifest)?,
+                ));
+            }
+            Ok(out)
         })
     }
 
@@ -401,6 +425,48 @@ impl Store {
 /// reference, so two repositories with the same tag stay distinct.
 pub fn index_ref_name(r: &Reference) -> String {
     r.to_string()
+}
+
+/// Writes the layer records and the manifest record of one parsed image.
+fn record_image(
+    m: &Meta,
+    manifest: &Digest,
+    parsed: ParsedImage,
+    uncompressed: &BTreeMap<Digest, u64>,
+    now: i64,
+) -> Result<ManifestRecord> {
+    let mut image_size = 0;
+    for l in &parsed.layers {
+        let mut rec = m.layer(&l.diff_id)?.unwrap_or(LayerRecord {
+            v: meta::RECORD_VERSION,
+            blobs: Vec::new(),
+            uncompressed_size: None,
+        });
+        if !rec.blobs.iter().any(|b| b.digest == l.blob.digest) {
+            rec.blobs.push(l.blob.clone());
+        }
+        if rec.uncompressed_size.is_none() {
+            rec.uncompressed_size = uncompressed.get(&l.diff_id).copied().or_else(|| {
+                // A plain tar is its own uncompressed form.
+                (l.blob.digest == l.diff_id).then_some(l.blob.size)
+            });
+        }
+        image_size += rec.uncompressed_size.unwrap_or(l.blob.size);
+        m.put_layer(&l.diff_id, &rec)?;
+    }
+    let added_at = m.manifest(manifest)?.map(|r| r.added_at).unwrap_or(now);
+    let rec = ManifestRecord {
+        v: meta::RECORD_VERSION,
+        media_type: parsed.media_type,
+        size: parsed.size,
+        config: parsed.config,
+        layers: parsed.layers,
+        created: parsed.created,
+        added_at,
+        image_size,
+    };
+    m.put_manifest(manifest, &rec)?;
+    Ok(rec)
 }
 
 fn check_taggable(r: &Reference) -> Result<()> {

@@ -85,10 +85,20 @@ impl BlobWriter {
     /// blobs into one `Store::record_blobs` transaction (load, pull). A blob whose
     /// record is never written is still valid content; GC treats it as unreferenced.
     pub fn commit_unrecorded(
-        mut self,
+        self,
         expected_size: Option<u64>,
         expected: Option<&Digest>,
     ) -> Result<Descriptor> {
+        self.commit_inner(expected_size, expected).map(|(d, _)| d)
+    }
+
+    /// `commit_unrecorded` that also says whether this call created the blob
+    /// (`false`: it already existed), so a failed load can remove only its own.
+    pub(crate) fn commit_inner(
+        mut self,
+        expected_size: Option<u64>,
+        expected: Option<&Digest>,
+    ) -> Result<(Descriptor, bool)> {
         let out = self.out.take().expect("commit consumes the writer once");
         let (buf, digest, size) = out.finish();
         let file = buf
@@ -119,7 +129,7 @@ impl BlobWriter {
         };
         let target = self.store.blob_path(&digest);
         if target.exists() {
-            return Ok(desc); // Drop removes the temp file.
+            return Ok((desc, false)); // Drop removes the temp file.
         }
         file.sync_all()
             .map_err(StoreError::io("fsync", &self.path))?;
@@ -127,7 +137,7 @@ impl BlobWriter {
         fs::rename(&self.path, &target).map_err(StoreError::io("renaming into place", &target))?;
         self.path = PathBuf::new(); // renamed: nothing left for Drop to remove
         fsync_dir(&self.store.layout().blobs_dir())?;
-        Ok(desc)
+        Ok((desc, true))
     }
 
     /// Drops the partial blob. Same as dropping the writer.

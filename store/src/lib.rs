@@ -14,6 +14,7 @@
 pub mod archive;
 pub mod digest;
 pub mod error;
+pub mod extract;
 pub mod image;
 pub mod ingest;
 pub mod layout;
@@ -33,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 pub use digest::{Digest, DigestError, Sha256Reader, Sha256Writer};
 pub use error::{ErrorKind, Result, StoreError};
-pub use image::ImageRecord;
+pub use image::{ImageRecord, NewImage, Removed};
 pub use ingest::BlobWriter;
 pub use layout::Layout;
 pub use lease::Lease;

@@ -12,7 +12,18 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::digest::{Digest, DigestError};
+use std::fs;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use crate::digest::{Digest, DigestError, Sha256Reader};
+use crate::error::{Result, StoreError};
+use crate::extract::extract_tar;
+use crate::layout::unique_name;
+use crate::media_types::{self, Compression};
+use crate::meta;
+use crate::records::SnapshotRecord;
+use crate::{Descriptor, Store};
 
 /// A layer chain id (OCI): `chainID(L0) = diffID(L0)`,
 /// `chainID(Ln) = sha256(chainID(Ln-1) + " " + diffID(Ln))`.
@@ -68,6 +79,147 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<ChainId> {
         out.push(ChainId(next));
     }
     out
+}
+
+impl Store {
+    /// Unpacks each layer of the image once (safe extraction, whiteouts in overlay
+    /// form, diff_id verified while extracting); returns the lowerdirs, top layer
+    /// first, ready for `lowerdir=a:b:c`. Safe to call concurrently: the loser of
+    /// a race to unpack the same layer discards its copy.
+    pub fn ensure_snapshots(&self, manifest: &Digest) -> Result<Vec<PathBuf>> {
+        let image = self.image(manifest)?;
+        let chains = chain_ids(&image.diff_ids());
+        let mut dirs = Vec::with_capacity(chains.len());
+        for (i, (layer, chain)) in image.layers.iter().zip(&chains).enumerate() {
+            let parent = i.checked_sub(1).map(|p| &chains[p]);
+            if !self.snapshot_dir(chain).is_dir() {
+                self.unpack_layer(&layer.blob, &layer.diff_id, chain, parent)?;
+            }
+            dirs.push(self.snapshot_dir(chain));
+        }
+        dirs.reverse();
+        Ok(dirs)
+    }
+
+    fn unpack_layer(
+        &self,
+        blob: &Descriptor,
+        diff_id: &Digest,
+        chain: &ChainId,
+        parent: Option<&ChainId>,
+    ) -> Result<()> {
+        let tmp = self.new_snapshot_tmp()?;
+        let result = (|| {
+            let fs_dir = tmp.join("fs");
+            let file = self.open_blob(&blob.digest)?;
+            let reader: Box<dyn Read> = match media_types::layer_compression(&blob.media_type) {
+                Some(Compression::Gzip) => Box::new(flate2::read::MultiGzDecoder::new(
+                    BufReader::with_capacity(1 << 20, file),
+                )),
+                Some(Compression::None) => Box::new(BufReader::with_capacity(1 << 20, file)),
+                Some(Compression::Zstd) | None => {
+                    return Err(StoreError::CorruptBlob {
+                        digest: blob.digest.clone(),
+                        reason: format!("cannot unpack a layer of media type {}", blob.media_type),
+                    })
+                }
+            };
+            let mut hashed = Sha256Reader::new(reader);
+            extract_tar(&mut hashed, &fs_dir, blob.digest.as_str())?;
+            // Read the end-of-archive padding too: the diff_id covers every byte.
+            std::io::copy(&mut hashed, &mut std::io::sink()).map_err(StoreError::io(
+                "reading layer",
+                self.blob_path(&blob.digest),
+            ))?;
+            let (_, actual, _) = hashed.finish();
+            if actual != *diff_id {
+                return Err(StoreError::CorruptBlob {
+                    digest: blob.digest.clone(),
+                    reason: format!(
+                        "uncompressed content is {actual}, the image says diff_id {diff_id}"
+                    ),
+                });
+            }
+            self.publish_snapshot(&tmp, chain, parent)
+        })();
+        if tmp.exists() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        result.map(|_| ())
+    }
+
+    /// `snapshots/.tmp-<unique>/fs`, created empty.
+    fn new_snapshot_tmp(&self) -> Result<PathBuf> {
+        let tmp = self.layout().snapshots_dir().join(unique_name(".tmp-"));
+        let fs_dir = tmp.join("fs");
+        fs::create_dir_all(&fs_dir).map_err(StoreError::io("creating", &fs_dir))?;
+        Ok(tmp)
+    }
+
+    /// Writes `parent`, renames `tmp` to `snapshots/<chain hex>` (atomic: the
+    /// snapshot is complete once visible), records it. If another process won the
+    /// race, its copy stays and `tmp` is left for the caller to remove.
+    fn publish_snapshot(
+        &self,
+        tmp: &Path,
+        chain: &ChainId,
+        parent: Option<&ChainId>,
+    ) -> Result<PathBuf> {
+        if let Some(p) = parent {
+            let pf = tmp.join("parent");
+            fs::write(&pf, p.as_str()).map_err(StoreError::io("writing", &pf))?;
+        }
+        let dest = self.layout().snapshots_dir().join(chain.hex());
+        match fs::rename(tmp, &dest) {
+            Ok(()) => {}
+            Err(e) if dest.is_dir() => {
+                let _ = e; // another process published the same snapshot first
+            }
+            Err(e) => return Err(StoreError::io("publishing snapshot", &dest)(e)),
+        }
+        meta::write(self, |m| {
+            if m.snapshot(chain)?.is_none() {
+                m.put_snapshot(
+                    chain,
+                    &SnapshotRecord {
+                        v: meta::RECORD_VERSION,
+                        parent: parent.cloned(),
+                        created_at: meta::now(),
+                    },
+                )?;
+            }
+            Ok(())
+        })?;
+        Ok(dest.join("fs"))
+    }
+
+    /// Moves a built upperdir `dir` in as the snapshot of `chain` (a rename: `dir`
+    /// must be on the same filesystem as the root, e.g. under `ROOT/snapshots`).
+    /// If the snapshot already exists, `dir` is removed and the existing one kept.
+    pub fn commit_snapshot(
+        &self,
+        chain: &ChainId,
+        parent: Option<&ChainId>,
+        dir: &Path,
+    ) -> Result<PathBuf> {
+        let existing = self.snapshot_dir(chain);
+        if existing.is_dir() {
+            let _ = fs::remove_dir_all(dir);
+            return Ok(existing);
+        }
+        let tmp = self.layout().snapshots_dir().join(unique_name(".tmp-"));
+        fs::create_dir(&tmp).map_err(StoreError::io("creating", &tmp))?;
+        let result = fs::rename(dir, tmp.join("fs"))
+            .map_err(StoreError::io(
+                "moving built layer into the store (it must be on the same filesystem as the root)",
+                dir,
+            ))
+            .and_then(|()| self.publish_snapshot(&tmp, chain, parent));
+        if tmp.exists() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        result
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,9 @@
 
 pub mod gzip;
 pub mod import;
+pub mod load;
+pub mod save;
 pub mod tarcheck;
 
 pub use import::ImportOptions;
+pub use save::{ArchiveFormat, SaveItem};

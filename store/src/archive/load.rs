@@ -1,0 +1,642 @@
+//! `load`: a docker-archive or an OCI archive (gzip or not) into the store.
+//!
+//! One pass over the archive: every entry over 1 MiB streams into ingest while it
+//! is hashed (and, when it is gzip, decompressed on the side to learn its
+//! diff_id); smaller entries wait in memory until we know whether anything refers
+//! to them (old archives carry `json` and `VERSION` files nobody needs). Then the
+//! archive's own index (`manifest.json`, else `index.json`) is checked: every
+//! `blobs/sha256/<hex>` name against its content, every layer's diff_id against
+//! its config. Only then are the referenced blobs committed, recorded, and the
+//! images and tags added in one sled transaction: all or nothing. On failure the
+//! blobs this load created (and nobody recorded meanwhile) are removed again.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+use flate2::read::MultiGzDecoder;
+
+use super::import::{build_manifest, host_architecture};
+use crate::digest::Sha256Writer;
+use crate::error::{Result, StoreError};
+use crate::image::{CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
+use crate::{media_types, meta, Descriptor, Digest, ImageRecord, NewImage, Reference, Store};
+
+const SMALL: u64 = 1 << 20;
+const SMALL_TOTAL: usize = 256 << 20;
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// One image that `load` added, with the tags it now has from the archive.
+#[derive(Debug, Clone)]
+pub struct LoadedImage {
+    pub tags: Vec<Reference>,
+    pub image: ImageRecord,
+}
+
+/// What an archive entry holds once read.
+enum Content {
+    Memory(Vec<u8>),
+    /// Already committed to `blobs/`; `plain` is the uncompressed digest and size
+    /// when the content was gzip (Err: not decodable), `None` when not gzip.
+    Blob {
+        digest: Digest,
+        size: u64,
+        plain: Option<std::result::Result<(Digest, u64), String>>,
+    },
+}
+
+/// A blob ready to be referenced: digest, size, and its uncompressed form.
+struct Resolved {
+    digest: Digest,
+    size: u64,
+    /// (diff_id, uncompressed size), or why it cannot be known.
+    plain: std::result::Result<(Digest, u64), String>,
+}
+
+struct Archive<'a> {
+    store: &'a Store,
+    source: String,
+    files: BTreeMap<String, Content>,
+    links: BTreeMap<String, String>,
+    memory: usize,
+    created: Vec<Digest>,
+    committed: Vec<Descriptor>,
+}
+
+impl Store {
+    /// Loads every image in the archive read from `input`; see the module doc.
+    pub fn load(&self, input: impl Read, source: &str) -> Result<Vec<LoadedImage>> {
+        let mut a = Archive {
+            store: self,
+            source: source.to_string(),
+            files: BTreeMap::new(),
+            links: BTreeMap::new(),
+            memory: 0,
+            created: Vec::new(),
+            committed: Vec::new(),
+        };
+        let result = a.run(input);
+        if result.is_err() {
+            a.remove_created();
+        }
+        result
+    }
+}
+
+impl Archive<'_> {
+    fn bad(&self, reason: impl Into<String>) -> StoreError {
+        StoreError::InvalidArchive {
+            path: self.source.clone().into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn run(&mut self, input: impl Read) -> Result<Vec<LoadedImage>> {
+        let mut input = BufReader::with_capacity(1 << 20, input);
+        let head = input
+            .fill_buf()
+            .map_err(StoreError::io("reading", &self.source))?;
+        if head.is_empty() {
+            return Err(self.bad("empty input: expected a docker-archive or OCI archive"));
+        }
+        let plain: Box<dyn Read> = if head.starts_with(&GZIP_MAGIC) {
+            Box::new(MultiGzDecoder::new(input))
+        } else {
+            Box::new(input)
+        };
+        self.read_entries(plain)?;
+        let images = if self.files.contains_key("manifest.json") {
+            self.docker_images()?
+        } else if self.files.contains_key("index.json") {
+            self.oci_images()?
+        } else {
+            return Err(self
+                .bad("neither manifest.json (docker-archive) nor index.json (OCI archive) found"));
+        };
+        self.store.record_blobs(&self.committed)?;
+        let records = self.store.add_images(&images)?;
+        Ok(images
+            .into_iter()
+            .zip(records)
+            .map(|(i, image)| LoadedImage {
+                tags: i.tags,
+                image,
+            })
+            .collect())
+    }
+
+    fn read_entries(&mut self, plain: impl Read) -> Result<()> {
+        let mut tar = tar::Archive::new(plain);
+        let entries = tar
+            .entries()
+            .map_err(|e| self.bad(format!("not a tar archive: {e}")))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| self.bad(format!("reading tar: {e}")))?;
+            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let path =
+                normalize(&raw).ok_or_else(|| self.bad(format!("unsafe entry name {raw:?}")))?;
+            use tar::EntryType as T;
+            match entry.header().entry_type() {
+                T::Regular | T::Continuous => {
+                    let content = self.read_file(&mut entry, &path)?;
+                    self.check_blob_name(&path, &content)?;
+                    self.files.insert(path, content);
+                }
+                T::Symlink | T::Link => {
+                    let target = entry
+                        .link_name_bytes()
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default();
+                    let joined =
+                        if entry.header().entry_type() == T::Symlink && !target.starts_with('/') {
+                            match path.rsplit_once('/') {
+                                Some((dir, _)) => format!("{dir}/{target}"),
+                                None => target.clone(),
+                            }
+                        } else {
+                            target.clone()
+                        };
+                    let resolved = normalize(&joined).ok_or_else(|| {
+                        self.bad(format!(
+                            "link {raw:?} points outside the archive: {target:?}"
+                        ))
+                    })?;
+                    self.links.insert(path, resolved);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn read_file<R: Read>(&mut self, entry: &mut tar::Entry<R>, path: &str) -> Result<Content> {
+        let size = entry.header().size().unwrap_or(0);
+        if size <= SMALL {
+            let mut buf = Vec::with_capacity(size as usize);
+            entry
+                .read_to_end(&mut buf)
+                .map_err(|e| self.bad(format!("reading {path}: {e}")))?;
+            self.memory += buf.len();
+            if self.memory > SMALL_TOTAL {
+                return Err(self.bad(
+                    "more than 256 MiB of small entries; this does not look like an image archive",
+                ));
+            }
+            return Ok(Content::Memory(buf));
+        }
+        let mut w = self.store.writer()?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut first = true;
+        let mut gunzip: Option<flate2::write::MultiGzDecoder<Sha256Writer<io::Sink>>> = None;
+        let mut gunzip_err: Option<String> = None;
+        loop {
+            let n = match entry.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.bad(format!("reading {path}: {e}"))),
+            };
+            if first {
+                first = false;
+                if buf[..n].starts_with(&GZIP_MAGIC) {
+                    gunzip = Some(flate2::write::MultiGzDecoder::new(Sha256Writer::new(
+                        io::sink(),
+                    )));
+                }
+            }
+            if let Some(g) = gunzip.as_mut() {
+                if let Err(e) = g.write_all(&buf[..n]) {
+                    gunzip_err = Some(e.to_string());
+                    gunzip = None;
+                }
+            }
+            w.write_all(&buf[..n])
+                .map_err(StoreError::io("writing", w.ingest_path().to_path_buf()))?;
+        }
+        let is_gzip = gunzip.is_some() || gunzip_err.is_some();
+        let plain = match (gunzip, gunzip_err) {
+            (Some(g), _) => Some(match g.finish() {
+                Ok(h) => {
+                    let (_, d, n) = h.finish();
+                    Ok((d, n))
+                }
+                Err(e) => Err(e.to_string()),
+            }),
+            (None, Some(e)) => Some(Err(e)),
+            (None, None) => None,
+        };
+        debug_assert!(is_gzip == plain.is_some());
+        let (desc, created) = w.commit_inner(Some(size), None)?;
+        if created {
+            self.created.push(desc.digest.clone());
+        }
+        Ok(Content::Blob {
+            digest: desc.digest,
+            size,
+            plain,
+        })
+    }
+
+    /// `blobs/sha256/<hex>` must hold content with that digest.
+    fn check_blob_name(&self, path: &str, content: &Content) -> Result<()> {
+        let Some(hex) = path.strip_prefix("blobs/sha256/") else {
+            return Ok(());
+        };
+        let actual = match content {
+            Content::Memory(b) => Digest::sha256_of(b),
+            Content::Blob { digest, .. } => digest.clone(),
+        };
+        if actual.hex() != hex {
+            return Err(self.bad(format!("{path} holds content with digest {actual}")));
+        }
+        Ok(())
+    }
+
+    /// Follows links to the file entry at `path`.
+    fn lookup(&self, path: &str) -> Result<(&str, &Content)> {
+        let mut p = normalize(path).ok_or_else(|| self.bad(format!("unsafe path {path:?}")))?;
+        for _ in 0..16 {
+            if let Some((k, c)) = self.files.get_key_value(&p) {
+                return Ok((k.as_str(), c));
+            }
+            match self.links.get(&p) {
+                Some(t) => p = t.clone(),
+                None => return Err(self.bad(format!("{path} is missing from the archive"))),
+            }
+        }
+        Err(self.bad(format!("{path}: too many levels of links")))
+    }
+
+    fn bytes(&self, path: &str) -> Result<Vec<u8>> {
+        match self.lookup(path)?.1 {
+            Content::Memory(b) => Ok(b.clone()),
+            Content::Blob { digest, .. } => self.store.read_blob(digest),
+        }
+    }
+
+    /// Commits the entry at `path` (if still in memory) as a blob of `media_type`.
+    fn resolve(&mut self, path: &str, media_type: &str) -> Result<Resolved> {
+        let (key, content) = self.lookup(path)?;
+        let key = key.to_string();
+        let resolved = match content {
+            Content::Blob {
+                digest,
+                size,
+                plain,
+            } => Resolved {
+                digest: digest.clone(),
+                size: *size,
+                plain: match plain {
+                    None => Ok((digest.clone(), *size)),
+                    Some(p) => p.clone(),
+                },
+            },
+            Content::Memory(bytes) => {
+                let bytes = bytes.clone();
+                let plain = if bytes.starts_with(&GZIP_MAGIC) {
+                    let mut out = Sha256Writer::new(io::sink());
+                    match io::copy(&mut MultiGzDecoder::new(&bytes[..]), &mut out) {
+                        Ok(_) => {
+                            let (_, d, n) = out.finish();
+                            Ok((d, n))
+                        }
+                        Err(e) => Err(format!("corrupt gzip: {e}")),
+                    }
+                } else {
+                    Ok((Digest::sha256_of(&bytes), bytes.len() as u64))
+                };
+                let mut w = self.store.writer()?;
+                w.write_all(&bytes)
+                    .map_err(StoreError::io("writing", w.ingest_path().to_path_buf()))?;
+                let (desc, created) = w.commit_inner(Some(bytes.len() as u64), None)?;
+                if created {
+                    self.created.push(desc.digest.clone());
+                }
+                self.files.insert(
+                    key,
+                    Content::Blob {
+                        digest: desc.digest.clone(),
+                        size: desc.size,
+                        plain: bytes.starts_with(&GZIP_MAGIC).then(|| plain.clone()),
+                    },
+                );
+                Resolved {
+                    digest: desc.digest,
+                    size: desc.size,
+                    plain,
+                }
+            }
+        };
+        self.committed.push(Descriptor {
+            media_type: media_type.to_string(),
+            digest: resolved.digest.clone(),
+            size: resolved.size,
+        });
+        Ok(resolved)
+    }
+
+    /// Checks layer `i` (at `path`) against the config's diff_id; returns its
+    /// descriptor (gzip or plain tar) and uncompressed size.
+    fn layer(
+        &mut self,
+        path: &str,
+        i: usize,
+        diff_id: &Digest,
+        media_type: Option<&str>,
+    ) -> Result<(Descriptor, u64)> {
+        if let Content::Memory(b) = self.lookup(path)?.1 {
+            if b.starts_with(&ZSTD_MAGIC) && media_type.is_none() {
+                return Err(self.bad(format!(
+                    "layer {path} is zstd-compressed; not supported in docker archives"
+                )));
+            }
+        }
+        let r = self.resolve(path, media_type.unwrap_or(media_types::OCI_LAYER_TAR))?;
+        let (plain, size) = r
+            .plain
+            .clone()
+            .map_err(|e| self.bad(format!("layer {i} ({path}): {e}")))?;
+        if plain != *diff_id {
+            return Err(self.bad(format!(
+                "layer {i} ({path}) has uncompressed digest {plain} but the config says diff_id {diff_id}"
+            )));
+        }
+        let media_type = match media_type {
+            Some(m) => m.to_string(),
+            None if r.digest == plain => media_types::OCI_LAYER_TAR.to_string(),
+            None => media_types::OCI_LAYER_GZIP.to_string(),
+        };
+        if let Some(last) = self.committed.last_mut() {
+            last.media_type = media_type.clone();
+        }
+        Ok((
+            Descriptor {
+                media_type,
+                digest: r.digest,
+                size: r.size,
+            },
+            size,
+        ))
+    }
+
+    fn docker_images(&mut self) -> Result<Vec<NewImage>> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Item {
+            config: String,
+            #[serde(default)]
+            repo_tags: Option<Vec<String>>,
+            layers: Vec<String>,
+        }
+        let bytes = self.bytes("manifest.json")?;
+        let items: Vec<Item> =
+            serde_json::from_slice(&bytes).map_err(|e| self.bad(format!("manifest.json: {e}")))?;
+        if items.is_empty() {
+            return Err(self.bad("manifest.json lists no images"));
+        }
+        let mut out = Vec::new();
+        for item in items {
+            let config_bytes = self.bytes(&item.config)?;
+            let config_digest = Digest::sha256_of(&config_bytes);
+            // Legacy archives name the config `<hex>.json`: check it too.
+            if let Some(hex) = item.config.strip_suffix(".json") {
+                if hex.len() == 64 && hex != config_digest.hex() {
+                    return Err(self.bad(format!(
+                        "{} holds content with digest {config_digest}",
+                        item.config
+                    )));
+                }
+            }
+            let diff_ids = self.diff_ids(&item.config, &config_bytes)?;
+            if diff_ids.len() != item.layers.len() {
+                return Err(self.bad(format!(
+                    "manifest.json lists {} layers but config {} has {} diff_ids",
+                    item.layers.len(),
+                    item.config,
+                    diff_ids.len()
+                )));
+            }
+            let config = self.resolve(&item.config, media_types::OCI_CONFIG)?;
+            let mut layers = Vec::new();
+            let mut uncompressed = BTreeMap::new();
+            for (i, (path, diff_id)) in item.layers.iter().zip(&diff_ids).enumerate() {
+                let (desc, size) = self.layer(path, i, diff_id, None)?;
+                uncompressed.insert(diff_id.clone(), size);
+                layers.push(desc);
+            }
+            let config_desc = Descriptor {
+                media_type: media_types::OCI_CONFIG.to_string(),
+                digest: config.digest,
+                size: config.size,
+            };
+            let manifest = build_manifest(&config_desc, &layers);
+            let manifest_desc = self.commit_bytes(&manifest, media_types::OCI_MANIFEST)?;
+            let tags = item
+                .repo_tags
+                .unwrap_or_default()
+                .iter()
+                .map(|t| {
+                    Reference::parse(t)
+                        .map_err(|e| self.bad(format!("manifest.json RepoTags: {e}")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            out.push(NewImage {
+                manifest: manifest_desc.digest,
+                tags,
+                uncompressed,
+            });
+        }
+        Ok(out)
+    }
+
+    fn oci_images(&mut self) -> Result<Vec<NewImage>> {
+        let index: serde_json::Value = serde_json::from_slice(&self.bytes("index.json")?)
+            .map_err(|e| self.bad(format!("index.json: {e}")))?;
+        let descs = index["manifests"]
+            .as_array()
+            .cloned()
+            .ok_or_else(|| self.bad("index.json has no manifests"))?;
+        let mut by_manifest: BTreeMap<Digest, NewImage> = BTreeMap::new();
+        for d in descs {
+            let annotations = &d["annotations"];
+            let name = annotations[CONTAINERD_NAME_ANNOTATION]
+                .as_str()
+                .or_else(|| {
+                    annotations[REF_NAME_ANNOTATION]
+                        .as_str()
+                        .filter(|n| n.contains(['/', ':']))
+                });
+            let tag = name
+                .map(|n| Reference::parse(n).map_err(|e| self.bad(format!("index.json: {e}"))))
+                .transpose()?;
+            let digest = self.manifest_of(&d, 0)?;
+            let img = match by_manifest.get_mut(&digest) {
+                Some(img) => img,
+                None => {
+                    let img = self.oci_image(&digest)?;
+                    by_manifest.entry(digest.clone()).or_insert(img)
+                }
+            };
+            if let Some(t) = tag {
+                if !img.tags.contains(&t) {
+                    img.tags.push(t);
+                }
+            }
+        }
+        if by_manifest.is_empty() {
+            return Err(self.bad("index.json lists no images"));
+        }
+        Ok(by_manifest.into_values().collect())
+    }
+
+    /// The single-platform manifest a descriptor leads to (choosing this host's
+    /// platform in a nested index, else the first entry).
+    fn manifest_of(&mut self, d: &serde_json::Value, depth: usize) -> Result<Digest> {
+        let digest: Digest = d["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| self.bad(format!("index.json: {e}")))?;
+        let mt = d["mediaType"].as_str().unwrap_or_default();
+        if !media_types::is_index(mt) {
+            return Ok(digest);
+        }
+        if depth > 4 {
+            return Err(self.bad("indexes nested too deeply"));
+        }
+        let path = format!("blobs/sha256/{}", digest.hex());
+        let nested: serde_json::Value = serde_json::from_slice(&self.bytes(&path)?)
+            .map_err(|e| self.bad(format!("{path}: {e}")))?;
+        let list = nested["manifests"].as_array().cloned().unwrap_or_default();
+        let arch = host_architecture();
+        let chosen = list
+            .iter()
+            .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == arch)
+            .or_else(|| list.first())
+            .cloned()
+            .ok_or_else(|| self.bad(format!("index {digest} is empty")))?;
+        self.manifest_of(&chosen, depth + 1)
+    }
+
+    fn oci_image(&mut self, manifest: &Digest) -> Result<NewImage> {
+        let path = format!("blobs/sha256/{}", manifest.hex());
+        let bytes = self.bytes(&path)?;
+        let m: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| self.bad(format!("{path}: {e}")))?;
+        let mt = m["mediaType"]
+            .as_str()
+            .unwrap_or(media_types::OCI_MANIFEST)
+            .to_string();
+        let desc = |v: &serde_json::Value| -> Result<(String, Digest, u64)> {
+            let digest = v["digest"]
+                .as_str()
+                .unwrap_or_default()
+                .parse::<Digest>()
+                .map_err(|e| self.bad(format!("{path}: {e}")))?;
+            Ok((
+                v["mediaType"].as_str().unwrap_or_default().to_string(),
+                digest,
+                v["size"].as_u64().unwrap_or(0),
+            ))
+        };
+        let (cfg_mt, cfg_digest, _) = desc(&m["config"])?;
+        let layer_descs = m["layers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(desc)
+            .collect::<Result<Vec<_>>>()?;
+        let cfg_path = format!("blobs/sha256/{}", cfg_digest.hex());
+        let diff_ids = self.diff_ids(&cfg_path, &self.bytes(&cfg_path)?)?;
+        if diff_ids.len() != layer_descs.len() {
+            return Err(self.bad(format!(
+                "manifest {manifest} has {} layers but its config has {} diff_ids",
+                layer_descs.len(),
+                diff_ids.len()
+            )));
+        }
+        self.resolve(&cfg_path, &cfg_mt)?;
+        let mut uncompressed = BTreeMap::new();
+        for (i, ((lmt, ld, lsize), diff_id)) in layer_descs.iter().zip(&diff_ids).enumerate() {
+            let lpath = format!("blobs/sha256/{}", ld.hex());
+            let (got, size) = self.layer(&lpath, i, diff_id, Some(lmt))?;
+            if got.size != *lsize {
+                return Err(self.bad(format!(
+                    "{lpath}: manifest says {lsize} bytes, archive has {}",
+                    got.size
+                )));
+            }
+            uncompressed.insert(diff_id.clone(), size);
+        }
+        self.resolve(&path, &mt)?;
+        Ok(NewImage {
+            manifest: manifest.clone(),
+            tags: Vec::new(),
+            uncompressed,
+        })
+    }
+
+    fn diff_ids(&self, path: &str, config: &[u8]) -> Result<Vec<Digest>> {
+        let v: serde_json::Value =
+            serde_json::from_slice(config).map_err(|e| self.bad(format!("config {path}: {e}")))?;
+        v.pointer("/rootfs/diff_ids")
+            .and_then(|d| d.as_array())
+            .ok_or_else(|| self.bad(format!("config {path} has no rootfs.diff_ids")))?
+            .iter()
+            .map(|d| {
+                d.as_str()
+                    .unwrap_or_default()
+                    .parse::<Digest>()
+                    .map_err(|e| self.bad(format!("config {path}: {e}")))
+            })
+            .collect()
+    }
+
+    fn commit_bytes(&mut self, bytes: &[u8], media_type: &str) -> Result<Descriptor> {
+        let mut w = self.store.writer()?.with_media_type(media_type);
+        w.write_all(bytes)
+            .map_err(StoreError::io("writing", w.ingest_path().to_path_buf()))?;
+        let (desc, created) = w.commit_inner(Some(bytes.len() as u64), None)?;
+        if created {
+            self.created.push(desc.digest.clone());
+        }
+        self.committed.push(desc.clone());
+        Ok(desc)
+    }
+
+    /// Best effort after a failure: remove blobs this load created that no sled
+    /// record names (checked under the lock, so a concurrent writer that recorded
+    /// the same blob keeps it).
+    fn remove_created(&self) {
+        if self.created.is_empty() {
+            return;
+        }
+        let _ = meta::write(self.store, |m| {
+            for d in &self.created {
+                if m.blob(d)?.is_none() {
+                    let _ = std::fs::remove_file(self.store.blob_path(d));
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// `./a//b/` → `a/b`; None for absolute names or `..` that leaves the archive.
+fn normalize(p: &str) -> Option<String> {
+    let mut out: Vec<&str> = Vec::new();
+    if p.starts_with('/') {
+        return None;
+    }
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop()?;
+            }
+            c => out.push(c),
+        }
+    }
+    Some(out.join("/"))
+}
