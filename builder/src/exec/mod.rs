@@ -43,9 +43,11 @@ pub struct RunSpec {
     /// An empty directory that receives the step's changes (overlay form). Must exist and
     /// be on the same filesystem as `workdir_overlay`.
     pub upperdir: PathBuf,
-    /// An empty scratch directory on the upperdir's filesystem: run_step puts overlay's
-    /// workdir, the mount point and the copies of resolv.conf/hosts in it. The caller
-    /// removes it afterwards (it may hold a root-owned, mode-0 `work/work` from overlay).
+    /// An empty scratch directory on the upperdir's filesystem. run_step creates in it
+    /// `work/` (overlay's workdir), `rt/` (mount point of the step's private tmpfs, which
+    /// holds the root mount point, the stub layer and resolv.conf/hosts) and, for the copy
+    /// snapshotter, `root/` (removed again). The caller removes the scratch directory
+    /// afterwards: overlay leaves mode-0 directories in `work/`.
     pub workdir_overlay: PathBuf,
     /// `["/bin/sh", "-c", "…"]` for the shell form. `argv[0]` without a `/` is looked up
     /// in the step's PATH inside the root.

@@ -5,8 +5,11 @@
 //!
 //! ```text
 //! rprivate /                      nothing we mount leaks back to the host
+//! tmpfs    RT                     the step's runtime dir: resolv.conf, hosts, and for
+//!                                 overlay ROOT=RT/root and the stub layer RT/stubs
 //! sethostname, loopback up        (uts ns; net ns when --network none)
-//! overlay  ROOT                   lowerdir=L_top:…:L_0,upperdir=U,workdir=W  (copy: rbind ROOT ROOT)
+//! overlay  ROOT                   lowerdir=RT/stubs:L_top:…:L_0,upperdir=U,workdir=W
+//!                                 (copy: rbind ROOT ROOT)
 //! proc     ROOT/proc
 //! tmpfs    ROOT/dev               + host nodes bound onto empty files: null zero full random urandom tty
 //! devpts   ROOT/dev/pts           newinstance; ROOT/dev/ptmx -> pts/ptmx
@@ -18,8 +21,14 @@
 //! ```
 //!
 //! The mount points under ROOT (`/proc`, `/dev`, `/sys`, `/etc/hosts`, …) must exist
-//! before the mounts; [`Stubs`] creates the missing ones before the run and removes them
-//! after it, so they never end up in the layer.
+//! before the mounts, and must not end up in the layer:
+//!
+//! - overlay: they live in a *stub layer*, a tmpfs directory passed as the topmost
+//!   lowerdir ([`overlay_stubs`]). The mounts cover them, nothing is copied up, the upperdir
+//!   is never touched and there is nothing to clean up. A stub parent directory (`/etc`)
+//!   carries the lower's mode, owner and mtime, so a copy-up of it looks as it would
+//!   without the stub.
+//! - copy: [`Stubs`] creates the missing ones in the copied tree and removes them after.
 
 use std::fmt;
 use std::io;
@@ -43,12 +52,44 @@ pub struct RootfsOptions {
     pub root: PathBuf,
     /// `Some` for the overlay snapshotter; `None` when `root` already holds the tree (copy).
     pub overlay: Option<OverlayOptions>,
+    /// An empty host directory; a tmpfs is mounted on it in the step's mount namespace.
+    pub runtime_dir: PathBuf,
+    /// The overlay stub layer's content (`runtime_dir/stubs`, which the caller lists as
+    /// the first lowerdir). Empty for copy.
+    pub stubs: Vec<Stub>,
     pub hostname: String,
     pub is_network_none: bool,
-    /// Host files bound read-only onto /etc/resolv.conf and /etc/hosts.
-    pub resolv_conf: PathBuf,
-    pub hosts: PathBuf,
+    /// Content bound read-only onto /etc/resolv.conf and /etc/hosts (copies of the host's).
+    pub resolv_conf: Vec<u8>,
+    pub hosts: Vec<u8>,
     pub extra_mounts: Vec<MountSpec>,
+}
+
+/// One entry of the overlay stub layer; `path` is relative to the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stub {
+    pub path: PathBuf,
+    /// `Some` for a directory (with the attributes it shows), `None` for an empty file.
+    pub dir: Option<DirAttrs>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirAttrs {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: (i64, i64),
+}
+
+impl Default for DirAttrs {
+    fn default() -> Self {
+        DirAttrs {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: (0, 0),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +127,8 @@ pub enum MountOp {
     Chdir(PathBuf),
     PivotRoot(PathBuf, PathBuf),
     UnmountDetach(PathBuf),
+    WriteFile(PathBuf, Vec<u8>),
+    SetAttrs(PathBuf, DirAttrs),
     /// overlay through the new mount API, one `lowerdir+` per layer: no page limit.
     OverlayFsconfig {
         target: PathBuf,
@@ -130,6 +173,8 @@ impl fmt::Display for MountOp {
             MountOp::Chdir(p) => write!(f, "changing directory to {}", p.display()),
             MountOp::PivotRoot(n, _) => write!(f, "pivot_root into {}", n.display()),
             MountOp::UnmountDetach(p) => write!(f, "detaching {}", p.display()),
+            MountOp::WriteFile(p, _) => write!(f, "writing {}", p.display()),
+            MountOp::SetAttrs(p, _) => write!(f, "setting attributes of {}", p.display()),
             MountOp::OverlayFsconfig {
                 target, lowerdirs, ..
             } => write!(
@@ -146,10 +191,34 @@ impl fmt::Display for MountOp {
 pub fn plan(opts: &RootfsOptions) -> Vec<MountOp> {
     let root = &opts.root;
     let at = |rel: &str| root.join(rel);
+    let rt = &opts.runtime_dir;
     let mut ops = vec![
         MountOp::MakePrivate(PathBuf::from("/")),
-        MountOp::SetHostname(opts.hostname.clone()),
+        mount(
+            "tmpfs",
+            rt.clone(),
+            "tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            Some("mode=755"),
+        ),
+        MountOp::WriteFile(rt.join("resolv.conf"), opts.resolv_conf.clone()),
+        MountOp::WriteFile(rt.join("hosts"), opts.hosts.clone()),
     ];
+    if opts.overlay.is_some() {
+        ops.push(MountOp::Mkdir(root.clone(), 0o755));
+        ops.push(MountOp::Mkdir(rt.join("stubs"), 0o755));
+        for stub in &opts.stubs {
+            let path = rt.join("stubs").join(&stub.path);
+            match stub.dir {
+                Some(attrs) => {
+                    ops.push(MountOp::Mkdir(path.clone(), attrs.mode));
+                    ops.push(MountOp::SetAttrs(path, attrs));
+                }
+                None => ops.push(MountOp::CreateFile(path, 0o644)),
+            }
+        }
+    }
+    ops.push(MountOp::SetHostname(opts.hostname.clone()));
     if opts.is_network_none {
         ops.push(MountOp::LoopbackUp);
     }
@@ -213,11 +282,11 @@ pub fn plan(opts: &RootfsOptions) -> Vec<MountOp> {
         None,
     ));
     for (src, dst) in [
-        (&opts.resolv_conf, "etc/resolv.conf"),
-        (&opts.hosts, "etc/hosts"),
+        (rt.join("resolv.conf"), "etc/resolv.conf"),
+        (rt.join("hosts"), "etc/hosts"),
     ] {
         ops.push(MountOp::Bind {
-            source: src.clone(),
+            source: src,
             target: at(dst),
             is_recursive: false,
             is_readonly: true,
@@ -366,13 +435,34 @@ fn common_parent(paths: &[&Path]) -> PathBuf {
 /// index (`index=off`: the same lowerdirs are mounted by many builds). Only options the
 /// running kernel lists under /sys/module/overlay/parameters are passed, older kernels
 /// reject unknown ones.
+///
+/// Plus `volatile` (Linux 5.10+): without it, tearing down the step's mount namespace
+/// syncs the whole upper filesystem, which was most of the cost of a trivial RUN. The
+/// upperdir needs no durability: the layer blob written from it is fsync'd by the store,
+/// and a snapshot lost in a crash is unpacked again from that blob (DESIGN §4).
 pub fn overlay_tuning() -> Vec<String> {
     let params = Path::new("/sys/module/overlay/parameters");
-    ["index", "metacopy", "redirect_dir"]
+    let mut out: Vec<String> = ["index", "metacopy", "redirect_dir"]
         .iter()
         .filter(|p| params.join(p).exists())
         .map(|p| format!("{p}=off"))
-        .collect()
+        .collect();
+    if kernel_at_least(5, 10) {
+        out.push("volatile".to_string());
+    }
+    out
+}
+
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let uname = rustix::system::uname();
+    let release = uname.release().to_string_lossy();
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    match (parts.next(), parts.next()) {
+        (Some(ma), Some(mi)) => (ma, mi) >= (major, minor),
+        _ => false,
+    }
 }
 
 /// Run `ops` in order; on failure return the index of the failing op and the error.
@@ -413,6 +503,8 @@ fn apply_one(sys: &dyn Syscall, op: &MountOp) -> io::Result<()> {
         MountOp::Chdir(p) => sys.chdir(p),
         MountOp::PivotRoot(n, o) => sys.pivot_root(n, o),
         MountOp::UnmountDetach(p) => sys.unmount_detach(p),
+        MountOp::WriteFile(p, bytes) => sys.write_file(p, bytes),
+        MountOp::SetAttrs(p, attrs) => sys.set_attrs(p, attrs),
         MountOp::OverlayFsconfig {
             target,
             lowerdirs,
@@ -421,6 +513,41 @@ fn apply_one(sys: &dyn Syscall, op: &MountOp) -> io::Result<()> {
             tuning,
         } => sys.mount_overlay_fsconfig(target, lowerdirs, upperdir, workdir, tuning),
     }
+}
+
+/// The overlay stub layer for `points`: every missing-or-not parent directory with the
+/// attributes the lowers (top-first) give it, then the mount point itself. Ordered parents
+/// first, without duplicates.
+pub fn overlay_stubs(points: &[MountPoint], lowers: &[PathBuf]) -> Vec<Stub> {
+    let mut out: Vec<Stub> = Vec::new();
+    for point in points {
+        let mut here = PathBuf::new();
+        let components: Vec<_> = point.path.components().collect();
+        for (i, c) in components.iter().enumerate() {
+            here.push(c);
+            if out.iter().any(|s| s.path == here) {
+                continue;
+            }
+            let is_last = i + 1 == components.len();
+            let dir = if is_last && !point.is_dir {
+                None
+            } else {
+                Some(
+                    lower_dir_md(lowers, &here).map_or_else(DirAttrs::default, |md| DirAttrs {
+                        mode: md.mode() & 0o7777,
+                        uid: md.uid(),
+                        gid: md.gid(),
+                        mtime: (md.mtime(), md.mtime_nsec()),
+                    }),
+                )
+            };
+            out.push(Stub {
+                path: here.clone(),
+                dir,
+            });
+        }
+    }
+    out
 }
 
 /// A mount point the sandbox needs under the root.
@@ -613,7 +740,23 @@ mod tests {
 
     fn opts(lowers: Vec<PathBuf>) -> RootfsOptions {
         RootfsOptions {
-            root: "/s/root".into(),
+            root: "/s/rt/root".into(),
+            runtime_dir: "/s/rt".into(),
+            stubs: vec![
+                Stub {
+                    path: "etc".into(),
+                    dir: Some(DirAttrs {
+                        mode: 0o750,
+                        uid: 1,
+                        gid: 2,
+                        mtime: (3, 4),
+                    }),
+                },
+                Stub {
+                    path: "etc/hosts".into(),
+                    dir: None,
+                },
+            ],
             overlay: Some(OverlayOptions {
                 lowerdirs: lowers,
                 upperdir: "/s/upper".into(),
@@ -622,8 +765,8 @@ mod tests {
             }),
             hostname: "box".into(),
             is_network_none: true,
-            resolv_conf: "/s/resolv.conf".into(),
-            hosts: "/s/hosts".into(),
+            resolv_conf: b"nameserver 1.1.1.1\n".to_vec(),
+            hosts: Vec::new(),
             extra_mounts: vec![MountSpec::Tmpfs {
                 target: "/cache".into(),
                 size: None,
@@ -638,39 +781,47 @@ mod tests {
         let calls = sys.calls.into_inner();
         let want = [
             "rprivate /",
+            "mount tmpfs /s/rt tmpfs nosuid,nodev mode=755",
+            "write /s/rt/resolv.conf 19 bytes",
+            "write /s/rt/hosts 0 bytes",
+            "mkdir /s/rt/root 755",
+            "mkdir /s/rt/stubs 755",
+            "mkdir /s/rt/stubs/etc 750",
+            "attrs /s/rt/stubs/etc 750 1:2 3.4",
+            "touch /s/rt/stubs/etc/hosts 644",
             "sethostname box",
             "loopback_up",
-            "mount overlay /s/root overlay - lowerdir=/l/b:/l/a,upperdir=/s/upper,workdir=/s/work,index=off",
-            "mount proc /s/root/proc proc nosuid,nodev,noexec -",
-            "mount tmpfs /s/root/dev tmpfs nosuid,strictatime mode=755,size=65536k",
-            "touch /s/root/dev/null 666",
-            "bind /dev/null /s/root/dev/null",
-            "touch /s/root/dev/zero 666",
-            "bind /dev/zero /s/root/dev/zero",
-            "touch /s/root/dev/full 666",
-            "bind /dev/full /s/root/dev/full",
-            "touch /s/root/dev/random 666",
-            "bind /dev/random /s/root/dev/random",
-            "touch /s/root/dev/urandom 666",
-            "bind /dev/urandom /s/root/dev/urandom",
-            "touch /s/root/dev/tty 666",
-            "bind /dev/tty /s/root/dev/tty",
-            "mkdir /s/root/dev/pts 755",
-            "mount devpts /s/root/dev/pts devpts nosuid,noexec newinstance,ptmxmode=0666,mode=0620",
-            "symlink pts/ptmx /s/root/dev/ptmx",
-            "mkdir /s/root/dev/shm 1777",
-            "mount shm /s/root/dev/shm tmpfs nosuid,nodev,noexec mode=1777,size=65536k",
-            "symlink /proc/self/fd /s/root/dev/fd",
-            "symlink /proc/self/fd/0 /s/root/dev/stdin",
-            "symlink /proc/self/fd/1 /s/root/dev/stdout",
-            "symlink /proc/self/fd/2 /s/root/dev/stderr",
-            "mount sysfs /s/root/sys sysfs ro,nosuid,nodev,noexec -",
-            "bind /s/resolv.conf /s/root/etc/resolv.conf",
-            "remount /s/root/etc/resolv.conf ro,nosuid",
-            "bind /s/hosts /s/root/etc/hosts",
-            "remount /s/root/etc/hosts ro,nosuid",
-            "mount tmpfs /s/root/cache tmpfs nosuid,nodev mode=1777",
-            "chdir /s/root",
+            "mount overlay /s/rt/root overlay - lowerdir=/l/b:/l/a,upperdir=/s/upper,workdir=/s/work,index=off",
+            "mount proc /s/rt/root/proc proc nosuid,nodev,noexec -",
+            "mount tmpfs /s/rt/root/dev tmpfs nosuid,strictatime mode=755,size=65536k",
+            "touch /s/rt/root/dev/null 666",
+            "bind /dev/null /s/rt/root/dev/null",
+            "touch /s/rt/root/dev/zero 666",
+            "bind /dev/zero /s/rt/root/dev/zero",
+            "touch /s/rt/root/dev/full 666",
+            "bind /dev/full /s/rt/root/dev/full",
+            "touch /s/rt/root/dev/random 666",
+            "bind /dev/random /s/rt/root/dev/random",
+            "touch /s/rt/root/dev/urandom 666",
+            "bind /dev/urandom /s/rt/root/dev/urandom",
+            "touch /s/rt/root/dev/tty 666",
+            "bind /dev/tty /s/rt/root/dev/tty",
+            "mkdir /s/rt/root/dev/pts 755",
+            "mount devpts /s/rt/root/dev/pts devpts nosuid,noexec newinstance,ptmxmode=0666,mode=0620",
+            "symlink pts/ptmx /s/rt/root/dev/ptmx",
+            "mkdir /s/rt/root/dev/shm 1777",
+            "mount shm /s/rt/root/dev/shm tmpfs nosuid,nodev,noexec mode=1777,size=65536k",
+            "symlink /proc/self/fd /s/rt/root/dev/fd",
+            "symlink /proc/self/fd/0 /s/rt/root/dev/stdin",
+            "symlink /proc/self/fd/1 /s/rt/root/dev/stdout",
+            "symlink /proc/self/fd/2 /s/rt/root/dev/stderr",
+            "mount sysfs /s/rt/root/sys sysfs ro,nosuid,nodev,noexec -",
+            "bind /s/rt/resolv.conf /s/rt/root/etc/resolv.conf",
+            "remount /s/rt/root/etc/resolv.conf ro,nosuid",
+            "bind /s/rt/hosts /s/rt/root/etc/hosts",
+            "remount /s/rt/root/etc/hosts ro,nosuid",
+            "mount tmpfs /s/rt/root/cache tmpfs nosuid,nodev mode=1777",
+            "chdir /s/rt/root",
             "pivot_root . .",
             "umount .",
             "chdir /",
@@ -683,10 +834,15 @@ mod tests {
         let mut o = opts(vec![]);
         o.is_network_none = false;
         o.overlay = None;
+        o.root = "/s/root".into();
         let ops = plan(&o);
         assert!(!ops.contains(&MountOp::LoopbackUp));
+        assert!(
+            !ops.iter().any(|op| matches!(op, MountOp::SetAttrs(..))),
+            "no stub layer without overlay"
+        );
         assert_eq!(
-            ops[2],
+            ops[5],
             MountOp::Bind {
                 source: "/s/root".into(),
                 target: "/s/root".into(),
@@ -705,9 +861,12 @@ mod tests {
         o.overlay.as_mut().expect("overlay").upperdir = "/var/lib/strata/tmp/u".into();
         o.overlay.as_mut().expect("overlay").workdir = "/var/lib/strata/tmp/w".into();
         let ops = plan(&o);
-        assert_eq!(ops[3], MountOp::Chdir("/var/lib/strata".into()));
-        let MountOp::Mount { data: Some(d), .. } = &ops[4] else {
-            panic!("expected the overlay mount, got {:?}", ops[4]);
+        let at = ops
+            .iter()
+            .position(|op| *op == MountOp::Chdir("/var/lib/strata".into()))
+            .expect("chdir to the common parent");
+        let MountOp::Mount { data: Some(d), .. } = &ops[at + 1] else {
+            panic!("expected the overlay mount, got {:?}", ops[at + 1]);
         };
         assert!(
             d.starts_with(&format!("lowerdir=snapshots/{:064x}/fs:", 0)),
@@ -724,10 +883,12 @@ mod tests {
             .collect();
         let ops = plan(&opts(lowers));
         let sys = RecordingSyscall::default();
-        apply(&sys, &ops[3..4]).expect("recorder");
+        apply(&sys, &ops).expect("recorder");
         let calls = sys.calls.into_inner();
         assert!(
-            calls[0].starts_with("overlay_fsconfig /s/root 200 lowerdirs"),
+            calls
+                .iter()
+                .any(|c| c.starts_with("overlay_fsconfig /s/rt/root 200 lowerdirs")),
             "{calls:?}"
         );
     }
@@ -740,8 +901,58 @@ mod tests {
         };
         let ops = plan(&opts(vec!["/l".into()]));
         let (i, err) = apply(&sys, &ops).expect_err("sysfs mount fails");
-        assert_eq!(ops[i].to_string(), "mounting sysfs on /s/root/sys");
+        assert_eq!(ops[i].to_string(), "mounting sysfs on /s/rt/root/sys");
         assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+    }
+
+    #[test]
+    fn overlay_stub_layer_mirrors_lower_directories() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let lower = tmp.path().join("lower");
+        std::fs::create_dir_all(lower.join("etc")).expect("mkdir");
+        std::fs::set_permissions(lower.join("etc"), std::fs::Permissions::from_mode(0o750))
+            .expect("chmod");
+        std::os::unix::fs::lchown(lower.join("etc"), Some(7), Some(8)).expect("chown");
+        let stubs = overlay_stubs(
+            &mount_points(&[MountSpec::Tmpfs {
+                target: "/var/cache/x".into(),
+                size: None,
+            }]),
+            std::slice::from_ref(&lower),
+        );
+        type Row = (String, Option<(u32, u32, u32)>);
+        let got: Vec<Row> = stubs
+            .iter()
+            .map(|s| {
+                (
+                    s.path.display().to_string(),
+                    s.dir.map(|d| (d.mode, d.uid, d.gid)),
+                )
+            })
+            .collect();
+        let dir = Some((0o755, 0, 0));
+        let want: Vec<Row> = vec![
+            ("proc".into(), dir),
+            ("dev".into(), dir),
+            ("sys".into(), dir),
+            ("etc".into(), Some((0o750, 7, 8))),
+            ("etc/resolv.conf".into(), None),
+            ("etc/hosts".into(), None),
+            ("var".into(), dir),
+            ("var/cache".into(), dir),
+            ("var/cache/x".into(), dir),
+        ];
+        assert_eq!(got, want);
+        let md = lower.join("etc").metadata().expect("etc");
+        let etc = stubs
+            .iter()
+            .find(|s| s.path == Path::new("etc"))
+            .expect("etc stub");
+        assert_eq!(
+            etc.dir.expect("dir").mtime,
+            (md.mtime(), md.mtime_nsec()),
+            "a copy-up of the stub dir must keep the lower's mtime"
+        );
     }
 
     #[test]

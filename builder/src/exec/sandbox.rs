@@ -34,42 +34,31 @@ pub(super) fn run(spec: &RunSpec, on_line: &mut dyn FnMut(&[u8])) -> Result<RunO
         });
     }
     let scratch = &spec.workdir_overlay;
-    let root = scratch.join("root");
-    mkdir(&root)?;
-    let resolv_conf = scratch.join("resolv.conf");
-    let hosts = scratch.join("hosts");
-    copy_host_file(Path::new("/etc/resolv.conf"), &resolv_conf)?;
-    copy_host_file(Path::new("/etc/hosts"), &hosts)?;
+    let runtime_dir = scratch.join("rt");
+    mkdir(&runtime_dir)?;
+    let resolv_conf = read_host_file(Path::new("/etc/resolv.conf"))?;
+    let hosts = read_host_file(Path::new("/etc/hosts"))?;
     let points = mounts::mount_points(&spec.extra_mounts);
 
-    let (overlay, stubs, copied) = match spec.snapshotter {
+    let (root, overlay, stubs, copied) = match spec.snapshotter {
         Snapshotter::Overlay => {
-            let lowerdirs = if spec.lowerdirs.is_empty() {
-                // overlay needs at least one lowerdir; scratch gets an empty one.
-                let empty = scratch.join("empty");
-                mkdir(&empty)?;
-                vec![empty]
-            } else {
-                spec.lowerdirs.clone()
-            };
+            // The stub layer (a tmpfs dir, see mounts.rs) is always the top lowerdir; for
+            // scratch it is the only one, which also gives overlay the lowerdir it needs.
+            let mut lowerdirs = vec![runtime_dir.join("stubs")];
+            lowerdirs.extend(spec.lowerdirs.iter().cloned());
             let workdir = scratch.join("work");
             mkdir(&workdir)?;
-            let stubs = Stubs::create(&spec.upperdir, &points, &spec.lowerdirs, false).map_err(
-                |source| ExecError::Io {
-                    op: "creating mount points in",
-                    path: spec.upperdir.clone(),
-                    source,
-                },
-            )?;
             let ov = OverlayOptions {
                 lowerdirs,
                 upperdir: spec.upperdir.clone(),
                 workdir,
                 tuning: mounts::overlay_tuning(),
             };
-            (Some(ov), stubs, None)
+            let stubs = mounts::overlay_stubs(&points, &spec.lowerdirs);
+            (runtime_dir.join("root"), Some(ov), stubs, None)
         }
         Snapshotter::Copy => {
+            let root = scratch.join("root");
             let state = copy::materialize(&spec.lowerdirs, &root)?;
             let stubs =
                 Stubs::create(&root, &points, &[], true).map_err(|source| ExecError::Io {
@@ -77,12 +66,14 @@ pub(super) fn run(spec: &RunSpec, on_line: &mut dyn FnMut(&[u8])) -> Result<RunO
                     path: root.clone(),
                     source,
                 })?;
-            (None, stubs, Some(state))
+            (root, None, Vec::new(), Some((state, stubs)))
         }
     };
     let opts = RootfsOptions {
         root: root.clone(),
         overlay,
+        runtime_dir,
+        stubs,
         hostname: spec.hostname.clone(),
         is_network_none: spec.network == super::Network::None,
         resolv_conf,
@@ -91,26 +82,22 @@ pub(super) fn run(spec: &RunSpec, on_line: &mut dyn FnMut(&[u8])) -> Result<RunO
     };
     let ops = mounts::plan(&opts);
     let outcome = spawn(spec, &ops, on_line);
-    let stub_dir = if copied.is_some() {
-        &root
-    } else {
-        &spec.upperdir
-    };
-    stubs.remove().map_err(|source| ExecError::Io {
-        op: "removing mount points from",
-        path: stub_dir.clone(),
-        source,
-    })?;
-    let outcome = outcome?;
-    if let Some(state) = copied {
+    if let Some((state, stubs)) = copied {
+        stubs.remove().map_err(|source| ExecError::Io {
+            op: "removing mount points from",
+            path: root.clone(),
+            source,
+        })?;
+        let outcome = outcome?;
         copy::diff_tree(&spec.lowerdirs, &root, &state, &spec.upperdir)?;
         std::fs::remove_dir_all(&root).map_err(|source| ExecError::Copy {
             op: "removing the copied tree",
             path: root.clone(),
             source,
         })?;
+        return Ok(outcome);
     }
-    Ok(outcome)
+    outcome
 }
 
 fn mkdir(path: &Path) -> Result<()> {
@@ -121,24 +108,17 @@ fn mkdir(path: &Path) -> Result<()> {
     })
 }
 
-/// A private copy, so that nothing the step does can reach the host's file.
-fn copy_host_file(src: &Path, dst: &Path) -> Result<()> {
-    let bytes = match std::fs::read(src) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(source) => {
-            return Err(ExecError::Io {
-                op: "reading",
-                path: src.to_path_buf(),
-                source,
-            })
-        }
-    };
-    std::fs::write(dst, bytes).map_err(|source| ExecError::Io {
-        op: "writing",
-        path: dst.to_path_buf(),
-        source,
-    })
+/// The host's file (empty when missing); the step gets a read-only private copy.
+fn read_host_file(src: &Path) -> Result<Vec<u8>> {
+    match std::fs::read(src) {
+        Ok(b) => Ok(b),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(ExecError::Io {
+            op: "reading",
+            path: src.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// What child B needs, prepared before the fork.

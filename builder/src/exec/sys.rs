@@ -39,6 +39,10 @@ pub trait Syscall {
     /// `setgroups`, `setgid`, `setuid`, in that order (each per-thread: the child is
     /// single-threaded).
     fn set_ids(&self, uid: u32, gid: u32, groups: &[u32]) -> io::Result<()>;
+    /// Create (or replace) a regular file with `bytes`, mode 0644.
+    fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+    /// Owner, mode and mtime of a stub directory.
+    fn set_attrs(&self, path: &Path, attrs: &super::mounts::DirAttrs) -> io::Result<()>;
     /// Mount overlay on `target` through fsopen/fsconfig/fsmount/move_mount, one
     /// `lowerdir+` per lowerdir (top-first), so the option string has no size limit.
     fn mount_overlay_fsconfig(
@@ -177,6 +181,21 @@ impl Syscall for LinuxSyscall {
         Ok(())
     }
 
+    fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        std::fs::write(path, bytes)
+    }
+
+    fn set_attrs(&self, path: &Path, attrs: &super::mounts::DirAttrs) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::os::unix::fs::lchown(path, Some(attrs.uid), Some(attrs.gid))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(attrs.mode))?;
+        let t = libc::timespec {
+            tv_sec: attrs.mtime.0 as libc::time_t,
+            tv_nsec: attrs.mtime.1 as _,
+        };
+        super::mounts::set_times(path, t, t)
+    }
+
     fn mount_overlay_fsconfig(
         &self,
         target: &Path,
@@ -193,8 +212,9 @@ impl Syscall for LinuxSyscall {
         m::fsconfig_set_string(&fs, "upperdir", upperdir)?;
         m::fsconfig_set_string(&fs, "workdir", workdir)?;
         for opt in tuning {
-            if let Some((k, v)) = opt.split_once('=') {
-                m::fsconfig_set_string(&fs, k, v)?;
+            match opt.split_once('=') {
+                Some((k, v)) => m::fsconfig_set_string(&fs, k, v)?,
+                None => m::fsconfig_set_flag(&fs, opt.as_str())?,
             }
         }
         m::fsconfig_create(&fs)?;
@@ -293,6 +313,20 @@ impl Syscall for RecordingSyscall {
     }
     fn set_ids(&self, uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
         self.record(format!("set_ids {uid} {gid} {groups:?}"))
+    }
+    fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        self.record(format!("write {} {} bytes", path.display(), bytes.len()))
+    }
+    fn set_attrs(&self, path: &Path, a: &super::mounts::DirAttrs) -> io::Result<()> {
+        self.record(format!(
+            "attrs {} {:o} {}:{} {}.{}",
+            path.display(),
+            a.mode,
+            a.uid,
+            a.gid,
+            a.mtime.0,
+            a.mtime.1
+        ))
     }
     fn mount_overlay_fsconfig(
         &self,
