@@ -14,6 +14,7 @@
 pub mod archive;
 pub mod digest;
 pub mod error;
+pub mod gc;
 pub mod extract;
 pub mod image;
 pub mod ingest;

@@ -9,6 +9,7 @@
 //! 100 ms) for up to 5 minutes; after 1 s we print once
 //! `waiting for ROOT/meta (held by another strata process)`.
 
+pub mod gc;
 pub mod schema;
 
 use std::fs::{File, OpenOptions};
