@@ -312,6 +312,58 @@ fn scratch_lower_with_a_bind_mounted_busybox() {
 }
 
 #[test]
+fn writable_bind_and_secret_file_mounts_leave_no_trace() {
+    for snap in BOTH {
+        let mut s = step(
+            snap,
+            "cat /src/in && echo changed > /src/in && echo new > /src/new && cat /src/in && \
+             stat -c '%a %u' /run/secrets/token && cat /run/secrets/token",
+        );
+        let base = s.spec.workdir_overlay.parent().expect("tmp").to_path_buf();
+        let ctx = base.join("ctx");
+        std::fs::create_dir_all(ctx.join("sub")).expect("mkdir");
+        std::fs::write(ctx.join("sub/in"), "original\n").expect("write");
+        for d in ["m-up", "m-work"] {
+            std::fs::create_dir(base.join(d)).expect("mkdir");
+        }
+        s.spec.extra_mounts = vec![
+            MountSpec::Overlay {
+                lowerdirs: vec![ctx.clone()],
+                upperdir: base.join("m-up"),
+                workdir: base.join("m-work"),
+                subpath: "sub".into(),
+                is_dir: true,
+                target: "/src".into(),
+                is_readonly: false,
+            },
+            MountSpec::File {
+                target: "/run/secrets/token".into(),
+                data: b"s3cret".to_vec(),
+                mode: 0o400,
+                uid: 65534,
+                gid: 65534,
+            },
+        ];
+        assert_eq!(
+            run_ok(&s.spec),
+            "original\nchanged\n400 65534\ns3cret",
+            "{snap:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(ctx.join("sub/in")).expect("read"),
+            "original\n",
+            "{snap:?}: the host dir is untouched"
+        );
+        assert!(!ctx.join("sub/new").exists());
+        assert!(
+            listing(&s.spec.upperdir).is_empty(),
+            "{snap:?}: {:?}",
+            listing(&s.spec.upperdir)
+        );
+    }
+}
+
+#[test]
 fn setup_failures_are_errors_not_exit_codes() {
     for snap in BOTH {
         let mut s = step(snap, "");

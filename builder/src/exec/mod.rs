@@ -84,9 +84,11 @@ pub enum Snapshotter {
     Copy,
 }
 
+/// A RUN --mount. `target` is a path inside the root; its mount point is created for the
+/// step and never ends up in the layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountSpec {
-    /// Bind a host path onto `target` (a path inside the root).
+    /// Bind a host path onto `target` (cache mounts, ssh sockets, read-only binds).
     Bind {
         source: PathBuf,
         target: String,
@@ -94,6 +96,28 @@ pub enum MountSpec {
     },
     /// A fresh tmpfs on `target`, optionally limited to `size` bytes.
     Tmpfs { target: String, size: Option<u64> },
+    /// A throwaway writable view: overlay of `lowerdirs` (top-first, at least one) with
+    /// `upperdir`/`workdir` (empty dirs on one filesystem, discarded by the caller), then
+    /// `subpath` of it (a directory when `is_dir`, else a file) bound onto `target`.
+    /// For `--mount=type=bind,rw` and binds from other stages or images.
+    Overlay {
+        lowerdirs: Vec<PathBuf>,
+        upperdir: PathBuf,
+        workdir: PathBuf,
+        subpath: String,
+        is_dir: bool,
+        target: String,
+        is_readonly: bool,
+    },
+    /// A file with `data`, mode and owner, on the step's private tmpfs, bound read-only
+    /// onto `target` (secrets); it never touches the disk.
+    File {
+        target: String,
+        data: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
 }
 
 /// How the step's process ended.

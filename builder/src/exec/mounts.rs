@@ -63,6 +63,8 @@ pub struct RootfsOptions {
     pub resolv_conf: Vec<u8>,
     pub hosts: Vec<u8>,
     pub extra_mounts: Vec<MountSpec>,
+    /// Options for the overlays of `MountSpec::Overlay` extra mounts (see [`overlay_tuning`]).
+    pub tuning: Vec<String>,
 }
 
 /// One entry of the overlay stub layer; `path` is relative to the root.
@@ -292,8 +294,8 @@ pub fn plan(opts: &RootfsOptions) -> Vec<MountOp> {
             is_readonly: true,
         });
     }
-    for m in &opts.extra_mounts {
-        ops.push(extra_mount_op(m, root));
+    for (i, m) in opts.extra_mounts.iter().enumerate() {
+        ops.extend(extra_mount_ops(i, m, root, rt, &opts.tuning));
     }
     ops.extend([
         MountOp::Chdir(root.clone()),
@@ -320,30 +322,93 @@ fn mount(
     }
 }
 
-fn extra_mount_op(m: &MountSpec, root: &Path) -> MountOp {
+fn extra_mount_ops(
+    i: usize,
+    m: &MountSpec,
+    root: &Path,
+    rt: &Path,
+    tuning: &[String],
+) -> Vec<MountOp> {
     match m {
         MountSpec::Bind {
             source,
             target,
             is_readonly,
-        } => MountOp::Bind {
+        } => vec![MountOp::Bind {
             source: source.clone(),
             target: root.join(rel(target)),
             is_recursive: true,
             is_readonly: *is_readonly,
-        },
+        }],
         MountSpec::Tmpfs { target, size } => {
             let data = match size {
                 Some(bytes) => format!("mode=1777,size={bytes}"),
                 None => "mode=1777".to_string(),
             };
-            mount(
+            vec![mount(
                 "tmpfs",
                 root.join(rel(target)),
                 "tmpfs",
                 MountFlags::NOSUID | MountFlags::NODEV,
                 Some(&data),
-            )
+            )]
+        }
+        MountSpec::Overlay {
+            lowerdirs,
+            upperdir,
+            workdir,
+            subpath,
+            target,
+            is_readonly,
+            ..
+        } => {
+            let at = rt.join(format!("mount-{i}"));
+            let ov = OverlayOptions {
+                lowerdirs: lowerdirs.clone(),
+                upperdir: upperdir.clone(),
+                workdir: workdir.clone(),
+                tuning: tuning.to_vec(),
+            };
+            let mut ops = vec![MountOp::Mkdir(at.clone(), 0o755)];
+            ops.extend(overlay_ops(&ov, &at));
+            let source = match rel(subpath) {
+                "" => at,
+                sub => at.join(sub),
+            };
+            ops.push(MountOp::Bind {
+                source,
+                target: root.join(rel(target)),
+                is_recursive: false,
+                is_readonly: *is_readonly,
+            });
+            ops
+        }
+        MountSpec::File {
+            target,
+            data,
+            mode,
+            uid,
+            gid,
+        } => {
+            let file = rt.join(format!("file-{i}"));
+            vec![
+                MountOp::WriteFile(file.clone(), data.clone()),
+                MountOp::SetAttrs(
+                    file.clone(),
+                    DirAttrs {
+                        mode: *mode,
+                        uid: *uid,
+                        gid: *gid,
+                        mtime: (0, 0),
+                    },
+                ),
+                MountOp::Bind {
+                    source: file,
+                    target: root.join(rel(target)),
+                    is_recursive: false,
+                    is_readonly: true,
+                },
+            ]
         }
     }
 }
@@ -578,6 +643,8 @@ pub fn mount_points(extra: &[MountSpec]) -> Vec<MountPoint> {
         let (target, is_dir) = match m {
             MountSpec::Bind { source, target, .. } => (target, source.is_dir()),
             MountSpec::Tmpfs { target, .. } => (target, true),
+            MountSpec::Overlay { target, is_dir, .. } => (target, *is_dir),
+            MountSpec::File { target, .. } => (target, false),
         };
         out.push(MountPoint {
             path: rel(target).into(),
@@ -767,10 +834,29 @@ mod tests {
             is_network_none: true,
             resolv_conf: b"nameserver 1.1.1.1\n".to_vec(),
             hosts: Vec::new(),
-            extra_mounts: vec![MountSpec::Tmpfs {
-                target: "/cache".into(),
-                size: None,
-            }],
+            extra_mounts: vec![
+                MountSpec::Tmpfs {
+                    target: "/cache".into(),
+                    size: None,
+                },
+                MountSpec::Overlay {
+                    lowerdirs: vec!["/ctx".into()],
+                    upperdir: "/s/m-up".into(),
+                    workdir: "/s/m-work".into(),
+                    subpath: "/sub".into(),
+                    is_dir: true,
+                    target: "/src".into(),
+                    is_readonly: false,
+                },
+                MountSpec::File {
+                    target: "/run/secrets/token".into(),
+                    data: b"s3cret".to_vec(),
+                    mode: 0o400,
+                    uid: 0,
+                    gid: 0,
+                },
+            ],
+            tuning: vec!["volatile".into()],
         }
     }
 
@@ -821,6 +907,13 @@ mod tests {
             "bind /s/rt/hosts /s/rt/root/etc/hosts",
             "remount /s/rt/root/etc/hosts ro,nosuid",
             "mount tmpfs /s/rt/root/cache tmpfs nosuid,nodev mode=1777",
+            "mkdir /s/rt/mount-1 755",
+            "mount overlay /s/rt/mount-1 overlay - lowerdir=/ctx,upperdir=/s/m-up,workdir=/s/m-work,volatile",
+            "bind /s/rt/mount-1/sub /s/rt/root/src",
+            "write /s/rt/file-2 6 bytes",
+            "attrs /s/rt/file-2 400 0:0 0.0",
+            "bind /s/rt/file-2 /s/rt/root/run/secrets/token",
+            "remount /s/rt/root/run/secrets/token ro,nosuid",
             "chdir /s/rt/root",
             "pivot_root . .",
             "umount .",
@@ -838,7 +931,8 @@ mod tests {
         let ops = plan(&o);
         assert!(!ops.contains(&MountOp::LoopbackUp));
         assert!(
-            !ops.iter().any(|op| matches!(op, MountOp::SetAttrs(..))),
+            !ops.iter()
+                .any(|op| matches!(op, MountOp::Mkdir(p, _) if p.ends_with("stubs"))),
             "no stub layer without overlay"
         );
         assert_eq!(

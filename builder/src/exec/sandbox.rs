@@ -79,6 +79,7 @@ pub(super) fn run(spec: &RunSpec, on_line: &mut dyn FnMut(&[u8])) -> Result<RunO
         resolv_conf,
         hosts,
         extra_mounts: spec.extra_mounts.clone(),
+        tuning: mounts::overlay_tuning(),
     };
     let ops = mounts::plan(&opts);
     let outcome = spawn(spec, &ops, on_line);
