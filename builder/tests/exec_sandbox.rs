@@ -403,6 +403,37 @@ fn copy_snapshotter_sees_content_changes_that_keep_size_and_mtime() {
     );
 }
 
+#[test]
+fn overlay_probe_reports_what_the_filesystem_supports() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    // The target dir is on ext4 here (CI and dev machines): overlay works.
+    assert!(exec::overlay_supported(&tmp.path().join("probe")));
+    assert!(!tmp.path().join("probe").exists(), "the probe cleans up");
+    // An overlay mount cannot be an upper layer of another overlay.
+    let ov = tmp.path().join("ov");
+    for d in ["l", "u", "w", "m"] {
+        std::fs::create_dir_all(ov.join(d)).expect("mkdir");
+    }
+    let st = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o"])
+        .arg(format!(
+            "lowerdir={},upperdir={},workdir={}",
+            ov.join("l").display(),
+            ov.join("u").display(),
+            ov.join("w").display()
+        ))
+        .arg(ov.join("m"))
+        .status()
+        .expect("run mount");
+    assert!(st.success(), "mounting the outer overlay");
+    let inner = exec::overlay_supported(&ov.join("m/probe"));
+    let _ = Command::new("umount").arg(ov.join("m")).status();
+    assert!(
+        !inner,
+        "overlay as upper of overlay must be reported unsupported"
+    );
+}
+
 /// Not an assertion: prints the per-step floor (fork → exit of `true`) for the report.
 #[test]
 fn trivial_run_floor() {

@@ -182,6 +182,13 @@ pub enum ExecError {
 
 pub type Result<T> = std::result::Result<T, ExecError>;
 
+/// Whether the overlay snapshotter works with upperdirs on `scratch`'s filesystem; when
+/// not, use [`Snapshotter::Copy`]. `scratch` must be a new directory path (it is created
+/// and removed). Costs one fork and one mount, about a millisecond: probe once per build.
+pub fn overlay_supported(scratch: &std::path::Path) -> bool {
+    sandbox::overlay_supported(scratch)
+}
+
 /// Run one RUN step; see [`RunSpec`] for the contract. Output is discarded except for the
 /// tail; use [`run_step_with_output`] to stream it.
 pub fn run_step(spec: &RunSpec) -> Result<RunOutcome> {

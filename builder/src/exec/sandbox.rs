@@ -268,13 +268,18 @@ fn read_output(mut out: File, on_line: &mut dyn FnMut(&[u8])) -> io::Result<Vec<
     Ok(tail)
 }
 
+/// The raw wait status of our child `pid` (-1 if it cannot be waited for).
 fn reap(pid: libc::pid_t) -> i32 {
-    let mut status = 0;
+    use rustix::process::{waitpid, Pid, WaitOptions};
+    let Some(pid) = Pid::from_raw(pid) else {
+        return -1;
+    };
     loop {
-        // SAFETY: waiting for our own child.
-        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if rc == pid || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return status;
+        match waitpid(Some(pid), WaitOptions::empty()) {
+            Ok(Some((_, status))) => return status.as_raw(),
+            Ok(None) => return -1,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return -1,
         }
     }
 }
@@ -297,17 +302,16 @@ fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
+/// Die with the thread that started the step (a killed build must not leave steps running).
+fn die_with_parent() {
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+}
+
 /// Child A: shuffle fds, unshare, fork B, wait for it, report its wait status.
 fn child_a(fds: [RawFd; 4], flags: rustix::thread::UnshareFlags, plan: &ChildPlan<'_>) -> ! {
+    die_with_parent();
     // SAFETY: raw fd syscalls on descriptors inherited from the parent; no allocation.
     unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
         // Move the four fds above 0..4 first so the dup2s below cannot clobber each other.
         let mut high = [0; 4];
         for (h, fd) in high.iter_mut().zip(fds) {
@@ -343,15 +347,9 @@ fn child_a(fds: [RawFd; 4], flags: rustix::thread::UnshareFlags, plan: &ChildPla
         exit_now(SETUP_FAILED);
     }
     if pid == 0 {
+        die_with_parent();
         // SAFETY: closing our copy of the status pipe; B reports through the error pipe.
         unsafe {
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
             libc::close(STATUS_FD);
         }
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child_b(plan)));
@@ -454,9 +452,50 @@ fn find_program(argv0: &CString, env: &[String]) -> Option<CString> {
     path.split(':').find_map(|dir| {
         let dir = if dir.is_empty() { "." } else { dir };
         let candidate = CString::new(format!("{dir}/{name}")).ok()?;
-        // SAFETY: access(2) on a valid C string.
-        let ok = unsafe { libc::access(candidate.as_ptr(), libc::X_OK) } == 0;
+        let ok = rustix::fs::access(candidate.as_c_str(), rustix::fs::Access::EXEC_OK).is_ok();
         let is_file = PathBuf::from(format!("{dir}/{name}")).is_file();
         (ok && is_file).then_some(candidate)
     })
+}
+
+/// Whether overlayfs can mount here with `upper`'s filesystem as the upper layer (it
+/// cannot on overlayfs itself, on some network filesystems, or without CAP_SYS_ADMIN).
+/// Tries a real mount in a throwaway mount namespace under `scratch` (an empty directory
+/// on the filesystem the upperdirs will live on); leaves nothing behind. ~1 ms.
+pub(super) fn overlay_supported(scratch: &Path) -> bool {
+    let dirs = ["lower", "upper", "work", "merged"].map(|d| scratch.join(d));
+    if dirs.iter().any(|d| std::fs::create_dir_all(d).is_err()) {
+        return false;
+    }
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        dirs[0].display(),
+        dirs[1].display(),
+        dirs[2].display()
+    );
+    let (Ok(data), Ok(target)) = (
+        CString::new(data),
+        CString::new(dirs[3].as_os_str().as_encoded_bytes()),
+    ) else {
+        return false;
+    };
+    // SAFETY: the child makes only raw syscalls on prepared C strings, then _exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        use rustix::mount::{mount, mount_change, MountFlags, MountPropagationFlags as P};
+        let ok = namespaces::unshare(rustix::thread::UnshareFlags::NEWNS).is_ok()
+            && mount_change(c"/", P::PRIVATE | P::REC).is_ok()
+            && mount(
+                c"overlay",
+                target.as_c_str(),
+                c"overlay",
+                MountFlags::empty(),
+                Some(data.as_c_str()),
+            )
+            .is_ok();
+        exit_now(if ok { 0 } else { 1 });
+    }
+    let status = if pid > 0 { reap(pid) } else { -1 };
+    let _ = std::fs::remove_dir_all(scratch);
+    pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
 }
