@@ -1,9 +1,88 @@
-//! TODO(lead): placeholder until its owner fills it in.
+//! `strata build --check`: parse and evaluate the Dockerfile with BuildKit's build checks,
+//! without building, pulling or reading the context. Exit 0 when valid (warnings
+//! allowed), 1 on an error (or on any warning under `# check=error=true`).
 
-use anyhow::{bail, Result};
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context, Result};
+use builder::dockerfile::lint::{format_json, format_text};
+use builder::dockerfile::{check, CheckOptions, CheckReport};
 
 use super::Ctx;
+use crate::cli::{BuildArgs, OutputFormat};
+use crate::output::Exit;
 
-pub fn run(_ctx: &Ctx, _args: &crate::cli::BuildArgs) -> Result<()> {
-    bail!("`run` is not implemented yet")
+pub fn run(_ctx: &Ctx, args: &BuildArgs) -> Result<()> {
+    let (text, name) = read_dockerfile(args)?;
+    let opts = CheckOptions {
+        build_args: build_args(&args.build_args),
+        target: args.target.clone(),
+    };
+    let report = check(&text, &name, &opts);
+    match args.format {
+        OutputFormat::Json => {
+            print!("{}", format_json(&report));
+            if report.error.is_some() {
+                return Err(Exit(1).into());
+            }
+        }
+        OutputFormat::Text => {
+            // The error goes through `main` (`strata: error: Dockerfile:7: …`, exit 1).
+            print!(
+                "{}",
+                format_text(&CheckReport {
+                    error: None,
+                    ..report.clone()
+                })
+            );
+            if let Some(err) = report.error {
+                return Err(anyhow!(err));
+            }
+            println!("{}", summary(report.warnings.len()));
+        }
+    }
+    Ok(())
+}
+
+/// docker's closing line.
+fn summary(n: usize) -> String {
+    match n {
+        0 => "Check complete, no warnings found.".to_string(),
+        1 => "Check complete, 1 warning has been found!".to_string(),
+        n => format!("Check complete, {n} warnings have been found!"),
+    }
+}
+
+/// `-f FILE` (or `-f -` for stdin), else `CONTEXT/Dockerfile`. The name shown in messages
+/// is the file name, like docker's `Dockerfile:12`.
+fn read_dockerfile(args: &BuildArgs) -> Result<(String, String)> {
+    let path = args
+        .file
+        .clone()
+        .unwrap_or_else(|| args.context.join("Dockerfile"));
+    if path == PathBuf::from("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the Dockerfile from stdin")?;
+        return Ok((text, "Dockerfile".to_string()));
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "Dockerfile".into());
+    Ok((text, name))
+}
+
+/// `KEY=VALUE`, or `KEY` alone to take the value from the environment (skipped if unset).
+fn build_args(raw: &[String]) -> Vec<(String, String)> {
+    raw.iter()
+        .filter_map(|a| match a.split_once('=') {
+            Some((k, v)) => Some((k.to_string(), v.to_string())),
+            None => std::env::var(a).ok().map(|v| (a.clone(), v)),
+        })
+        .collect()
 }

@@ -97,7 +97,11 @@ impl Lexer {
     }
 
     /// Expand `word` to one string (BuildKit's `ProcessWord`): spaces are kept.
-    pub fn process_word(&self, word: &str, env: &dyn EnvLookup) -> Result<Expansion, ExpandError> {
+    pub fn process_word<E: EnvLookup + ?Sized>(
+        &self,
+        word: &str,
+        env: &E,
+    ) -> Result<Expansion, ExpandError> {
         let mut sw = ShellWord::new(self, word, env);
         match sw.process_stop_on(None, self.raw_escapes) {
             Ok((result, words)) => Ok(Expansion {
@@ -115,22 +119,25 @@ impl Lexer {
 
     /// Expand `word` and split it into words on unquoted whitespace (`ProcessWords`).
     /// Splitting happens after substitution, so `$X` with spaces gives several words.
-    pub fn process_words(
+    pub fn process_words<E: EnvLookup + ?Sized>(
         &self,
         word: &str,
-        env: &dyn EnvLookup,
+        env: &E,
     ) -> Result<Vec<String>, ExpandError> {
         self.process_word(word, env).map(|e| e.words)
     }
 }
 
 /// Expand one word with the default escape character `\`.
-pub fn expand_word(word: &str, env: &dyn EnvLookup) -> Result<String, ExpandError> {
+pub fn expand_word<E: EnvLookup + ?Sized>(word: &str, env: &E) -> Result<String, ExpandError> {
     Lexer::new('\\').process_word(word, env).map(|e| e.result)
 }
 
 /// Expand and split into words with the default escape character `\`.
-pub fn expand_words(word: &str, env: &dyn EnvLookup) -> Result<Vec<String>, ExpandError> {
+pub fn expand_words<E: EnvLookup + ?Sized>(
+    word: &str,
+    env: &E,
+) -> Result<Vec<String>, ExpandError> {
     Lexer::new('\\').process_words(word, env)
 }
 
@@ -176,11 +183,11 @@ impl Words {
     }
 }
 
-struct ShellWord<'a> {
+struct ShellWord<'a, E: ?Sized> {
     lex: &'a Lexer,
     chars: Vec<char>,
     pos: usize,
-    env: &'a dyn EnvLookup,
+    env: &'a E,
     raw_escapes: bool,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
@@ -188,8 +195,8 @@ struct ShellWord<'a> {
 
 type Step = Result<String, String>;
 
-impl<'a> ShellWord<'a> {
-    fn new(lex: &'a Lexer, word: &str, env: &'a dyn EnvLookup) -> ShellWord<'a> {
+impl<'a, E: EnvLookup + ?Sized> ShellWord<'a, E> {
+    fn new(lex: &'a Lexer, word: &str, env: &'a E) -> ShellWord<'a, E> {
         ShellWord {
             lex,
             chars: word.chars().collect(),

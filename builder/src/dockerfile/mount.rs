@@ -129,7 +129,7 @@ fn parse_u32(v: &str, radix: u32, what: &str) -> Result<u32, String> {
 /// Parse a mount spec, expanding each value with `expand`.
 pub fn parse_mount(
     spec: &str,
-    expand: &dyn Fn(&str) -> Result<String, String>,
+    expand: &mut dyn FnMut(&str) -> Result<String, String>,
 ) -> Result<Mount, String> {
     let mut m = Mount {
         kind: MountType::Bind,
@@ -285,7 +285,7 @@ mod tests {
     use super::*;
 
     fn parse(spec: &str) -> Result<Mount, String> {
-        parse_mount(spec, &|v| Ok(v.to_string()))
+        parse_mount(spec, &mut |v| Ok(v.to_string()))
     }
 
     #[test]

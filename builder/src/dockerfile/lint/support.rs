@@ -1,0 +1,362 @@
+//! Small validators the checks need: image references (docker's grammar), platforms,
+//! secret-looking names, stop signals and EXPOSE port specs.
+
+/// Whether `s` parses as a docker image reference (`ParseNormalizedNamed`).
+pub fn is_valid_reference(s: &str) -> bool {
+    if s.is_empty() || s.len() > 255 && !s.contains('@') {
+        return false;
+    }
+    let (name, digest) = match s.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (s, None),
+    };
+    if digest.is_some_and(|d| !is_valid_digest(d)) {
+        return false;
+    }
+    let (repo, tag) = split_tag(name);
+    if tag.is_some_and(|t| !is_valid_tag(t)) {
+        return false;
+    }
+    if repo.len() == 64
+        && repo
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    {
+        return false;
+    }
+    let mut parts: Vec<&str> = repo.split('/').collect();
+    if parts.len() > 1 && is_domain_like(parts[0]) {
+        if !is_valid_domain(parts[0]) {
+            return false;
+        }
+        parts.remove(0);
+    }
+    !parts.is_empty() && parts.iter().all(|p| is_path_component(p))
+}
+
+/// `name:tag` where the colon is after the last slash.
+fn split_tag(name: &str) -> (&str, Option<&str>) {
+    match name.rfind(':') {
+        Some(i) if !name[i..].contains('/') => (&name[..i], Some(&name[i + 1..])),
+        _ => (name, None),
+    }
+}
+
+fn is_domain_like(first: &str) -> bool {
+    first.contains('.')
+        || first.contains(':')
+        || first == "localhost"
+        || first.chars().any(|c| c.is_ascii_uppercase())
+}
+
+fn is_valid_domain(d: &str) -> bool {
+    let (host, port) = match d.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || d.starts_with('[') => (h, Some(p)),
+        _ => (d, None),
+    };
+    if port.is_some_and(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_digit())) {
+        return false;
+    }
+    if host.starts_with('[') {
+        return host.ends_with(']')
+            && host[1..host.len() - 1]
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':');
+    }
+    !host.is_empty()
+        && host.split('.').all(|c| {
+            !c.is_empty()
+                && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+                && !c.starts_with('-')
+                && !c.ends_with('-')
+        })
+}
+
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
+fn is_path_component(p: &str) -> bool {
+    let b = p.as_bytes();
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &p[start..i];
+        if !(sep == "." || sep == "_" || sep == "__" || sep.chars().all(|c| c == '-')) {
+            return false;
+        }
+    }
+    true
+}
+
+/// `[\w][\w.-]{0,127}`
+fn is_valid_tag(t: &str) -> bool {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut chars = t.chars();
+    chars.next().is_some_and(word)
+        && t.len() <= 128
+        && chars.all(|c| word(c) || c == '.' || c == '-')
+}
+
+fn is_valid_digest(d: &str) -> bool {
+    match d.split_once(':') {
+        Some((alg, hex)) => {
+            !alg.is_empty()
+                && alg.starts_with(|c: char| c.is_ascii_alphabetic())
+                && alg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_+.".contains(c))
+                && hex.len() >= 32
+                && hex.chars().all(|c| c.is_ascii_hexdigit())
+        }
+        None => false,
+    }
+}
+
+const KNOWN_OS: [&str; 17] = [
+    "aix",
+    "android",
+    "darwin",
+    "dragonfly",
+    "freebsd",
+    "hurd",
+    "illumos",
+    "ios",
+    "js",
+    "linux",
+    "nacl",
+    "netbsd",
+    "openbsd",
+    "plan9",
+    "solaris",
+    "windows",
+    "zos",
+];
+
+/// containerd's `platforms.Parse`, loosely: `(os, arch)` or None when it would fail.
+pub fn parse_platform(p: &str) -> Option<(String, String)> {
+    let parts: Vec<String> = p.split('/').map(|s| s.to_ascii_lowercase()).collect();
+    let known_arch = |a: &str| {
+        matches!(
+            a,
+            "386"
+                | "amd64"
+                | "x86_64"
+                | "x86-64"
+                | "arm"
+                | "armhf"
+                | "armel"
+                | "arm64"
+                | "aarch64"
+                | "ppc64le"
+                | "s390x"
+                | "riscv64"
+                | "mips64le"
+                | "loong64"
+                | "i386"
+                | "ppc64"
+                | "mips"
+                | "mipsle"
+                | "mips64"
+        )
+    };
+    match parts.as_slice() {
+        [one] if KNOWN_OS.contains(&one.as_str()) => Some((one.clone(), host_arch().to_string())),
+        [one] if known_arch(one) => Some(("linux".into(), one.clone())),
+        [os, arch] | [os, arch, _] if KNOWN_OS.contains(&os.as_str()) && !arch.is_empty() => {
+            Some((os.clone(), arch.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// The host architecture in OCI spelling.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// BuildKit's secret-name test: a `_`-separated token (case-insensitive) is one of the
+/// secret words, and none is an allowed word.
+pub fn looks_secret(key: &str) -> bool {
+    const DENY: [&str; 10] = [
+        "apikey",
+        "auth",
+        "credential",
+        "credentials",
+        "key",
+        "password",
+        "pword",
+        "passwd",
+        "secret",
+        "token",
+    ];
+    const ALLOW: [&str; 3] = ["public", "file", "version"];
+    let tokens: Vec<String> = key.split('_').map(|t| t.to_ascii_lowercase()).collect();
+    tokens.iter().any(|t| DENY.contains(&t.as_str()))
+        && !tokens.iter().any(|t| ALLOW.contains(&t.as_str()))
+}
+
+/// Linux signal names as moby's `signal.SignalMap` knows them.
+const SIGNALS: [&str; 35] = [
+    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL",
+    "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP",
+    "TTIN", "TTOU", "UNUSED", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ",
+];
+
+/// `signal.ParseSignal`: a number, a name with or without `SIG`, or `RTMIN+n`.
+pub fn check_signal(s: &str) -> Result<(), String> {
+    if let Ok(n) = s.parse::<i64>() {
+        return if n > 0 {
+            Ok(())
+        } else {
+            Err(format!("Invalid signal: {s}"))
+        };
+    }
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    let rt = name
+        .strip_prefix("RTMIN+")
+        .or_else(|| name.strip_prefix("RTMAX-"));
+    if SIGNALS.contains(&name)
+        || matches!(name, "RTMIN" | "RTMAX")
+        || rt.is_some_and(|n| n.parse::<u8>().is_ok())
+    {
+        Ok(())
+    } else {
+        Err(format!("Invalid signal: {s}"))
+    }
+}
+
+/// What one EXPOSE item says: whether its protocol is lower-case and whether it maps an
+/// IP or host port; an error when BuildKit would reject it.
+pub struct PortSpec {
+    pub proto_is_lower: bool,
+    pub has_host_part: bool,
+}
+
+pub fn parse_port(raw: &str) -> Result<PortSpec, String> {
+    let parts: Vec<&str> = raw.split(':').collect();
+    let (ip, host, container) = match parts.as_slice() {
+        [c] => ("", "", *c),
+        [h, c] => ("", *h, *c),
+        [ip @ .., h, c] => (if ip.is_empty() { "" } else { "x" }, *h, *c),
+        [] => ("", "", ""),
+    };
+    let (port, proto) = container.split_once('/').unwrap_or((container, ""));
+    let wrap = |e: String| format!("invalid port: {raw:?}: {e}");
+    if port.is_empty() {
+        return Err(wrap("no port specified".into()));
+    }
+    if !matches!(
+        proto.to_ascii_lowercase().as_str(),
+        "" | "tcp" | "udp" | "sctp"
+    ) {
+        return Err(wrap(format!("invalid proto: {proto}")));
+    }
+    let range = |r: &str| -> Option<(u32, u32)> {
+        let (a, b) = r.split_once('-').unwrap_or((r, r));
+        let (a, b) = (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?);
+        (a <= 65535 && b <= 65535 && a <= b).then_some((a, b))
+    };
+    range(port).ok_or_else(|| wrap(format!("invalid containerPort: {port}")))?;
+    if !host.is_empty() {
+        range(host).ok_or_else(|| wrap(format!("invalid hostPort: {host}")))?;
+    }
+    Ok(PortSpec {
+        proto_is_lower: proto == proto.to_ascii_lowercase(),
+        has_host_part: !ip.is_empty() || !host.is_empty(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        for ok in [
+            "alpine",
+            "alpine:3.20",
+            "docker.io/library/alpine:latest",
+            "localhost:5000/x/y:v1",
+            "scratch",
+            "ghcr.io/o/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "a__b",
+            "a--b",
+        ] {
+            assert!(is_valid_reference(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ":3.20",
+            "Alpine",
+            "alpine:",
+            "a b",
+            "-a",
+            "alpine:-x",
+            "x@sha256:12",
+            "/alpine",
+        ] {
+            assert!(!is_valid_reference(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets() {
+        for s in [
+            "AWS_SECRET_ACCESS_KEY",
+            "api_key",
+            "GITHUB_TOKEN",
+            "password",
+            "secret_MESSAGE",
+            "AUTH",
+        ] {
+            assert!(looks_secret(s), "{s}");
+        }
+        for s in [
+            "PUBLIC_KEY",
+            "GPG_KEYS",
+            "TOKEN_FILE",
+            "KEY_VERSION",
+            "MONKEY",
+            "PASSWORDLESS",
+            "NODE_VERSION",
+        ] {
+            assert!(!looks_secret(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn platforms_signals_ports() {
+        assert_eq!(
+            parse_platform("linux/amd64"),
+            Some(("linux".into(), "amd64".into()))
+        );
+        assert!(parse_platform("linux/arm64/v8").is_some());
+        assert!(parse_platform("bogus/os").is_none());
+        assert!(
+            check_signal("SIGTERM").is_ok()
+                && check_signal("9").is_ok()
+                && check_signal("quit").is_ok()
+        );
+        assert!(check_signal("SIGFOO").is_err());
+        assert!(parse_port("80/TCP").is_ok_and(|p| !p.proto_is_lower));
+        assert!(parse_port("8080:80").is_ok_and(|p| p.has_host_part));
+        assert!(parse_port("80-90/udp").is_ok_and(|p| p.proto_is_lower && !p.has_host_part));
+        assert!(parse_port("abc").is_err() && parse_port("80/xyz").is_err());
+    }
+}
