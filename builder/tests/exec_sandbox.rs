@@ -179,8 +179,11 @@ fn run_writes_deletes_and_replaces_into_the_upperdir() {
 
 #[test]
 fn copy_and_overlay_give_the_same_layer_bytes() {
-    let script =
-        format!("{CHANGES}; echo new > /dir/n; chmod 600 /bin/busybox; ln -s /x /etc/xlink");
+    let script = format!(
+        "{CHANGES}; echo new > /dir/n; chmod 600 /bin/busybox; ln -s /x /etc/xlink; \
+         rm /bin/ls; ln /x /xhard; touch -d @5 /etc/group; chown 1:1 /root; \
+         mkdir -p /a/b && echo 1 > /a/b/c && rm /bin/cat && mkdir /bin/cat"
+    );
     let opts = DiffOptions {
         source_date_epoch: Some(0),
     };
