@@ -1,9 +1,99 @@
-//! TODO(lead): placeholder until its owner fills it in.
+//! `strata history IMAGE`: docker's columns IMAGE CREATED CREATED BY SIZE COMMENT,
+//! newest first, from the config's history; layers are matched to the history
+//! entries that are not `empty_layer`.
 
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
+use serde_json::Value;
 
 use super::Ctx;
+use crate::cli::HistoryArgs;
+use crate::output::{human_age, human_size};
 
-pub fn run(_ctx: &Ctx, _args: &crate::cli::HistoryArgs) -> Result<()> {
-    bail!("`run` is not implemented yet")
+pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<()> {
+    let store = super::open_store(ctx)?;
+    let manifest = super::resolve_image(&store, &args.image)?;
+    let image = store.image(&manifest)?;
+    let config: Value = serde_json::from_slice(&store.read_blob(&image.config.digest)?)
+        .with_context(|| format!("config {} is not JSON", image.config.digest))?;
+    let history = config["history"].as_array().cloned().unwrap_or_default();
+    let mut layers = image.layers.iter();
+    let now = chrono::Utc::now();
+    let mut rows = Vec::new();
+    for h in &history {
+        let empty = h["empty_layer"].as_bool().unwrap_or(false);
+        let size = if empty {
+            0
+        } else {
+            match layers.next() {
+                Some(l) => store.uncompressed_size(&l.diff_id)?.unwrap_or(l.blob.size),
+                None => 0,
+            }
+        };
+        let created = h["created"]
+            .as_str()
+            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+            .map(|c| {
+                if args.human {
+                    human_age((now - c.with_timezone(&chrono::Utc)).num_seconds())
+                } else {
+                    c.to_rfc3339()
+                }
+            })
+            .unwrap_or_else(|| "N/A".into());
+        let mut created_by = h["created_by"].as_str().unwrap_or_default().to_string();
+        if !args.no_trunc && created_by.chars().count() > 45 {
+            created_by = created_by.chars().take(44).collect::<String>() + "…";
+        }
+        let size = if args.human {
+            human_size(size)
+        } else {
+            size.to_string()
+        };
+        rows.push([
+            "<missing>".to_string(),
+            created,
+            created_by,
+            size,
+            h["comment"].as_str().unwrap_or_default().to_string(),
+        ]);
+    }
+    rows.reverse();
+    if let Some(top) = rows.first_mut() {
+        top[0] = if args.no_trunc {
+            image.id().to_string()
+        } else {
+            image.id().short().to_string()
+        };
+    }
+    if args.quiet {
+        for r in rows.iter().filter(|r| r[0] != "<missing>") {
+            println!("{}", r[0]);
+        }
+        return Ok(());
+    }
+    let mut table = vec![["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"].map(String::from)];
+    table.extend(rows);
+    let widths: Vec<usize> = (0..5)
+        .map(|c| {
+            table
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .map(|w| (w + 3).max(10))
+        .collect();
+    for row in &table {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c == 4 {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(widths[c] - cell.chars().count()));
+            }
+        }
+        println!("{}", line.trim_end());
+    }
+    Ok(())
 }

@@ -1,9 +1,15 @@
-//! TODO(lead): placeholder until its owner fills it in.
+//! `strata tag SOURCE TARGET`: point TARGET at the image SOURCE names.
 
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
 
 use super::Ctx;
+use crate::cli::TagArgs;
 
-pub fn run(_ctx: &Ctx, _args: &crate::cli::TagArgs) -> Result<()> {
-    bail!("`run` is not implemented yet")
+pub fn run(ctx: &Ctx, args: &TagArgs) -> Result<()> {
+    let target = super::parse_reference(&args.target)?;
+    let store = super::open_store(ctx)?;
+    let manifest = super::resolve_image(&store, &args.source)?;
+    store
+        .tag(&manifest, &target)
+        .with_context(|| format!("tagging {} as {}", args.source, target.familiar()))
 }

@@ -14,7 +14,6 @@
 pub mod archive;
 pub mod digest;
 pub mod error;
-pub mod gc;
 pub mod extract;
 pub mod image;
 pub mod ingest;
@@ -25,6 +24,7 @@ pub mod meta;
 pub mod records;
 pub mod reference;
 pub mod snapshot;
+pub mod verify;
 
 use std::fs::File;
 use std::io::Read;
