@@ -258,6 +258,22 @@ fn env_user_cwd_and_hostname_are_applied() {
 }
 
 #[test]
+fn steps_get_dockers_default_capabilities() {
+    let mut s = step(Snapshotter::Overlay, "grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status; mount -t tmpfs t /mnt 2>&1 || echo mount-denied");
+    let out = run_ok(&s.spec);
+    assert!(
+        out.starts_with(
+            "CapPrm:\t00000000a80425fb\nCapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\n"
+        ),
+        "{out}"
+    );
+    assert!(out.ends_with("mount-denied\n"), "{out}");
+    s = step(Snapshotter::Overlay, "grep -E '^CapEff' /proc/self/status");
+    s.spec.user = "nobody".into();
+    assert_eq!(run_ok(&s.spec), "CapEff:\t0000000000000000\n");
+}
+
+#[test]
 fn numeric_user_and_group() {
     let mut s = step(Snapshotter::Overlay, "id -u; id -g");
     s.spec.user = "1234:4321".into();

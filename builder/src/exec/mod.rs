@@ -32,6 +32,12 @@ pub use copy::{diff_tree, materialize};
 /// Bytes of combined stdout/stderr kept for the error message of a failed step.
 pub const OUTPUT_TAIL_BYTES: usize = 4096;
 
+/// The capabilities a step keeps, docker's default set: CHOWN, DAC_OVERRIDE, FOWNER,
+/// FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD,
+/// AUDIT_WRITE, SETFCAP (`CapEff: 00000000a80425fb` in a docker build). No SYS_ADMIN:
+/// a RUN cannot mount, like under docker without `--security=insecure`.
+pub const DEFAULT_CAPABILITIES: u64 = 0xa804_25fb;
+
 /// PATH given to the step when its env has none (BuildKit's default for Linux).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 

@@ -17,7 +17,7 @@ use super::mounts::{self, MountOp, OverlayOptions, RootfsOptions, Stubs};
 use super::sys::{LinuxSyscall, Syscall};
 use super::{
     copy, namespaces, user, ExecError, ExitStatus, Result, RunOutcome, RunSpec, Snapshotter,
-    DEFAULT_PATH, OUTPUT_TAIL_BYTES,
+    DEFAULT_CAPABILITIES, DEFAULT_PATH, OUTPUT_TAIL_BYTES,
 };
 
 /// Child fds after the shuffle in child A: 0 /dev/null, 1 and 2 the output pipe,
@@ -392,6 +392,8 @@ fn child_b(plan: &ChildPlan<'_>) -> std::result::Result<Never, (i32, String)> {
     }
     std::fs::create_dir_all(&plan.cwd)
         .map_err(|e| (os(&e), format!("creating working directory {}", plan.cwd)))?;
+    sys.limit_bounding_set(DEFAULT_CAPABILITIES)
+        .map_err(|e| (os(&e), "dropping capabilities".to_string()))?;
     sys.set_ids(user.uid, user.gid, &user.additional_gids)
         .map_err(|e| {
             (
@@ -402,6 +404,10 @@ fn child_b(plan: &ChildPlan<'_>) -> std::result::Result<Never, (i32, String)> {
                 ),
             )
         })?;
+    if user.uid == 0 {
+        sys.set_capabilities(DEFAULT_CAPABILITIES)
+            .map_err(|e| (os(&e), "setting capabilities".to_string()))?;
+    }
     sys.chdir(Path::new(&plan.cwd)).map_err(|e| {
         (
             os(&e),

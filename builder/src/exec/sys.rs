@@ -36,6 +36,12 @@ pub trait Syscall {
     fn sethostname(&self, name: &str) -> io::Result<()>;
     /// Bring the loopback interface of the current network namespace up.
     fn loopback_up(&self) -> io::Result<()>;
+    /// Shrink the capability bounding set to `keep` (a `CapabilitySet` bit mask) and clear
+    /// the ambient set. Before [`Syscall::set_ids`]: dropping needs CAP_SETPCAP.
+    fn limit_bounding_set(&self, keep: u64) -> io::Result<()>;
+    /// Set the effective and permitted capabilities to `keep` (inheritable empty), for a
+    /// step that stays uid 0; a non-zero uid loses them all at `setuid` anyway.
+    fn set_capabilities(&self, keep: u64) -> io::Result<()>;
     /// `setgroups`, `setgid`, `setuid`, in that order (each per-thread: the child is
     /// single-threaded).
     fn set_ids(&self, uid: u32, gid: u32, groups: &[u32]) -> io::Result<()>;
@@ -161,6 +167,41 @@ impl Syscall for LinuxSyscall {
                 return Err(err);
             }
         }
+        Ok(())
+    }
+
+    fn limit_bounding_set(&self, keep: u64) -> io::Result<()> {
+        // rustix takes one typed `Capability` per call; the kernel's numbers are simpler to
+        // walk. EINVAL marks the end of the capabilities this kernel knows.
+        for cap in 0..64u32 {
+            if keep & (1u64 << cap) != 0 {
+                continue;
+            }
+            // SAFETY: PR_CAPBSET_DROP with a capability number; no pointers involved.
+            let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+            if rc != 0 {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() == Some(libc::EINVAL) {
+                    break;
+                }
+                return Err(err);
+            }
+        }
+        rustix::thread::clear_ambient_capability_set()?;
+        Ok(())
+    }
+
+    fn set_capabilities(&self, keep: u64) -> io::Result<()> {
+        use rustix::thread::{CapabilitySet, CapabilitySets};
+        let keep = CapabilitySet::from_bits_retain(keep);
+        rustix::thread::set_capabilities(
+            None,
+            CapabilitySets {
+                effective: keep,
+                permitted: keep,
+                inheritable: CapabilitySet::empty(),
+            },
+        )?;
         Ok(())
     }
 
@@ -313,6 +354,12 @@ impl Syscall for RecordingSyscall {
     }
     fn set_ids(&self, uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
         self.record(format!("set_ids {uid} {gid} {groups:?}"))
+    }
+    fn limit_bounding_set(&self, keep: u64) -> io::Result<()> {
+        self.record(format!("capbset {keep:#x}"))
+    }
+    fn set_capabilities(&self, keep: u64) -> io::Result<()> {
+        self.record(format!("capset {keep:#x}"))
     }
     fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         self.record(format!("write {} {} bytes", path.display(), bytes.len()))
