@@ -274,6 +274,18 @@ fn steps_get_dockers_default_capabilities() {
 }
 
 #[test]
+fn kernel_interfaces_are_read_only_or_masked() {
+    // /proc/timer_list and /sys/firmware exist on the CI kernels (the test VM lacks kcore).
+    assert!(Path::new("/proc/timer_list").exists() && Path::new("/sys/firmware").exists());
+    let s = step(
+        Snapshotter::Overlay,
+        "(echo 1 > /proc/sys/kernel/domainname) 2>/dev/null && echo sys-rw || echo sys-ro; \
+         wc -c < /proc/timer_list; ls /sys/firmware | wc -l",
+    );
+    assert_eq!(run_ok(&s.spec), "sys-ro\n0\n0\n");
+}
+
+#[test]
 fn numeric_user_and_group() {
     let mut s = step(Snapshotter::Overlay, "id -u; id -g");
     s.spec.user = "1234:4321".into();

@@ -42,6 +42,27 @@ use super::MountSpec;
 /// relative to the lowerdirs' common parent (containerd does the same).
 const MAX_OVERLAY_DATA: usize = 4000;
 
+/// Kernel interfaces a step may read but not write (docker's read-only paths).
+pub const READONLY_PROC_PATHS: [&str; 5] = [
+    "proc/bus",
+    "proc/fs",
+    "proc/irq",
+    "proc/sys",
+    "proc/sysrq-trigger",
+];
+
+/// Kernel interfaces hidden from a step (docker's masked paths): files get an empty
+/// read-only file bound over them, directories an empty read-only directory.
+pub const MASKED_PATHS: [&str; 7] = [
+    "proc/acpi",
+    "proc/kcore",
+    "proc/keys",
+    "proc/sched_debug",
+    "proc/scsi",
+    "proc/timer_list",
+    "sys/firmware",
+];
+
 /// Host device nodes bound into the sandbox's /dev.
 pub const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
@@ -131,6 +152,11 @@ pub enum MountOp {
     UnmountDetach(PathBuf),
     WriteFile(PathBuf, Vec<u8>),
     SetAttrs(PathBuf, DirAttrs),
+    /// Bind a path onto itself read-only; skipped when this kernel lacks the path.
+    ReadonlyPath(PathBuf),
+    /// Hide a path under an empty read-only file or directory (the second path: an empty
+    /// directory on the runtime tmpfs); skipped when this kernel lacks the path.
+    MaskPath(PathBuf, PathBuf),
     /// overlay through the new mount API, one `lowerdir+` per layer: no page limit.
     OverlayFsconfig {
         target: PathBuf,
@@ -177,6 +203,8 @@ impl fmt::Display for MountOp {
             MountOp::UnmountDetach(p) => write!(f, "detaching {}", p.display()),
             MountOp::WriteFile(p, _) => write!(f, "writing {}", p.display()),
             MountOp::SetAttrs(p, _) => write!(f, "setting attributes of {}", p.display()),
+            MountOp::ReadonlyPath(p) => write!(f, "making {} read-only", p.display()),
+            MountOp::MaskPath(p, _) => write!(f, "masking {}", p.display()),
             MountOp::OverlayFsconfig {
                 target, lowerdirs, ..
             } => write!(
@@ -283,6 +311,12 @@ pub fn plan(opts: &RootfsOptions) -> Vec<MountOp> {
         MountFlags::RDONLY | nosuid_nodev_noexec,
         None,
     ));
+    for p in READONLY_PROC_PATHS {
+        ops.push(MountOp::ReadonlyPath(at(p)));
+    }
+    for p in MASKED_PATHS {
+        ops.push(MountOp::MaskPath(at(p), rt.join("masked")));
+    }
     for (src, dst) in [
         (rt.join("resolv.conf"), "etc/resolv.conf"),
         (rt.join("hosts"), "etc/hosts"),
@@ -570,6 +604,8 @@ fn apply_one(sys: &dyn Syscall, op: &MountOp) -> io::Result<()> {
         MountOp::UnmountDetach(p) => sys.unmount_detach(p),
         MountOp::WriteFile(p, bytes) => sys.write_file(p, bytes),
         MountOp::SetAttrs(p, attrs) => sys.set_attrs(p, attrs),
+        MountOp::ReadonlyPath(p) => sys.make_readonly(p),
+        MountOp::MaskPath(p, empty_dir) => sys.mask(p, empty_dir),
         MountOp::OverlayFsconfig {
             target,
             lowerdirs,
@@ -902,6 +938,18 @@ mod tests {
             "symlink /proc/self/fd/1 /s/rt/root/dev/stdout",
             "symlink /proc/self/fd/2 /s/rt/root/dev/stderr",
             "mount sysfs /s/rt/root/sys sysfs ro,nosuid,nodev,noexec -",
+            "readonly /s/rt/root/proc/bus",
+            "readonly /s/rt/root/proc/fs",
+            "readonly /s/rt/root/proc/irq",
+            "readonly /s/rt/root/proc/sys",
+            "readonly /s/rt/root/proc/sysrq-trigger",
+            "mask /s/rt/root/proc/acpi",
+            "mask /s/rt/root/proc/kcore",
+            "mask /s/rt/root/proc/keys",
+            "mask /s/rt/root/proc/sched_debug",
+            "mask /s/rt/root/proc/scsi",
+            "mask /s/rt/root/proc/timer_list",
+            "mask /s/rt/root/sys/firmware",
             "bind /s/rt/resolv.conf /s/rt/root/etc/resolv.conf",
             "remount /s/rt/root/etc/resolv.conf ro,nosuid",
             "bind /s/rt/hosts /s/rt/root/etc/hosts",

@@ -36,6 +36,11 @@ pub trait Syscall {
     fn sethostname(&self, name: &str) -> io::Result<()>;
     /// Bring the loopback interface of the current network namespace up.
     fn loopback_up(&self) -> io::Result<()>;
+    /// Bind `path` onto itself read-only (recursively). A path this kernel lacks is skipped.
+    fn make_readonly(&self, path: &Path) -> io::Result<()>;
+    /// Hide `path`: bind /dev/null over a file, or `empty_dir` (created here, on the
+    /// runtime tmpfs) over a directory, read-only. A path this kernel lacks is skipped.
+    fn mask(&self, path: &Path, empty_dir: &Path) -> io::Result<()>;
     /// Shrink the capability bounding set to `keep` (a `CapabilitySet` bit mask) and clear
     /// the ambient set. Before [`Syscall::set_ids`]: dropping needs CAP_SETPCAP.
     fn limit_bounding_set(&self, keep: u64) -> io::Result<()>;
@@ -168,6 +173,32 @@ impl Syscall for LinuxSyscall {
             }
         }
         Ok(())
+    }
+
+    fn make_readonly(&self, path: &Path) -> io::Result<()> {
+        match rustix::mount::mount_bind_recursive(path, path) {
+            Err(rustix::io::Errno::NOENT) => return Ok(()),
+            r => r?,
+        }
+        self.remount_bind(
+            path,
+            MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+        )
+    }
+
+    fn mask(&self, path: &Path, empty_dir: &Path) -> io::Result<()> {
+        let source = match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+            Ok(md) if md.is_dir() => {
+                self.mkdir(empty_dir, 0o555)?;
+                empty_dir
+            }
+            Ok(_) => Path::new("/dev/null"),
+        };
+        rustix::mount::mount_bind(source, path)?;
+        // Not nodev: the /dev/null bound over a file must stay readable (EOF).
+        self.remount_bind(path, MountFlags::RDONLY | MountFlags::NOSUID)
     }
 
     fn limit_bounding_set(&self, keep: u64) -> io::Result<()> {
@@ -354,6 +385,12 @@ impl Syscall for RecordingSyscall {
     }
     fn set_ids(&self, uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
         self.record(format!("set_ids {uid} {gid} {groups:?}"))
+    }
+    fn make_readonly(&self, path: &Path) -> io::Result<()> {
+        self.record(format!("readonly {}", path.display()))
+    }
+    fn mask(&self, path: &Path, _empty_dir: &Path) -> io::Result<()> {
+        self.record(format!("mask {}", path.display()))
     }
     fn limit_bounding_set(&self, keep: u64) -> io::Result<()> {
         self.record(format!("capbset {keep:#x}"))
