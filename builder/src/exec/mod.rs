@@ -19,6 +19,7 @@ mod copy;
 pub mod mounts;
 pub mod namespaces;
 mod sandbox;
+pub mod stubs;
 pub mod sys;
 pub mod user;
 

@@ -13,7 +13,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::mounts::{self, MountOp, OverlayOptions, RootfsOptions, Stubs};
+use super::mounts::{self, MountOp, OverlayOptions, RootfsOptions};
+use super::stubs::{self, Stubs};
 use super::sys::{LinuxSyscall, Syscall};
 use super::{
     copy, namespaces, user, ExecError, ExitStatus, Result, RunOutcome, RunSpec, Snapshotter,
@@ -38,7 +39,7 @@ pub(super) fn run(spec: &RunSpec, on_line: &mut dyn FnMut(&[u8])) -> Result<RunO
     mkdir(&runtime_dir)?;
     let resolv_conf = read_host_file(Path::new("/etc/resolv.conf"))?;
     let hosts = read_host_file(Path::new("/etc/hosts"))?;
-    let points = mounts::mount_points(&spec.extra_mounts);
+    let points = stubs::mount_points(&spec.extra_mounts);
 
     let (root, overlay, stubs, copied) = match spec.snapshotter {
         Snapshotter::Overlay => {
@@ -54,7 +55,7 @@ pub(super) fn run(spec: &RunSpec, on_line: &mut dyn FnMut(&[u8])) -> Result<RunO
                 workdir,
                 tuning: mounts::overlay_tuning(),
             };
-            let stubs = mounts::overlay_stubs(&points, &spec.lowerdirs);
+            let stubs = stubs::overlay_stubs(&points, &spec.lowerdirs);
             (runtime_dir.join("root"), Some(ov), stubs, None)
         }
         Snapshotter::Copy => {

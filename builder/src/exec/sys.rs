@@ -53,7 +53,7 @@ pub trait Syscall {
     /// Create (or replace) a regular file with `bytes`, mode 0644.
     fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
     /// Owner, mode and mtime of a stub directory.
-    fn set_attrs(&self, path: &Path, attrs: &super::mounts::DirAttrs) -> io::Result<()>;
+    fn set_attrs(&self, path: &Path, attrs: &super::stubs::DirAttrs) -> io::Result<()>;
     /// Mount overlay on `target` through fsopen/fsconfig/fsmount/move_mount, one
     /// `lowerdir+` per lowerdir (top-first), so the option string has no size limit.
     fn mount_overlay_fsconfig(
@@ -257,7 +257,7 @@ impl Syscall for LinuxSyscall {
         std::fs::write(path, bytes)
     }
 
-    fn set_attrs(&self, path: &Path, attrs: &super::mounts::DirAttrs) -> io::Result<()> {
+    fn set_attrs(&self, path: &Path, attrs: &super::stubs::DirAttrs) -> io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::os::unix::fs::lchown(path, Some(attrs.uid), Some(attrs.gid))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(attrs.mode))?;
@@ -265,7 +265,7 @@ impl Syscall for LinuxSyscall {
             tv_sec: attrs.mtime.0 as libc::time_t,
             tv_nsec: attrs.mtime.1 as _,
         };
-        super::mounts::set_times(path, t, t)
+        super::stubs::set_times(path, t, t)
     }
 
     fn mount_overlay_fsconfig(
@@ -401,7 +401,7 @@ impl Syscall for RecordingSyscall {
     fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         self.record(format!("write {} {} bytes", path.display(), bytes.len()))
     }
-    fn set_attrs(&self, path: &Path, a: &super::mounts::DirAttrs) -> io::Result<()> {
+    fn set_attrs(&self, path: &Path, a: &super::stubs::DirAttrs) -> io::Result<()> {
         self.record(format!(
             "attrs {} {:o} {}:{} {}.{}",
             path.display(),
