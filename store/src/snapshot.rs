@@ -22,7 +22,7 @@ use crate::extract::extract_tar;
 use crate::layout::unique_name;
 use crate::media_types::{self, Compression};
 use crate::meta;
-use crate::records::SnapshotRecord;
+use crate::records::{LayerRef, SnapshotRecord};
 use crate::{Descriptor, Store};
 
 /// A layer chain id (OCI): `chainID(L0) = diffID(L0)`,
@@ -87,10 +87,16 @@ impl Store {
     /// first, ready for `lowerdir=a:b:c`. Safe to call concurrently: the loser of
     /// a race to unpack the same layer discards its copy.
     pub fn ensure_snapshots(&self, manifest: &Digest) -> Result<Vec<PathBuf>> {
-        let image = self.image(manifest)?;
-        let chains = chain_ids(&image.diff_ids());
+        self.ensure_layer_snapshots(&self.image(manifest)?.layers)
+    }
+
+    /// `ensure_snapshots` for a stack of layers that need not be an image yet (a
+    /// build between steps): bottom layer first in, lowerdirs top first out.
+    pub fn ensure_layer_snapshots(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
+        let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        let chains = chain_ids(&diff_ids);
         let mut dirs = Vec::with_capacity(chains.len());
-        for (i, (layer, chain)) in image.layers.iter().zip(&chains).enumerate() {
+        for (i, (layer, chain)) in layers.iter().zip(&chains).enumerate() {
             let parent = i.checked_sub(1).map(|p| &chains[p]);
             if !self.snapshot_dir(chain).is_dir() {
                 self.unpack_layer(&layer.blob, &layer.diff_id, chain, parent)?;

@@ -15,7 +15,9 @@
 
 mod context;
 mod export;
-mod snapshots;
+mod fetch;
+mod heredocs;
+pub mod mounts;
 mod stage;
 mod steps;
 
@@ -47,6 +49,12 @@ pub struct BuildOptions<'a> {
     pub snapshotter: exec::Snapshotter,
     /// SOURCE_DATE_EPOCH: timestamps in the image and layers are clamped to it.
     pub source_date_epoch: Option<i64>,
+    /// `--secret`: by id, where each value comes from (read only by the steps that mount it).
+    pub secrets: mounts::Secrets,
+    /// `--ssh`: agent sockets by id.
+    pub ssh: BTreeMap<String, PathBuf>,
+    /// `--allow security.insecure`: lets `RUN --security=insecure` run.
+    pub allow_insecure: bool,
     /// Fetches a base image that is not in the store (a pull through the registry client,
     /// which the builder does not depend on) and returns its manifest digest.
     pub fetch_base: &'a dyn Fn(&Reference) -> std::result::Result<Digest, String>,

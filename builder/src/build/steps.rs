@@ -41,7 +41,7 @@ pub fn dispatch(
     let words = |w: &str| expand_words(w, &env).map_err(|e| e.to_string());
     let history_text;
     match &inst.command {
-        Command::Run(r) => return run_step(run, state, inst, info, r),
+        Command::Run(r) => return run_step(run, state, inst, info, r, done, ctx),
         Command::Copy(c) => {
             let from = c.from.as_deref();
             return copy_step(
@@ -330,13 +330,7 @@ fn chain_of(below: &[LayerRef], top: &LayerRef) -> ChainId {
 
 /// The snapshot dirs of `layers`, top first, unpacking any that are missing.
 pub fn lowerdirs(run: &BuildRun, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
-    let mut dirs =
-        super::snapshots::ensure(run.store, layers).map_err(|e| super::BuildError::Step {
-            location: run.dockerfile.file_name.clone(),
-            message: e.to_string(),
-        })?;
-    dirs.reverse();
-    Ok(dirs)
+    Ok(run.store.ensure_layer_snapshots(layers)?)
 }
 
 fn run_step(
@@ -345,28 +339,52 @@ fn run_step(
     inst: &Instruction,
     info: &StepInfo,
     r: &crate::dockerfile::Run,
+    done: &[Option<StageResult>],
+    ctx: &mut Context,
 ) -> Result<Outcome> {
-    if !r.heredocs.is_empty() || !r.mounts.is_empty() {
-        // TODO(lead): RUN heredocs and --mount are issue 9.
+    if r.security == Some(crate::dockerfile::SecurityMode::Insecure) && !run.opts.allow_insecure {
         return Err(run.step_error(
             inst,
-            "RUN with heredocs or --mount is not supported yet".to_string(),
+            "RUN --security=insecure is not allowed: pass --allow security.insecure".into(),
         ));
     }
-    let argv = argv(state, &r.cmd);
+    let mounts = super::mounts::resolve(run, state, &r.mounts, done, ctx)
+        .map_err(|m| run.step_error(inst, m))?;
+    let script = match (&r.cmd, r.heredocs.is_empty()) {
+        (_, true) => None,
+        (ShellOrExec::Shell(line), false) => Some(super::heredocs::run_script(
+            &state.config.config.shell_or_default(),
+            line,
+            &r.heredocs,
+        )),
+        (ShellOrExec::Exec(_), false) => {
+            return Err(run.step_error(inst, "RUN heredocs need the shell form".into()))
+        }
+    };
+    let argv = match &script {
+        Some(s) => s.argv.clone(),
+        None => argv(state, &r.cmd),
+    };
     let network = match r.network {
         Some(crate::dockerfile::NetworkMode::None) => exec::Network::None,
         Some(crate::dockerfile::NetworkMode::Host) => exec::Network::Host,
         _ => run.opts.network,
     };
     let created_by = format!("RUN {} # buildkit", argv.join(" "));
-    let key_text = format!(
+    let mut key_text = format!(
         "RUN {}\0{:?}\0{}\0{}",
         json(Some(&argv)),
         network,
         state.config.config.user,
         state.config.config.working_dir
     );
+    if !r.mounts.is_empty() || script.is_some() || r.security.is_some() {
+        let file = script.as_ref().and_then(|s| s.file.as_ref());
+        key_text.push_str(&format!(
+            "\0{}\0{file:?}\0{:?}",
+            mounts.key_text, r.security
+        ));
+    }
     let key = CacheKey::for_step(
         &state.key,
         &key_text,
@@ -390,12 +408,31 @@ fn run_step(
     };
     std::fs::create_dir_all(&upper).map_err(|e| io_err("creating", &upper, e))?;
     std::fs::create_dir_all(&work).map_err(|e| io_err("creating", &work, e))?;
+    let root = run.store.layout().root().to_path_buf();
+    let mut waits = Vec::new();
+    let active =
+        super::mounts::activate(&root, mounts, &scratch, &mut |m| waits.push(m)).map_err(|m| {
+            let _ = std::fs::remove_dir_all(&scratch);
+            run.step_error(inst, m)
+        })?;
+    let mut extra_mounts = active.specs.clone();
+    if let Some((target, data)) = script.and_then(|s| s.file) {
+        extra_mounts.push(exec::MountSpec::File {
+            target,
+            data,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        });
+    }
+    let mut run_env = state.run_env();
+    run_env.extend(active.env.iter().cloned());
     let spec = RunSpec {
         lowerdirs: lower,
         upperdir: upper.clone(),
         workdir_overlay: work.clone(),
         argv: argv.clone(),
-        env: state.run_env(),
+        env: run_env,
         cwd: if state.config.config.working_dir.is_empty() {
             "/".into()
         } else {
@@ -405,13 +442,17 @@ fn run_step(
         network,
         hostname: "strata".to_string(),
         snapshotter: run.opts.snapshotter,
-        extra_mounts: Vec::new(),
+        extra_mounts,
     };
     let info = info.clone();
+    for w in waits {
+        run.step_output(&info, w.as_bytes());
+    }
     let outcome = {
         let mut on_output = |chunk: &[u8]| run.step_output(&info, chunk);
         exec::run_step_with_output(&spec, &mut on_output)
     };
+    drop(active);
     let cleanup = || {
         let _ = std::fs::remove_dir_all(&scratch);
     };
@@ -455,10 +496,9 @@ fn run_step(
         let ids: Vec<store::Digest> = state.layers.iter().map(|l| l.diff_id.clone()).collect();
         Store::chain_ids(&ids).pop().expect("non-empty")
     });
-    let _ = parent;
-    let committed = super::snapshots::commit(run.store, &chain, &upper);
+    let committed = run.store.commit_snapshot(&chain, parent.as_ref(), &upper);
     cleanup();
-    committed.map_err(|e| run.step_error(inst, e.to_string()))?;
+    committed?;
     add_layer(run, state, key, layer, &created_by, None)?;
     Ok(Outcome::Done)
 }
