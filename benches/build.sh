@@ -14,12 +14,11 @@
 
 CASES=("$@")
 [ ${#CASES[@]} -gt 0 ] || CASES=(ten-step multi-stage copy-1g)
-TOOLS=${TOOLS:-strata buildkit buildah}
 RUNS_BIG=${RUNS_BIG:-3}
 
 install_peers
 check_strata
-start_dockerd
+if uses buildkit; then start_dockerd; fi
 import_base
 
 # copy-1g: ~1,000 files of random data, 1 GiB in all, made here and never committed.
@@ -59,7 +58,7 @@ bench_case() {
     [ "$name" = copy-1g ] && n=$RUNS_BIG
     local df=$ctx/Dockerfile
 
-    if [[ " $TOOLS " == *" buildkit "* ]]; then
+    if uses buildkit; then
         local dbuild=(docker_ build --network host --progress plain -t "$tag" -f "$df" "$ctx")
         record "$name" cold buildkit "$(best_of "$n" "docker_reset_cache $tag" "${dbuild[@]}")"
         "${dbuild[@]}" >/dev/null 2>&1 || true
@@ -67,7 +66,7 @@ bench_case() {
         docker_reset_cache "$tag"
     fi
 
-    if [[ " $TOOLS " == *" buildah "* ]]; then
+    if uses buildah; then
         local bbuild=(buildah_ bud --pull-never --isolation chroot --layers -t "$tag" -f "$df" "$ctx")
         record "$name" cold buildah "$(best_of "$n" buildah_reset_cache "${bbuild[@]}")"
         "${bbuild[@]}" >/dev/null 2>&1 || true
@@ -75,7 +74,7 @@ bench_case() {
         buildah_reset_cache
     fi
 
-    if [[ " $TOOLS " == *" strata "* ]]; then
+    if uses strata; then
         if [ "$STRATA_OK" = 1 ]; then
             local sbuild=(strata_ build --progress plain -t "$tag" -f "$df" "$ctx")
             local cold

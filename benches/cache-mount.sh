@@ -10,13 +10,12 @@
 # Each measurement is best of RUNS (default 3): the cold prep empties everything; the src-edit
 # prep changes a source file to a new value. The context is a copy in the work dir.
 # Env as in lib.sh; TOOLS (default "strata buildkit buildah").
+RUNS=${RUNS:-3}
 . "$(dirname "$0")/lib.sh"
 
-RUNS=${RUNS:-3}
-TOOLS=${TOOLS:-strata buildkit buildah}
 install_peers
 check_strata
-start_dockerd
+if uses buildkit; then start_dockerd; fi
 import_base
 
 ctx=$BENCH_WORK/ctx-cache-mount
@@ -47,7 +46,7 @@ report_tool() { # report_tool TOOL BUILD-CMD... (cold prep in $cold_prep)
     grep -q "cache full" "$BENCH_WORK/last.log" || log "$tool: rebuild did not find the cache full"
 }
 
-if [[ " $TOOLS " == *" buildkit "* ]]; then
+if uses buildkit; then
     cold_prep="docker_reset_cache $tag; reset_src"
     report_tool buildkit docker_ build --network host --progress plain -t "$tag" "$ctx"
     # The cache mount must not be in the image: the image stays about the size of the base.
@@ -55,7 +54,7 @@ if [[ " $TOOLS " == *" buildkit "* ]]; then
     docker_reset_cache "$tag"
 fi
 
-if [[ " $TOOLS " == *" buildah "* ]]; then
+if uses buildah; then
     cold_prep=buildah_cold_prep
     report_tool buildah env TMPDIR="$BUILDAH_TMP" buildah --root "$BUILDAH_ROOT" \
         --runroot "$BUILDAH_RUNROOT" --storage-driver overlay bud --pull-never \
@@ -63,7 +62,7 @@ if [[ " $TOOLS " == *" buildah "* ]]; then
     buildah_reset_cache
 fi
 
-if [[ " $TOOLS " == *" strata "* ]]; then
+if uses strata; then
     if [ "$STRATA_OK" = 1 ]; then
         cold_prep=strata_cold_prep
         report_tool strata strata_ build --progress plain -t "$tag" "$ctx"

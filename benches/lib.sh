@@ -22,6 +22,10 @@ DOCKER=${DOCKER:-/usr/bin/docker}
 
 log() { printf '== %s\n' "$*" >&2; }
 
+# uses TOOL: whether TOOL (strata, buildkit, buildah) is in $TOOLS (default: all three).
+TOOLS=${TOOLS:-strata buildkit buildah}
+uses() { [[ " $TOOLS " == *" $1 "* ]]; }
+
 # need CMD PACKAGE: install PACKAGE from Debian when CMD is missing.
 need() {
     local cmd=$1 pkg=${2:-$1}
@@ -32,8 +36,9 @@ need() {
 
 install_peers() {
     need busybox busybox-static
-    [ -x /usr/bin/docker ] && command -v dockerd >/dev/null || need dockerd docker.io
-    need buildah buildah
+    if uses buildkit && ! { [ -x /usr/bin/docker ] && command -v dockerd >/dev/null; }; then need dockerd docker.io; fi
+    if uses buildah; then need buildah buildah; fi
+    return 0
 }
 
 # One work dir per run; everything the bench creates lives under it and goes at exit.
@@ -145,12 +150,14 @@ make_base() {
 # busybox:bench in all three, from the same tar.
 import_base() {
     make_base
-    docker_ import "$BASE_TAR" busybox:bench >/dev/null
-    local ctr
-    ctr=$(buildah_ from scratch)
-    buildah_ add "$ctr" "$BASE_TAR" / >/dev/null
-    BUILDAH_BASE_ID=$(buildah_ commit -q "$ctr" busybox:bench)
-    buildah_ rm "$ctr" >/dev/null
+    if [ -n "$DOCKERD_PID" ]; then docker_ import "$BASE_TAR" busybox:bench >/dev/null; fi
+    if uses buildah; then
+        local ctr
+        ctr=$(buildah_ from scratch)
+        buildah_ add "$ctr" "$BASE_TAR" / >/dev/null
+        BUILDAH_BASE_ID=$(buildah_ commit -q "$ctr" busybox:bench)
+        buildah_ rm "$ctr" >/dev/null
+    fi
     if [ "$STRATA_OK" = 1 ]; then
         if ! strata_ import "$BASE_TAR" busybox:bench >"$BENCH_WORK/strata-import.log" 2>&1; then
             log "strata import failed ($(tail -1 "$BENCH_WORK/strata-import.log")); strata column is n/a"
@@ -226,7 +233,7 @@ lookup() { # lookup CASE MODE TOOL
 # than the peer (>1 is better).
 print_table() {
     local seen=() r c m key s b h
-    printf '\n%-22s %-7s %10s %10s %10s %12s %12s\n' case mode strata buildkit buildah 'vs buildkit' 'vs buildah'
+    printf '\n%-22s %-9s %10s %10s %10s %12s %12s\n' case mode strata buildkit buildah 'vs buildkit' 'vs buildah'
     for r in "${RESULTS[@]}"; do
         IFS='|' read -r c m _ _ <<<"$r"
         key="$c|$m"
@@ -235,7 +242,7 @@ print_table() {
         s=$(lookup "$c" "$m" strata)
         b=$(lookup "$c" "$m" buildkit)
         h=$(lookup "$c" "$m" buildah)
-        printf '%-22s %-7s %10s %10s %10s %12s %12s\n' "$c" "$m" "$(fmt_ms "$s")" "$(fmt_ms "$b")" \
+        printf '%-22s %-9s %10s %10s %10s %12s %12s\n' "$c" "$m" "$(fmt_ms "$s")" "$(fmt_ms "$b")" \
             "$(fmt_ms "$h")" "$(ratio "$s" "$b")" "$(ratio "$s" "$h")"
     done
     printf '(best of %s wall-clock runs; ratio = peer time / strata time, >1 means strata is faster)\n' "$RUNS"
