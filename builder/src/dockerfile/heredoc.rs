@@ -135,6 +135,39 @@ mod tests {
     }
 
     #[test]
+    fn marker_words() {
+        let valid = [
+            "<<EOF",
+            "<<'EOF'",
+            "<<\"EOF\"",
+            "<<-EOF",
+            "<<-'EOF'",
+            "<<-\"EOF\"",
+            "<<EO\"F\"",
+            "<< EOF",
+            "<<- EOF",
+        ];
+        for w in valid {
+            assert_eq!(
+                parse_heredoc(w).expect(w).map(|h| h.name).as_deref(),
+                Some("EOF"),
+                "{w}"
+            );
+        }
+        for w in ["<<'EOF", "<<\"EOF", "<<EOF'", "<<EOF\""] {
+            assert!(parse_heredoc(w).is_err(), "{w} should be an error");
+        }
+        for w in ["", "EOF", "<<", "<<-", "<EOF", "<<<EOF", "<<EOF sh"] {
+            assert_eq!(parse_heredoc(w).expect(w), None, "{w}");
+        }
+        assert_eq!(names("RUN << -EOF"), vec![("-EOF".into(), true, false, 0)]);
+        // BuildKit's lexer splits `<<-` from the word after a blank: no heredoc
+        assert_eq!(names("RUN <<- EOF"), vec![]);
+        assert_eq!(names("RUN <<eo'f'"), vec![("eof".into(), false, false, 0)]);
+        assert_eq!(names("RUN \"<<EOF\""), vec![]);
+    }
+
+    #[test]
     fn chomp_removes_leading_tabs() {
         let h = Heredoc {
             name: "E".into(),

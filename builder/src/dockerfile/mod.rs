@@ -88,3 +88,7 @@ fn parse_located(text: &str) -> Result<Dockerfile, Located> {
 #[cfg(test)]
 #[path = "parse_typed_tests.rs"]
 mod typed_tests;
+
+#[cfg(test)]
+#[path = "golden_tests.rs"]
+mod golden_tests;

@@ -1,0 +1,154 @@
+//! End-to-end tests of `strata build --check`: the real binary on real files, checking exit
+//! codes, docker-style output and the JSON form. The check never needs a store or context.
+
+mod util;
+
+use std::fs;
+
+use util::TestEnv;
+
+fn write(env: &TestEnv, name: &str, text: &str) -> String {
+    let path = env.scratch.join(name);
+    fs::write(&path, text).expect("write Dockerfile");
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn valid_dockerfile_exits_zero_with_warnings() {
+    let env = TestEnv::new();
+    let file = write(
+        &env,
+        "Dockerfile",
+        "FROM alpine\nRUN echo hi\n\nCMD echo hi\n",
+    );
+    let out = env.strata(&["build", "--check", "-f", &file, "/nonexistent-context"]);
+    out.assert_ok();
+    assert!(
+        out.stdout.contains(
+            "WARNING: JSONArgsRecommended - JSON arguments recommended for CMD to prevent unintended behavior related to OS signals (line 4)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("Check complete, 1 warning has been found!"),
+        "{out}"
+    );
+}
+
+#[test]
+fn clean_dockerfile_says_no_warnings() {
+    let env = TestEnv::new();
+    let ctx = env.scratch.join("ctx");
+    fs::create_dir_all(&ctx).expect("mkdir");
+    fs::write(ctx.join("Dockerfile"), "FROM alpine\nCMD [\"sh\"]\n").expect("write");
+    let out = env.strata(&["build", "--check", &ctx.to_string_lossy()]);
+    out.assert_ok();
+    assert!(
+        out.stdout.contains("Check complete, no warnings found."),
+        "{out}"
+    );
+}
+
+#[test]
+fn unknown_instruction_fails_with_file_and_line() {
+    let env = TestEnv::new();
+    let file = write(
+        &env,
+        "Dockerfile",
+        "FROM alpine\n\n\n\n\n\nRUNN echo typo\n",
+    );
+    let out = env.strata(&["build", "--check", "-f", &file]);
+    assert_eq!(out.status, Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains("Dockerfile:7: unknown instruction \"RUNN\" (did you mean RUN?)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn error_directive_turns_warnings_into_failure() {
+    let env = TestEnv::new();
+    let file = write(
+        &env,
+        "Dockerfile",
+        "# check=error=true\nFROM alpine\nMAINTAINER me\n",
+    );
+    let out = env.strata(&["build", "--check", "-f", &file]);
+    assert_eq!(out.status, Some(1), "{out}");
+    assert!(
+        out.stdout.contains("WARNING: MaintainerDeprecated"),
+        "{out}"
+    );
+    assert!(
+        out.stderr
+            .contains("lint violation found for rules: MaintainerDeprecated"),
+        "{out}"
+    );
+}
+
+#[test]
+fn target_and_build_args_are_evaluated() {
+    let env = TestEnv::new();
+    let text = "ARG BASE=alpine\nFROM $BASE AS one\nFROM busybox AS two\n";
+    let file = write(&env, "Dockerfile", text);
+    env.strata(&["build", "--check", "-f", &file, "--target", "one"])
+        .assert_ok();
+    let out = env.strata(&["build", "--check", "-f", &file, "--target", "three"]);
+    assert_eq!(out.status, Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains("target stage \"three\" could not be found"),
+        "{out}"
+    );
+    let out = env.strata(&["build", "--check", "-f", &file, "--build-arg", "BASE="]);
+    assert_eq!(out.status, Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains("Dockerfile:2: base name ($BASE) should not be blank"),
+        "{out}"
+    );
+}
+
+#[test]
+fn json_format_for_machines() {
+    let env = TestEnv::new();
+    let file = write(&env, "Dockerfile", "FROM alpine AS Build\nENV A b\n");
+    let out = env.strata(&["build", "--check", "--format", "json", "-f", &file]);
+    out.assert_ok();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("stdout is JSON");
+    let rules: Vec<&str> = v["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .filter_map(|w| w["ruleName"].as_str())
+        .collect();
+    assert_eq!(
+        rules,
+        vec!["StageNameCasing", "LegacyKeyValueFormat"],
+        "{out}"
+    );
+    assert_eq!(
+        v["warnings"][1]["location"]["ranges"][0]["start"]["line"],
+        2
+    );
+
+    let bad = write(&env, "Bad.Dockerfile", "FROM alpine\nCOPY --chwon=1 a b\n");
+    let out = env.strata(&["build", "--check", "--format", "json", "-f", &bad]);
+    assert_eq!(out.status, Some(1), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("stdout is JSON");
+    assert_eq!(
+        v["error"]["message"],
+        "unknown flag: --chwon (did you mean chown?)"
+    );
+    assert_eq!(v["error"]["location"]["file"], "Bad.Dockerfile");
+}
+
+#[test]
+fn missing_dockerfile_is_an_error() {
+    let env = TestEnv::new();
+    let out = env.strata(&["build", "--check", "-f", "/nonexistent/Dockerfile"]);
+    assert_eq!(out.status, Some(1), "{out}");
+    assert!(out.stderr.contains("/nonexistent/Dockerfile"), "{out}");
+}
