@@ -11,14 +11,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// docker's plain progress.
 pub struct PlainReporter {
     started: Instant,
-    partial: Vec<u8>,
 }
 
 impl PlainReporter {
     pub fn new() -> PlainReporter {
         PlainReporter {
             started: Instant::now(),
-            partial: Vec::new(),
         }
     }
 
@@ -30,27 +28,19 @@ impl PlainReporter {
 impl Reporter for PlainReporter {
     fn step_started(&mut self, step: &StepInfo) {
         self.started = Instant::now();
+        eprintln!("#{} {} {}", step.number, label(step), step.text);
+    }
+
+    fn step_output(&mut self, step: &StepInfo, line: &[u8]) {
         eprintln!(
-            "#{} [{} {}/{}] {}",
-            step.number, step.stage, step.index, step.total, step.text
+            "#{} {:.3} {}",
+            step.number,
+            self.elapsed(),
+            String::from_utf8_lossy(line)
         );
     }
 
-    fn step_output(&mut self, step: &StepInfo, chunk: &[u8]) {
-        self.partial.extend_from_slice(chunk);
-        while let Some(pos) = self.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=pos).collect();
-            let text = String::from_utf8_lossy(&line[..line.len() - 1]);
-            eprintln!("#{} {:.3} {}", step.number, self.elapsed(), text);
-        }
-    }
-
     fn step_finished(&mut self, step: &StepInfo, end: StepEnd) {
-        if !self.partial.is_empty() {
-            let text = String::from_utf8_lossy(&self.partial).into_owned();
-            self.partial.clear();
-            eprintln!("#{} {:.3} {}", step.number, self.elapsed(), text);
-        }
         match end {
             StepEnd::Cached => eprintln!("#{} CACHED", step.number),
             StepEnd::Done(d) => eprintln!("#{} DONE {}", step.number, secs(d)),
@@ -88,19 +78,16 @@ impl Reporter for TtyReporter {
             )
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
-        bar.set_prefix(format!(
-            "[{} {}/{}] {}",
-            step.stage, step.index, step.total, step.text
-        ));
+        bar.set_prefix(format!("{} {}", label(step), step.text));
         bar.enable_steady_tick(Duration::from_millis(100));
         self.bar = Some(bar);
         self.last_line.clear();
     }
 
-    fn step_output(&mut self, _: &StepInfo, chunk: &[u8]) {
-        let text = String::from_utf8_lossy(chunk);
-        if let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) {
-            self.last_line = line.to_string();
+    fn step_output(&mut self, _: &StepInfo, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        if !text.trim().is_empty() {
+            self.last_line = text.into_owned();
             if let Some(bar) = &self.bar {
                 bar.set_message(self.last_line.clone());
             }
@@ -118,10 +105,8 @@ impl Reporter for TtyReporter {
         }
         let _ = writeln!(
             std::io::stderr(),
-            " => [{} {}/{}] {} {}",
-            step.stage,
-            step.index,
-            step.total,
+            " => {} {} {}",
+            label(step),
             step.text,
             status
         );
@@ -132,6 +117,15 @@ impl Reporter for TtyReporter {
             Some(bar) => bar.println(text),
             None => eprintln!("{text}"),
         }
+    }
+}
+
+/// docker's step label: `[2/5]` in a single-stage build, `[builder 2/5]` otherwise.
+fn label(step: &StepInfo) -> String {
+    if step.stage.is_empty() {
+        format!("[{}/{}]", step.index, step.total)
+    } else {
+        format!("[{} {}/{}]", step.stage, step.index, step.total)
     }
 }
 

@@ -375,7 +375,7 @@ fn item(dest: &str, real: PathBuf, meta: &fs::Metadata, opts: &CopyOptions) -> R
 }
 
 /// Sources matching `src`: the path itself, or every match of its wildcard segments.
-fn expand_source(tree: &dyn SourceTree, src: &str) -> Result<Vec<String>> {
+pub fn expand_source(tree: &dyn SourceTree, src: &str) -> Result<Vec<String>> {
     let clean = clean_rel(src).ok_or_else(|| CopyError::OutsideContext(src.to_string()))?;
     if !has_glob(&clean) {
         let exists = tree

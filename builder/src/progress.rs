@@ -9,7 +9,8 @@ use std::time::Duration;
 pub struct StepInfo {
     /// Running number over the whole build (docker's `#N`).
     pub number: usize,
-    /// The stage's name or index, e.g. `builder` or `stage-0`.
+    /// The stage's name (`builder`, `stage-1`); empty in a single-stage build, where
+    /// docker prints just `[2/5]`.
     pub stage: String,
     /// Position inside the stage and the stage's step count: `[2/5]`.
     pub index: usize,
@@ -31,8 +32,8 @@ pub enum StepEnd {
 
 pub trait Reporter {
     fn step_started(&mut self, step: &StepInfo);
-    /// Output of a running RUN step, in chunks as they come (not split into lines).
-    fn step_output(&mut self, step: &StepInfo, chunk: &[u8]);
+    /// One line of a running RUN step's output (stdout and stderr), without its newline.
+    fn step_output(&mut self, step: &StepInfo, line: &[u8]);
     fn step_finished(&mut self, step: &StepInfo, end: StepEnd);
     /// A free-form line (resolving an image, writing the image, naming it).
     fn note(&mut self, text: &str);

@@ -55,6 +55,17 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             Snapshotter::Copy => exec::Snapshotter::Copy,
         },
         source_date_epoch,
+        secrets: args
+            .secrets
+            .iter()
+            .map(|s| builder::build::mounts::parse_secret_flag(s).map_err(UsageError))
+            .collect::<Result<_, _>>()?,
+        ssh: args
+            .ssh
+            .iter()
+            .map(|s| builder::build::mounts::parse_ssh_flag(s).map_err(UsageError))
+            .collect::<Result<_, _>>()?,
+        allow_insecure: parse_allow(&args.allow)?,
         fetch_base: &fetch_base,
     };
     let mut reporter: Box<dyn Reporter> = match (args.quiet, args.progress) {
@@ -73,6 +84,24 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         println!("{}", result.image_id);
     }
     Ok(())
+}
+
+/// `--allow security.insecure` (also comma-separated); `network.host` is always allowed.
+fn parse_allow(raw: &[String]) -> Result<bool> {
+    let mut insecure = false;
+    for entitlement in raw.iter().flat_map(|a| a.split(',')) {
+        match entitlement.trim() {
+            "security.insecure" => insecure = true,
+            "network.host" => {}
+            other => {
+                return Err(UsageError(format!(
+                    "invalid --allow {other:?}: want security.insecure or network.host"
+                ))
+                .into())
+            }
+        }
+    }
+    Ok(insecure)
 }
 
 /// `KEY=VALUE`, or `KEY` alone to take the value from the environment (docker's rule; a

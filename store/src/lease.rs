@@ -30,7 +30,7 @@ impl Lease {
             digests: Vec::new(),
             snapshots: Vec::new(),
         };
-        meta::write(store, |m| m.put_lease(&id, &rec))?;
+        meta::write_deferred(store, |m| m.put_lease(&id, &rec))?;
         Ok(Lease {
             store: store.clone(),
             id,
@@ -58,7 +58,7 @@ impl Lease {
     }
 
     fn update(&self, f: impl FnOnce(&mut LeaseRecord)) -> Result<()> {
-        meta::write(&self.store, |m| {
+        meta::write_deferred(&self.store, |m| {
             if let Some(mut r) = m.lease(&self.id)? {
                 f(&mut r);
                 m.put_lease(&self.id, &r)?;
@@ -71,7 +71,7 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         // Best effort: a lease left behind expires and is dropped by GC.
-        let _ = meta::write(&self.store, |m| m.remove_lease(&self.id));
+        let _ = meta::write_deferred(&self.store, |m| m.remove_lease(&self.id));
     }
 }
 

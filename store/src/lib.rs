@@ -15,6 +15,7 @@ pub mod archive;
 pub mod digest;
 pub mod error;
 pub mod extract;
+pub mod gc;
 pub mod image;
 pub mod ingest;
 pub mod layout;
@@ -134,6 +135,25 @@ impl Store {
     /// `ROOT/snapshots/<hex>/fs`.
     pub fn snapshot_dir(&self, chain: &ChainId) -> PathBuf {
         self.layout.snapshots_dir().join(chain.hex()).join("fs")
+    }
+
+    // ---- holding the database for a run of short transactions ----
+
+    /// Keep `meta/` open between transactions until `release_meta`, for a command made of
+    /// many short lookups (a no-op build opens sled once). Release before long work.
+    pub fn hold_meta(&self) {
+        meta::hold();
+    }
+
+    /// Flush and close a held `meta/` so other processes can use it; the next lookup
+    /// opens it again.
+    pub fn release_meta(&self) -> Result<()> {
+        meta::release()
+    }
+
+    /// Release and go back to one open per transaction.
+    pub fn unhold_meta(&self) -> Result<()> {
+        meta::unhold()
     }
 
     // ---- leases ----

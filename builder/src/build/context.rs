@@ -26,6 +26,9 @@ pub struct Context {
     ignore: DockerIgnore,
     /// When the build started: a file modified in this second is not trusted next time.
     started_ns: i128,
+    store: Store,
+    /// Whether the held database was released before hashing began.
+    is_released: bool,
 }
 
 impl Context {
@@ -49,6 +52,8 @@ impl Context {
             changed: Vec::new(),
             ignore,
             started_ns,
+            store: store.clone(),
+            is_released: false,
         })
     }
 
@@ -76,6 +81,11 @@ impl Context {
             if unchanged {
                 return Ok(rec.digest.hex().to_string());
             }
+        }
+        if !self.is_released {
+            // Hashing may be long (a big context): don't keep other processes waiting.
+            self.store.release_meta().map_err(io::Error::other)?;
+            self.is_released = true;
         }
         let hex = sha256_file(real)?;
         // Racy: modified within the second the build started; hash again next time.

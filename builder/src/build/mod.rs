@@ -14,6 +14,7 @@
 //! written or reuses, so a concurrent prune leaves it alone (DESIGN §3).
 
 mod context;
+mod copy_flags;
 mod export;
 mod fetch;
 mod heredocs;
@@ -112,12 +113,29 @@ pub fn build(
         .map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned());
     let dockerfile = dockerfile::parse(&text, &file_name)?;
 
-    let target = target_index(&dockerfile, opts.target.as_deref())?;
-    let needed = needed_stages(&dockerfile, target);
+    // Many short lookups follow (cache keys, stat records, the lease): keep sled open
+    // between them, and release it before every piece of long work (see `pause_meta`).
+    store.hold_meta();
+    let result = build_parsed(store, opts, &dockerfile, &dockerfile_path, reporter);
+    let released = store.unhold_meta();
+    let result = result?;
+    released?;
+    Ok(result)
+}
+
+fn build_parsed(
+    store: &Store,
+    opts: &BuildOptions,
+    dockerfile: &Dockerfile,
+    dockerfile_path: &std::path::Path,
+    reporter: &mut dyn Reporter,
+) -> Result<BuildResult> {
+    let target = target_index(dockerfile, opts.target.as_deref())?;
+    let needed = needed_stages(dockerfile, target);
     // Held for the whole build; dropping it (also on error) ends the lease.
     let lease = store.lease(Duration::from_secs(6 * 3600))?;
-    let mut ctx = context::Context::open(store, &opts.context, &dockerfile_path)?;
-    let mut run = stage::BuildRun::new(store, opts, &dockerfile, &lease, reporter, &needed);
+    let mut ctx = context::Context::open(store, &opts.context, dockerfile_path)?;
+    let mut run = stage::BuildRun::new(store, opts, dockerfile, &lease, reporter, &needed);
     let mut results: Vec<Option<StageResult>> = vec![None; dockerfile.stages.len()];
     for index in needed {
         let result = run.stage(index, &results, &mut ctx)?;

@@ -84,7 +84,14 @@ impl<'a> BuildRun<'a> {
     ) -> BuildRun<'a> {
         let total = needed
             .iter()
-            .map(|i| dockerfile.stages[*i].instructions.len() + 1)
+            .map(|i| {
+                dockerfile.stages[*i]
+                    .instructions
+                    .iter()
+                    .filter(|inst| is_step(inst))
+                    .count()
+                    + 1
+            })
             .sum();
         BuildRun {
             store,
@@ -122,30 +129,60 @@ impl<'a> BuildRun<'a> {
             self.meta_args = self.resolve_meta_args()?;
         }
         let stage = &self.dockerfile.stages[index];
-        let stage_name = stage
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("stage-{index}"));
-        let count = stage.instructions.len() + 1;
-        let from_info = self.next_step(&stage_name, 1, count, &stage.original);
-        let started = Instant::now();
-        self.reporter.step_started(&from_info);
-        let mut state = match self.base(stage, index, done) {
-            Ok(s) => s,
-            Err(e) => {
-                self.reporter
-                    .step_finished(&from_info, StepEnd::Failed(started.elapsed()));
-                return Err(e);
-            }
+        // docker's labels: `[2/5]` in a single-stage Dockerfile, `[build 2/5]` otherwise.
+        let stage_name = match (&stage.name, self.dockerfile.stages.len()) {
+            (_, 1) => String::new(),
+            (Some(name), _) => name.clone(),
+            (None, _) => format!("stage-{index}"),
         };
-        self.reporter
-            .step_finished(&from_info, StepEnd::Done(started.elapsed()));
-        for (i, inst) in stage.instructions.iter().enumerate() {
-            let info = self.next_step(&stage_name, i + 2, count, &inst.original);
+        let base_is_image = self.base_is_image(stage, index);
+        let count =
+            usize::from(base_is_image) + stage.instructions.iter().filter(|i| is_step(i)).count();
+        let mut position = 0;
+        let mut state = if base_is_image {
+            position += 1;
+            let name = self.base_name(stage)?;
+            let shown = Reference::parse(&name).map_or(name, |r| r.to_string());
+            let from_info = self.next_step(&stage_name, position, count, &format!("FROM {shown}"));
+            let started = Instant::now();
+            self.reporter.step_started(&from_info);
+            match self.base(stage, index, done) {
+                Ok((state, was_local)) => {
+                    let end = if was_local {
+                        StepEnd::Cached
+                    } else {
+                        StepEnd::Done(started.elapsed())
+                    };
+                    self.reporter.step_finished(&from_info, end);
+                    state
+                }
+                Err(e) => {
+                    self.reporter
+                        .step_finished(&from_info, StepEnd::Failed(started.elapsed()));
+                    return Err(e);
+                }
+            }
+        } else {
+            self.base(stage, index, done)?.0
+        };
+        for inst in &stage.instructions {
+            if !is_step(inst) {
+                // Config-only instructions are not steps in docker's progress either.
+                let info = StepInfo {
+                    number: self.step_number,
+                    stage: stage_name.clone(),
+                    index: position,
+                    total: count,
+                    text: one_line(&inst.original),
+                };
+                steps::dispatch(self, &mut state, inst, &info, done, ctx)?;
+                continue;
+            }
+            position += 1;
+            let info = self.next_step(&stage_name, position, count, &inst.original);
             let started = Instant::now();
             self.reporter.step_started(&info);
-            let outcome = steps::dispatch(self, &mut state, inst, &info, done, ctx);
-            match outcome {
+            match steps::dispatch(self, &mut state, inst, &info, done, ctx) {
                 Ok(steps::Outcome::Cached) => {
                     self.cached += 1;
                     self.reporter.step_finished(&info, StepEnd::Cached);
@@ -167,8 +204,8 @@ impl<'a> BuildRun<'a> {
         })
     }
 
-    pub fn step_output(&mut self, info: &StepInfo, chunk: &[u8]) {
-        self.reporter.step_output(info, chunk);
+    pub fn step_output(&mut self, info: &StepInfo, line: &[u8]) {
+        self.reporter.step_output(info, line);
     }
 
     fn next_step(&mut self, stage: &str, index: usize, total: usize, text: &str) -> StepInfo {
@@ -207,46 +244,64 @@ impl<'a> BuildRun<'a> {
         Ok(values)
     }
 
+    /// The FROM name with meta ARGs expanded.
+    fn base_name(&self, stage: &Stage) -> Result<String> {
+        expand_word(&stage.base, &self.meta_args).map_err(|e| BuildError::Step {
+            location: format!("{}:{}", self.dockerfile.file_name, stage.span.start),
+            message: e.to_string(),
+        })
+    }
+
+    /// Whether FROM names an image (not `scratch`, not an earlier stage): only then is it a
+    /// step of its own in the progress, as in docker.
+    fn base_is_image(&self, stage: &Stage, index: usize) -> bool {
+        self.base_name(stage)
+            .map(|name| name != "scratch" && stage_ref(self.dockerfile, &name, index).is_none())
+            .unwrap_or(true)
+    }
+
     /// FROM: scratch, an earlier stage, or an image from the store (fetched if missing).
+    /// Also says whether the base was already local (docker's `CACHED` for FROM).
     fn base(
         &mut self,
         stage: &Stage,
         index: usize,
         done: &[Option<StageResult>],
-    ) -> Result<StageState> {
-        let name = expand_word(&stage.base, &self.meta_args).map_err(|e| BuildError::Step {
-            location: format!("{}:{}", self.dockerfile.file_name, stage.span.start),
-            message: e.to_string(),
-        })?;
-        let fresh = |layers: Vec<LayerRef>, config: ImageConfigFile, key: CacheKey| StageState {
-            layers,
-            config,
-            key,
-            args: Vec::new(),
-            cmd_set_here: false,
+    ) -> Result<(StageState, bool)> {
+        let name = self.base_name(stage)?;
+        let fresh = |layers: Vec<LayerRef>, mut config: ImageConfigFile, key: CacheKey| {
+            // BuildKit gives every image a PATH, even FROM scratch or a base without one.
+            if config.config.env_get("PATH").is_none() {
+                config.config.env_set("PATH", DEFAULT_PATH);
+            }
+            StageState {
+                layers,
+                config,
+                key,
+                args: Vec::new(),
+                cmd_set_here: false,
+            }
         };
         let platform = format!("linux/{}", crate::image::host_architecture());
         if name == "scratch" {
-            let config = ImageConfigFile::default();
-            return Ok(fresh(
-                Vec::new(),
-                config,
-                CacheKey::for_base("scratch", &platform),
-            ));
+            let key = CacheKey::for_base("scratch", &platform);
+            return Ok((fresh(Vec::new(), ImageConfigFile::default(), key), true));
         }
         if let Some(dep) = stage_ref(self.dockerfile, &name, index) {
             let r = done[dep]
                 .as_ref()
                 .expect("stages are built in dependency order");
-            let mut config = r.config.clone();
-            config.history = r.config.history.clone();
-            return Ok(fresh(r.layers.clone(), config, r.key.clone()));
+            return Ok((
+                fresh(r.layers.clone(), r.config.clone(), r.key.clone()),
+                true,
+            ));
         }
         let location = format!("{}:{}", self.dockerfile.file_name, stage.span.start);
         let reference = Reference::parse(&name).map_err(|e| BuildError::Step {
             location: location.clone(),
             message: format!("invalid reference format: {e}"),
         })?;
+        let was_local = !self.opts.pull && self.store.resolve(&reference).is_ok();
         let manifest = self.resolve_image(&reference, &location)?;
         let image = self.store.image(&manifest)?;
         let config: ImageConfigFile =
@@ -257,11 +312,8 @@ impl<'a> BuildRun<'a> {
                 }
             })?;
         self.lease.add_digest(&manifest)?;
-        Ok(fresh(
-            image.layers,
-            config,
-            CacheKey::for_base(manifest.as_str(), &platform),
-        ))
+        let key = CacheKey::for_base(manifest.as_str(), &platform);
+        Ok((fresh(image.layers, config, key), was_local))
     }
 
     /// The manifest digest of `reference`: from the store, else (or with --pull) fetched.
@@ -285,6 +337,15 @@ impl<'a> BuildRun<'a> {
             message,
         }
     }
+}
+
+/// Instructions that are steps of their own in the progress (they make a layer);
+/// the rest only change the config.
+fn is_step(inst: &Instruction) -> bool {
+    matches!(
+        inst.command,
+        Command::Run(_) | Command::Copy(_) | Command::Add(_) | Command::Workdir(_)
+    )
 }
 
 /// An instruction on one line, for progress and history.

@@ -55,7 +55,12 @@ pub fn dispatch(
                     chown: c.chown.as_deref(),
                     chmod: c.chmod.as_deref(),
                     is_add: false,
-                    has_heredocs: !c.heredocs.is_empty(),
+                    heredocs: &c.heredocs,
+                    link: c.link,
+                    parents: c.parents,
+                    exclude: &c.exclude,
+                    checksum: None,
+                    keep_git_dir: false,
                 },
                 done,
                 ctx,
@@ -73,7 +78,12 @@ pub fn dispatch(
                     chown: a.chown.as_deref(),
                     chmod: a.chmod.as_deref(),
                     is_add: true,
-                    has_heredocs: !a.heredocs.is_empty(),
+                    heredocs: &a.heredocs,
+                    link: a.link,
+                    parents: false,
+                    exclude: &a.exclude,
+                    checksum: a.checksum.as_deref(),
+                    keep_git_dir: a.keep_git_dir.unwrap_or(false),
                 },
                 done,
                 ctx,
@@ -330,6 +340,12 @@ fn chain_of(below: &[LayerRef], top: &LayerRef) -> ChainId {
 
 /// The snapshot dirs of `layers`, top first, unpacking any that are missing.
 pub fn lowerdirs(run: &BuildRun, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
+    let ids: Vec<store::Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+    let is_missing = Store::chain_ids(&ids).iter().any(|c| !run.store.snapshot_dir(c).is_dir());
+    if is_missing {
+        // Unpacking is long work: let other processes at the database meanwhile.
+        run.store.release_meta()?;
+    }
     Ok(run.store.ensure_layer_snapshots(layers)?)
 }
 
@@ -411,7 +427,7 @@ fn run_step(
     let root = run.store.layout().root().to_path_buf();
     let mut waits = Vec::new();
     let active =
-        super::mounts::activate(&root, mounts, &scratch, &mut |m| waits.push(m)).map_err(|m| {
+        super::mounts::activate(&root, mounts, &scratch, &mut |m| waits.push(m.to_string())).map_err(|m| {
             let _ = std::fs::remove_dir_all(&scratch);
             run.step_error(inst, m)
         })?;
@@ -448,6 +464,8 @@ fn run_step(
     for w in waits {
         run.step_output(&info, w.as_bytes());
     }
+    // Never hold the database across a RUN (DESIGN §2); this also flushes the lease.
+    run.store.release_meta()?;
     let outcome = {
         let mut on_output = |chunk: &[u8]| run.step_output(&info, chunk);
         exec::run_step_with_output(&spec, &mut on_output)
@@ -558,7 +576,12 @@ struct CopySpec<'a> {
     chown: Option<&'a str>,
     chmod: Option<&'a str>,
     is_add: bool,
-    has_heredocs: bool,
+    heredocs: &'a [crate::dockerfile::Heredoc],
+    link: bool,
+    parents: bool,
+    exclude: &'a [String],
+    checksum: Option<&'a str>,
+    keep_git_dir: bool,
 }
 
 fn copy_step(
@@ -570,24 +593,26 @@ fn copy_step(
     ctx: &mut Context,
 ) -> Result<Outcome> {
     let name = if spec.is_add { "ADD" } else { "COPY" };
-    if spec.has_heredocs {
-        // TODO(lead): COPY <<EOF is issue 9.
-        return Err(run.step_error(inst, format!("{name} with a heredoc is not supported yet")));
-    }
     let env = state.expand_env();
     let e = |m: String| run.step_error(inst, m);
-    let mut srcs = Vec::new();
+    let mut srcs: Vec<String> = Vec::new();
     for s in spec.srcs {
         srcs.push(expand_word(s, &env).map_err(|x| e(x.to_string()))?);
     }
-    if spec.is_add {
-        if let Some(url) = srcs
+    // ADD of URLs and git repositories (fetch.rs); the rest are local sources.
+    let (gits, urls): (Vec<String>, Vec<String>) = if spec.is_add {
+        let remote: Vec<String> = srcs
             .iter()
-            .find(|s| s.contains("://") || s.starts_with("git@"))
-        {
-            // TODO(lead): ADD of URLs and git repositories is issue 9.
-            return Err(e(format!("ADD from a URL ({url}) is not supported yet")));
-        }
+            .filter(|s| super::fetch::is_git_url(s) || super::fetch::is_url(s))
+            .cloned()
+            .collect();
+        srcs.retain(|s| !remote.contains(s));
+        remote.into_iter().partition(|s| super::fetch::is_git_url(s))
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    if spec.checksum.is_some() && (urls.len() != 1 || !gits.is_empty() || !srcs.is_empty()) {
+        return Err(e("ADD --checksum needs exactly one http(s) source".into()));
     }
     let dest = expand_word(spec.dest, &env).map_err(|x| e(x.to_string()))?;
     let workdir = if state.config.config.working_dir.is_empty() {
@@ -614,14 +639,20 @@ fn copy_step(
             Some(resolve_chown(&below, &c).map_err(e)?)
         }
     };
-    let chmod = match spec.chmod {
+    let chmod_flag = match spec.chmod {
         None => None,
-        Some(m) => Some(
-            u32::from_str_radix(m, 8)
-                .map_err(|_| e(copy::CopyError::BadChmod(m.to_string()).to_string()))?,
-        ),
+        Some(m) => Some(super::copy_flags::parse_chmod(m).map_err(e)?),
     };
-    let dest_is_dir = below.is_dir(&dest_abs).unwrap_or(false);
+    let chmod = match chmod_flag {
+        Some(super::copy_flags::Chmod::Octal(m)) => Some(m),
+        _ => None,
+    };
+    // --link: the layer may not depend on what is below it.
+    let dest_is_dir = !spec.link && below.is_dir(&dest_abs).unwrap_or(false);
+    let source_count = srcs.len() + urls.len() + gits.len() + spec.heredocs.len();
+    if source_count > 1 && !dest_abs.ends_with('/') && !dest_is_dir {
+        return Err(e(copy::CopyError::DestinationNotDir.to_string()));
+    }
     let opts = CopyOptions {
         chown,
         chmod,
@@ -657,6 +688,14 @@ fn copy_step(
         Some(u) => u,
         None => &dir_tree,
     };
+    let excluding = match spec.exclude.is_empty() {
+        true => None,
+        false => Some(super::copy_flags::ExcludeTree::new(tree, spec.exclude, &srcs).map_err(e)?),
+    };
+    let tree: &dyn copy::SourceTree = match &excluding {
+        Some(t) => t,
+        None => tree,
+    };
     // ADD extracts local archives instead of copying them.
     let mut archives: Vec<PathBuf> = Vec::new();
     let mut plain: Vec<String> = Vec::new();
@@ -676,22 +715,68 @@ fn copy_step(
     }
     let mut plan = if plain.is_empty() {
         CopyPlan::default()
+    } else if spec.parents {
+        super::copy_flags::plan_parents(tree, &plain, &dest_abs, &opts).map_err(e)?
     } else {
         copy::plan(tree, &plain, &dest_abs, dest_is_dir, &opts).map_err(|x| e(x.to_string()))?
     };
-    plan.add_parents(&below, &opts)
+    drop(excluding);
+    let scratch = super::copy_flags::Scratch(
+        run.store
+            .layout()
+            .snapshots_dir()
+            .join(store::layout::unique_name("copy-")),
+    );
+    let mtime = now_or_epoch(run.opts.source_date_epoch);
+    super::copy_flags::add_heredocs(
+        &mut plan, spec.heredocs, &env, &scratch.0, &dest_abs, dest_is_dir, &opts, mtime,
+    )
+    .map_err(e)?;
+    for url in &urls {
+        let root = run.store.layout().root();
+        let got = super::fetch::download(root, url, spec.checksum, &run.opts.build_args)
+            .map_err(e)?;
+        super::copy_flags::add_file(
+            &mut plan,
+            got.path,
+            &got.file_name,
+            &dest_abs,
+            dest_is_dir,
+            0o600,
+            &opts,
+            got.mtime.unwrap_or(0),
+        )
+        .map_err(e)?;
+    }
+    let mut git_commits = Vec::new();
+    for g in &gits {
+        git_commits.push(super::fetch::git_resolve(g).map_err(e)?);
+    }
+    if let Some(c) = &chmod_flag {
+        for item in plan.items.values_mut() {
+            item.mode = super::copy_flags::apply_chmod(c, item.mode, item.kind == copy::ItemKind::Dir);
+        }
+    }
+    let below_for_parents = if spec.link { UnionFs::default() } else { below.clone() };
+    plan.add_parents(&below_for_parents, &opts)
         .map_err(|x| e(x.to_string()))?;
     drop(dir_tree);
     let mut content = |p: &Path| {
-        if from_union.is_some() {
-            sha256_file(p)
-        } else {
+        if from_union.is_none() && p.starts_with(&ctx.root) {
             ctx.digest(p)
+        } else {
+            sha256_file(p)
         }
     };
     let mut fingerprint = plan
         .fingerprint(&mut content)
         .map_err(|x| e(x.to_string()))?;
+    for (g, commit) in gits.iter().zip(&git_commits) {
+        fingerprint.push_str(&format!(" git:{g}@{commit}:{}", spec.keep_git_dir));
+    }
+    if let Some(c) = spec.chmod {
+        fingerprint.push_str(&format!(" chmod:{c}"));
+    }
     for a in &archives {
         fingerprint.push_str(&format!(
             " archive:{}",
@@ -699,13 +784,56 @@ fn copy_step(
         ));
     }
     let created_by = format!("{name} {} {} # buildkit", srcs.join(" "), dest);
-    let key_text = format!("{name} {}\0{dest_abs}", srcs.join("\0"));
-    let key = CacheKey::for_step(&state.key, &key_text, &state.args, Some(&fingerprint));
+    let key_text = format!(
+        "{name} {}\0{dest_abs}\0{}\0{}",
+        srcs.join("\0"),
+        urls.join("\0"),
+        gits.join("\0")
+    );
+    // --link: keyed without the parent, then stacked: a changed base keeps this layer.
+    let parent_key = state.key.clone();
+    let key_parent = if spec.link {
+        CacheKey::for_base("link", "")
+    } else {
+        state.key.clone()
+    };
+    let key = CacheKey::for_step(&key_parent, &key_text, &state.args, Some(&fingerprint));
+    let restack = |state: &mut StageState, key: &CacheKey| {
+        if spec.link {
+            state.key = CacheKey::for_step(&parent_key, "link", &[], Some(key.as_str()));
+        }
+    };
     if let Some((layer, created)) = cache_hit(run, &key)? {
-        add_layer(run, state, key, layer, &created_by, Some(created))?;
+        add_layer(run, state, key.clone(), layer, &created_by, Some(created))?;
+        restack(state, &key);
         return Ok(Outcome::Cached);
     }
+    let mut checkouts = Vec::new();
+    for (g, commit) in gits.iter().zip(&git_commits) {
+        let co = super::fetch::git_checkout(g, commit, spec.keep_git_dir, &scratch.0)
+            .map_err(e)?;
+        let tree = DirTree {
+            root: co.dir.clone(),
+            is_excluded: &|_| false,
+        };
+        let src = if co.subdir.is_empty() { ".".to_string() } else { co.subdir.clone() };
+        let dir_dest = format!("{}/", dest_abs.trim_end_matches('/'));
+        let mut p = copy::plan(&tree, &[src], &dir_dest, true, &opts).map_err(|x| e(x.to_string()))?;
+        if let Some(c) = &chmod_flag {
+            for item in p.items.values_mut() {
+                item.mode = super::copy_flags::apply_chmod(c, item.mode, item.kind == copy::ItemKind::Dir);
+            }
+        }
+        plan.items.extend(p.items);
+        checkouts.push(co);
+    }
+    if !checkouts.is_empty() {
+        plan.add_parents(&below_for_parents, &opts)
+            .map_err(|x| e(x.to_string()))?;
+    }
     let archive_dest = dest_abs.clone();
+    // Writing the layer is long work: let other processes at the database meanwhile.
+    run.store.release_meta()?;
     let layer = commit_layer(
         run.store,
         |w: &mut dyn std::io::Write| -> std::result::Result<(), String> {
@@ -736,7 +864,9 @@ fn copy_step(
         },
     )
     .map_err(|x| e(x.to_string()))?;
-    add_layer(run, state, key, layer, &created_by, None)?;
+    drop(checkouts);
+    add_layer(run, state, key.clone(), layer, &created_by, None)?;
+    restack(state, &key);
     Ok(Outcome::Done)
 }
 

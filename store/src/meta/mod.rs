@@ -41,23 +41,105 @@ pub struct Meta {
     _lock: File,
 }
 
-/// Runs `f` with the database open, read-only by convention.
-pub fn read<T>(store: &Store, f: impl FnOnce(&Meta) -> Result<T>) -> Result<T> {
-    let _guard = IN_PROCESS.lock().unwrap_or_else(|p| p.into_inner());
-    let meta = Meta::open(&store.layout().meta_dir())?;
-    f(&meta)
+/// The database kept open between transactions while this process holds it (see
+/// [`hold`]): a no-op build then opens sled once instead of once per lookup.
+static HELD: Mutex<Option<Held>> = Mutex::new(None);
+
+struct Held {
+    meta: Option<Meta>,
+    /// Deferred writes (leases) not yet flushed.
+    is_dirty: bool,
 }
 
-/// Runs `f` with the database open and flushes before closing.
-pub fn write<T>(store: &Store, f: impl FnOnce(&Meta) -> Result<T>) -> Result<T> {
+/// Keep the database open after the next transaction, until [`release`]. For commands
+/// made of many short lookups. The caller must `release` before any long work (a RUN, a
+/// layer write, a transfer): other processes wait for the database meanwhile (DESIGN §2).
+pub fn hold() {
+    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    if held.is_none() {
+        *held = Some(Held { meta: None, is_dirty: false });
+    }
+}
+
+/// Flush and close a held database; the next transaction opens it again (and keeps it
+/// open again while [`hold`] is in force). Cheap when nothing is open.
+pub fn release() -> Result<()> {
     let _guard = IN_PROCESS.lock().unwrap_or_else(|p| p.into_inner());
-    let meta = Meta::open(&store.layout().meta_dir())?;
+    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(h) = held.as_mut() {
+        if let Some(meta) = h.meta.take() {
+            if h.is_dirty {
+                meta.flush()?;
+            }
+        }
+        h.is_dirty = false;
+    }
+    Ok(())
+}
+
+/// Release and stop holding: transactions go back to open → work → close.
+pub fn unhold() -> Result<()> {
+    release()?;
+    *HELD.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    Ok(())
+}
+
+/// When to flush a write to disk.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    /// Before returning: tags, images, cache records.
+    Now,
+    /// May wait for `release` while the database is held: records that mean nothing
+    /// after the process is gone (leases).
+    Deferred,
+}
+
+fn with_meta<T>(store: &Store, flush: Option<Flush>, f: impl FnOnce(&Meta) -> Result<T>) -> Result<T> {
+    let _guard = IN_PROCESS.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = store.layout().meta_dir();
+    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(h) = held.as_mut() {
+        if h.meta.as_ref().is_some_and(|m| m.path != dir) {
+            if let Some(other) = h.meta.take() {
+                other.flush()?;
+            }
+            h.is_dirty = false;
+        }
+        if h.meta.is_none() {
+            h.meta = Some(Meta::open(&dir)?);
+        }
+        let meta = h.meta.as_ref().expect("opened above");
+        let out = f(meta)?;
+        match flush {
+            Some(Flush::Now) => meta.flush()?,
+            Some(Flush::Deferred) => h.is_dirty = true,
+            None => {}
+        }
+        return Ok(out);
+    }
+    drop(held);
+    let meta = Meta::open(&dir)?;
     let out = f(&meta)?;
-    meta.db.flush().map_err(|source| StoreError::Meta {
-        path: meta.path.clone(),
-        source,
-    })?;
+    if flush.is_some() {
+        meta.flush()?;
+    }
     Ok(out)
+}
+
+/// Runs `f` with the database open, read-only by convention.
+pub fn read<T>(store: &Store, f: impl FnOnce(&Meta) -> Result<T>) -> Result<T> {
+    with_meta(store, None, f)
+}
+
+/// Runs `f` with the database open and flushes before returning.
+pub fn write<T>(store: &Store, f: impl FnOnce(&Meta) -> Result<T>) -> Result<T> {
+    with_meta(store, Some(Flush::Now), f)
+}
+
+/// Like `write`, but while the database is held the flush waits for `release`: for
+/// records that protect only a live process (leases), which a crash makes moot anyway.
+pub fn write_deferred<T>(store: &Store, f: impl FnOnce(&Meta) -> Result<T>) -> Result<T> {
+    with_meta(store, Some(Flush::Deferred), f)
 }
 
 /// Records committed blobs in one transaction.

@@ -1,0 +1,379 @@
+//! ADD of remote sources: HTTP(S) files and git repositories.
+//!
+//! ```text
+//! ROOT/downloads/<sha256(url)>/data        the last body fetched from the URL
+//! ROOT/downloads/<sha256(url)>/meta.json   {url, digest, etag, last_modified}
+//! ```
+//!
+//! A URL with `--checksum` whose digest is already downloaded is used without asking the
+//! server; otherwise the request carries If-None-Match / If-Modified-Since and a 304 reuses
+//! the download. The body is streamed to a temp file while it is hashed, and `--checksum` is
+//! checked before the file is renamed into place: a mismatch leaves nothing behind. The
+//! step's cache key is the URL plus the content digest, as in BuildKit.
+//!
+//! Git: the system `git` binary, not a Rust library. It is on every CI image that builds
+//! from git, handles every transport and credential helper users already configured
+//! (https, ssh, file), works offline for local repositories, and a shallow fetch of one
+//! commit is as fast as it gets; `git2` would add a C build of libgit2 (and OpenSSL for
+//! https) and `gix` a large compile, for no gain here. The ref is resolved first with
+//! `git ls-remote` (cheap): the commit id is the cache key, so an unchanged ref costs one
+//! round trip and nothing is fetched.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest as _, Sha256};
+
+/// Where downloads are kept.
+pub fn downloads_dir(root: &Path) -> PathBuf {
+    root.join("downloads")
+}
+
+/// A downloaded file ready to be copied.
+pub struct Download {
+    pub path: PathBuf,
+    /// The file name the URL gives (last path segment), for a destination ending in `/`.
+    pub file_name: String,
+    /// `sha256:…` of the content.
+    pub digest: String,
+    /// From Last-Modified, seconds since the epoch.
+    pub mtime: Option<i64>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Meta {
+    url: String,
+    digest: String,
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
+/// Whether an ADD source is a git repository rather than a plain URL (BuildKit's rules:
+/// `git@…`, `git://…`, or a URL path ending in `.git`, with an optional `#ref[:dir]`).
+pub fn is_git_url(src: &str) -> bool {
+    let base = src.split('#').next().unwrap_or(src);
+    src.starts_with("git@")
+        || src.starts_with("git://")
+        || src.starts_with("ssh://")
+        || (base.contains("://") && base.trim_end_matches('/').ends_with(".git"))
+}
+
+pub fn is_url(src: &str) -> bool {
+    src.starts_with("http://") || src.starts_with("https://")
+}
+
+/// Download `url` (or reuse the download), checking `checksum` (`sha256:HEX`) before the
+/// file is kept. `args` are the build args: HTTP_PROXY, HTTPS_PROXY, NO_PROXY (either case)
+/// are used as docker does.
+pub fn download(
+    root: &Path,
+    url: &str,
+    checksum: Option<&str>,
+    args: &BTreeMap<String, String>,
+) -> Result<Download, String> {
+    let want = match checksum {
+        None => None,
+        Some(c) => Some(parse_checksum(c)?),
+    };
+    let dir = downloads_dir(root).join(hex::encode(Sha256::digest(url.as_bytes())));
+    let data = dir.join("data");
+    let meta_path = dir.join("meta.json");
+    let old: Option<Meta> = fs::read(&meta_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .filter(|_| data.exists());
+    let file_name = url_file_name(url);
+    if let (Some(want), Some(old)) = (&want, &old) {
+        if &old.digest == want {
+            return Ok(Download {
+                path: data,
+                file_name,
+                digest: old.digest.clone(),
+                mtime: old.last_modified.as_deref().and_then(parse_http_date),
+            });
+        }
+    }
+    let client = client(args)?;
+    let mut req = client.get(url);
+    if let Some(old) = &old {
+        if let Some(e) = &old.etag {
+            req = req.header("If-None-Match", e);
+        }
+        if let Some(l) = &old.last_modified {
+            req = req.header("If-Modified-Since", l);
+        }
+    }
+    let mut resp = req.send().map_err(|e| format!("downloading {url}: {e}"))?;
+    let status = resp.status();
+    if status.as_u16() == 304 {
+        if let Some(old) = old {
+            check(&old.digest, want.as_deref(), url)?;
+            return Ok(Download {
+                path: data,
+                file_name,
+                digest: old.digest.clone(),
+                mtime: old.last_modified.as_deref().and_then(parse_http_date),
+            });
+        }
+    }
+    if !status.is_success() {
+        return Err(format!("downloading {url}: the server answered {status}"));
+    }
+    let header = |n: &str| {
+        resp.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let etag = header("etag");
+    let last_modified = header("last-modified");
+    fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let tmp = dir.join(store::layout::unique_name("data.tmp-"));
+    let result = (|| -> Result<String, String> {
+        let mut out =
+            fs::File::create(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = resp
+                .read(&mut buf)
+                .map_err(|e| format!("downloading {url}: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])
+                .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+        }
+        let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+        check(&digest, want.as_deref(), url)?;
+        Ok(digest)
+    })();
+    let digest = match result {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    fs::rename(&tmp, &data).map_err(|e| format!("keeping the download of {url}: {e}"))?;
+    let meta = Meta {
+        url: url.to_string(),
+        digest: digest.clone(),
+        etag,
+        last_modified: last_modified.clone(),
+    };
+    let bytes = serde_json::to_vec(&meta).map_err(|e| e.to_string())?;
+    store::layout::write_atomic(&meta_path, &bytes).map_err(|e| e.to_string())?;
+    Ok(Download {
+        path: data,
+        file_name,
+        digest,
+        mtime: last_modified.as_deref().and_then(parse_http_date),
+    })
+}
+
+fn check(got: &str, want: Option<&str>, url: &str) -> Result<(), String> {
+    match want {
+        Some(w) if w != got => Err(format!(
+            "checksum of {url} does not match: expected {w}, got {got}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn parse_checksum(c: &str) -> Result<String, String> {
+    let hexpart = c
+        .strip_prefix("sha256:")
+        .ok_or_else(|| format!("unsupported --checksum {c:?}: want sha256:<64 hex digits>"))?;
+    if hexpart.len() != 64 || !hexpart.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "invalid --checksum {c:?}: want sha256:<64 hex digits>"
+        ));
+    }
+    Ok(format!("sha256:{}", hexpart.to_ascii_lowercase()))
+}
+
+fn client(args: &BTreeMap<String, String>) -> Result<reqwest::blocking::Client, String> {
+    let arg = |k: &str| {
+        args.get(k)
+            .or_else(|| args.get(&k.to_ascii_lowercase()))
+            .filter(|v| !v.is_empty())
+            .cloned()
+    };
+    let mut b = reqwest::blocking::Client::builder().user_agent("strata");
+    let (http, https, all, no) = (
+        arg("HTTP_PROXY"),
+        arg("HTTPS_PROXY"),
+        arg("ALL_PROXY"),
+        arg("NO_PROXY"),
+    );
+    if http.is_some() || https.is_some() || all.is_some() {
+        b = b.no_proxy();
+        let no = no.as_deref().and_then(reqwest::NoProxy::from_string);
+        let mut add = |p: reqwest::Result<reqwest::Proxy>| -> Result<(), String> {
+            let p = p.map_err(|e| format!("invalid proxy build arg: {e}"))?;
+            b = std::mem::take(&mut b).proxy(p.no_proxy(no.clone()));
+            Ok(())
+        };
+        if let Some(p) = http {
+            add(reqwest::Proxy::http(p))?;
+        }
+        if let Some(p) = https {
+            add(reqwest::Proxy::https(p))?;
+        }
+        if let Some(p) = all {
+            add(reqwest::Proxy::all(p))?;
+        }
+    }
+    b.build().map_err(|e| format!("setting up HTTP: {e}"))
+}
+
+fn url_file_name(url: &str) -> String {
+    let no_query = url.split(['?', '#']).next().unwrap_or(url);
+    let path = no_query
+        .split_once("://")
+        .map_or(no_query, |(_, rest)| rest.split_once('/').map_or("", |x| x.1));
+    match path.trim_end_matches('/').rsplit('/').next() {
+        Some(n) if !n.is_empty() => n.to_string(),
+        _ => "index.html".to_string(),
+    }
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn parse_http_date(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc2822(s)
+        .ok()
+        .map(|t| t.timestamp())
+}
+
+/// A checked-out git tree ready to be copied; removed on drop.
+pub struct Checkout {
+    pub dir: PathBuf,
+    /// The directory inside `dir` to copy (`#ref:subdir`), `""` for the whole tree.
+    pub subdir: String,
+    pub commit: String,
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Split `URL#REF[:SUBDIR]`.
+fn split_git(src: &str) -> (String, Option<String>, String) {
+    match src.split_once('#') {
+        None => (src.to_string(), None, String::new()),
+        Some((url, frag)) => {
+            let (r, sub) = frag.split_once(':').unwrap_or((frag, ""));
+            let r = (!r.is_empty()).then(|| r.to_string());
+            (url.to_string(), r, sub.trim_matches('/').to_string())
+        }
+    }
+}
+
+/// The commit `src`'s ref names, without fetching (the cache key of the ADD).
+pub fn git_resolve(src: &str) -> Result<String, String> {
+    let (url, r, _) = split_git(src);
+    let want = r.unwrap_or_else(|| "HEAD".to_string());
+    if want.len() == 40 && want.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(want.to_ascii_lowercase());
+    }
+    let out = git(None, &["ls-remote", "--", &url, &want])?;
+    // Prefer a tag's peeled commit (`refs/tags/v1^{}`), then an exact ref, then any match.
+    let lines: Vec<(&str, &str)> = out
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .collect();
+    let pick = lines
+        .iter()
+        .find(|(_, n)| n.ends_with("^{}"))
+        .or_else(|| {
+            lines.iter().find(|(_, n)| {
+                *n == want
+                    || *n == format!("refs/heads/{want}")
+                    || *n == format!("refs/tags/{want}")
+            })
+        })
+        .or(lines.first());
+    match pick {
+        Some((sha, _)) => Ok(sha.to_string()),
+        None => Err(format!("git ref {want:?} not found in {url}")),
+    }
+}
+
+/// Fetch `commit` of `src` into a fresh directory under `scratch_parent`.
+pub fn git_checkout(
+    src: &str,
+    commit: &str,
+    keep_git_dir: bool,
+    scratch_parent: &Path,
+) -> Result<Checkout, String> {
+    let (url, _, subdir) = split_git(src);
+    let dir = scratch_parent.join(store::layout::unique_name("git-"));
+    fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let checkout = Checkout {
+        dir: dir.clone(),
+        subdir,
+        commit: commit.to_string(),
+    };
+    git(Some(&dir), &["init", "-q"])?;
+    git(Some(&dir), &["remote", "add", "origin", &url])?;
+    // A shallow fetch of the one commit; dumb HTTP servers cannot, so fall back to a full one.
+    if git(Some(&dir), &["fetch", "-q", "--depth=1", "origin", commit]).is_err() {
+        git(Some(&dir), &["fetch", "-q", "--tags", "origin"])?;
+    }
+    git(Some(&dir), &["checkout", "-q", "--detach", commit])?;
+    if !keep_git_dir {
+        fs::remove_dir_all(dir.join(".git")).map_err(|e| format!("removing .git: {e}"))?;
+    }
+    Ok(checkout)
+}
+
+fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
+    let mut cmd = Command::new("git");
+    if let Some(d) = dir {
+        cmd.current_dir(d);
+    }
+    // Never prompt for credentials in a build; fail instead.
+    cmd.env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .args(["-c", "protocol.file.allow=always", "-c", "advice.detachedHead=false"])
+        .args(args);
+    let out = cmd.output().map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => "ADD of a git repository needs `git` on PATH".to_string(),
+        _ => format!("running git: {e}"),
+    })?;
+    if !out.status.success() {
+        return Err(format!(
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_kinds() {
+        assert!(is_git_url("https://github.com/moby/buildkit.git#v0.10.1"));
+        assert!(is_git_url("git@github.com:moby/buildkit.git"));
+        assert!(!is_git_url("https://example.com/file.tar.gz"));
+        assert_eq!(url_file_name("https://h/a/b.txt?x=1"), "b.txt");
+        assert_eq!(url_file_name("https://h/"), "index.html");
+        assert_eq!(
+            split_git("https://h/r.git#v1:sub/dir"),
+            ("https://h/r.git".into(), Some("v1".into()), "sub/dir".into())
+        );
+        assert!(parse_checksum("sha256:abc").is_err());
+        assert!(parse_checksum("md5:abc").is_err());
+    }
+}
