@@ -269,7 +269,13 @@ pub(crate) async fn pull(
     let mut committed = Vec::new();
     let mut first_err = None;
     while let Some(joined) = tasks.join_next().await {
-        match joined.expect("a download task does not panic") {
+        let result = match joined {
+            Ok(r) => r,
+            // Siblings aborted after the first failure.
+            Err(e) if e.is_cancelled() => continue,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        match result {
             Ok(Some(d)) => committed.push(d),
             Ok(None) => {}
             Err(e) => {

@@ -192,7 +192,13 @@ pub async fn push_manifest(
     let (mut pushed, mut existed, mut mounted) = (0, 0, 0);
     let mut first_err = None;
     while let Some(joined) = tasks.join_next().await {
-        match joined.expect("an upload task does not panic") {
+        let result = match joined {
+            Ok(r) => r,
+            // Siblings aborted after the first failure.
+            Err(e) if e.is_cancelled() => continue,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        match result {
             Ok((_, BlobOutcome::Pushed)) => pushed += 1,
             Ok((_, BlobOutcome::Exists)) => existed += 1,
             Ok((_, BlobOutcome::Mounted { .. })) => mounted += 1,
