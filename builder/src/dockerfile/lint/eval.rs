@@ -126,8 +126,14 @@ impl Eval<'_> {
         }
         let majority_lower = lower > upper;
         let mut seen = BTreeSet::new();
+        for inst in &df.meta_args {
+            self.definition_description(inst);
+        }
         for stage in &df.stages {
             self.stage_name_rules(stage, &mut seen);
+            if let Some(name) = &stage.name {
+                self.description_for("FROM", &[name.as_str()], &stage.comments, stage.span);
+            }
             for inst in &stage.instructions {
                 if matches!(inst.command, Command::Maintainer(_)) {
                     self.warn(
@@ -137,6 +143,7 @@ impl Eval<'_> {
                         &[],
                     );
                 }
+                self.definition_description(inst);
             }
         }
         for (kw, span) in keywords {
@@ -154,6 +161,35 @@ impl Eval<'_> {
                 &[kw, want],
             );
         }
+    }
+
+    fn definition_description(&mut self, inst: &Instruction) {
+        if let Command::Arg(defs) = &inst.command {
+            let keys: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
+            self.description_for("ARG", &keys, &inst.comments, inst.span);
+        }
+    }
+
+    /// InvalidDefinitionDescription (experimental): a comment right above an ARG or a named
+    /// FROM should start with the name it describes.
+    fn description_for(
+        &mut self,
+        instruction: &str,
+        keys: &[&str],
+        comments: &[String],
+        span: Span,
+    ) {
+        let Some(last) = comments.last() else { return };
+        if keys.is_empty() || keys.contains(&last.split(' ').next().unwrap_or_default()) {
+            return;
+        }
+        let example = if keys.len() > 1 { "<arg_key>" } else { keys[0] };
+        self.warn(
+            comments,
+            &rules::INVALID_DEFINITION_DESCRIPTION,
+            span,
+            &[instruction, example],
+        );
     }
 
     fn stage_name_rules(&mut self, stage: &Stage, seen: &mut BTreeSet<String>) {

@@ -282,9 +282,15 @@ fn check_directive_controls() {
     assert!(r.error.is_none() && r.exit_code() == 0);
     // experimental rules are off unless asked for
     assert!(rules_of("FROM a\n# some text\nARG X\n").is_empty());
+    let on = "# check=experimental=InvalidDefinitionDescription\n\n";
     assert_eq!(
-        rules_of("# check=experimental=InvalidDefinitionDescription\nFROM a\n").len(),
-        0
+        findings(&format!("{on}FROM a\n# some text\nARG X\n"), &CheckOptions::default()),
+        vec!["InvalidDefinitionDescription:5 Comment for ARG should follow the format: `# X <description>`"]
+    );
+    assert!(rules_of(&format!("{on}FROM a\n# X is the thing\nARG X\n")).is_empty());
+    assert_eq!(
+        rules_of(&format!("{on}# the base\nFROM a AS base\n")),
+        vec!["InvalidDefinitionDescription"]
     );
 }
 
