@@ -26,7 +26,7 @@ impl Eval<'_> {
                 inst,
                 &c.srcs,
                 &c.dest,
-                [&c.chown, &c.chmod],
+                &[&c.chown, &c.chmod],
                 &c.heredocs,
             ),
             Command::Add(a) => self.copy_like(
@@ -34,7 +34,7 @@ impl Eval<'_> {
                 inst,
                 &a.srcs,
                 &a.dest,
-                [&a.chown, &a.chmod],
+                &[&a.chown, &a.chmod, &a.checksum],
                 &a.heredocs,
             ),
             Command::Workdir(p) => {
@@ -212,11 +212,12 @@ impl Eval<'_> {
         inst: &Instruction,
         srcs: &[String],
         dest: &str,
-        opts: [&Option<String>; 2],
+        opts: &[&Option<String>],
         heredocs: &[super::super::super::heredoc::Heredoc],
     ) -> Result<(), Located> {
         for word in opts
-            .into_iter()
+            .iter()
+            .copied()
             .flatten()
             .map(String::as_str)
             .chain(srcs.iter().map(String::as_str))

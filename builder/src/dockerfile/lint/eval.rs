@@ -399,6 +399,13 @@ impl Eval<'_> {
                 stage.span,
             ));
         }
+        if support::parse_platform(&e.result).is_none() {
+            let msg = format!(
+                "failed to parse platform {platform}: {:?}: unknown operating system or architecture: invalid argument",
+                e.result
+            );
+            return Err(Located::at(msg, stage.span));
+        }
         Ok(())
     }
 }

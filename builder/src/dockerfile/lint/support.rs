@@ -171,11 +171,19 @@ pub fn parse_platform(p: &str) -> Option<(String, String)> {
     match parts.as_slice() {
         [one] if KNOWN_OS.contains(&one.as_str()) => Some((one.clone(), host_arch().to_string())),
         [one] if known_arch(one) => Some(("linux".into(), one.clone())),
-        [os, arch] | [os, arch, _] if KNOWN_OS.contains(&os.as_str()) && !arch.is_empty() => {
+        // containerd takes any os/arch[/variant] made of `[A-Za-z0-9_-]+` parts
+        [os, arch] | [os, arch, _] if parts.iter().all(|p| is_specifier(p)) => {
             Some((os.clone(), arch.clone()))
         }
         _ => None,
     }
+}
+
+fn is_specifier(part: &str) -> bool {
+    !part.is_empty()
+        && part
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// The host architecture in OCI spelling.
@@ -347,7 +355,8 @@ mod tests {
             Some(("linux".into(), "amd64".into()))
         );
         assert!(parse_platform("linux/arm64/v8").is_some());
-        assert!(parse_platform("bogus/os").is_none());
+        assert!(parse_platform("bogus").is_none() && parse_platform("linux/").is_none());
+        assert!(parse_platform("freebsd/riscv64").is_some());
         assert!(
             check_signal("SIGTERM").is_ok()
                 && check_signal("9").is_ok()

@@ -77,7 +77,7 @@ fn each_rule_positive_and_negative() {
         ),
         (
             "UndefinedArgInFrom",
-            "FROM --platform=linux/$MYARCH a\n",
+            "FROM --platform=linux/amd64$SUFFIX a\n",
             "FROM --platform=$BUILDPLATFORM a\n",
         ),
         (
@@ -304,6 +304,7 @@ fn evaluation_errors() {
         ("FROM a\nSTOPSIGNAL SIGBOGUS\n", "Dockerfile:2: Invalid signal: SIGBOGUS"),
         ("FROM a\nEXPOSE 80/xyz\n", "Dockerfile:2: invalid port: \"80/xyz\": invalid proto: xyz"),
         ("ARG B\nFROM ${B}\n", "Dockerfile:2: base name (${B}) should not be blank"),
+        ("FROM --platform=bogus a\n", "Dockerfile:1: failed to parse platform bogus: \"bogus\": unknown operating system or architecture: invalid argument"),
         ("FROM a\nCOPY 'x /y\n", "Dockerfile:2: failed to process \"'x\": unexpected end of statement while looking for matching single-quote"),
         ("FROM a\nRUNN x\n", "Dockerfile:2: unknown instruction \"RUNN\" (did you mean RUN?)"),
     ];
