@@ -69,11 +69,12 @@ impl Layout {
         }
         let marker = self.oci_layout();
         if !marker.exists() {
-            write_atomic(&marker, OCI_LAYOUT_CONTENT.as_bytes())?;
+            write_new_atomic(&marker, OCI_LAYOUT_CONTENT.as_bytes())?;
         }
         let index = self.index_json();
         if !index.exists() {
-            write_atomic(
+            // Never replaces: another process may have written tags in the meantime.
+            write_new_atomic(
                 &index,
                 br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#,
             )?;
@@ -118,6 +119,31 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
+    result
+}
+
+/// Like `write_atomic` but only if `path` does not exist yet (a hard link, which
+/// fails instead of replacing): for files whose first version must not overwrite
+/// a newer one written by a concurrent process.
+pub fn write_new_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(unique_name(".new.tmp-"));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(StoreError::io("creating", &tmp))?;
+        f.write_all(bytes)
+            .map_err(StoreError::io("writing", &tmp))?;
+        f.sync_all().map_err(StoreError::io("fsync", &tmp))?;
+        match fs::hard_link(&tmp, path) {
+            Ok(()) => fsync_dir(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(StoreError::io("creating", path)(e)),
+        }
+    })();
+    let _ = fs::remove_file(&tmp);
     result
 }
 
