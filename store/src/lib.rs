@@ -148,11 +148,13 @@ impl Store {
     /// Flush and close a held `meta/` so other processes can use it; the next lookup
     /// opens it again.
     pub fn release_meta(&self) -> Result<()> {
+        lease::persist_pending(self)?;
         meta::release()
     }
 
     /// Release and go back to one open per transaction.
     pub fn unhold_meta(&self) -> Result<()> {
+        lease::persist_pending(self)?;
         meta::unhold()
     }
 

@@ -57,11 +57,14 @@ pub fn export(
     };
     lease.add_digest(&exported.manifest)?;
     reporter.note(&format!("writing image {} done", exported.config));
-    if opts.tags.is_empty() {
+    // A rebuild that changes nothing writes nothing: no record, no index.json rewrite.
+    if opts.tags.is_empty() && store.image(&exported.manifest).is_err() {
         store.add_image(&exported.manifest, None)?;
     }
     for tag in &opts.tags {
-        store.add_image(&exported.manifest, Some(tag))?;
+        if store.resolve(tag).ok().as_ref() != Some(&exported.manifest) {
+            store.add_image(&exported.manifest, Some(tag))?;
+        }
         reporter.note(&format!("naming to {tag} done"));
     }
     Ok(exported)

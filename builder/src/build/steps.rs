@@ -341,7 +341,9 @@ fn chain_of(below: &[LayerRef], top: &LayerRef) -> ChainId {
 /// The snapshot dirs of `layers`, top first, unpacking any that are missing.
 pub fn lowerdirs(run: &BuildRun, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
     let ids: Vec<store::Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
-    let is_missing = Store::chain_ids(&ids).iter().any(|c| !run.store.snapshot_dir(c).is_dir());
+    let is_missing = Store::chain_ids(&ids)
+        .iter()
+        .any(|c| !run.store.snapshot_dir(c).is_dir());
     if is_missing {
         // Unpacking is long work: let other processes at the database meanwhile.
         run.store.release_meta()?;
@@ -427,10 +429,11 @@ fn run_step(
     let root = run.store.layout().root().to_path_buf();
     let mut waits = Vec::new();
     let active =
-        super::mounts::activate(&root, mounts, &scratch, &mut |m| waits.push(m.to_string())).map_err(|m| {
-            let _ = std::fs::remove_dir_all(&scratch);
-            run.step_error(inst, m)
-        })?;
+        super::mounts::activate(&root, mounts, &scratch, &mut |m| waits.push(m.to_string()))
+            .map_err(|m| {
+                let _ = std::fs::remove_dir_all(&scratch);
+                run.step_error(inst, m)
+            })?;
     let mut extra_mounts = active.specs.clone();
     if let Some((target, data)) = script.and_then(|s| s.file) {
         extra_mounts.push(exec::MountSpec::File {
@@ -478,7 +481,7 @@ fn run_step(
         Ok(o) => o,
         Err(e) => {
             cleanup();
-            return Err(run.step_error(inst, e.to_string()));
+            return Err(run.step_error(inst, error_chain(&e)));
         }
     };
     if !outcome.status.is_success() {
@@ -607,7 +610,9 @@ fn copy_step(
             .cloned()
             .collect();
         srcs.retain(|s| !remote.contains(s));
-        remote.into_iter().partition(|s| super::fetch::is_git_url(s))
+        remote
+            .into_iter()
+            .partition(|s| super::fetch::is_git_url(s))
     } else {
         (Vec::new(), Vec::new())
     };
@@ -729,13 +734,20 @@ fn copy_step(
     );
     let mtime = now_or_epoch(run.opts.source_date_epoch);
     super::copy_flags::add_heredocs(
-        &mut plan, spec.heredocs, &env, &scratch.0, &dest_abs, dest_is_dir, &opts, mtime,
+        &mut plan,
+        spec.heredocs,
+        &env,
+        &scratch.0,
+        &dest_abs,
+        dest_is_dir,
+        &opts,
+        mtime,
     )
     .map_err(e)?;
     for url in &urls {
         let root = run.store.layout().root();
-        let got = super::fetch::download(root, url, spec.checksum, &run.opts.build_args)
-            .map_err(e)?;
+        let got =
+            super::fetch::download(root, url, spec.checksum, &run.opts.build_args).map_err(e)?;
         super::copy_flags::add_file(
             &mut plan,
             got.path,
@@ -754,10 +766,15 @@ fn copy_step(
     }
     if let Some(c) = &chmod_flag {
         for item in plan.items.values_mut() {
-            item.mode = super::copy_flags::apply_chmod(c, item.mode, item.kind == copy::ItemKind::Dir);
+            item.mode =
+                super::copy_flags::apply_chmod(c, item.mode, item.kind == copy::ItemKind::Dir);
         }
     }
-    let below_for_parents = if spec.link { UnionFs::default() } else { below.clone() };
+    let below_for_parents = if spec.link {
+        UnionFs::default()
+    } else {
+        below.clone()
+    };
     plan.add_parents(&below_for_parents, &opts)
         .map_err(|x| e(x.to_string()))?;
     drop(dir_tree);
@@ -810,18 +827,23 @@ fn copy_step(
     }
     let mut checkouts = Vec::new();
     for (g, commit) in gits.iter().zip(&git_commits) {
-        let co = super::fetch::git_checkout(g, commit, spec.keep_git_dir, &scratch.0)
-            .map_err(e)?;
+        let co = super::fetch::git_checkout(g, commit, spec.keep_git_dir, &scratch.0).map_err(e)?;
         let tree = DirTree {
             root: co.dir.clone(),
             is_excluded: &|_| false,
         };
-        let src = if co.subdir.is_empty() { ".".to_string() } else { co.subdir.clone() };
+        let src = if co.subdir.is_empty() {
+            ".".to_string()
+        } else {
+            co.subdir.clone()
+        };
         let dir_dest = format!("{}/", dest_abs.trim_end_matches('/'));
-        let mut p = copy::plan(&tree, &[src], &dir_dest, true, &opts).map_err(|x| e(x.to_string()))?;
+        let mut p =
+            copy::plan(&tree, &[src], &dir_dest, true, &opts).map_err(|x| e(x.to_string()))?;
         if let Some(c) = &chmod_flag {
             for item in p.items.values_mut() {
-                item.mode = super::copy_flags::apply_chmod(c, item.mode, item.kind == copy::ItemKind::Dir);
+                item.mode =
+                    super::copy_flags::apply_chmod(c, item.mode, item.kind == copy::ItemKind::Dir);
             }
         }
         plan.items.extend(p.items);
@@ -882,4 +904,17 @@ fn resolve_chown(root: &UnionFs, spec: &str) -> std::result::Result<(u32, u32), 
     let user = exec::user::resolve(spec, &read("/etc/passwd"), &read("/etc/group"))
         .map_err(|e| e.to_string())?;
     Ok((user.uid, user.gid))
+}
+
+/// An error and its causes on one line (`mounting overlay on …: Invalid argument`): the
+/// sandbox's errors name the step in the message and keep the errno in `source()`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }

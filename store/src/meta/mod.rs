@@ -57,8 +57,16 @@ struct Held {
 pub fn hold() {
     let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
     if held.is_none() {
-        *held = Some(Held { meta: None, is_dirty: false });
+        *held = Some(Held {
+            meta: None,
+            is_dirty: false,
+        });
     }
+}
+
+/// Whether this process is holding the database (see [`hold`]).
+pub fn is_held() -> bool {
+    HELD.lock().unwrap_or_else(|p| p.into_inner()).is_some()
 }
 
 /// Flush and close a held database; the next transaction opens it again (and keeps it
@@ -94,7 +102,11 @@ enum Flush {
     Deferred,
 }
 
-fn with_meta<T>(store: &Store, flush: Option<Flush>, f: impl FnOnce(&Meta) -> Result<T>) -> Result<T> {
+fn with_meta<T>(
+    store: &Store,
+    flush: Option<Flush>,
+    f: impl FnOnce(&Meta) -> Result<T>,
+) -> Result<T> {
     let _guard = IN_PROCESS.lock().unwrap_or_else(|p| p.into_inner());
     let dir = store.layout().meta_dir();
     let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
