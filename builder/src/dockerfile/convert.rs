@@ -89,7 +89,7 @@ fn key_values(args: &[String], name: &str) -> Result<Vec<KeyValue>, String> {
     if args.is_empty() {
         return Err(at_least_one(name));
     }
-    if args.len() % 3 != 0 {
+    if !args.len().is_multiple_of(3) {
         return Err(format!("Bad input to {name}, too many arguments"));
     }
     args.chunks(3)
