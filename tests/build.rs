@@ -321,3 +321,72 @@ fn copy_snapshotter_gives_the_same_layers_as_overlay() {
         image_layers(&b.root, "snap:1")
     );
 }
+
+#[test]
+fn onbuild_triggers_run_in_the_child_build_and_are_not_inherited() {
+    let env = TestEnv::with_busybox();
+    let parent = tempfile::tempdir().unwrap();
+    fs::write(
+        parent.path().join("Dockerfile"),
+        "FROM busybox:latest\nONBUILD RUN echo triggered > /onbuild.txt\n",
+    )
+    .unwrap();
+    env.build(parent.path(), &["-t", "parent:1"]).assert_ok();
+    assert!(
+        !image_rootfs(&env.root, "parent:1")
+            .path()
+            .join("onbuild.txt")
+            .exists(),
+        "trigger ran in the parent"
+    );
+
+    let child = tempfile::tempdir().unwrap();
+    fs::write(
+        child.path().join("Dockerfile"),
+        "FROM parent:1\nRUN cat /onbuild.txt > /seen.txt\n",
+    )
+    .unwrap();
+    env.build(child.path(), &["-t", "child:1"]).assert_ok();
+    let rootfs = image_rootfs(&env.root, "child:1");
+    assert_eq!(
+        fs::read_to_string(rootfs.path().join("seen.txt")).unwrap(),
+        "triggered\n"
+    );
+    assert!(image_config(&env.root, "child:1")["config"]
+        .get("OnBuild")
+        .map_or(true, |v| v.is_null()));
+}
+
+#[test]
+fn saved_image_layers_extract_to_the_built_files() {
+    let env = TestEnv::with_busybox();
+    env.build(&fixture("multi-stage"), &["-t", "saved:1"])
+        .assert_ok();
+    let archive = env.scratch.join("saved.tar");
+    env.strata(&["save", "-o", archive.to_str().unwrap(), "saved:1"])
+        .assert_ok();
+    let out = env.scratch.join("unpacked");
+    fs::create_dir_all(&out).unwrap();
+    tar::Archive::new(fs::File::open(&archive).unwrap())
+        .unpack(&out)
+        .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let layers = manifest[0]["Layers"]
+        .as_array()
+        .expect("docker-archive manifest lists Layers");
+    let mut found = false;
+    for layer in layers {
+        let mut a = tar::Archive::new(fs::File::open(out.join(layer.as_str().unwrap())).unwrap());
+        for entry in a.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            if entry.path().unwrap().to_string_lossy() == "out/shout.txt" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+                assert_eq!(text, "HELLO FROM THE BUILD STAGE\nbase\n");
+                found = true;
+            }
+        }
+    }
+    assert!(found, "out/shout.txt is in no layer of the saved archive");
+}

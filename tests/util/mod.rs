@@ -78,7 +78,14 @@ impl TestEnv {
             "FROM scratch\nADD rootfs.tar /\nCMD [\"sh\"]\n",
         )
         .expect("write");
-        env.build(&ctx, &["-t", "busybox:latest"]).assert_ok();
+        // A fixed SOURCE_DATE_EPOCH: every test root gets the very same base image.
+        let args = [
+            "-t",
+            "busybox:latest",
+            "--build-arg",
+            "SOURCE_DATE_EPOCH=1700000000",
+        ];
+        env.build(&ctx, &args).assert_ok();
         env
     }
 

@@ -165,7 +165,10 @@ impl<'a> BuildRun<'a> {
         } else {
             self.base(stage, index, done)?.0
         };
-        for inst in &stage.instructions {
+        // The base image's ONBUILD triggers run first, as if written right after FROM.
+        let triggers = self.onbuild_triggers(&mut state, stage)?;
+        let count = count + triggers.iter().filter(|i| is_step(i)).count();
+        for inst in triggers.iter().chain(&stage.instructions) {
             if !is_step(inst) {
                 // Config-only instructions are not steps in docker's progress either.
                 let info = StepInfo {
@@ -242,6 +245,34 @@ impl<'a> BuildRun<'a> {
             }
         }
         Ok(values)
+    }
+
+    /// Take the base image's ONBUILD triggers out of the config (a child does not inherit
+    /// them, as with docker) and parse each one into an instruction located at FROM.
+    fn onbuild_triggers(&self, state: &mut StageState, stage: &Stage) -> Result<Vec<Instruction>> {
+        let Some(exprs) = state.config.config.on_build.take() else {
+            return Ok(Vec::new());
+        };
+        let location = format!("{}:{}", self.dockerfile.file_name, stage.span.start);
+        let mut out = Vec::new();
+        for expr in exprs {
+            let text = format!("FROM scratch\n{expr}\n");
+            let parsed =
+                crate::dockerfile::parse(&text, &self.dockerfile.file_name).map_err(|e| {
+                    BuildError::Step {
+                        location: location.clone(),
+                        message: format!(
+                            "ONBUILD trigger {expr:?} of the base image: {}",
+                            e.message
+                        ),
+                    }
+                })?;
+            for mut inst in parsed.stages.into_iter().flat_map(|s| s.instructions) {
+                inst.span = stage.span;
+                out.push(inst);
+            }
+        }
+        Ok(out)
     }
 
     /// The FROM name with meta ARGs expanded.
