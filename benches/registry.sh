@@ -3,7 +3,8 @@
 # compressible, gzip) with strata and with `skopeo copy`; prints best-of-RUNS seconds and
 # the ratios (skopeo time / strata time; target >= 1.2 on both). Issue 5.
 #
-#   benches/registry.sh            RUNS=3 (default), SIZE_MB=500, KEEP=1 keeps the work dir
+#   benches/registry.sh            RUNS=3 (default), SIZE_MB=500, KEEP=1 keeps the work dir,
+#                                  STRATA=path skips the release build
 #
 # Registry: Debian's docker-registry on 127.0.0.1 (plain http), a fresh one for every push.
 # Pull: skopeo copy docker://… oci:DIR vs strata pull into a fresh root (both fsync blobs).
@@ -16,9 +17,11 @@ SIZE_MB=${SIZE_MB:-500}
 for t in skopeo:skopeo docker-registry:docker-registry python3:python3; do
   command -v "${t%%:*}" >/dev/null || { echo "needs ${t%%:*}: apt-get install -y ${t##*:}" >&2; exit 1; }
 done
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release --quiet --bin strata
-STRATA=${STRATA:-$CARGO_TARGET_DIR/release/strata}
+if [ -z "${STRATA:-}" ]; then
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+  cargo build --release --quiet --bin strata
+  STRATA=$CARGO_TARGET_DIR/release/strata
+fi
 W=$(mktemp -d "${BENCH_TMP:-/var/tmp}/strata-registry-bench.XXXXXX")
 PIDS=()
 cleanup() {
@@ -26,7 +29,9 @@ cleanup() {
   if [ "${KEEP:-0}" = 1 ]; then echo "kept $W" >&2; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
-export DOCKER_CONFIG=$W/docker-config REGISTRY_AUTH_FILE=$W/auth.json
+export DOCKER_CONFIG=$W/docker-config
+# Not exported: docker-registry reads REGISTRY_* variables as config overrides.
+skopeo() { REGISTRY_AUTH_FILE=$W/auth.json command skopeo "$@"; }
 
 echo "== making a ${SIZE_MB} MiB 5-layer OCI layout" >&2
 python3 - "$W/layout" "$SIZE_MB" <<'PY'
@@ -72,13 +77,27 @@ start_registry() {
   mkdir -p "$dir"
   cat >"$dir/config.yml" <<YML
 version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $dir/data}, delete: {enabled: true}}
-http: {addr: 127.0.0.1:$port, secret: bench}
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+  secret: bench
 YML
   docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
   PIDS+=($!)
-  for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
+  local ok=0
+  for _ in $(seq 600); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then ok=1; break; fi
+    sleep 0.05
+  done
+  [ "$ok" = 1 ] || { cat "$dir/log" >&2; echo "docker-registry did not start on port $port" >&2; exit 1; }
   REG=127.0.0.1:$port
 }
 stop_last_registry() {

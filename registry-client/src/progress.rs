@@ -49,6 +49,25 @@ impl Progress {
         }
     }
 
+    /// A finished line for a blob that needs no transfer (`Already exists`).
+    pub fn done(&self, id: &str, status: &str) {
+        match (&self.mode, &self.multi) {
+            (ProgressMode::Quiet, _) => {}
+            (_, Some(m)) => {
+                let b = m.add(ProgressBar::new(0));
+                b.set_style(
+                    ProgressStyle::with_template("{prefix}: {msg}").expect("the template is valid"),
+                );
+                b.set_prefix(id.to_string());
+                b.finish_with_message(status.to_string());
+            }
+            _ => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{id}: {status}");
+            }
+        }
+    }
+
     /// A bar for one blob, labelled with its short id, starting with `status`.
     pub fn bar(&self, id: &str, total: u64, status: &str) -> Bar {
         let bar = self.multi.as_ref().map(|m| {

@@ -235,10 +235,14 @@ pub(crate) async fn pull(
     // Layers first in display order, config last (docker shows only layers).
     for (i, desc) in blobs.iter().enumerate() {
         let is_config = i == 0;
+        if store.has_blob(&desc.digest) {
+            if !is_config {
+                progress.done(short(&desc.digest), "Already exists");
+            }
+            continue;
+        }
         let bar = if is_config {
             crate::progress::Bar::hidden()
-        } else if store.has_blob(&desc.digest) {
-            progress.bar(short(&desc.digest), desc.size, "Already exists")
         } else {
             progress.bar(short(&desc.digest), desc.size, "Pulling fs layer")
         };
@@ -256,6 +260,7 @@ pub(crate) async fn pull(
                 .await
                 .expect("the semaphore is never closed");
             if store.has_blob(&desc.digest) {
+                bar.finish("Already exists");
                 return Ok(None);
             }
             bar.status("Downloading");
