@@ -67,6 +67,12 @@ pub fn stderr_is_tty() -> bool {
 
 /// docker's size format (go-units HumanSize): decimal units, 3 significant digits, "4.26MB".
 pub fn human_size(bytes: u64) -> String {
+    human_size_with_precision(bytes, 3)
+}
+
+/// go-units HumanSizeWithPrecision: `digits` significant digits. Plain `HumanSize` (used by
+/// `system df` and "Total reclaimed space") is 4: "16.43MB".
+pub fn human_size_with_precision(bytes: u64, digits: usize) -> String {
     const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -74,7 +80,7 @@ pub fn human_size(bytes: u64) -> String {
         value /= 1000.0;
         unit += 1;
     }
-    format!("{}{}", format_significant(value, 3), UNITS[unit])
+    format!("{}{}", format_significant(value, digits), UNITS[unit])
 }
 
 /// Like Go's `%.4g`-ish trimming that go-units uses: at most `digits` significant digits,

@@ -1,17 +1,375 @@
-//! TODO(lead): placeholder until its owner fills it in.
+//! `image prune`, `builder prune`, `system prune`: docker's prompts, filters and output;
+//! the work is `store::Store::prune` (store/src/gc/).
 
-use anyhow::{bail, Result};
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{bail, Context, Result};
+use store::gc::{CachePolicy, ImageFilter, ImagePolicy, LabelFilter, PruneOptions, PruneReport};
 
 use super::Ctx;
+use crate::cli::{BuilderPruneArgs, ImagePruneArgs, SystemPruneArgs};
+use crate::output::{human_size_with_precision, UsageError};
 
-pub fn image_prune(_ctx: &Ctx, _args: &crate::cli::ImagePruneArgs) -> Result<()> {
-    bail!("`image_prune` is not implemented yet")
+pub fn image_prune(ctx: &Ctx, args: &ImagePruneArgs) -> Result<()> {
+    let image_filter = image_filters(&args.filters)?;
+    let warning = if args.all {
+        "WARNING! This will remove all images without a tag.\nAre you sure you want to continue?"
+    } else {
+        "WARNING! This will remove all dangling images.\nAre you sure you want to continue?"
+    };
+    if !confirm(warning, args.force)? {
+        return Ok(());
+    }
+    let opts = PruneOptions {
+        images: if args.all {
+            ImagePolicy::Untagged
+        } else {
+            ImagePolicy::Dangling
+        },
+        image_filter,
+        cache: CachePolicy::OfPrunedImages,
+        ..PruneOptions::default()
+    };
+    let report = run(ctx, &opts)?;
+    let mut out = std::io::stdout().lock();
+    print_images(&mut out, &report)?;
+    print_total(&mut out, &report)
 }
 
-pub fn builder_prune(_ctx: &Ctx, _args: &crate::cli::BuilderPruneArgs) -> Result<()> {
-    bail!("`builder_prune` is not implemented yet")
+pub fn builder_prune(ctx: &Ctx, args: &BuilderPruneArgs) -> Result<()> {
+    let cache_until = cache_filters(&args.filters)?;
+    let keep_storage = args.keep_storage.as_deref().map(parse_bytes).transpose()?;
+    let warning = if args.all {
+        "WARNING! This will remove all build cache. Are you sure you want to continue?"
+    } else {
+        "WARNING! This will remove all dangling build cache. Are you sure you want to continue?"
+    };
+    if !confirm(warning, args.force)? {
+        return Ok(());
+    }
+    let opts = PruneOptions {
+        cache: if args.all {
+            CachePolicy::All
+        } else {
+            CachePolicy::Unshared
+        },
+        cache_until,
+        keep_storage,
+        ..PruneOptions::default()
+    };
+    let report = run(ctx, &opts)?;
+    let mut out = std::io::stdout().lock();
+    print_cache(&mut out, &report)?;
+    print_total(&mut out, &report)
 }
 
-pub fn system_prune(_ctx: &Ctx, _args: &crate::cli::SystemPruneArgs) -> Result<()> {
-    bail!("`system_prune` is not implemented yet")
+pub fn system_prune(ctx: &Ctx, args: &SystemPruneArgs) -> Result<()> {
+    let image_filter = image_filters(&args.filters)?;
+    if args.volumes {
+        eprintln!("strata has no volumes: --volumes has nothing to prune");
+    }
+    let mut warning = String::from("WARNING! This will remove:\n");
+    if args.all {
+        warning.push_str("  - all images without a tag\n  - all build cache\n");
+    } else {
+        warning.push_str("  - all dangling images\n  - unused build cache\n");
+    }
+    warning.push_str("  - temporary files left by interrupted builds and pulls\n");
+    if !args.filters.is_empty() {
+        warning.push_str("\n  Items to be pruned will be filtered with:\n");
+        for f in &args.filters {
+            warning.push_str(&format!("  - {f}\n"));
+        }
+    }
+    warning.push_str("\nAre you sure you want to continue?");
+    if !confirm(&warning, args.force)? {
+        return Ok(());
+    }
+    let opts = PruneOptions {
+        images: if args.all {
+            ImagePolicy::Untagged
+        } else {
+            ImagePolicy::Dangling
+        },
+        cache_until: image_filter.until,
+        image_filter,
+        cache: if args.all {
+            CachePolicy::All
+        } else {
+            CachePolicy::Unshared
+        },
+        keep_storage: None,
+        leftovers: true,
+    };
+    let report = run(ctx, &opts)?;
+    let mut out = std::io::stdout().lock();
+    print_images(&mut out, &report)?;
+    print_cache(&mut out, &report)?;
+    print_total(&mut out, &report)
+}
+
+fn run(ctx: &Ctx, opts: &PruneOptions) -> Result<PruneReport> {
+    let store = super::open_store(ctx)?;
+    store
+        .prune(opts)
+        .with_context(|| format!("pruning {}", ctx.root.display()))
+}
+
+/// docker's `PromptForConfirmation`: on a terminal ask and read y/N; without one refuse,
+/// since nobody can answer (docker reads the answer from whatever stdin is).
+fn confirm(warning: &str, force: bool) -> Result<bool> {
+    if force {
+        return Ok(true);
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!(UsageError(
+            "refusing to prune without confirmation: stdin is not a terminal; pass -f (--force)"
+                .to_string()
+        ));
+    }
+    let mut err = std::io::stdout();
+    write!(err, "{warning} [y/N] ")?;
+    err.flush()?;
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    let yes = matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes");
+    if !yes {
+        println!("Total reclaimed space: 0B");
+    }
+    Ok(yes)
+}
+
+fn print_images(out: &mut impl Write, report: &PruneReport) -> Result<()> {
+    if report.images_deleted.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "Deleted Images:")?;
+    let mut seen = std::collections::HashSet::new();
+    for image in &report.images_deleted {
+        if seen.insert(&image.id) {
+            writeln!(out, "deleted: {}", image.id)?;
+        }
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+fn print_cache(out: &mut impl Write, report: &PruneReport) -> Result<()> {
+    if report.cache_deleted.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "Deleted build cache objects:")?;
+    for key in &report.cache_deleted {
+        writeln!(out, "{}", cache_id(key))?;
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+fn print_total(out: &mut impl Write, report: &PruneReport) -> Result<()> {
+    writeln!(
+        out,
+        "Total reclaimed space: {}",
+        human_size_with_precision(report.reclaimed, 4)
+    )?;
+    Ok(())
+}
+
+/// A cache key as docker shows build cache ids: 25 characters.
+pub fn cache_id(key: &str) -> &str {
+    let key = key.strip_prefix("sha256:").unwrap_or(key);
+    &key[..key.len().min(25)]
+}
+
+fn split_filter(item: &str) -> Result<(&str, &str)> {
+    match item.split_once('=') {
+        Some((k, v)) => Ok((k, v)),
+        None => bail!(UsageError(format!(
+            "bad format of filter (expected name=value): {item}"
+        ))),
+    }
+}
+
+/// `until=…`, `label=k[=v]`, `label!=k[=v]` (image and system prune).
+fn image_filters(raw: &[String]) -> Result<ImageFilter> {
+    let mut f = ImageFilter::default();
+    for item in raw {
+        let (key, value) = split_filter(item)?;
+        match key {
+            "until" => f.until = Some(parse_until(value)?),
+            "label" | "label!" => {
+                let (k, v) = match value.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (value.to_string(), None),
+                };
+                f.labels.push(LabelFilter {
+                    key: k,
+                    value: v,
+                    negate: key == "label!",
+                });
+            }
+            _ => bail!(UsageError(format!(
+                "invalid filter '{key}' (supported: until, label, label!)"
+            ))),
+        }
+    }
+    Ok(f)
+}
+
+/// `until=…` (builder prune).
+fn cache_filters(raw: &[String]) -> Result<Option<i64>> {
+    let mut until = None;
+    for item in raw {
+        match split_filter(item)? {
+            ("until", value) => until = Some(parse_until(value)?),
+            (key, _) => bail!(UsageError(format!(
+                "invalid filter '{key}' (supported: until)"
+            ))),
+        }
+    }
+    Ok(until)
+}
+
+/// docker's `until`: a Go duration before now (`24h`, `1h30m`), an RFC 3339 time, a
+/// local date-time or date (`2026-11-01T00:00:00`, `2026-11-01`), or unix seconds.
+/// Returns unix seconds.
+pub fn parse_until(s: &str) -> Result<i64> {
+    use chrono::{Local, NaiveDate, NaiveDateTime, TimeZone};
+    if let Some(d) = parse_go_duration(s) {
+        return Ok(chrono::Utc::now().timestamp() - d);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp());
+    }
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+            if let Some(t) = Local.from_local_datetime(&t).earliest() {
+                return Ok(t.timestamp());
+            }
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let t = d.and_hms_opt(0, 0, 0).expect("midnight exists");
+        if let Some(t) = Local.from_local_datetime(&t).earliest() {
+            return Ok(t.timestamp());
+        }
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return Ok(secs as i64);
+    }
+    bail!(UsageError(format!(
+        "invalid until filter {s:?}: want a duration (24h), a timestamp (2026-11-01T00:00:00) or unix seconds"
+    )))
+}
+
+/// A Go duration string (`300ms`, `1.5h`, `2h45m`) in whole seconds; `None` if not one.
+fn parse_go_duration(s: &str) -> Option<i64> {
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * scale;
+        rest = &rest[unit_len..];
+    }
+    Some(total as i64)
+}
+
+/// docker's `--keep-storage` (go-units RAMInBytes): binary multiples, `10GB` = 10 GiB.
+pub fn parse_bytes(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| UsageError(format!("invalid size {s:?}: want e.g. 10GB or 512MB")))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        "p" | "pb" | "pib" => 1 << 50,
+        _ => bail!(UsageError(format!(
+            "invalid size {s:?}: unknown unit {unit:?}"
+        ))),
+    };
+    Ok((n * scale as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_docker_keep_storage() {
+        let cases = [
+            ("10GB", 10 << 30),
+            ("512mb", 512 << 20),
+            ("1.5k", 1536),
+            ("42", 42),
+            ("3 MiB", 3 << 20),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_bytes(input).unwrap(), want, "input {input:?}");
+        }
+        assert!(parse_bytes("ten").is_err());
+        assert!(parse_bytes("10XB").is_err());
+    }
+
+    #[test]
+    fn until_accepts_docker_forms() {
+        let now = chrono::Utc::now().timestamp();
+        let cases = [
+            ("24h", now - 86_400),
+            ("1h30m", now - 5_400),
+            ("2026-11-01T00:00:00Z", 1_793_491_200),
+            ("1700000000", 1_700_000_000),
+        ];
+        for (input, want) in cases {
+            let got = parse_until(input).unwrap();
+            assert!((got - want).abs() <= 1, "input {input:?}: {got} vs {want}");
+        }
+        assert!(parse_until("2026-11-01").is_ok());
+        assert!(parse_until("2026-11-01T00:00:00").is_ok());
+        assert!(parse_until("yesterday").is_err());
+    }
+
+    #[test]
+    fn filters_reject_unknown_names() {
+        assert!(image_filters(&["dangling=true".into()]).is_err());
+        assert!(cache_filters(&["label=x".into()]).is_err());
+        let f = image_filters(&["label!=env=prod".into(), "label=team".into()]).unwrap();
+        assert_eq!(f.labels.len(), 2);
+        assert!(f.labels[0].negate && f.labels[0].value.as_deref() == Some("prod"));
+        assert!(!f.labels[1].negate && f.labels[1].value.is_none());
+    }
 }
