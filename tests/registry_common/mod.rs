@@ -209,13 +209,21 @@ impl Registry {
         let config = dir.path().join("config.yml");
         std::fs::write(&config, yml).expect("writing config.yml");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
-        let child = Command::new("docker-registry")
-            .arg("serve")
+        let mut cmd = Command::new("docker-registry");
+        cmd.arg("serve")
             .arg(&config)
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting docker-registry");
+            .stderr(log);
+        // Dies with the test's thread even when the test process is killed (no Drop).
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("starting docker-registry");
         let mut reg = Registry {
             child,
             dir,
