@@ -80,8 +80,10 @@ pub fn apply_chmod(chmod: &Chmod, mode: u32, is_dir: bool) -> u32 {
                 'w' => 0o222 & c.who,
                 'x' => 0o111 & c.who,
                 'X' if is_dir || mode & 0o111 != 0 => 0o111 & c.who,
-                's' => (if c.who & 0o700 != 0 { 0o4000 } else { 0 })
-                    | (if c.who & 0o070 != 0 { 0o2000 } else { 0 }),
+                's' => {
+                    (if c.who & 0o700 != 0 { 0o4000 } else { 0 })
+                        | (if c.who & 0o070 != 0 { 0o2000 } else { 0 })
+                }
                 't' => 0o1000,
                 _ => 0,
             };
@@ -247,6 +249,7 @@ pub fn add_file(
 
 /// Write each heredoc body (expanded per its delimiter) to `scratch` and add it to the plan
 /// as a 0644 file named after its delimiter.
+#[allow(clippy::too_many_arguments)]
 pub fn add_heredocs(
     plan: &mut CopyPlan,
     docs: &[Heredoc],
@@ -262,7 +265,16 @@ pub fn add_heredocs(
         let body = super::heredocs::copy_body(doc, env)?;
         let real = scratch.join(format!("heredoc-{i}"));
         fs::write(&real, body).map_err(|e| format!("writing {}: {e}", real.display()))?;
-        add_file(plan, real, &doc.name, dest_abs, dest_is_dir, 0o644, opts, mtime)?;
+        add_file(
+            plan,
+            real,
+            &doc.name,
+            dest_abs,
+            dest_is_dir,
+            0o644,
+            opts,
+            mtime,
+        )?;
     }
     Ok(())
 }

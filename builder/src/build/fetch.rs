@@ -37,8 +37,6 @@ pub struct Download {
     pub path: PathBuf,
     /// The file name the URL gives (last path segment), for a destination ending in `/`.
     pub file_name: String,
-    /// `sha256:…` of the content.
-    pub digest: String,
     /// From Last-Modified, seconds since the epoch.
     pub mtime: Option<i64>,
 }
@@ -91,7 +89,6 @@ pub fn download(
             return Ok(Download {
                 path: data,
                 file_name,
-                digest: old.digest.clone(),
                 mtime: old.last_modified.as_deref().and_then(parse_http_date),
             });
         }
@@ -114,7 +111,6 @@ pub fn download(
             return Ok(Download {
                 path: data,
                 file_name,
-                digest: old.digest.clone(),
                 mtime: old.last_modified.as_deref().and_then(parse_http_date),
             });
         }
@@ -171,7 +167,6 @@ pub fn download(
     Ok(Download {
         path: data,
         file_name,
-        digest,
         mtime: last_modified.as_deref().and_then(parse_http_date),
     })
 }
@@ -234,9 +229,9 @@ fn client(args: &BTreeMap<String, String>) -> Result<reqwest::blocking::Client, 
 
 fn url_file_name(url: &str) -> String {
     let no_query = url.split(['?', '#']).next().unwrap_or(url);
-    let path = no_query
-        .split_once("://")
-        .map_or(no_query, |(_, rest)| rest.split_once('/').map_or("", |x| x.1));
+    let path = no_query.split_once("://").map_or(no_query, |(_, rest)| {
+        rest.split_once('/').map_or("", |x| x.1)
+    });
     match path.trim_end_matches('/').rsplit('/').next() {
         Some(n) if !n.is_empty() => n.to_string(),
         _ => "index.html".to_string(),
@@ -255,7 +250,6 @@ pub struct Checkout {
     pub dir: PathBuf,
     /// The directory inside `dir` to copy (`#ref:subdir`), `""` for the whole tree.
     pub subdir: String,
-    pub commit: String,
 }
 
 impl Drop for Checkout {
@@ -285,10 +279,7 @@ pub fn git_resolve(src: &str) -> Result<String, String> {
     }
     let out = git(None, &["ls-remote", "--", &url, &want])?;
     // Prefer a tag's peeled commit (`refs/tags/v1^{}`), then an exact ref, then any match.
-    let lines: Vec<(&str, &str)> = out
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .collect();
+    let lines: Vec<(&str, &str)> = out.lines().filter_map(|l| l.split_once('\t')).collect();
     let pick = lines
         .iter()
         .find(|(_, n)| n.ends_with("^{}"))
@@ -319,7 +310,6 @@ pub fn git_checkout(
     let checkout = Checkout {
         dir: dir.clone(),
         subdir,
-        commit: commit.to_string(),
     };
     git(Some(&dir), &["init", "-q"])?;
     git(Some(&dir), &["remote", "add", "origin", &url])?;
@@ -342,7 +332,12 @@ fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
     // Never prompt for credentials in a build; fail instead.
     cmd.env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_CONFIG_NOSYSTEM", "1")
-        .args(["-c", "protocol.file.allow=always", "-c", "advice.detachedHead=false"])
+        .args([
+            "-c",
+            "protocol.file.allow=always",
+            "-c",
+            "advice.detachedHead=false",
+        ])
         .args(args);
     let out = cmd.output().map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => "ADD of a git repository needs `git` on PATH".to_string(),
@@ -371,7 +366,11 @@ mod tests {
         assert_eq!(url_file_name("https://h/"), "index.html");
         assert_eq!(
             split_git("https://h/r.git#v1:sub/dir"),
-            ("https://h/r.git".into(), Some("v1".into()), "sub/dir".into())
+            (
+                "https://h/r.git".into(),
+                Some("v1".into()),
+                "sub/dir".into()
+            )
         );
         assert!(parse_checksum("sha256:abc").is_err());
         assert!(parse_checksum("md5:abc").is_err());

@@ -84,9 +84,9 @@ fn expand_heredoc(body: &str, env: &[(String, String)]) -> Result<String, String
             rest = after;
             continue;
         }
-        if tail.starts_with('\\') {
+        if let Some(after) = tail.strip_prefix('\\') {
             out.push('\\');
-            rest = &tail[1..];
+            rest = after;
             continue;
         }
         // A `$` word: hand `${...}` or `$NAME` to the lexer.
@@ -132,7 +132,16 @@ mod tests {
         assert_eq!(s.argv, vec!["/bin/sh", "-c", "echo hi\n"]);
         let s = run_script(&sh, "<<-EOF", &[doc("EOF", "\techo hi\n", true, true)]);
         assert_eq!(s.argv, vec!["/bin/sh", "-c", "echo hi\n"]);
-        let s = run_script(&sh, "<<EOF", &[doc("EOF", "#!/usr/bin/env python3\nprint(1)\n", true, false)]);
+        let s = run_script(
+            &sh,
+            "<<EOF",
+            &[doc(
+                "EOF",
+                "#!/usr/bin/env python3\nprint(1)\n",
+                true,
+                false,
+            )],
+        );
         assert_eq!(s.argv, vec!["/dev/pipes/EOF"]);
         assert!(s.file.is_some());
         let s = run_script(

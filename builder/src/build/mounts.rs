@@ -227,7 +227,8 @@ pub fn resolve(
     let mut key = Vec::new();
     let mut ssh_count = 0;
     for spec in specs {
-        let mut expand = |w: &str| crate::dockerfile::expand_word(w, &env).map_err(|e| e.to_string());
+        let mut expand =
+            |w: &str| crate::dockerfile::expand_word(w, &env).map_err(|e| e.to_string());
         let m = parse_mount(spec, &mut expand)?;
         let target = m.target.as_deref().map(|t| {
             let t = if t.starts_with('/') {
@@ -250,8 +251,8 @@ pub fn resolve(
             },
             MountType::Ssh => {
                 let id = m.id.clone().unwrap_or_else(|| "default".to_string());
-                let target = target
-                    .unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{ssh_count}"));
+                let target =
+                    target.unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{ssh_count}"));
                 ssh_count += 1;
                 match run.opts.ssh.get(&id) {
                     Some(socket) => Planned::Ssh {
@@ -284,7 +285,10 @@ fn describe(m: &Mount, p: &Planned) -> String {
             sharing,
             is_readonly,
             ..
-        } => format!("cache id={id} target={target} sharing={sharing} ro={is_readonly} {:?}/{:?}/{:?}", m.mode, m.uid, m.gid),
+        } => format!(
+            "cache id={id} target={target} sharing={sharing} ro={is_readonly} {:?}/{:?}/{:?}",
+            m.mode, m.uid, m.gid
+        ),
         Planned::Tmpfs { target, size } => format!("tmpfs target={target} size={size:?}"),
         Planned::HostBind {
             target,
@@ -386,9 +390,8 @@ fn secret_mount(
             ))
         }
         None => return Ok(None),
-        Some(SecretSource::File(path)) => fs::read(path).map_err(|e| {
-            format!("reading secret {id:?} from {}: {e}", path.display())
-        })?,
+        Some(SecretSource::File(path)) => fs::read(path)
+            .map_err(|e| format!("reading secret {id:?} from {}: {e}", path.display()))?,
         Some(SecretSource::Env(var)) => match std::env::var_os(var) {
             Some(v) => std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec(),
             None => {
@@ -433,7 +436,9 @@ fn bind_mount(
         let canonical = fs::canonicalize(&real)
             .map_err(|e| format!("bind source {source:?} in the build context: {e}"))?;
         if !canonical.starts_with(&ctx.root) {
-            return Err(format!("bind source {source:?} is outside of the build context"));
+            return Err(format!(
+                "bind source {source:?} is outside of the build context"
+            ));
         }
         // The content of what is bound is part of the key, as for COPY.
         let fingerprint = {
@@ -442,7 +447,11 @@ fn bind_mount(
                 root: ctx.root.clone(),
                 is_excluded: &excluded,
             };
-            let src = if rel.is_empty() { ".".to_string() } else { rel.clone() };
+            let src = if rel.is_empty() {
+                ".".to_string()
+            } else {
+                rel.clone()
+            };
             copy::plan(&tree, &[src], "/m/", true, &CopyOptions::default())
                 .map_err(|e| e.to_string())?
         };
@@ -461,12 +470,17 @@ fn bind_mount(
     {
         Some(stage) => (stage.layers, stage.key.as_str().to_string()),
         None => {
-            let r = store::Reference::parse(from).map_err(|e| format!("--mount from={from}: {e}"))?;
+            let r =
+                store::Reference::parse(from).map_err(|e| format!("--mount from={from}: {e}"))?;
             let manifest = run
                 .resolve_image(&r, &run.dockerfile.file_name)
                 .map_err(|e| e.to_string())?;
             run.lease.add_digest(&manifest).map_err(|e| e.to_string())?;
-            let layers = run.store.image(&manifest).map_err(|e| e.to_string())?.layers;
+            let layers = run
+                .store
+                .image(&manifest)
+                .map_err(|e| e.to_string())?
+                .layers;
             (layers, manifest.to_string())
         }
     };
@@ -713,7 +727,9 @@ fn open_cache(
         "locked" => {
             let (inst, lock) = open(0)?;
             if rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
-                on_wait(&format!("waiting for cache mount {id:?} (sharing=locked, held by another build)"));
+                on_wait(&format!(
+                    "waiting for cache mount {id:?} (sharing=locked, held by another build)"
+                ));
                 rustix::fs::flock(&lock, FlockOperation::LockExclusive)?;
             }
             (inst, lock)

@@ -814,7 +814,9 @@ fn copy_step(
     } else {
         state.key.clone()
     };
-    let key = CacheKey::for_step(&key_parent, &key_text, &state.args, Some(&fingerprint));
+    // The instruction is expanded already; a --link layer does not change with other ARGs.
+    let key_args: &[(String, String)] = if spec.link { &[] } else { &state.args };
+    let key = CacheKey::for_step(&key_parent, &key_text, key_args, Some(&fingerprint));
     let restack = |state: &mut StageState, key: &CacheKey| {
         if spec.link {
             state.key = CacheKey::for_step(&parent_key, "link", &[], Some(key.as_str()));

@@ -391,7 +391,19 @@ fn extra_mount_ops(
             gid,
         } => {
             let file = rt.join(format!("file-{i}"));
-            vec![
+            // /dev is our tmpfs, mounted over the stub layer: a mount point under it (a
+            // heredoc script in /dev/pipes) is made there, and never reaches a layer.
+            let mut ops = Vec::new();
+            if let Some(under_dev) = rel(target).strip_prefix("dev/") {
+                let mut dir = root.join("dev");
+                let parts: Vec<&str> = under_dev.split('/').collect();
+                for part in &parts[..parts.len() - 1] {
+                    dir = dir.join(part);
+                    ops.push(MountOp::Mkdir(dir.clone(), 0o755));
+                }
+                ops.push(MountOp::CreateFile(root.join(rel(target)), 0o644));
+            }
+            ops.extend([
                 MountOp::WriteFile(file.clone(), data.clone()),
                 MountOp::SetAttrs(
                     file.clone(),
@@ -408,7 +420,8 @@ fn extra_mount_ops(
                     is_recursive: false,
                     is_readonly: true,
                 },
-            ]
+            ]);
+            ops
         }
     }
 }
