@@ -48,3 +48,32 @@ fn build_push_rmi_prune_pull_gives_the_same_digest() {
     assert_eq!(s.store().resolve(&r).expect("pulled").to_string(), pushed);
     s.assert_store_clean();
 }
+
+#[test]
+fn build_push_sends_the_built_image() {
+    let reg = Registry::start(RegistryOptions::default());
+    let s = Strata::new();
+    let ctx = s.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).expect("context dir");
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY a.txt /a.txt\n")
+        .expect("Dockerfile");
+    std::fs::write(ctx.join("a.txt"), "pushed by build\n").expect("file");
+    let name = format!("{}/e2e/built:1", reg.addr);
+    s.run(&[
+        "build",
+        "--push",
+        "-t",
+        &name,
+        ctx.to_str().expect("utf-8 path"),
+    ])
+    .ok();
+    let local = s
+        .store()
+        .resolve(&store::Reference::parse(&name).expect("ref"))
+        .expect("tagged");
+
+    // A second root pulls it back: the registry has exactly the image we built.
+    let other = Strata::new();
+    let out = other.run(&["pull", &name]).ok();
+    assert!(out.stdout.contains(&format!("Digest: {local}")), "{out}");
+}

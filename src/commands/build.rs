@@ -17,6 +17,12 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     if args.check {
         return super::check::run(ctx, args);
     }
+    if !args.cache_to.is_empty() || !args.cache_from.is_empty() {
+        // TODO(lead): registry cache export/import (issue 5); refuse rather than ignore.
+        return Err(
+            UsageError("--cache-to and --cache-from are not supported yet".to_string()).into(),
+        );
+    }
     let tags = args
         .tags
         .iter()
@@ -79,6 +85,16 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     if let Some(path) = &args.iidfile {
         std::fs::write(path, result.image_id.to_string())
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.push {
+        if opts.tags.is_empty() {
+            return Err(
+                UsageError("--push needs a name: add -t REGISTRY/NAME:TAG".to_string()).into(),
+            );
+        }
+        for tag in &opts.tags {
+            super::push::push(ctx, &store, tag, args.quiet)?;
+        }
     }
     if args.quiet {
         println!("{}", result.image_id);
