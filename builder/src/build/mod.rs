@@ -16,7 +16,7 @@
 mod context;
 mod copy_flags;
 mod export;
-mod fetch;
+pub mod fetch;
 mod heredocs;
 pub mod mounts;
 mod stage;
