@@ -487,38 +487,48 @@ fn system_df_numbers_equal_bytes_on_disk() {
     verify_clean(&env);
 }
 
-/// Fills `root` with `n` dangling images of 3 small layers each, through the store API.
+/// Fills `root` with `n` dangling images of 3 small layers each, through the store API:
+/// blobs committed one by one, recorded in one transaction, images added in another.
 fn dangling_images(root: &Path, n: usize, seed: u64) {
+    use std::io::Write;
     let s = store::Store::open(root).expect("open store");
+    let mut blobs = Vec::new();
+    let mut put = |bytes: &[u8], media_type: &str| {
+        let mut w = s.writer().expect("writer").with_media_type(media_type);
+        w.write_all(bytes).expect("write");
+        let d = w.commit_unrecorded(None, None).expect("commit");
+        blobs.push(d.clone());
+        d
+    };
+    let mut manifests = Vec::new();
     for i in 0..n {
         let layers: Vec<store::Descriptor> = (0..3)
             .map(|j| {
-                s.put_blob(
-                    &payload(2000, seed * 1_000_000 + (i * 3 + j) as u64),
-                    store::media_types::OCI_LAYER_TAR,
-                )
-                .expect("layer")
+                let bytes = payload(2000, seed * 1_000_000 + (i * 3 + j) as u64);
+                put(&bytes, store::media_types::OCI_LAYER_TAR)
             })
             .collect();
         let config = serde_json::json!({
             "architecture": "amd64", "os": "linux",
             "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.digest.to_string()).collect::<Vec<_>>()},
         });
-        let config = s
-            .put_blob(
-                &serde_json::to_vec(&config).expect("json"),
-                store::media_types::OCI_CONFIG,
-            )
-            .expect("config");
+        let config = put(
+            &serde_json::to_vec(&config).expect("json"),
+            store::media_types::OCI_CONFIG,
+        );
         let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": store::media_types::OCI_MANIFEST, "config": config, "layers": layers});
-        let m = s
-            .put_blob(
-                &serde_json::to_vec(&manifest).expect("json"),
-                store::media_types::OCI_MANIFEST,
-            )
-            .expect("manifest");
-        s.add_image(&m.digest, None).expect("add image");
+        let m = put(
+            &serde_json::to_vec(&manifest).expect("json"),
+            store::media_types::OCI_MANIFEST,
+        );
+        manifests.push(store::image::NewImage {
+            manifest: m.digest,
+            tags: Vec::new(),
+            uncompressed: Default::default(),
+        });
     }
+    s.record_blobs(&blobs).expect("record blobs");
+    s.add_images(&manifests).expect("add images");
 }
 
 #[test]
