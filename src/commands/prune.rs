@@ -123,14 +123,11 @@ fn confirm(warning: &str, force: bool) -> Result<bool> {
     }
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        bail!(UsageError(
-            "refusing to prune without confirmation: stdin is not a terminal; pass -f (--force)"
-                .to_string()
-        ));
+        bail!("refusing to prune without confirmation: stdin is not a terminal; pass -f (--force)");
     }
-    let mut err = std::io::stdout();
-    write!(err, "{warning} [y/N] ")?;
-    err.flush()?;
+    let mut out = std::io::stdout();
+    write!(out, "{warning} [y/N] ")?;
+    out.flush()?;
     let mut answer = String::new();
     stdin.lock().read_line(&mut answer)?;
     let yes = matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes");
