@@ -777,6 +777,28 @@ mod tests {
     }
 
     #[test]
+    fn usage_and_remove_all_skip_a_mount_in_use() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let attrs = (0o755, 0, 0);
+        let (dir, held) =
+            open_cache(root.path(), "busy", "busy", "locked", attrs, &mut |_| {}).expect("open");
+        fs::write(dir.join("f"), vec![7u8; 64 * 1024]).expect("write");
+        let (dir2, free) =
+            open_cache(root.path(), "idle", "idle", "shared", attrs, &mut |_| {}).expect("open");
+        fs::write(dir2.join("f"), vec![7u8; 64 * 1024]).expect("write");
+        drop(free);
+        assert!(usage(root.path()).expect("usage") >= 128 * 1024);
+        let freed = remove_all(root.path()).expect("remove");
+        assert!(freed >= 64 * 1024, "{freed}");
+        assert!(dir.join("f").is_file(), "a mount in use was removed");
+        assert!(!cache_mounts_dir(root.path()).join("idle").exists());
+        drop(held);
+        remove_all(root.path()).expect("remove");
+        assert!(!cache_mounts_dir(root.path()).join("busy").exists());
+        assert!(usage(root.path()).expect("usage") < 64 * 1024);
+    }
+
+    #[test]
     fn cache_ids_and_names() {
         assert!(check_cache_id("go-build").is_ok());
         for bad in ["", ".", "a/b", "..", "a..b"] {
