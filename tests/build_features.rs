@@ -254,18 +254,25 @@ fn bind_tmpfs_and_network_mounts() {
          RUN --mount=type=tmpfs,target=/scratch sh -c 'echo t > /scratch/t && test -f /scratch/t'\n\
          RUN test ! -e /scratch/t && echo gone > /tmpfs-gone\n\
          RUN --mount=type=bind,target=/ctx cat /ctx/hello.txt > /ctx-copy\n\
-         RUN --network=none sh -c 'ip link 2>/dev/null | grep -c mtu > /links || echo 1 > /links'\n",
+         RUN --network=none sh -c 'ip link 2>/dev/null | grep -c mtu > /links || echo 1 > /links'\n\
+         RUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo \"$SSH_AUTH_SOCK\" > /ssh-ok\n",
         &[("hello.txt", "hello from the context\n")],
     );
-    env.build(&ctx, &["-t", "bind:1"]).assert_ok();
+    // An agent socket to forward (any unix socket will do for the mount).
+    let sock = env.scratch.join("agent.sock");
+    let _agent = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let ssh = format!("default={}", sock.display());
+    env.build(&ctx, &["-t", "bind:1", "--ssh", &ssh])
+        .assert_ok();
     let rootfs = image_rootfs(&env.root, "bind:1");
     assert_eq!(read(rootfs.path(), "copied"), "from-stage\n");
     assert_eq!(read(rootfs.path(), "copied2"), "from-stage\n");
     assert_eq!(read(rootfs.path(), "rw-thrown-away"), "clean\n");
     assert_eq!(read(rootfs.path(), "tmpfs-gone"), "gone\n");
     assert_eq!(read(rootfs.path(), "ctx-copy"), "hello from the context\n");
+    assert_eq!(read(rootfs.path(), "ssh-ok"), "/run/buildkit/ssh_agent.0\n");
     let entries = all_layer_entries(&env, "bind:1");
-    for bad in ["scratch/t", "mnt/", "ctx/"] {
+    for bad in ["scratch/t", "mnt/", "ctx/", "run/buildkit"] {
         assert!(
             !entries.iter().any(|e| e.contains(bad)),
             "{bad} in {entries:?}"
@@ -273,7 +280,8 @@ fn bind_tmpfs_and_network_mounts() {
     }
     // Changing the bound context file re-runs the step.
     fs::write(ctx.join("hello.txt"), "changed\n").unwrap();
-    env.build(&ctx, &["-t", "bind:2"]).assert_ok();
+    env.build(&ctx, &["-t", "bind:2", "--ssh", &ssh])
+        .assert_ok();
     assert_eq!(
         read(image_rootfs(&env.root, "bind:2").path(), "ctx-copy"),
         "changed\n"
