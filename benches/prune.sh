@@ -4,8 +4,9 @@
 #
 #   bash benches/prune.sh
 #
-# Set-up (not timed): the ignored test `bench_fill_dangling_images` in tests/prune.rs writes
-# the images through the store API into one root, once; each run works on a fresh copy of
+# Set-up (not timed): the ignored test `bench_fill_dangling_images` in tests/prune.rs (dev
+# profile: only the timed binary needs --release) writes the images through the store API
+# into one root, once; each run works on a fresh copy of
 # it (cp -a). The timed command is the whole `strata image prune -f` process: open, mark,
 # delete the records, move the files out of sight, unlink them.
 # Env as in lib.sh (STRATA, RUNS default 3, BENCH_TMP, KEEP=1); IMAGES.
@@ -20,7 +21,7 @@ seed=$BENCH_WORK/seed-root
 log "filling $seed with $IMAGES dangling images (3 layers each)"
 t0=$(date +%s)
 (cd "$BENCH_REPO" && STRATA_BENCH_ROOT=$seed STRATA_BENCH_IMAGES=$IMAGES \
-    cargo test -q --release --test prune -- --ignored --exact bench_fill_dangling_images >&2)
+    cargo test -q --test prune -- --ignored --exact bench_fill_dangling_images >&2)
 log "set-up took $(($(date +%s) - t0)) s: $(ls "$seed/blobs/sha256" | wc -l) blobs"
 
 prep="rm -rf '$STRATA_BENCH_ROOT' && cp -a '$seed' '$STRATA_BENCH_ROOT' && sync"
