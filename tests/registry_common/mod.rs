@@ -264,23 +264,11 @@ impl Drop for Registry {
     }
 }
 
-/// What one run of `strata` did.
-pub struct Output {
-    pub cmd: String,
-    pub status: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl fmt::Display for Output {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "command: {}\nstatus: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.cmd, self.status, self.stdout, self.stderr
-        )
-    }
-}
+// The one `Output` of the e2e tests (command, status, stdout, stderr; printed whole on
+// failure), with the registry tests' own assertions added below.
+#[path = "../util/mod.rs"]
+mod util;
+pub use util::Output;
 
 impl Output {
     #[track_caller]
