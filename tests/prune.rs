@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use util::{read_blob_json, TestEnv};
 
+/// A little more than the GC grace (store::gc::GRACE): objects younger are never removed.
+const GRACE: Duration = Duration::from_millis(2100);
+
 // ---- what is on disk ----
 
 /// Bytes of regular files in a tree, each inode once (how `system df` counts snapshots).
@@ -229,6 +232,8 @@ fn rebuild_leaves_one_dangling_image_and_prune_gives_its_unique_layers_back() {
         "the unique COPY and RUN layers hold ≥ 2 × 300 kB: {want_freed}"
     );
     assert_df_matches_disk(&env);
+    // GC spares whatever appeared within its grace (a build may be about to reuse it).
+    std::thread::sleep(GRACE);
     let before = bytes_on_disk(&env.root);
 
     let out = env.strata(&["image", "prune", "-f"]);
@@ -341,6 +346,16 @@ fn image_prune_all_and_filters() {
     assert_ne!(out.status, Some(0), "{out}");
     assert!(out.stderr.contains("-f"), "{out}");
     assert_eq!(image_ids(&env, &["--filter", "dangling=true"]).len(), 1);
+    // Files of the pruned images that were younger than the grace go in a later run.
+    std::thread::sleep(GRACE);
+    let out = env.strata(&[
+        "image",
+        "prune",
+        "-f",
+        "--filter",
+        "until=2000-01-01T00:00:00Z",
+    ]);
+    out.assert_ok();
     assert_df_matches_disk(&env);
 }
 
@@ -369,7 +384,8 @@ fn builder_prune_keep_storage_drops_least_recently_used_first() {
         std::thread::sleep(Duration::from_millis(1100)); // distinct last-used seconds
     }
     env.strata(&["rmi", "c:1", "c:2", "c:3"]).assert_ok();
-    // The layers now belong to the build cache only.
+    std::thread::sleep(GRACE); // every layer older than the GC grace
+                               // The layers now belong to the build cache only.
     let cache = df(&env)["Build Cache"].2;
     let sizes: Vec<u64> = tops.iter().map(|t| object_bytes(&env.root, t)).collect();
     assert_eq!(
@@ -413,7 +429,7 @@ fn builder_prune_keep_storage_drops_least_recently_used_first() {
 
     // rmi left the manifests and configs unreferenced; once older than the GC grace any
     // run sweeps them, and then df accounts for every byte again.
-    std::thread::sleep(Duration::from_millis(2100));
+    std::thread::sleep(GRACE);
     env.strata(&["builder", "prune", "-f"]).assert_ok();
     assert_df_matches_disk(&env);
     let out = env.strata(&["builder", "prune", "-af"]);
@@ -474,6 +490,7 @@ fn system_df_numbers_equal_bytes_on_disk() {
         assert!(out.stdout.contains(heading), "{heading} missing:\n{out}");
     }
 
+    std::thread::sleep(GRACE);
     let out = env.strata(&["system", "prune", "-af"]);
     out.assert_ok();
     assert!(
@@ -538,7 +555,7 @@ fn kill_9_during_prune_leaves_a_clean_store_and_the_next_prune_finishes() {
     for (round, delay) in delays.iter().enumerate() {
         dangling_images(&env.root, 150, round as u64 + 1);
         // Orphans a killed run leaves are removable only once older than the GC grace.
-        std::thread::sleep(Duration::from_millis(2100));
+        std::thread::sleep(GRACE);
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .arg("--root")
             .arg(&env.root)
@@ -553,7 +570,7 @@ fn kill_9_during_prune_leaves_a_clean_store_and_the_next_prune_finishes() {
         verify_clean(&env);
     }
     // Whatever the kills left half done, one more run finishes.
-    std::thread::sleep(Duration::from_millis(2100));
+    std::thread::sleep(GRACE);
     let out = env.strata(&["image", "prune", "-f"]);
     out.assert_ok();
     verify_clean(&env);
@@ -651,7 +668,7 @@ fn builds_and_pulls_survive_concurrent_system_prune() {
         eprintln!("{b} builds, {p} pulls, {prunes} prunes in {secs} s");
     });
     verify_clean(&env);
-    std::thread::sleep(Duration::from_millis(2100)); // what rmi left unreferenced ages past the grace
+    std::thread::sleep(GRACE); // what rmi left unreferenced ages past the grace
     env.strata(&["system", "prune", "-af"]).assert_ok();
     verify_clean(&env);
     assert_df_matches_disk(&env);

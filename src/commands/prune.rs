@@ -100,6 +100,7 @@ pub fn system_prune(ctx: &Ctx, args: &SystemPruneArgs) -> Result<()> {
         },
         keep_storage: None,
         leftovers: true,
+        ..PruneOptions::default()
     };
     let report = run(ctx, &opts)?;
     let mut out = std::io::stdout().lock();

@@ -129,6 +129,10 @@ impl BlobWriter {
         };
         let target = self.store.blob_path(&digest);
         if target.exists() {
+            // GC keeps what appeared (mtime/ctime) within its grace; refresh the time so an
+            // old blob that a caller is about to reference again is not swept meanwhile.
+            let _ =
+                fs::File::open(&target).and_then(|f| f.set_modified(std::time::SystemTime::now()));
             return Ok((desc, false)); // Drop removes the temp file.
         }
         file.sync_all()

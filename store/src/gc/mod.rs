@@ -14,10 +14,12 @@
 //!    dead processes. *Files after.*
 //!
 //! What is never removed: anything marked from a tag, an image record, a
-//! remaining cache record or a live lease; and any object nothing referenced when
-//! the run started that appeared less than `GRACE` before it (a build writes a
-//! blob a moment before it records or leases it). Objects freed by this run's own
-//! policy (the layers of a pruned image) are not subject to the grace.
+//! remaining cache record or a live lease; and any object that appeared (file
+//! mtime/ctime, record time) less than `GRACE` before the run started. A build
+//! commits a blob a moment before it records and leases it, and committing a blob
+//! that already exists refreshes its mtime, so the grace also covers a build that
+//! is about to reuse a layer of an image this run prunes (the image record goes at
+//! once; its young files go in a later run).
 //!
 //! A crash anywhere leaves unreferenced files (orphans) or trash; the next run
 //! removes them, which is how a half-done sweep gets finished.
@@ -48,7 +50,7 @@ use roots::{Graph, ManifestRefs, Node};
 pub const GRACE: Duration = Duration::from_secs(2);
 
 /// What one `prune` run removes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PruneOptions {
     pub images: ImagePolicy,
     pub image_filter: ImageFilter,
@@ -59,6 +61,22 @@ pub struct PruneOptions {
     pub keep_storage: Option<u64>,
     /// Also remove temps left by dead processes (`ingest/*`, `snapshots/build-*`, …).
     pub leftovers: bool,
+    /// Nothing that appeared less than this long before the run is removed (`GRACE`).
+    pub grace: Duration,
+}
+
+impl Default for PruneOptions {
+    fn default() -> PruneOptions {
+        PruneOptions {
+            images: ImagePolicy::default(),
+            image_filter: ImageFilter::default(),
+            cache: CachePolicy::default(),
+            cache_until: None,
+            keep_storage: None,
+            leftovers: false,
+            grace: GRACE,
+        }
+    }
 }
 
 /// An image `prune` deleted.
@@ -109,7 +127,6 @@ impl Store {
             world.leases = live;
 
             let mut graph = graph_of(&world);
-            let pre_live = mark::mark(roots_of(&world, &graph), |n| graph.refs(n));
 
             // Policy: records first.
             let chosen = policy::choose(self, &world, &graph, opts)?;
@@ -137,7 +154,7 @@ impl Store {
 
             // Mark from what is left; everything else is garbage.
             let live = mark::mark(roots_of(&world, &graph), |n| graph.refs(n));
-            let doomed = sweep_records(m, &layout, &world, &live, &pre_live, start, start_secs)?;
+            let doomed = sweep_records(m, &layout, &world, &live, opts.grace, start)?;
             m.flush()?;
 
             // Out of sight while the lock is still held; deleted after.
@@ -156,7 +173,7 @@ impl Store {
         })?;
         report.reclaimed += trash.empty();
         for t in sweep::temps(self.layout())? {
-            if (t.is_trash || opts.leftovers) && t.is_stale(start, GRACE) {
+            if (t.is_trash || opts.leftovers) && t.is_stale(start, opts.grace.max(GRACE)) {
                 report.reclaimed += sweep::remove_tree(&t.path);
                 report.temps_removed += 1;
             }
@@ -210,27 +227,21 @@ struct Doomed {
 }
 
 /// Deletes the records of every unmarked blob, layer and snapshot and returns the
-/// blobs and snapshots whose files must go. Objects that nothing referenced at the
-/// start of the run (orphans) go only if they appeared at least `GRACE` earlier.
+/// blobs and snapshots whose files must go: those that appeared at least `grace`
+/// before the run started.
 fn sweep_records(
     m: &meta::Meta,
     layout: &crate::Layout,
     w: &World,
     live: &HashSet<Node>,
-    pre_live: &HashSet<Node>,
+    grace: Duration,
     start: SystemTime,
-    start_secs: i64,
 ) -> Result<Doomed> {
-    let grace_secs = GRACE.as_secs() as i64;
-    let old_file = |p: &std::path::Path| sweep::appeared(p).is_none_or(|t| t + GRACE <= start);
-    let removable = |node: &Node, recorded_at: Option<i64>, path: &std::path::Path| {
-        if live.contains(node) {
-            return false;
-        }
-        if pre_live.contains(node) {
-            return true; // freed by this run's policy
-        }
-        recorded_at.is_none_or(|t| t < start_secs - grace_secs) && old_file(path)
+    // File times, not record times: they have nanoseconds, and a file always
+    // appears before its record (rename, then record), so a record whose file is
+    // gone protects nothing.
+    let removable = |node: &Node, path: &std::path::Path| {
+        !live.contains(node) && sweep::appeared(path).is_none_or(|t| t + grace <= start)
     };
 
     let mut blobs: BTreeSet<Digest> = w.blobs.keys().cloned().collect();
@@ -242,7 +253,7 @@ fn sweep_records(
     for d in blobs {
         let node = Node::Blob(d.clone());
         let rec = w.blobs.get(&d);
-        if removable(&node, rec.map(|r| r.added_at), &layout.blob(&d)) {
+        if removable(&node, &layout.blob(&d)) {
             if rec.is_some() {
                 m.remove_blob(&d)?;
             }
@@ -263,7 +274,7 @@ fn sweep_records(
         let node = Node::Snapshot(c.clone());
         let rec = w.snapshots.get(&c);
         let path = sweep::snapshot_root(layout, &c);
-        if removable(&node, rec.map(|r| r.created_at), &path) {
+        if removable(&node, &path) {
             if rec.is_some() {
                 m.remove_snapshot(&c)?;
             }

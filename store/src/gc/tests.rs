@@ -108,6 +108,7 @@ fn image_prune() -> PruneOptions {
     PruneOptions {
         images: ImagePolicy::Dangling,
         cache: CachePolicy::OfPrunedImages,
+        grace: Duration::ZERO,
         ..PruneOptions::default()
     }
 }
@@ -184,6 +185,7 @@ fn leased_objects_survive_and_dead_leases_are_dropped() {
         .prune(&PruneOptions {
             images: ImagePolicy::Untagged,
             cache: CachePolicy::All,
+            grace: Duration::ZERO,
             ..PruneOptions::default()
         })
         .unwrap();
@@ -209,11 +211,15 @@ fn orphans_wait_out_the_grace_and_a_half_done_sweep_is_finished() {
     })
     .unwrap();
     let fresh = s.put_blob(b"just written", "text/plain").unwrap();
-    let report = s.prune(&image_prune()).unwrap();
+    let with_grace = PruneOptions {
+        grace: GRACE,
+        ..image_prune()
+    };
+    let report = s.prune(&with_grace).unwrap();
     assert_eq!(report.blobs_removed, 0, "young orphans stay: {report:?}");
 
     std::thread::sleep(GRACE + Duration::from_millis(1100));
-    let report = s.prune(&image_prune()).unwrap();
+    let report = s.prune(&with_grace).unwrap();
     assert_eq!(report.blobs_removed, 5, "{report:?}");
     assert!(!s.has_blob(&fresh.digest) && !s.has_blob(&img));
     assert_eq!(blobs_on_disk(s), 0);
@@ -280,6 +286,7 @@ fn builder_prune_keep_storage_removes_least_recently_used_first() {
         .prune(&PruneOptions {
             cache: CachePolicy::Unshared,
             keep_storage: Some(2 * each),
+            grace: Duration::ZERO,
             ..PruneOptions::default()
         })
         .unwrap();
@@ -288,6 +295,7 @@ fn builder_prune_keep_storage_removes_least_recently_used_first() {
     let r = s
         .prune(&PruneOptions {
             cache: CachePolicy::Unshared,
+            grace: Duration::ZERO,
             ..PruneOptions::default()
         })
         .unwrap();
@@ -299,6 +307,7 @@ fn builder_prune_keep_storage_removes_least_recently_used_first() {
     let r = s
         .prune(&PruneOptions {
             cache: CachePolicy::All,
+            grace: Duration::ZERO,
             ..PruneOptions::default()
         })
         .unwrap();
