@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "strata", version, about = "Daemonless container image builder and layer store")]
+#[command(
+    name = "strata",
+    version,
+    about = "Daemonless container image builder and layer store"
+)]
 pub struct Cli {
     /// Store root [default: $STRATA_ROOT, else $XDG_DATA_HOME/strata, else ~/.local/share/strata]
     #[arg(long, global = true, value_name = "DIR")]

@@ -40,7 +40,10 @@ pub fn report_error(err: &anyhow::Error, debug: bool) -> i32 {
         let chain: Vec<String> = err.chain().map(|e| e.to_string()).collect();
         eprintln!("strata: error: {}", dedup_chain(&chain).join(": "));
     }
-    if err.chain().any(|e| e.downcast_ref::<UsageError>().is_some()) {
+    if err
+        .chain()
+        .any(|e| e.downcast_ref::<UsageError>().is_some())
+    {
         2
     } else {
         1

@@ -354,7 +354,7 @@ fn onbuild_triggers_run_in_the_child_build_and_are_not_inherited() {
     );
     assert!(image_config(&env.root, "child:1")["config"]
         .get("OnBuild")
-        .map_or(true, |v| v.is_null()));
+        .is_none_or(|v| v.is_null()));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! See issue 5.
 
 mod registry_common;
+mod util;
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::Ordering;

@@ -2,6 +2,7 @@
 //! exercised with a real helper program speaking docker's protocol. See issue 5.
 
 mod registry_common;
+mod util;
 
 use std::os::unix::fs::PermissionsExt;
 

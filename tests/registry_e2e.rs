@@ -2,6 +2,7 @@
 //! digest, against a real docker-registry.
 
 mod registry_common;
+mod util;
 
 use registry_common::{Registry, RegistryOptions, Strata};
 

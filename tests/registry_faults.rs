@@ -4,6 +4,7 @@
 //! and 1 of 6 pushes through such a proxy.) See issue 5.
 
 mod registry_common;
+mod util;
 
 use registry_common::{
     oci_layout, random_bytes, skopeo_copy, skopeo_digest, FaultProxy, Registry, RegistryOptions,

@@ -2,6 +2,7 @@
 //! interop with skopeo both ways (equal digests). See issue 5.
 
 mod registry_common;
+mod util;
 
 use registry_common::{
     oci_image, oci_layout, random_bytes, skopeo_copy, skopeo_digest, write_index, Registry,

@@ -19,11 +19,11 @@ fn four_concurrent_imports_and_loads_all_succeed() {
     }
     // Archives for the two loads, made in scratch roots.
     let mut archives = Vec::new();
-    for i in 2..4 {
+    for (i, tar) in tars.iter().enumerate().skip(2) {
         let scratch = t.path(&format!("scratch{i}"));
         t.strata_on(
             &scratch,
-            &["import", tars[i].to_str().unwrap(), &format!("conc{i}:1")],
+            &["import", tar.to_str().unwrap(), &format!("conc{i}:1")],
         )
         .ok();
         let a = t.path(&format!("conc{i}.tar"));

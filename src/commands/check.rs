@@ -3,7 +3,6 @@
 //! allowed), 1 on an error (or on any warning under `# check=error=true`).
 
 use std::io::Read;
-use std::path::PathBuf;
 
 use anyhow::{anyhow, Context, Result};
 use builder::dockerfile::lint::{format_json, format_text};
@@ -61,7 +60,7 @@ fn read_dockerfile(args: &BuildArgs) -> Result<(String, String)> {
         .file
         .clone()
         .unwrap_or_else(|| args.context.join("Dockerfile"));
-    if path == PathBuf::from("-") {
+    if path == std::path::Path::new("-") {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)

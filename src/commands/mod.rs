@@ -56,13 +56,15 @@ fn resolve_root(flag: Option<PathBuf>) -> Result<PathBuf> {
     if let Some(data) = env("XDG_DATA_HOME") {
         return Ok(PathBuf::from(data).join("strata"));
     }
-    let home = env("HOME").context("cannot find the store root: set --root, $STRATA_ROOT or $HOME")?;
+    let home =
+        env("HOME").context("cannot find the store root: set --root, $STRATA_ROOT or $HOME")?;
     Ok(PathBuf::from(home).join(".local/share/strata"))
 }
 
 /// Parses an image reference the docker way; a bad one is a usage error naming it (exit 2).
 pub fn parse_reference(s: &str) -> Result<store::Reference> {
-    store::Reference::parse(s).map_err(|e| anyhow::Error::new(crate::output::UsageError(e.to_string())))
+    store::Reference::parse(s)
+        .map_err(|e| anyhow::Error::new(crate::output::UsageError(e.to_string())))
 }
 
 /// Opens (creating if needed) the store at `ctx.root`.

@@ -265,10 +265,9 @@ impl Drop for Registry {
 }
 
 // The one `Output` of the e2e tests (command, status, stdout, stderr; printed whole on
-// failure), with the registry tests' own assertions added below.
-#[path = "../util/mod.rs"]
-mod util;
-pub use util::Output;
+// failure), with the registry tests' own assertions added below. Every test crate that
+// uses this module declares `mod util;` next to `mod registry_common;`.
+pub use super::util::Output;
 
 impl Output {
     #[track_caller]
