@@ -24,7 +24,8 @@ t0=$(date +%s)
     cargo test -q --test prune -- --ignored --exact bench_fill_dangling_images >&2)
 log "set-up took $(($(date +%s) - t0)) s: $(ls "$seed/blobs/sha256" | wc -l) blobs"
 
-prep="rm -rf '$STRATA_BENCH_ROOT' && cp -a '$seed' '$STRATA_BENCH_ROOT' && sync"
+# cp gives every file a new ctime: wait out the GC grace (2 s) so the files count as old.
+prep="rm -rf '$STRATA_BENCH_ROOT' && cp -a '$seed' '$STRATA_BENCH_ROOT' && sync && sleep 2.1"
 ms=$(best_of "$RUNS" "$prep" strata_ image prune -f)
 left=$(ls "$STRATA_BENCH_ROOT/blobs/sha256" | wc -l)
 tail -1 "$BENCH_WORK/last.log" >&2
