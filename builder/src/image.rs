@@ -123,16 +123,8 @@ fn default_os() -> String {
     "linux".to_string()
 }
 
-/// The OCI/Go name of the host's architecture.
-pub fn host_architecture() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
-}
+/// The OCI/Go name of the host's architecture (one definition, in the store).
+pub use store::archive::import::host_architecture;
 
 impl RuntimeConfig {
     /// The value of `name` in the config's environment, if set.

@@ -187,15 +187,7 @@ fn is_specifier(part: &str) -> bool {
 }
 
 /// The host architecture in OCI spelling.
-pub fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
-}
+pub use store::archive::import::host_architecture as host_arch;
 
 /// BuildKit's secret-name test: a `_`-separated token (case-insensitive) is one of the
 /// secret words, and none is an allowed word.
