@@ -57,10 +57,21 @@ pub fn builder_prune(ctx: &Ctx, args: &BuilderPruneArgs) -> Result<()> {
         keep_storage,
         ..PruneOptions::default()
     };
-    let report = run(ctx, &opts)?;
+    let mut report = run(ctx, &opts)?;
+    if args.filters.is_empty() && keep_storage.is_none() {
+        report.reclaimed += remove_cache_mounts(ctx)?;
+    }
     let mut out = std::io::stdout().lock();
     print_cache(&mut out, &report)?;
     print_total(&mut out, &report)
+}
+
+/// `RUN --mount=type=cache` directories nobody holds: build cache too, as BuildKit's
+/// `exec.cachemount` records are. They have no last-used time or per-record size here,
+/// so they go only when no filter and no --keep-storage narrows the prune.
+fn remove_cache_mounts(ctx: &Ctx) -> Result<u64> {
+    builder::build::mounts::remove_all(&ctx.root)
+        .with_context(|| format!("removing cache mounts under {}", ctx.root.display()))
 }
 
 pub fn system_prune(ctx: &Ctx, args: &SystemPruneArgs) -> Result<()> {
@@ -102,7 +113,10 @@ pub fn system_prune(ctx: &Ctx, args: &SystemPruneArgs) -> Result<()> {
         leftovers: true,
         ..PruneOptions::default()
     };
-    let report = run(ctx, &opts)?;
+    let mut report = run(ctx, &opts)?;
+    if args.filters.is_empty() {
+        report.reclaimed += remove_cache_mounts(ctx)?;
+    }
     let mut out = std::io::stdout().lock();
     print_images(&mut out, &report)?;
     print_cache(&mut out, &report)?;

@@ -54,10 +54,14 @@ impl Row {
 pub fn df(ctx: &Ctx, args: &DfArgs) -> Result<()> {
     let store = super::open_store(ctx)?;
     let usage = store.disk_usage()?;
-    let rows = summary(&usage);
+    // RUN --mount=type=cache directories are build cache too (allocated blocks).
+    let mounts = builder::build::mounts::usage(&ctx.root).unwrap_or(0);
+    let mut rows = summary(&usage);
+    rows[3].size += mounts;
+    rows[3].reclaimable += mounts;
     let mut out = std::io::stdout().lock();
     match args.format.as_deref() {
-        None | Some("table") if args.verbose => verbose(&mut out, &usage, ctx),
+        None | Some("table") if args.verbose => verbose(&mut out, &usage, mounts),
         None | Some("table") => {
             let mut table = vec![cells(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"])];
             for r in &rows {
@@ -133,7 +137,7 @@ fn summary(u: &DiskUsage) -> Vec<Row> {
     ]
 }
 
-fn verbose(out: &mut impl Write, u: &DiskUsage, _ctx: &Ctx) -> Result<()> {
+fn verbose(out: &mut impl Write, u: &DiskUsage, mounts: u64) -> Result<()> {
     let now = chrono::Utc::now();
     writeln!(out, "Images space usage:\n")?;
     let mut table = vec![cells(&[
@@ -200,7 +204,7 @@ fn verbose(out: &mut impl Write, u: &DiskUsage, _ctx: &Ctx) -> Result<()> {
     writeln!(
         out,
         "\nBuild cache usage: {}\n",
-        human_size_with_precision(u.cache_size, 4)
+        human_size_with_precision(u.cache_size + mounts, 4)
     )?;
     let mut table = vec![cells(&[
         "CACHE ID",
