@@ -33,7 +33,7 @@ pub fn export(
     config.architecture = crate::image::host_architecture().to_string();
     let key = CacheKey::for_image(&stage.key, &fingerprint(&config));
 
-    let exported = match cached_image(store, &key, opts.no_cache)? {
+    let exported = match cached_image(store, &key, opts.no_cache, lease)? {
         Some(found) => found,
         None => {
             config.created = Some(rfc3339(now_or_epoch(opts.source_date_epoch)));
@@ -80,7 +80,14 @@ fn fingerprint(config: &ImageConfigFile) -> String {
     serde_json::to_string(&c).expect("config serializes")
 }
 
-fn cached_image(store: &Store, key: &CacheKey, no_cache: bool) -> Result<Option<Exported>> {
+/// The image a previous identical build exported, if its blobs are still there. The lease
+/// is taken before the check, so a prune starting in between sees it.
+fn cached_image(
+    store: &Store,
+    key: &CacheKey,
+    no_cache: bool,
+    lease: &Lease,
+) -> Result<Option<Exported>> {
     if no_cache {
         return Ok(None);
     }
@@ -93,11 +100,15 @@ fn cached_image(store: &Store, key: &CacheKey, no_cache: bool) -> Result<Option<
             .and_then(|v| v.as_str())
             .and_then(|s| s.parse::<Digest>().ok())
     };
-    match (digest("manifest"), digest("config")) {
-        (Some(manifest), Some(config)) if store.has_blob(&manifest) && store.has_blob(&config) => {
-            Ok(Some(Exported { manifest, config }))
-        }
-        _ => Ok(None),
+    let (Some(manifest), Some(config)) = (digest("manifest"), digest("config")) else {
+        return Ok(None);
+    };
+    lease.add_digest(&manifest)?;
+    lease.add_digest(&config)?;
+    if store.has_blob(&manifest) && store.has_blob(&config) {
+        Ok(Some(Exported { manifest, config }))
+    } else {
+        Ok(None)
     }
 }
 
