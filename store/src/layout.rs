@@ -105,14 +105,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(unique_name(&format!(".{name}.tmp-")));
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(StoreError::io("creating", &tmp))?;
-        f.write_all(bytes)
-            .map_err(StoreError::io("writing", &tmp))?;
-        f.sync_all().map_err(StoreError::io("fsync", &tmp))?;
+        write_durable(&tmp, bytes)?;
         fs::rename(&tmp, path).map_err(StoreError::io("renaming into place", path))?;
         fsync_dir(dir)
     })();
@@ -129,14 +122,7 @@ pub fn write_new_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(unique_name(".new.tmp-"));
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(StoreError::io("creating", &tmp))?;
-        f.write_all(bytes)
-            .map_err(StoreError::io("writing", &tmp))?;
-        f.sync_all().map_err(StoreError::io("fsync", &tmp))?;
+        write_durable(&tmp, bytes)?;
         match fs::hard_link(&tmp, path) {
             Ok(()) => fsync_dir(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
@@ -145,6 +131,18 @@ pub fn write_new_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })();
     let _ = fs::remove_file(&tmp);
     result
+}
+
+/// Create `tmp` (it must not exist), write `bytes`, fsync: the first half of both
+/// atomic writes above.
+fn write_durable(tmp: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .map_err(StoreError::io("creating", tmp))?;
+    f.write_all(bytes).map_err(StoreError::io("writing", tmp))?;
+    f.sync_all().map_err(StoreError::io("fsync", tmp))
 }
 
 /// fsync a directory so a rename inside it survives a crash.
