@@ -181,6 +181,35 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Deletes `snap.*.generating` files: snapshots a killed process left half written.
+///
+/// sled 0.34 writes its periodic snapshot to `snap.<lsn>.generating`, fsyncs and renames
+/// it to `snap.<lsn>`; but when it opens, it takes the highest-named `snap.*` file, torn
+/// `.generating` ones included, and a torn one fails with "Read corrupted data at file
+/// offset None" (spacejam/sled#1527) — a SIGKILL at the wrong moment would leave the
+/// root unopenable. A snapshot is only a shortcut through the log: the previous complete
+/// one stays until the rename, and sled replays the log from it, so deleting the torn
+/// file loses nothing. Called under our flock, so no other process is writing one.
+fn remove_torn_snapshots(dir: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            match std::fs::remove_file(entry.path()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Meta {
     fn open(dir: &Path) -> Result<Meta> {
         let lock_path = dir.join("lock");
@@ -245,6 +274,7 @@ impl Meta {
     }
 
     fn open_sled(dir: &Path) -> sled::Result<sled::Db> {
+        remove_torn_snapshots(dir)?;
         sled::Config::new()
             .path(dir)
             .cache_capacity(32 << 20)
