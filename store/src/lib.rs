@@ -12,6 +12,7 @@
 //! (see `meta`).
 
 pub mod archive;
+pub mod compressed;
 pub mod digest;
 pub mod error;
 pub mod extract;

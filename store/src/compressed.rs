@@ -1,0 +1,251 @@
+//! Compressed forms of plain layers (DESIGN §4, option B).
+//!
+//! `build` stores each layer as a plain tar: its digest is its diff_id and writing it
+//! costs no compression. A registry wants gzip, so `push` (and a registry cache
+//! export) asks for the layer's gzip form here. It is made once: the first call gzips
+//! the tar with the same deterministic writer `import` uses (`archive::gzip`: fixed
+//! level and chunk size, so the same tar gives the same gzip digest on any machine)
+//! and records the result as one more stored form in the layer's `layers` record;
+//! later calls find it there.
+//!
+//! What keeps a gzip form: GC marks a `layers` record when an image or a build-cache
+//! record names its diff_id, and a marked record keeps every stored form
+//! (`gc::roots`). So the gzip form lives exactly as long as the layer does, a second
+//! push does not compress again, and pruning the last image of a layer frees both
+//! forms. `system df` counts the gzip form under the images that hold the layer.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+
+use crate::archive::gzip::ParallelGzWriter;
+use crate::digest::Sha256Writer;
+use crate::error::{Result, StoreError};
+use crate::media_types::{self, Compression};
+use crate::meta::{self, RECORD_VERSION};
+use crate::records::{BlobRecord, LayerRecord, LayerRef};
+use crate::{Descriptor, Store};
+
+/// The gzip media type of the same family as the plain type `plain` (OCI → OCI,
+/// docker → docker); `None` when `plain` is not a plain-tar layer type.
+pub fn gzip_media_type(plain: &str) -> Option<&'static str> {
+    match plain {
+        media_types::OCI_LAYER_TAR => Some(media_types::OCI_LAYER_GZIP),
+        media_types::DOCKER_LAYER_TAR => Some(media_types::DOCKER_LAYER_GZIP),
+        _ => None,
+    }
+}
+
+/// How many times a compression is redone when the blob it wrote was swept before it
+/// could be recorded (a GC run in another process, after a long wait for `meta/`).
+const ATTEMPTS: usize = 3;
+
+impl Store {
+    /// The layer as a registry wants it: compressed.
+    ///
+    /// - A layer whose blob is already compressed (gzip or zstd), or whose media type is
+    ///   not a plain layer tar, comes back unchanged.
+    /// - A plain tar whose `layers` record names a gzip form still on disk gets that form.
+    /// - Otherwise the tar is gzipped into a new blob (streamed through ingest, hashed
+    ///   while written, fsync'd, renamed), checked against the layer's digest on the way,
+    ///   and recorded in `blobs` and as a stored form of the layer.
+    ///
+    /// The returned descriptor has the gzip type of the layer's family:
+    /// `application/vnd.oci.image.layer.v1.tar+gzip` for an OCI plain layer, docker's
+    /// `application/vnd.docker.image.rootfs.diff.tar.gzip` for docker's; `diff_id` is
+    /// unchanged. Repeat calls are cheap and return the same digest. The metadata is
+    /// opened only for two short transactions, never during the compression.
+    ///
+    /// The gzip form stays as long as an image or a cache record holds the layer (see
+    /// the module doc); a caller that pushes a layer nothing holds should lease it.
+    pub fn compressed_layer(&self, layer: &LayerRef) -> Result<LayerRef> {
+        let Some(gzip_type) = gzip_media_type(&layer.blob.media_type) else {
+            return Ok(layer.clone());
+        };
+        for _ in 0..ATTEMPTS {
+            if let Some(found) = self.recorded_gzip_form(layer, gzip_type)? {
+                return Ok(found);
+            }
+            let blob = self.gzip_plain_layer(layer, gzip_type)?;
+            if self.record_gzip_form(layer, &blob)? {
+                return Ok(LayerRef {
+                    blob,
+                    diff_id: layer.diff_id.clone(),
+                });
+            }
+        }
+        Err(StoreError::Io {
+            op: "keeping the gzip form of a layer (another process's GC removed it each time)",
+            path: self.blob_path(&layer.blob.digest),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        })
+    }
+
+    /// A gzip form of `layer` its `layers` record names and `blobs/` still holds.
+    fn recorded_gzip_form(&self, layer: &LayerRef, gzip_type: &str) -> Result<Option<LayerRef>> {
+        let rec = meta::read(self, |m| m.layer(&layer.diff_id))?;
+        let Some(rec) = rec else { return Ok(None) };
+        let found = rec.blobs.into_iter().find(|b| {
+            media_types::layer_compression(&b.media_type) == Some(Compression::Gzip)
+                && self.has_blob(&b.digest)
+        });
+        Ok(found.map(|b| {
+            // Refresh the file time as a commit of an existing blob does: GC's grace
+            // then also covers a caller about to lease or push it.
+            let _ = File::open(self.blob_path(&b.digest))
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+            LayerRef {
+                // Same bytes whatever family recorded them; name them in the caller's.
+                blob: Descriptor {
+                    media_type: gzip_type.to_string(),
+                    digest: b.digest,
+                    size: b.size,
+                },
+                diff_id: layer.diff_id.clone(),
+            }
+        }))
+    }
+
+    /// Gzips the plain blob of `layer` into a committed, unrecorded blob.
+    fn gzip_plain_layer(&self, layer: &LayerRef, gzip_type: &str) -> Result<Descriptor> {
+        let src = self.blob_path(&layer.blob.digest);
+        let mut input = BufReader::with_capacity(1 << 20, self.open_blob(&layer.blob.digest)?);
+        let out = self.writer()?.with_media_type(gzip_type);
+        let ingest = out.ingest_path().to_path_buf();
+        // Hash the tar as it passes (the gzip is hashed by the BlobWriter): a damaged
+        // plain blob must not become a gzip blob that claims its diff_id.
+        let mut gz = Sha256Writer::new(ParallelGzWriter::new(out));
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(StoreError::io("reading layer", &src)(e)),
+            };
+            gz.write_all(&buf[..n])
+                .map_err(StoreError::io("writing gzip layer", &ingest))?;
+        }
+        let (gzw, read_digest, read_size) = gz.finish();
+        if read_digest != layer.blob.digest || read_size != layer.blob.size {
+            return Err(StoreError::CorruptBlob {
+                digest: layer.blob.digest.clone(),
+                reason: format!(
+                    "holds {read_size} bytes with digest {read_digest}, \
+                     expected {} bytes; the layer was not compressed",
+                    layer.blob.size
+                ),
+            });
+        }
+        let out = gzw
+            .finish()
+            .map_err(StoreError::io("writing gzip layer", &ingest))?;
+        out.commit_unrecorded(None, None)
+    }
+
+    /// Records `blob` (committed) in `blobs` and as a stored form of `layer`, in one
+    /// transaction. `false` when the file is gone by then (swept by a GC that ran between
+    /// commit and now): nothing is recorded and the caller compresses again.
+    fn record_gzip_form(&self, layer: &LayerRef, blob: &Descriptor) -> Result<bool> {
+        meta::write(self, |m| {
+            // Under the lock no GC runs: a file present now stays until the next run,
+            // which sees the record below.
+            if !self.has_blob(&blob.digest) {
+                return Ok(false);
+            }
+            if m.blob(&blob.digest)?.is_none() {
+                m.put_blob(
+                    &blob.digest,
+                    &BlobRecord::new(blob.size, &blob.media_type, meta::now()),
+                )?;
+            }
+            let mut rec = m.layer(&layer.diff_id)?.unwrap_or(LayerRecord {
+                v: RECORD_VERSION,
+                blobs: Vec::new(),
+                uncompressed_size: None,
+            });
+            if !rec.blobs.iter().any(|b| b.digest == blob.digest) {
+                rec.blobs.push(blob.clone());
+            }
+            // The plain tar is the uncompressed form.
+            rec.uncompressed_size.get_or_insert(layer.blob.size);
+            m.put_layer(&layer.diff_id, &rec)?;
+            Ok(true)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Digest;
+
+    #[test]
+    fn gzip_type_keeps_the_family() {
+        let cases = [
+            (
+                media_types::OCI_LAYER_TAR,
+                Some(media_types::OCI_LAYER_GZIP),
+            ),
+            (
+                media_types::DOCKER_LAYER_TAR,
+                Some(media_types::DOCKER_LAYER_GZIP),
+            ),
+            (media_types::OCI_LAYER_GZIP, None),
+            (media_types::DOCKER_LAYER_GZIP, None),
+            (media_types::OCI_LAYER_ZSTD, None),
+            (
+                "application/vnd.oci.image.layer.nondistributable.v1.tar",
+                None,
+            ),
+        ];
+        for (plain, want) in cases {
+            assert_eq!(gzip_media_type(plain), want, "{plain}");
+        }
+    }
+
+    #[test]
+    fn compressed_layers_pass_through() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        for mt in [
+            media_types::OCI_LAYER_GZIP,
+            media_types::DOCKER_LAYER_GZIP,
+            media_types::OCI_LAYER_ZSTD,
+        ] {
+            // The blob need not even exist: nothing is read.
+            let layer = LayerRef {
+                blob: Descriptor {
+                    media_type: mt.to_string(),
+                    digest: Digest::sha256_of(mt.as_bytes()),
+                    size: 1,
+                },
+                diff_id: Digest::sha256_of(b"diff"),
+            };
+            assert_eq!(store.compressed_layer(&layer).unwrap(), layer);
+        }
+    }
+
+    #[test]
+    fn a_damaged_plain_blob_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let tar = vec![7u8; 4096];
+        let blob = store.put_blob(&tar, media_types::OCI_LAYER_TAR).unwrap();
+        let layer = LayerRef {
+            diff_id: blob.digest.clone(),
+            blob,
+        };
+        std::fs::write(store.blob_path(&layer.blob.digest), vec![8u8; 4096]).unwrap();
+        let err = store.compressed_layer(&layer).unwrap_err();
+        assert!(matches!(err, StoreError::CorruptBlob { .. }), "{err}");
+        assert_eq!(
+            std::fs::read_dir(store.layout().ingest_dir())
+                .unwrap()
+                .count(),
+            0
+        );
+        assert!(meta::read(&store, |m| m.layer(&layer.diff_id))
+            .unwrap()
+            .is_none());
+    }
+}
