@@ -16,4 +16,5 @@ pub mod exec;
 pub mod image;
 pub mod layers;
 pub mod progress;
+pub mod remote_cache;
 pub mod rootfs;

@@ -17,6 +17,7 @@
 //! Sync callers (the binary, the builder's `FROM` of an image not in the store) use the
 //! `*_blocking` functions, which run one tokio runtime for the call.
 
+pub mod artifact;
 pub mod auth;
 pub mod error;
 pub mod platform;
@@ -32,6 +33,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use artifact::RemoteManifest;
 pub use auth::{Credential, DockerConfig};
 pub use error::{ErrorKind, RegistryError, Result};
 pub use platform::Platform;
@@ -274,7 +276,8 @@ pub fn canonical_registry(s: &str) -> String {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+/// A runtime for synchronous callers that make several calls on one client.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -8,7 +8,7 @@ use builder::exec;
 use builder::progress::{Reporter, Silent};
 use store::{Reference, Store};
 
-use super::Ctx;
+use super::{build_cache, Ctx};
 use crate::cli::{BuildArgs, Network, Progress, Snapshotter};
 use crate::output::{self, UsageError};
 use crate::progress::{PlainReporter, TtyReporter};
@@ -17,12 +17,16 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     if args.check {
         return super::check::run(ctx, args);
     }
-    if !args.cache_to.is_empty() || !args.cache_from.is_empty() {
-        // TODO(lead): registry cache export/import (issue 5); refuse rather than ignore.
-        return Err(
-            UsageError("--cache-to and --cache-from are not supported yet".to_string()).into(),
-        );
-    }
+    let cache_from = args
+        .cache_from
+        .iter()
+        .map(|c| build_cache::parse_cache_from(c))
+        .collect::<Result<Vec<_>>>()?;
+    let cache_to = args
+        .cache_to
+        .iter()
+        .map(|c| build_cache::parse_cache_to(c))
+        .collect::<Result<Vec<_>>>()?;
     let tags = args
         .tags
         .iter()
@@ -41,6 +45,17 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         .transpose()?;
     let store = Store::open(&ctx.root)
         .with_context(|| format!("opening the store at {}", ctx.root.display()))?;
+    let registry_cache = if cache_from.is_empty() && cache_to.is_empty() {
+        None
+    } else {
+        let mut cache = build_cache::RegistryCache::new(ctx, &store, args.quiet)?;
+        if !args.no_cache {
+            for r in &cache_from {
+                cache.import(r);
+            }
+        }
+        Some(cache)
+    };
     let fetch_base = |r: &Reference| -> std::result::Result<store::Digest, String> {
         super::pull::fetch(ctx, &store, r).map_err(|e| format!("{e:#}"))
     };
@@ -73,6 +88,9 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             .collect::<Result<_, _>>()?,
         allow_insecure: parse_allow(&args.allow)?,
         fetch_base: &fetch_base,
+        cache_from: registry_cache
+            .as_ref()
+            .map(|c| c as &dyn builder::remote_cache::CacheSource),
     };
     let mut reporter: Box<dyn Reporter> = match (args.quiet, args.progress) {
         (true, _) | (_, Progress::Quiet) => Box::new(Silent),
@@ -85,6 +103,15 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     if let Some(path) = &args.iidfile {
         std::fs::write(path, result.image_id.to_string())
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    for to in &cache_to {
+        let cache = registry_cache
+            .as_ref()
+            .expect("made when --cache-to is given");
+        match cache.export(&result, to) {
+            Err(e) if to.ignore_error => eprintln!("WARNING: {e:#}"),
+            other => other?,
+        }
     }
     if args.push {
         if opts.tags.is_empty() {

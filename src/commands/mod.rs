@@ -2,6 +2,7 @@
 //! crates, and prints docker-style output. No business logic lives here.
 
 pub mod build;
+pub mod build_cache;
 pub mod check;
 pub mod history;
 pub mod images;

@@ -31,6 +31,7 @@ use store::{Digest, Reference, Store};
 use crate::dockerfile::{self, Command, Dockerfile, ParseError};
 use crate::exec;
 use crate::progress::Reporter;
+use crate::remote_cache::{BuiltStep, CacheSource};
 
 pub use stage::StageResult;
 
@@ -59,6 +60,8 @@ pub struct BuildOptions<'a> {
     /// Fetches a base image that is not in the store (a pull through the registry client,
     /// which the builder does not depend on) and returns its manifest digest.
     pub fetch_base: &'a dyn Fn(&Reference) -> std::result::Result<Digest, String>,
+    /// `--cache-from`: caches to consult when a step's key is not in the local cache.
+    pub cache_from: Option<&'a dyn CacheSource>,
 }
 
 /// What the build produced.
@@ -70,6 +73,10 @@ pub struct BuildResult {
     /// Steps whose result came from the cache, and all steps.
     pub cached_steps: usize,
     pub total_steps: usize,
+    /// Every step that produced a layer, in build order: what `--cache-to` exports.
+    pub steps: Vec<BuiltStep>,
+    /// The image's layers, bottom first.
+    pub layers: Vec<store::LayerRef>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +157,8 @@ fn build_parsed(
         image_id: image.config,
         cached_steps,
         total_steps,
+        steps: run.take_built_steps(),
+        layers: finished.layers,
     })
 }
 

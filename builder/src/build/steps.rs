@@ -274,28 +274,67 @@ pub fn rfc3339(secs: i64) -> String {
     )
 }
 
-/// A cache hit: the record's layer, if its blob is still in the store.
-fn cache_hit(run: &BuildRun, key: &CacheKey) -> Result<Option<(LayerRef, i64)>> {
+/// A cache hit: the record's layer, if its blob is still in the store; else, with
+/// `--cache-from`, an imported record's layer, downloaded now and recorded locally so the
+/// next build finds it without the registry.
+fn cache_hit(
+    run: &mut BuildRun,
+    below: &[LayerRef],
+    key: &CacheKey,
+) -> Result<Option<(LayerRef, i64)>> {
     if run.opts.no_cache {
         return Ok(None);
     }
-    let Some(rec) = run.store.cache_get(key.as_str())? else {
-        return Ok(None);
-    };
-    let (Some(blob), Some(diff_id)) = (rec.layer, rec.diff_id) else {
-        return Ok(None);
-    };
-    // Lease first, then check: a prune that starts in between sees the lease.
-    run.lease.add_digest(&blob.digest)?;
-    if !run.store.has_blob(&blob.digest) {
-        return Ok(None);
+    if let Some(rec) = run.store.cache_get(key.as_str())? {
+        if let (Some(blob), Some(diff_id)) = (rec.layer, rec.diff_id) {
+            // Lease first, then check: a prune that starts in between sees the lease.
+            run.lease.add_digest(&blob.digest)?;
+            if run.store.has_blob(&blob.digest) {
+                return Ok(Some((LayerRef { blob, diff_id }, rec.created_at)));
+            }
+        }
     }
-    Ok(Some((LayerRef { blob, diff_id }, rec.created_at)))
+    let Some(remote) = run.opts.cache_from.and_then(|c| c.lookup(key)) else {
+        return Ok(None);
+    };
+    let cache = run.opts.cache_from.expect("looked up above");
+    run.lease.add_digest(&remote.layer.digest)?;
+    if !run.store.has_blob(&remote.layer.digest) {
+        // A download is long work: let other processes at the database meanwhile.
+        run.store.release_meta()?;
+        if let Err(e) = cache.fetch(&remote) {
+            // As BuildKit does: a cache that cannot be read is a miss, not a failure.
+            run.reporter().note(&format!(
+                "WARNING: importing cache layer {}: {e}",
+                remote.layer.digest
+            ));
+            return Ok(None);
+        }
+    }
+    let layer = LayerRef {
+        blob: remote.layer,
+        diff_id: remote.diff_id,
+    };
+    let now = now_or_epoch(None);
+    run.store.cache_put(
+        key.as_str(),
+        &CacheRecord {
+            v: 1,
+            diff_id: Some(layer.diff_id.clone()),
+            chain_id: Some(chain_of(below, &layer)),
+            layer: Some(layer.blob.clone()),
+            config_delta: serde_json::Value::Null,
+            created_at: remote.created_at,
+            last_used: now,
+            size: layer.blob.size,
+        },
+    )?;
+    Ok(Some((layer, remote.created_at)))
 }
 
 /// Record a new layer step in the cache and the stage.
 fn add_layer(
-    run: &BuildRun,
+    run: &mut BuildRun,
     state: &mut StageState,
     key: CacheKey,
     layer: LayerRef,
@@ -320,6 +359,7 @@ fn add_layer(
     }
     run.lease.add_digest(&layer.blob.digest)?;
     run.lease.add_snapshot(&chain)?;
+    run.note_layer_step(&key, &layer, created_at);
     state.layers.push(layer);
     state.key = key;
     push_history(
@@ -409,7 +449,7 @@ fn run_step(
         &state.args,
         Some(&state.config.config.env.join("\0")),
     );
-    if let Some((layer, created)) = cache_hit(run, &key)? {
+    if let Some((layer, created)) = cache_hit(run, &state.layers, &key)? {
         add_layer(run, state, key, layer, &created_by, Some(created))?;
         return Ok(Outcome::Cached);
     }
@@ -543,7 +583,7 @@ fn workdir_step(
         return Ok(Outcome::Done);
     }
     let key = CacheKey::for_step(&state.key, &created_by, &state.args, Some("mkdir"));
-    if let Some((layer, created)) = cache_hit(run, &key)? {
+    if let Some((layer, created)) = cache_hit(run, &state.layers, &key)? {
         add_layer(run, state, key, layer, &created_by, Some(created))?;
         return Ok(Outcome::Cached);
     }
@@ -597,7 +637,11 @@ fn copy_step(
 ) -> Result<Outcome> {
     let name = if spec.is_add { "ADD" } else { "COPY" };
     let env = state.expand_env();
-    let e = |m: String| run.step_error(inst, m);
+    let location = run.location(inst.span.start);
+    let e = |message: String| super::BuildError::Step {
+        location: location.clone(),
+        message,
+    };
     let mut srcs: Vec<String> = Vec::new();
     for s in spec.srcs {
         srcs.push(expand_word(s, &env).map_err(|x| e(x.to_string()))?);
@@ -822,7 +866,7 @@ fn copy_step(
             state.key = CacheKey::for_step(&parent_key, "link", &[], Some(key.as_str()));
         }
     };
-    if let Some((layer, created)) = cache_hit(run, &key)? {
+    if let Some((layer, created)) = cache_hit(run, &state.layers, &key)? {
         add_layer(run, state, key.clone(), layer, &created_by, Some(created))?;
         restack(state, &key);
         return Ok(Outcome::Cached);

@@ -1,0 +1,244 @@
+//! Build cache shared between machines through a registry (`--cache-to type=registry`,
+//! `--cache-from`), so CI runners that start empty reuse each other's layers.
+//!
+//! What goes over the wire is an OCI image manifest of our own kind:
+//!
+//! ```text
+//! manifest (application/vnd.oci.image.manifest.v1+json, tagged REF)
+//!   config: application/vnd.strata.cache.config.v1+json  → CacheConfig { records }
+//!   layers: every layer blob a record names (so the registry keeps them)
+//! ```
+//!
+//! A record maps a step's cache key (`CacheKey`: content only, the same on every machine)
+//! to the layer that step produced. Importing reads only the manifest and the config; a
+//! layer is downloaded when, and only when, a step's key hits its record.
+//!
+//! The builder does not talk to registries (it depends on `store` alone): the caller
+//! implements [`CacheSource`] over its registry client and composes the manifest with
+//! [`cache_manifest`].
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use store::{media_types, Descriptor, Digest};
+
+use crate::cache::CacheKey;
+
+/// The media type of a cache manifest's config blob.
+pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.strata.cache.config.v1+json";
+
+/// The config blob of a cache manifest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CacheConfig {
+    pub records: Vec<RemoteRecord>,
+}
+
+/// One step's result: its key, the layer it made, and when that layer was first built
+/// (the history `created` a hit reuses, so every runner writes the same history).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteRecord {
+    pub key: String,
+    pub layer: Descriptor,
+    pub diff_id: Digest,
+    pub created_at: i64,
+}
+
+/// How much of a build `--cache-to` exports, as BuildKit's `mode=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExportMode {
+    /// The steps whose layers are in the final image (BuildKit's default).
+    #[default]
+    Min,
+    /// Every step of every stage built, intermediate stages included.
+    Max,
+}
+
+/// A step of this build that produced a layer (built or found in a cache): what an
+/// export may publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuiltStep {
+    pub stage: usize,
+    pub record: RemoteRecord,
+}
+
+/// Caches imported with `--cache-from`, as the build sees them.
+pub trait CacheSource {
+    /// The record for `key`, if an imported cache has one.
+    fn lookup(&self, key: &CacheKey) -> Option<RemoteRecord>;
+    /// Brings the record's layer blob into the store (verified, recorded). Called only
+    /// after the build's lease names the blob.
+    fn fetch(&self, record: &RemoteRecord) -> std::result::Result<(), String>;
+}
+
+/// The records of one or more imported cache configs, keyed for lookup; each remembers
+/// which source (the caller's index) it came from. Earlier sources win, as with several
+/// `--cache-from` flags.
+#[derive(Debug, Default)]
+pub struct RecordIndex {
+    by_key: HashMap<String, (usize, RemoteRecord)>,
+}
+
+impl RecordIndex {
+    pub fn add(&mut self, source: usize, config: CacheConfig) {
+        for record in config.records {
+            self.by_key
+                .entry(record.key.clone())
+                .or_insert((source, record));
+        }
+    }
+
+    /// The record for a key (`CacheKey::as_str`) and the index of its source.
+    pub fn get(&self, key: &str) -> Option<&(usize, RemoteRecord)> {
+        self.by_key.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+}
+
+/// The records `mode` exports from a build's steps: `Max` all of them, `Min` those whose
+/// layer is in the final image. One record per key, in build order.
+pub fn select(steps: &[BuiltStep], final_layers: &[Digest], mode: ExportMode) -> Vec<RemoteRecord> {
+    let mut seen = std::collections::HashSet::new();
+    steps
+        .iter()
+        .filter(|s| mode == ExportMode::Max || final_layers.contains(&s.record.diff_id))
+        .filter(|s| seen.insert(s.record.key.clone()))
+        .map(|s| s.record.clone())
+        .collect()
+}
+
+/// The config blob and manifest of a cache holding `records`; `config` is the
+/// descriptor of the config bytes once stored. Layers are listed once each, in order.
+pub fn cache_manifest(records: &[RemoteRecord], config: &Descriptor) -> Vec<u8> {
+    let mut layers: BTreeMap<&Digest, &Descriptor> = BTreeMap::new();
+    let mut ordered = Vec::new();
+    for r in records {
+        if layers.insert(&r.layer.digest, &r.layer).is_none() {
+            ordered.push(&r.layer);
+        }
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_types::OCI_MANIFEST,
+        "config": config,
+        "layers": ordered,
+    });
+    serde_json::to_vec(&manifest).expect("a manifest serializes")
+}
+
+/// The config bytes of a cache holding `records`.
+pub fn config_bytes(records: &[RemoteRecord]) -> Vec<u8> {
+    serde_json::to_vec(&CacheConfig {
+        records: records.to_vec(),
+    })
+    .expect("a cache config serializes")
+}
+
+/// Reads a cache manifest's config descriptor; an error names what is wrong (a
+/// `--cache-from` that names an ordinary image gets a clear message).
+pub fn config_of_manifest(bytes: &[u8]) -> std::result::Result<Descriptor, String> {
+    #[derive(Deserialize)]
+    struct Manifest {
+        config: Descriptor,
+    }
+    let m: Manifest =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a cache manifest: {e}"))?;
+    if m.config.media_type != CONFIG_MEDIA_TYPE {
+        return Err(format!(
+            "not a strata build cache (its config is {:?}, want {CONFIG_MEDIA_TYPE:?})",
+            m.config.media_type
+        ));
+    }
+    Ok(m.config)
+}
+
+/// Parses a cache config blob.
+pub fn parse_config(bytes: &[u8]) -> std::result::Result<CacheConfig, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("reading the cache config: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(key: &str, layer: &str) -> RemoteRecord {
+        let digest = Digest::sha256_of(layer.as_bytes());
+        RemoteRecord {
+            key: key.into(),
+            layer: Descriptor {
+                media_type: media_types::OCI_LAYER_TAR.into(),
+                digest: digest.clone(),
+                size: layer.len() as u64,
+            },
+            diff_id: digest,
+            created_at: 1,
+        }
+    }
+
+    #[test]
+    fn min_keeps_final_layers_max_keeps_all_and_keys_stay_unique() {
+        let (a, b, c) = (rec("ka", "a"), rec("kb", "b"), rec("kc", "c"));
+        let steps: Vec<BuiltStep> = [(0, &a), (1, &b), (1, &c), (1, &c)]
+            .iter()
+            .map(|(stage, r)| BuiltStep {
+                stage: *stage,
+                record: (*r).clone(),
+            })
+            .collect();
+        let finals = vec![b.diff_id.clone(), c.diff_id.clone()];
+        assert_eq!(
+            select(&steps, &finals, ExportMode::Min),
+            vec![b.clone(), c.clone()]
+        );
+        assert_eq!(select(&steps, &finals, ExportMode::Max), vec![a, b, c]);
+    }
+
+    #[test]
+    fn manifest_lists_each_layer_once_and_round_trips() {
+        let (a, mut b) = (rec("ka", "a"), rec("kb", "a"));
+        b.key = "kb".into();
+        let records = vec![a.clone(), b];
+        let config_bytes = config_bytes(&records);
+        let config = Descriptor {
+            media_type: CONFIG_MEDIA_TYPE.into(),
+            digest: Digest::sha256_of(&config_bytes),
+            size: config_bytes.len() as u64,
+        };
+        let manifest = cache_manifest(&records, &config);
+        let v: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        assert_eq!(v["layers"].as_array().unwrap().len(), 1);
+        assert_eq!(config_of_manifest(&manifest).unwrap(), config);
+        assert_eq!(parse_config(&config_bytes).unwrap().records, records);
+        let image = serde_json::json!({"config": {"mediaType": media_types::OCI_CONFIG,
+            "digest": config.digest, "size": 2}});
+        let err = config_of_manifest(&serde_json::to_vec(&image).unwrap()).unwrap_err();
+        assert!(err.contains("not a strata build cache"), "{err}");
+    }
+
+    #[test]
+    fn earlier_sources_win() {
+        let mut index = RecordIndex::default();
+        index.add(
+            0,
+            CacheConfig {
+                records: vec![rec("k", "first")],
+            },
+        );
+        index.add(
+            1,
+            CacheConfig {
+                records: vec![rec("k", "second"), rec("j", "x")],
+            },
+        );
+        let key = |s: &str| index.get(s).map(|(i, r)| (*i, r.layer.size));
+        assert_eq!(key("k"), Some((0, 5)));
+        assert_eq!(key("j"), Some((1, 1)));
+        assert_eq!(index.len(), 2);
+    }
+}

@@ -1,0 +1,255 @@
+//! `build --cache-from` / `--cache-to` with a registry: the flags as buildx spells them,
+//! and the registry side of the builder's `remote_cache` (which knows no registries).
+//!
+//! `--cache-from REF` is short for `--cache-from type=registry,ref=REF`, as in buildx.
+//! A cache that cannot be imported is a warning and the build goes on (BuildKit does the
+//! same); a failed export fails the command unless `ignore-error=true`.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use builder::build::BuildResult;
+use builder::cache::CacheKey;
+use builder::remote_cache::{self, CacheSource, ExportMode, RecordIndex, RemoteRecord};
+use registry_client::{Client, PushOptions};
+use store::{media_types, Descriptor, Reference, Store};
+
+use super::Ctx;
+use crate::output::UsageError;
+
+/// One `--cache-to`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheTo {
+    pub reference: Reference,
+    pub mode: ExportMode,
+    pub ignore_error: bool,
+}
+
+/// The `key=value,…` attributes of a cache flag; a bare value is `type=registry,ref=VALUE`.
+fn attributes(flag: &str, raw: &str) -> Result<Vec<(String, String)>> {
+    if !raw.contains('=') {
+        return Ok(vec![
+            ("type".into(), "registry".into()),
+            ("ref".into(), raw.to_string()),
+        ]);
+    }
+    raw.split(',')
+        .map(|field| match field.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            }
+            _ => Err(UsageError(format!(
+                "invalid {flag} {raw:?}: want type=registry,ref=REF[,…]"
+            ))
+            .into()),
+        })
+        .collect()
+}
+
+/// Checks `type=` and returns `ref=` as a reference.
+fn registry_ref(flag: &str, raw: &str, attrs: &[(String, String)]) -> Result<Reference> {
+    let get = |k: &str| attrs.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
+    match get("type").unwrap_or("registry") {
+        "registry" => {}
+        other => {
+            return Err(UsageError(format!(
+                "{flag} type={other} is not supported: strata shares build cache through a \
+                 registry (type=registry,ref=REF)"
+            ))
+            .into())
+        }
+    }
+    let r = get("ref")
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| UsageError(format!("invalid {flag} {raw:?}: ref=REF is required")))?;
+    Reference::parse(r)
+        .map_err(|e| UsageError(format!("invalid {flag} reference {r:?}: {e}")).into())
+}
+
+pub fn parse_cache_from(raw: &str) -> Result<Reference> {
+    let attrs = attributes("--cache-from", raw)?;
+    registry_ref("--cache-from", raw, &attrs)
+}
+
+pub fn parse_cache_to(raw: &str) -> Result<CacheTo> {
+    let attrs = attributes("--cache-to", raw)?;
+    let reference = registry_ref("--cache-to", raw, &attrs)?;
+    let mut to = CacheTo {
+        reference,
+        mode: ExportMode::Min,
+        ignore_error: false,
+    };
+    for (k, v) in &attrs {
+        match (k.as_str(), v.as_str()) {
+            ("type" | "ref", _) => {}
+            ("mode", "min") => to.mode = ExportMode::Min,
+            ("mode", "max") => to.mode = ExportMode::Max,
+            ("ignore-error", v) => {
+                to.ignore_error = v.parse().map_err(|_| {
+                    UsageError(format!(
+                        "invalid --cache-to ignore-error={v:?}: want true|false"
+                    ))
+                })?
+            }
+            // What buildx accepts and strata already does: an OCI image manifest, gzip.
+            ("oci-mediatypes" | "image-manifest", "true") | ("compression", "gzip") => {}
+            _ => {
+                return Err(UsageError(format!(
+                    "--cache-to {k}={v} is not supported (supported: type=registry, ref=, \
+                     mode=min|max, ignore-error=, oci-mediatypes=true, image-manifest=true, \
+                     compression=gzip)"
+                ))
+                .into())
+            }
+        }
+    }
+    Ok(to)
+}
+
+/// The registry caches of one build: the imported records, and the client that fetches
+/// their layers on a hit and pushes the export afterwards.
+pub struct RegistryCache {
+    client: Client,
+    runtime: tokio::runtime::Runtime,
+    store: Store,
+    sources: Vec<Reference>,
+    index: RecordIndex,
+    quiet: bool,
+}
+
+impl RegistryCache {
+    pub fn new(ctx: &Ctx, store: &Store, quiet: bool) -> Result<RegistryCache> {
+        Ok(RegistryCache {
+            client: super::pull::client(ctx, quiet)?,
+            runtime: registry_client::runtime().context("starting the registry client")?,
+            store: store.clone(),
+            sources: Vec::new(),
+            index: RecordIndex::default(),
+            quiet,
+        })
+    }
+
+    fn say(&self, line: &str) {
+        if !self.quiet {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Reads the cache manifest and config at `reference`. Any failure (no such tag, not
+    /// a cache, a registry error) is a warning: the build runs without that cache.
+    pub fn import(&mut self, reference: &Reference) {
+        self.say(&format!("importing cache manifest from {reference}"));
+        match self.read_config(reference) {
+            Ok(config) => {
+                self.index.add(self.sources.len(), config);
+                self.sources.push(reference.clone());
+            }
+            Err(e) => self.say(&format!(
+                "WARNING: importing cache manifest from {reference}: {e:#}"
+            )),
+        }
+    }
+
+    fn read_config(&self, reference: &Reference) -> Result<remote_cache::CacheConfig> {
+        let manifest = self
+            .runtime
+            .block_on(self.client.fetch_manifest(reference))?
+            .context("not found")?;
+        let config =
+            remote_cache::config_of_manifest(&manifest.bytes).map_err(anyhow::Error::msg)?;
+        // The config is small; it goes through the store like every blob (verified), and
+        // a later GC sweeps it, since nothing local refers to it.
+        let lease = self.store.lease(Duration::from_secs(600))?;
+        lease.add_digest(&config.digest)?;
+        self.runtime
+            .block_on(self.client.fetch_blob(&self.store, reference, &config))?;
+        let bytes = self.store.read_blob(&config.digest)?;
+        remote_cache::parse_config(&bytes).map_err(anyhow::Error::msg)
+    }
+
+    /// Pushes the records `to.mode` selects from `result` as a cache manifest.
+    pub fn export(&self, result: &BuildResult, to: &CacheTo) -> Result<()> {
+        let final_layers: Vec<_> = result.layers.iter().map(|l| l.diff_id.clone()).collect();
+        let records = remote_cache::select(&result.steps, &final_layers, to.mode);
+        self.say(&format!(
+            "exporting cache to {} ({} records)",
+            to.reference,
+            records.len()
+        ));
+        let lease = self.store.lease(Duration::from_secs(6 * 3600))?;
+        let mut blobs: Vec<Descriptor> = Vec::new();
+        for r in &records {
+            lease.add_digest(&r.layer.digest)?;
+            if !blobs.contains(&r.layer) {
+                blobs.push(r.layer.clone());
+            }
+        }
+        let config_bytes = remote_cache::config_bytes(&records);
+        let config = self
+            .store
+            .put_blob(&config_bytes, remote_cache::CONFIG_MEDIA_TYPE)?;
+        lease.add_digest(&config.digest)?;
+        blobs.push(config.clone());
+        let manifest = remote_cache::cache_manifest(&records, &config);
+        self.runtime
+            .block_on(registry_client::push_manifest(
+                &self.client,
+                &self.store,
+                &to.reference,
+                &blobs,
+                manifest.into(),
+                media_types::OCI_MANIFEST,
+                &PushOptions::default(),
+            ))
+            .with_context(|| format!("exporting cache to {}", to.reference))?;
+        Ok(())
+    }
+}
+
+impl CacheSource for RegistryCache {
+    fn lookup(&self, key: &CacheKey) -> Option<RemoteRecord> {
+        self.index.get(key.as_str()).map(|(_, r)| r.clone())
+    }
+
+    fn fetch(&self, record: &RemoteRecord) -> std::result::Result<(), String> {
+        let Some((source, _)) = self.index.get(&record.key) else {
+            return Err(format!("no imported cache holds {}", record.layer.digest));
+        };
+        let reference = &self.sources[*source];
+        self.runtime
+            .block_on(
+                self.client
+                    .fetch_blob(&self.store, reference, &record.layer),
+            )
+            .map_err(|e| format!("{reference}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_flags_parse_like_buildx() {
+        let bare = parse_cache_from("localhost:5000/app:cache").unwrap();
+        assert_eq!(bare.to_string(), "localhost:5000/app:cache");
+        let full = parse_cache_from("type=registry,ref=localhost:5000/app:cache").unwrap();
+        assert_eq!(full, bare);
+        let to = parse_cache_to("type=registry,ref=localhost:5000/app:cache,mode=max").unwrap();
+        assert_eq!(to.mode, ExportMode::Max);
+        assert!(!to.ignore_error);
+        let to = parse_cache_to("type=registry,ref=r/a:c,ignore-error=true").unwrap();
+        assert_eq!((to.mode, to.ignore_error), (ExportMode::Min, true));
+        for bad in [
+            "type=local,dest=/tmp/x",
+            "type=inline",
+            "type=registry",
+            "type=registry,ref=repo/UPPER",
+            "type=registry,ref=a,mode=all",
+            "type=registry,ref=a,,",
+        ] {
+            let err = parse_cache_to(bad).unwrap_err();
+            assert!(err.downcast_ref::<UsageError>().is_some(), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! `build --cache-to type=registry` / `--cache-from`: one CI runner exports its build cache
+//! to a real docker-registry, another runner with an empty store builds from it without
+//! running a step, and gets the very same layers.
+
+mod registry_common;
+mod util;
+
+use std::fs;
+use std::path::PathBuf;
+
+use registry_common::{Registry, RegistryOptions};
+use util::{image_config, image_rootfs, TestEnv};
+
+/// Two stages: `deps` makes a file no later layer contains as such (only mode=max exports
+/// its step), the final stage copies from it. Every RUN writes a random token, so a step
+/// that ran again is told apart from one taken from the cache.
+const DOCKERFILE: &str = "\
+FROM busybox AS deps
+RUN cat /proc/sys/kernel/random/uuid > /deps-token
+FROM busybox
+COPY app.txt /app.txt
+RUN cat /proc/sys/kernel/random/uuid > /run-token
+COPY --from=deps /deps-token /deps-token
+";
+
+/// The two `FROM busybox` lines: plain progress shows a local base as CACHED too.
+const FROMS: usize = 2;
+
+fn context(env: &TestEnv) -> PathBuf {
+    let dir = env.scratch.join("app");
+    fs::create_dir_all(&dir).expect("mkdir");
+    fs::write(dir.join("Dockerfile"), DOCKERFILE).expect("Dockerfile");
+    fs::write(dir.join("app.txt"), "the app\n").expect("app.txt");
+    dir
+}
+
+fn read(rootfs: &tempfile::TempDir, path: &str) -> String {
+    fs::read_to_string(rootfs.path().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn a_second_runner_builds_from_the_registry_cache_without_running_a_step() {
+    let reg = Registry::start(RegistryOptions::default());
+    let max_ref = format!("{}/cache/app:max", reg.addr);
+    let min_ref = format!("{}/cache/app:min", reg.addr);
+
+    // Runner A builds and exports both kinds of cache.
+    let a = TestEnv::with_busybox();
+    let ctx_a = context(&a);
+    let built = a.build(
+        &ctx_a,
+        &[
+            "-t",
+            "app:1",
+            "--cache-to",
+            &format!("type=registry,ref={max_ref},mode=max"),
+            "--cache-to",
+            &min_ref,
+        ],
+    );
+    built.assert_ok();
+    assert!(
+        built
+            .stderr
+            .contains(&format!("exporting cache to {max_ref}")),
+        "{built}"
+    );
+    let a_rootfs = image_rootfs(&a.root, "app:1");
+    let a_diff_ids = image_config(&a.root, "app:1")["rootfs"]["diff_ids"].clone();
+
+    // Runner B starts empty (but for the same base image) and imports the max cache:
+    // both RUNs and all COPYs come from it, so the random tokens are A's.
+    let b = TestEnv::with_busybox();
+    let ctx_b = context(&b);
+    let out = b.build(&ctx_b, &["-t", "app:1", "--cache-from", &max_ref]);
+    out.assert_ok();
+    assert_eq!(
+        out.cached_steps(),
+        FROMS + 4,
+        "every step came from the cache:\n{out}"
+    );
+    let b_rootfs = image_rootfs(&b.root, "app:1");
+    assert_eq!(read(&b_rootfs, "run-token"), read(&a_rootfs, "run-token"));
+    assert_eq!(read(&b_rootfs, "deps-token"), read(&a_rootfs, "deps-token"));
+    assert_eq!(read(&b_rootfs, "app.txt"), "the app\n");
+    assert_eq!(
+        image_config(&b.root, "app:1")["rootfs"]["diff_ids"],
+        a_diff_ids,
+        "B's image is made of A's layers"
+    );
+    // What B fetched is now in B's own cache: no registry needed for a rebuild.
+    let again = b.build(&ctx_b, &["-t", "app:1"]);
+    again.assert_ok();
+    assert_eq!(again.cached_steps(), FROMS + 4, "{again}");
+    let verify = b.strata(&["system", "verify"]);
+    assert_eq!(verify.status, Some(0), "{verify}");
+
+    // Runner C imports the min cache: the deps stage's RUN is not in it (its layer is not
+    // in the final image), so it runs again and makes a new token; the final COPY --from
+    // then copies different bytes and misses too. The final stage's first two steps hit.
+    let c = TestEnv::with_busybox();
+    let ctx_c = context(&c);
+    let out = c.build(&ctx_c, &["-t", "app:1", "--cache-from", &min_ref]);
+    out.assert_ok();
+    assert_eq!(
+        out.cached_steps(),
+        FROMS + 2,
+        "COPY app.txt and its RUN hit:\n{out}"
+    );
+    let c_rootfs = image_rootfs(&c.root, "app:1");
+    assert_eq!(read(&c_rootfs, "run-token"), read(&a_rootfs, "run-token"));
+    assert_ne!(read(&c_rootfs, "deps-token"), read(&a_rootfs, "deps-token"));
+}
+
+#[test]
+fn a_missing_or_foreign_cache_is_a_warning_and_the_build_runs() {
+    let reg = Registry::start(RegistryOptions::default());
+    let env = TestEnv::with_busybox();
+    let ctx = context(&env);
+    // An ordinary image in the registry: not a cache.
+    let image_ref = format!("{}/plain/busybox:1", reg.addr);
+    env.strata(&["tag", "busybox:latest", &image_ref])
+        .assert_ok();
+    env.strata(&["push", &image_ref]).assert_ok();
+
+    let missing = format!("{}/cache/none:nothing", reg.addr);
+    let out = env.build(
+        &ctx,
+        &[
+            "-t",
+            "app:1",
+            "--cache-from",
+            &missing,
+            "--cache-from",
+            &image_ref,
+        ],
+    );
+    out.assert_ok();
+    assert_eq!(out.cached_steps(), FROMS, "{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "WARNING: importing cache manifest from {missing}: not found"
+        )),
+        "{out}"
+    );
+    assert!(out.stderr.contains("not a strata build cache"), "{out}");
+}
+
+#[test]
+fn cache_flags_that_strata_cannot_honour_are_usage_errors() {
+    let env = TestEnv::with_busybox();
+    let ctx = context(&env);
+    for (flag, value, wanted) in [
+        (
+            "--cache-to",
+            "type=local,dest=/tmp/x",
+            "type=local is not supported",
+        ),
+        ("--cache-from", "type=gha", "type=gha is not supported"),
+        ("--cache-to", "type=registry", "ref=REF is required"),
+        (
+            "--cache-to",
+            "type=registry,ref=r/a:c,mode=all",
+            "mode=all is not supported",
+        ),
+        ("--cache-from", "Bad/Ref", "invalid --cache-from reference"),
+    ] {
+        let out = env.build(&ctx, &[flag, value]);
+        assert_eq!(out.status, Some(2), "{flag} {value}: usage error\n{out}");
+        assert!(out.stderr.contains(wanted), "{flag} {value}:\n{out}");
+    }
+    // A registry that cannot take the export fails the build's command, unless
+    // ignore-error=true says the cache is optional.
+    let port = registry_common::free_port("127.0.0.1");
+    let nowhere = format!("127.0.0.1:{port}/cache/app:1");
+    let out = env.build(&ctx, &["-t", "app:1", "--cache-to", &nowhere]);
+    assert_eq!(out.status, Some(1), "{out}");
+    assert!(out.stderr.contains("exporting cache to"), "{out}");
+    let out = env.build(
+        &ctx,
+        &[
+            "--cache-to",
+            &format!("type=registry,ref={nowhere},ignore-error=true"),
+        ],
+    );
+    out.assert_ok();
+    assert!(out.stderr.contains("WARNING: exporting cache to"), "{out}");
+}
