@@ -34,6 +34,18 @@ fn context(env: &TestEnv) -> PathBuf {
     dir
 }
 
+/// The manifest at `reference`, as skopeo reads it from the registry.
+fn raw_manifest(reference: &str) -> serde_json::Value {
+    registry_common::require("skopeo", "skopeo");
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .arg(format!("docker://{reference}"))
+        .output()
+        .expect("run skopeo");
+    assert!(out.status.success(), "skopeo inspect {reference}: {out:?}");
+    serde_json::from_slice(&out.stdout).expect("a JSON manifest")
+}
+
 fn read(rootfs: &tempfile::TempDir, path: &str) -> String {
     fs::read_to_string(rootfs.path().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
@@ -67,6 +79,12 @@ fn a_second_runner_builds_from_the_registry_cache_without_running_a_step() {
     );
     let a_rootfs = image_rootfs(&a.root, "app:1");
     let a_diff_ids = image_config(&a.root, "app:1")["rootfs"]["diff_ids"].clone();
+    let cache_manifest = raw_manifest(&max_ref);
+    let layers = cache_manifest["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), 4, "four layer steps in mode=max: {cache_manifest}");
+    for l in layers {
+        assert_eq!(l["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip", "{l}");
+    }
 
     // Runner B starts empty (but for the same base image) and imports the max cache:
     // both RUNs and all COPYs come from it, so the random tokens are A's.

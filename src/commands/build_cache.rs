@@ -12,7 +12,7 @@ use builder::build::BuildResult;
 use builder::cache::CacheKey;
 use builder::remote_cache::{self, CacheSource, ExportMode, RecordIndex, RemoteRecord};
 use registry_client::{Client, PushOptions};
-use store::{media_types, Descriptor, Reference, Store};
+use store::{media_types, Descriptor, LayerRef, Reference, Store};
 
 use super::Ctx;
 use crate::output::UsageError;
@@ -170,7 +170,7 @@ impl RegistryCache {
     /// Pushes the records `to.mode` selects from `result` as a cache manifest.
     pub fn export(&self, result: &BuildResult, to: &CacheTo) -> Result<()> {
         let final_layers: Vec<_> = result.layers.iter().map(|l| l.diff_id.clone()).collect();
-        let records = remote_cache::select(&result.steps, &final_layers, to.mode);
+        let mut records = remote_cache::select(&result.steps, &final_layers, to.mode);
         self.say(&format!(
             "exporting cache to {} ({} records)",
             to.reference,
@@ -178,8 +178,18 @@ impl RegistryCache {
         ));
         let lease = self.store.lease(Duration::from_secs(6 * 3600))?;
         let mut blobs: Vec<Descriptor> = Vec::new();
-        for r in &records {
+        for r in &mut records {
             lease.add_digest(&r.layer.digest)?;
+            // Layers travel gzip'd, as docker pushes them (made once, then reused).
+            let compressed = self
+                .store
+                .compressed_layer(&LayerRef {
+                    blob: r.layer.clone(),
+                    diff_id: r.diff_id.clone(),
+                })
+                .with_context(|| format!("compressing layer {}", r.layer.digest))?;
+            lease.add_digest(&compressed.blob.digest)?;
+            r.layer = compressed.blob;
             if !blobs.contains(&r.layer) {
                 blobs.push(r.layer.clone());
             }
