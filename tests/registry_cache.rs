@@ -81,9 +81,16 @@ fn a_second_runner_builds_from_the_registry_cache_without_running_a_step() {
     let a_diff_ids = image_config(&a.root, "app:1")["rootfs"]["diff_ids"].clone();
     let cache_manifest = raw_manifest(&max_ref);
     let layers = cache_manifest["layers"].as_array().expect("layers");
-    assert_eq!(layers.len(), 4, "four layer steps in mode=max: {cache_manifest}");
+    assert_eq!(
+        layers.len(),
+        4,
+        "four layer steps in mode=max: {cache_manifest}"
+    );
     for l in layers {
-        assert_eq!(l["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip", "{l}");
+        assert_eq!(
+            l["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip",
+            "{l}"
+        );
     }
 
     // Runner B starts empty (but for the same base image) and imports the max cache:

@@ -3,7 +3,11 @@
 //! ```text
 //! ROOT/downloads/<sha256(url)>/data        the last body fetched from the URL
 //! ROOT/downloads/<sha256(url)>/meta.json   {url, digest, etag, last_modified}
+//! ROOT/downloads/<sha256(url)>/lock        shared-locked while a build uses the download
 //! ```
+//!
+//! Downloads are build cache: `builder prune` removes those no build holds
+//! ([`remove_unused`]) and `system df` counts them ([`usage`]).
 //!
 //! A URL with `--checksum` whose digest is already downloaded is used without asking the
 //! server; otherwise the request carries If-None-Match / If-Modified-Since and a 304 reuses
@@ -22,9 +26,11 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use rustix::fs::FlockOperation;
 use sha2::{Digest as _, Sha256};
 
 /// Where downloads are kept.
@@ -32,9 +38,11 @@ pub fn downloads_dir(root: &Path) -> PathBuf {
     root.join("downloads")
 }
 
-/// A downloaded file ready to be copied.
+/// A downloaded file ready to be copied. It stays on disk (a prune skips it) for as long
+/// as this value lives.
 pub struct Download {
     pub path: PathBuf,
+    _lock: fs::File,
     /// The file name the URL gives (last path segment), for a destination ending in `/`.
     pub file_name: String,
     /// From Last-Modified, seconds since the epoch.
@@ -77,6 +85,9 @@ pub fn download(
         Some(c) => Some(parse_checksum(c)?),
     };
     let dir = downloads_dir(root).join(hex::encode(Sha256::digest(url.as_bytes())));
+    let lock = lock_dir(&dir, FlockOperation::LockShared)
+        .map_err(|e| format!("locking {}: {e}", dir.display()))?
+        .expect("a blocking lock is always taken");
     let data = dir.join("data");
     let meta_path = dir.join("meta.json");
     let old: Option<Meta> = fs::read(&meta_path)
@@ -88,6 +99,7 @@ pub fn download(
         if &old.digest == want {
             return Ok(Download {
                 path: data,
+                _lock: lock,
                 file_name,
                 mtime: old.last_modified.as_deref().and_then(parse_http_date),
             });
@@ -110,6 +122,7 @@ pub fn download(
             check(&old.digest, want.as_deref(), url)?;
             return Ok(Download {
                 path: data,
+                _lock: lock,
                 file_name,
                 mtime: old.last_modified.as_deref().and_then(parse_http_date),
             });
@@ -166,9 +179,76 @@ pub fn download(
     store::layout::write_atomic(&meta_path, &bytes).map_err(|e| e.to_string())?;
     Ok(Download {
         path: data,
+        _lock: lock,
         file_name,
         mtime: last_modified.as_deref().and_then(parse_http_date),
     })
+}
+
+/// Takes `op` on `DIR/lock` (creating both), making sure the lock file still is the
+/// one in the directory once locked: a prune may have removed the directory between our
+/// open and our lock, and a lock on a removed file protects nothing. `None` when a
+/// non-blocking lock is busy.
+fn lock_dir(dir: &Path, op: FlockOperation) -> io::Result<Option<fs::File>> {
+    loop {
+        fs::create_dir_all(dir)?;
+        let path = dir.join("lock");
+        let file = fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        match rustix::fs::flock(&file, op) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let held = file.metadata()?;
+        match fs::metadata(&path) {
+            Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => return Ok(Some(file)),
+            _ => continue,
+        }
+    }
+}
+
+/// Bytes the downloads take (allocated blocks), for `system df`'s Build Cache.
+pub fn usage(root: &Path) -> io::Result<u64> {
+    let dir = downloads_dir(root);
+    if !dir.exists() {
+        return Ok(0);
+    }
+    let mut total = 0;
+    for entry in walkdir::WalkDir::new(&dir) {
+        let entry = entry.map_err(io::Error::other)?;
+        total += entry.metadata().map_err(io::Error::other)?.blocks() * 512;
+    }
+    Ok(total)
+}
+
+/// Removes every download no running build holds (`builder prune`); returns the bytes
+/// freed. The next `ADD` of such a URL downloads it again.
+pub fn remove_unused(root: &Path) -> io::Result<u64> {
+    let Ok(entries) = fs::read_dir(downloads_dir(root)) else {
+        return Ok(0);
+    };
+    let mut freed = 0;
+    for entry in entries {
+        let dir = entry?.path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let Some(_lock) = lock_dir(&dir, FlockOperation::NonBlockingLockExclusive)? else {
+            continue; // a build is using it
+        };
+        let size: u64 = walkdir::WalkDir::new(&dir)
+            .into_iter()
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.blocks() * 512)
+            .sum();
+        fs::remove_dir_all(&dir)?;
+        freed += size;
+    }
+    Ok(freed)
 }
 
 fn check(got: &str, want: Option<&str>, url: &str) -> Result<(), String> {
@@ -356,6 +436,28 @@ fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prune_removes_downloads_no_build_holds_and_counts_what_it_frees() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = downloads_dir(root.path());
+        for name in ["held", "free"] {
+            fs::create_dir_all(dir.join(name)).unwrap();
+            fs::write(dir.join(name).join("data"), vec![7u8; 64 * 1024]).unwrap();
+        }
+        let before = usage(root.path()).unwrap();
+        assert!(before >= 2 * 64 * 1024, "{before}");
+        let held = lock_dir(&dir.join("held"), FlockOperation::LockShared)
+            .unwrap()
+            .unwrap();
+        let freed = remove_unused(root.path()).unwrap();
+        assert!(dir.join("held").join("data").exists(), "a held download stays");
+        assert!(!dir.join("free").exists(), "an unused download goes");
+        assert_eq!(usage(root.path()).unwrap(), before - freed);
+        drop(held);
+        remove_unused(root.path()).unwrap();
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "once released it goes too");
+    }
 
     #[test]
     fn url_kinds() {

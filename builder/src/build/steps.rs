@@ -788,13 +788,15 @@ fn copy_step(
         mtime,
     )
     .map_err(e)?;
+    // Each download stays locked against a prune until the layer is written.
+    let mut downloads = Vec::new();
     for url in &urls {
         let root = run.store.layout().root();
         let got =
             super::fetch::download(root, url, spec.checksum, &run.opts.build_args).map_err(e)?;
         super::copy_flags::add_file(
             &mut plan,
-            got.path,
+            got.path.clone(),
             &got.file_name,
             &dest_abs,
             dest_is_dir,
@@ -803,6 +805,7 @@ fn copy_step(
             got.mtime.unwrap_or(0),
         )
         .map_err(e)?;
+        downloads.push(got);
     }
     let mut git_commits = Vec::new();
     for g in &gits {
@@ -933,6 +936,7 @@ fn copy_step(
     )
     .map_err(|x| e(x.to_string()))?;
     drop(checkouts);
+    drop(downloads);
     add_layer(run, state, key.clone(), layer, &created_by, None)?;
     restack(state, &key);
     Ok(Outcome::Done)
