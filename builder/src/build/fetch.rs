@@ -451,12 +451,19 @@ mod tests {
             .unwrap()
             .unwrap();
         let freed = remove_unused(root.path()).unwrap();
-        assert!(dir.join("held").join("data").exists(), "a held download stays");
+        assert!(
+            dir.join("held").join("data").exists(),
+            "a held download stays"
+        );
         assert!(!dir.join("free").exists(), "an unused download goes");
         assert_eq!(usage(root.path()).unwrap(), before - freed);
         drop(held);
         remove_unused(root.path()).unwrap();
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "once released it goes too");
+        assert_eq!(
+            fs::read_dir(&dir).unwrap().count(),
+            0,
+            "once released it goes too"
+        );
     }
 
     #[test]
