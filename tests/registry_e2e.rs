@@ -60,21 +60,36 @@ fn build_push_sends_the_built_image() {
         .expect("Dockerfile");
     std::fs::write(ctx.join("a.txt"), "pushed by build\n").expect("file");
     let name = format!("{}/e2e/built:1", reg.addr);
-    s.run(&[
-        "build",
-        "--push",
-        "-t",
-        &name,
-        ctx.to_str().expect("utf-8 path"),
-    ])
-    .ok();
-    let local = s
-        .store()
-        .resolve(&store::Reference::parse(&name).expect("ref"))
-        .expect("tagged");
+    let pushed = s
+        .run(&[
+            "build",
+            "--push",
+            "-t",
+            &name,
+            ctx.to_str().expect("utf-8 path"),
+        ])
+        .ok()
+        .pushed_digest();
+    let st = s.store();
+    let local = st
+        .image(
+            &st.resolve(&store::Reference::parse(&name).expect("ref"))
+                .expect("tagged"),
+        )
+        .expect("image");
 
-    // A second root pulls it back: the registry has exactly the image we built.
+    // A second root pulls it back: the registry has the image we built (its layers
+    // gzip'd for the push, so another manifest digest, the same config = image ID).
     let other = Strata::new();
     let out = other.run(&["pull", &name]).ok();
-    assert!(out.stdout.contains(&format!("Digest: {local}")), "{out}");
+    assert!(out.stdout.contains(&format!("Digest: {pushed}")), "{out}");
+    let st = other.store();
+    let pulled = st
+        .image(
+            &st.resolve(&store::Reference::parse(&name).expect("ref"))
+                .expect("pulled"),
+        )
+        .expect("image");
+    assert_eq!(pulled.id(), local.id());
+    assert_eq!(pulled.diff_ids(), local.diff_ids());
 }

@@ -119,6 +119,13 @@ impl Bar {
         }
     }
 
+    /// Changes the total (a layer compressed before its upload gets smaller).
+    pub fn set_length(&self, total: u64) {
+        if let Some(b) = &self.bar {
+            b.set_length(total);
+        }
+    }
+
     pub fn set_position(&self, n: u64) {
         if let Some(b) = &self.bar {
             b.set_position(n);

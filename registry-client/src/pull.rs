@@ -5,7 +5,6 @@
 //! either the old image or unreferenced blobs (a lease protects them from a concurrent
 //! GC until the tag exists), never a tag pointing at missing content.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use oci_client::manifest::{OciImageIndex, OciImageManifest};
@@ -228,9 +227,7 @@ pub(crate) async fn pull(
     }
     lease.add_digest(&manifest.digest)?;
 
-    let limit = Arc::new(tokio::sync::Semaphore::new(
-        client.options().max_concurrent_transfers.max(1),
-    ));
+    let limit = transfer::limit(client.options().max_concurrent_transfers);
     let mut tasks = tokio::task::JoinSet::new();
     // Layers first in display order, config last (docker shows only layers).
     for (i, desc) in blobs.iter().enumerate() {
@@ -271,29 +268,11 @@ pub(crate) async fn pull(
             Ok::<_, RegistryError>(got)
         });
     }
-    let mut committed = Vec::new();
-    let mut first_err = None;
-    while let Some(joined) = tasks.join_next().await {
-        let result = match joined {
-            Ok(r) => r,
-            // Siblings aborted after the first failure.
-            Err(e) if e.is_cancelled() => continue,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        };
-        match result {
-            Ok(Some(d)) => committed.push(d),
-            Ok(None) => {}
-            Err(e) => {
-                if first_err.is_none() {
-                    first_err = Some(e);
-                    tasks.abort_all();
-                }
-            }
-        }
-    }
-    if let Some(e) = first_err {
-        return Err(e);
-    }
+    let committed: Vec<Descriptor> = transfer::join_all(tasks)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
     let downloaded = committed.len();
     let existed = blobs.len() - downloaded;
 

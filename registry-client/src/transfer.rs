@@ -1,7 +1,8 @@
 //! Moving one blob: download straight into the store's ingest (hashing while writing,
 //! resuming by `Range` after a cut), and upload from a committed blob file (HEAD first,
 //! cross-repository mount, monolithic or chunked, restarting or resuming after a
-//! failure). Parallelism is the caller's (pull.rs / push.rs): this file moves one blob.
+//! failure). Which blobs move at once is the caller's (pull.rs / push.rs, bounded by
+//! [`limit`]); [`join_all`] collects them, stopping at the first failure.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, StatusCode};
 use store::{Descriptor, Digest, Store};
+use tokio::task::JoinSet;
 
 use crate::error::{RegistryError, Result};
 use crate::progress::Bar;
@@ -34,6 +36,41 @@ pub enum BlobOutcome {
     Mounted { from: String },
     /// Uploaded.
     Pushed,
+}
+
+/// The semaphore that bounds one command's parallel transfers
+/// (`ClientOptions::max_concurrent_transfers`, at least 1).
+pub(crate) fn limit(max: usize) -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(max.max(1)))
+}
+
+/// Waits for every task and returns their results in completion order. The first
+/// error aborts the tasks still running and is returned once they are gone (their
+/// temp files dropped); a panic in a task is resumed here.
+pub(crate) async fn join_all<T: 'static>(mut tasks: JoinSet<Result<T>>) -> Result<Vec<T>> {
+    let mut done = Vec::with_capacity(tasks.len());
+    let mut first_err = None;
+    while let Some(joined) = tasks.join_next().await {
+        let result = match joined {
+            Ok(r) => r,
+            // Siblings aborted after the first failure.
+            Err(e) if e.is_cancelled() => continue,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        match result {
+            Ok(t) => done.push(t),
+            Err(e) => {
+                if first_err.is_none() {
+                    first_err = Some(e);
+                    tasks.abort_all();
+                }
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
 }
 
 fn blob_url(base: &str, repository: &str, digest: &Digest) -> String {
