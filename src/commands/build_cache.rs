@@ -5,6 +5,7 @@
 //! A cache that cannot be imported is a warning and the build goes on (BuildKit does the
 //! same); a failed export fails the command unless `ignore-error=true`.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -109,23 +110,34 @@ pub fn parse_cache_to(raw: &str) -> Result<CacheTo> {
 /// The registry caches of one build: the imported records, and the client that fetches
 /// their layers on a hit and pushes the export afterwards.
 pub struct RegistryCache {
-    client: Client,
+    client: Arc<Client>,
     runtime: tokio::runtime::Runtime,
     store: Store,
     sources: Vec<Reference>,
     index: RecordIndex,
     quiet: bool,
+    /// Layer downloads started by cache hits and not yet waited for.
+    pending: Mutex<Vec<(Descriptor, Download)>>,
+    /// Bounds the downloads in flight.
+    slots: Arc<tokio::sync::Semaphore>,
 }
+
+type Download = tokio::task::JoinHandle<std::result::Result<(), String>>;
+
+/// Layer downloads in flight at once (DESIGN §4: 4–8 bounded transfers).
+const PARALLEL_FETCHES: usize = 4;
 
 impl RegistryCache {
     pub fn new(ctx: &Ctx, store: &Store, quiet: bool) -> Result<RegistryCache> {
         Ok(RegistryCache {
-            client: super::pull::client(ctx, quiet)?,
+            client: Arc::new(super::pull::client(ctx, quiet)?),
             runtime: registry_client::runtime().context("starting the registry client")?,
             store: store.clone(),
             sources: Vec::new(),
             index: RecordIndex::default(),
             quiet,
+            pending: Mutex::new(Vec::new()),
+            slots: Arc::new(tokio::sync::Semaphore::new(PARALLEL_FETCHES)),
         })
     }
 
@@ -225,13 +237,35 @@ impl CacheSource for RegistryCache {
         let Some((source, _)) = self.index.get(&record.key) else {
             return Err(format!("no imported cache holds {}", record.layer.digest));
         };
-        let reference = &self.sources[*source];
-        self.runtime
-            .block_on(
-                self.client
-                    .fetch_blob(&self.store, reference, &record.layer),
-            )
-            .map_err(|e| format!("{reference}: {e}"))
+        let (client, store, slots) = (self.client.clone(), self.store.clone(), self.slots.clone());
+        let (reference, layer) = (self.sources[*source].clone(), record.layer.clone());
+        let task = self.runtime.spawn(async move {
+            let _slot = slots.acquire_owned().await.expect("never closed");
+            client
+                .fetch_blob(&store, &reference, &layer)
+                .await
+                .map_err(|e| format!("{reference}: {e}"))
+        });
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((record.layer.clone(), task));
+        Ok(())
+    }
+
+    fn wait(&self) -> std::result::Result<(), String> {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut first_error = None;
+        for (layer, task) in pending {
+            let outcome = match self.runtime.block_on(task) {
+                Ok(result) => result,
+                Err(e) => Err(format!("the download task failed: {e}")),
+            };
+            if let (Err(e), None) = (outcome, &first_error) {
+                first_error = Some(format!("layer {}: {e}", layer.digest));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
 

@@ -96,6 +96,9 @@ pub enum BuildError {
     Step { location: String, message: String },
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// A layer of an imported build cache could not be downloaded after its step hit.
+    #[error("importing build cache: {0}")]
+    CacheImport(String),
 }
 
 pub type Result<T> = std::result::Result<T, BuildError>;
@@ -149,6 +152,7 @@ fn build_parsed(
         results[index] = Some(result);
     }
     ctx.save(store)?;
+    wait_for_cache_imports(opts)?;
     let finished = results[target].take().expect("the target stage was built");
     let (cached_steps, total_steps) = run.counts();
     let image = export::export(store, &finished, opts, &lease, run.reporter())?;
@@ -160,6 +164,14 @@ fn build_parsed(
         steps: run.take_built_steps(),
         layers: finished.layers,
     })
+}
+
+/// Every layer a `--cache-from` hit started to download is in the store.
+pub(crate) fn wait_for_cache_imports(opts: &BuildOptions) -> Result<()> {
+    match opts.cache_from {
+        Some(cache) => cache.wait().map_err(BuildError::CacheImport),
+        None => Ok(()),
+    }
 }
 
 /// `--target NAME` (or a stage index), else the last stage.

@@ -300,7 +300,8 @@ fn cache_hit(
     let cache = run.opts.cache_from.expect("looked up above");
     run.lease.add_digest(&remote.layer.digest)?;
     if !run.store.has_blob(&remote.layer.digest) {
-        // A download is long work: let other processes at the database meanwhile.
+        // The download runs while the next steps look up their keys; persist the lease
+        // now so a concurrent prune sees it.
         run.store.release_meta()?;
         if let Err(e) = cache.fetch(&remote) {
             // As BuildKit does: a cache that cannot be read is a miss, not a failure.
@@ -380,6 +381,7 @@ fn chain_of(below: &[LayerRef], top: &LayerRef) -> ChainId {
 
 /// The snapshot dirs of `layers`, top first, unpacking any that are missing.
 pub fn lowerdirs(run: &BuildRun, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
+    super::wait_for_cache_imports(run.opts)?;
     let ids: Vec<store::Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
     let is_missing = Store::chain_ids(&ids)
         .iter()
