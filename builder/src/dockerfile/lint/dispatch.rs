@@ -1,12 +1,12 @@
 //! Per-instruction evaluation: expand what BuildKit expands, track ENV/ARG/SHELL/WORKDIR,
 //! and fire the instruction-level rules.
 
-use super::super::super::error::{suggest, Located, Span};
+use super::super::super::error::{Located, Span};
 use super::super::super::expand::Lexer;
 use super::super::super::instructions::*;
 use super::super::rules;
 use super::super::support;
-use super::{parse_mount, Eval, StageState};
+use super::{parse_mount, with_hints, Eval, StageState};
 
 /// BuildKit never reports these as undefined (they are not set as environment).
 const NON_ENV_ARGS: [&str; 2] = ["BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAGE"];
@@ -40,12 +40,7 @@ impl Eval<'_> {
             Command::Workdir(p) => {
                 let path = self.word(st, inst, p)?;
                 if !st.workdir_set && !path.starts_with('/') {
-                    self.warn(
-                        &inst.comments,
-                        &rules::WORKDIR_RELATIVE_PATH,
-                        inst.span,
-                        &[&path],
-                    );
+                    self.warn_at(inst, &rules::WORKDIR_RELATIVE_PATH, &[&path]);
                 }
                 st.workdir_set = true;
                 Ok(())
@@ -59,20 +54,17 @@ impl Eval<'_> {
             Command::Expose(ports) => self.expose(st, inst, ports),
             Command::Run(r) => self.run(st, inst, r),
             Command::Cmd(c) => {
-                let prev = st.cmd.replace(inst.span);
-                self.used_once(inst, prev);
+                self.used_once(inst, &mut st.cmd);
                 self.json_args(st, inst, c);
                 Ok(())
             }
             Command::Entrypoint(c) => {
-                let prev = st.entrypoint.replace(inst.span);
-                self.used_once(inst, prev);
+                self.used_once(inst, &mut st.entrypoint);
                 self.json_args(st, inst, c);
                 Ok(())
             }
             Command::Healthcheck(_) => {
-                let prev = st.healthcheck.replace(inst.span);
-                self.used_once(inst, prev);
+                self.used_once(inst, &mut st.healthcheck);
                 Ok(())
             }
             Command::Shell(_) => {
@@ -100,17 +92,10 @@ impl Eval<'_> {
         names: impl Iterator<Item = &'s String>,
     ) {
         let keys = st.env.keys();
-        let missing: Vec<(String, String)> = names
-            .filter(|n| !st.declared_args.contains(*n) && !NON_ENV_ARGS.contains(&n.as_str()))
-            .map(|n| (n.clone(), suggest(n, &keys, true).unwrap_or_default()))
-            .collect();
-        for (name, hint) in missing {
-            self.warn(
-                &inst.comments,
-                &rules::UNDEFINED_VAR,
-                inst.span,
-                &[&name, &hint],
-            );
+        let undefined =
+            names.filter(|n| !st.declared_args.contains(*n) && !NON_ENV_ARGS.contains(&n.as_str()));
+        for (name, hint) in with_hints(undefined, &keys) {
+            self.warn_at(inst, &rules::UNDEFINED_VAR, &[&name, &hint]);
         }
     }
 
@@ -123,23 +108,9 @@ impl Eval<'_> {
     ) -> Result<(), Located> {
         let mut set = Vec::with_capacity(kvs.len());
         for kv in kvs {
-            let key = self.word(st, inst, &kv.key)?;
-            let value = self.word(st, inst, &kv.value)?;
-            if kv.legacy {
-                self.warn(
-                    &inst.comments,
-                    &rules::LEGACY_KEY_VALUE_FORMAT,
-                    inst.span,
-                    &[&inst.keyword],
-                );
-            }
+            let (key, value) = self.key_value(st, inst, kv)?;
             if support::looks_secret(&key) {
-                self.warn(
-                    &inst.comments,
-                    &rules::SECRETS_USED_IN_ARG_OR_ENV,
-                    inst.span,
-                    &["ENV", &key],
-                );
+                self.warn_at(inst, &rules::SECRETS_USED_IN_ARG_OR_ENV, &["ENV", &key]);
             }
             set.push((key, value));
         }
@@ -156,18 +127,24 @@ impl Eval<'_> {
         kvs: &[KeyValue],
     ) -> Result<(), Located> {
         for kv in kvs {
-            self.word(st, inst, &kv.key)?;
-            self.word(st, inst, &kv.value)?;
-            if kv.legacy {
-                self.warn(
-                    &inst.comments,
-                    &rules::LEGACY_KEY_VALUE_FORMAT,
-                    inst.span,
-                    &[&inst.keyword],
-                );
-            }
+            self.key_value(st, inst, kv)?;
         }
         Ok(())
+    }
+
+    /// One ENV or LABEL pair, expanded, with a warning for the legacy `key value` form.
+    fn key_value(
+        &mut self,
+        st: &StageState,
+        inst: &Instruction,
+        kv: &KeyValue,
+    ) -> Result<(String, String), Located> {
+        let key = self.word(st, inst, &kv.key)?;
+        let value = self.word(st, inst, &kv.value)?;
+        if kv.legacy {
+            self.warn_at(inst, &rules::LEGACY_KEY_VALUE_FORMAT, &[&inst.keyword]);
+        }
+        Ok((key, value))
     }
 
     /// ARG: a build arg wins, then the default (expanded), then a global ARG of that name.
@@ -179,10 +156,9 @@ impl Eval<'_> {
     ) -> Result<(), Located> {
         for def in defs {
             if support::looks_secret(&def.name) {
-                self.warn(
-                    &inst.comments,
+                self.warn_at(
+                    inst,
                     &rules::SECRETS_USED_IN_ARG_OR_ENV,
-                    inst.span,
                     &["ARG", &def.name],
                 );
             }
@@ -251,20 +227,10 @@ impl Eval<'_> {
             for raw in words {
                 let spec = support::parse_port(&raw).map_err(Located::new)?;
                 if !spec.proto_is_lower {
-                    self.warn(
-                        &inst.comments,
-                        &rules::EXPOSE_PROTO_CASING,
-                        inst.span,
-                        &[&raw],
-                    );
+                    self.warn_at(inst, &rules::EXPOSE_PROTO_CASING, &[&raw]);
                 }
                 if spec.has_host_part {
-                    self.warn(
-                        &inst.comments,
-                        &rules::EXPOSE_INVALID_FORMAT,
-                        inst.span,
-                        &[&raw],
-                    );
+                    self.warn_at(inst, &rules::EXPOSE_INVALID_FORMAT, &[&raw]);
                 }
             }
         }
@@ -288,9 +254,10 @@ impl Eval<'_> {
         Ok(())
     }
 
-    /// MultipleInstructionsDisallowed is reported at the earlier, ignored instruction.
-    fn used_once(&mut self, inst: &Instruction, previous: Option<Span>) {
-        if let Some(prev) = previous {
+    /// Records `inst` in its stage's `slot` (CMD, ENTRYPOINT, HEALTHCHECK). A second one
+    /// fires MultipleInstructionsDisallowed at the earlier, ignored instruction.
+    fn used_once(&mut self, inst: &Instruction, slot: &mut Option<Span>) {
+        if let Some(prev) = slot.replace(inst.span) {
             self.warn(
                 &inst.comments,
                 &rules::MULTIPLE_INSTRUCTIONS_DISALLOWED,
@@ -302,12 +269,7 @@ impl Eval<'_> {
 
     fn json_args(&mut self, st: &StageState, inst: &Instruction, c: &ShellOrExec) {
         if c.is_shell() && !st.has_shell {
-            self.warn(
-                &inst.comments,
-                &rules::JSON_ARGS_RECOMMENDED,
-                inst.span,
-                &[&inst.keyword],
-            );
+            self.warn_at(inst, &rules::JSON_ARGS_RECOMMENDED, &[&inst.keyword]);
         }
     }
 }

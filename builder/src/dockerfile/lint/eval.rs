@@ -106,6 +106,11 @@ impl Eval<'_> {
         self.lint.warn(&cfg, rule, span, args);
     }
 
+    /// `warn` at an instruction, under the `# check=` comments above it.
+    fn warn_at(&mut self, inst: &Instruction, rule: &'static Rule, args: &[&str]) {
+        self.warn(&inst.comments, rule, inst.span, args);
+    }
+
     /// Rules that need only the parse: casing, stage names, MAINTAINER, empty continuations.
     fn syntax_rules(&mut self) {
         let df = self.df;
@@ -136,12 +141,7 @@ impl Eval<'_> {
             }
             for inst in &stage.instructions {
                 if matches!(inst.command, Command::Maintainer(_)) {
-                    self.warn(
-                        &inst.comments,
-                        &rules::MAINTAINER_DEPRECATED,
-                        inst.span,
-                        &[],
-                    );
+                    self.warn_at(inst, &rules::MAINTAINER_DEPRECATED, &[]);
                 }
                 self.definition_description(inst);
             }
@@ -299,13 +299,8 @@ impl Eval<'_> {
 
     fn undefined_args_in_from(&mut self, stage: &Stage, e: &Expansion) {
         let keys: Vec<&str> = self.from_keys.iter().map(String::as_str).collect();
-        let missing: Vec<(String, String)> = e
-            .unmatched
-            .iter()
-            .filter(|n| !self.from_keys.contains(*n))
-            .map(|n| (n.clone(), suggest(n, &keys, true).unwrap_or_default()))
-            .collect();
-        for (name, hint) in missing {
+        let undefined = e.unmatched.iter().filter(|n| !self.from_keys.contains(*n));
+        for (name, hint) in with_hints(undefined, &keys) {
             self.warn(
                 &stage.comments,
                 &rules::UNDEFINED_ARG_IN_FROM,
@@ -408,6 +403,18 @@ impl Eval<'_> {
         }
         Ok(())
     }
+}
+
+/// Each undefined name with its "did you mean" hint: the closest of `keys`, or "" if none
+/// is close (UndefinedVar, UndefinedArgInFrom). Owned, so the caller can `warn` while
+/// `keys` still borrows its state.
+fn with_hints<'s>(
+    undefined: impl Iterator<Item = &'s String>,
+    keys: &[&str],
+) -> Vec<(String, String)> {
+    undefined
+        .map(|n| (n.clone(), suggest(n, keys, true).unwrap_or_default()))
+        .collect()
 }
 
 #[path = "dispatch.rs"]
