@@ -150,19 +150,22 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
             }
             in_word = true;
         }
+        // The escape stays in the word with the character it escapes (expansion unescapes
+        // later); inside single quotes it is literal. A trailing one is dropped and ends
+        // an open quote.
+        if ch == escape && quote != Some('\'') {
+            if last {
+                quote = None;
+                continue;
+            }
+            word.push(ch);
+            word.push(chars[i]);
+            i += 1;
+            continue;
+        }
         if let Some(q) = quote {
             if ch == q {
                 quote = None;
-            }
-            if ch == escape && q != '\'' {
-                if last {
-                    quote = None;
-                    continue;
-                }
-                word.push(ch);
-                word.push(chars[i]);
-                i += 1;
-                continue;
             }
             word.push(ch);
             continue;
@@ -178,15 +181,6 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
         if ch == '\'' || ch == '"' {
             quote = Some(ch);
             blank_ok = true;
-        }
-        if ch == escape {
-            if last {
-                continue;
-            }
-            word.push(ch);
-            word.push(chars[i]);
-            i += 1;
-            continue;
         }
         word.push(ch);
     }
