@@ -584,20 +584,8 @@ mod tests {
             .expect("fp");
         assert_ne!(f1, f3, "content is part of the key");
 
-        let mut archive = tar::Archive::new(io::Cursor::new(t1));
-        let names: Vec<String> = archive
-            .entries()
-            .expect("entries")
-            .map(|e| {
-                e.expect("entry")
-                    .path()
-                    .expect("path")
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
         assert_eq!(
-            names,
+            crate::layers::entry_names(&t1[..]),
             vec!["app/", "app/a.txt", "app/sub/", "app/sub/b.txt"]
         );
     }
