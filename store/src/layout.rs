@@ -94,16 +94,24 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}{}-{t:x}-{n}", std::process::id())
 }
 
-/// Replaces `path` with `bytes` so that readers see the old or the new file, never
-/// a torn one, even across a crash: temp file in the same directory, fsync,
-/// rename, fsync the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Where to write a new version of `path` before renaming it into place: a hidden,
+/// unique `.NAME.tmp-…` in the same directory, since a rename is atomic only within
+/// one filesystem.
+pub fn temp_beside(path: &Path) -> PathBuf {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(unique_name(&format!(".{name}.tmp-")));
+    dir.join(unique_name(&format!(".{name}.tmp-")))
+}
+
+/// Replaces `path` with `bytes` so that readers see the old or the new file, never
+/// a torn one, even across a crash: temp file in the same directory, fsync,
+/// rename, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = temp_beside(path);
     let result = (|| {
         write_durable(&tmp, bytes)?;
         fs::rename(&tmp, path).map_err(StoreError::io("renaming into place", path))?;

@@ -19,7 +19,7 @@ use flate2::read::MultiGzDecoder;
 use crate::digest::Sha256Reader;
 use crate::error::{Result, StoreError};
 use crate::image::{index_ref_name, CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
-use crate::layout::unique_name;
+use crate::layout::temp_beside;
 use crate::media_types::{self, Compression};
 use crate::meta;
 use crate::{Descriptor, Digest, ImageRecord, Reference, Store};
@@ -45,15 +45,7 @@ impl Store {
         format: ArchiveFormat,
         path: &Path,
     ) -> Result<()> {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(unique_name(&format!(".{name}.tmp-")));
+        let tmp = temp_beside(path);
         let result = (|| {
             let f = File::create(&tmp).map_err(StoreError::io("creating", &tmp))?;
             let mut w = BufWriter::with_capacity(1 << 20, f);
