@@ -95,14 +95,47 @@ impl Store {
     pub fn ensure_layer_snapshots(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
         let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
         let chains = chain_ids(&diff_ids);
-        let mut dirs = Vec::with_capacity(chains.len());
-        for (i, (layer, chain)) in layers.iter().zip(&chains).enumerate() {
+        // Each snapshot holds only its own layer's changes, so missing ones unpack
+        // independently: on as many threads as there are cores (gunzip and hashing are
+        // CPU-bound), each thread taking the next missing layer.
+        let missing: Vec<usize> = (0..layers.len())
+            .filter(|&i| !self.snapshot_dir(&chains[i]).is_dir())
+            .collect();
+        let unpack = |i: usize| {
             let parent = i.checked_sub(1).map(|p| &chains[p]);
-            if !self.snapshot_dir(chain).is_dir() {
-                self.unpack_layer(&layer.blob, &layer.diff_id, chain, parent)?;
+            self.unpack_layer(&layers[i].blob, &layers[i].diff_id, &chains[i], parent)
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(missing.len());
+        if threads <= 1 {
+            for &i in &missing {
+                unpack(i)?;
             }
-            dirs.push(self.snapshot_dir(chain));
+        } else {
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let results: Vec<Result<()>> = std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..threads)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            loop {
+                                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let Some(&i) = missing.get(k) else {
+                                    return Ok(());
+                                };
+                                unpack(i)?;
+                            }
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            });
+            results.into_iter().collect::<Result<Vec<()>>>()?;
         }
+        let mut dirs: Vec<PathBuf> = chains.iter().map(|c| self.snapshot_dir(c)).collect();
         dirs.reverse();
         Ok(dirs)
     }
