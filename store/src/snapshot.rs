@@ -117,14 +117,12 @@ impl Store {
             let results: Vec<Result<()>> = std::thread::scope(|scope| {
                 let workers: Vec<_> = (0..threads)
                     .map(|_| {
-                        scope.spawn(|| {
-                            loop {
-                                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                let Some(&i) = missing.get(k) else {
-                                    return Ok(());
-                                };
-                                unpack(i)?;
-                            }
+                        scope.spawn(|| loop {
+                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(&i) = missing.get(k) else {
+                                return Ok(());
+                            };
+                            unpack(i)?;
                         })
                     })
                     .collect();
