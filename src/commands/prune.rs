@@ -17,23 +17,23 @@ pub fn image_prune(ctx: &Ctx, args: &ImagePruneArgs) -> Result<()> {
     } else {
         "WARNING! This will remove all dangling images.\nAre you sure you want to continue?"
     };
-    if !confirm(warning, args.force)? {
-        return Ok(());
-    }
-    let opts = PruneOptions {
-        images: if args.all {
-            ImagePolicy::Untagged
-        } else {
-            ImagePolicy::Dangling
+    confirm_and_prune(
+        ctx,
+        Prune {
+            warning,
+            force: args.force,
+            opts: PruneOptions {
+                images: image_policy(args.all),
+                image_filter,
+                cache: CachePolicy::OfPrunedImages,
+                ..PruneOptions::default()
+            },
+            cache_mounts: false,
+            // docker lists the images only, though their build cache goes too.
+            lists_images: true,
+            lists_cache: false,
         },
-        image_filter,
-        cache: CachePolicy::OfPrunedImages,
-        ..PruneOptions::default()
-    };
-    let report = run(ctx, &opts)?;
-    let mut out = std::io::stdout().lock();
-    print_images(&mut out, &report)?;
-    print_total(&mut out, &report)
+    )
 }
 
 pub fn builder_prune(ctx: &Ctx, args: &BuilderPruneArgs) -> Result<()> {
@@ -44,34 +44,22 @@ pub fn builder_prune(ctx: &Ctx, args: &BuilderPruneArgs) -> Result<()> {
     } else {
         "WARNING! This will remove all dangling build cache. Are you sure you want to continue?"
     };
-    if !confirm(warning, args.force)? {
-        return Ok(());
-    }
-    let opts = PruneOptions {
-        cache: if args.all {
-            CachePolicy::All
-        } else {
-            CachePolicy::Unshared
+    confirm_and_prune(
+        ctx,
+        Prune {
+            warning,
+            force: args.force,
+            opts: PruneOptions {
+                cache: cache_policy(args.all),
+                cache_until,
+                keep_storage,
+                ..PruneOptions::default()
+            },
+            cache_mounts: args.filters.is_empty() && keep_storage.is_none(),
+            lists_images: false,
+            lists_cache: true,
         },
-        cache_until,
-        keep_storage,
-        ..PruneOptions::default()
-    };
-    let mut report = run(ctx, &opts)?;
-    if args.filters.is_empty() && keep_storage.is_none() {
-        report.reclaimed += remove_cache_mounts(ctx)?;
-    }
-    let mut out = std::io::stdout().lock();
-    print_cache(&mut out, &report)?;
-    print_total(&mut out, &report)
-}
-
-/// `RUN --mount=type=cache` directories nobody holds: build cache too, as BuildKit's
-/// `exec.cachemount` records are. They have no last-used time or per-record size here,
-/// so they go only when no filter and no --keep-storage narrows the prune.
-fn remove_cache_mounts(ctx: &Ctx) -> Result<u64> {
-    builder::build::mounts::remove_all(&ctx.root)
-        .with_context(|| format!("removing cache mounts under {}", ctx.root.display()))
+    )
 }
 
 pub fn system_prune(ctx: &Ctx, args: &SystemPruneArgs) -> Result<()> {
@@ -93,34 +81,75 @@ pub fn system_prune(ctx: &Ctx, args: &SystemPruneArgs) -> Result<()> {
         }
     }
     warning.push_str("\nAre you sure you want to continue?");
-    if !confirm(&warning, args.force)? {
+    confirm_and_prune(
+        ctx,
+        Prune {
+            warning: &warning,
+            force: args.force,
+            opts: PruneOptions {
+                images: image_policy(args.all),
+                cache_until: image_filter.until,
+                image_filter,
+                cache: cache_policy(args.all),
+                keep_storage: None,
+                leftovers: true,
+                ..PruneOptions::default()
+            },
+            cache_mounts: args.filters.is_empty(),
+            lists_images: true,
+            lists_cache: true,
+        },
+    )
+}
+
+/// One prune command, its flags parsed.
+struct Prune<'a> {
+    /// docker's question; `force` (-f) skips it.
+    warning: &'a str,
+    force: bool,
+    opts: PruneOptions,
+    /// Also remove the RUN cache mounts nobody holds (see [`remove_cache_mounts`]).
+    cache_mounts: bool,
+    /// Which "Deleted …" lists to print before the total.
+    lists_images: bool,
+    lists_cache: bool,
+}
+
+/// What every prune command does with its request: ask, prune, print what went.
+fn confirm_and_prune(ctx: &Ctx, prune: Prune) -> Result<()> {
+    if !confirm(prune.warning, prune.force)? {
         return Ok(());
     }
-    let opts = PruneOptions {
-        images: if args.all {
-            ImagePolicy::Untagged
-        } else {
-            ImagePolicy::Dangling
-        },
-        cache_until: image_filter.until,
-        image_filter,
-        cache: if args.all {
-            CachePolicy::All
-        } else {
-            CachePolicy::Unshared
-        },
-        keep_storage: None,
-        leftovers: true,
-        ..PruneOptions::default()
-    };
-    let mut report = run(ctx, &opts)?;
-    if args.filters.is_empty() {
+    let mut report = run(ctx, &prune.opts)?;
+    if prune.cache_mounts {
         report.reclaimed += remove_cache_mounts(ctx)?;
     }
     let mut out = std::io::stdout().lock();
-    print_images(&mut out, &report)?;
-    print_cache(&mut out, &report)?;
+    if prune.lists_images {
+        print_images(&mut out, &report)?;
+    }
+    if prune.lists_cache {
+        print_cache(&mut out, &report)?;
+    }
     print_total(&mut out, &report)
+}
+
+/// `--all`: every untagged image; otherwise only dangling ones.
+fn image_policy(all: bool) -> ImagePolicy {
+    if all {
+        ImagePolicy::Untagged
+    } else {
+        ImagePolicy::Dangling
+    }
+}
+
+/// `--all`: all build cache; otherwise only what no image shares.
+fn cache_policy(all: bool) -> CachePolicy {
+    if all {
+        CachePolicy::All
+    } else {
+        CachePolicy::Unshared
+    }
 }
 
 fn run(ctx: &Ctx, opts: &PruneOptions) -> Result<PruneReport> {
@@ -128,6 +157,14 @@ fn run(ctx: &Ctx, opts: &PruneOptions) -> Result<PruneReport> {
     store
         .prune(opts)
         .with_context(|| format!("pruning {}", ctx.root.display()))
+}
+
+/// `RUN --mount=type=cache` directories nobody holds: build cache too, as BuildKit's
+/// `exec.cachemount` records are. They have no last-used time or per-record size here,
+/// so they go only when no filter and no --keep-storage narrows the prune.
+fn remove_cache_mounts(ctx: &Ctx) -> Result<u64> {
+    builder::build::mounts::remove_all(&ctx.root)
+        .with_context(|| format!("removing cache mounts under {}", ctx.root.display()))
 }
 
 /// docker's `PromptForConfirmation`: on a terminal ask and read y/N; without one refuse,
