@@ -121,9 +121,54 @@ pub fn human_age(seconds: i64) -> String {
     format!("{text} ago")
 }
 
+/// docker's formatter tabwriter: columns at least 10 wide with 3 blanks of padding, the
+/// last column unpadded, trailing blanks trimmed; one line per row.
+pub fn format_table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            let w = rows
+                .iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0);
+            (w + 3).max(10)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}", width = widths[c]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_pads_like_docker_tabwriter() {
+        let rows = [
+            ["TYPE", "TOTAL", "RECLAIMABLE"],
+            ["Local Volumes", "0", "0B"],
+            ["Images", "1", ""],
+        ]
+        .map(|r| r.map(String::from).to_vec());
+        assert_eq!(
+            format_table(&rows),
+            "TYPE            TOTAL     RECLAIMABLE\nLocal Volumes   0         0B\nImages          1\n"
+        );
+    }
 
     #[test]
     fn human_size_matches_docker() {

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::Ctx;
 use crate::cli::HistoryArgs;
-use crate::output::{human_age, human_size};
+use crate::output::{format_table, human_age, human_size};
 
 pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<()> {
     let store = super::open_store(ctx)?;
@@ -49,7 +49,7 @@ pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<()> {
         } else {
             size.to_string()
         };
-        rows.push([
+        rows.push(vec![
             "<missing>".to_string(),
             created,
             created_by,
@@ -71,29 +71,9 @@ pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let mut table = vec![["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"].map(String::from)];
+    let header = ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"];
+    let mut table = vec![header.map(String::from).to_vec()];
     table.extend(rows);
-    let widths: Vec<usize> = (0..5)
-        .map(|c| {
-            table
-                .iter()
-                .map(|r| r[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .map(|w| (w + 3).max(10))
-        .collect();
-    for row in &table {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            if c == 4 {
-                line.push_str(cell);
-            } else {
-                line.push_str(cell);
-                line.push_str(&" ".repeat(widths[c] - cell.chars().count()));
-            }
-        }
-        println!("{}", line.trim_end());
-    }
+    print!("{}", format_table(&table));
     Ok(())
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::Ctx;
 use crate::cli::ImagesArgs;
-use crate::output::{human_age, human_size, UsageError};
+use crate::output::{format_table, human_age, human_size, UsageError};
 
 /// One output row: an image under one of its tags (or `<none>` when dangling).
 struct Row {
@@ -167,7 +167,7 @@ fn print_rows(rows: &[Row], args: &ImagesArgs) -> Result<()> {
                 line.extend([r.id.clone(), r.created_since.clone(), r.size.clone()]);
                 table.push(line);
             }
-            print!("{}", tabulate(&table));
+            print!("{}", format_table(&table));
             Ok(())
         }
         Some(template) if template.contains("{{") => {
@@ -207,33 +207,6 @@ fn row_json(r: &Row) -> serde_json::Value {
         "UniqueSize": "N/A",
         "VirtualSize": r.size,
     })
-}
-
-/// docker's tabwriter settings: min width 10, padding 3, last column unpadded.
-fn tabulate(table: &[Vec<String>]) -> String {
-    let cols = table.first().map(|r| r.len()).unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| {
-            table
-                .iter()
-                .map(|r| r[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .map(|w| (w + 3).max(10))
-        .collect();
-    let mut out = String::new();
-    for row in table {
-        for (c, cell) in row.iter().enumerate() {
-            if c + 1 == cols {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:<width$}", width = widths[c]));
-            }
-        }
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use store::gc::usage::DiskUsage;
 
 use super::Ctx;
 use crate::cli::DfArgs;
-use crate::output::{human_age, human_size, human_size_with_precision, UsageError};
+use crate::output::{format_table, human_age, human_size, human_size_with_precision, UsageError};
 
 /// One summary row.
 struct Row {
@@ -28,6 +28,19 @@ struct Row {
 }
 
 impl Row {
+    /// A kind strata does not have (containers, volumes): all zero, as docker shows it on
+    /// a machine without any.
+    fn none(kind: &'static str) -> Row {
+        Row {
+            kind,
+            total: 0,
+            active: 0,
+            size: 0,
+            reclaimable: 0,
+            percent: true,
+        }
+    }
+
     fn size_text(&self) -> String {
         human_size_with_precision(self.size, 4)
     }
@@ -73,7 +86,8 @@ pub fn df(ctx: &Ctx, args: &DfArgs) -> Result<()> {
                     r.reclaimable_text(),
                 ]);
             }
-            write_table(&mut out, &table)
+            write!(out, "{}", format_table(&table))?;
+            Ok(())
         }
         Some("json") => {
             for r in &rows {
@@ -110,22 +124,8 @@ fn summary(u: &DiskUsage) -> Vec<Row> {
             reclaimable: u.images_reclaimable,
             percent: true,
         },
-        Row {
-            kind: "Containers",
-            total: 0,
-            active: 0,
-            size: 0,
-            reclaimable: 0,
-            percent: true,
-        },
-        Row {
-            kind: "Local Volumes",
-            total: 0,
-            active: 0,
-            size: 0,
-            reclaimable: 0,
-            percent: true,
-        },
+        Row::none("Containers"),
+        Row::none("Local Volumes"),
         Row {
             kind: "Build Cache",
             total: u.cache.len(),
@@ -184,11 +184,12 @@ fn verbose(out: &mut impl Write, u: &DiskUsage, mounts: u64) -> Result<()> {
             ]);
         }
     }
-    write_table(out, &table)?;
+    write!(out, "{}", format_table(&table))?;
     writeln!(out, "\nContainers space usage:\n")?;
-    write_table(
+    write!(
         out,
-        &[cells(&[
+        "{}",
+        format_table(&[cells(&[
             "CONTAINER ID",
             "IMAGE",
             "COMMAND",
@@ -197,10 +198,14 @@ fn verbose(out: &mut impl Write, u: &DiskUsage, mounts: u64) -> Result<()> {
             "CREATED",
             "STATUS",
             "NAMES",
-        ])],
+        ])])
     )?;
     writeln!(out, "\nLocal Volumes space usage:\n")?;
-    write_table(out, &[cells(&["VOLUME NAME", "LINKS", "SIZE"])])?;
+    write!(
+        out,
+        "{}",
+        format_table(&[cells(&["VOLUME NAME", "LINKS", "SIZE"])])
+    )?;
     writeln!(
         out,
         "\nBuild cache usage: {}\n",
@@ -229,39 +234,12 @@ fn verbose(out: &mut impl Write, u: &DiskUsage, mounts: u64) -> Result<()> {
             c.shared.to_string(),
         ]);
     }
-    write_table(out, &table)
+    write!(out, "{}", format_table(&table))?;
+    Ok(())
 }
 
 fn cells(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
-}
-
-/// docker's formatter tabwriter: minimum cell width 10, padding 3, last column unpadded.
-fn write_table(out: &mut impl Write, rows: &[Vec<String>]) -> Result<()> {
-    let columns = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            let w = rows
-                .iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0);
-            (w + 3).max(10)
-        })
-        .collect();
-    for row in rows {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            if c + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<width$}", width = widths[c]));
-            }
-        }
-        writeln!(out, "{}", line.trim_end())?;
-    }
-    Ok(())
 }
 
 /// `{{.Field}}` substitution, enough for docker's df templates (`table` prefix dropped).
@@ -292,20 +270,6 @@ fn render(template: &str, field: impl Fn(&str) -> Option<String>) -> Result<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn table_pads_like_docker_tabwriter() {
-        let rows = vec![
-            cells(&["TYPE", "TOTAL", "RECLAIMABLE"]),
-            cells(&["Local Volumes", "0", "0B"]),
-        ];
-        let mut out = Vec::new();
-        write_table(&mut out, &rows).unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "TYPE            TOTAL     RECLAIMABLE\nLocal Volumes   0         0B\n"
-        );
-    }
 
     #[test]
     fn reclaimable_shows_a_percentage_for_images_only() {
