@@ -3,6 +3,7 @@
 //! process at a time; the others wait with backoff.
 
 mod common;
+mod util;
 
 use std::process::Stdio;
 

@@ -4,6 +4,7 @@
 //! spread the kills over the load's phases (ingest, rename, sled, index.json).
 
 mod common;
+mod util;
 
 use std::io::{Read, Write};
 use std::process::Stdio;

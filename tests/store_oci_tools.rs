@@ -4,10 +4,12 @@
 //! written by skopeo loads into strata.
 
 mod common;
+mod util;
 
 use std::process::Command;
 
-use common::{require_tool, TestDir};
+use common::TestDir;
+use util::require_tool;
 
 #[test]
 fn skopeo_and_umoci_read_our_root() {

@@ -2,6 +2,7 @@
 //! tag/rmi/inspect/history behave like docker. Issue 2.
 
 mod common;
+mod util;
 
 use common::TestDir;
 

@@ -2,6 +2,7 @@
 //! a load of a corrupt archive is refused and leaves the store as it was (issue 2).
 
 mod common;
+mod util;
 
 use std::fs;
 

@@ -1,13 +1,16 @@
 //! End-to-end harness for the store commands, in ripgrep's style: a fresh temp
 //! directory and a fresh `--root` per test, the built `strata` binary with the
 //! user's environment removed, and on failure a report of the command, exit
-//! status, stdout, stderr and a listing of the root.
+//! status, stdout, stderr and a listing of the root. Builds on tests/util: every test
+//! crate that uses this module declares `mod util;` next to `mod common;`.
 #![allow(dead_code)]
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use super::util::{require_file, strata_command};
 
 pub struct TestDir {
     pub dir: tempfile::TempDir,
@@ -85,10 +88,9 @@ impl TestDir {
 
     /// A `strata` command on this test's root, environment cleaned.
     pub fn command(&self, root: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-        cmd.arg("--root").arg(root).args(args);
+        let mut cmd = strata_command(root);
+        cmd.args(args);
         cmd.current_dir(self.dir.path());
-        cmd.env_remove("STRATA_ROOT").env_remove("XDG_DATA_HOME");
         cmd.stdin(Stdio::null());
         cmd
     }
@@ -152,27 +154,6 @@ fn file<W: Write>(b: &mut tar::Builder<W>, path: &str, bytes: &[u8], mode: u32) 
     h.set_mode(mode);
     h.set_mtime(1_700_000_000);
     b.append_data(&mut h, path, bytes).unwrap();
-}
-
-/// A tool the test needs: fail loudly, naming the Debian package, never skip.
-pub fn require_tool(tool: &str, package: &str) -> PathBuf {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(tool))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| {
-        panic!("this test needs `{tool}`: install it with `apt-get install -y {package}` (the README's test command does)")
-    })
-}
-
-pub fn require_file(path: &str, package: &str) -> PathBuf {
-    let p = PathBuf::from(path);
-    assert!(
-        p.is_file(),
-        "this test needs {path}: install it with `apt-get install -y {package}` (the README's test command does)"
-    );
-    p
 }
 
 /// `find ROOT -maxdepth 3` as text, for failure reports.

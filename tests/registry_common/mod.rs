@@ -3,7 +3,8 @@
 //! against [`TokenServer`]), a [`FaultProxy`] that breaks a share of the requests, OCI
 //! layouts to seed registries with skopeo, and a runner for the `strata` binary.
 //! Everything started here stops on Drop. A missing tool fails the test with the
-//! package to install.
+//! package to install. Builds on tests/util: every test crate that uses this module
+//! declares `mod util;` next to `mod registry_common;`.
 #![allow(dead_code, unused_imports)]
 
 pub mod proxy;
@@ -21,17 +22,10 @@ use sha2::{Digest as _, Sha256};
 pub use proxy::FaultProxy;
 pub use token::TokenServer;
 
-/// Panics with how to get `program` when it is not installed.
-#[track_caller]
-pub fn require(program: &str, package: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{program}` is not installed; these tests need it: `apt-get install -y {package}`"
-    );
-}
+// The one Output of the e2e tests (command, status, stdout, stderr; printed whole on
+// failure), with the registry tests' own assertions added below; and the harness's
+// checks for installed tools and for external commands that must succeed.
+pub use super::util::{require_tool as require, run, Output};
 
 /// A port nobody listens on right now.
 pub fn free_port(host: &str) -> u16 {
@@ -45,22 +39,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Runs a command, panicking with its output when it fails.
-#[track_caller]
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A self-signed CA and a server certificate for `ip` (and `localhost`), made with openssl.
 pub struct Tls {
     pub ca: PathBuf,
@@ -70,30 +48,18 @@ pub struct Tls {
 
 impl Tls {
     pub fn create(dir: &Path, ip: &str) -> Tls {
-        require("openssl", "openssl");
         let p = |n: &str| dir.join(n);
-        run(Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=strata test CA",
-            ])
-            .arg("-keyout")
-            .arg(p("ca.key"))
-            .arg("-out")
-            .arg(p("ca.pem"))
-            .args([
+        self_signed(
+            &p("ca.key"),
+            &p("ca.pem"),
+            "/CN=strata test CA",
+            &[
                 "-addext",
                 "basicConstraints=critical,CA:TRUE",
                 "-addext",
                 "keyUsage=critical,keyCertSign,cRLSign",
-            ]));
+            ],
+        );
         run(Command::new("openssl")
             .args([
                 "req",
@@ -130,6 +96,21 @@ impl Tls {
             key: p("server.key"),
         }
     }
+}
+
+/// `openssl req -x509`: a new RSA key at `key` and a certificate for it at `cert`,
+/// self-signed for `subject`, valid two days; `extra` adds arguments (extensions).
+pub fn self_signed(key: &Path, cert: &Path, subject: &str, extra: &[&str]) {
+    require("openssl", "openssl");
+    run(Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", subject,
+        ])
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .args(extra));
 }
 
 /// How a [`Registry`] authenticates.
@@ -264,11 +245,7 @@ impl Drop for Registry {
     }
 }
 
-// The one `Output` of the e2e tests (command, status, stdout, stderr; printed whole on
-// failure), with the registry tests' own assertions added below. Every test crate that
-// uses this module declares `mod util;` next to `mod registry_common;`.
-pub use super::util::Output;
-
+/// The registry tests' own assertions on the shared [`Output`].
 impl Output {
     #[track_caller]
     pub fn ok(self) -> Output {
@@ -319,11 +296,9 @@ impl Strata {
     }
 
     pub fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-        cmd.arg("--root").arg(&self.root);
+        let mut cmd = super::util::strata_command(&self.root);
         cmd.args(&self.extra_args);
         cmd.args(args);
-        cmd.env_remove("STRATA_ROOT").env_remove("SSL_CERT_FILE");
         cmd.env("DOCKER_CONFIG", &self.docker_config);
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -345,12 +320,7 @@ impl Strata {
                 .expect("writing stdin");
         }
         let out = child.wait_with_output().expect("waiting for strata");
-        Output {
-            cmd: text,
-            status: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Output::from_process(text, out)
     }
 
     pub fn store(&self) -> store::Store {

@@ -45,28 +45,10 @@ impl TokenServer {
     }
 
     pub fn start_with_ttl(users: &[(&str, &str)], ttl: u64) -> TokenServer {
-        super::require("openssl", "openssl");
         let dir = tempfile::tempdir().expect("tempdir");
         let key = dir.path().join("token.key");
         let cert = dir.path().join("token.pem");
-        super::run(
-            Command::new("openssl")
-                .args([
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "rsa:2048",
-                    "-nodes",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=token signer",
-                ])
-                .arg("-keyout")
-                .arg(&key)
-                .arg("-out")
-                .arg(&cert),
-        );
+        super::self_signed(&key, &cert, "/CN=token signer", &[]);
         let der = Command::new("openssl")
             .args(["pkey", "-pubout", "-outform", "DER", "-in"])
             .arg(&key)

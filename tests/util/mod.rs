@@ -1,6 +1,10 @@
 //! Harness for the end-to-end tests, in ripgrep's style: a fresh temp root per test, the
 //! built `strata` binary run with the user's environment cleared of strata settings, and
 //! failures that print the command, its exit status, stdout and stderr.
+//!
+//! Every tests/*.rs crate declares `mod util;`: the store and registry harnesses
+//! (`common`, `registry_common`) build on [`strata_command`], [`Output`], [`require_tool`]
+//! and [`run`] from here.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -9,7 +13,7 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{self, Command};
 use std::sync::OnceLock;
 
 /// A temp store root (and scratch space) for one test.
@@ -38,6 +42,16 @@ impl fmt::Display for Output {
 }
 
 impl Output {
+    /// What `cmd` (as the report shows it) printed and how it exited.
+    pub fn from_process(cmd: String, out: process::Output) -> Output {
+        Output {
+            cmd,
+            status: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     #[track_caller]
     pub fn assert_ok(&self) -> &Output {
         assert_eq!(self.status, Some(0), "strata failed:\n{self}");
@@ -90,11 +104,9 @@ impl TestEnv {
     }
 
     pub fn strata(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-        cmd.arg("--root").arg(&self.root).args(args);
-        cmd.env_remove("STRATA_ROOT")
-            .env_remove("SOURCE_DATE_EPOCH");
-        run(cmd)
+        let mut cmd = strata_command(&self.root);
+        cmd.args(args);
+        capture(cmd)
     }
 
     /// `strata build --progress plain ARGS CONTEXT`.
@@ -119,30 +131,77 @@ impl TestEnv {
     }
 }
 
-fn run(mut cmd: Command) -> Output {
+/// The built `strata` on `root`, without the developer's settings for strata and the
+/// tools it reads (root, build epoch, CA bundle): a test sees only what it sets.
+pub fn strata_command(root: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.arg("--root").arg(root);
+    for var in [
+        "STRATA_ROOT",
+        "XDG_DATA_HOME",
+        "SOURCE_DATE_EPOCH",
+        "SSL_CERT_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn capture(mut cmd: Command) -> Output {
     let shown = format!("{cmd:?}");
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("running {shown}: {e}"));
-    Output {
-        cmd: shown,
-        status: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::from_process(shown, out)
 }
 
-/// Run an external tool the README's test command installs; fail saying how to get it.
-pub fn run_tool(tool: &str, args: &[&str]) -> String {
-    let out = Command::new(tool).args(args).output().unwrap_or_else(|e| {
-        panic!("{tool} is needed by this test ({e}); install it: apt-get install -y {tool}")
+/// A tool the test needs, found on PATH: fail loudly, naming the Debian package, never skip.
+#[track_caller]
+pub fn require_tool(tool: &str, package: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(tool))
+            .find(|p| p.is_file())
     });
+    found.unwrap_or_else(|| {
+        panic!("this test needs `{tool}`: install it with `apt-get install -y {package}` (the README's test command does)")
+    })
+}
+
+/// A file a Debian package installs (e.g. /bin/busybox): like [`require_tool`].
+#[track_caller]
+pub fn require_file(path: &str, package: &str) -> PathBuf {
+    let p = PathBuf::from(path);
+    assert!(
+        p.is_file(),
+        "this test needs {path}: install it with `apt-get install -y {package}` (the README's test command does)"
+    );
+    p
+}
+
+/// Runs a command to completion, panicking with its status and output when it fails;
+/// returns its stdout.
+#[track_caller]
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(
         out.status.success(),
-        "{tool} {args:?} failed:\n{}",
+        "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs an external tool the README's test command installs (Debian package of the
+/// same name); fails saying how to get it.
+#[track_caller]
+pub fn run_tool(tool: &str, args: &[&str]) -> String {
+    require_tool(tool, tool);
+    run(Command::new(tool).args(args))
 }
 
 /// The repository's testdata/build/NAME fixture.
