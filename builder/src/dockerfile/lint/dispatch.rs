@@ -122,7 +122,7 @@ impl Eval<'_> {
 
     fn label(
         &mut self,
-        st: &mut StageState,
+        st: &StageState,
         inst: &Instruction,
         kvs: &[KeyValue],
     ) -> Result<(), Located> {
@@ -162,13 +162,7 @@ impl Eval<'_> {
                     &["ARG", &def.name],
                 );
             }
-            let given = self
-                .opts
-                .build_args
-                .iter()
-                .rev()
-                .find(|(k, _)| *k == def.name)
-                .map(|(_, v)| v.clone());
+            let given = self.build_arg(&def.name).map(str::to_string);
             let value = match (given, &def.default) {
                 (Some(v), _) => Some(v),
                 (None, Some(d)) => Some(self.word(st, inst, d)?),

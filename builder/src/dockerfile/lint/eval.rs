@@ -106,6 +106,16 @@ impl Eval<'_> {
         self.lint.warn(&cfg, rule, span, args);
     }
 
+    /// The value `--build-arg NAME=…` gives `name` (the last one given wins).
+    fn build_arg(&self, name: &str) -> Option<&str> {
+        self.opts
+            .build_args
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// `warn` at an instruction, under the `# check=` comments above it.
     fn warn_at(&mut self, inst: &Instruction, rule: &'static Rule, args: &[&str]) {
         self.warn(&inst.comments, rule, inst.span, args);
@@ -251,15 +261,9 @@ impl Eval<'_> {
             };
             for def in defs {
                 self.from_keys.insert(def.name.clone());
-                let given = self
-                    .opts
-                    .build_args
-                    .iter()
-                    .rev()
-                    .find(|(k, _)| *k == def.name)
-                    .filter(|_| with_build_args);
+                let given = self.build_arg(&def.name).filter(|_| with_build_args);
                 let value = match (given, &def.default) {
-                    (Some((_, v)), _) => Some(v.clone()),
+                    (Some(v), _) => Some(v.to_string()),
                     (None, Some(d)) => Some(
                         self.lexer
                             .process_word(d, &env)
