@@ -14,6 +14,11 @@
 //!
 //! A manifest's edges come from its `manifests` record, never from reading the
 //! blob: GC walks metadata, not files (DESIGN §4).
+//!
+//! `Layer(diff_id) ─► every stored form` is also what keeps the gzip form a push makes
+//! of a plain layer (`compressed`): it lives exactly as long as some image or cache
+//! record holds the layer, so a second push does not compress again, and the prune that
+//! frees the layer frees both forms.
 
 use std::collections::HashMap;
 
