@@ -401,6 +401,7 @@ fn add_from_a_local_http_server_checks_the_checksum() {
         &format!("FROM busybox\nADD --checksum=sha256:{sum} {url} /dl/\nADD {url} /plain.txt\n"),
         &[],
     );
+    let ctx_good = ctx.clone();
     env.build(&ctx, &["-t", "url:1"]).assert_ok();
     let rootfs = image_rootfs(&env.root, "url:1");
     assert_eq!(fs::read(rootfs.path().join("dl/app.txt")).unwrap(), body);
@@ -443,6 +444,37 @@ fn add_from_a_local_http_server_checks_the_checksum() {
         2,
         "only the good download's data and meta: {downloads:?}"
     );
+
+    // Downloads are build cache: `system df` counts them, `builder prune` gives them back.
+    let df_cache = || {
+        let out = env.strata(&["system", "df", "--format", "json"]);
+        out.assert_ok();
+        out.stdout
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+            .find(|v| v["Type"] == "Build Cache")
+            .and_then(|v| v["SizeBytes"].as_u64())
+            .expect("a Build Cache row with SizeBytes")
+    };
+    let data = fs::metadata(&downloads[0]).map(|m| m.len()).unwrap_or(0)
+        + fs::metadata(&downloads[1]).map(|m| m.len()).unwrap_or(0);
+    let before = df_cache();
+    assert!(
+        before >= data,
+        "df's build cache {before} counts the downloads ({data} bytes)"
+    );
+    env.strata(&["builder", "prune", "-af"]).assert_ok();
+    let left: Vec<_> = files_under(&env.root.join("downloads"));
+    assert!(
+        left.is_empty(),
+        "builder prune removed the downloads: {left:?}"
+    );
+    // The next build downloads again and still gives the same file.
+    let before = hits.load(std::sync::atomic::Ordering::SeqCst);
+    env.build(&ctx_good, &["-t", "url:3"]).assert_ok();
+    assert!(hits.load(std::sync::atomic::Ordering::SeqCst) > before);
+    let rootfs = image_rootfs(&env.root, "url:3");
+    assert_eq!(fs::read(rootfs.path().join("plain.txt")).unwrap(), body);
 }
 
 fn git(dir: &Path, args: &[&str]) {

@@ -108,7 +108,7 @@ struct Prune<'a> {
     warning: &'a str,
     force: bool,
     opts: PruneOptions,
-    /// Also remove the RUN cache mounts nobody holds (see [`remove_cache_mounts`]).
+    /// Also remove the RUN cache mounts and downloads nobody holds (see [`remove_cache_mounts`]).
     cache_mounts: bool,
     /// Which "Deleted …" lists to print before the total.
     lists_images: bool,
@@ -159,12 +159,16 @@ fn run(ctx: &Ctx, opts: &PruneOptions) -> Result<PruneReport> {
         .with_context(|| format!("pruning {}", ctx.root.display()))
 }
 
-/// `RUN --mount=type=cache` directories nobody holds: build cache too, as BuildKit's
-/// `exec.cachemount` records are. They have no last-used time or per-record size here,
-/// so they go only when no filter and no --keep-storage narrows the prune.
+/// `RUN --mount=type=cache` directories and ADD's URL downloads that no build holds:
+/// build cache too, as BuildKit's `exec.cachemount` and `source.http` records are. They
+/// have no last-used time or per-record size here, so they go only when no filter and no
+/// --keep-storage narrows the prune.
 fn remove_cache_mounts(ctx: &Ctx) -> Result<u64> {
-    builder::build::mounts::remove_all(&ctx.root)
-        .with_context(|| format!("removing cache mounts under {}", ctx.root.display()))
+    let mounts = builder::build::mounts::remove_all(&ctx.root)
+        .with_context(|| format!("removing cache mounts under {}", ctx.root.display()))?;
+    let downloads = builder::build::fetch::remove_unused(&ctx.root)
+        .with_context(|| format!("removing downloads under {}", ctx.root.display()))?;
+    Ok(mounts + downloads)
 }
 
 /// docker's `PromptForConfirmation`: on a terminal ask and read y/N; without one refuse,

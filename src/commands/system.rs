@@ -67,8 +67,10 @@ impl Row {
 pub fn df(ctx: &Ctx, args: &DfArgs) -> Result<()> {
     let store = super::open_store(ctx)?;
     let usage = store.disk_usage()?;
-    // RUN --mount=type=cache directories are build cache too (allocated blocks).
-    let mounts = builder::build::mounts::usage(&ctx.root).unwrap_or(0);
+    // RUN --mount=type=cache directories and ADD's URL downloads are build cache too
+    // (allocated blocks), as BuildKit's exec.cachemount and source records are.
+    let mounts = builder::build::mounts::usage(&ctx.root).unwrap_or(0)
+        + builder::build::fetch::usage(&ctx.root).unwrap_or(0);
     let mut rows = summary(&usage);
     rows[3].size += mounts;
     rows[3].reclaimable += mounts;
