@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Push a freshly built image with one large plain layer into an empty registry: `strata
+# push` (which gzips the plain tar on its first push, DESIGN §4 option B) against `skopeo
+# copy --dest-compress` of an OCI layout holding the same uncompressed layer. Prints
+# best-of-RUNS seconds, the ratio skopeo/strata (>1: strata is faster) and the gzip sizes.
+#
+#   benches/push-gzip.sh     RUNS=3 (default), SIZE_MB=500 (half random, half text),
+#                            KEEP=1 keeps the work dir, STRATA=path skips the release build
+#
+# The image: `FROM scratch` + `COPY random.bin text.txt /data/`, built once by strata (a
+# plain-tar layer of SIZE_MB). Before every strata run the built root is copied afresh, so
+# each push compresses (nothing recorded yet); "strata, gzip kept" pushes the same root again
+# into another empty registry (the gzip form recorded by the first push: upload only).
+# skopeo reads the same plain layer (hard links of the strata root's blobs into a layout)
+# and compresses while uploading: at its default level, and at level 1 (strata's level).
+# Registry: Debian's docker-registry on 127.0.0.1 (plain http), a fresh one for every push.
+# Page cache is warm for the sources of both tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}
+SIZE_MB=${SIZE_MB:-500}
+for t in skopeo:skopeo docker-registry:docker-registry python3:python3; do
+  command -v "${t%%:*}" >/dev/null || { echo "needs ${t%%:*}: apt-get install -y ${t##*:}" >&2; exit 1; }
+done
+if [ -z "${STRATA:-}" ]; then
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+  cargo build --release --quiet --bin strata
+  STRATA=$CARGO_TARGET_DIR/release/strata
+fi
+W=$(mktemp -d "${BENCH_TMP:-/var/tmp}/strata-push-gzip-bench.XXXXXX")
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  if [ "${KEEP:-0}" = 1 ]; then echo "kept $W" >&2; else rm -rf "$W"; fi
+}
+trap cleanup EXIT
+export DOCKER_CONFIG=$W/docker-config
+# Not exported: docker-registry reads REGISTRY_* variables as config overrides.
+skopeo() { REGISTRY_AUTH_FILE=$W/auth.json command skopeo "$@"; }
+
+echo "== building a ${SIZE_MB} MiB plain layer with strata" >&2
+mkdir -p "$W/ctx"
+half=$((SIZE_MB / 2))
+head -c "${half}M" /dev/urandom >"$W/ctx/random.bin"
+python3 - "$W/ctx/text.txt" "$((SIZE_MB - half))" <<'PY'
+import sys
+path, mb = sys.argv[1], int(sys.argv[2])
+want = mb * 1024 * 1024
+with open(path, "wb") as f:
+    n = 0
+    while n < want:
+        chunk = b"".join(b"the quick brown fox jumps over the lazy dog %08d\n" % i
+                         for i in range(n // 52, n // 52 + 20000))
+        f.write(chunk[: want - n])
+        n += min(len(chunk), want - n)
+PY
+printf 'FROM scratch\nCOPY random.bin text.txt /data/\n' >"$W/ctx/Dockerfile"
+"$STRATA" --root "$W/built" build -q -t bench/big:1 "$W/ctx" >/dev/null
+
+# The same image as an OCI layout with the uncompressed layer, for skopeo (hard links).
+python3 - "$W/built" "$W/plain" <<'PY'
+import json, os, sys
+root, out = sys.argv[1], sys.argv[2]
+index = json.load(open(f"{root}/index.json"))
+m = next(e for e in index["manifests"]
+         if e["annotations"]["org.opencontainers.image.ref.name"] == "docker.io/bench/big:1")
+os.makedirs(f"{out}/blobs/sha256")
+def link(d):
+    h = d.split(":")[1]
+    os.link(f"{root}/blobs/sha256/{h}", f"{out}/blobs/sha256/{h}")
+manifest = json.load(open(f"{root}/blobs/sha256/{m['digest'].split(':')[1]}"))
+for d in [m["digest"], manifest["config"]["digest"]] + [l["digest"] for l in manifest["layers"]]:
+    link(d)
+assert [l["mediaType"] for l in manifest["layers"]] == ["application/vnd.oci.image.layer.v1.tar"]
+json.dump({"schemaVersion": 2, "manifests": [{"mediaType": m["mediaType"], "digest": m["digest"],
+    "size": m["size"], "annotations": {"org.opencontainers.image.ref.name": "bench"}}]},
+    open(f"{out}/index.json", "w"))
+open(f"{out}/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
+print(f"layer: {manifest['layers'][0]['size']} bytes plain", file=sys.stderr)
+PY
+
+# start_registry NAME: starts docker-registry with its own storage; sets REG to host:port.
+start_registry() {
+  local dir=$W/reg-$1 port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$dir"
+  cat >"$dir/config.yml" <<YML
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+http:
+  addr: 127.0.0.1:$port
+  secret: bench
+YML
+  docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+  PIDS+=($!)
+  local ok=0
+  for _ in $(seq 600); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then ok=1; break; fi
+    sleep 0.05
+  done
+  [ "$ok" = 1 ] || { cat "$dir/log" >&2; echo "docker-registry did not start on port $port" >&2; exit 1; }
+  REG=127.0.0.1:$port
+}
+stop_last_registry() {
+  local p=${PIDS[-1]}
+  kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true
+  unset 'PIDS[-1]'
+  rm -rf "$W/reg-$1"
+}
+# layer_of REF: "mediaType size" of the pushed image's only layer.
+layer_of() {
+  skopeo inspect --tls-verify=false --raw "docker://$1" |
+    python3 -c 'import json,sys; l=json.load(sys.stdin)["layers"][0]; print(l["mediaType"], l["size"])'
+}
+
+now() { date +%s.%N; }
+best() { tr ' ' '\n' | sed '/^$/d' | sort -g | head -1; }
+secs() { awk "BEGIN { printf \"%.3f\", $2 - $1 }"; }
+
+st="" st_kept="" sk="" sk1=""
+for run in $(seq "$RUNS"); do
+  rm -rf "$W/root"
+  cp -a "$W/built" "$W/root"
+  sync
+
+  start_registry "st-$run"
+  "$STRATA" --root "$W/root" tag bench/big:1 "$REG/bench/big:1"
+  t0=$(now); "$STRATA" --root "$W/root" push -q "$REG/bench/big:1" >/dev/null; t1=$(now)
+  st+=" $(secs "$t0" "$t1")"
+  st_layer=$(layer_of "$REG/bench/big:1")
+  stop_last_registry "st-$run"
+
+  start_registry "st-kept-$run"
+  "$STRATA" --root "$W/root" tag bench/big:1 "$REG/bench/big:1"
+  t0=$(now); "$STRATA" --root "$W/root" push -q "$REG/bench/big:1" >/dev/null; t1=$(now)
+  st_kept+=" $(secs "$t0" "$t1")"
+  stop_last_registry "st-kept-$run"
+
+  start_registry "sk-$run"
+  t0=$(now); skopeo copy -q --dest-compress --dest-tls-verify=false "oci:$W/plain:bench" "docker://$REG/bench/big:1"; t1=$(now)
+  sk+=" $(secs "$t0" "$t1")"
+  sk_layer=$(layer_of "$REG/bench/big:1")
+  stop_last_registry "sk-$run"
+
+  start_registry "sk1-$run"
+  t0=$(now); skopeo copy -q --dest-compress --dest-compress-level 1 --dest-tls-verify=false "oci:$W/plain:bench" "docker://$REG/bench/big:1"; t1=$(now)
+  sk1+=" $(secs "$t0" "$t1")"
+  sk1_layer=$(layer_of "$REG/bench/big:1")
+  stop_last_registry "sk1-$run"
+  echo "run $run: strata ${st##* } s (gzip kept ${st_kept##* } s), skopeo ${sk##* } s, skopeo level 1 ${sk1##* } s" >&2
+done
+
+ST=$(echo "$st" | best); STK=$(echo "$st_kept" | best)
+SK=$(echo "$sk" | best); SK1=$(echo "$sk1" | best)
+ratio() { awk "BEGIN { printf \"%.2f\", $1 / $2 }"; }
+printf '%-30s %9s %12s  %s\n' "push of ${SIZE_MB} MiB plain layer" seconds skopeo/strata "pushed layer (type, bytes)"
+printf '%-30s %9s %12s  %s\n' "strata (compresses)" "$ST" "" "$st_layer"
+printf '%-30s %9s %12s  %s\n' "strata, gzip kept (2nd push)" "$STK" "" "(same)"
+printf '%-30s %9s %12s  %s\n' "skopeo --dest-compress" "$SK" "$(ratio "$SK" "$ST")" "$sk_layer"
+printf '%-30s %9s %12s  %s\n' "skopeo ... --dest-compress-level 1" "$SK1" "$(ratio "$SK1" "$ST")" "$sk1_layer"
+echo "(best of $RUNS runs, wall clock; each into an empty docker-registry)"
