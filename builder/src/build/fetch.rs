@@ -213,16 +213,7 @@ fn lock_dir(dir: &Path, op: FlockOperation) -> io::Result<Option<fs::File>> {
 
 /// Bytes the downloads take (allocated blocks), for `system df`'s Build Cache.
 pub fn usage(root: &Path) -> io::Result<u64> {
-    let dir = downloads_dir(root);
-    if !dir.exists() {
-        return Ok(0);
-    }
-    let mut total = 0;
-    for entry in walkdir::WalkDir::new(&dir) {
-        let entry = entry.map_err(io::Error::other)?;
-        total += entry.metadata().map_err(io::Error::other)?.blocks() * 512;
-    }
-    Ok(total)
+    super::allocated_bytes(&downloads_dir(root))
 }
 
 /// Removes every download no running build holds (`builder prune`); returns the bytes
@@ -240,11 +231,7 @@ pub fn remove_unused(root: &Path) -> io::Result<u64> {
         let Some(_lock) = lock_dir(&dir, FlockOperation::NonBlockingLockExclusive)? else {
             continue; // a build is using it
         };
-        let size: u64 = walkdir::WalkDir::new(&dir)
-            .into_iter()
-            .filter_map(|e| e.ok()?.metadata().ok())
-            .map(|m| m.blocks() * 512)
-            .sum();
+        let size = super::allocated_bytes(&dir)?;
         fs::remove_dir_all(&dir)?;
         freed += size;
     }

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::FlockOperation;
@@ -100,17 +100,7 @@ pub fn cache_mounts_dir(root: &Path) -> PathBuf {
 
 /// Bytes used by cache mounts (allocated blocks), for `system df`.
 pub fn usage(root: &Path) -> io::Result<u64> {
-    let dir = cache_mounts_dir(root);
-    if !dir.exists() {
-        return Ok(0);
-    }
-    let mut total = 0;
-    for entry in walkdir::WalkDir::new(&dir) {
-        let entry = entry.map_err(io::Error::other)?;
-        let md = entry.metadata().map_err(io::Error::other)?;
-        total += md.blocks() * 512;
-    }
-    Ok(total)
+    super::allocated_bytes(&cache_mounts_dir(root))
 }
 
 /// Remove every cache mount nobody is using (`builder prune`); returns the bytes freed.
@@ -138,7 +128,7 @@ pub fn remove_all(root: &Path) -> io::Result<u64> {
                 busy = true;
                 continue;
             }
-            let size = usage_of(&inst);
+            let size = super::allocated_bytes(&inst).unwrap_or(0);
             fs::remove_dir_all(&inst)?;
             freed += size;
         }
@@ -147,14 +137,6 @@ pub fn remove_all(root: &Path) -> io::Result<u64> {
         }
     }
     Ok(freed)
-}
-
-fn usage_of(dir: &Path) -> u64 {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(|e| e.ok()?.metadata().ok())
-        .map(|m| m.blocks() * 512)
-        .sum()
 }
 
 /// The mounts of one RUN, resolved: what the cache key holds and what the sandbox gets.
