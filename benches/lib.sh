@@ -254,31 +254,8 @@ print_table() {
 # the work dir, stopped at exit); sets BENCH_REG to host:port.
 start_bench_registry() {
     need docker-registry docker-registry
-    local dir=$BENCH_WORK/registry port i
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    mkdir -p "$dir"
-    cat >"$dir/config.yml" <<YML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $dir/data
-http:
-  addr: 127.0.0.1:$port
-  secret: bench
-YML
-    # Not exported to it: docker-registry reads REGISTRY_* variables as config overrides.
-    env -u REGISTRY_AUTH_FILE docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
-    local pid=$!
-    at_exit "kill $pid; wait $pid"
-    for ((i = 0; i < 600; i++)); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then BENCH_REG=127.0.0.1:$port; return 0; fi
-        sleep 0.05
-    done
-    cat "$dir/log" >&2
-    echo "docker-registry did not start on port $port" >&2
-    return 1
+    . "$BENCH_REPO/benches/registry-lib.sh"
+    launch_registry "$BENCH_WORK/registry"
+    at_exit "kill $REG_PID; wait $REG_PID"
+    BENCH_REG=$REG
 }

@@ -14,24 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 SIZE_MB=${SIZE_MB:-500}
-for t in skopeo:skopeo docker-registry:docker-registry python3:python3; do
-  command -v "${t%%:*}" >/dev/null || { echo "needs ${t%%:*}: apt-get install -y ${t##*:}" >&2; exit 1; }
-done
-if [ -z "${STRATA:-}" ]; then
-  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-  cargo build --release --quiet --bin strata
-  STRATA=$CARGO_TARGET_DIR/release/strata
-fi
-W=$(mktemp -d "${BENCH_TMP:-/var/tmp}/strata-registry-bench.XXXXXX")
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  if [ "${KEEP:-0}" = 1 ]; then echo "kept $W" >&2; else rm -rf "$W"; fi
-}
-trap cleanup EXIT
-export DOCKER_CONFIG=$W/docker-config
-# Not exported: docker-registry reads REGISTRY_* variables as config overrides.
-skopeo() { REGISTRY_AUTH_FILE=$W/auth.json command skopeo "$@"; }
+. benches/registry-lib.sh
+skopeo_bench_setup registry
 
 echo "== making a ${SIZE_MB} MiB 5-layer OCI layout" >&2
 python3 - "$W/layout" "$SIZE_MB" <<'PY'
@@ -70,46 +54,7 @@ open(f"{out}/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
 PY
 du -sh "$W/layout" >&2
 
-# start_registry NAME: starts docker-registry with its own storage; sets REG to host:port.
-start_registry() {
-  local dir=$W/reg-$1 port
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  mkdir -p "$dir"
-  cat >"$dir/config.yml" <<YML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $dir/data
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-  secret: bench
-YML
-  docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
-  PIDS+=($!)
-  local ok=0
-  for _ in $(seq 600); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then ok=1; break; fi
-    sleep 0.05
-  done
-  [ "$ok" = 1 ] || { cat "$dir/log" >&2; echo "docker-registry did not start on port $port" >&2; exit 1; }
-  REG=127.0.0.1:$port
-}
-stop_last_registry() {
-  local p=${PIDS[-1]}
-  kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true
-  unset 'PIDS[-1]'
-  rm -rf "$W/reg-$1"
-}
 
-now() { date +%s.%N; }
-best() { tr ' ' '\n' | sed '/^$/d' | sort -g | head -1; }
-secs() { awk "BEGIN { printf \"%.3f\", $2 - $1 }"; }
 
 start_registry src
 SRC=$REG
