@@ -13,6 +13,7 @@
 
 pub mod archive;
 pub mod compressed;
+pub mod decompress;
 pub mod digest;
 pub mod error;
 pub mod extract;

@@ -31,6 +31,16 @@ pub enum Compression {
     Zstd,
 }
 
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Compression::None => "uncompressed",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        })
+    }
+}
+
 pub fn layer_compression(mt: &str) -> Option<Compression> {
     match mt {
         OCI_LAYER_TAR | DOCKER_LAYER_TAR => Some(Compression::None),

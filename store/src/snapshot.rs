@@ -13,14 +13,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use std::fs;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
+use crate::decompress::plain_reader;
 use crate::digest::{Digest, DigestError, Sha256Reader};
 use crate::error::{Result, StoreError};
 use crate::extract::extract_tar;
 use crate::layout::unique_name;
-use crate::media_types::{self, Compression};
+use crate::media_types;
 use crate::meta;
 use crate::records::{LayerRef, SnapshotRecord};
 use crate::{Descriptor, Store};
@@ -149,18 +150,16 @@ impl Store {
         let result = (|| {
             let fs_dir = tmp.join("fs");
             let file = self.open_blob(&blob.digest)?;
-            let reader: Box<dyn Read> = match media_types::layer_compression(&blob.media_type) {
-                Some(Compression::Gzip) => Box::new(flate2::read::MultiGzDecoder::new(
-                    BufReader::with_capacity(1 << 20, file),
-                )),
-                Some(Compression::None) => Box::new(BufReader::with_capacity(1 << 20, file)),
-                Some(Compression::Zstd) | None => {
-                    return Err(StoreError::CorruptBlob {
-                        digest: blob.digest.clone(),
-                        reason: format!("cannot unpack a layer of media type {}", blob.media_type),
-                    })
-                }
+            let Some(compression) = media_types::layer_compression(&blob.media_type) else {
+                return Err(StoreError::CorruptBlob {
+                    digest: blob.digest.clone(),
+                    reason: format!("cannot unpack a layer of media type {}", blob.media_type),
+                });
             };
+            let reader =
+                plain_reader(compression, BufReader::with_capacity(1 << 20, file)).map_err(
+                    StoreError::io("starting to decompress layer", self.blob_path(&blob.digest)),
+                )?;
             let mut hashed = Sha256Reader::new(reader);
             extract_tar(&mut hashed, &fs_dir, blob.digest.as_str())?;
             // Read the end-of-archive padding too: the diff_id covers every byte.

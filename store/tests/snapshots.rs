@@ -4,8 +4,8 @@
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
 
-use store::media_types::{OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST};
-use store::{Digest, Reference, Store};
+use store::media_types::{OCI_CONFIG, OCI_LAYER_TAR, OCI_LAYER_ZSTD, OCI_MANIFEST};
+use store::{Descriptor, Digest, Reference, Store, StoreError};
 
 fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
@@ -101,6 +101,87 @@ fn ensure_snapshots_refuses_a_layer_whose_diff_id_lies() {
     assert!(
         names.is_empty(),
         "a failed unpack leaves nothing: {names:?}"
+    );
+}
+
+/// `tar` as zstd, cut at `split` into two frames (as parallel zstd writers make them).
+fn zstd_two_frames(tar: &[u8], split: usize) -> Vec<u8> {
+    let (a, b) = tar.split_at(split);
+    let mut out = zstd::encode_all(a, 3).unwrap();
+    out.extend(zstd::encode_all(b, 19).unwrap());
+    out
+}
+
+/// An untagged image of the given layer blobs and diff_ids.
+fn image_of(store: &Store, layers: &[Descriptor], diff_ids: &[Digest]) -> Digest {
+    let config = serde_json::json!({"rootfs": {"type": "layers", "diff_ids": diff_ids}});
+    let c = store
+        .put_blob(&serde_json::to_vec(&config).unwrap(), OCI_CONFIG)
+        .unwrap();
+    let m = store::archive::import::build_manifest(&c, layers);
+    let md = store.put_blob(&m, OCI_MANIFEST).unwrap();
+    store.add_image(&md.digest, None).unwrap();
+    md.digest
+}
+
+fn snapshot_dir_names(store: &Store) -> Vec<String> {
+    fs::read_dir(store.layout().snapshots_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn ensure_snapshots_unpacks_zstd_layers_of_several_frames() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let l0 = tar_of(&[("etc/motd", b"hello"), ("data/big", &big)]);
+    let l1 = tar_of(&[("etc/.wh.motd", b""), ("etc/new", b"n")]);
+    let b0 = store
+        .put_blob(&zstd_two_frames(&l0, l0.len() / 3), OCI_LAYER_ZSTD)
+        .unwrap();
+    let b1 = store
+        .put_blob(&zstd_two_frames(&l1, 700), OCI_LAYER_ZSTD)
+        .unwrap();
+    let diff_ids = [Digest::sha256_of(&l0), Digest::sha256_of(&l1)];
+    let manifest = image_of(&store, &[b0, b1], &diff_ids);
+    let dirs = store.ensure_snapshots(&manifest).unwrap();
+    assert_eq!(fs::read(dirs[1].join("data/big")).unwrap(), big);
+    assert_eq!(
+        fs::read_to_string(dirs[1].join("etc/motd")).unwrap(),
+        "hello"
+    );
+    assert_eq!(fs::read_to_string(dirs[0].join("etc/new")).unwrap(), "n");
+    let wh = fs::symlink_metadata(dirs[0].join("etc/motd")).unwrap();
+    assert!(wh.file_type().is_char_device(), "whiteout in overlay form");
+}
+
+#[test]
+fn ensure_snapshots_refuses_a_zstd_layer_whose_diff_id_lies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    // Valid zstd of a valid tar: only the diff_id check can catch it.
+    let real = tar_of(&[("etc/passwd", b"root:x:0:0::/root:/bin/sh\n")]);
+    let claimed = tar_of(&[("etc/passwd", b"evil")]);
+    let blob = store
+        .put_blob(&zstd_two_frames(&real, 512), OCI_LAYER_ZSTD)
+        .unwrap();
+    let diff_id = Digest::sha256_of(&claimed);
+    let manifest = image_of(&store, &[blob], std::slice::from_ref(&diff_id));
+    let err = store.ensure_snapshots(&manifest).unwrap_err();
+    match &err {
+        StoreError::CorruptBlob { reason, .. } => {
+            assert!(reason.contains(diff_id.as_str()), "{err}")
+        }
+        other => panic!("want CorruptBlob naming the diff_id, got {other:?}"),
+    }
+    let chain = Store::chain_ids(&[diff_id]).remove(0);
+    assert!(!store.snapshot_dir(&chain).exists());
+    assert!(
+        snapshot_dir_names(&store).is_empty(),
+        "a refused unpack leaves nothing: {:?}",
+        snapshot_dir_names(&store)
     );
 }
 

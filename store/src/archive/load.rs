@@ -1,7 +1,7 @@
 //! `load`: a docker-archive or an OCI archive (gzip or not) into the store.
 //!
 //! One pass over the archive: every entry over 1 MiB streams into ingest while it
-//! is hashed (and, when it is gzip, decompressed on the side to learn its
+//! is hashed (and, when it is gzip or zstd, decompressed on the side to learn its
 //! diff_id); smaller entries wait in memory until we know whether anything refers
 //! to them (old archives carry `json` and `VERSION` files nobody needs). Then the
 //! archive's own index (`manifest.json`, else `index.json`) is checked: every
@@ -16,15 +16,16 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use flate2::read::MultiGzDecoder;
 
 use super::import::{build_manifest, host_architecture};
+use crate::decompress::{self, plain_reader, PlainWriter};
 use crate::digest::Sha256Writer;
 use crate::error::{Result, StoreError};
 use crate::image::{CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
+use crate::media_types::Compression;
 use crate::{media_types, meta, Descriptor, Digest, ImageRecord, NewImage, Reference, Store};
 
 const SMALL: u64 = 1 << 20;
 const SMALL_TOTAL: usize = 256 << 20;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// One image that `load` added, with the tags it now has from the archive.
 #[derive(Debug, Clone)]
@@ -37,10 +38,11 @@ pub struct LoadedImage {
 enum Content {
     Memory(Vec<u8>),
     /// Already committed to `blobs/`; `plain` is the uncompressed digest and size
-    /// when the content was gzip (Err: not decodable), `None` when not gzip.
+    /// when the content was gzip or zstd (Err: not decodable), `None` when neither.
     Blob {
         digest: Digest,
         size: u64,
+        compression: Compression,
         plain: Option<std::result::Result<(Digest, u64), String>>,
     },
 }
@@ -49,6 +51,8 @@ enum Content {
 struct Resolved {
     digest: Digest,
     size: u64,
+    /// What the content's first bytes say (archive entries carry no media type).
+    compression: Compression,
     /// (diff_id, uncompressed size), or why it cannot be known.
     plain: std::result::Result<(Digest, u64), String>,
 }
@@ -186,9 +190,11 @@ impl Archive<'_> {
         }
         let mut w = self.store.writer()?;
         let mut buf = vec![0u8; 1 << 20];
-        let mut first = true;
-        let mut gunzip: Option<flate2::write::MultiGzDecoder<Sha256Writer<io::Sink>>> = None;
-        let mut gunzip_err: Option<String> = None;
+        let mut compression = None;
+        // Decompressed on the side to learn the diff_id; the first decode error is
+        // kept (and decoding stops) but the entry is still stored as it came.
+        let mut decoder: Option<PlainWriter<Sha256Writer<io::Sink>>> = None;
+        let mut decode_err: Option<String> = None;
         loop {
             let n = match entry.read(&mut buf) {
                 Ok(0) => break,
@@ -196,26 +202,28 @@ impl Archive<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.bad(format!("reading {path}: {e}"))),
             };
-            if first {
-                first = false;
-                if buf[..n].starts_with(&GZIP_MAGIC) {
-                    gunzip = Some(flate2::write::MultiGzDecoder::new(Sha256Writer::new(
-                        io::sink(),
-                    )));
+            if compression.is_none() {
+                let c = decompress::sniff(&buf[..n]);
+                compression = Some(c);
+                if c != Compression::None {
+                    match PlainWriter::new(c, Sha256Writer::new(io::sink())) {
+                        Ok(d) => decoder = Some(d),
+                        Err(e) => decode_err = Some(e.to_string()),
+                    }
                 }
             }
-            if let Some(g) = gunzip.as_mut() {
-                if let Err(e) = g.write_all(&buf[..n]) {
-                    gunzip_err = Some(e.to_string());
-                    gunzip = None;
+            if let Some(d) = decoder.as_mut() {
+                if let Err(e) = d.write_all(&buf[..n]) {
+                    decode_err = Some(e.to_string());
+                    decoder = None;
                 }
             }
             w.write_all(&buf[..n])
                 .map_err(StoreError::io("writing", w.ingest_path().to_path_buf()))?;
         }
-        let is_gzip = gunzip.is_some() || gunzip_err.is_some();
-        let plain = match (gunzip, gunzip_err) {
-            (Some(g), _) => Some(match g.finish() {
+        let compression = compression.unwrap_or(Compression::None);
+        let plain = match (decoder, decode_err) {
+            (Some(d), _) => Some(match d.finish() {
                 Ok(h) => {
                     let (_, d, n) = h.finish();
                     Ok((d, n))
@@ -225,7 +233,7 @@ impl Archive<'_> {
             (None, Some(e)) => Some(Err(e)),
             (None, None) => None,
         };
-        debug_assert!(is_gzip == plain.is_some());
+        debug_assert!((compression != Compression::None) == plain.is_some());
         let (desc, created) = w.commit_inner(Some(size), None)?;
         if created {
             self.created.push(desc.digest.clone());
@@ -233,6 +241,7 @@ impl Archive<'_> {
         Ok(Content::Blob {
             digest: desc.digest,
             size,
+            compression,
             plain,
         })
     }
@@ -282,10 +291,12 @@ impl Archive<'_> {
             Content::Blob {
                 digest,
                 size,
+                compression,
                 plain,
             } => Resolved {
                 digest: digest.clone(),
                 size: *size,
+                compression: *compression,
                 plain: match plain {
                     None => Ok((digest.clone(), *size)),
                     Some(p) => p.clone(),
@@ -293,17 +304,20 @@ impl Archive<'_> {
             },
             Content::Memory(bytes) => {
                 let bytes = bytes.clone();
-                let plain = if bytes.starts_with(&GZIP_MAGIC) {
+                let compression = decompress::sniff(&bytes);
+                let plain = if compression == Compression::None {
+                    Ok((Digest::sha256_of(&bytes), bytes.len() as u64))
+                } else {
                     let mut out = Sha256Writer::new(io::sink());
-                    match io::copy(&mut MultiGzDecoder::new(&bytes[..]), &mut out) {
+                    match plain_reader(compression, &bytes[..])
+                        .and_then(|mut r| io::copy(&mut r, &mut out))
+                    {
                         Ok(_) => {
                             let (_, d, n) = out.finish();
                             Ok((d, n))
                         }
-                        Err(e) => Err(format!("corrupt gzip: {e}")),
+                        Err(e) => Err(format!("corrupt {compression} stream: {e}")),
                     }
-                } else {
-                    Ok((Digest::sha256_of(&bytes), bytes.len() as u64))
                 };
                 let mut w = self.store.writer()?;
                 w.write_all(&bytes)
@@ -317,12 +331,14 @@ impl Archive<'_> {
                     Content::Blob {
                         digest: desc.digest.clone(),
                         size: desc.size,
-                        plain: bytes.starts_with(&GZIP_MAGIC).then(|| plain.clone()),
+                        compression,
+                        plain: (compression != Compression::None).then(|| plain.clone()),
                     },
                 );
                 Resolved {
                     digest: desc.digest,
                     size: desc.size,
+                    compression,
                     plain,
                 }
             }
@@ -336,7 +352,9 @@ impl Archive<'_> {
     }
 
     /// Checks layer `i` (at `path`) against the config's diff_id; returns its
-    /// descriptor (gzip or plain tar) and uncompressed size.
+    /// descriptor (plain tar, gzip or zstd) and uncompressed size. `media_type` is
+    /// the manifest's (OCI archive); a docker-archive names none, so the content's
+    /// compression chooses it (docker's own `load` takes zstd layers there too).
     fn layer(
         &mut self,
         path: &str,
@@ -344,14 +362,18 @@ impl Archive<'_> {
         diff_id: &Digest,
         media_type: Option<&str>,
     ) -> Result<(Descriptor, u64)> {
-        if let Content::Memory(b) = self.lookup(path)?.1 {
-            if b.starts_with(&ZSTD_MAGIC) && media_type.is_none() {
+        let r = self.resolve(path, media_type.unwrap_or(media_types::OCI_LAYER_TAR))?;
+        // A media type that names another compression than the content has would
+        // load fine and fail at the first unpack: refuse it here.
+        if let Some(declared) = media_type.and_then(media_types::layer_compression) {
+            if declared != r.compression {
                 return Err(self.bad(format!(
-                    "layer {path} is zstd-compressed; not supported in docker archives"
+                    "layer {i} ({path}) is {} but its media type {} says {declared}",
+                    r.compression,
+                    media_type.unwrap_or_default()
                 )));
             }
         }
-        let r = self.resolve(path, media_type.unwrap_or(media_types::OCI_LAYER_TAR))?;
         let (plain, size) = r
             .plain
             .clone()
@@ -363,8 +385,12 @@ impl Archive<'_> {
         }
         let media_type = match media_type {
             Some(m) => m.to_string(),
-            None if r.digest == plain => media_types::OCI_LAYER_TAR.to_string(),
-            None => media_types::OCI_LAYER_GZIP.to_string(),
+            None => match r.compression {
+                Compression::None => media_types::OCI_LAYER_TAR,
+                Compression::Gzip => media_types::OCI_LAYER_GZIP,
+                Compression::Zstd => media_types::OCI_LAYER_ZSTD,
+            }
+            .to_string(),
         };
         if let Some(last) = self.committed.last_mut() {
             last.media_type = media_type.clone();

@@ -14,8 +14,7 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
-use flate2::read::MultiGzDecoder;
-
+use crate::decompress::plain_reader;
 use crate::digest::Sha256Reader;
 use crate::error::{Result, StoreError};
 use crate::image::{index_ref_name, CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
@@ -225,20 +224,11 @@ impl Store {
         let blob_path = self.blob_path(&blob.digest);
         let compression =
             media_types::layer_compression(&blob.media_type).unwrap_or(Compression::None);
-        let open =
-            || -> Result<Box<dyn Read>> {
-                let f = BufReader::with_capacity(1 << 20, self.open_blob(&blob.digest)?);
-                Ok(match compression {
-                    Compression::Gzip => Box::new(MultiGzDecoder::new(f)),
-                    Compression::None => Box::new(f),
-                    Compression::Zstd => return Err(StoreError::CorruptBlob {
-                        digest: blob.digest.clone(),
-                        reason:
-                            "zstd layers cannot be saved as a docker archive yet; use --format oci"
-                                .into(),
-                    }),
-                })
-            };
+        let open = || -> Result<Box<dyn Read>> {
+            let f = BufReader::with_capacity(1 << 20, self.open_blob(&blob.digest)?);
+            plain_reader(compression, f)
+                .map_err(StoreError::io("starting to decompress layer", &blob_path))
+        };
         let size = match (compression, known_size) {
             (Compression::None, _) => blob.size,
             (_, Some(s)) => s,
