@@ -294,12 +294,7 @@ fn build_on_a_zstd_image_loaded_from_an_oci_archive() {
     let layout = env.scratch.join("layout");
     busybox_layout(&layout, "zbase:1", true);
     let archive = env.scratch.join("zbase.tar");
-    run(Command::new("tar")
-        .arg("-C")
-        .arg(&layout)
-        .arg("-cf")
-        .arg(&archive)
-        .args(["oci-layout", "index.json", "blobs"]));
+    tar_dir(&layout, &archive, &["oci-layout", "index.json", "blobs"]);
     env.strata(&["load", "-i", archive.to_str().expect("utf-8")])
         .assert_ok();
 
@@ -344,4 +339,87 @@ fn build_on_a_zstd_image_pulled_from_a_registry() {
     check_docker_archive(&env, "zpulled:1");
     let oci = check_oci_archive(&env, "zpulled:1");
     load_and_build_again(&oci, "zpulled:1");
+}
+
+/// The manifest of the layout's only image.
+fn layout_manifest(layout: &Path) -> serde_json::Value {
+    let index = json(&fs::read(layout.join("index.json")).expect("index.json"));
+    let digest = index["manifests"][0]["digest"].as_str().expect("digest");
+    let hex = digest.trim_start_matches("sha256:");
+    json(&fs::read(layout.join("blobs/sha256").join(hex)).expect("manifest blob"))
+}
+
+/// `tar -cf archive -C dir names...`
+fn tar_dir(dir: &Path, archive: &Path, names: &[&str]) {
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg("-cf")
+        .arg(archive)
+        .args(names));
+}
+
+#[test]
+fn load_takes_zstd_layers_from_a_docker_archive() {
+    // A docker-archive names no media types: the layer's first bytes tell it is zstd
+    // (docker's own load takes such archives too).
+    let env = TestEnv::new();
+    let dir = env.scratch.join("docker-archive");
+    busybox_layout(&dir, "unused", true);
+    let manifest = layout_manifest(&dir);
+    let path = |d: &serde_json::Value| {
+        let hex = d["digest"].as_str().expect("digest");
+        format!("blobs/sha256/{}", hex.trim_start_matches("sha256:"))
+    };
+    let layers: Vec<String> = manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(path)
+        .collect();
+    let items = serde_json::json!([{
+        "Config": path(&manifest["config"]),
+        "RepoTags": ["zdocker:1"],
+        "Layers": layers,
+    }]);
+    fs::write(dir.join("manifest.json"), items.to_string()).expect("manifest.json");
+    let archive = env.scratch.join("zdocker.tar");
+    tar_dir(&dir, &archive, &["manifest.json", "blobs"]);
+    env.strata(&["load", "-i", archive.to_str().expect("utf-8")])
+        .assert_ok();
+    let loaded = util::read_blob_json(&env.root, &env.manifest_digest("zdocker:1"));
+    for l in loaded["layers"].as_array().expect("layers") {
+        assert_eq!(l["mediaType"], ZSTD_TYPE, "{loaded}");
+    }
+    env.build(&context_over(&env, "zdocker:1"), &["-t", "zd:2"])
+        .assert_ok();
+    assert_verified(&env);
+}
+
+#[test]
+fn load_refuses_a_layer_whose_media_type_names_another_compression() {
+    let env = TestEnv::new();
+    let layout = env.scratch.join("layout");
+    busybox_layout(&layout, "liar:1", true);
+    // Same zstd blobs, declared gzip: the manifest (and so its digest) changes.
+    let mut manifest = layout_manifest(&layout);
+    for l in manifest["layers"].as_array_mut().expect("layers") {
+        l["mediaType"] = GZIP_TYPE.into();
+    }
+    let mut desc = put_blob(&layout, &serde_json::to_vec(&manifest).expect("json"));
+    desc["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
+    desc["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "liar:1"});
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [desc]});
+    fs::write(layout.join("index.json"), index.to_string()).expect("index.json");
+    let archive = env.scratch.join("liar.tar");
+    tar_dir(&layout, &archive, &["oci-layout", "index.json", "blobs"]);
+    let out = env.strata(&["load", "-i", archive.to_str().expect("utf-8")]);
+    assert_ne!(out.status, Some(0), "load should refuse:\n{out}");
+    assert!(
+        out.stderr.contains("is zstd but its media type") && out.stderr.contains("says gzip"),
+        "{out}"
+    );
+    let images = env.strata(&["images", "-q"]);
+    images.assert_ok();
+    assert_eq!(images.stdout.trim(), "", "a refused load records no image");
 }
