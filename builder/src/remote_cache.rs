@@ -17,10 +17,10 @@
 //! implements [`CacheSource`] over its registry client and composes the manifest with
 //! [`cache_manifest`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use store::{media_types, Descriptor, Digest};
+use store::{Descriptor, Digest};
 
 use crate::cache::CacheKey;
 
@@ -121,20 +121,13 @@ pub fn select(steps: &[BuiltStep], final_layers: &[Digest], mode: ExportMode) ->
 /// The config blob and manifest of a cache holding `records`; `config` is the
 /// descriptor of the config bytes once stored. Layers are listed once each, in order.
 pub fn cache_manifest(records: &[RemoteRecord], config: &Descriptor) -> Vec<u8> {
-    let mut layers: BTreeMap<&Digest, &Descriptor> = BTreeMap::new();
-    let mut ordered = Vec::new();
-    for r in records {
-        if layers.insert(&r.layer.digest, &r.layer).is_none() {
-            ordered.push(&r.layer);
-        }
-    }
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": media_types::OCI_MANIFEST,
-        "config": config,
-        "layers": ordered,
-    });
-    serde_json::to_vec(&manifest).expect("a manifest serializes")
+    let mut seen = std::collections::HashSet::new();
+    let layers: Vec<Descriptor> = records
+        .iter()
+        .filter(|r| seen.insert(&r.layer.digest))
+        .map(|r| r.layer.clone())
+        .collect();
+    store::archive::import::build_manifest(config, &layers)
 }
 
 /// The config bytes of a cache holding `records`.
@@ -171,6 +164,7 @@ pub fn parse_config(bytes: &[u8]) -> std::result::Result<CacheConfig, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use store::media_types;
 
     fn rec(key: &str, layer: &str) -> RemoteRecord {
         let digest = Digest::sha256_of(layer.as_bytes());

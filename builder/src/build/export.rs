@@ -115,14 +115,8 @@ fn cached_image(
 fn write_image(store: &Store, config: &ImageConfigFile, stage: &StageResult) -> Result<Exported> {
     let config_bytes = serde_json::to_vec(config).expect("config serializes");
     let config_desc = store.put_blob(&config_bytes, media_types::OCI_CONFIG)?;
-    let layers: Vec<&Descriptor> = stage.layers.iter().map(|l| &l.blob).collect();
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": media_types::OCI_MANIFEST,
-        "config": config_desc,
-        "layers": layers,
-    });
-    let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest serializes");
+    let layers: Vec<Descriptor> = stage.layers.iter().map(|l| l.blob.clone()).collect();
+    let manifest_bytes = store::archive::import::build_manifest(&config_desc, &layers);
     let manifest_desc = store.put_blob(&manifest_bytes, media_types::OCI_MANIFEST)?;
     Ok(Exported {
         manifest: manifest_desc.digest,
