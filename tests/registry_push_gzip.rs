@@ -207,6 +207,14 @@ fn put(st: &store::Store, bytes: &[u8], media_type: &str) -> serde_json::Value {
     serde_json::to_value(st.put_blob(bytes, media_type).expect("put blob")).expect("descriptor")
 }
 
+/// Stores `manifest` and tags it `name`.
+fn add_image(st: &store::Store, manifest: &serde_json::Value, media_type: &str, name: &str) {
+    let bytes = serde_json::to_vec(manifest).expect("json");
+    let m = st.put_blob(&bytes, media_type).expect("manifest");
+    let r = store::Reference::parse(name).expect("ref");
+    st.add_image(&m.digest, Some(&r)).expect("add image");
+}
+
 fn tar_with(name: &str, content: &[u8]) -> Vec<u8> {
     registry_common::layer_tar(name, content)
 }
@@ -238,18 +246,8 @@ fn a_docker_schema2_image_with_plain_layers_is_pushed_as_docker_gzip() {
     let manifest = serde_json::json!({
         "schemaVersion": 2, "mediaType": DOCKER_MANIFEST, "config": config, "layers": layers,
     });
-    let m = st
-        .put_blob(
-            &serde_json::to_vec(&manifest).expect("json"),
-            DOCKER_MANIFEST,
-        )
-        .expect("manifest");
     let name = format!("{}/docker/plain:1", reg.addr);
-    st.add_image(
-        &m.digest,
-        Some(&store::Reference::parse(&name).expect("ref")),
-    )
-    .expect("add image");
+    add_image(&st, &manifest, DOCKER_MANIFEST, &name);
 
     let out = env.strata(&["push", &name]);
     out.assert_ok();
@@ -299,15 +297,8 @@ fn only_plain_layers_change_and_order_and_annotations_stay() {
         "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers,
         "annotations": {"org.opencontainers.image.title": "mixed"},
     });
-    let m = st
-        .put_blob(&serde_json::to_vec(&manifest).expect("json"), OCI_MANIFEST)
-        .expect("manifest");
     let name = format!("{}/mixed/app:1", reg.addr);
-    st.add_image(
-        &m.digest,
-        Some(&store::Reference::parse(&name).expect("ref")),
-    )
-    .expect("add image");
+    add_image(&st, &manifest, OCI_MANIFEST, &name);
 
     env.strata(&["push", &name]).assert_ok();
     let (_, remote) = remote_manifest(&name);
