@@ -137,6 +137,40 @@ fn a_second_runner_builds_from_the_registry_cache_without_running_a_step() {
     assert_ne!(read(&c_rootfs, "deps-token"), read(&a_rootfs, "deps-token"));
 }
 
+/// BuildKit's inline cache, spelled as docker users do (`BUILDKIT_INLINE_CACHE=1`) or as
+/// buildx does (`--cache-to type=inline`): the pushed image carries the records of its own
+/// layers (mode=min), and `--cache-from IMAGE` on an empty runner uses them.
+#[test]
+fn an_image_pushed_with_an_inline_cache_seeds_a_build_on_an_empty_runner() {
+    let reg = Registry::start(RegistryOptions::default());
+    let image = format!("{}/inline/app:1", reg.addr);
+    let a = TestEnv::with_busybox();
+    let ctx_a = context(&a);
+    let args = ["-t", &image, "--build-arg", "BUILDKIT_INLINE_CACHE=1", "--push"];
+    a.build(&ctx_a, &args).assert_ok();
+    let config = image_config(&a.root, &image);
+    let inline = config["strata.cache.v1"].as_array().expect("inline records");
+    assert_eq!(inline.len(), 3, "COPY, RUN, COPY --from: {config}");
+    let a_rootfs = image_rootfs(&a.root, &image);
+
+    let b = TestEnv::with_busybox();
+    let out = b.build(&context(&b), &["-t", "app:1", "--cache-from", &image]);
+    out.assert_ok();
+    // min: the deps stage's RUN is not in the image, so it runs (a new token) and the
+    // final COPY --from misses; the final stage's COPY and RUN come from the image.
+    assert_eq!(out.cached_steps(), FROMS + 2, "{out}");
+    let b_rootfs = image_rootfs(&b.root, "app:1");
+    assert_eq!(read(&b_rootfs, "run-token"), read(&a_rootfs, "run-token"));
+
+    // buildx's spelling gives the same image config field; without it there is none.
+    let c = TestEnv::with_busybox();
+    let ctx_c = context(&c);
+    c.build(&ctx_c, &["-t", "inline:1", "--cache-to", "type=inline"]).assert_ok();
+    assert!(image_config(&c.root, "inline:1")["strata.cache.v1"].is_array());
+    c.build(&ctx_c, &["-t", "plain:1"]).assert_ok();
+    assert!(image_config(&c.root, "plain:1").get("strata.cache.v1").is_none());
+}
+
 #[test]
 fn a_missing_or_foreign_cache_is_a_warning_and_the_build_runs() {
     let reg = Registry::start(RegistryOptions::default());
@@ -168,7 +202,10 @@ fn a_missing_or_foreign_cache_is_a_warning_and_the_build_runs() {
         )),
         "{out}"
     );
-    assert!(out.stderr.contains("not a strata build cache"), "{out}");
+    assert!(
+        out.stderr.contains("the image has no inline build cache"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -182,6 +219,7 @@ fn cache_flags_that_strata_cannot_honour_are_usage_errors() {
             "type=local is not supported",
         ),
         ("--cache-from", "type=gha", "type=gha is not supported"),
+        ("--cache-to", "type=inline,mode=max", "type=inline takes no mode=max"),
         ("--cache-to", "type=registry", "ref=REF is required"),
         (
             "--cache-to",

@@ -27,6 +27,70 @@ use crate::cache::CacheKey;
 /// The media type of a cache manifest's config blob.
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.strata.cache.config.v1+json";
 
+/// The image config field of an inline cache (`--cache-to type=inline`): the records of
+/// the image's own layers, each naming its layer by diff_id (the pushed manifest may hold
+/// another form of it, e.g. gzip, so no blob digest is written).
+pub const INLINE_FIELD: &str = "strata.cache.v1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct InlineRecord {
+    key: String,
+    diff_id: Digest,
+    created_at: i64,
+}
+
+/// The inline field's value for `records`.
+pub fn inline_field(records: &[RemoteRecord]) -> serde_json::Value {
+    let inline: Vec<InlineRecord> = records
+        .iter()
+        .map(|r| InlineRecord {
+            key: r.key.clone(),
+            diff_id: r.diff_id.clone(),
+            created_at: r.created_at,
+        })
+        .collect();
+    serde_json::to_value(inline).expect("records serialize")
+}
+
+/// The cache an image carries inline: its config's records, each given the manifest's
+/// layer at the position of its diff_id in `rootfs.diff_ids`.
+pub fn inline_records(manifest: &[u8], config: &[u8]) -> std::result::Result<CacheConfig, String> {
+    #[derive(Deserialize)]
+    struct Manifest {
+        layers: Vec<Descriptor>,
+    }
+    #[derive(Deserialize)]
+    struct RootFs {
+        diff_ids: Vec<Digest>,
+    }
+    let m: Manifest =
+        serde_json::from_slice(manifest).map_err(|e| format!("reading the manifest: {e}"))?;
+    let mut c: serde_json::Value =
+        serde_json::from_slice(config).map_err(|e| format!("reading the image config: {e}"))?;
+    let Some(field) = c.get_mut(INLINE_FIELD).map(serde_json::Value::take) else {
+        return Err(
+            "the image has no inline build cache (build it with --cache-to type=inline)".into(),
+        );
+    };
+    let inline: Vec<InlineRecord> =
+        serde_json::from_value(field).map_err(|e| format!("reading its inline cache: {e}"))?;
+    let rootfs: RootFs = serde_json::from_value(c["rootfs"].take())
+        .map_err(|e| format!("reading the image's rootfs: {e}"))?;
+    let records = inline
+        .into_iter()
+        .filter_map(|r| {
+            let i = rootfs.diff_ids.iter().position(|d| *d == r.diff_id)?;
+            Some(RemoteRecord {
+                key: r.key,
+                layer: m.layers.get(i)?.clone(),
+                diff_id: r.diff_id,
+                created_at: r.created_at,
+            })
+        })
+        .collect();
+    Ok(CacheConfig { records })
+}
+
 /// The config blob of a cache manifest.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CacheConfig {
@@ -138,22 +202,31 @@ pub fn config_bytes(records: &[RemoteRecord]) -> Vec<u8> {
     .expect("a cache config serializes")
 }
 
-/// Reads a cache manifest's config descriptor; an error names what is wrong (a
-/// `--cache-from` that names an ordinary image gets a clear message).
-pub fn config_of_manifest(bytes: &[u8]) -> std::result::Result<Descriptor, String> {
+/// What a manifest named by `--cache-from` holds: a cache manifest (its config is the
+/// records), or an image whose config may carry an inline cache.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CacheManifest {
+    Registry(Descriptor),
+    Image(Descriptor),
+}
+
+/// Reads a `--cache-from` manifest's config descriptor; an error names what is wrong.
+pub fn cache_manifest_kind(bytes: &[u8]) -> std::result::Result<CacheManifest, String> {
     #[derive(Deserialize)]
     struct Manifest {
         config: Descriptor,
     }
-    let m: Manifest =
-        serde_json::from_slice(bytes).map_err(|e| format!("not a cache manifest: {e}"))?;
-    if m.config.media_type != CONFIG_MEDIA_TYPE {
-        return Err(format!(
-            "not a strata build cache (its config is {:?}, want {CONFIG_MEDIA_TYPE:?})",
-            m.config.media_type
-        ));
+    let m: Manifest = serde_json::from_slice(bytes)
+        .map_err(|e| format!("neither a build cache nor an image manifest: {e}"))?;
+    match m.config.media_type.as_str() {
+        CONFIG_MEDIA_TYPE => Ok(CacheManifest::Registry(m.config)),
+        store::media_types::OCI_CONFIG | store::media_types::DOCKER_CONFIG => {
+            Ok(CacheManifest::Image(m.config))
+        }
+        other => Err(format!(
+            "not a strata build cache (its config is {other:?}, want {CONFIG_MEDIA_TYPE:?} or an image)"
+        )),
     }
-    Ok(m.config)
 }
 
 /// Parses a cache config blob.
@@ -212,12 +285,42 @@ mod tests {
         let manifest = cache_manifest(&records, &config);
         let v: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
         assert_eq!(v["layers"].as_array().unwrap().len(), 1);
-        assert_eq!(config_of_manifest(&manifest).unwrap(), config);
+        assert_eq!(
+            cache_manifest_kind(&manifest).unwrap(),
+            CacheManifest::Registry(config.clone())
+        );
         assert_eq!(parse_config(&config_bytes).unwrap().records, records);
-        let image = serde_json::json!({"config": {"mediaType": media_types::OCI_CONFIG,
+        let other = serde_json::json!({"config": {"mediaType": "application/x-other",
             "digest": config.digest, "size": 2}});
-        let err = config_of_manifest(&serde_json::to_vec(&image).unwrap()).unwrap_err();
+        let err = cache_manifest_kind(&serde_json::to_vec(&other).unwrap()).unwrap_err();
         assert!(err.contains("not a strata build cache"), "{err}");
+    }
+
+    #[test]
+    fn inline_records_name_the_manifest_layer_of_their_diff_id() {
+        let (a, b) = (rec("ka", "a"), rec("kb", "b"));
+        let gz = |r: &RemoteRecord| Descriptor {
+            media_type: media_types::OCI_LAYER_GZIP.into(),
+            digest: Digest::sha256_of(format!("gz {}", r.diff_id).as_bytes()),
+            size: 9,
+        };
+        let manifest = serde_json::json!({"layers": [gz(&a), gz(&b)]});
+        let mut config = serde_json::json!({"rootfs": {"type": "layers",
+            "diff_ids": [a.diff_id, b.diff_id]}});
+        config[INLINE_FIELD] = inline_field(&[b.clone()]);
+        let got = inline_records(
+            &serde_json::to_vec(&manifest).unwrap(),
+            &serde_json::to_vec(&config).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(got.records, vec![RemoteRecord { layer: gz(&b), ..b }]);
+        config.as_object_mut().unwrap().remove(INLINE_FIELD);
+        let err = inline_records(
+            &serde_json::to_vec(&manifest).unwrap(),
+            &serde_json::to_vec(&config).unwrap(),
+        )
+        .unwrap_err();
+        assert!(err.contains("no inline build cache"), "{err}");
     }
 
     #[test]

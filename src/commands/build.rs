@@ -45,7 +45,14 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         .transpose()?;
     let store = Store::open(&ctx.root)
         .with_context(|| format!("opening the store at {}", ctx.root.display()))?;
-    let registry_cache = if cache_from.is_empty() && cache_to.is_empty() {
+    // BuildKit's inline cache: `--cache-to type=inline`, or the build arg docker users set.
+    let inline_cache = cache_to.iter().any(|t| t.reference.is_none())
+        || matches!(
+            build_args.get("BUILDKIT_INLINE_CACHE").map(String::as_str),
+            Some("1" | "true")
+        );
+    let registry_cache = if cache_from.is_empty() && cache_to.iter().all(|t| t.reference.is_none())
+    {
         None
     } else {
         let mut cache = build_cache::RegistryCache::new(ctx, &store, args.quiet)?;
@@ -91,6 +98,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         cache_from: registry_cache
             .as_ref()
             .map(|c| c as &dyn builder::remote_cache::CacheSource),
+        inline_cache,
     };
     let mut reporter: Box<dyn Reporter> = match (args.quiet, args.progress) {
         (true, _) | (_, Progress::Quiet) => Box::new(Silent),
@@ -104,10 +112,10 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         std::fs::write(path, result.image_id.to_string())
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    for to in &cache_to {
+    for to in cache_to.iter().filter(|t| t.reference.is_some()) {
         let cache = registry_cache
             .as_ref()
-            .expect("made when --cache-to is given");
+            .expect("made when a registry --cache-to is given");
         match cache.export(&result, to) {
             Err(e) if to.ignore_error => eprintln!("WARNING: {e:#}"),
             other => other?,

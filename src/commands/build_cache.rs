@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use builder::build::BuildResult;
 use builder::cache::CacheKey;
-use builder::remote_cache::{self, CacheSource, ExportMode, RecordIndex, RemoteRecord};
+use builder::remote_cache::{
+    self, CacheManifest, CacheSource, ExportMode, RecordIndex, RemoteRecord,
+};
 use registry_client::{Client, PushOptions};
 use store::{media_types, Descriptor, LayerRef, Reference, Store};
 
@@ -21,7 +23,9 @@ use crate::output::UsageError;
 /// One `--cache-to`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CacheTo {
-    pub reference: Reference,
+    /// Where the cache manifest goes; `None` for `type=inline` (the records go into the
+    /// image's own config, pushed with the image).
+    pub reference: Option<Reference>,
     pub mode: ExportMode,
     pub ignore_error: bool,
 }
@@ -55,7 +59,7 @@ fn registry_ref(flag: &str, raw: &str, attrs: &[(String, String)]) -> Result<Ref
         other => {
             return Err(UsageError(format!(
                 "{flag} type={other} is not supported: strata shares build cache through a \
-                 registry (type=registry,ref=REF)"
+                 registry (type=registry,ref=REF, or type=inline in the pushed image)"
             ))
             .into())
         }
@@ -74,7 +78,24 @@ pub fn parse_cache_from(raw: &str) -> Result<Reference> {
 
 pub fn parse_cache_to(raw: &str) -> Result<CacheTo> {
     let attrs = attributes("--cache-to", raw)?;
-    let reference = registry_ref("--cache-to", raw, &attrs)?;
+    if attrs.iter().any(|(k, v)| k == "type" && v == "inline") {
+        // BuildKit's inline cache: min mode only, nothing to configure.
+        if let Some((k, v)) = attrs
+            .iter()
+            .find(|(k, v)| !(k == "type" || (k == "mode" && v == "min")))
+        {
+            return Err(UsageError(format!(
+                "--cache-to type=inline takes no {k}={v} (it exports mode=min into the image)"
+            ))
+            .into());
+        }
+        return Ok(CacheTo {
+            reference: None,
+            mode: ExportMode::Min,
+            ignore_error: false,
+        });
+    }
+    let reference = Some(registry_ref("--cache-to", raw, &attrs)?);
     let mut to = CacheTo {
         reference,
         mode: ExportMode::Min,
@@ -167,25 +188,34 @@ impl RegistryCache {
             .runtime
             .block_on(self.client.fetch_manifest(reference))?
             .context("not found")?;
-        let config =
-            remote_cache::config_of_manifest(&manifest.bytes).map_err(anyhow::Error::msg)?;
+        let kind =
+            remote_cache::cache_manifest_kind(&manifest.bytes).map_err(anyhow::Error::msg)?;
+        let (CacheManifest::Registry(config) | CacheManifest::Image(config)) = &kind;
         // The config is small; it goes through the store like every blob (verified), and
-        // a later GC sweeps it, since nothing local refers to it.
+        // a later GC sweeps it unless a local image refers to it.
         let lease = self.store.lease(Duration::from_secs(600))?;
         lease.add_digest(&config.digest)?;
         self.runtime
-            .block_on(self.client.fetch_blob(&self.store, reference, &config))?;
+            .block_on(self.client.fetch_blob(&self.store, reference, config))?;
         let bytes = self.store.read_blob(&config.digest)?;
-        remote_cache::parse_config(&bytes).map_err(anyhow::Error::msg)
+        match kind {
+            CacheManifest::Registry(_) => remote_cache::parse_config(&bytes),
+            CacheManifest::Image(_) => remote_cache::inline_records(&manifest.bytes, &bytes),
+        }
+        .map_err(anyhow::Error::msg)
     }
 
-    /// Pushes the records `to.mode` selects from `result` as a cache manifest.
+    /// Pushes the records `to.mode` selects from `result` as a cache manifest (an inline
+    /// cache is already in the image: nothing to do here).
     pub fn export(&self, result: &BuildResult, to: &CacheTo) -> Result<()> {
+        let Some(reference) = &to.reference else {
+            return Ok(());
+        };
         let final_layers: Vec<_> = result.layers.iter().map(|l| l.diff_id.clone()).collect();
         let mut records = remote_cache::select(&result.steps, &final_layers, to.mode);
         self.say(&format!(
             "exporting cache to {} ({} records)",
-            to.reference,
+            reference,
             records.len()
         ));
         let lease = self.store.lease(Duration::from_secs(6 * 3600))?;
@@ -217,13 +247,13 @@ impl RegistryCache {
             .block_on(registry_client::push_manifest(
                 &self.client,
                 &self.store,
-                &to.reference,
+                &reference,
                 &blobs,
                 manifest.into(),
                 media_types::OCI_MANIFEST,
                 &PushOptions::default(),
             ))
-            .with_context(|| format!("exporting cache to {}", to.reference))?;
+            .with_context(|| format!("exporting cache to {}", reference))?;
         Ok(())
     }
 }
@@ -284,9 +314,11 @@ mod tests {
         assert!(!to.ignore_error);
         let to = parse_cache_to("type=registry,ref=r/a:c,ignore-error=true").unwrap();
         assert_eq!((to.mode, to.ignore_error), (ExportMode::Min, true));
+        let inline = parse_cache_to("type=inline").unwrap();
+        assert_eq!((inline.reference, inline.mode), (None, ExportMode::Min));
         for bad in [
             "type=local,dest=/tmp/x",
-            "type=inline",
+            "type=inline,mode=max",
             "type=registry",
             "type=registry,ref=repo/UPPER",
             "type=registry,ref=a,mode=all",

@@ -13,6 +13,7 @@ use super::{BuildOptions, Result};
 use crate::cache::CacheKey;
 use crate::image::ImageConfigFile;
 use crate::progress::Reporter;
+use crate::remote_cache::{self, RemoteRecord};
 
 pub struct Exported {
     pub manifest: Digest,
@@ -24,6 +25,7 @@ pub fn export(
     stage: &StageResult,
     opts: &BuildOptions,
     lease: &Lease,
+    inline_cache: Option<&[RemoteRecord]>,
     reporter: &mut dyn Reporter,
 ) -> Result<Exported> {
     let mut config = stage.config.clone();
@@ -31,13 +33,18 @@ pub fn export(
     config.rootfs.diff_ids = stage.layers.iter().map(|l| l.diff_id.to_string()).collect();
     config.os = "linux".to_string();
     config.architecture = crate::image::host_architecture().to_string();
-    let key = CacheKey::for_image(&stage.key, &fingerprint(&config));
+    let inline = inline_cache.map(remote_cache::inline_field);
+    let mut fingerprinted = fingerprint(&config);
+    if let Some(field) = &inline {
+        fingerprinted.push_str(&format!("\0{}:{field}", remote_cache::INLINE_FIELD));
+    }
+    let key = CacheKey::for_image(&stage.key, &fingerprinted);
 
     let exported = match cached_image(store, &key, opts.no_cache, lease)? {
         Some(found) => found,
         None => {
             config.created = Some(rfc3339(now_or_epoch(opts.source_date_epoch)));
-            let written = write_image(store, &config, stage)?;
+            let written = write_image(store, &config, inline, stage)?;
             let rec = CacheRecord {
                 v: 1,
                 diff_id: None,
@@ -112,8 +119,17 @@ fn cached_image(
     }
 }
 
-fn write_image(store: &Store, config: &ImageConfigFile, stage: &StageResult) -> Result<Exported> {
-    let config_bytes = serde_json::to_vec(config).expect("config serializes");
+fn write_image(
+    store: &Store,
+    config: &ImageConfigFile,
+    inline_cache: Option<serde_json::Value>,
+    stage: &StageResult,
+) -> Result<Exported> {
+    let mut config = serde_json::to_value(config).expect("config serializes");
+    if let Some(field) = inline_cache {
+        config[remote_cache::INLINE_FIELD] = field;
+    }
+    let config_bytes = serde_json::to_vec(&config).expect("config serializes");
     let config_desc = store.put_blob(&config_bytes, media_types::OCI_CONFIG)?;
     let layers: Vec<Descriptor> = stage.layers.iter().map(|l| l.blob.clone()).collect();
     let manifest_bytes = store::archive::import::build_manifest(&config_desc, &layers);

@@ -62,6 +62,9 @@ pub struct BuildOptions<'a> {
     pub fetch_base: &'a dyn Fn(&Reference) -> std::result::Result<Digest, String>,
     /// `--cache-from`: caches to consult when a step's key is not in the local cache.
     pub cache_from: Option<&'a dyn CacheSource>,
+    /// `--cache-to type=inline` (or `BUILDKIT_INLINE_CACHE=1`): the image's config carries
+    /// the cache records of its own layers, so `--cache-from IMAGE` can use them.
+    pub inline_cache: bool,
 }
 
 /// What the build produced.
@@ -155,13 +158,25 @@ fn build_parsed(
     wait_for_cache_imports(opts)?;
     let finished = results[target].take().expect("the target stage was built");
     let (cached_steps, total_steps) = run.counts();
-    let image = export::export(store, &finished, opts, &lease, run.reporter())?;
+    let steps = run.take_built_steps();
+    let inline = opts.inline_cache.then(|| {
+        let final_layers: Vec<Digest> = finished.layers.iter().map(|l| l.diff_id.clone()).collect();
+        crate::remote_cache::select(&steps, &final_layers, crate::remote_cache::ExportMode::Min)
+    });
+    let image = export::export(
+        store,
+        &finished,
+        opts,
+        &lease,
+        inline.as_deref(),
+        run.reporter(),
+    )?;
     Ok(BuildResult {
         manifest: image.manifest,
         image_id: image.config,
         cached_steps,
         total_steps,
-        steps: run.take_built_steps(),
+        steps,
         layers: finished.layers,
     })
 }
