@@ -146,10 +146,18 @@ fn an_image_pushed_with_an_inline_cache_seeds_a_build_on_an_empty_runner() {
     let image = format!("{}/inline/app:1", reg.addr);
     let a = TestEnv::with_busybox();
     let ctx_a = context(&a);
-    let args = ["-t", &image, "--build-arg", "BUILDKIT_INLINE_CACHE=1", "--push"];
+    let args = [
+        "-t",
+        &image,
+        "--build-arg",
+        "BUILDKIT_INLINE_CACHE=1",
+        "--push",
+    ];
     a.build(&ctx_a, &args).assert_ok();
     let config = image_config(&a.root, &image);
-    let inline = config["strata.cache.v1"].as_array().expect("inline records");
+    let inline = config["strata.cache.v1"]
+        .as_array()
+        .expect("inline records");
     assert_eq!(inline.len(), 3, "COPY, RUN, COPY --from: {config}");
     let a_rootfs = image_rootfs(&a.root, &image);
 
@@ -165,10 +173,13 @@ fn an_image_pushed_with_an_inline_cache_seeds_a_build_on_an_empty_runner() {
     // buildx's spelling gives the same image config field; without it there is none.
     let c = TestEnv::with_busybox();
     let ctx_c = context(&c);
-    c.build(&ctx_c, &["-t", "inline:1", "--cache-to", "type=inline"]).assert_ok();
+    c.build(&ctx_c, &["-t", "inline:1", "--cache-to", "type=inline"])
+        .assert_ok();
     assert!(image_config(&c.root, "inline:1")["strata.cache.v1"].is_array());
     c.build(&ctx_c, &["-t", "plain:1"]).assert_ok();
-    assert!(image_config(&c.root, "plain:1").get("strata.cache.v1").is_none());
+    assert!(image_config(&c.root, "plain:1")
+        .get("strata.cache.v1")
+        .is_none());
 }
 
 #[test]
@@ -219,7 +230,11 @@ fn cache_flags_that_strata_cannot_honour_are_usage_errors() {
             "type=local is not supported",
         ),
         ("--cache-from", "type=gha", "type=gha is not supported"),
-        ("--cache-to", "type=inline,mode=max", "type=inline takes no mode=max"),
+        (
+            "--cache-to",
+            "type=inline,mode=max",
+            "type=inline takes no mode=max",
+        ),
         ("--cache-to", "type=registry", "ref=REF is required"),
         (
             "--cache-to",

@@ -307,7 +307,7 @@ mod tests {
         let manifest = serde_json::json!({"layers": [gz(&a), gz(&b)]});
         let mut config = serde_json::json!({"rootfs": {"type": "layers",
             "diff_ids": [a.diff_id, b.diff_id]}});
-        config[INLINE_FIELD] = inline_field(&[b.clone()]);
+        config[INLINE_FIELD] = inline_field(std::slice::from_ref(&b));
         let got = inline_records(
             &serde_json::to_vec(&manifest).unwrap(),
             &serde_json::to_vec(&config).unwrap(),
