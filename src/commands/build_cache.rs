@@ -247,7 +247,7 @@ impl RegistryCache {
             .block_on(registry_client::push_manifest(
                 &self.client,
                 &self.store,
-                &reference,
+                reference,
                 &blobs,
                 manifest.into(),
                 media_types::OCI_MANIFEST,
