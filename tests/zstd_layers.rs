@@ -423,3 +423,54 @@ fn load_refuses_a_layer_whose_media_type_names_another_compression() {
     images.assert_ok();
     assert_eq!(images.stdout.trim(), "", "a refused load records no image");
 }
+
+/// Like `docker import` and `docker load`: a zstd-compressed rootfs tar imports, and a
+/// zstd-compressed archive loads (the store keeps the import's layer gzip, as for any
+/// import; the loaded image is the saved one).
+#[test]
+fn import_and_load_take_zstd_compressed_input() {
+    let env = TestEnv::new();
+    let rootfs = fs::read(busybox_rootfs()).expect("busybox rootfs");
+    let zst = env.scratch.join("rootfs.tar.zst");
+    fs::write(&zst, zstd_tool(&rootfs, 3)).expect("write rootfs.tar.zst");
+    env.strata(&["import", zst.to_str().expect("utf-8"), "zimport:1"])
+        .assert_ok();
+    let ctx = env.scratch.join("on-import");
+    fs::create_dir_all(&ctx).expect("mkdir");
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM zimport:1\nRUN busybox true && echo ok > /ok\n",
+    )
+    .expect("write Dockerfile");
+    env.build(&ctx, &["-t", "onimport:1"]).assert_ok();
+
+    // A zstd-compressed docker-archive of the built image loads into a fresh root.
+    let archive = env.scratch.join("saved.tar");
+    env.strata(&["save", "-o", archive.to_str().expect("utf-8"), "onimport:1"])
+        .assert_ok();
+    let compressed = env.scratch.join("saved.tar.zst");
+    fs::write(
+        &compressed,
+        zstd_tool(&fs::read(&archive).expect("read"), 3),
+    )
+    .expect("write");
+    let other = TestEnv::new();
+    other
+        .strata(&["load", "-i", compressed.to_str().expect("utf-8")])
+        .assert_ok();
+    let id = |e: &TestEnv| e.image_id("onimport:1");
+    assert_eq!(id(&other), id(&env), "the loaded image is the saved one");
+    assert_verified(&other);
+
+    // A truncated zstd input is refused and leaves no image behind.
+    let bytes = fs::read(&zst).expect("read");
+    let cut = env.scratch.join("cut.tar.zst");
+    fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
+    let out = env.strata(&["import", cut.to_str().expect("utf-8"), "cut:1"]);
+    assert_eq!(out.status, Some(1), "{out}");
+    assert!(out.stderr.contains("zstd stream"), "{out}");
+    assert!(
+        !env.strata(&["images"]).stdout.contains("cut"),
+        "no image from a cut input"
+    );
+}

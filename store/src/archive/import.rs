@@ -6,12 +6,11 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 
-use flate2::read::MultiGzDecoder;
-
 use super::gzip::ParallelGzWriter;
 use super::tarcheck::TarCheck;
 use crate::digest::Sha256Writer;
 use crate::error::{Result, StoreError};
+use crate::media_types::Compression;
 use crate::{media_types, Descriptor, Digest, ImageRecord, Reference, Store};
 
 /// What `import` writes besides the layer.
@@ -59,12 +58,10 @@ impl Store {
         let head = input
             .fill_buf()
             .map_err(StoreError::io("reading", source))?;
-        let gzipped = head.starts_with(&[0x1f, 0x8b]);
-        let mut plain: Box<dyn Read> = if gzipped {
-            Box::new(MultiGzDecoder::new(input))
-        } else {
-            Box::new(input)
-        };
+        // Like `docker import`: the tar may come gzip or zstd compressed.
+        let compression = crate::decompress::sniff(head);
+        let mut plain = crate::decompress::plain_reader(compression, input)
+            .map_err(StoreError::io("reading", source))?;
         let blob = self.writer()?.with_media_type(media_types::OCI_LAYER_GZIP);
         let mut gz = Sha256Writer::new(ParallelGzWriter::new(blob));
         let mut check = TarCheck::default();
@@ -74,7 +71,12 @@ impl Store {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) if gzipped => return Err(bad(format!("gzip stream: {e}"))),
+                Err(e) if compression == Compression::Gzip => {
+                    return Err(bad(format!("gzip stream: {e}")))
+                }
+                Err(e) if compression == Compression::Zstd => {
+                    return Err(bad(format!("zstd stream: {e}")))
+                }
                 Err(e) => return Err(StoreError::io("reading", source)(e)),
             };
             check.feed(&buf[..n]);

@@ -13,8 +13,6 @@
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
-use flate2::read::MultiGzDecoder;
-
 use super::import::{build_manifest, host_architecture};
 use crate::decompress::{self, plain_reader, PlainWriter};
 use crate::digest::Sha256Writer;
@@ -25,7 +23,6 @@ use crate::{media_types, meta, Descriptor, Digest, ImageRecord, NewImage, Refere
 
 const SMALL: u64 = 1 << 20;
 const SMALL_TOTAL: usize = 256 << 20;
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// One image that `load` added, with the tags it now has from the archive.
 #[derive(Debug, Clone)]
@@ -103,11 +100,10 @@ impl Archive<'_> {
         if head.is_empty() {
             return Err(self.bad("empty input: expected a docker-archive or OCI archive"));
         }
-        let plain: Box<dyn Read> = if head.starts_with(&GZIP_MAGIC) {
-            Box::new(MultiGzDecoder::new(input))
-        } else {
-            Box::new(input)
-        };
+        // Like `docker load`: the archive itself may be gzip or zstd compressed.
+        let compression = decompress::sniff(head);
+        let plain =
+            plain_reader(compression, input).map_err(StoreError::io("reading", &self.source))?;
         self.read_entries(plain)?;
         let images = if self.files.contains_key("manifest.json") {
             self.docker_images()?
