@@ -474,3 +474,21 @@ fn import_and_load_take_zstd_compressed_input() {
         "no image from a cut input"
     );
 }
+
+/// `ADD` of a local zstd-compressed tar extracts it, as docker's ADD does; `COPY` keeps it.
+#[test]
+fn add_extracts_a_local_zstd_tar() {
+    let env = TestEnv::with_busybox();
+    let ctx = env.scratch.join("add-zst");
+    fs::create_dir_all(&ctx).expect("mkdir");
+    let tar = files_tar(&[("a.txt", b"from a tar.zst\n"), ("d/b.txt", b"b\n")]);
+    fs::write(ctx.join("files.tar.zst"), zstd_tool(&tar, 3)).expect("write");
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nADD files.tar.zst /x/\nCOPY files.tar.zst /kept/\n\
+         RUN test \"$(cat /x/a.txt)\" = 'from a tar.zst' && test -f /x/d/b.txt \
+             && test -f /kept/files.tar.zst\n",
+    )
+    .expect("write Dockerfile");
+    env.build(&ctx, &["-t", "addzst:1"]).assert_ok();
+}

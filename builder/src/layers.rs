@@ -110,8 +110,8 @@ pub fn is_archive(path: &Path) -> io::Result<bool> {
     let mut f = std::fs::File::open(path)?;
     let mut head = [0u8; 512];
     let n = read_full(&mut f, &mut head)?;
-    if n >= 2 && head[0] == 0x1f && head[1] == 0x8b {
-        return Ok(true);
+    if store::decompress::sniff(&head[..n]) != store::media_types::Compression::None {
+        return Ok(true); // gzip or zstd, as docker's ADD decompresses them
     }
     Ok(n >= 262 && &head[257..262] == b"ustar")
 }
@@ -127,15 +127,11 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// A reader of the plain tar inside `input`, decompressing gzip when it starts with gzip's magic.
+/// A reader of the plain tar inside `input`, decompressing gzip or zstd by their magic.
 fn decompress<'a>(input: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
     let mut buffered = io::BufReader::new(input);
-    let head = io::BufRead::fill_buf(&mut buffered)?;
-    if head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b {
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(buffered)))
-    } else {
-        Ok(Box::new(buffered))
-    }
+    let compression = store::decompress::sniff(io::BufRead::fill_buf(&mut buffered)?);
+    store::decompress::plain_reader(compression, buffered)
 }
 
 /// The entry names of a plain tar, in archive order: what tests of layer writers compare.
