@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use store::{Descriptor, Digest};
+use store::{Descriptor, Digest, LayerRef};
 
 use crate::cache::CacheKey;
 
@@ -117,14 +117,6 @@ pub enum ExportMode {
     Max,
 }
 
-/// A step of this build that produced a layer (built or found in a cache): what an
-/// export may publish.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BuiltStep {
-    pub stage: usize,
-    pub record: RemoteRecord,
-}
-
 /// Caches imported with `--cache-from`, as the build sees them.
 pub trait CacheSource {
     /// The record for `key`, if an imported cache has one.
@@ -170,15 +162,19 @@ impl RecordIndex {
     }
 }
 
-/// The records `mode` exports from a build's steps: `Max` all of them, `Min` those whose
-/// layer is in the final image. One record per key, in build order.
-pub fn select(steps: &[BuiltStep], final_layers: &[Digest], mode: ExportMode) -> Vec<RemoteRecord> {
+/// The records `mode` exports from the records of a build's layer steps (in build order):
+/// `Max` all of them, `Min` those whose layer is in the final image. One per key.
+pub fn select(
+    steps: &[RemoteRecord],
+    final_layers: &[LayerRef],
+    mode: ExportMode,
+) -> Vec<RemoteRecord> {
     let mut seen = std::collections::HashSet::new();
     steps
         .iter()
-        .filter(|s| mode == ExportMode::Max || final_layers.contains(&s.record.diff_id))
-        .filter(|s| seen.insert(s.record.key.clone()))
-        .map(|s| s.record.clone())
+        .filter(|r| mode == ExportMode::Max || final_layers.iter().any(|l| l.diff_id == r.diff_id))
+        .filter(|r| seen.insert(r.key.clone()))
+        .cloned()
         .collect()
 }
 
@@ -256,14 +252,14 @@ mod tests {
     #[test]
     fn min_keeps_final_layers_max_keeps_all_and_keys_stay_unique() {
         let (a, b, c) = (rec("ka", "a"), rec("kb", "b"), rec("kc", "c"));
-        let steps: Vec<BuiltStep> = [(0, &a), (1, &b), (1, &c), (1, &c)]
+        let steps = vec![a.clone(), b.clone(), c.clone(), c.clone()];
+        let finals: Vec<LayerRef> = [&b, &c]
             .iter()
-            .map(|(stage, r)| BuiltStep {
-                stage: *stage,
-                record: (*r).clone(),
+            .map(|r| LayerRef {
+                blob: r.layer.clone(),
+                diff_id: r.diff_id.clone(),
             })
             .collect();
-        let finals = vec![b.diff_id.clone(), c.diff_id.clone()];
         assert_eq!(
             select(&steps, &finals, ExportMode::Min),
             vec![b.clone(), c.clone()]

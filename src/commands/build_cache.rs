@@ -211,8 +211,7 @@ impl RegistryCache {
         let Some(reference) = &to.reference else {
             return Ok(());
         };
-        let final_layers: Vec<_> = result.layers.iter().map(|l| l.diff_id.clone()).collect();
-        let mut records = remote_cache::select(&result.steps, &final_layers, to.mode);
+        let mut records = remote_cache::select(&result.steps, &result.layers, to.mode);
         self.say(&format!(
             "exporting cache to {} ({} records)",
             reference,

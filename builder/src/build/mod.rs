@@ -31,7 +31,7 @@ use store::{Digest, Reference, Store};
 use crate::dockerfile::{self, Command, Dockerfile, ParseError};
 use crate::exec;
 use crate::progress::Reporter;
-use crate::remote_cache::{BuiltStep, CacheSource};
+use crate::remote_cache::{CacheSource, ExportMode, RemoteRecord};
 
 pub use stage::StageResult;
 
@@ -76,8 +76,9 @@ pub struct BuildResult {
     /// Steps whose result came from the cache, and all steps.
     pub cached_steps: usize,
     pub total_steps: usize,
-    /// Every step that produced a layer, in build order: what `--cache-to` exports.
-    pub steps: Vec<BuiltStep>,
+    /// The cache record of every step that produced a layer, in build order: what
+    /// `--cache-to` exports.
+    pub steps: Vec<RemoteRecord>,
     /// The image's layers, bottom first.
     pub layers: Vec<store::LayerRef>,
 }
@@ -159,10 +160,9 @@ fn build_parsed(
     let finished = results[target].take().expect("the target stage was built");
     let (cached_steps, total_steps) = run.counts();
     let steps = run.take_built_steps();
-    let inline = opts.inline_cache.then(|| {
-        let final_layers: Vec<Digest> = finished.layers.iter().map(|l| l.diff_id.clone()).collect();
-        crate::remote_cache::select(&steps, &final_layers, crate::remote_cache::ExportMode::Min)
-    });
+    let inline = opts
+        .inline_cache
+        .then(|| crate::remote_cache::select(&steps, &finished.layers, ExportMode::Min));
     let image = export::export(
         store,
         &finished,

@@ -11,7 +11,7 @@ use crate::cache::CacheKey;
 use crate::dockerfile::{expand_word, Command, Dockerfile, Instruction, Stage};
 use crate::image::{ImageConfigFile, DEFAULT_PATH};
 use crate::progress::{Reporter, StepEnd, StepInfo};
-use crate::remote_cache::{BuiltStep, RemoteRecord};
+use crate::remote_cache::RemoteRecord;
 
 /// A finished stage: what later stages (`COPY --from`, `FROM stage`) and the export need.
 #[derive(Debug, Clone)]
@@ -72,9 +72,8 @@ pub struct BuildRun<'a> {
     step_number: usize,
     cached: usize,
     total: usize,
-    /// The stage being built, and every layer step so far (for `--cache-to`).
-    pub current_stage: usize,
-    built: Vec<BuiltStep>,
+    /// The cache record of every layer step so far (for `--cache-to`).
+    built: Vec<RemoteRecord>,
 }
 
 impl<'a> BuildRun<'a> {
@@ -107,7 +106,6 @@ impl<'a> BuildRun<'a> {
             step_number: 0,
             cached: 0,
             total,
-            current_stage: 0,
             built: Vec::new(),
         }
     }
@@ -118,18 +116,15 @@ impl<'a> BuildRun<'a> {
 
     /// Note a step that produced `layer` under `key` (built, or found in a cache).
     pub fn note_layer_step(&mut self, key: &CacheKey, layer: &LayerRef, created_at: i64) {
-        self.built.push(BuiltStep {
-            stage: self.current_stage,
-            record: RemoteRecord {
-                key: key.as_str().to_string(),
-                layer: layer.blob.clone(),
-                diff_id: layer.diff_id.clone(),
-                created_at,
-            },
+        self.built.push(RemoteRecord {
+            key: key.as_str().to_string(),
+            layer: layer.blob.clone(),
+            diff_id: layer.diff_id.clone(),
+            created_at,
         });
     }
 
-    pub fn take_built_steps(&mut self) -> Vec<BuiltStep> {
+    pub fn take_built_steps(&mut self) -> Vec<RemoteRecord> {
         std::mem::take(&mut self.built)
     }
 
@@ -148,7 +143,6 @@ impl<'a> BuildRun<'a> {
         done: &[Option<StageResult>],
         ctx: &mut Context,
     ) -> Result<StageResult> {
-        self.current_stage = index;
         if self.meta_args.is_empty() {
             self.meta_args = self.resolve_meta_args()?;
         }

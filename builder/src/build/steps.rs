@@ -274,14 +274,21 @@ pub fn rfc3339(secs: i64) -> String {
     )
 }
 
+/// Where a step's layer came from, and so whether `add_layer` records it in the cache.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// Built by this step now: recorded, stamped now (or SOURCE_DATE_EPOCH).
+    Built,
+    /// The local cache's record, first built at this time: already recorded.
+    Cached(i64),
+    /// An imported (`--cache-from`) record, first built at this time: recorded locally
+    /// so the next build finds it without the registry.
+    Imported(i64),
+}
+
 /// A cache hit: the record's layer, if its blob is still in the store; else, with
-/// `--cache-from`, an imported record's layer, downloaded now and recorded locally so the
-/// next build finds it without the registry.
-fn cache_hit(
-    run: &mut BuildRun,
-    below: &[LayerRef],
-    key: &CacheKey,
-) -> Result<Option<(LayerRef, i64)>> {
+/// `--cache-from`, an imported record's layer, whose download starts now.
+fn cache_hit(run: &mut BuildRun, key: &CacheKey) -> Result<Option<(LayerRef, Origin)>> {
     if run.opts.no_cache {
         return Ok(None);
     }
@@ -290,14 +297,19 @@ fn cache_hit(
             // Lease first, then check: a prune that starts in between sees the lease.
             run.lease.add_digest(&blob.digest)?;
             if run.store.has_blob(&blob.digest) {
-                return Ok(Some((LayerRef { blob, diff_id }, rec.created_at)));
+                return Ok(Some((
+                    LayerRef { blob, diff_id },
+                    Origin::Cached(rec.created_at),
+                )));
             }
         }
     }
-    let Some(remote) = run.opts.cache_from.and_then(|c| c.lookup(key)) else {
+    let Some(cache) = run.opts.cache_from else {
         return Ok(None);
     };
-    let cache = run.opts.cache_from.expect("looked up above");
+    let Some(remote) = cache.lookup(key) else {
+        return Ok(None);
+    };
     run.lease.add_digest(&remote.layer.digest)?;
     if !run.store.has_blob(&remote.layer.digest) {
         // The download runs while the next steps look up their keys; persist the lease
@@ -316,21 +328,7 @@ fn cache_hit(
         blob: remote.layer,
         diff_id: remote.diff_id,
     };
-    let now = now_or_epoch(None);
-    run.store.cache_put(
-        key.as_str(),
-        &CacheRecord {
-            v: 1,
-            diff_id: Some(layer.diff_id.clone()),
-            chain_id: Some(chain_of(below, &layer)),
-            layer: Some(layer.blob.clone()),
-            config_delta: serde_json::Value::Null,
-            created_at: remote.created_at,
-            last_used: now,
-            size: layer.blob.size,
-        },
-    )?;
-    Ok(Some((layer, remote.created_at)))
+    Ok(Some((layer, Origin::Imported(remote.created_at))))
 }
 
 /// Record a new layer step in the cache and the stage.
@@ -340,12 +338,15 @@ fn add_layer(
     key: CacheKey,
     layer: LayerRef,
     created_by: &str,
-    created: Option<i64>,
+    origin: Origin,
 ) -> Result<()> {
     let now = now_or_epoch(None);
-    let created_at = created.unwrap_or_else(|| now_or_epoch(run.opts.source_date_epoch));
+    let created_at = match origin {
+        Origin::Built => now_or_epoch(run.opts.source_date_epoch),
+        Origin::Cached(t) | Origin::Imported(t) => t,
+    };
     let chain = chain_of(&state.layers, &layer);
-    if created.is_none() {
+    if !matches!(origin, Origin::Cached(_)) {
         let rec = CacheRecord {
             v: 1,
             diff_id: Some(layer.diff_id.clone()),
@@ -451,8 +452,8 @@ fn run_step(
         &state.args,
         Some(&state.config.config.env.join("\0")),
     );
-    if let Some((layer, created)) = cache_hit(run, &state.layers, &key)? {
-        add_layer(run, state, key, layer, &created_by, Some(created))?;
+    if let Some((layer, origin)) = cache_hit(run, &key)? {
+        add_layer(run, state, key, layer, &created_by, origin)?;
         return Ok(Outcome::Cached);
     }
     let lower = lowerdirs(run, &state.layers)?;
@@ -562,7 +563,7 @@ fn run_step(
     let committed = run.store.commit_snapshot(&chain, parent.as_ref(), &upper);
     cleanup();
     committed?;
-    add_layer(run, state, key, layer, &created_by, None)?;
+    add_layer(run, state, key, layer, &created_by, Origin::Built)?;
     Ok(Outcome::Done)
 }
 
@@ -585,8 +586,8 @@ fn workdir_step(
         return Ok(Outcome::Done);
     }
     let key = CacheKey::for_step(&state.key, &created_by, &state.args, Some("mkdir"));
-    if let Some((layer, created)) = cache_hit(run, &state.layers, &key)? {
-        add_layer(run, state, key, layer, &created_by, Some(created))?;
+    if let Some((layer, origin)) = cache_hit(run, &key)? {
+        add_layer(run, state, key, layer, &created_by, origin)?;
         return Ok(Outcome::Cached);
     }
     let opts = CopyOptions {
@@ -610,7 +611,7 @@ fn workdir_step(
         .map_err(|e| run.step_error(inst, e.to_string()))?;
     let layer = commit_layer(run.store, |w| plan.write_tar(w).map(|_| ()))
         .map_err(|e| run.step_error(inst, e.to_string()))?;
-    add_layer(run, state, key, layer, &created_by, None)?;
+    add_layer(run, state, key, layer, &created_by, Origin::Built)?;
     Ok(Outcome::Done)
 }
 
@@ -871,8 +872,8 @@ fn copy_step(
             state.key = CacheKey::for_step(&parent_key, "link", &[], Some(key.as_str()));
         }
     };
-    if let Some((layer, created)) = cache_hit(run, &state.layers, &key)? {
-        add_layer(run, state, key.clone(), layer, &created_by, Some(created))?;
+    if let Some((layer, origin)) = cache_hit(run, &key)? {
+        add_layer(run, state, key.clone(), layer, &created_by, origin)?;
         restack(state, &key);
         return Ok(Outcome::Cached);
     }
@@ -939,7 +940,7 @@ fn copy_step(
     .map_err(|x| e(x.to_string()))?;
     drop(checkouts);
     drop(downloads);
-    add_layer(run, state, key.clone(), layer, &created_by, None)?;
+    add_layer(run, state, key.clone(), layer, &created_by, Origin::Built)?;
     restack(state, &key);
     Ok(Outcome::Done)
 }
