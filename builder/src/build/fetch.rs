@@ -26,12 +26,12 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rustix::fs::FlockOperation;
 use sha2::{Digest as _, Sha256};
+
+use super::cache_dirs::{allocated_bytes, lock_dir, try_lock_dir, FlockOperation};
 
 /// Where downloads are kept.
 pub fn downloads_dir(root: &Path) -> PathBuf {
@@ -86,8 +86,7 @@ pub fn download(
     };
     let dir = downloads_dir(root).join(hex::encode(Sha256::digest(url.as_bytes())));
     let lock = lock_dir(&dir, FlockOperation::LockShared)
-        .map_err(|e| format!("locking {}: {e}", dir.display()))?
-        .expect("a blocking lock is always taken");
+        .map_err(|e| format!("locking {}: {e}", dir.display()))?;
     let data = dir.join("data");
     let meta_path = dir.join("meta.json");
     let old: Option<Meta> = fs::read(&meta_path)
@@ -185,35 +184,9 @@ pub fn download(
     })
 }
 
-/// Takes `op` on `DIR/lock` (creating both), making sure the lock file still is the
-/// one in the directory once locked: a prune may have removed the directory between our
-/// open and our lock, and a lock on a removed file protects nothing. `None` when a
-/// non-blocking lock is busy.
-fn lock_dir(dir: &Path, op: FlockOperation) -> io::Result<Option<fs::File>> {
-    loop {
-        fs::create_dir_all(dir)?;
-        let path = dir.join("lock");
-        let file = fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?;
-        match rustix::fs::flock(&file, op) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
-        let held = file.metadata()?;
-        match fs::metadata(&path) {
-            Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => return Ok(Some(file)),
-            _ => continue,
-        }
-    }
-}
-
 /// Bytes the downloads take (allocated blocks), for `system df`'s Build Cache.
 pub fn usage(root: &Path) -> io::Result<u64> {
-    super::allocated_bytes(&downloads_dir(root))
+    allocated_bytes(&downloads_dir(root))
 }
 
 /// Removes every download no running build holds (`builder prune`); returns the bytes
@@ -228,10 +201,10 @@ pub fn remove_unused(root: &Path) -> io::Result<u64> {
         if !dir.is_dir() {
             continue;
         }
-        let Some(_lock) = lock_dir(&dir, FlockOperation::NonBlockingLockExclusive)? else {
+        let Some(_lock) = try_lock_dir(&dir, FlockOperation::NonBlockingLockExclusive)? else {
             continue; // a build is using it
         };
-        let size = super::allocated_bytes(&dir)?;
+        let size = allocated_bytes(&dir)?;
         fs::remove_dir_all(&dir)?;
         freed += size;
     }
@@ -434,9 +407,7 @@ mod tests {
         }
         let before = usage(root.path()).unwrap();
         assert!(before >= 2 * 64 * 1024, "{before}");
-        let held = lock_dir(&dir.join("held"), FlockOperation::LockShared)
-            .unwrap()
-            .unwrap();
+        let held = lock_dir(&dir.join("held"), FlockOperation::LockShared).unwrap();
         let freed = remove_unused(root.path()).unwrap();
         assert!(
             dir.join("held").join("data").exists(),

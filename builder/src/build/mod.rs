@@ -13,6 +13,7 @@
 //! while a RUN runs or a layer is written (DESIGN §2). A lease names what the build has
 //! written or reuses, so a concurrent prune leaves it alone (DESIGN §3).
 
+mod cache_dirs;
 mod context;
 mod copy_flags;
 mod export;
@@ -179,21 +180,6 @@ fn build_parsed(
         steps,
         layers: finished.layers,
     })
-}
-
-/// The disk space (allocated blocks) of everything under `dir`; 0 when it does not exist.
-/// For the build cache kept outside the store's records: cache mounts and downloads.
-pub(crate) fn allocated_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
-    use std::os::unix::fs::MetadataExt;
-    if !dir.exists() {
-        return Ok(0);
-    }
-    let mut total = 0;
-    for entry in walkdir::WalkDir::new(dir) {
-        let entry = entry.map_err(std::io::Error::other)?;
-        total += entry.metadata().map_err(std::io::Error::other)?.blocks() * 512;
-    }
-    Ok(total)
 }
 
 /// Every layer a `--cache-from` hit started to download is in the store.

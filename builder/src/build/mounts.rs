@@ -23,8 +23,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::FlockOperation;
-
+use super::cache_dirs::{allocated_bytes, lock_dir, try_lock_dir, FlockOperation};
 use super::context::Context;
 use super::stage::{BuildRun, StageResult, StageState};
 use super::{stage_ref, steps};
@@ -100,7 +99,7 @@ pub fn cache_mounts_dir(root: &Path) -> PathBuf {
 
 /// Bytes used by cache mounts (allocated blocks), for `system df`.
 pub fn usage(root: &Path) -> io::Result<u64> {
-    super::allocated_bytes(&cache_mounts_dir(root))
+    allocated_bytes(&cache_mounts_dir(root))
 }
 
 /// Remove every cache mount nobody is using (`builder prune`); returns the bytes freed.
@@ -119,16 +118,11 @@ pub fn remove_all(root: &Path) -> io::Result<u64> {
             if !inst.is_dir() {
                 continue;
             }
-            let lock = File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(inst.join("lock"))?;
-            if rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+            let Some(_lock) = try_lock_dir(&inst, FlockOperation::NonBlockingLockExclusive)? else {
                 busy = true;
                 continue;
-            }
-            let size = super::allocated_bytes(&inst).unwrap_or(0);
+            };
+            let size = allocated_bytes(&inst).unwrap_or(0);
             fs::remove_dir_all(&inst)?;
             freed += size;
         }
@@ -685,40 +679,34 @@ fn open_cache(
     if !id_file.exists() {
         fs::write(&id_file, id)?;
     }
-    let open = |n: usize| -> io::Result<(PathBuf, File)> {
-        let inst = base.join(n.to_string());
-        fs::create_dir_all(&inst)?;
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(inst.join("lock"))?;
-        Ok((inst, lock))
-    };
+    let instance = |n: usize| base.join(n.to_string());
     let (inst, lock) = match sharing {
         "private" => {
             let mut n = 0;
             loop {
-                let (inst, lock) = open(n)?;
-                if rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_ok() {
+                let inst = instance(n);
+                if let Some(lock) = try_lock_dir(&inst, FlockOperation::NonBlockingLockExclusive)? {
                     break (inst, lock);
                 }
                 n += 1;
             }
         }
         "locked" => {
-            let (inst, lock) = open(0)?;
-            if rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
-                on_wait(&format!(
-                    "waiting for cache mount {id:?} (sharing=locked, held by another build)"
-                ));
-                rustix::fs::flock(&lock, FlockOperation::LockExclusive)?;
-            }
+            let inst = instance(0);
+            let lock = match try_lock_dir(&inst, FlockOperation::NonBlockingLockExclusive)? {
+                Some(lock) => lock,
+                None => {
+                    on_wait(&format!(
+                        "waiting for cache mount {id:?} (sharing=locked, held by another build)"
+                    ));
+                    lock_dir(&inst, FlockOperation::LockExclusive)?
+                }
+            };
             (inst, lock)
         }
         _ => {
-            let (inst, lock) = open(0)?;
-            rustix::fs::flock(&lock, FlockOperation::LockShared)?;
+            let inst = instance(0);
+            let lock = lock_dir(&inst, FlockOperation::LockShared)?;
             (inst, lock)
         }
     };
