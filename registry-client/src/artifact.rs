@@ -7,7 +7,7 @@ use store::{Descriptor, Digest, Reference, Store};
 
 use crate::error::{RegistryError, Result};
 use crate::progress::Bar;
-use crate::pull::fetch_manifest;
+use crate::pull::{fetch_manifest, manifest_ref};
 use crate::transfer;
 use crate::Client;
 
@@ -26,15 +26,10 @@ impl Client {
         let session = self.session(&reference.registry)?;
         let repo = &reference.repository;
         let scopes = vec![format!("repository:{repo}:pull")];
-        let tag_or_digest = match (&reference.digest, &reference.tag) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.clone(),
-            (None, None) => "latest".to_string(),
-        };
         match fetch_manifest(
             &session,
             repo,
-            &tag_or_digest,
+            &manifest_ref(reference),
             reference.digest.as_ref(),
             &scopes,
             &reference.familiar(),

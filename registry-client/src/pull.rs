@@ -166,11 +166,7 @@ pub(crate) async fn pull(
     let repo = reference.repository.clone();
     let scopes = vec![format!("repository:{repo}:pull")];
     let display = reference.familiar();
-    let tag_or_digest = match (&reference.digest, &reference.tag) {
-        (Some(d), _) => d.to_string(),
-        (None, Some(t)) => t.clone(),
-        (None, None) => "latest".to_string(),
-    };
+    let tag_or_digest = manifest_ref(reference);
     let progress = client.progress();
     progress.line(&format!(
         "{tag_or_digest}: Pulling from {}",
@@ -333,6 +329,16 @@ impl FetchedManifest {
 /// (`library/busybox`, `a/b` for `localhost:5000/a/b`).
 fn path_familiar(r: &Reference) -> &str {
     &r.repository
+}
+
+/// What `/v2/REPO/manifests/…` is asked for: the digest when the reference has one, else
+/// its tag (`latest` when it names none).
+pub(crate) fn manifest_ref(reference: &Reference) -> String {
+    match (&reference.digest, &reference.tag) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => "latest".to_string(),
+    }
 }
 
 /// docker's 12-hex-digit layer id.
