@@ -11,6 +11,7 @@ use crate::cache::CacheKey;
 use crate::dockerfile::{expand_word, Command, Dockerfile, Instruction, Stage};
 use crate::image::{ImageConfigFile, DEFAULT_PATH};
 use crate::progress::{Reporter, StepEnd, StepInfo};
+use crate::remote::Remote;
 use crate::remote_cache::RemoteRecord;
 
 /// A finished stage: what later stages (`COPY --from`, `FROM stage`) and the export need.
@@ -63,7 +64,8 @@ impl StageState {
 /// One build in progress: what every stage needs, and the step counters.
 pub struct BuildRun<'a> {
     pub store: &'a Store,
-    pub opts: &'a BuildOptions<'a>,
+    pub opts: &'a BuildOptions,
+    pub remote: &'a dyn Remote,
     pub dockerfile: &'a Dockerfile,
     pub lease: &'a Lease,
     reporter: &'a mut dyn Reporter,
@@ -79,7 +81,8 @@ pub struct BuildRun<'a> {
 impl<'a> BuildRun<'a> {
     pub fn new(
         store: &'a Store,
-        opts: &'a BuildOptions<'a>,
+        opts: &'a BuildOptions,
+        remote: &'a dyn Remote,
         dockerfile: &'a Dockerfile,
         lease: &'a Lease,
         reporter: &'a mut dyn Reporter,
@@ -99,6 +102,7 @@ impl<'a> BuildRun<'a> {
         BuildRun {
             store,
             opts,
+            remote,
             dockerfile,
             lease,
             reporter,
@@ -374,10 +378,13 @@ impl<'a> BuildRun<'a> {
                 Err(e) => return Err(e.into()),
             }
         }
-        (self.opts.fetch_base)(reference).map_err(|message| BuildError::Step {
-            location: location.to_string(),
-            message: format!("{}: {message}", reference.familiar()),
-        })
+        self.remote
+            .fetch_base(reference)
+            .map_err(|source| BuildError::BaseImage {
+                location: location.to_string(),
+                reference: reference.familiar(),
+                source,
+            })
     }
 
     pub fn step_error(&self, inst: &Instruction, message: String) -> BuildError {
