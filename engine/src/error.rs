@@ -11,20 +11,20 @@ pub enum EngineError {
     #[error("{0}")]
     Usage(String),
     #[error("setting up the registry client")]
-    Client(#[source] RegistryError),
+    Client(#[source] Box<RegistryError>),
     #[error("starting the registry client")]
-    Runtime(#[source] RegistryError),
+    Runtime(#[source] Box<RegistryError>),
     #[error("pulling {reference}")]
     Pull {
         reference: String,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     #[error("pushing {reference}")]
     Push {
         reference: String,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     /// A `--cache-from` manifest that the registry does not have.
     #[error("not found")]
@@ -37,7 +37,7 @@ pub enum EngineError {
         digest: store::Digest,
         reference: String,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     /// The background task downloading a cache layer died (a panic in the client).
     #[error("layer {digest}: the download task failed")]
@@ -50,7 +50,7 @@ pub enum EngineError {
     Compress {
         digest: store::Digest,
         #[source]
-        source: store::StoreError,
+        source: Box<store::StoreError>,
     },
     #[error("exporting cache to {reference}")]
     CacheExport {
@@ -65,11 +65,30 @@ pub enum EngineError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Build(#[from] builder::build::BuildError),
+    Build(Box<builder::build::BuildError>),
     #[error(transparent)]
-    Store(#[from] store::StoreError),
+    Store(Box<store::StoreError>),
     #[error(transparent)]
-    Registry(#[from] RegistryError),
+    Registry(Box<RegistryError>),
+}
+
+// The library errors are large; boxed, an `EngineError` stays small on the happy path.
+impl From<builder::build::BuildError> for EngineError {
+    fn from(e: builder::build::BuildError) -> Self {
+        EngineError::Build(Box::new(e))
+    }
+}
+
+impl From<store::StoreError> for EngineError {
+    fn from(e: store::StoreError) -> Self {
+        EngineError::Store(Box::new(e))
+    }
+}
+
+impl From<RegistryError> for EngineError {
+    fn from(e: RegistryError) -> Self {
+        EngineError::Registry(Box::new(e))
+    }
 }
 
 impl EngineError {

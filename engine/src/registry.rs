@@ -58,7 +58,7 @@ impl Registry {
             },
             ..ClientOptions::default()
         };
-        let client = Client::new(opts).map_err(EngineError::Client)?;
+        let client = Client::new(opts).map_err(|e| EngineError::Client(Box::new(e)))?;
         Ok(self.client.get_or_init(|| Arc::new(client)))
     }
 
@@ -67,7 +67,7 @@ impl Registry {
         if let Some(runtime) = self.runtime.get() {
             return Ok(runtime);
         }
-        let runtime = registry_client::runtime().map_err(EngineError::Runtime)?;
+        let runtime = registry_client::runtime().map_err(|e| EngineError::Runtime(Box::new(e)))?;
         Ok(self.runtime.get_or_init(|| runtime))
     }
 
@@ -85,7 +85,7 @@ impl Registry {
             .block_on(client.pull(store, reference, &PullOptions { platform }))
             .map_err(|source| EngineError::Pull {
                 reference: reference.familiar(),
-                source,
+                source: Box::new(source),
             })?;
         Ok(report.manifest)
     }
@@ -98,7 +98,7 @@ impl Registry {
             .block_on(client.push(store, reference, &PushOptions::default()))
             .map_err(|source| EngineError::Push {
                 reference: reference.familiar(),
-                source,
+                source: Box::new(source),
             })?;
         Ok(report.digest)
     }

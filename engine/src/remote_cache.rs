@@ -131,7 +131,7 @@ impl<'r> RegistryCache<'r> {
                 })
                 .map_err(|source| EngineError::Compress {
                     digest: r.layer.digest.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             lease.add_digest(&compressed.blob.digest)?;
             r.layer = compressed.blob;
@@ -176,7 +176,7 @@ impl<'r> RegistryCache<'r> {
                 .map_err(|source| EngineError::CacheLayer {
                     digest: layer.digest.clone(),
                     reference: reference.to_string(),
-                    source,
+                    source: Box::new(source),
                 })
         });
         self.pending
