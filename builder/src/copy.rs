@@ -1,7 +1,7 @@
 //! COPY and ADD of local files: choose what to copy (docker's rules for sources, wildcards,
 //! directories and destinations), fingerprint it for the cache key, and write the layer tar
 //! straight from the source files — each byte read once into the tar and its hasher, no
-//! staging directory (DESIGN §4, "COPY of big contexts").
+//! staging directory (docs/design.md §4.5).
 //!
 //! Sources come from a `SourceTree`: the build context (with .dockerignore applied) or another
 //! stage's / image's filesystem (a `UnionFs`).

@@ -1,6 +1,6 @@
 //! Turning a step's result into a stored layer, and layers back into snapshot directories.
 //!
-//! Layer blobs are kept as plain tar locally (DESIGN §4, option B): the tar's digest is both
+//! Layer blobs are kept as plain tar locally (docs/design.md §4.4): the tar's digest is both
 //! the blob digest and the diff_id, so a layer is hashed once while it is written and never
 //! compressed on the build's critical path. Compression happens once, on the first push or
 //! save that needs it.

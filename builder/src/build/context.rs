@@ -1,6 +1,6 @@
 //! The build context as COPY sees it: the directory, its .dockerignore, and content digests
 //! kept in the store's `ctxstat` tree so an unchanged file is never read again (git's index
-//! trick, DESIGN §4): same size, mtime, ctime, inode and mode → same digest. A file whose
+//! trick, docs/design.md §4.2): same size, mtime, ctime, inode and mode → same digest. A file whose
 //! mtime is in the same second as the moment it was hashed is hashed again next time, since
 //! a write later in that second would not change its mtime (the "racy git" rule).
 

@@ -10,8 +10,8 @@
 //! ```
 //!
 //! The sled database is only opened for short lookups and writes between steps, never
-//! while a RUN runs or a layer is written (DESIGN §2). A lease names what the build has
-//! written or reuses, so a concurrent prune leaves it alone (DESIGN §3).
+//! while a RUN runs or a layer is written (docs/design.md §2). A lease names what the build has
+//! written or reuses, so a concurrent prune leaves it alone (docs/design.md §3).
 
 mod cache_dirs;
 mod context;
@@ -33,12 +33,13 @@ use store::{Digest, Reference, Store};
 use crate::dockerfile::{self, Command, Dockerfile, ParseError};
 use crate::exec;
 use crate::progress::Reporter;
-use crate::remote_cache::{CacheSource, ExportMode, RemoteRecord};
+use crate::remote::{Remote, RemoteError};
+use crate::remote_cache::{ExportMode, RemoteRecord};
 
 pub use stage::StageResult;
 
 /// What to build and how.
-pub struct BuildOptions<'a> {
+pub struct BuildOptions {
     pub context: PathBuf,
     /// The Dockerfile's path; `None` means `CONTEXT/Dockerfile`.
     pub dockerfile: Option<PathBuf>,
@@ -59,11 +60,6 @@ pub struct BuildOptions<'a> {
     pub ssh: BTreeMap<String, PathBuf>,
     /// `--allow security.insecure`: lets `RUN --security=insecure` run.
     pub allow_insecure: bool,
-    /// Fetches a base image that is not in the store (a pull through the registry client,
-    /// which the builder does not depend on) and returns its manifest digest.
-    pub fetch_base: &'a dyn Fn(&Reference) -> std::result::Result<Digest, String>,
-    /// `--cache-from`: caches to consult when a step's key is not in the local cache.
-    pub cache_from: Option<&'a dyn CacheSource>,
     /// `--cache-to type=inline` (or `BUILDKIT_INLINE_CACHE=1`): the image's config carries
     /// the cache records of its own layers, so `--cache-from IMAGE` can use them.
     pub inline_cache: bool,
@@ -97,22 +93,33 @@ pub enum BuildError {
     },
     #[error("target stage {0:?} could not be found")]
     NoSuchTarget(String),
+    /// A `FROM` image not in the store could not be fetched; `location` is
+    /// `Dockerfile:LINE`, `reference` the image as the user wrote it.
+    #[error("{location}: {reference}")]
+    BaseImage {
+        location: String,
+        reference: String,
+        #[source]
+        source: RemoteError,
+    },
     /// A step failed; `location` is `Dockerfile:LINE`.
     #[error("{location}: {message}")]
     Step { location: String, message: String },
     #[error(transparent)]
     Store(#[from] store::StoreError),
     /// A layer of an imported build cache could not be downloaded after its step hit.
-    #[error("importing build cache: {0}")]
-    CacheImport(String),
+    #[error("importing build cache")]
+    CacheImport(#[source] RemoteError),
 }
 
 pub type Result<T> = std::result::Result<T, BuildError>;
 
-/// Build the image. Progress goes to `reporter`; nothing is printed directly.
+/// Build the image. Base images the store lacks and `--cache-from` records come through
+/// `remote`. Progress goes to `reporter`; nothing is printed directly.
 pub fn build(
     store: &Store,
     opts: &BuildOptions,
+    remote: &dyn Remote,
     reporter: &mut dyn Reporter,
 ) -> Result<BuildResult> {
     let dockerfile_path = opts
@@ -132,7 +139,7 @@ pub fn build(
     // Many short lookups follow (cache keys, stat records, the lease): keep sled open
     // between them, and release it before every piece of long work (see `pause_meta`).
     store.hold_meta();
-    let result = build_parsed(store, opts, &dockerfile, &dockerfile_path, reporter);
+    let result = build_parsed(store, opts, remote, &dockerfile, &dockerfile_path, reporter);
     let released = store.unhold_meta();
     let result = result?;
     released?;
@@ -142,6 +149,7 @@ pub fn build(
 fn build_parsed(
     store: &Store,
     opts: &BuildOptions,
+    remote: &dyn Remote,
     dockerfile: &Dockerfile,
     dockerfile_path: &std::path::Path,
     reporter: &mut dyn Reporter,
@@ -152,16 +160,15 @@ fn build_parsed(
     // Held for the whole build; dropping it (also on error) ends the lease.
     let lease = store.lease(Duration::from_secs(6 * 3600))?;
     let mut ctx = context::Context::open(store, &opts.context, dockerfile_path)?;
-    let mut run = stage::BuildRun::new(
-        store, opts, dockerfile, &lease, reporter, &needed, meta_args,
-    );
+    let mut run = stage::BuildRun::new(store, opts, remote, dockerfile, &lease, reporter, &needed);
+    run.meta_args = meta_args;
     let mut results: Vec<Option<StageResult>> = vec![None; dockerfile.stages.len()];
     for index in needed {
         let result = run.stage(index, &results, &mut ctx)?;
         results[index] = Some(result);
     }
     ctx.save(store)?;
-    wait_for_cache_imports(opts)?;
+    wait_for_cache_imports(remote)?;
     let finished = results[target].take().expect("the target stage was built");
     let (cached_steps, total_steps) = run.counts();
     let steps = run.take_built_steps();
@@ -187,8 +194,8 @@ fn build_parsed(
 }
 
 /// Every layer a `--cache-from` hit started to download is in the store.
-pub(crate) fn wait_for_cache_imports(opts: &BuildOptions) -> Result<()> {
-    match opts.cache_from {
+pub(crate) fn wait_for_cache_imports(remote: &dyn Remote) -> Result<()> {
+    match remote.cache() {
         Some(cache) => cache.wait().map_err(BuildError::CacheImport),
         None => Ok(()),
     }

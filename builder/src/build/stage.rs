@@ -11,6 +11,7 @@ use crate::cache::CacheKey;
 use crate::dockerfile::{expand_word, Command, Dockerfile, Instruction, Stage};
 use crate::image::{ImageConfigFile, DEFAULT_PATH};
 use crate::progress::{Reporter, StepEnd, StepInfo};
+use crate::remote::Remote;
 use crate::remote_cache::RemoteRecord;
 
 /// A finished stage: what later stages (`COPY --from`, `FROM stage`) and the export need.
@@ -87,11 +88,13 @@ impl StageState {
 /// One build in progress: what every stage needs, and the step counters.
 pub struct BuildRun<'a> {
     pub store: &'a Store,
-    pub opts: &'a BuildOptions<'a>,
+    pub opts: &'a BuildOptions,
+    pub remote: &'a dyn Remote,
     pub dockerfile: &'a Dockerfile,
     pub lease: &'a Lease,
     reporter: &'a mut dyn Reporter,
-    /// Values of the ARGs before the first FROM.
+    /// Values of the ARGs before the first FROM and the automatic platform ARGs
+    /// (`resolve_meta_args`; the build sets them before the first stage).
     pub meta_args: Vec<(String, String)>,
     step_number: usize,
     cached: usize,
@@ -103,12 +106,12 @@ pub struct BuildRun<'a> {
 impl<'a> BuildRun<'a> {
     pub fn new(
         store: &'a Store,
-        opts: &'a BuildOptions<'a>,
+        opts: &'a BuildOptions,
+        remote: &'a dyn Remote,
         dockerfile: &'a Dockerfile,
         lease: &'a Lease,
         reporter: &'a mut dyn Reporter,
         needed: &[usize],
-        meta_args: Vec<(String, String)>,
     ) -> BuildRun<'a> {
         let total = needed
             .iter()
@@ -124,10 +127,11 @@ impl<'a> BuildRun<'a> {
         BuildRun {
             store,
             opts,
+            remote,
             dockerfile,
             lease,
             reporter,
-            meta_args,
+            meta_args: Vec::new(),
             step_number: 0,
             cached: 0,
             total,
@@ -375,10 +379,13 @@ impl<'a> BuildRun<'a> {
                 Err(e) => return Err(e.into()),
             }
         }
-        (self.opts.fetch_base)(reference).map_err(|message| BuildError::Step {
-            location: location.to_string(),
-            message: format!("{}: {message}", reference.familiar()),
-        })
+        self.remote
+            .fetch_base(reference)
+            .map_err(|source| BuildError::BaseImage {
+                location: location.to_string(),
+                reference: reference.familiar(),
+                source,
+            })
     }
 
     pub fn step_error(&self, inst: &Instruction, message: String) -> BuildError {

@@ -337,7 +337,7 @@ fn cache_hit(run: &mut BuildRun, key: &CacheKey) -> Result<Option<(LayerRef, Ori
             }
         }
     }
-    let Some(cache) = run.opts.cache_from else {
+    let Some(cache) = run.remote.cache() else {
         return Ok(None);
     };
     let Some(remote) = cache.lookup(key) else {
@@ -351,8 +351,9 @@ fn cache_hit(run: &mut BuildRun, key: &CacheKey) -> Result<Option<(LayerRef, Ori
         if let Err(e) = cache.fetch(&remote) {
             // As BuildKit does: a cache that cannot be read is a miss, not a failure.
             run.reporter().note(&format!(
-                "WARNING: importing cache layer {}: {e}",
-                remote.layer.digest
+                "WARNING: importing cache layer {}: {}",
+                remote.layer.digest,
+                crate::remote::error_chain(e.as_ref())
             ));
             return Ok(None);
         }
@@ -415,7 +416,7 @@ fn chain_of(below: &[LayerRef], top: &LayerRef) -> ChainId {
 
 /// The snapshot dirs of `layers`, top first, unpacking any that are missing.
 pub fn lowerdirs(run: &BuildRun, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
-    super::wait_for_cache_imports(run.opts)?;
+    super::wait_for_cache_imports(run.remote)?;
     let ids: Vec<store::Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
     let is_missing = Store::chain_ids(&ids)
         .iter()
@@ -547,7 +548,7 @@ fn run_step(
     for w in waits {
         run.step_output(&info, w.as_bytes());
     }
-    // Never hold the database across a RUN (DESIGN §2); this also flushes the lease.
+    // Never hold the database across a RUN (docs/design.md §2); this also flushes the lease.
     run.store.release_meta()?;
     let outcome = {
         let mut on_output = |chunk: &[u8]| run.step_output(&info, chunk);
