@@ -124,7 +124,7 @@ fn default_os() -> String {
 }
 
 /// The OCI/Go name of the host's architecture (one definition, in the store).
-pub use store::archive::import::host_architecture;
+pub use store::platform::host_architecture;
 
 impl RuntimeConfig {
     /// The value of `name` in the config's environment, if set.
