@@ -57,9 +57,10 @@ impl Context {
         })
     }
 
-    /// Whether `rel` (context-relative, `/`-separated) is excluded by .dockerignore.
+    /// Whether `rel` (context-relative, `/`-separated) is left out of COPY by .dockerignore
+    /// (an excluded directory an exception re-includes something below is kept).
     pub fn is_excluded(&self, rel: &str) -> bool {
-        self.ignore.is_excluded(rel)
+        self.ignore.is_hidden(&self.root, rel)
     }
 
     /// The sha256 of a context file's bytes, from the stat cache when the file is unchanged.

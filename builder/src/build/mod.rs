@@ -18,6 +18,7 @@ mod copy_flags;
 mod export;
 pub mod fetch;
 mod heredocs;
+mod history_text;
 pub mod run_mounts;
 mod stage;
 mod steps;
@@ -153,11 +154,13 @@ fn build_parsed(
     reporter: &mut dyn Reporter,
 ) -> Result<BuildResult> {
     let target = target_index(dockerfile, opts.target.as_deref())?;
-    let needed = needed_stages(dockerfile, target);
+    let meta_args = stage::resolve_meta_args(dockerfile, opts)?;
+    let needed = needed_stages(dockerfile, target, &meta_args);
     // Held for the whole build; dropping it (also on error) ends the lease.
     let lease = store.lease(Duration::from_secs(6 * 3600))?;
     let mut ctx = context::Context::open(store, &opts.context, dockerfile_path)?;
     let mut run = stage::BuildRun::new(store, opts, remote, dockerfile, &lease, reporter, &needed);
+    run.meta_args = meta_args;
     let mut results: Vec<Option<StageResult>> = vec![None; dockerfile.stages.len()];
     for index in needed {
         let result = run.stage(index, &results, &mut ctx)?;
@@ -214,7 +217,11 @@ fn target_index(dockerfile: &Dockerfile, target: Option<&str>) -> Result<usize> 
 
 /// The stages `target` depends on (through `FROM stage` and `COPY --from`), and itself,
 /// in Dockerfile order. Unused stages are skipped, as BuildKit skips them.
-fn needed_stages(dockerfile: &Dockerfile, target: usize) -> Vec<usize> {
+fn needed_stages(
+    dockerfile: &Dockerfile,
+    target: usize,
+    meta_args: &[(String, String)],
+) -> Vec<usize> {
     let mut needed = vec![false; dockerfile.stages.len()];
     let mut todo = vec![target];
     while let Some(i) = todo.pop() {
@@ -223,7 +230,10 @@ fn needed_stages(dockerfile: &Dockerfile, target: usize) -> Vec<usize> {
         }
         needed[i] = true;
         let stage = &dockerfile.stages[i];
-        let mut refs: Vec<&str> = vec![stage.base.as_str()];
+        // FROM may name a stage through a global ARG (`FROM base-$TARGETARCH`).
+        let base =
+            dockerfile::expand_word(&stage.base, meta_args).unwrap_or_else(|_| stage.base.clone());
+        let mut refs: Vec<&str> = vec![base.as_str()];
         for inst in &stage.instructions {
             if let Command::Copy(copy) = &inst.command {
                 if let Some(from) = &copy.from {
