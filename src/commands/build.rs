@@ -66,6 +66,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let fetch_base = |r: &Reference| -> std::result::Result<store::Digest, String> {
         super::pull::fetch(ctx, &store, r).map_err(|e| format!("{e:#}"))
     };
+    let allowed = parse_allow(&args.allow)?;
     let opts = BuildOptions {
         context: args.context.clone(),
         dockerfile: args.file.clone(),
@@ -93,7 +94,8 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             .iter()
             .map(|s| builder::build::mounts::parse_ssh_flag(s).map_err(UsageError))
             .collect::<Result<_, _>>()?,
-        allow_insecure: parse_allow(&args.allow)?,
+        allow_insecure: allowed.is_insecure_allowed,
+        allow_network_host: allowed.is_network_host_allowed,
         fetch_base: &fetch_base,
         cache_from: registry_cache
             .as_ref()
@@ -137,13 +139,23 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     Ok(())
 }
 
-/// `--allow security.insecure` (also comma-separated); `network.host` is always allowed.
-fn parse_allow(raw: &[String]) -> Result<bool> {
-    let mut insecure = false;
+/// The entitlements `--allow` grants (BuildKit's names; also comma-separated).
+struct Entitlements {
+    /// `security.insecure`: `RUN --security=insecure`.
+    is_insecure_allowed: bool,
+    /// `network.host`: `RUN --network=host`.
+    is_network_host_allowed: bool,
+}
+
+fn parse_allow(raw: &[String]) -> Result<Entitlements> {
+    let mut allowed = Entitlements {
+        is_insecure_allowed: false,
+        is_network_host_allowed: false,
+    };
     for entitlement in raw.iter().flat_map(|a| a.split(',')) {
         match entitlement.trim() {
-            "security.insecure" => insecure = true,
-            "network.host" => {}
+            "security.insecure" => allowed.is_insecure_allowed = true,
+            "network.host" => allowed.is_network_host_allowed = true,
             other => {
                 return Err(UsageError(format!(
                     "invalid --allow {other:?}: want security.insecure or network.host"
@@ -152,7 +164,7 @@ fn parse_allow(raw: &[String]) -> Result<bool> {
             }
         }
     }
-    Ok(insecure)
+    Ok(allowed)
 }
 
 /// `KEY=VALUE`, or `KEY` alone to take the value from the environment (docker's rule; a

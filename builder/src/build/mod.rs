@@ -58,6 +58,9 @@ pub struct BuildOptions<'a> {
     pub ssh: BTreeMap<String, PathBuf>,
     /// `--allow security.insecure`: lets `RUN --security=insecure` run.
     pub allow_insecure: bool,
+    /// `--allow network.host`: lets `RUN --network=host` run (BuildKit's entitlement; without
+    /// it a Dockerfile could leave the `--network none` the user asked for).
+    pub allow_network_host: bool,
     /// Fetches a base image that is not in the store (a pull through the registry client,
     /// which the builder does not depend on) and returns its manifest digest.
     pub fetch_base: &'a dyn Fn(&Reference) -> std::result::Result<Digest, String>,
