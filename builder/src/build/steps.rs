@@ -508,6 +508,10 @@ fn run_step(
         },
         user: state.config.config.user.clone(),
         network,
+        security: match r.security {
+            Some(crate::dockerfile::SecurityMode::Insecure) => exec::Security::Insecure,
+            _ => exec::Security::Sandbox,
+        },
         hostname: "strata".to_string(),
         snapshotter: run.opts.snapshotter,
         extra_mounts,

@@ -19,6 +19,7 @@ mod copy;
 pub mod mounts;
 pub mod namespaces;
 mod sandbox;
+pub mod seccomp;
 pub mod stubs;
 pub mod sys;
 pub mod user;
@@ -68,6 +69,7 @@ pub struct RunSpec {
     /// and /etc/group (see [`user::resolve`]).
     pub user: String,
     pub network: Network,
+    pub security: Security,
     pub hostname: String,
     pub snapshotter: Snapshotter,
     /// RUN --mount: mounted after the standard mounts, in order.
@@ -80,6 +82,17 @@ pub enum Network {
     Host,
     /// A new network namespace with only `lo`, up.
     None,
+}
+
+/// `RUN --security`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// docker's default: [`DEFAULT_CAPABILITIES`] and docker's default seccomp profile
+    /// (see seccomp.rs).
+    Sandbox,
+    /// `--security=insecure` (behind `--allow security.insecure`): every capability and no
+    /// seccomp filter, as BuildKit runs it. Mounts, masks and devices stay as in `Sandbox`.
+    Insecure,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +191,8 @@ pub enum ExecError {
         #[source]
         source: io::Error,
     },
+    #[error(transparent)]
+    Seccomp(#[from] &'static seccomp::SeccompError),
     #[error("copy snapshotter: {op} {path}")]
     Copy {
         op: &'static str,

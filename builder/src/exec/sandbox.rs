@@ -17,8 +17,8 @@ use super::mounts::{self, MountOp, OverlayOptions, RootfsOptions};
 use super::stubs::{self, Stubs};
 use super::sys::{LinuxSyscall, Syscall};
 use super::{
-    copy, namespaces, user, ExecError, ExitStatus, Result, RunOutcome, RunSpec, Snapshotter,
-    DEFAULT_CAPABILITIES, DEFAULT_PATH, OUTPUT_TAIL_BYTES,
+    copy, namespaces, seccomp, user, ExecError, ExitStatus, Result, RunOutcome, RunSpec, Security,
+    Snapshotter, DEFAULT_CAPABILITIES, DEFAULT_PATH, OUTPUT_TAIL_BYTES,
 };
 
 /// Child fds after the shuffle in child A: 0 /dev/null, 1 and 2 the output pipe,
@@ -130,6 +130,9 @@ struct ChildPlan<'a> {
     env: Vec<String>,
     cwd: String,
     user: &'a str,
+    /// Capabilities and seccomp programs of a sandboxed step; `None` for
+    /// `--security=insecure` (root keeps every capability, no filter).
+    confinement: Option<(u64, &'static [seccompiler::BpfProgram])>,
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -157,12 +160,17 @@ fn spawn(spec: &RunSpec, ops: &[MountOp], on_line: &mut dyn FnMut(&[u8])) -> Res
     } else {
         format!("/{}", spec.cwd)
     };
+    let confinement = match spec.security {
+        Security::Sandbox => Some((DEFAULT_CAPABILITIES, seccomp::default_programs()?)),
+        Security::Insecure => None,
+    };
     let plan = ChildPlan {
         ops,
         argv,
         env,
         cwd,
         user: &spec.user,
+        confinement,
     };
     let flags = namespaces::unshare_flags(spec.network);
     let (out_r, out_w) = pipe()?;
@@ -393,8 +401,15 @@ fn child_b(plan: &ChildPlan<'_>) -> std::result::Result<Never, (i32, String)> {
     }
     std::fs::create_dir_all(&plan.cwd)
         .map_err(|e| (os(&e), format!("creating working directory {}", plan.cwd)))?;
-    sys.limit_bounding_set(DEFAULT_CAPABILITIES)
-        .map_err(|e| (os(&e), "dropping capabilities".to_string()))?;
+    if let Some((capabilities, programs)) = plan.confinement {
+        sys.limit_bounding_set(capabilities)
+            .map_err(|e| (os(&e), "dropping capabilities".to_string()))?;
+        // Before set_ids: installing takes CAP_SYS_ADMIN, which a non-root user loses there.
+        for program in programs {
+            sys.install_seccomp(program)
+                .map_err(|e| (os(&e), "installing the seccomp filter".to_string()))?;
+        }
+    }
     sys.set_ids(user.uid, user.gid, &user.additional_gids)
         .map_err(|e| {
             (
@@ -405,8 +420,8 @@ fn child_b(plan: &ChildPlan<'_>) -> std::result::Result<Never, (i32, String)> {
                 ),
             )
         })?;
-    if user.uid == 0 {
-        sys.set_capabilities(DEFAULT_CAPABILITIES)
+    if let (0, Some((capabilities, _))) = (user.uid, plan.confinement) {
+        sys.set_capabilities(capabilities)
             .map_err(|e| (os(&e), "setting capabilities".to_string()))?;
     }
     sys.chdir(Path::new(&plan.cwd)).map_err(|e| {
