@@ -675,3 +675,49 @@ fn issue_12_copy_stubs_never_follow_symlinks_out_of_the_tree() {
         "the stubs moved with /etc to /etc.old and must be removed there: {layer:?}"
     );
 }
+
+/// Peak resident memory of this test process so far, in KiB.
+fn max_rss_kib() -> i64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    ru.ru_maxrss
+}
+
+// See: issue 12, bad input (a step's log is clipped as BuildKit clips it, at 2 MiB with its
+// note; 300 MB without a newline neither stalls the step nor grows the builder's memory).
+#[test]
+fn issue_12_step_log_is_clipped_and_memory_stays_bounded() {
+    let s = step(
+        Snapshotter::Overlay,
+        "head -c 300000000 /dev/zero | tr '\\0' x; echo; echo done",
+    );
+    let mut lines: Vec<(usize, String)> = Vec::new();
+    let before = max_rss_kib();
+    let out = exec::run_step_with_output(&s.spec, &mut |l| {
+        let head = String::from_utf8_lossy(&l[..l.len().min(64)]).into_owned();
+        lines.push((l.len(), head));
+    })
+    .expect("run_step");
+    let grown_kib = max_rss_kib() - before;
+    assert!(out.status.is_success(), "{:?}", out.status);
+    let limit = 2 * 1024 * 1024;
+    assert_eq!(
+        lines,
+        [
+            (limit, "x".repeat(64)),
+            (40, "[output clipped, log limit 2MiB reached]".to_string())
+        ]
+    );
+    assert!(
+        out.output_tail.ends_with(b"xxxx\ndone\n"),
+        "the tail for the error message still sees the end"
+    );
+    assert!(
+        grown_kib < 100 * 1024,
+        "reading 300 MB of output grew the peak RSS by {grown_kib} KiB"
+    );
+}

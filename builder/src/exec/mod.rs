@@ -18,6 +18,7 @@
 mod copy;
 pub mod mounts;
 pub mod namespaces;
+mod output;
 mod sandbox;
 pub mod seccomp;
 pub mod stubs;
@@ -30,9 +31,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use copy::{diff_tree, materialize};
-
-/// Bytes of combined stdout/stderr kept for the error message of a failed step.
-pub const OUTPUT_TAIL_BYTES: usize = 4096;
+pub use output::{clip_note, LOG_LIMIT_BYTES, OUTPUT_TAIL_BYTES};
 
 /// The capabilities a step keeps, docker's default set: CHOWN, DAC_OVERRIDE, FOWNER,
 /// FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD,
@@ -218,7 +217,9 @@ pub fn run_step(spec: &RunSpec) -> Result<RunOutcome> {
 }
 
 /// [`run_step`], calling `on_line` with each line of combined stdout/stderr (without the
-/// newline; a last unterminated line is passed too) as it arrives.
+/// newline; a last unterminated line is passed too) as it arrives. After
+/// [`LOG_LIMIT_BYTES`] the output is clipped as BuildKit clips it: one more line,
+/// [`clip_note`], and nothing after it (the step keeps running; its tail is still kept).
 ///
 /// Blocks until the step's pid 1 exits; every other process of the step is killed then (pid
 /// namespace). If the calling thread dies, the step is killed (PR_SET_PDEATHSIG). Safe to

@@ -14,11 +14,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::mounts::{self, MountOp, OverlayOptions, RootfsOptions};
+use super::output::{OutputLog, LOG_LIMIT_BYTES};
 use super::stubs::{self, Stubs};
 use super::sys::{LinuxSyscall, Syscall};
 use super::{
     copy, namespaces, seccomp, user, ExecError, ExitStatus, Result, RunOutcome, RunSpec, Security,
-    Snapshotter, DEFAULT_CAPABILITIES, DEFAULT_PATH, OUTPUT_TAIL_BYTES,
+    Snapshotter, DEFAULT_CAPABILITIES, DEFAULT_PATH,
 };
 
 /// Child fds after the shuffle in child A: 0 /dev/null, 1 and 2 the output pipe,
@@ -243,38 +244,19 @@ fn spawn(spec: &RunSpec, ops: &[MountOp], on_line: &mut dyn FnMut(&[u8])) -> Res
     })
 }
 
-/// Stream `out` line by line to `on_line`; return the last [`OUTPUT_TAIL_BYTES`].
+/// Stream `out` line by line to `on_line`, clipped (see output.rs); return its tail.
 fn read_output(mut out: File, on_line: &mut dyn FnMut(&[u8])) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut pending: Vec<u8> = Vec::new();
-    let mut tail: Vec<u8> = Vec::new();
+    let mut log = OutputLog::new(LOG_LIMIT_BYTES);
     loop {
-        let n = match out.read(&mut buf) {
+        match out.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => n,
+            Ok(n) => log.push(&buf[..n], on_line),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
-        };
-        let chunk = &buf[..n];
-        tail.extend_from_slice(chunk);
-        if tail.len() > 2 * OUTPUT_TAIL_BYTES {
-            tail.drain(..tail.len() - OUTPUT_TAIL_BYTES);
         }
-        pending.extend_from_slice(chunk);
-        let mut start = 0;
-        while let Some(pos) = pending[start..].iter().position(|b| *b == b'\n') {
-            on_line(&pending[start..start + pos]);
-            start += pos + 1;
-        }
-        pending.drain(..start);
     }
-    if !pending.is_empty() {
-        on_line(&pending);
-    }
-    if tail.len() > OUTPUT_TAIL_BYTES {
-        tail.drain(..tail.len() - OUTPUT_TAIL_BYTES);
-    }
-    Ok(tail)
+    Ok(log.finish(on_line))
 }
 
 /// The raw wait status of our child `pid` (-1 if it cannot be waited for).
