@@ -106,7 +106,8 @@ mod tests {
 
     #[test]
     fn lines_are_split_across_chunks_and_clipped_at_the_limit() {
-        let cases: [(usize, &[&[u8]], &[&str]); 5] = [
+        type Case = (usize, &'static [&'static [u8]], &'static [&'static str]);
+        let cases: [Case; 5] = [
             (100, &[b"a\nb", b"c\n", b"d"], &["a", "bc", "d"]),
             (100, &[b"\n\n"], &["", ""]),
             (
