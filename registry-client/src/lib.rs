@@ -57,7 +57,7 @@ pub struct ClientOptions {
     pub ca_certs: Vec<PathBuf>,
     /// Where config.json lives; None means `$DOCKER_CONFIG`, else `~/.docker`.
     pub docker_config_dir: Option<PathBuf>,
-    /// Blob transfers in flight at once (DESIGN §4: 4–8).
+    /// Blob transfers in flight at once (docs/design.md §4.6: 4–8).
     pub max_concurrent_transfers: usize,
     pub retry: RetryPolicy,
     pub progress: ProgressMode,

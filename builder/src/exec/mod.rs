@@ -1,4 +1,4 @@
-//! RUN sandbox: namespaces, overlay mounts, pivot_root, exec (DESIGN §5).
+//! RUN sandbox: namespaces, overlay mounts, pivot_root, exec (docs/design.md §5).
 //!
 //! One call, [`run_step`], runs one RUN for real as root and leaves its changes in
 //! `upperdir` in overlay form (whiteouts = 0:0 char devices, opaque dirs =

@@ -233,13 +233,9 @@ impl Eval<'_> {
 
     /// BuildKit's predefined platform args (this host is both build and target platform).
     fn default_args(&mut self, target: usize) -> Env {
-        let arch = support::host_arch();
         let mut env = Env::default();
-        for prefix in ["BUILD", "TARGET"] {
-            env.set(&format!("{prefix}PLATFORM"), format!("linux/{arch}"));
-            env.set(&format!("{prefix}OS"), "linux".into());
-            env.set(&format!("{prefix}ARCH"), arch.into());
-            env.set(&format!("{prefix}VARIANT"), String::new());
+        for (k, v) in crate::image::platform_args() {
+            env.set(&k, v);
         }
         let target_name = self.df.stages[target].name.clone().unwrap_or_default();
         env.set("TARGETSTAGE", target_name);
