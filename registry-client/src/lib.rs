@@ -6,6 +6,7 @@
 //! session.rs   base URL (https / insecure http), auth header, 401 → token, retries
 //! auth.rs      config.json, credential helpers, challenges, token fetch, login/logout
 //! retry.rs     which failures are retried and how long to wait
+//! limits.rs    bounds on what a registry may send (manifest size, blob size)
 //! transfer.rs  one blob: download into ingest with Range resume; upload (HEAD, mount,
 //!              monolithic or chunked, restart/resume)
 //! pull.rs      manifest / index → platform → blobs in parallel → tag
@@ -20,6 +21,7 @@
 pub mod artifact;
 pub mod auth;
 pub mod error;
+pub mod limits;
 pub mod platform;
 pub mod progress;
 pub mod pull;

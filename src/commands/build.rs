@@ -73,12 +73,12 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         secrets: args
             .secrets
             .iter()
-            .map(|s| builder::build::mounts::parse_secret_flag(s).map_err(UsageError))
+            .map(|s| builder::build::run_mounts::parse_secret_flag(s).map_err(UsageError))
             .collect::<Result<_, _>>()?,
         ssh: args
             .ssh
             .iter()
-            .map(|s| builder::build::mounts::parse_ssh_flag(s).map_err(UsageError))
+            .map(|s| builder::build::run_mounts::parse_ssh_flag(s).map_err(UsageError))
             .collect::<Result<_, _>>()?,
         allow_insecure: allowed.is_insecure_allowed,
         allow_network_host: allowed.is_network_host_allowed,

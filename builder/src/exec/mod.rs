@@ -15,7 +15,7 @@
 //!
 //! Nothing here touches the store or sled; the caller owns every directory it passes in.
 
-mod copy;
+mod copy_snapshotter;
 pub mod mounts;
 pub mod namespaces;
 mod output;
@@ -30,7 +30,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use copy::{diff_tree, materialize};
+pub use copy_snapshotter::{diff_tree, materialize};
 pub use output::{clip_note, LOG_LIMIT_BYTES, OUTPUT_TAIL_BYTES};
 
 /// The capabilities a step keeps, docker's default set: CHOWN, DAC_OVERRIDE, FOWNER,
