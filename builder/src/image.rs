@@ -124,7 +124,7 @@ fn default_os() -> String {
 }
 
 /// The OCI/Go name of the host's architecture (one definition, in the store).
-pub use store::archive::import::host_architecture;
+pub use store::platform::host_architecture;
 
 /// BuildKit's automatic platform ARGs for a build on this machine for this machine:
 /// `BUILDPLATFORM`, `BUILDOS`, `BUILDARCH`, `BUILDVARIANT` and the same four `TARGET…`.

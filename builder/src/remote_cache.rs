@@ -215,7 +215,7 @@ pub fn cache_manifest(records: &[RemoteRecord], config: &Descriptor) -> Vec<u8> 
         .filter(|r| seen.insert(&r.layer.digest))
         .map(|r| r.layer.clone())
         .collect();
-    store::archive::import::build_manifest(config, &layers)
+    store::manifest::build_manifest(config, &layers)
 }
 
 /// The config bytes of a cache holding `records`.

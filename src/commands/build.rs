@@ -78,12 +78,12 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         secrets: args
             .secrets
             .iter()
-            .map(|s| builder::build::mounts::parse_secret_flag(s).map_err(UsageError))
+            .map(|s| builder::build::run_mounts::parse_secret_flag(s).map_err(UsageError))
             .collect::<Result<_, _>>()?,
         ssh: args
             .ssh
             .iter()
-            .map(|s| builder::build::mounts::parse_ssh_flag(s).map_err(UsageError))
+            .map(|s| builder::build::run_mounts::parse_ssh_flag(s).map_err(UsageError))
             .collect::<Result<_, _>>()?,
         allow_insecure: parse_allow(&args.allow)?,
         inline_cache,

@@ -13,14 +13,13 @@
 //! while a RUN runs or a layer is written (docs/design.md §2). A lease names what the build has
 //! written or reuses, so a concurrent prune leaves it alone (docs/design.md §3).
 
-mod cache_dirs;
 mod context;
 mod copy_flags;
 mod export;
 pub mod fetch;
 mod heredocs;
 mod history_text;
-pub mod mounts;
+pub mod run_mounts;
 mod stage;
 mod steps;
 
@@ -55,7 +54,7 @@ pub struct BuildOptions {
     /// SOURCE_DATE_EPOCH: timestamps in the image and layers are clamped to it.
     pub source_date_epoch: Option<i64>,
     /// `--secret`: by id, where each value comes from (read only by the steps that mount it).
-    pub secrets: mounts::Secrets,
+    pub secrets: run_mounts::Secrets,
     /// `--ssh`: agent sockets by id.
     pub ssh: BTreeMap<String, PathBuf>,
     /// `--allow security.insecure`: lets `RUN --security=insecure` run.

@@ -443,7 +443,7 @@ fn run_step(
             "RUN --security=insecure is not allowed: pass --allow security.insecure".into(),
         ));
     }
-    let mounts = super::mounts::resolve(run, state, &r.mounts, done, ctx)
+    let mounts = super::run_mounts::resolve(run, state, &r.mounts, done, ctx)
         .map_err(|m| run.step_error(inst, m))?;
     let script = match (&r.cmd, r.heredocs.is_empty()) {
         (_, true) => None,
@@ -510,7 +510,7 @@ fn run_step(
     let root = run.store.layout().root().to_path_buf();
     let mut waits = Vec::new();
     let active =
-        super::mounts::activate(&root, mounts, &scratch, &mut |m| waits.push(m.to_string()))
+        super::run_mounts::activate(&root, mounts, &scratch, &mut |m| waits.push(m.to_string()))
             .map_err(|m| {
                 let _ = std::fs::remove_dir_all(&scratch);
                 run.step_error(inst, m)
