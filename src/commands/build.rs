@@ -52,6 +52,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             build_args.get("BUILDKIT_INLINE_CACHE").map(String::as_str),
             Some("1" | "true")
         );
+    let allowed = parse_allow(&args.allow)?;
     let options = BuildOptions {
         context: args.context.clone(),
         dockerfile: args.file.clone(),
@@ -79,7 +80,8 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             .iter()
             .map(|s| builder::build::run_mounts::parse_ssh_flag(s).map_err(UsageError))
             .collect::<Result<_, _>>()?,
-        allow_insecure: parse_allow(&args.allow)?,
+        allow_insecure: allowed.is_insecure_allowed,
+        allow_network_host: allowed.is_network_host_allowed,
         inline_cache,
     };
     let request = BuildRequest {
@@ -104,13 +106,23 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     Ok(())
 }
 
-/// `--allow security.insecure` (also comma-separated); `network.host` is always allowed.
-fn parse_allow(raw: &[String]) -> Result<bool> {
-    let mut insecure = false;
+/// The entitlements `--allow` grants (BuildKit's names; also comma-separated).
+struct Entitlements {
+    /// `security.insecure`: `RUN --security=insecure`.
+    is_insecure_allowed: bool,
+    /// `network.host`: `RUN --network=host`.
+    is_network_host_allowed: bool,
+}
+
+fn parse_allow(raw: &[String]) -> Result<Entitlements> {
+    let mut allowed = Entitlements {
+        is_insecure_allowed: false,
+        is_network_host_allowed: false,
+    };
     for entitlement in raw.iter().flat_map(|a| a.split(',')) {
         match entitlement.trim() {
-            "security.insecure" => insecure = true,
-            "network.host" => {}
+            "security.insecure" => allowed.is_insecure_allowed = true,
+            "network.host" => allowed.is_network_host_allowed = true,
             other => {
                 return Err(UsageError(format!(
                     "invalid --allow {other:?}: want security.insecure or network.host"
@@ -119,7 +131,7 @@ fn parse_allow(raw: &[String]) -> Result<bool> {
             }
         }
     }
-    Ok(insecure)
+    Ok(allowed)
 }
 
 /// `KEY=VALUE`, or `KEY` alone to take the value from the environment (docker's rule; a
