@@ -721,3 +721,63 @@ fn issue_12_step_log_is_clipped_and_memory_stays_bounded() {
         "reading 300 MB of output grew the peak RSS by {grown_kib} KiB"
     );
 }
+
+// RUN's effective sandbox, printed and checked against docker's defaults (issue 12, "done
+// when"): own namespaces, docker's capabilities, seccomp filter mode, /dev with docker's
+// nodes only, a nodev root, /proc and /sys masked or read-only.
+#[test]
+fn effective_sandbox_is_dockers_default() {
+    let script = "for n in mnt pid ipc uts net; do echo ns $n $(readlink /proc/self/ns/$n); done; \
+                  grep -E '^(CapEff|CapBnd|Seccomp):' /proc/self/status; \
+                  echo dev $(ls -A /dev); \
+                  echo chardevs $(find /dev -xdev -type c | sort); \
+                  awk '$5 == \"/\" || $5 == \"/dev\" || $5 == \"/proc/sys\" || $5 == \"/sys\" \
+                       { print \"mount\", $5, $6 }' /proc/self/mountinfo; \
+                  echo masked $(wc -c < /proc/timer_list) $(ls -A /sys/firmware | wc -l)";
+    let mut s = step(Snapshotter::Overlay, script);
+    s.spec.network = Network::None;
+    let out = run_ok(&s.spec);
+    eprintln!("RUN's effective sandbox:\n{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    for ns in ["mnt", "pid", "ipc", "uts", "net"] {
+        let host = std::fs::read_link(format!("/proc/self/ns/{ns}")).expect("host ns");
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("ns {ns} ")))
+            .unwrap_or_else(|| panic!("no {ns} line in\n{out}"));
+        assert_ne!(
+            line.split(' ').nth(2),
+            Some(host.to_string_lossy().as_ref()),
+            "RUN shares the host's {ns} namespace"
+        );
+    }
+    let want = [
+        "CapEff:\t00000000a80425fb",
+        "CapBnd:\t00000000a80425fb",
+        "Seccomp:\t2",
+        "dev fd full null ptmx pts random shm stderr stdin stdout tty urandom zero",
+        "chardevs /dev/full /dev/null /dev/random /dev/tty /dev/urandom /dev/zero",
+        "masked 0 0",
+    ];
+    for w in want {
+        assert!(lines.contains(&w), "want {w:?} in\n{out}");
+    }
+    let mount_opts = |at: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("mount {at} ")))
+            .unwrap_or_else(|| panic!("no mount on {at} in\n{out}"))
+            .split(',')
+            .collect::<Vec<_>>()
+    };
+    assert!(mount_opts("/").contains(&"nodev"), "root not nodev:\n{out}");
+    assert!(
+        mount_opts("/dev").contains(&"nodev"),
+        "/dev not nodev:\n{out}"
+    );
+    assert!(
+        mount_opts("/proc/sys").contains(&"ro"),
+        "/proc/sys writable:\n{out}"
+    );
+    assert!(mount_opts("/sys").contains(&"ro"), "/sys writable:\n{out}");
+}

@@ -18,6 +18,18 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     if args.check {
         return super::check::run(ctx, args);
     }
+    // BuildKit runs the build checks in every build; `# check=error=true` fails it before
+    // anything is built. A Dockerfile that does not parse is left to the build's own error.
+    let checks = super::check::for_build(args).ok().flatten();
+    if let Some(report) = &checks {
+        if let (true, Some(err)) = (report.is_violation, &report.error) {
+            eprint!(
+                "{}",
+                builder::dockerfile::lint::format_build_summary(report)
+            );
+            return Err(anyhow::anyhow!(err.clone()));
+        }
+    }
     let cache_from = args
         .cache_from
         .iter()
@@ -99,7 +111,18 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         (_, Progress::Auto) => Box::new(PlainReporter::new()),
     };
     let registry = super::registry(ctx, args.quiet);
-    let result = engine::build(&store, &registry, &request, reporter.as_mut())?;
+    let result = engine::build(&store, &registry, &request, reporter.as_mut());
+    // docker prints the build checks' warnings after the build, failed or not.
+    if let Some(report) = &checks {
+        let quiet = args.quiet || matches!(args.progress, Progress::Quiet);
+        if !quiet {
+            eprint!(
+                "{}",
+                builder::dockerfile::lint::format_build_summary(report)
+            );
+        }
+    }
+    let result = result?;
     if args.quiet {
         println!("{}", result.image_id);
     }
