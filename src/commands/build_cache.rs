@@ -15,7 +15,7 @@ use builder::remote_cache::{
     self, CacheManifest, CacheSource, ExportMode, RecordIndex, RemoteRecord,
 };
 use registry_client::{Client, PushOptions};
-use store::{media_types, Descriptor, LayerRef, Reference, Store};
+use store::{media_types, Descriptor, LayerRef, Lease, Reference, Store};
 
 use super::Ctx;
 use crate::output::UsageError;
@@ -195,8 +195,10 @@ impl RegistryCache {
         // a later GC sweeps it unless a local image refers to it.
         let lease = self.store.lease(Duration::from_secs(600))?;
         lease.add_digest(&config.digest)?;
-        self.runtime
-            .block_on(self.client.fetch_blob(&self.store, reference, config))?;
+        self.runtime.block_on(
+            self.client
+                .fetch_blob(&self.store, &lease, reference, config),
+        )?;
         let bytes = self.store.read_blob(&config.digest)?;
         match kind {
             CacheManifest::Registry(_) => remote_cache::parse_config(&bytes),
@@ -224,12 +226,14 @@ impl RegistryCache {
             // Layers travel gzip'd, as docker pushes them (made once, then reused).
             let compressed = self
                 .store
-                .compressed_layer(&LayerRef {
-                    blob: r.layer.clone(),
-                    diff_id: r.diff_id.clone(),
-                })
+                .compressed_layer(
+                    &lease,
+                    &LayerRef {
+                        blob: r.layer.clone(),
+                        diff_id: r.diff_id.clone(),
+                    },
+                )
                 .with_context(|| format!("compressing layer {}", r.layer.digest))?;
-            lease.add_digest(&compressed.blob.digest)?;
             r.layer = compressed.blob;
             if !blobs.contains(&r.layer) {
                 blobs.push(r.layer.clone());
@@ -238,8 +242,7 @@ impl RegistryCache {
         let config_bytes = remote_cache::config_bytes(&records);
         let config = self
             .store
-            .put_blob(&config_bytes, remote_cache::CONFIG_MEDIA_TYPE)?;
-        lease.add_digest(&config.digest)?;
+            .put_blob(&lease, &config_bytes, remote_cache::CONFIG_MEDIA_TYPE)?;
         blobs.push(config.clone());
         let manifest = remote_cache::cache_manifest(&records, &config);
         self.runtime
@@ -262,16 +265,17 @@ impl CacheSource for RegistryCache {
         self.index.get(key.as_str()).map(|(_, r)| r.clone())
     }
 
-    fn fetch(&self, record: &RemoteRecord) -> std::result::Result<(), String> {
+    fn fetch(&self, lease: &Lease, record: &RemoteRecord) -> std::result::Result<(), String> {
         let Some((source, _)) = self.index.get(&record.key) else {
             return Err(format!("no imported cache holds {}", record.layer.digest));
         };
         let (client, store, slots) = (self.client.clone(), self.store.clone(), self.slots.clone());
+        let lease = lease.clone();
         let (reference, layer) = (self.sources[*source].clone(), record.layer.clone());
         let task = self.runtime.spawn(async move {
             let _slot = slots.acquire_owned().await.expect("never closed");
             client
-                .fetch_blob(&store, &reference, &layer)
+                .fetch_blob(&store, &lease, &reference, &layer)
                 .await
                 .map_err(|e| format!("{reference}: {e}"))
         });

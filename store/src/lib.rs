@@ -1,8 +1,8 @@
 //! strata's content-addressed store.
 //!
 //! The root directory *is* an OCI image layout (see `layout`). A blob's life:
-//! `Store::writer()` streams it into `ingest/` while hashing → `BlobWriter::commit`
-//! verifies size and digest, fsyncs and renames it into `blobs/sha256/<hex>` → it is
+//! `Store::writer(lease)` streams it into `ingest/` while hashing → `BlobWriter::commit`
+//! verifies size and digest, leases it, fsyncs and renames it into `blobs/sha256/<hex>` → it is
 //! visible to every reader (readers never touch sled) → `add_image`/`tag` record
 //! what refers to it in sled and rewrite `index.json` → GC sweeps it once nothing
 //! (tag, build cache, lease) reaches it.
@@ -15,6 +15,7 @@ pub mod archive;
 pub mod compressed;
 pub mod decompress;
 pub mod digest;
+pub mod duration;
 pub mod error;
 pub mod extract;
 pub mod gc;
@@ -79,15 +80,16 @@ impl Store {
 
     // ---- blobs: readers never touch sled ----
 
-    /// A writer for one new blob; see `BlobWriter` for the contract.
-    pub fn writer(&self) -> Result<BlobWriter> {
-        BlobWriter::create(self)
+    /// A writer for one new blob, which `lease` protects from the moment it is
+    /// committed; see `BlobWriter` for the contract.
+    pub fn writer(&self, lease: &Lease) -> Result<BlobWriter> {
+        BlobWriter::create(self, lease)
     }
 
-    /// Stores `bytes` as one blob (manifests, configs, small files).
-    pub fn put_blob(&self, bytes: &[u8], media_type: &str) -> Result<Descriptor> {
+    /// Stores `bytes` as one blob (manifests, configs, small files), leased by `lease`.
+    pub fn put_blob(&self, lease: &Lease, bytes: &[u8], media_type: &str) -> Result<Descriptor> {
         use std::io::Write;
-        let mut w = self.writer()?.with_media_type(media_type);
+        let mut w = self.writer(lease)?.with_media_type(media_type);
         w.write_all(bytes)
             .map_err(StoreError::io("writing", w.ingest_path().to_path_buf()))?;
         w.commit(Some(bytes.len() as u64), None)
