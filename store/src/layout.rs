@@ -12,6 +12,7 @@
 //! ROOT/snapshots/copy-<pid>-…   a COPY/ADD step's scratch (heredocs)
 //! ROOT/snapshots/gc-<pid>-…     snapshots a GC run is deleting (trash)
 //! ROOT/meta/                 sled
+//! ROOT/meta/index.json.sha256   digest of the index.json strata last wrote or checked
 //! ```
 //!
 //! Every temp name is `<prefix><pid>-<time>-<n>` (`unique_name`), with a prefix from
@@ -76,6 +77,10 @@ impl Layout {
     }
     pub fn index_json(&self) -> PathBuf {
         self.root.join("index.json")
+    }
+    /// The digest of the `index.json` strata last wrote or checked (`oci_index`).
+    pub fn index_fingerprint(&self) -> PathBuf {
+        self.meta_dir().join("index.json.sha256")
     }
     pub fn oci_layout(&self) -> PathBuf {
         self.root.join("oci-layout")

@@ -25,6 +25,7 @@ pub mod layout;
 pub mod lease;
 pub mod media_types;
 pub mod meta;
+pub mod oci_index;
 pub mod records;
 pub mod reference;
 pub mod snapshot;
@@ -64,10 +65,13 @@ pub struct Store {
 
 impl Store {
     /// Opens the store at `root`, creating the layout if missing.
+    /// Adopts what other OCI tools added to `index.json` (`oci_index`).
     pub fn open(root: &Path) -> Result<Store> {
         let layout = Layout::new(root);
         layout.create()?;
-        Ok(Store { layout })
+        let store = Store { layout };
+        store.adopt_index()?;
+        Ok(store)
     }
 
     pub fn root(&self) -> &Path {

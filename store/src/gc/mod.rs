@@ -194,9 +194,10 @@ pub(crate) fn graph_of(w: &World) -> Graph {
 }
 
 /// Tags, every image record (an untagged image is an image until pruned), every
-/// cache record and every lease in `w` (the caller has dropped dead leases).
+/// cache record, every lease in `w` (the caller has dropped dead leases) and every blob
+/// another tool's `index.json` entry reaches.
 pub(crate) fn roots_of(w: &World, g: &Graph) -> Vec<Node> {
-    let mut out = Vec::new();
+    let mut out: Vec<Node> = w.foreign.iter().cloned().map(Node::Blob).collect();
     for (_, t) in &w.tags {
         out.extend(Graph::image_roots(&t.manifest));
     }

@@ -440,6 +440,16 @@ impl Meta {
         self.put(CTXSTAT, &ctxstat_key(context, path), rec)
     }
 
+    pub fn foreign_entries(&self) -> Result<Vec<(String, ForeignEntryRecord)>> {
+        self.scan(FOREIGN_INDEX, "")
+    }
+    pub fn put_foreign_entry(&self, key: &str, rec: &ForeignEntryRecord) -> Result<()> {
+        self.put(FOREIGN_INDEX, key, rec)
+    }
+    pub fn remove_foreign_entry(&self, key: &str) -> Result<bool> {
+        self.remove(FOREIGN_INDEX, key)
+    }
+
     pub fn lease(&self, id: &str) -> Result<Option<LeaseRecord>> {
         self.get(LEASES, id)
     }

@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! ROOT/meta/  (sled 0.34; ROOT/meta/lock is our flock, taken before sled opens)
-//! ├── tags       "docker.io/library/busybox:latest" → TagRecord      { v:1, manifest, updated_at }
+//! ├── tags       "docker.io/library/busybox:latest" → TagRecord      { v:1, manifest, updated_at,
+//! │                                                     index_entry (another tool's, verbatim) }
+//! ├── foreign_index "sha256:<entry json>"            → ForeignEntryRecord { v:1, entry, digests }
 //! ├── manifests  "sha256:<manifest>"                → ManifestRecord { v:1, media_type, size,
 //! │                                                     config: Descriptor, layers: [LayerRef { blob: Descriptor, diff_id }],
 //! │                                                     created (from config), added_at, image_size }
@@ -27,6 +29,7 @@ pub const SNAPSHOTS: &str = "snapshots";
 pub const CACHE: &str = "cache";
 pub const CTXSTAT: &str = "ctxstat";
 pub const LEASES: &str = "leases";
+pub const FOREIGN_INDEX: &str = "foreign_index";
 
 /// The current version written into every record.
 pub const RECORD_VERSION: u32 = 1;
