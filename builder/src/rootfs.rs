@@ -4,7 +4,7 @@
 //! destination exist as a directory, what uid does `USER app` name in /etc/passwd, which files
 //! does `COPY --from=stage /out` take. Mounting overlayfs for each question costs syscalls
 //! and root; instead we resolve paths through the snapshot dirs top-first, honouring the
-//! overlay whiteouts (0:0 char devices) and opaque directories our snapshots use (DESIGN §1).
+//! overlay whiteouts (0:0 char devices) and opaque directories our snapshots use (docs/design.md §1).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

@@ -62,7 +62,7 @@ fn image(store: &Store, tar: &[u8], layer_type: &str, tag: &str) -> (Digest, Lay
             OCI_CONFIG,
         )
         .unwrap();
-    let manifest = store::archive::import::build_manifest(&config, std::slice::from_ref(&blob));
+    let manifest = store::manifest::build_manifest(&config, std::slice::from_ref(&blob));
     let m = store
         .put_blob(&lease(store), &manifest, OCI_MANIFEST)
         .unwrap();

@@ -41,7 +41,7 @@ fn two_layer_image(store: &Store, name: &str) -> (Digest, Vec<Digest>) {
             OCI_CONFIG,
         )
         .unwrap();
-    let m = store::archive::import::build_manifest(&c, &[d0.clone(), d1.clone()]);
+    let m = store::manifest::build_manifest(&c, &[d0.clone(), d1.clone()]);
     let md = store.put_blob(&lease(store), &m, OCI_MANIFEST).unwrap();
     store
         .add_image(&md.digest, Some(&Reference::parse(name).unwrap()))
@@ -112,7 +112,7 @@ fn ensure_snapshots_refuses_a_layer_whose_diff_id_lies() {
             OCI_CONFIG,
         )
         .unwrap();
-    let m = store::archive::import::build_manifest(&c, &[blob]);
+    let m = store::manifest::build_manifest(&c, &[blob]);
     let md = store.put_blob(&lease(&store), &m, OCI_MANIFEST).unwrap();
     store.add_image(&md.digest, None).unwrap();
     assert!(store.ensure_snapshots(&lease(&store), &md.digest).is_err());
@@ -143,7 +143,7 @@ fn image_of(store: &Store, layers: &[Descriptor], diff_ids: &[Digest]) -> Digest
             OCI_CONFIG,
         )
         .unwrap();
-    let m = store::archive::import::build_manifest(&c, layers);
+    let m = store::manifest::build_manifest(&c, layers);
     let md = store.put_blob(&lease(store), &m, OCI_MANIFEST).unwrap();
     store.add_image(&md.digest, None).unwrap();
     md.digest

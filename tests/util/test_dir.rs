@@ -1,8 +1,7 @@
-//! End-to-end harness for the store commands, in ripgrep's style: a fresh temp
-//! directory and a fresh `--root` per test, the built `strata` binary with the
-//! user's environment removed, and on failure a report of the command, exit
-//! status, stdout, stderr and a listing of the root. Builds on tests/util: every test
-//! crate that uses this module declares `mod util;` next to `mod common;`.
+//! [`TestDir`]: the harness of the store command tests, in ripgrep's style: a fresh
+//! temp directory and a fresh `--root` per test, the built `strata` binary with the
+//! user's environment removed, and on failure a report of the command, exit status,
+//! stdout, stderr and a listing of the root.
 #![allow(dead_code)]
 
 use std::fs;
@@ -10,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use super::util::{require_file, strata_command};
+use super::{require_file, strata_command};
 
 pub struct TestDir {
     pub dir: tempfile::TempDir,

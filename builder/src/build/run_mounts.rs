@@ -23,7 +23,6 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::cache_dirs::{allocated_bytes, lock_dir, try_lock_dir, FlockOperation};
 use super::context::Context;
 use super::stage::{BuildRun, StageResult, StageState};
 use super::{stage_ref, steps};
@@ -31,6 +30,7 @@ use crate::copy::{self, CopyOptions, DirTree};
 use crate::dockerfile::mount::{parse_mount, Mount, MountType};
 use crate::exec::MountSpec;
 use crate::rootfs::UnionFs;
+use store::dir_lock::{allocated_bytes, lock_dir, try_lock_dir, FlockOperation};
 
 /// Where a `--secret` comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +94,7 @@ pub fn parse_ssh_flag(flag: &str) -> Result<(String, PathBuf), String> {
 
 /// `ROOT/cache-mounts`: every cache mount's directories. Nothing else lives there.
 pub fn cache_mounts_dir(root: &Path) -> PathBuf {
-    root.join("cache-mounts")
+    store::Layout::new(root).cache_mounts_dir()
 }
 
 /// Bytes used by cache mounts (allocated blocks), for `system df`.

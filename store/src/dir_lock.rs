@@ -1,7 +1,8 @@
-//! Build cache kept in directories outside the store's records: RUN cache mounts
-//! (`ROOT/cache-mounts`) and ADD's URL downloads (`ROOT/downloads`). A build holds a
-//! directory by a flock on its `lock` file; `builder prune` removes only directories it
-//! can lock exclusively at once. `system df` counts their allocated blocks.
+//! Locks on directories that live outside the store's records: RUN cache mounts
+//! (`ROOT/cache-mounts`) and ADD's URL downloads (`ROOT/downloads`), see
+//! [`crate::Layout`]. A build holds a directory by a shared or exclusive `flock` on its
+//! `lock` file; `builder prune` removes only directories it can lock exclusively at once.
+//! `system df` counts their allocated blocks ([`allocated_bytes`]).
 
 use std::fs::{self, File};
 use std::io;
