@@ -195,13 +195,13 @@ fn the_gzip_form_lives_with_the_layer_and_is_counted() {
     let tar = tar_of_size(4, 1 << 20, 5);
     let (_, plain) = image(&store, &tar, OCI_LAYER_TAR, "app:1");
     let gz = store.compressed_layer(&lease(&store), &plain).unwrap();
-    let no_grace = PruneOptions {
+    let untagged = PruneOptions {
         images: ImagePolicy::Untagged,
         ..PruneOptions::default()
     };
 
     // Held by a tagged image: a prune keeps both forms, and `system df` counts both.
-    let report = store.prune(&no_grace).unwrap();
+    let report = store.prune(&untagged).unwrap();
     assert_eq!(report.blobs_removed, 0);
     assert!(store.has_blob(&gz.blob.digest) && store.has_blob(&plain.blob.digest));
     let on_disk: u64 = fs::read_dir(store.layout().blobs_dir())
@@ -210,11 +210,12 @@ fn the_gzip_form_lives_with_the_layer_and_is_counted() {
         .sum();
     let usage = store.disk_usage().unwrap();
     assert_eq!(usage.images_size, on_disk);
-    assert_eq!(usage.images[0].size, on_disk);
+    // The image's own row is what `images` shows: the layer uncompressed.
+    assert_eq!(usage.images[0].size, plain.blob.size);
 
     // The image goes: both forms and the layer record go with it.
     store.untag(&Reference::parse("app:1").unwrap()).unwrap();
-    let report = store.prune(&no_grace).unwrap();
+    let report = store.prune(&untagged).unwrap();
     assert_eq!(report.images_deleted.len(), 1);
     assert_eq!(report.reclaimed, on_disk);
     assert!(!store.has_blob(&gz.blob.digest));
