@@ -174,7 +174,7 @@ pub struct BuildArgs {
     /// SSH agent socket or keys to expose to the build (default|ID[=SOCKET])
     #[arg(long = "ssh")]
     pub ssh: Vec<String>,
-    /// Allow extra privileged entitlement (security.insecure)
+    /// Allow extra privileged entitlement (network.host, security.insecure)
     #[arg(long = "allow")]
     pub allow: Vec<String>,
     /// Push the image after building it

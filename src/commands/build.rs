@@ -18,6 +18,18 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     if args.check {
         return super::check::run(ctx, args);
     }
+    // BuildKit runs the build checks in every build; `# check=error=true` fails it before
+    // anything is built. A Dockerfile that does not parse is left to the build's own error.
+    let checks = super::check::for_build(args).ok().flatten();
+    if let Some(report) = &checks {
+        if let (true, Some(err)) = (report.is_violation, &report.error) {
+            eprint!(
+                "{}",
+                builder::dockerfile::lint::format_build_summary(report)
+            );
+            return Err(anyhow::anyhow!(err.clone()));
+        }
+    }
     let cache_from = args
         .cache_from
         .iter()
@@ -52,6 +64,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             build_args.get("BUILDKIT_INLINE_CACHE").map(String::as_str),
             Some("1" | "true")
         );
+    let allowed = parse_allow(&args.allow)?;
     let options = BuildOptions {
         context: args.context.clone(),
         dockerfile: args.file.clone(),
@@ -79,7 +92,8 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             .iter()
             .map(|s| builder::build::run_mounts::parse_ssh_flag(s).map_err(UsageError))
             .collect::<Result<_, _>>()?,
-        allow_insecure: parse_allow(&args.allow)?,
+        allow_insecure: allowed.is_insecure_allowed,
+        allow_network_host: allowed.is_network_host_allowed,
         inline_cache,
     };
     let request = BuildRequest {
@@ -97,20 +111,41 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         (_, Progress::Auto) => Box::new(PlainReporter::new()),
     };
     let registry = super::registry(ctx, args.quiet);
-    let result = engine::build(&store, &registry, &request, reporter.as_mut())?;
+    let result = engine::build(&store, &registry, &request, reporter.as_mut());
+    // docker prints the build checks' warnings after the build, failed or not.
+    if let Some(report) = &checks {
+        let quiet = args.quiet || matches!(args.progress, Progress::Quiet);
+        if !quiet {
+            eprint!(
+                "{}",
+                builder::dockerfile::lint::format_build_summary(report)
+            );
+        }
+    }
+    let result = result?;
     if args.quiet {
         println!("{}", result.image_id);
     }
     Ok(())
 }
 
-/// `--allow security.insecure` (also comma-separated); `network.host` is always allowed.
-fn parse_allow(raw: &[String]) -> Result<bool> {
-    let mut insecure = false;
+/// The entitlements `--allow` grants (BuildKit's names; also comma-separated).
+struct Entitlements {
+    /// `security.insecure`: `RUN --security=insecure`.
+    is_insecure_allowed: bool,
+    /// `network.host`: `RUN --network=host`.
+    is_network_host_allowed: bool,
+}
+
+fn parse_allow(raw: &[String]) -> Result<Entitlements> {
+    let mut allowed = Entitlements {
+        is_insecure_allowed: false,
+        is_network_host_allowed: false,
+    };
     for entitlement in raw.iter().flat_map(|a| a.split(',')) {
         match entitlement.trim() {
-            "security.insecure" => insecure = true,
-            "network.host" => {}
+            "security.insecure" => allowed.is_insecure_allowed = true,
+            "network.host" => allowed.is_network_host_allowed = true,
             other => {
                 return Err(UsageError(format!(
                     "invalid --allow {other:?}: want security.insecure or network.host"
@@ -119,7 +154,7 @@ fn parse_allow(raw: &[String]) -> Result<bool> {
             }
         }
     }
-    Ok(insecure)
+    Ok(allowed)
 }
 
 /// `KEY=VALUE`, or `KEY` alone to take the value from the environment (docker's rule; a
