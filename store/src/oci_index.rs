@@ -53,12 +53,12 @@ impl Store {
     /// concurrent strata writers cannot reorder it.
     pub(crate) fn write_index(&self, m: &Meta) -> Result<()> {
         let mut manifests = Vec::new();
-        for (key, t) in m.tags()? {
+        for (key, t) in m.all(meta::TAGS)? {
             if let Some(entry) = t.index_entry {
                 manifests.push(entry);
                 continue;
             }
-            let Some(rec) = m.manifest(&t.manifest)? else {
+            let Some(rec) = m.get(meta::MANIFESTS, &t.manifest)? else {
                 continue;
             };
             let r = Reference::parse(&key)?;
@@ -72,7 +72,7 @@ impl Store {
                 },
             }));
         }
-        for (_, f) in m.foreign_entries()? {
+        for (_, f) in m.all(meta::FOREIGN_INDEX)? {
             manifests.push(f.entry);
         }
         let index = serde_json::json!({
@@ -104,15 +104,15 @@ impl Store {
             // An entry adopted earlier and gone now was removed (or replaced) by the tool
             // that wrote it: follow it, so the name is not listed twice.
             let mut is_changed = false;
-            for (key, t) in m.tags()? {
+            for (key, t) in m.all(meta::TAGS)? {
                 if t.index_entry.as_ref().is_some_and(|e| !current.contains(e)) {
-                    m.remove_tag(&key)?;
+                    m.remove(meta::TAGS, key.as_str())?;
                     is_changed = true;
                 }
             }
-            for (key, f) in m.foreign_entries()? {
+            for (key, f) in m.all(meta::FOREIGN_INDEX)? {
                 if !current.contains(&f.entry) {
-                    m.remove_foreign_entry(&key)?;
+                    m.remove(meta::FOREIGN_INDEX, key.as_str())?;
                     is_changed = true;
                 }
             }
@@ -136,7 +136,9 @@ impl Store {
         let digest = entry_digest(&entry);
         if let (Some(d), Some(r)) = (&digest, entry_name(&entry)) {
             let key = r.to_string();
-            let is_free = m.tag(&key)?.is_none_or(|t| t.manifest == *d);
+            let is_free = m
+                .get(meta::TAGS, key.as_str())?
+                .is_none_or(|t| t.manifest == *d);
             if is_free && r.digest.is_none() {
                 if let Ok(parsed) = self.parse_image(d) {
                     let now = meta::now();
@@ -156,13 +158,14 @@ impl Store {
                             }))
                             .collect::<Vec<_>>();
                     for (b, size, media_type) in blobs {
-                        if m.blob(&b)?.is_none() {
-                            m.put_blob(&b, &BlobRecord::new(size, &media_type, now))?;
+                        if m.get(meta::BLOBS, &b)?.is_none() {
+                            m.put(meta::BLOBS, &b, &BlobRecord::new(size, &media_type, now))?;
                         }
                     }
                     record_image(m, d, parsed, &BTreeMap::new(), now)?;
-                    return m.put_tag(
-                        &key,
+                    return m.put(
+                        meta::TAGS,
+                        key.as_str(),
                         &TagRecord {
                             v: meta::RECORD_VERSION,
                             manifest: d.clone(),
@@ -175,8 +178,9 @@ impl Store {
         }
         let digests = digest.map(|d| self.reachable(&d, 0)).unwrap_or_default();
         let key = Digest::sha256_of(entry.to_string().as_bytes()).to_string();
-        m.put_foreign_entry(
-            &key,
+        m.put(
+            meta::FOREIGN_INDEX,
+            key.as_str(),
             &ForeignEntryRecord {
                 v: meta::RECORD_VERSION,
                 entry,
@@ -256,13 +260,16 @@ fn entry_name(entry: &serde_json::Value) -> Option<Reference> {
 /// Whether sled already accounts for `entry`: a foreign record holds it, a tag holds it
 /// verbatim, or it is strata's own entry for a tag (containerd's name → same digest).
 fn is_known(m: &Meta, entry: &serde_json::Value) -> Result<bool> {
-    if m.foreign_entries()?.iter().any(|(_, f)| f.entry == *entry) {
+    if m.all(meta::FOREIGN_INDEX)?
+        .iter()
+        .any(|(_, f)| f.entry == *entry)
+    {
         return Ok(true);
     }
     let Some(d) = entry_digest(entry) else {
         return Ok(false);
     };
-    for (key, t) in m.tags()? {
+    for (key, t) in m.all(meta::TAGS)? {
         if t.manifest != d {
             continue;
         }

@@ -15,9 +15,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::chain_id::ChainId;
 use crate::error::{Result, StoreError};
 use crate::layout::{unique_name, Layout, GC_TRASH_PREFIX, TEMP_PREFIXES};
-use crate::snapshot::ChainId;
 use crate::Digest;
 
 /// A temp whose owner pid looks alive is still removed after this long (pid reuse).
