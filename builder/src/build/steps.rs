@@ -8,7 +8,7 @@ use store::{CacheRecord, ChainId, LayerRef, Store};
 
 use super::context::{sha256_file, Context};
 use super::stage::{now_or_epoch, BuildRun, StageResult, StageState};
-use super::{history_text, stage_ref, Result};
+use super::{history_text, stage_ref, BuildError, Result};
 use crate::cache::CacheKey;
 use crate::copy::{self, CopyOptions, CopyPlan, DirTree};
 use crate::dockerfile::{
@@ -570,25 +570,26 @@ fn run_step(
     };
     let outcome = match outcome {
         Ok(o) => o,
-        Err(e) => {
+        Err(source) => {
             cleanup();
-            return Err(run.step_error(inst, error_chain(&e)));
+            return Err(BuildError::Sandbox {
+                location: run.location(inst.span.start),
+                span: inst.span,
+                source,
+            });
         }
     };
     if !outcome.status.is_success() {
         cleanup();
-        let tail = String::from_utf8_lossy(&outcome.output_tail)
-            .trim_end()
-            .to_string();
-        let mut message = format!(
-            "process {:?} did not complete successfully: {}",
-            argv.join(" "),
-            outcome.status
-        );
-        if !tail.is_empty() {
-            message.push_str(&format!("\n--- output (last lines) ---\n{tail}"));
-        }
-        return Err(run.step_error(inst, message));
+        return Err(BuildError::RunFailed {
+            location: run.location(inst.span.start),
+            span: inst.span,
+            command: argv.join(" "),
+            status: outcome.status,
+            output: String::from_utf8_lossy(&outcome.output_tail)
+                .trim_end()
+                .to_string(),
+        });
     }
     let diff_opts = crate::differ::DiffOptions {
         source_date_epoch: run.opts.source_date_epoch,
@@ -1014,17 +1015,4 @@ fn resolve_chown(root: &UnionFs, spec: &str) -> std::result::Result<(u32, u32), 
     let user = exec::user::resolve(spec, &read("/etc/passwd"), &read("/etc/group"))
         .map_err(|e| e.to_string())?;
     Ok((user.uid, user.gid))
-}
-
-/// An error and its causes on one line (`mounting overlay on …: Invalid argument`): the
-/// sandbox's errors name the step in the message and keep the errno in `source()`.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
