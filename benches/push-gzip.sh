@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Push a freshly built image with one large plain layer into an empty registry: `strata
-# push` (which gzips the plain tar on its first push, DESIGN §4 option B) against `skopeo
+# push` (which gzips the plain tar on its first push, docs/design.md §4.4) against `skopeo
 # copy --dest-compress` of an OCI layout holding the same uncompressed layer. Prints
 # best-of-RUNS seconds, the ratio skopeo/strata (>1: strata is faster) and the gzip sizes.
 #

@@ -40,10 +40,11 @@ pub fn report_error(err: &anyhow::Error, debug: bool) -> i32 {
         let chain: Vec<String> = err.chain().map(|e| e.to_string()).collect();
         eprintln!("strata: error: {}", dedup_chain(&chain).join(": "));
     }
-    if err
-        .chain()
-        .any(|e| e.downcast_ref::<UsageError>().is_some())
-    {
+    if err.chain().any(|e| {
+        e.downcast_ref::<UsageError>().is_some()
+            || e.downcast_ref::<engine::EngineError>()
+                .is_some_and(engine::EngineError::is_usage)
+    }) {
         2
     } else {
         1

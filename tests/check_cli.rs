@@ -152,3 +152,27 @@ fn missing_dockerfile_is_an_error() {
     assert_eq!(out.status, Some(1), "{out}");
     assert!(out.stderr.contains("/nonexistent/Dockerfile"), "{out}");
 }
+
+/// `${a:-${b:-…}}` nested 10,000 deep: a `file:line` error naming the limit, not a stack
+/// overflow that aborts the process (issue 12).
+#[test]
+fn issue_12_deep_substitution_nesting_is_refused() {
+    let env = TestEnv::new();
+    let mut word = String::from("x");
+    for i in 0..10_000 {
+        word = format!("${{a{i}:-{word}}}");
+    }
+    let file = write(
+        &env,
+        "Dockerfile",
+        &format!("FROM alpine\n\nENV X={word}\n"),
+    );
+    let out = env.strata(&["build", "--check", "-f", &file]);
+    assert_eq!(out.status, Some(1), "{out}");
+    assert!(out.stderr.contains("Dockerfile:3: "), "{out}");
+    assert!(
+        out.stderr
+            .contains("variable substitution nested deeper than 64 levels"),
+        "{out}"
+    );
+}

@@ -2,13 +2,18 @@
 //! Retry-After, connection resets, bodies cut short). Every one must succeed and the
 //! store must never hold a bad blob. (skopeo with --retry-times 5 gets 5 of 15 pulls
 //! and 1 of 6 pushes through such a proxy.) See issue 5.
+//!
+//! A hostile registry (the proxy lying about manifests) is refused at once, without
+//! retries, and leaves nothing in the store (issue 12).
 
 mod registry_common;
 mod util;
 
+use std::sync::atomic::Ordering;
+
 use registry_common::{
-    oci_layout, random_bytes, skopeo_copy, skopeo_digest, FaultProxy, Registry, RegistryOptions,
-    Strata,
+    oci_layout, random_bytes, skopeo_copy, skopeo_digest, FaultProxy, Hostile, Registry,
+    RegistryOptions, Strata,
 };
 
 fn layers() -> Vec<Vec<u8>> {
@@ -148,4 +153,82 @@ fn chunked_pushes_through_a_faulty_proxy_resume() {
             &format!("oci:{}:x", back.path().display()),
         );
     }
+}
+
+/// A registry holding one single-layer image, behind a proxy that answers manifests
+/// with `lie`; the reference to pull through it.
+fn hostile_registry(lie: Hostile) -> (Registry, FaultProxy, String) {
+    let reg = Registry::start(RegistryOptions::default());
+    let layout = tempfile::tempdir().expect("tempdir");
+    oci_layout(layout.path(), "t", &[random_bytes(300_000, 21)]);
+    skopeo_copy(
+        &[],
+        &format!("oci:{}:t", layout.path().display()),
+        &format!("docker://{}/hostile/app:1", reg.addr),
+    );
+    let proxy = FaultProxy::hostile(&reg.addr, lie);
+    let name = format!("{}/hostile/app:1", proxy.addr);
+    (reg, proxy, name)
+}
+
+/// No image, no partial download, no blob of the lying layer.
+#[track_caller]
+fn assert_nothing_stored(s: &Strata) {
+    let images = s.run(&["images", "-q"]).ok();
+    assert_eq!(images.stdout.trim(), "", "{images}");
+    let ingest: Vec<_> = std::fs::read_dir(s.root.join("ingest"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(ingest.is_empty(), "ingest files left behind: {ingest:?}");
+}
+
+#[test]
+fn issue_12_huge_manifest_is_refused_before_it_is_read_whole() {
+    const SIZE: u64 = 64 << 20;
+    let (_reg, proxy, name) = hostile_registry(Hostile::HugeManifest(SIZE));
+    let s = Strata::new();
+    let out = s.run(&["pull", &name]).fails();
+    assert!(out.stderr.contains("is larger than 4 MiB"), "{out}");
+    assert_eq!(
+        proxy.counts.manifest_gets.load(Ordering::Relaxed),
+        1,
+        "{out}"
+    );
+    let sent = proxy.counts.hostile_bytes.load(Ordering::Relaxed);
+    assert!(
+        sent < SIZE,
+        "the client read all {sent} bytes of the manifest"
+    );
+    assert_nothing_stored(&s);
+}
+
+#[test]
+fn issue_12_layer_longer_than_the_registry_sends_fails_once() {
+    let (_reg, proxy, name) = hostile_registry(Hostile::LayersOverstated(1000));
+    let s = Strata::new();
+    let out = s.run(&["pull", &name]).fails();
+    assert!(
+        out.stderr.contains("bytes but its descriptor says"),
+        "{out}"
+    );
+    // The config and the layer, each asked for at most once.
+    let gets = proxy.counts.blob_gets.load(Ordering::Relaxed);
+    assert!(
+        gets <= 2,
+        "{gets} blob GETs: the short layer was retried\n{out}"
+    );
+    assert_nothing_stored(&s);
+}
+
+#[test]
+fn issue_12_absurd_layer_size_is_refused_before_any_download() {
+    let (_reg, proxy, name) = hostile_registry(Hostile::LayerSize(1 << 60));
+    let s = Strata::new();
+    let out = s.run(&["pull", &name]).fails();
+    assert!(
+        out.stderr.contains("beyond the 1 TiB a blob may have"),
+        "{out}"
+    );
+    assert_eq!(proxy.counts.blob_gets.load(Ordering::Relaxed), 0, "{out}");
+    assert_nothing_stored(&s);
 }

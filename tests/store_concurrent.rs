@@ -2,12 +2,11 @@
 //! two loads all succeed and `images` lists all four (issue 2). sled admits one
 //! process at a time; the others wait with backoff.
 
-mod common;
 mod util;
 
 use std::process::Stdio;
 
-use common::TestDir;
+use util::test_dir::TestDir;
 
 #[test]
 fn four_concurrent_imports_and_loads_all_succeed() {

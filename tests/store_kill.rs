@@ -3,14 +3,13 @@
 //! and a full load still works (issue 2). No timing is asserted: the delays only
 //! spread the kills over the load's phases (ingest, rename, sled, index.json).
 
-mod common;
 mod util;
 
 use std::io::{Read, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::TestDir;
+use util::test_dir::TestDir;
 
 /// Deterministic incompressible bytes (xorshift64*).
 struct Noise {

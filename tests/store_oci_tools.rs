@@ -3,13 +3,12 @@
 //! docker-archive is read by skopeo's docker-archive transport, and an archive
 //! written by skopeo loads into strata.
 
-mod common;
 mod util;
 
 use std::process::Command;
 
-use common::TestDir;
 use util::require_tool;
+use util::test_dir::TestDir;
 
 #[test]
 fn skopeo_and_umoci_read_our_root() {

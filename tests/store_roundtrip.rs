@@ -1,10 +1,9 @@
 //! import → images → save → load into a second root, both archive formats;
 //! tag/rmi/inspect/history behave like docker. Issue 2.
 
-mod common;
 mod util;
 
-use common::TestDir;
+use util::test_dir::TestDir;
 
 #[test]
 fn import_images_save_load_round_trip() {
@@ -55,7 +54,7 @@ fn import_images_save_load_round_trip() {
             .stdout_has("Loaded image: localhost:5000/a/b:t");
         let ids2 = t.strata_on(&root2, &["images", "-q", "--no-trunc"]).ok();
         assert_eq!(
-            common::ids(&ids2),
+            util::test_dir::ids(&ids2),
             vec![id.clone(), id.clone()],
             "{format}: same image id after the round trip"
         );
@@ -80,7 +79,7 @@ fn import_images_save_load_round_trip() {
     t.strata_on(&root3, &["load", "-i", gz.to_str().unwrap()])
         .ok();
     assert_eq!(
-        common::ids(&t.strata_on(&root3, &["images", "-q", "--no-trunc"]).ok()).len(),
+        util::test_dir::ids(&t.strata_on(&root3, &["images", "-q", "--no-trunc"]).ok()).len(),
         2
     );
 }

@@ -1,12 +1,11 @@
 //! `system verify` catches a flipped byte in a blob and a tag whose blobs are gone;
 //! a load of a corrupt archive is refused and leaves the store as it was (issue 2).
 
-mod common;
 mod util;
 
 use std::fs;
 
-use common::TestDir;
+use util::test_dir::TestDir;
 
 fn blob_path(t: &TestDir, digest: &str) -> std::path::PathBuf {
     t.root

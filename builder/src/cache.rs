@@ -1,4 +1,4 @@
-//! Build cache keys: derived from content only, never from timestamps (DESIGN §4).
+//! Build cache keys: derived from content only, never from timestamps (docs/design.md §4.3).
 //!
 //! A step's key is `sha256(parent key, the expanded instruction, the build args in effect,
 //! the digest of any content the step reads)`. The first key of a stage is derived from its

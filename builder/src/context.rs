@@ -1,5 +1,5 @@
 //! The build context: walk it with .dockerignore applied, and know every file's content
-//! digest while reading as little as possible (git's index trick, DESIGN §4).
+//! digest while reading as little as possible (git's index trick, docs/design.md §4.2).
 //!
 //! The caller hands in the stat records of the previous build (path → [`StatRecord`]) and
 //! gets back the current ones; where they live (the store's `ctxstat` tree) is its

@@ -1,7 +1,7 @@
 //! COPY and ADD of local files: choose what to copy (docker's rules for sources, wildcards,
 //! directories and destinations), fingerprint it for the cache key, and write the layer tar
 //! straight from the source files — each byte read once into the tar and its hasher, no
-//! staging directory (DESIGN §4, "COPY of big contexts").
+//! staging directory (docs/design.md §4.5).
 //!
 //! Sources come from a `SourceTree`: the build context (with .dockerignore applied) or another
 //! stage's / image's filesystem (a `UnionFs`).
@@ -198,6 +198,16 @@ pub fn plan(
             .ok_or_else(|| CopyError::SourceNotFound(rel.clone()))?;
         if meta.is_dir() {
             add_tree(tree, &rel, &dest_clean, opts, &mut out)?;
+            // A directory's contents are copied, not the directory: like BuildKit, an
+            // existing destination keeps its own mode and owner (`add_parents` takes them
+            // from the image) and a missing one is created 0755, owned by root or --chown.
+            if !dest_clean.is_empty() {
+                if dest_is_existing_dir {
+                    out.items.remove(&dest_clean);
+                } else {
+                    out.push(fresh_dir(&dest_clean, opts));
+                }
+            }
         } else {
             let target = if dest_dir {
                 join_rel(&dest_clean, base_name(&rel))
@@ -230,29 +240,28 @@ impl CopyPlan {
             }
         }
         for dir in parents {
-            let existing = below.lookup_follow(&format!("/{dir}"))?;
-            let item = match existing {
-                Some(f) if f.metadata.is_dir() => CopyItem {
-                    dest: dir.clone(),
-                    real: None,
-                    kind: ItemKind::Dir,
-                    mode: f.metadata.mode() & 0o7777,
-                    uid: f.metadata.uid(),
-                    gid: f.metadata.gid(),
-                    mtime: clamp(f.metadata.mtime(), opts.epoch),
-                },
-                _ => CopyItem {
-                    dest: dir.clone(),
-                    real: None,
-                    kind: ItemKind::Dir,
-                    mode: 0o755,
-                    uid: opts.chown.map_or(0, |c| c.0),
-                    gid: opts.chown.map_or(0, |c| c.1),
-                    mtime: clamp(0, opts.epoch),
-                },
-            };
-            self.items.insert(dir, item);
+            self.add_dir(&dir, below, opts)?;
         }
+        Ok(())
+    }
+
+    /// Directory `dir` (no leading `/`) as the image below has it, else created 0755 (owned
+    /// by root or --chown).
+    pub fn add_dir(&mut self, dir: &str, below: &UnionFs, opts: &CopyOptions) -> io::Result<()> {
+        let existing = below.lookup_follow(&format!("/{dir}"))?;
+        let item = match existing {
+            Some(f) if f.metadata.is_dir() => CopyItem {
+                dest: dir.to_string(),
+                real: None,
+                kind: ItemKind::Dir,
+                mode: f.metadata.mode() & 0o7777,
+                uid: f.metadata.uid(),
+                gid: f.metadata.gid(),
+                mtime: clamp(f.metadata.mtime(), opts.epoch),
+            },
+            _ => fresh_dir(dir, opts),
+        };
+        self.items.insert(dir.to_string(), item);
         Ok(())
     }
 
@@ -289,6 +298,9 @@ impl CopyPlan {
         let mut tar = tar::Builder::new(out);
         tar.mode(tar::HeaderMode::Deterministic);
         tar.follow_symlinks(false);
+        // Files that are hardlinks of each other in the source stay hardlinks, as BuildKit
+        // copies them: the first (in path order) carries the content, the rest link to it.
+        let mut linked: BTreeMap<(u64, u64), String> = BTreeMap::new();
         for item in self.items.values() {
             let mut header = tar::Header::new_gnu();
             header.set_mode(item.mode);
@@ -312,6 +324,21 @@ impl CopyPlan {
                 ItemKind::File { size } => {
                     let real = item.real.as_deref().expect("file items have a source");
                     let file = open_nofollow(real).map_err(io_err("opening", real))?;
+                    let meta = file.metadata().map_err(io_err("reading", real))?;
+                    if meta.nlink() > 1 {
+                        match linked.get(&(meta.dev(), meta.ino())) {
+                            Some(first) => {
+                                header.set_entry_type(tar::EntryType::Link);
+                                header.set_size(0);
+                                tar.append_link(&mut header, &item.dest, first)
+                                    .map_err(io_err("writing layer entry", path))?;
+                                continue;
+                            }
+                            None => {
+                                linked.insert((meta.dev(), meta.ino()), item.dest.clone());
+                            }
+                        }
+                    }
                     header.set_entry_type(tar::EntryType::Regular);
                     header.set_size(*size);
                     tar.append_data(&mut header, &item.dest, io::Read::take(file, *size))
@@ -356,6 +383,19 @@ fn add_tree(
         }
     }
     Ok(())
+}
+
+/// A directory the copy creates: 0755, owned by root or `--chown`.
+pub fn fresh_dir(dest: &str, opts: &CopyOptions) -> CopyItem {
+    CopyItem {
+        dest: dest.trim_start_matches('/').to_string(),
+        real: None,
+        kind: ItemKind::Dir,
+        mode: 0o755,
+        uid: opts.chown.map_or(0, |c| c.0),
+        gid: opts.chown.map_or(0, |c| c.1),
+        mtime: clamp(0, opts.epoch),
+    }
 }
 
 fn item(dest: &str, real: PathBuf, meta: &fs::Metadata, opts: &CopyOptions) -> Result<CopyItem> {

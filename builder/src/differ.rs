@@ -15,7 +15,7 @@
 //!
 //! Paths over ustar's limits, long link targets and xattrs go in PAX extended headers.
 //! The tar bytes go to the caller's writer, which hashes (and maybe compresses) them on
-//! the way: the differ never re-reads what it wrote (DESIGN §4).
+//! the way: the differ never re-reads what it wrote (docs/design.md §4.1).
 
 use std::collections::HashMap;
 use std::fs::Metadata;

@@ -479,6 +479,39 @@ impl DockerIgnore {
         matched
     }
 
+    /// Whether COPY leaves `path` out of the context under `root`: it is excluded and, if a
+    /// directory, holds nothing an exception re-includes. moby's walker keeps an excluded
+    /// directory when an exception re-includes something below it (`**/build` then
+    /// `!web/build/public` keeps `web/build`, `web/build/public` and its contents).
+    pub fn is_hidden(&self, root: &Path, path: &str) -> bool {
+        if !self.is_excluded(path) {
+            return false;
+        }
+        let dir = root.join(path);
+        let is_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+        !(is_dir && !self.can_skip_dir(path) && self.reincludes_below(root, path))
+    }
+
+    /// Whether some path below directory `dir` is not excluded.
+    fn reincludes_below(&self, root: &Path, dir: &str) -> bool {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            return false;
+        };
+        for entry in entries.flatten() {
+            let child = format!("{dir}/{}", entry.file_name().to_string_lossy());
+            if !self.is_excluded(&child) {
+                return true;
+            }
+            if entry.file_type().is_ok_and(|t| t.is_dir())
+                && !self.can_skip_dir(&child)
+                && self.reincludes_below(root, &child)
+            {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Whether an excluded directory can be skipped without looking inside: true unless
     /// an exception (`!…`) might match something under it.
     pub fn can_skip_dir(&self, dir: &str) -> bool {
@@ -721,6 +754,28 @@ mod tests {
             ["a/b", "#not a comment"]
         );
         assert!(DockerIgnore::parse("!\n").is_err());
+    }
+
+    #[test]
+    fn exception_below_an_excluded_dir_keeps_its_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in [
+            "web/build/public/index.html",
+            "web/build/private.txt",
+            "build/out.txt",
+        ] {
+            let p = dir.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "x").unwrap();
+        }
+        let ig = DockerIgnore::new(&["**/build", "!web/build/public"]).unwrap();
+        let hidden = |p: &str| ig.is_hidden(dir.path(), p);
+        assert!(!hidden("web/build"));
+        assert!(!hidden("web/build/public"));
+        assert!(!hidden("web/build/public/index.html"));
+        assert!(hidden("web/build/private.txt"));
+        assert!(hidden("build"));
+        assert!(hidden("build/out.txt"));
     }
 
     #[test]

@@ -124,7 +124,28 @@ fn default_os() -> String {
 }
 
 /// The OCI/Go name of the host's architecture (one definition, in the store).
-pub use store::archive::import::host_architecture;
+pub use store::platform::host_architecture;
+
+/// BuildKit's automatic platform ARGs for a build on this machine for this machine:
+/// `BUILDPLATFORM`, `BUILDOS`, `BUILDARCH`, `BUILDVARIANT` and the same four `TARGET…`.
+/// The variant is empty except on 32-bit arm (containerd normalises arm64's `v8` away).
+pub fn platform_args() -> Vec<(String, String)> {
+    let arch = host_architecture();
+    let variant = if arch == "arm" { "v7" } else { "" };
+    let platform = if variant.is_empty() {
+        format!("linux/{arch}")
+    } else {
+        format!("linux/{arch}/{variant}")
+    };
+    let mut args = Vec::new();
+    for prefix in ["TARGET", "BUILD"] {
+        args.push((format!("{prefix}PLATFORM"), platform.clone()));
+        args.push((format!("{prefix}OS"), "linux".to_string()));
+        args.push((format!("{prefix}ARCH"), arch.to_string()));
+        args.push((format!("{prefix}VARIANT"), variant.to_string()));
+    }
+    args
+}
 
 impl RuntimeConfig {
     /// The value of `name` in the config's environment, if set.

@@ -1,6 +1,6 @@
 //! Turning a step's result into a stored layer, and layers back into snapshot directories.
 //!
-//! Layer blobs are kept as plain tar locally (DESIGN §4, option B): the tar's digest is both
+//! Layer blobs are kept as plain tar locally (docs/design.md §4.4): the tar's digest is both
 //! the blob digest and the diff_id, so a layer is hashed once while it is written and never
 //! compressed on the build's critical path. Compression happens once, on the first push or
 //! save that needs it.
@@ -105,14 +105,18 @@ pub fn retar_under<W: Write>(input: impl Read, dest: &str, out: W) -> io::Result
     tar.into_inner()
 }
 
-/// Whether a file looks like an archive docker's ADD would extract (tar, gzip'd tar).
+/// Whether a file is an archive docker's ADD extracts: a tar, plain or compressed (gzip,
+/// zstd). A compressed file that is not a tar inside is copied as it is, as docker does.
 pub fn is_archive(path: &Path) -> io::Result<bool> {
-    let mut f = std::fs::File::open(path)?;
     let mut head = [0u8; 512];
-    let n = read_full(&mut f, &mut head)?;
-    if store::decompress::sniff(&head[..n]) != store::media_types::Compression::None {
-        return Ok(true); // gzip or zstd, as docker's ADD decompresses them
-    }
+    let n = match decompress(std::fs::File::open(path)?) {
+        Ok(mut plain) => match read_full(&mut plain, &mut head) {
+            Ok(n) => n,
+            // A damaged or truncated stream is not an archive to extract.
+            Err(_) => return Ok(false),
+        },
+        Err(_) => return Ok(false),
+    };
     Ok(n >= 262 && &head[257..262] == b"ustar")
 }
 

@@ -16,5 +16,6 @@ pub mod exec;
 pub mod image;
 pub mod layers;
 pub mod progress;
+pub mod remote;
 pub mod remote_cache;
 pub mod rootfs;

@@ -13,9 +13,9 @@
 //! to the layer that step produced. Importing reads only the manifest and the config; a
 //! layer is downloaded when, and only when, a step's key hits its record.
 //!
-//! The builder does not talk to registries (it depends on `store` alone): the caller
-//! implements [`CacheSource`] over its registry client and composes the manifest with
-//! [`cache_manifest`].
+//! The builder does not talk to registries (it depends on `store` alone): the `engine`
+//! crate implements [`CacheSource`] over its registry client and composes the manifest
+//! with [`cache_manifest`].
 
 use std::collections::HashMap;
 
@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use store::{Descriptor, Digest, LayerRef};
 
 use crate::cache::CacheKey;
+use crate::remote::RemoteError;
 
 /// The media type of a cache manifest's config blob.
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.strata.cache.config.v1+json";
@@ -52,9 +53,39 @@ pub fn inline_field(records: &[RemoteRecord]) -> serde_json::Value {
     serde_json::to_value(inline).expect("records serialize")
 }
 
+/// What is wrong with a manifest or config named by `--cache-from`.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheFormatError {
+    /// A JSON document of the cache (`what`: "the manifest", "the cache config", ...) does
+    /// not parse as one.
+    #[error("reading {what}")]
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("neither a build cache nor an image manifest")]
+    NotAManifest(#[source] serde_json::Error),
+    #[error(
+        "not a strata build cache (its config is {media_type:?}, want {CONFIG_MEDIA_TYPE:?} or an image)"
+    )]
+    UnknownConfig { media_type: String },
+    #[error("the image has no inline build cache (build it with --cache-to type=inline)")]
+    NoInlineCache,
+}
+
+type FormatResult<T> = std::result::Result<T, CacheFormatError>;
+
+fn json<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    parsed: serde_json::Result<T>,
+) -> FormatResult<T> {
+    parsed.map_err(|source| CacheFormatError::Json { what, source })
+}
+
 /// The cache an image carries inline: its config's records, each given the manifest's
 /// layer at the position of its diff_id in `rootfs.diff_ids`.
-pub fn inline_records(manifest: &[u8], config: &[u8]) -> std::result::Result<CacheConfig, String> {
+pub fn inline_records(manifest: &[u8], config: &[u8]) -> FormatResult<CacheConfig> {
     #[derive(Deserialize)]
     struct Manifest {
         layers: Vec<Descriptor>,
@@ -63,19 +94,16 @@ pub fn inline_records(manifest: &[u8], config: &[u8]) -> std::result::Result<Cac
     struct RootFs {
         diff_ids: Vec<Digest>,
     }
-    let m: Manifest =
-        serde_json::from_slice(manifest).map_err(|e| format!("reading the manifest: {e}"))?;
-    let mut c: serde_json::Value =
-        serde_json::from_slice(config).map_err(|e| format!("reading the image config: {e}"))?;
+    let m: Manifest = json("the manifest", serde_json::from_slice(manifest))?;
+    let mut c: serde_json::Value = json("the image config", serde_json::from_slice(config))?;
     let Some(field) = c.get_mut(INLINE_FIELD).map(serde_json::Value::take) else {
-        return Err(
-            "the image has no inline build cache (build it with --cache-to type=inline)".into(),
-        );
+        return Err(CacheFormatError::NoInlineCache);
     };
-    let inline: Vec<InlineRecord> =
-        serde_json::from_value(field).map_err(|e| format!("reading its inline cache: {e}"))?;
-    let rootfs: RootFs = serde_json::from_value(c["rootfs"].take())
-        .map_err(|e| format!("reading the image's rootfs: {e}"))?;
+    let inline: Vec<InlineRecord> = json("its inline cache", serde_json::from_value(field))?;
+    let rootfs: RootFs = json(
+        "the image's rootfs",
+        serde_json::from_value(c["rootfs"].take()),
+    )?;
     let records = inline
         .into_iter()
         .filter_map(|r| {
@@ -124,11 +152,11 @@ pub trait CacheSource {
     /// Starts bringing the record's layer blob into the store (verified, recorded); it
     /// may return before the blob is there. Called only after the build's lease names
     /// the blob. An error here makes the step a miss.
-    fn fetch(&self, record: &RemoteRecord) -> std::result::Result<(), String>;
+    fn fetch(&self, record: &RemoteRecord) -> std::result::Result<(), RemoteError>;
     /// Returns once every fetch started is in the store. The build calls it before it
     /// needs any layer's content (a step that runs, the export), so downloads overlap
     /// the cache lookups of the steps after them. An error here fails the build.
-    fn wait(&self) -> std::result::Result<(), String>;
+    fn wait(&self) -> std::result::Result<(), RemoteError>;
 }
 
 /// The records of one or more imported cache configs, keyed for lookup; each remembers
@@ -187,7 +215,7 @@ pub fn cache_manifest(records: &[RemoteRecord], config: &Descriptor) -> Vec<u8> 
         .filter(|r| seen.insert(&r.layer.digest))
         .map(|r| r.layer.clone())
         .collect();
-    store::archive::import::build_manifest(config, &layers)
+    store::manifest::build_manifest(config, &layers)
 }
 
 /// The config bytes of a cache holding `records`.
@@ -207,27 +235,26 @@ pub enum CacheManifest {
 }
 
 /// Reads a `--cache-from` manifest's config descriptor; an error names what is wrong.
-pub fn cache_manifest_kind(bytes: &[u8]) -> std::result::Result<CacheManifest, String> {
+pub fn cache_manifest_kind(bytes: &[u8]) -> FormatResult<CacheManifest> {
     #[derive(Deserialize)]
     struct Manifest {
         config: Descriptor,
     }
-    let m: Manifest = serde_json::from_slice(bytes)
-        .map_err(|e| format!("neither a build cache nor an image manifest: {e}"))?;
+    let m: Manifest = serde_json::from_slice(bytes).map_err(CacheFormatError::NotAManifest)?;
     match m.config.media_type.as_str() {
         CONFIG_MEDIA_TYPE => Ok(CacheManifest::Registry(m.config)),
         store::media_types::OCI_CONFIG | store::media_types::DOCKER_CONFIG => {
             Ok(CacheManifest::Image(m.config))
         }
-        other => Err(format!(
-            "not a strata build cache (its config is {other:?}, want {CONFIG_MEDIA_TYPE:?} or an image)"
-        )),
+        other => Err(CacheFormatError::UnknownConfig {
+            media_type: other.to_string(),
+        }),
     }
 }
 
 /// Parses a cache config blob.
-pub fn parse_config(bytes: &[u8]) -> std::result::Result<CacheConfig, String> {
-    serde_json::from_slice(bytes).map_err(|e| format!("reading the cache config: {e}"))
+pub fn parse_config(bytes: &[u8]) -> FormatResult<CacheConfig> {
+    json("the cache config", serde_json::from_slice(bytes))
 }
 
 #[cfg(test)]
@@ -289,7 +316,10 @@ mod tests {
         let other = serde_json::json!({"config": {"mediaType": "application/x-other",
             "digest": config.digest, "size": 2}});
         let err = cache_manifest_kind(&serde_json::to_vec(&other).unwrap()).unwrap_err();
-        assert!(err.contains("not a strata build cache"), "{err}");
+        assert!(
+            err.to_string().contains("not a strata build cache"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -316,7 +346,7 @@ mod tests {
             &serde_json::to_vec(&config).unwrap(),
         )
         .unwrap_err();
-        assert!(err.contains("no inline build cache"), "{err}");
+        assert!(err.to_string().contains("no inline build cache"), "{err}");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! with `openat(O_NOFOLLOW)` from its root, so no host symlink is ever followed and no path
 //! that could leave the snapshot is joined.
 //!
-//! The union is overlayfs's (DESIGN §1): the topmost layer holding a name provides it; a
+//! The union is overlayfs's (docs/design.md §1): the topmost layer holding a name provides it; a
 //! whiteout (a 0:0 character device) hides the name in every lower layer; a directory merges
 //! with the directories of the same name below it until a layer holds a non-directory there
 //! (which, like overlayfs, ends the merge) or the directory is opaque

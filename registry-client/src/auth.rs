@@ -24,6 +24,7 @@ use base64::Engine;
 use serde::Deserialize;
 
 use crate::error::{RegistryError, Result};
+use crate::limits::{self, BodyError};
 use crate::retry::{self, RetryPolicy};
 
 /// Docker Hub's key in config.json and for credential helpers.
@@ -477,7 +478,7 @@ pub async fn fetch_token(
         let outcome = req.send().await;
         let (wait_hint, last) = match outcome {
             Ok(resp) if resp.status().is_success() => {
-                let body = resp.bytes().await;
+                let body = limits::read_bounded(resp, limits::MAX_SMALL_BODY).await;
                 match body {
                     Ok(b) => {
                         let t: TokenResponse = serde_json::from_slice(&b)
@@ -497,7 +498,13 @@ pub async fn fetch_token(
                             expires: started + life - Duration::from_secs(5),
                         });
                     }
-                    Err(e) => (None, retry::chain_text(&e)),
+                    Err(BodyError::TooLarge { limit }) => {
+                        return Err(terr(format!(
+                            "token response is larger than {}",
+                            limits::show_size(limit)
+                        )))
+                    }
+                    Err(BodyError::Transport(e)) => (None, retry::chain_text(&e)),
                 }
             }
             Ok(resp) if resp.status() == 401 || resp.status() == 403 => {

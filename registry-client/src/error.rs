@@ -101,6 +101,14 @@ pub enum RegistryError {
         expected: u64,
         actual: u64,
     },
+    #[error("manifest for {reference} is larger than {limit}; strata reads manifests up to that size, as containerd does")]
+    ManifestTooLarge { reference: String, limit: String },
+    #[error("blob {digest} is {actual} bytes but its descriptor says {expected}: the registry's blob does not match the manifest")]
+    BlobShorter {
+        digest: Digest,
+        expected: u64,
+        actual: u64,
+    },
     #[error(
         "invalid platform {input:?}: want os/arch[/variant], e.g. linux/amd64 or linux/arm/v7"
     )]
@@ -153,7 +161,8 @@ impl RegistryError {
                 ErrorKind::NotFound
             }
             UnsupportedMediaType { .. } | InvalidManifest { .. } => ErrorKind::Corrupt,
-            DigestMismatch { .. } | SizeMismatch { .. } => ErrorKind::Corrupt,
+            DigestMismatch { .. } | SizeMismatch { .. } | BlobShorter { .. } => ErrorKind::Corrupt,
+            ManifestTooLarge { .. } => ErrorKind::Corrupt,
             InvalidPlatform { .. } | InvalidRegistry { .. } | CaCert { .. } => {
                 ErrorKind::InvalidArgument
             }

@@ -6,6 +6,7 @@
 //! session.rs   base URL (https / insecure http), auth header, 401 → token, retries
 //! auth.rs      config.json, credential helpers, challenges, token fetch, login/logout
 //! retry.rs     which failures are retried and how long to wait
+//! limits.rs    bounds on what a registry may send (manifest size, blob size)
 //! transfer.rs  one blob: download into ingest with Range resume; upload (HEAD, mount,
 //!              monolithic or chunked, restart/resume)
 //! pull.rs      manifest / index → platform → blobs in parallel → tag
@@ -20,6 +21,7 @@
 pub mod artifact;
 pub mod auth;
 pub mod error;
+pub mod limits;
 pub mod platform;
 pub mod progress;
 pub mod pull;
@@ -57,7 +59,7 @@ pub struct ClientOptions {
     pub ca_certs: Vec<PathBuf>,
     /// Where config.json lives; None means `$DOCKER_CONFIG`, else `~/.docker`.
     pub docker_config_dir: Option<PathBuf>,
-    /// Blob transfers in flight at once (DESIGN §4: 4–8).
+    /// Blob transfers in flight at once (docs/design.md §4.6: 4–8).
     pub max_concurrent_transfers: usize,
     pub retry: RetryPolicy,
     pub progress: ProgressMode,

@@ -14,6 +14,7 @@ use store::media_types;
 use store::{Descriptor, Digest, Reference, Store};
 
 use crate::error::{RegistryError, Result};
+use crate::limits::{self, BodyError};
 use crate::platform::{self, Platform};
 use crate::session::{Request, Session};
 use crate::transfer;
@@ -90,14 +91,19 @@ pub(crate) async fn fetch_manifest(
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.split(';').next().unwrap_or(s).trim().to_string());
-        let bytes = match resp.bytes().await {
+        let bytes = match limits::read_bounded(resp, limits::MAX_MANIFEST_SIZE).await {
             Ok(b) => b,
-            Err(e) if attempt < session.retry.max_attempts => {
-                let _ = e;
+            Err(BodyError::TooLarge { limit }) => {
+                return Err(RegistryError::ManifestTooLarge {
+                    reference: display.to_string(),
+                    limit: limits::show_size(limit),
+                })
+            }
+            Err(BodyError::Transport(_)) if attempt < session.retry.max_attempts => {
                 tokio::time::sleep(session.retry.delay(attempt, None)).await;
                 continue;
             }
-            Err(source) => {
+            Err(BodyError::Transport(source)) => {
                 return Err(RegistryError::Transport {
                     method: "GET".into(),
                     url: req.url.clone(),
@@ -145,14 +151,26 @@ fn parse_digest(s: &str, display: &str) -> Result<Digest> {
         })
 }
 
+/// A manifest's blob descriptor, refused when its size is negative or beyond
+/// [`limits::MAX_BLOB_SIZE`] (before anything is downloaded).
 fn descriptor(d: &oci_client::manifest::OciDescriptor, display: &str) -> Result<Descriptor> {
+    let invalid = |reason: String| RegistryError::InvalidManifest {
+        reference: display.to_string(),
+        reason,
+    };
+    let size =
+        u64::try_from(d.size).map_err(|_| invalid(format!("negative size for {}", d.digest)))?;
+    if size > limits::MAX_BLOB_SIZE {
+        return Err(invalid(format!(
+            "blob {} claims {size} bytes, beyond the {} a blob may have",
+            d.digest,
+            limits::show_size(limits::MAX_BLOB_SIZE)
+        )));
+    }
     Ok(Descriptor {
         media_type: d.media_type.clone(),
         digest: parse_digest(&d.digest, display)?,
-        size: u64::try_from(d.size).map_err(|_| RegistryError::InvalidManifest {
-            reference: display.to_string(),
-            reason: format!("negative size for {}", d.digest),
-        })?,
+        size,
     })
 }
 

@@ -2,7 +2,7 @@
 //! of the same registry has, upload the rest (bounded parallel), then PUT the manifest —
 //! config and layers always land before the manifest that names them.
 //!
-//! Built images keep their layers as plain tars (DESIGN §4, option B). A registry gets
+//! Built images keep their layers as plain tars (docs/design.md §4.4). A registry gets
 //! gzip: `push` asks the store for each plain layer's gzip form (made on the first push,
 //! recorded, reused after; `Store::compressed_layer`) and pushes a manifest of the same
 //! family naming those instead. Config and diff_ids are unchanged, so the image ID a

@@ -27,6 +27,7 @@ use reqwest::{Method, Response, StatusCode};
 
 use crate::auth::{self, Challenge, Credential, Token};
 use crate::error::{RegistryError, Result};
+use crate::limits;
 use crate::retry::{self, RetryPolicy};
 
 /// Called with the number of bytes just sent or received.
@@ -399,7 +400,9 @@ impl Session {
 }
 
 async fn read_envelope(resp: Response) -> Option<OciEnvelope> {
-    let bytes = resp.bytes().await.ok()?;
+    let bytes = limits::read_bounded(resp, limits::MAX_SMALL_BODY)
+        .await
+        .ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 

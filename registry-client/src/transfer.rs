@@ -126,6 +126,17 @@ pub async fn download(
             writer = store.writer()?.with_media_type(&desc.media_type);
             bar.set_position(0);
         }
+        // A body announced larger than the descriptor is refused before it is read.
+        if let Some(len) = resp.content_length() {
+            let total = writer.written().saturating_add(len);
+            if total > desc.size {
+                return Err(RegistryError::SizeMismatch {
+                    digest: desc.digest.clone(),
+                    expected: desc.size,
+                    actual: total,
+                });
+            }
+        }
         match stream_into(resp, &mut writer, desc, bar).await? {
             None => break,
             Some(err) => {
@@ -161,7 +172,9 @@ pub async fn download(
 }
 
 /// Copies a response body into the writer. Ok(None) when the body arrived whole,
-/// Ok(Some(reason)) when it was cut (retry with Range), Err when it can never succeed.
+/// Ok(Some(reason)) when the connection was cut (retry with Range), Err when it can
+/// never succeed: more bytes than the descriptor says, or a body that ends cleanly
+/// before the descriptor's size.
 async fn stream_into(
     mut resp: reqwest::Response,
     writer: &mut store::BlobWriter,
@@ -188,12 +201,14 @@ async fn stream_into(
                     })?;
                 bar.inc(chunk.len() as u64);
             }
+            // The body ended cleanly (a cut connection is an error below): the registry's
+            // blob is shorter than the descriptor, and asking again cannot change that.
             Ok(None) if writer.written() < desc.size => {
-                return Ok(Some(format!(
-                    "body ended after {} of {} bytes",
-                    writer.written(),
-                    desc.size
-                )))
+                return Err(RegistryError::BlobShorter {
+                    digest: desc.digest.clone(),
+                    expected: desc.size,
+                    actual: writer.written(),
+                })
             }
             Ok(None) => return Ok(None),
             Err(e) if retry::is_retryable_error(&e) => return Ok(Some(retry::chain_text(&e))),

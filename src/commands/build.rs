@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use builder::build::{build, BuildOptions};
+use builder::build::BuildOptions;
 use builder::exec;
 use builder::progress::{Reporter, Silent};
+use engine::BuildRequest;
 use store::{Reference, Store};
 
-use super::{build_cache, Ctx};
+use super::Ctx;
 use crate::cli::{BuildArgs, Network, Progress, Snapshotter};
 use crate::output::{self, UsageError};
 use crate::progress::{PlainReporter, TtyReporter};
@@ -20,13 +21,13 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let cache_from = args
         .cache_from
         .iter()
-        .map(|c| build_cache::parse_cache_from(c))
-        .collect::<Result<Vec<_>>>()?;
+        .map(|c| engine::parse_cache_from(c))
+        .collect::<engine::Result<Vec<_>>>()?;
     let cache_to = args
         .cache_to
         .iter()
-        .map(|c| build_cache::parse_cache_to(c))
-        .collect::<Result<Vec<_>>>()?;
+        .map(|c| engine::parse_cache_to(c))
+        .collect::<engine::Result<Vec<_>>>()?;
     let tags = args
         .tags
         .iter()
@@ -51,22 +52,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             build_args.get("BUILDKIT_INLINE_CACHE").map(String::as_str),
             Some("1" | "true")
         );
-    let registry_cache = if cache_from.is_empty() && cache_to.iter().all(|t| t.reference.is_none())
-    {
-        None
-    } else {
-        let mut cache = build_cache::RegistryCache::new(ctx, &store, args.quiet)?;
-        if !args.no_cache {
-            for r in &cache_from {
-                cache.import(r);
-            }
-        }
-        Some(cache)
-    };
-    let fetch_base = |r: &Reference| -> std::result::Result<store::Digest, String> {
-        super::pull::fetch(ctx, &store, r).map_err(|e| format!("{e:#}"))
-    };
-    let opts = BuildOptions {
+    let options = BuildOptions {
         context: args.context.clone(),
         dockerfile: args.file.clone(),
         tags,
@@ -86,19 +72,22 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         secrets: args
             .secrets
             .iter()
-            .map(|s| builder::build::mounts::parse_secret_flag(s).map_err(UsageError))
+            .map(|s| builder::build::run_mounts::parse_secret_flag(s).map_err(UsageError))
             .collect::<Result<_, _>>()?,
         ssh: args
             .ssh
             .iter()
-            .map(|s| builder::build::mounts::parse_ssh_flag(s).map_err(UsageError))
+            .map(|s| builder::build::run_mounts::parse_ssh_flag(s).map_err(UsageError))
             .collect::<Result<_, _>>()?,
         allow_insecure: parse_allow(&args.allow)?,
-        fetch_base: &fetch_base,
-        cache_from: registry_cache
-            .as_ref()
-            .map(|c| c as &dyn builder::remote_cache::CacheSource),
         inline_cache,
+    };
+    let request = BuildRequest {
+        options,
+        cache_from,
+        cache_to,
+        iidfile: args.iidfile.clone(),
+        push: args.push,
     };
     let mut reporter: Box<dyn Reporter> = match (args.quiet, args.progress) {
         (true, _) | (_, Progress::Quiet) => Box::new(Silent),
@@ -107,30 +96,8 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         (_, Progress::Auto) if output::stderr_is_tty() => Box::new(TtyReporter::new()),
         (_, Progress::Auto) => Box::new(PlainReporter::new()),
     };
-    let result = build(&store, &opts, reporter.as_mut())?;
-    if let Some(path) = &args.iidfile {
-        std::fs::write(path, result.image_id.to_string())
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    for to in cache_to.iter().filter(|t| t.reference.is_some()) {
-        let cache = registry_cache
-            .as_ref()
-            .expect("made when a registry --cache-to is given");
-        match cache.export(&result, to) {
-            Err(e) if to.ignore_error => eprintln!("WARNING: {e:#}"),
-            other => other?,
-        }
-    }
-    if args.push {
-        if opts.tags.is_empty() {
-            return Err(
-                UsageError("--push needs a name: add -t REGISTRY/NAME:TAG".to_string()).into(),
-            );
-        }
-        for tag in &opts.tags {
-            super::push::push(ctx, &store, tag, args.quiet)?;
-        }
-    }
+    let registry = super::registry(ctx, args.quiet);
+    let result = engine::build(&store, &registry, &request, reporter.as_mut())?;
     if args.quiet {
         println!("{}", result.image_id);
     }

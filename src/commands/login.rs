@@ -43,8 +43,9 @@ pub fn login(ctx: &Ctx, args: &crate::cli::LoginArgs) -> Result<()> {
     if username.is_empty() || password.is_empty() {
         bail!("Error: Cannot perform an interactive login from a non TTY device");
     }
-    let client = super::pull::client(ctx, true)?;
-    registry_client::login_blocking(&client, &server, &username, &password)
+    let registry = super::registry(ctx, true);
+    let client = registry.client()?;
+    registry_client::login_blocking(client, &server, &username, &password)
         .with_context(|| format!("logging in to {server}"))?;
     if let Ok(cfg) = client.docker_config() {
         eprintln!(
@@ -58,7 +59,8 @@ pub fn login(ctx: &Ctx, args: &crate::cli::LoginArgs) -> Result<()> {
 
 pub fn logout(ctx: &Ctx, args: &crate::cli::LogoutArgs) -> Result<()> {
     let server = registry_client::canonical_registry(args.server.as_deref().unwrap_or("docker.io"));
-    let client = super::pull::client(ctx, true)?;
+    let registry = super::registry(ctx, true);
+    let client = registry.client()?;
     let key = server_key(&server);
     if client
         .logout(&server)

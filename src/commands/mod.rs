@@ -2,7 +2,6 @@
 //! crates, and prints docker-style output. No business logic lives here.
 
 pub mod build;
-pub mod build_cache;
 pub mod check;
 pub mod history;
 pub mod images;
@@ -28,7 +27,7 @@ use crate::cli::Cli;
 /// What every command needs from the global flags.
 pub struct Ctx {
     /// The store root: --root, else $STRATA_ROOT, else $XDG_DATA_HOME/strata, else
-    /// ~/.local/share/strata (shared/DESIGN.md §1).
+    /// ~/.local/share/strata (docs/design.md §1).
     pub root: PathBuf,
     pub debug: bool,
     pub insecure_registries: Vec<String>,
@@ -66,6 +65,15 @@ fn resolve_root(flag: Option<PathBuf>) -> Result<PathBuf> {
 pub fn parse_reference(s: &str) -> Result<store::Reference> {
     store::Reference::parse(s)
         .map_err(|e| anyhow::Error::new(crate::output::UsageError(e.to_string())))
+}
+
+/// The registry client of one command, made from the global flags on first use.
+pub fn registry(ctx: &Ctx, quiet: bool) -> engine::Registry {
+    engine::Registry::new(engine::RegistryOptions {
+        insecure_registries: ctx.insecure_registries.clone(),
+        ca_certs: ctx.cacert.iter().cloned().collect(),
+        quiet,
+    })
 }
 
 /// Opens (creating if needed) the store at `ctx.root`.

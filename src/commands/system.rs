@@ -69,7 +69,7 @@ pub fn df(ctx: &Ctx, args: &DfArgs) -> Result<()> {
     let usage = store.disk_usage()?;
     // RUN --mount=type=cache directories and ADD's URL downloads are build cache too
     // (allocated blocks), as BuildKit's exec.cachemount and source records are.
-    let mounts = builder::build::mounts::usage(&ctx.root).unwrap_or(0)
+    let mounts = builder::build::run_mounts::usage(&ctx.root).unwrap_or(0)
         + builder::build::fetch::usage(&ctx.root).unwrap_or(0);
     let mut rows = summary(&usage);
     rows[3].size += mounts;

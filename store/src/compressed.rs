@@ -1,4 +1,4 @@
-//! Compressed forms of plain layers (DESIGN §4, option B).
+//! Compressed forms of plain layers (docs/design.md §4.4).
 //!
 //! `build` stores each layer as a plain tar: its digest is its diff_id and writing it
 //! costs no compression. A registry wants gzip, so `push` (and a registry cache

@@ -1,6 +1,8 @@
 //! Every path under ROOT, the `oci-layout` marker, and atomic file replacement.
 //!
 //! ```text
+//! ROOT/cache-mounts/<id>/    RUN --mount=type=cache directories (see dir_lock)
+//! ROOT/downloads/<key>/      ADD <url> downloads (see dir_lock)
 //! ROOT/oci-layout            {"imageLayoutVersion":"1.0.0"}
 //! ROOT/index.json            derived from sled after every tag change
 //! ROOT/blobs/sha256/<hex>    content
@@ -45,6 +47,14 @@ impl Layout {
     }
     pub fn snapshots_dir(&self) -> PathBuf {
         self.root.join("snapshots")
+    }
+    /// RUN cache mounts, one directory each; nothing else lives there.
+    pub fn cache_mounts_dir(&self) -> PathBuf {
+        self.root.join("cache-mounts")
+    }
+    /// ADD's URL downloads, one directory each; nothing else lives there.
+    pub fn downloads_dir(&self) -> PathBuf {
+        self.root.join("downloads")
     }
     pub fn meta_dir(&self) -> PathBuf {
         self.root.join("meta")

@@ -1,5 +1,10 @@
 //! `system verify`: re-hash every blob and check that every recorded reference
-//! resolves. Reads sled in one short transaction, then hashes outside the lock.
+//! resolves. Hashes outside the metadata lock, then reads sled in one short transaction.
+//!
+//! A prune may run beside it: a blob listed in step 1 can be gone by the time it is
+//! opened. That alone is not a fault; step 2, under the lock, reports every record that
+//! still names a blob which is not there, so a vanished blob counts only if something
+//! still references it.
 
 use std::fs;
 use std::io::{BufReader, Read};
@@ -47,6 +52,8 @@ impl Store {
             };
             let file = match fs::File::open(&path) {
                 Ok(f) => f,
+                // Removed since the listing (a prune); step 2 checks its references.
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(err) => {
                     faults.push(fault(
                         format!("blob {want}"),

@@ -53,7 +53,7 @@ fn image(store: &Store, tar: &[u8], layer_type: &str, tag: &str) -> (Digest, Lay
     let config = store
         .put_blob(&serde_json::to_vec(&config).unwrap(), OCI_CONFIG)
         .unwrap();
-    let manifest = store::archive::import::build_manifest(&config, std::slice::from_ref(&blob));
+    let manifest = store::manifest::build_manifest(&config, std::slice::from_ref(&blob));
     let m = store.put_blob(&manifest, OCI_MANIFEST).unwrap();
     let rec = store
         .add_image(&m.digest, Some(&Reference::parse(tag).unwrap()))

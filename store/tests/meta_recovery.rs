@@ -16,7 +16,7 @@ fn a_torn_sled_snapshot_left_by_a_kill_does_not_lock_the_store_out() {
     let config =
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let config = store.put_blob(config, OCI_CONFIG).unwrap();
-    let manifest = store::archive::import::build_manifest(&config, &[]);
+    let manifest = store::manifest::build_manifest(&config, &[]);
     let blob = store.put_blob(&manifest, OCI_MANIFEST).unwrap();
     store
         .add_image(&blob.digest, Some(&Reference::parse("torn:1").unwrap()))

@@ -31,7 +31,7 @@ fn two_layer_image(store: &Store, name: &str) -> (Digest, Vec<Digest>) {
     let c = store
         .put_blob(&serde_json::to_vec(&config).unwrap(), OCI_CONFIG)
         .unwrap();
-    let m = store::archive::import::build_manifest(&c, &[d0.clone(), d1.clone()]);
+    let m = store::manifest::build_manifest(&c, &[d0.clone(), d1.clone()]);
     let md = store.put_blob(&m, OCI_MANIFEST).unwrap();
     store
         .add_image(&md.digest, Some(&Reference::parse(name).unwrap()))
@@ -91,7 +91,7 @@ fn ensure_snapshots_refuses_a_layer_whose_diff_id_lies() {
     let c = store
         .put_blob(&serde_json::to_vec(&config).unwrap(), OCI_CONFIG)
         .unwrap();
-    let m = store::archive::import::build_manifest(&c, &[blob]);
+    let m = store::manifest::build_manifest(&c, &[blob]);
     let md = store.put_blob(&m, OCI_MANIFEST).unwrap();
     store.add_image(&md.digest, None).unwrap();
     assert!(store.ensure_snapshots(&md.digest).is_err());
@@ -118,7 +118,7 @@ fn image_of(store: &Store, layers: &[Descriptor], diff_ids: &[Digest]) -> Digest
     let c = store
         .put_blob(&serde_json::to_vec(&config).unwrap(), OCI_CONFIG)
         .unwrap();
-    let m = store::archive::import::build_manifest(&c, layers);
+    let m = store::manifest::build_manifest(&c, layers);
     let md = store.put_blob(&m, OCI_MANIFEST).unwrap();
     store.add_image(&md.digest, None).unwrap();
     md.digest

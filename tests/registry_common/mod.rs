@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
-pub use proxy::FaultProxy;
+pub use proxy::{FaultProxy, Hostile};
 pub use token::TokenServer;
 
 // The one Output of the e2e tests (command, status, stdout, stderr; printed whole on

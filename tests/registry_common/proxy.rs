@@ -3,6 +3,9 @@
 //! or forwards the request and cuts the response body short. Every connection carries
 //! one request (the proxy adds `Connection: close` both ways), so it only has to parse
 //! request and response heads.
+//!
+//! [`FaultProxy::hostile`] instead forwards everything faithfully except manifests, which
+//! it answers with a [`Hostile`] lie: a registry built to hurt the client.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -18,6 +21,22 @@ pub struct Counts {
     pub too_many: AtomicUsize,
     pub resets: AtomicUsize,
     pub short_bodies: AtomicUsize,
+    /// GETs of `/v2/…/manifests/…` and `/v2/…/blobs/…`.
+    pub manifest_gets: AtomicUsize,
+    pub blob_gets: AtomicUsize,
+    /// Body bytes of hostile answers that the client accepted.
+    pub hostile_bytes: AtomicU64,
+}
+
+/// A manifest answer that lies to the client.
+#[derive(Debug, Clone, Copy)]
+pub enum Hostile {
+    /// Every manifest GET gets a JSON body of this many bytes and no Content-Length.
+    HugeManifest(u64),
+    /// Each layer descriptor claims this many bytes more than the layer has.
+    LayersOverstated(u64),
+    /// Each layer descriptor claims exactly this many bytes.
+    LayerSize(u64),
 }
 
 pub struct FaultProxy {
@@ -31,6 +50,16 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Proxies to `upstream`, breaking `percent`% of the requests.
     pub fn start(upstream: &str, percent: u64) -> FaultProxy {
+        FaultProxy::start_with(upstream, percent, None)
+    }
+
+    /// Proxies to `upstream` without random faults, answering manifests with `lie`.
+    pub fn hostile(upstream: &str, lie: Hostile) -> FaultProxy {
+        eprintln!("hostile proxy: {lie:?}");
+        FaultProxy::start_with(upstream, 0, Some(lie))
+    }
+
+    fn start_with(upstream: &str, percent: u64, lie: Option<Hostile>) -> FaultProxy {
         let seed = std::env::var("STRATA_FAULT_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -40,9 +69,11 @@ impl FaultProxy {
                     .map(|d| d.as_nanos() as u64)
                     .unwrap_or(1)
             });
-        eprintln!(
-            "fault proxy: {percent}% faults, seed {seed} (STRATA_FAULT_SEED={seed} to repeat)"
-        );
+        if lie.is_none() {
+            eprintln!(
+                "fault proxy: {percent}% faults, seed {seed} (STRATA_FAULT_SEED={seed} to repeat)"
+            );
+        }
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr").to_string();
@@ -55,7 +86,7 @@ impl FaultProxy {
                 match listener.accept() {
                     Ok((client, _)) => {
                         let (c3, up2, rng2) = (c2.clone(), up.clone(), rng.clone());
-                        std::thread::spawn(move || handle(client, &up2, percent, &c3, &rng2));
+                        std::thread::spawn(move || handle(client, &up2, percent, lie, &c3, &rng2));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
                 }
@@ -172,7 +203,14 @@ fn reset(s: TcpStream) {
     drop(s); // closing with linger 0 sends RST
 }
 
-fn handle(mut client: TcpStream, upstream: &str, percent: u64, counts: &Counts, rng: &AtomicU64) {
+fn handle(
+    mut client: TcpStream,
+    upstream: &str,
+    percent: u64,
+    lie: Option<Hostile>,
+    counts: &Counts,
+    rng: &AtomicU64,
+) {
     let _ = client.set_nonblocking(false);
     // A TLS ClientHello (a client probing https first): this proxy speaks plain http.
     let mut first = [0u8; 1];
@@ -189,6 +227,18 @@ fn handle(mut client: TcpStream, upstream: &str, percent: u64, counts: &Counts, 
     };
     counts.requests.fetch_add(1, Ordering::Relaxed);
     let method = head.split_whitespace().next().unwrap_or("").to_string();
+    let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+    let is_manifest_get = method == "GET" && path.contains("/manifests/");
+    if is_manifest_get {
+        counts.manifest_gets.fetch_add(1, Ordering::Relaxed);
+    }
+    if method == "GET" && path.contains("/blobs/sha256:") {
+        counts.blob_gets.fetch_add(1, Ordering::Relaxed);
+    }
+    if let (Some(lie), true) = (lie, is_manifest_get) {
+        serve_lie(client, &head, upstream, lie, counts);
+        return;
+    }
     let roll = next(rng) % 100;
     let fault = if roll < percent {
         Some(next(rng) % 4)
@@ -273,4 +323,69 @@ fn handle(mut client: TcpStream, upstream: &str, percent: u64, counts: &Counts, 
             reset(client);
         }
     }
+}
+
+/// Answers a manifest GET with `lie`: a huge body, or the upstream manifest with its
+/// layer sizes rewritten (and no Docker-Content-Digest, which would give the lie away).
+fn serve_lie(mut client: TcpStream, head: &str, upstream: &str, lie: Hostile, counts: &Counts) {
+    if let Hostile::HugeManifest(size) = lie {
+        let start = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","pad":""#;
+        let _ = client.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n");
+        let _ = client.write_all(start);
+        let mut sent = start.len() as u64;
+        let pad = [b'a'; 65536];
+        while sent < size {
+            let n = (size - sent).min(pad.len() as u64) as usize;
+            if client.write_all(&pad[..n]).is_err() {
+                break;
+            }
+            sent += n as u64;
+            counts.hostile_bytes.store(sent, Ordering::Relaxed);
+        }
+        let _ = client.shutdown(Shutdown::Write);
+        return;
+    }
+    let Ok(mut up) = TcpStream::connect(upstream) else {
+        reset(client);
+        return;
+    };
+    if up.write_all(close_head(head).as_bytes()).is_err() {
+        return;
+    }
+    let Some((resp_head, mut body)) = read_head(&mut up) else {
+        reset(client);
+        return;
+    };
+    if up.read_to_end(&mut body).is_err() {
+        reset(client);
+        return;
+    }
+    let mut manifest: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) if resp_head.contains(" 200 ") => v,
+        _ => {
+            let _ = client.write_all(close_head(&resp_head).as_bytes());
+            let _ = client.write_all(&body);
+            return;
+        }
+    };
+    if let Some(layers) = manifest["layers"].as_array_mut() {
+        for l in layers {
+            let real = l["size"].as_u64().unwrap_or(0);
+            l["size"] = match lie {
+                Hostile::LayersOverstated(extra) => real + extra,
+                Hostile::LayerSize(n) => n,
+                Hostile::HugeManifest(_) => unreachable!("answered above"),
+            }
+            .into();
+        }
+    }
+    let body = serde_json::to_vec(&manifest).expect("manifest JSON");
+    let content_type = header(&resp_head, "content-type").unwrap_or_default();
+    let _ = write!(
+        client,
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = client.write_all(&body);
+    let _ = client.shutdown(Shutdown::Write);
 }

@@ -2,10 +2,13 @@
 //! built `strata` binary run with the user's environment cleared of strata settings, and
 //! failures that print the command, its exit status, stdout and stderr.
 //!
-//! Every tests/*.rs crate declares `mod util;`: the store and registry harnesses
-//! (`common`, `registry_common`) build on [`strata_command`], [`Output`], [`require_tool`]
-//! and [`run`] from here.
+//! Every tests/*.rs crate declares `mod util;`. [`TestEnv`] serves the build and registry
+//! tests; [`test_dir::TestDir`] the store command tests, with chained assertions and a
+//! listing of the root in its failure report. The registry harness (`registry_common`)
+//! builds on [`strata_command`], [`Output`], [`require_tool`] and [`run`] from here.
 #![allow(dead_code)]
+
+pub mod test_dir;
 
 use std::collections::BTreeMap;
 use std::fmt;

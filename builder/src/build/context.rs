@@ -1,6 +1,6 @@
 //! The build context as COPY sees it: the directory, its .dockerignore, and content digests
 //! kept in the store's `ctxstat` tree so an unchanged file is never read again (git's index
-//! trick, DESIGN §4): same size, mtime, ctime, inode and mode → same digest. A file whose
+//! trick, docs/design.md §4.2): same size, mtime, ctime, inode and mode → same digest. A file whose
 //! mtime is in the same second as the moment it was hashed is hashed again next time, since
 //! a write later in that second would not change its mtime (the "racy git" rule).
 
@@ -57,9 +57,10 @@ impl Context {
         })
     }
 
-    /// Whether `rel` (context-relative, `/`-separated) is excluded by .dockerignore.
+    /// Whether `rel` (context-relative, `/`-separated) is left out of COPY by .dockerignore
+    /// (an excluded directory an exception re-includes something below is kept).
     pub fn is_excluded(&self, rel: &str) -> bool {
-        self.ignore.is_excluded(rel)
+        self.ignore.is_hidden(&self.root, rel)
     }
 
     /// The sha256 of a context file's bytes, from the stat cache when the file is unchanged.

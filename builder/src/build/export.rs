@@ -132,7 +132,7 @@ fn write_image(
     let config_bytes = serde_json::to_vec(&config).expect("config serializes");
     let config_desc = store.put_blob(&config_bytes, media_types::OCI_CONFIG)?;
     let layers: Vec<Descriptor> = stage.layers.iter().map(|l| l.blob.clone()).collect();
-    let manifest_bytes = store::archive::import::build_manifest(&config_desc, &layers);
+    let manifest_bytes = store::manifest::build_manifest(&config_desc, &layers);
     let manifest_desc = store.put_blob(&manifest_bytes, media_types::OCI_MANIFEST)?;
     Ok(Exported {
         manifest: manifest_desc.digest,

@@ -31,11 +31,11 @@ use std::process::Command;
 
 use sha2::{Digest as _, Sha256};
 
-use super::cache_dirs::{allocated_bytes, lock_dir, try_lock_dir, FlockOperation};
+use store::dir_lock::{allocated_bytes, lock_dir, try_lock_dir, FlockOperation};
 
 /// Where downloads are kept.
 pub fn downloads_dir(root: &Path) -> PathBuf {
-    root.join("downloads")
+    store::Layout::new(root).downloads_dir()
 }
 
 /// A downloaded file ready to be copied. It stays on disk (a prune skips it) for as long

@@ -10,16 +10,16 @@
 //! ```
 //!
 //! The sled database is only opened for short lookups and writes between steps, never
-//! while a RUN runs or a layer is written (DESIGN §2). A lease names what the build has
-//! written or reuses, so a concurrent prune leaves it alone (DESIGN §3).
+//! while a RUN runs or a layer is written (docs/design.md §2). A lease names what the build has
+//! written or reuses, so a concurrent prune leaves it alone (docs/design.md §3).
 
-mod cache_dirs;
 mod context;
 mod copy_flags;
 mod export;
 pub mod fetch;
 mod heredocs;
-pub mod mounts;
+mod history_text;
+pub mod run_mounts;
 mod stage;
 mod steps;
 
@@ -32,12 +32,13 @@ use store::{Digest, Reference, Store};
 use crate::dockerfile::{self, Command, Dockerfile, ParseError};
 use crate::exec;
 use crate::progress::Reporter;
-use crate::remote_cache::{CacheSource, ExportMode, RemoteRecord};
+use crate::remote::{Remote, RemoteError};
+use crate::remote_cache::{ExportMode, RemoteRecord};
 
 pub use stage::StageResult;
 
 /// What to build and how.
-pub struct BuildOptions<'a> {
+pub struct BuildOptions {
     pub context: PathBuf,
     /// The Dockerfile's path; `None` means `CONTEXT/Dockerfile`.
     pub dockerfile: Option<PathBuf>,
@@ -53,16 +54,11 @@ pub struct BuildOptions<'a> {
     /// SOURCE_DATE_EPOCH: timestamps in the image and layers are clamped to it.
     pub source_date_epoch: Option<i64>,
     /// `--secret`: by id, where each value comes from (read only by the steps that mount it).
-    pub secrets: mounts::Secrets,
+    pub secrets: run_mounts::Secrets,
     /// `--ssh`: agent sockets by id.
     pub ssh: BTreeMap<String, PathBuf>,
     /// `--allow security.insecure`: lets `RUN --security=insecure` run.
     pub allow_insecure: bool,
-    /// Fetches a base image that is not in the store (a pull through the registry client,
-    /// which the builder does not depend on) and returns its manifest digest.
-    pub fetch_base: &'a dyn Fn(&Reference) -> std::result::Result<Digest, String>,
-    /// `--cache-from`: caches to consult when a step's key is not in the local cache.
-    pub cache_from: Option<&'a dyn CacheSource>,
     /// `--cache-to type=inline` (or `BUILDKIT_INLINE_CACHE=1`): the image's config carries
     /// the cache records of its own layers, so `--cache-from IMAGE` can use them.
     pub inline_cache: bool,
@@ -96,22 +92,33 @@ pub enum BuildError {
     },
     #[error("target stage {0:?} could not be found")]
     NoSuchTarget(String),
+    /// A `FROM` image not in the store could not be fetched; `location` is
+    /// `Dockerfile:LINE`, `reference` the image as the user wrote it.
+    #[error("{location}: {reference}")]
+    BaseImage {
+        location: String,
+        reference: String,
+        #[source]
+        source: RemoteError,
+    },
     /// A step failed; `location` is `Dockerfile:LINE`.
     #[error("{location}: {message}")]
     Step { location: String, message: String },
     #[error(transparent)]
     Store(#[from] store::StoreError),
     /// A layer of an imported build cache could not be downloaded after its step hit.
-    #[error("importing build cache: {0}")]
-    CacheImport(String),
+    #[error("importing build cache")]
+    CacheImport(#[source] RemoteError),
 }
 
 pub type Result<T> = std::result::Result<T, BuildError>;
 
-/// Build the image. Progress goes to `reporter`; nothing is printed directly.
+/// Build the image. Base images the store lacks and `--cache-from` records come through
+/// `remote`. Progress goes to `reporter`; nothing is printed directly.
 pub fn build(
     store: &Store,
     opts: &BuildOptions,
+    remote: &dyn Remote,
     reporter: &mut dyn Reporter,
 ) -> Result<BuildResult> {
     let dockerfile_path = opts
@@ -131,7 +138,7 @@ pub fn build(
     // Many short lookups follow (cache keys, stat records, the lease): keep sled open
     // between them, and release it before every piece of long work (see `pause_meta`).
     store.hold_meta();
-    let result = build_parsed(store, opts, &dockerfile, &dockerfile_path, reporter);
+    let result = build_parsed(store, opts, remote, &dockerfile, &dockerfile_path, reporter);
     let released = store.unhold_meta();
     let result = result?;
     released?;
@@ -141,23 +148,26 @@ pub fn build(
 fn build_parsed(
     store: &Store,
     opts: &BuildOptions,
+    remote: &dyn Remote,
     dockerfile: &Dockerfile,
     dockerfile_path: &std::path::Path,
     reporter: &mut dyn Reporter,
 ) -> Result<BuildResult> {
     let target = target_index(dockerfile, opts.target.as_deref())?;
-    let needed = needed_stages(dockerfile, target);
+    let meta_args = stage::resolve_meta_args(dockerfile, opts)?;
+    let needed = needed_stages(dockerfile, target, &meta_args);
     // Held for the whole build; dropping it (also on error) ends the lease.
     let lease = store.lease(Duration::from_secs(6 * 3600))?;
     let mut ctx = context::Context::open(store, &opts.context, dockerfile_path)?;
-    let mut run = stage::BuildRun::new(store, opts, dockerfile, &lease, reporter, &needed);
+    let mut run = stage::BuildRun::new(store, opts, remote, dockerfile, &lease, reporter, &needed);
+    run.meta_args = meta_args;
     let mut results: Vec<Option<StageResult>> = vec![None; dockerfile.stages.len()];
     for index in needed {
         let result = run.stage(index, &results, &mut ctx)?;
         results[index] = Some(result);
     }
     ctx.save(store)?;
-    wait_for_cache_imports(opts)?;
+    wait_for_cache_imports(remote)?;
     let finished = results[target].take().expect("the target stage was built");
     let (cached_steps, total_steps) = run.counts();
     let steps = run.take_built_steps();
@@ -183,8 +193,8 @@ fn build_parsed(
 }
 
 /// Every layer a `--cache-from` hit started to download is in the store.
-pub(crate) fn wait_for_cache_imports(opts: &BuildOptions) -> Result<()> {
-    match opts.cache_from {
+pub(crate) fn wait_for_cache_imports(remote: &dyn Remote) -> Result<()> {
+    match remote.cache() {
         Some(cache) => cache.wait().map_err(BuildError::CacheImport),
         None => Ok(()),
     }
@@ -207,7 +217,11 @@ fn target_index(dockerfile: &Dockerfile, target: Option<&str>) -> Result<usize> 
 
 /// The stages `target` depends on (through `FROM stage` and `COPY --from`), and itself,
 /// in Dockerfile order. Unused stages are skipped, as BuildKit skips them.
-fn needed_stages(dockerfile: &Dockerfile, target: usize) -> Vec<usize> {
+fn needed_stages(
+    dockerfile: &Dockerfile,
+    target: usize,
+    meta_args: &[(String, String)],
+) -> Vec<usize> {
     let mut needed = vec![false; dockerfile.stages.len()];
     let mut todo = vec![target];
     while let Some(i) = todo.pop() {
@@ -216,7 +230,10 @@ fn needed_stages(dockerfile: &Dockerfile, target: usize) -> Vec<usize> {
         }
         needed[i] = true;
         let stage = &dockerfile.stages[i];
-        let mut refs: Vec<&str> = vec![stage.base.as_str()];
+        // FROM may name a stage through a global ARG (`FROM base-$TARGETARCH`).
+        let base =
+            dockerfile::expand_word(&stage.base, meta_args).unwrap_or_else(|_| stage.base.clone());
+        let mut refs: Vec<&str> = vec![base.as_str()];
         for inst in &stage.instructions {
             if let Command::Copy(copy) = &inst.command {
                 if let Some(from) = &copy.from {

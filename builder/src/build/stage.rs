@@ -11,6 +11,7 @@ use crate::cache::CacheKey;
 use crate::dockerfile::{expand_word, Command, Dockerfile, Instruction, Stage};
 use crate::image::{ImageConfigFile, DEFAULT_PATH};
 use crate::progress::{Reporter, StepEnd, StepInfo};
+use crate::remote::Remote;
 use crate::remote_cache::RemoteRecord;
 
 /// A finished stage: what later stages (`COPY --from`, `FROM stage`) and the export need.
@@ -28,6 +29,9 @@ pub struct StageState {
     pub key: CacheKey,
     /// ARGs declared in this stage and their values, in declaration order.
     pub args: Vec<(String, String)>,
+    /// Every ARG declared in this stage, in order, with its value if it has one: what
+    /// BuildKit shows in front of a RUN's history (`RUN |2 A=1 B= /bin/sh -c …`).
+    pub declared_args: Vec<(String, Option<String>)>,
     /// Whether this stage set CMD itself (ENTRYPOINT then keeps it; an inherited CMD is
     /// reset by ENTRYPOINT, as docker does).
     pub cmd_set_here: bool,
@@ -42,6 +46,27 @@ impl StageState {
             env.push((k.to_string(), v.to_string()));
         }
         env
+    }
+
+    /// `|N K=V ... ` for a RUN's history: each declared ARG with ENV's value when ENV sets
+    /// the name, else the ARG's (empty without one); nothing when the stage declares none.
+    pub fn run_history_args(&self) -> String {
+        if self.declared_args.is_empty() {
+            return String::new();
+        }
+        let mut text = format!("|{}", self.declared_args.len());
+        for (k, v) in &self.declared_args {
+            let value = self
+                .config
+                .config
+                .env_get(k)
+                .map(str::to_string)
+                .or_else(|| v.clone())
+                .unwrap_or_default();
+            text.push_str(&format!(" {k}={value}"));
+        }
+        text.push(' ');
+        text
     }
 
     /// The environment of a RUN: the config's ENV plus ARGs that ENV does not override,
@@ -63,11 +88,13 @@ impl StageState {
 /// One build in progress: what every stage needs, and the step counters.
 pub struct BuildRun<'a> {
     pub store: &'a Store,
-    pub opts: &'a BuildOptions<'a>,
+    pub opts: &'a BuildOptions,
+    pub remote: &'a dyn Remote,
     pub dockerfile: &'a Dockerfile,
     pub lease: &'a Lease,
     reporter: &'a mut dyn Reporter,
-    /// Values of the ARGs before the first FROM.
+    /// Values of the ARGs before the first FROM and the automatic platform ARGs
+    /// (`resolve_meta_args`; the build sets them before the first stage).
     pub meta_args: Vec<(String, String)>,
     step_number: usize,
     cached: usize,
@@ -79,7 +106,8 @@ pub struct BuildRun<'a> {
 impl<'a> BuildRun<'a> {
     pub fn new(
         store: &'a Store,
-        opts: &'a BuildOptions<'a>,
+        opts: &'a BuildOptions,
+        remote: &'a dyn Remote,
         dockerfile: &'a Dockerfile,
         lease: &'a Lease,
         reporter: &'a mut dyn Reporter,
@@ -99,6 +127,7 @@ impl<'a> BuildRun<'a> {
         BuildRun {
             store,
             opts,
+            remote,
             dockerfile,
             lease,
             reporter,
@@ -143,9 +172,6 @@ impl<'a> BuildRun<'a> {
         done: &[Option<StageResult>],
         ctx: &mut Context,
     ) -> Result<StageResult> {
-        if self.meta_args.is_empty() {
-            self.meta_args = self.resolve_meta_args()?;
-        }
         let stage = &self.dockerfile.stages[index];
         // docker's labels: `[2/5]` in a single-stage Dockerfile, `[build 2/5]` otherwise.
         let stage_name = match (&stage.name, self.dockerfile.stages.len()) {
@@ -240,31 +266,6 @@ impl<'a> BuildRun<'a> {
         }
     }
 
-    /// ARGs before the first FROM: `--build-arg` wins over the default; defaults may use
-    /// earlier meta ARGs.
-    fn resolve_meta_args(&self) -> Result<Vec<(String, String)>> {
-        let mut values: Vec<(String, String)> = Vec::new();
-        for inst in &self.dockerfile.meta_args {
-            let Command::Arg(defs) = &inst.command else {
-                continue;
-            };
-            for def in defs {
-                let value = match (self.opts.build_args.get(&def.name), &def.default) {
-                    (Some(v), _) => Some(v.clone()),
-                    (None, Some(d)) => Some(
-                        expand_word(d, &values)
-                            .map_err(|e| self.step_error(inst, e.to_string()))?,
-                    ),
-                    (None, None) => None,
-                };
-                if let Some(v) = value {
-                    values.push((def.name.clone(), v));
-                }
-            }
-        }
-        Ok(values)
-    }
-
     /// Take the base image's ONBUILD triggers out of the config (a child does not inherit
     /// them, as with docker) and parse each one into an instruction located at FROM.
     fn onbuild_triggers(&self, state: &mut StageState, stage: &Stage) -> Result<Vec<Instruction>> {
@@ -328,13 +329,17 @@ impl<'a> BuildRun<'a> {
                 config,
                 key,
                 args: Vec::new(),
+                declared_args: Vec::new(),
                 cmd_set_here: false,
             }
         };
         let platform = format!("linux/{}", crate::image::host_architecture());
         if name == "scratch" {
             let key = CacheKey::for_base("scratch", &platform);
-            return Ok((fresh(Vec::new(), ImageConfigFile::default(), key), true));
+            // BuildKit's empty image has WorkingDir "/".
+            let mut config = ImageConfigFile::default();
+            config.config.working_dir = "/".to_string();
+            return Ok((fresh(Vec::new(), config, key), true));
         }
         if let Some(dep) = stage_ref(self.dockerfile, &name, index) {
             let r = done[dep]
@@ -374,10 +379,13 @@ impl<'a> BuildRun<'a> {
                 Err(e) => return Err(e.into()),
             }
         }
-        (self.opts.fetch_base)(reference).map_err(|message| BuildError::Step {
-            location: location.to_string(),
-            message: format!("{}: {message}", reference.familiar()),
-        })
+        self.remote
+            .fetch_base(reference)
+            .map_err(|source| BuildError::BaseImage {
+                location: location.to_string(),
+                reference: reference.familiar(),
+                source,
+            })
     }
 
     pub fn step_error(&self, inst: &Instruction, message: String) -> BuildError {
@@ -409,4 +417,39 @@ pub fn now_or_epoch(epoch: Option<i64>) -> i64 {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64)
     })
+}
+
+/// ARGs before the first FROM, after BuildKit's automatic platform ARGs (which
+/// `--build-arg` may set too): `--build-arg` wins over the default; defaults may use
+/// earlier meta ARGs.
+pub fn resolve_meta_args(
+    dockerfile: &Dockerfile,
+    opts: &BuildOptions,
+) -> Result<Vec<(String, String)>> {
+    let mut values: Vec<(String, String)> = crate::image::platform_args()
+        .into_iter()
+        .map(|(k, v)| {
+            let v = opts.build_args.get(&k).cloned().unwrap_or(v);
+            (k, v)
+        })
+        .collect();
+    for inst in &dockerfile.meta_args {
+        let Command::Arg(defs) = &inst.command else {
+            continue;
+        };
+        for def in defs {
+            let value = match (opts.build_args.get(&def.name), &def.default) {
+                (Some(v), _) => Some(v.clone()),
+                (None, Some(d)) => Some(expand_word(d, &values).map_err(|e| BuildError::Step {
+                    location: format!("{}:{}", dockerfile.file_name, inst.span.start),
+                    message: e.to_string(),
+                })?),
+                (None, None) => None,
+            };
+            if let Some(v) = value {
+                values.push((def.name.clone(), v));
+            }
+        }
+    }
+    Ok(values)
 }

@@ -8,7 +8,7 @@ use store::{CacheRecord, ChainId, LayerRef, Store};
 
 use super::context::{sha256_file, Context};
 use super::stage::{now_or_epoch, BuildRun, StageResult, StageState};
-use super::{stage_ref, Result};
+use super::{history_text, stage_ref, Result};
 use crate::cache::CacheKey;
 use crate::copy::{self, CopyOptions, CopyPlan, DirTree};
 use crate::dockerfile::{
@@ -115,11 +115,20 @@ pub fn dispatch(
             history_text = format!("ENV {}", text.join(" "));
         }
         Command::Arg(defs) => {
+            // The history shows the declaration (`ARG A=default`), not the value used.
             let mut text = Vec::new();
             for def in defs {
-                let value = match (run.opts.build_args.get(&def.name), &def.default) {
+                let default = match &def.default {
+                    Some(d) => Some(word(d).map_err(|m| err(run, m))?),
+                    None => None,
+                };
+                text.push(match &default {
+                    Some(d) => format!("{}={d}", def.name),
+                    None => def.name.clone(),
+                });
+                let value = match (run.opts.build_args.get(&def.name), default) {
                     (Some(v), _) => Some(v.clone()),
-                    (None, Some(d)) => Some(word(d).map_err(|m| err(run, m))?),
+                    (None, Some(d)) => Some(d),
                     (None, None) => run
                         .meta_args
                         .iter()
@@ -128,12 +137,9 @@ pub fn dispatch(
                         .map(|(_, v)| v.clone()),
                 };
                 state.args.retain(|(k, _)| *k != def.name);
-                match value {
-                    Some(v) => {
-                        text.push(format!("{}={}", def.name, v));
-                        state.args.push((def.name.clone(), v));
-                    }
-                    None => text.push(def.name.clone()),
+                state.declared_args.push((def.name.clone(), value.clone()));
+                if let Some(v) = value {
+                    state.args.push((def.name.clone(), v));
                 }
             }
             history_text = format!("ARG {}", text.join(" "));
@@ -149,24 +155,29 @@ pub fn dispatch(
             history_text = format!("LABEL {}", text.join(" "));
         }
         Command::Expose(ports) => {
+            let mut added = Vec::new();
             for p in ports {
-                for port in words(p).map_err(|m| err(run, m))? {
-                    let port = if port.contains('/') {
-                        port
-                    } else {
-                        format!("{port}/tcp")
-                    };
-                    state.config.config.exposed_ports.insert(port, Empty {});
+                for spec in words(p).map_err(|m| err(run, m))? {
+                    added.extend(port_specs(&spec).map_err(|m| err(run, m))?);
                 }
             }
-            history_text = format!("EXPOSE {}", ports.join(" "));
+            for port in &added {
+                state
+                    .config
+                    .config
+                    .exposed_ports
+                    .insert(port.clone(), Empty {});
+            }
+            history_text = format!("EXPOSE {}", history_text::port_map(&added));
         }
         Command::Volume(vols) => {
+            let mut expanded = Vec::new();
             for v in vols {
                 let v = word(v).map_err(|m| err(run, m))?;
-                state.config.config.volumes.insert(v, Empty {});
+                state.config.config.volumes.insert(v.clone(), Empty {});
+                expanded.push(v);
             }
-            history_text = format!("VOLUME {:?}", vols);
+            history_text = format!("VOLUME {}", history_text::plain_list(&expanded));
         }
         Command::User(user) => {
             let user = word(user).map_err(|m| err(run, m))?;
@@ -176,7 +187,10 @@ pub fn dispatch(
         Command::Cmd(cmd) => {
             state.config.config.cmd = Some(argv(state, cmd));
             state.cmd_set_here = true;
-            history_text = format!("CMD {}", json(state.config.config.cmd.as_ref()));
+            history_text = format!(
+                "CMD {}",
+                history_text::quoted_list(state.config.config.cmd.as_deref().unwrap_or(&[]))
+            );
         }
         Command::Entrypoint(ep) => {
             state.config.config.entrypoint = Some(argv(state, ep));
@@ -185,12 +199,12 @@ pub fn dispatch(
             }
             history_text = format!(
                 "ENTRYPOINT {}",
-                json(state.config.config.entrypoint.as_ref())
+                history_text::quoted_list(state.config.config.entrypoint.as_deref().unwrap_or(&[]))
             );
         }
         Command::Shell(shell) => {
             state.config.config.shell = Some(shell.clone());
-            history_text = format!("SHELL {}", json(Some(shell)));
+            history_text = format!("SHELL {}", history_text::plain_list(shell));
         }
         Command::StopSignal(sig) => {
             let sig = word(sig).map_err(|m| err(run, m))?;
@@ -212,10 +226,10 @@ pub fn dispatch(
                     retries: i64::from(options.retries),
                 },
             });
-            history_text = format!(
-                "HEALTHCHECK {}",
-                inst.original.split_once(' ').map_or("", |x| x.1).trim()
-            );
+            history_text = match &state.config.config.healthcheck {
+                Some(h) => format!("HEALTHCHECK {}", history_text::healthcheck(h)),
+                None => "HEALTHCHECK".to_string(),
+            };
         }
         Command::Onbuild(o) => {
             state
@@ -224,7 +238,10 @@ pub fn dispatch(
                 .on_build
                 .get_or_insert_with(Vec::new)
                 .push(o.expression.clone());
-            history_text = format!("ONBUILD {}", o.expression);
+            // BuildKit records no history entry for ONBUILD; the cache key still moves.
+            let text = format!("ONBUILD {}", o.expression);
+            state.key = CacheKey::for_step(&state.key, &text, &state.args, None);
+            return Ok(Outcome::Done);
         }
         Command::Maintainer(m) => {
             state.config.author = Some(m.clone());
@@ -245,6 +262,22 @@ fn argv(state: &StageState, cmd: &ShellOrExec) -> Vec<String> {
             v
         }
     }
+}
+
+/// EXPOSE's port specs as docker parses them: `80` is `80/tcp`, `8000-8002/udp` is three
+/// ports.
+fn port_specs(spec: &str) -> std::result::Result<Vec<String>, String> {
+    let (ports, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
+    let bad = || format!("invalid port spec {spec:?}");
+    let port = |p: &str| p.parse::<u16>().map_err(|_| bad());
+    let (start, end) = match ports.split_once('-') {
+        Some((a, b)) => (port(a)?, port(b)?),
+        None => (port(ports)?, port(ports)?),
+    };
+    if end < start {
+        return Err(bad());
+    }
+    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
 }
 
 fn json(v: Option<&Vec<String>>) -> String {
@@ -304,7 +337,7 @@ fn cache_hit(run: &mut BuildRun, key: &CacheKey) -> Result<Option<(LayerRef, Ori
             }
         }
     }
-    let Some(cache) = run.opts.cache_from else {
+    let Some(cache) = run.remote.cache() else {
         return Ok(None);
     };
     let Some(remote) = cache.lookup(key) else {
@@ -318,8 +351,9 @@ fn cache_hit(run: &mut BuildRun, key: &CacheKey) -> Result<Option<(LayerRef, Ori
         if let Err(e) = cache.fetch(&remote) {
             // As BuildKit does: a cache that cannot be read is a miss, not a failure.
             run.reporter().note(&format!(
-                "WARNING: importing cache layer {}: {e}",
-                remote.layer.digest
+                "WARNING: importing cache layer {}: {}",
+                remote.layer.digest,
+                crate::remote::error_chain(e.as_ref())
             ));
             return Ok(None);
         }
@@ -382,7 +416,7 @@ fn chain_of(below: &[LayerRef], top: &LayerRef) -> ChainId {
 
 /// The snapshot dirs of `layers`, top first, unpacking any that are missing.
 pub fn lowerdirs(run: &BuildRun, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
-    super::wait_for_cache_imports(run.opts)?;
+    super::wait_for_cache_imports(run.remote)?;
     let ids: Vec<store::Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
     let is_missing = Store::chain_ids(&ids)
         .iter()
@@ -409,7 +443,7 @@ fn run_step(
             "RUN --security=insecure is not allowed: pass --allow security.insecure".into(),
         ));
     }
-    let mounts = super::mounts::resolve(run, state, &r.mounts, done, ctx)
+    let mounts = super::run_mounts::resolve(run, state, &r.mounts, done, ctx)
         .map_err(|m| run.step_error(inst, m))?;
     let script = match (&r.cmd, r.heredocs.is_empty()) {
         (_, true) => None,
@@ -431,7 +465,11 @@ fn run_step(
         Some(crate::dockerfile::NetworkMode::Host) => exec::Network::Host,
         _ => run.opts.network,
     };
-    let created_by = format!("RUN {} # buildkit", argv.join(" "));
+    let created_by = format!(
+        "RUN {}{} # buildkit",
+        state.run_history_args(),
+        argv.join(" ")
+    );
     let mut key_text = format!(
         "RUN {}\0{:?}\0{}\0{}",
         json(Some(&argv)),
@@ -472,7 +510,7 @@ fn run_step(
     let root = run.store.layout().root().to_path_buf();
     let mut waits = Vec::new();
     let active =
-        super::mounts::activate(&root, mounts, &scratch, &mut |m| waits.push(m.to_string()))
+        super::run_mounts::activate(&root, mounts, &scratch, &mut |m| waits.push(m.to_string()))
             .map_err(|m| {
                 let _ = std::fs::remove_dir_all(&scratch);
                 run.step_error(inst, m)
@@ -510,7 +548,7 @@ fn run_step(
     for w in waits {
         run.step_output(&info, w.as_bytes());
     }
-    // Never hold the database across a RUN (DESIGN §2); this also flushes the lease.
+    // Never hold the database across a RUN (docs/design.md §2); this also flushes the lease.
     run.store.release_meta()?;
     let outcome = {
         let mut on_output = |chunk: &[u8]| run.step_output(&info, chunk);
@@ -567,7 +605,9 @@ fn run_step(
     Ok(Outcome::Done)
 }
 
-/// WORKDIR makes a layer only when the directory is missing, like BuildKit's mkdir.
+/// WORKDIR makes a layer for any directory but `/`, as BuildKit's mkdir does: the missing
+/// directories (owned by the current USER, as BuildKit creates them), or nothing when the
+/// directory exists (an empty layer, still a layer).
 fn workdir_step(
     run: &mut BuildRun,
     state: &mut StageState,
@@ -575,40 +615,41 @@ fn workdir_step(
     path: &str,
 ) -> Result<Outcome> {
     let created_by = format!("WORKDIR {path}");
+    if path == "/" {
+        state.key = CacheKey::for_step(&state.key, &created_by, &state.args, None);
+        push_history(state, &created_by, run.opts.source_date_epoch, true, None);
+        return Ok(Outcome::Done);
+    }
     let lower = lowerdirs(run, &state.layers)?;
     let union = UnionFs::new(lower);
     let exists = union
         .is_dir(path)
         .map_err(|e| run.step_error(inst, format!("checking {path}: {e}")))?;
-    if exists {
-        state.key = CacheKey::for_step(&state.key, &created_by, &state.args, None);
-        push_history(state, &created_by, run.opts.source_date_epoch, true, None);
-        return Ok(Outcome::Done);
-    }
-    let key = CacheKey::for_step(&state.key, &created_by, &state.args, Some("mkdir"));
+    let user = state.config.config.user.clone();
+    let owner = if user.is_empty() || exists {
+        None
+    } else {
+        Some(resolve_chown(&union, &user).map_err(|m| run.step_error(inst, m))?)
+    };
+    let key_text = format!("{created_by}\0{user}\0{exists}");
+    let key = CacheKey::for_step(&state.key, &key_text, &state.args, Some("mkdir"));
     if let Some((layer, origin)) = cache_hit(run, &key)? {
         add_layer(run, state, key, layer, &created_by, origin)?;
         return Ok(Outcome::Cached);
     }
     let opts = CopyOptions {
+        chown: owner,
         epoch: run.opts.source_date_epoch,
         ..Default::default()
     };
     let mut plan = CopyPlan::default();
-    plan.items.insert(
-        copy::clean_abs(path),
-        copy::CopyItem {
-            dest: copy::clean_abs(path),
-            real: None,
-            kind: copy::ItemKind::Dir,
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            mtime: now_or_epoch(run.opts.source_date_epoch),
-        },
-    );
-    plan.add_parents(&union, &opts)
-        .map_err(|e| run.step_error(inst, e.to_string()))?;
+    if !exists {
+        let mut dir = copy::fresh_dir(&copy::clean_abs(path), &opts);
+        dir.mtime = now_or_epoch(run.opts.source_date_epoch);
+        plan.items.insert(dir.dest.clone(), dir);
+        plan.add_parents(&union, &opts)
+            .map_err(|e| run.step_error(inst, e.to_string()))?;
+    }
     let layer = commit_layer(run.store, |w| plan.write_tar(w).map(|_| ()))
         .map_err(|e| run.step_error(inst, e.to_string()))?;
     add_layer(run, state, key, layer, &created_by, Origin::Built)?;
@@ -826,6 +867,12 @@ fn copy_step(
     } else {
         below.clone()
     };
+    // An extracted archive lands in the destination directory, which the layer holds too.
+    let archive_dir = copy::clean_abs(&dest_abs);
+    if !archives.is_empty() && !archive_dir.is_empty() && !plan.items.contains_key(&archive_dir) {
+        plan.add_dir(&archive_dir, &below_for_parents, &opts)
+            .map_err(|x| e(x.to_string()))?;
+    }
     plan.add_parents(&below_for_parents, &opts)
         .map_err(|x| e(x.to_string()))?;
     drop(dir_tree);

@@ -7,11 +7,18 @@
 //! supported: `$V`, `${V}`, `${V:-w}`, `${V-w}`, `${V:+w}`, `${V+w}`, `${V:?msg}`,
 //! `${V?msg}`, `${V#pat}`, `${V##pat}`, `${V%pat}`, `${V%%pat}`, `${V/pat/repl}`,
 //! `${V//pat/repl}`. Anything else inside `${}` is an error, as in BuildKit.
+//!
+//! A `${…}` word may nest another (`${a:-${b:-x}}`); nesting deeper than
+//! [`MAX_NESTING`] is an error, so a hostile Dockerfile cannot exhaust the stack.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use super::pattern::Pattern;
+
+/// How deep `${…}` words may nest inside each other. Real Dockerfiles use two or three
+/// levels; the limit only stops a word built to overflow the stack of the recursive lexer.
+pub const MAX_NESTING: usize = 64;
 
 /// Where variable values come from: the stage's ENV and ARGs, or build args.
 pub trait EnvLookup {
@@ -189,6 +196,8 @@ struct ShellWord<'a, E: ?Sized> {
     pos: usize,
     env: &'a E,
     raw_escapes: bool,
+    /// How many `${…}` words enclose the current position.
+    depth: usize,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
 }
@@ -203,6 +212,7 @@ impl<'a, E: EnvLookup + ?Sized> ShellWord<'a, E> {
             pos: 0,
             env,
             raw_escapes: lex.raw_escapes,
+            depth: 0,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
         }
@@ -231,16 +241,22 @@ impl<'a, E: EnvLookup + ?Sized> ShellWord<'a, E> {
     }
 
     /// Process until the end of input or `stop` (consumed). Returns the joined result and
-    /// the split words.
+    /// the split words. Each call with a `stop` is one level of `${…}` nesting.
     fn process_stop_on(
         &mut self,
         stop: Option<char>,
         raw_escapes: bool,
     ) -> Result<(String, Vec<String>), String> {
-        let saved = self.raw_escapes;
+        if self.depth >= MAX_NESTING {
+            return Err(format!(
+                "variable substitution nested deeper than {MAX_NESTING} levels"
+            ));
+        }
+        let saved = (self.raw_escapes, self.depth);
         self.raw_escapes = raw_escapes;
+        self.depth += usize::from(stop.is_some());
         let out = self.stop_on_inner(stop);
-        self.raw_escapes = saved;
+        (self.raw_escapes, self.depth) = saved;
         out
     }
 

@@ -119,3 +119,22 @@ fn skip_unset_env_keeps_references() {
         .expect("valid");
     assert_eq!(e.result, "$A ${B} ${C:-x} ${D/a/b}");
 }
+
+fn nested(levels: usize) -> String {
+    (0..levels).fold("x".to_string(), |w, i| format!("${{a{i}:-{w}}}"))
+}
+
+#[test]
+fn nesting_up_to_the_limit_expands() {
+    let e = expand_word(&nested(MAX_NESTING), &NoEnv).expect("within the limit");
+    assert_eq!(e, "x");
+}
+
+#[test]
+fn nesting_beyond_the_limit_is_an_error() {
+    let err = expand_word(&nested(MAX_NESTING + 1), &NoEnv).expect_err("too deep");
+    assert_eq!(
+        err.reason,
+        format!("variable substitution nested deeper than {MAX_NESTING} levels")
+    );
+}

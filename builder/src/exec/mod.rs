@@ -1,4 +1,4 @@
-//! RUN sandbox: namespaces, overlay mounts, pivot_root, exec (DESIGN §5).
+//! RUN sandbox: namespaces, overlay mounts, pivot_root, exec (docs/design.md §5).
 //!
 //! One call, [`run_step`], runs one RUN for real as root and leaves its changes in
 //! `upperdir` in overlay form (whiteouts = 0:0 char devices, opaque dirs =
@@ -15,7 +15,7 @@
 //!
 //! Nothing here touches the store or sled; the caller owns every directory it passes in.
 
-mod copy;
+mod copy_snapshotter;
 pub mod mounts;
 pub mod namespaces;
 mod sandbox;
@@ -28,7 +28,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use copy::{diff_tree, materialize};
+pub use copy_snapshotter::{diff_tree, materialize};
 
 /// Bytes of combined stdout/stderr kept for the error message of a failed step.
 pub const OUTPUT_TAIL_BYTES: usize = 4096;

@@ -517,7 +517,7 @@ fn common_parent(paths: &[&Path]) -> PathBuf {
 /// Plus `volatile` (Linux 5.10+): without it, tearing down the step's mount namespace
 /// syncs the whole upper filesystem, which was most of the cost of a trivial RUN. The
 /// upperdir needs no durability: the layer blob written from it is fsync'd by the store,
-/// and a snapshot lost in a crash is unpacked again from that blob (DESIGN §4).
+/// and a snapshot lost in a crash is unpacked again from that blob (docs/design.md §1).
 pub fn overlay_tuning() -> Vec<String> {
     let params = Path::new("/sys/module/overlay/parameters");
     let mut out: Vec<String> = ["index", "metacopy", "redirect_dir"]

@@ -1,6 +1,6 @@
 //! Which namespaces a RUN gets, and the `unshare` call.
 //!
-//! Mount, pid, ipc and uts always (DESIGN §5); net only for `--network none`: `host` is
+//! Mount, pid, ipc and uts always (docs/design.md §5); net only for `--network none`: `host` is
 //! docker build's default and shares the host's interfaces. No user namespace: strata
 //! runs as root and the layer's files must carry real ownership.
 //!

@@ -17,8 +17,8 @@ use super::mounts::{self, MountOp, OverlayOptions, RootfsOptions};
 use super::stubs::{self, Stubs};
 use super::sys::{LinuxSyscall, Syscall};
 use super::{
-    copy, namespaces, user, ExecError, ExitStatus, Result, RunOutcome, RunSpec, Snapshotter,
-    DEFAULT_CAPABILITIES, DEFAULT_PATH, OUTPUT_TAIL_BYTES,
+    copy_snapshotter, namespaces, user, ExecError, ExitStatus, Result, RunOutcome, RunSpec,
+    Snapshotter, DEFAULT_CAPABILITIES, DEFAULT_PATH, OUTPUT_TAIL_BYTES,
 };
 
 /// Child fds after the shuffle in child A: 0 /dev/null, 1 and 2 the output pipe,
@@ -60,7 +60,7 @@ pub(super) fn run(spec: &RunSpec, on_line: &mut dyn FnMut(&[u8])) -> Result<RunO
         }
         Snapshotter::Copy => {
             let root = scratch.join("root");
-            let state = copy::materialize(&spec.lowerdirs, &root)?;
+            let state = copy_snapshotter::materialize(&spec.lowerdirs, &root)?;
             let stubs =
                 Stubs::create(&root, &points, &[], true).map_err(|source| ExecError::Io {
                     op: "creating mount points in",
@@ -91,7 +91,7 @@ pub(super) fn run(spec: &RunSpec, on_line: &mut dyn FnMut(&[u8])) -> Result<RunO
             source,
         })?;
         let outcome = outcome?;
-        copy::diff_tree(&spec.lowerdirs, &root, &state, &spec.upperdir)?;
+        copy_snapshotter::diff_tree(&spec.lowerdirs, &root, &state, &spec.upperdir)?;
         std::fs::remove_dir_all(&root).map_err(|source| ExecError::Copy {
             op: "removing the copied tree",
             path: root.clone(),

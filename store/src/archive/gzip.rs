@@ -22,7 +22,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 
 pub const CHUNK: usize = 4 << 20;
-/// Level 1: zlib-rs does ≈ 236 MB/s per core at 1 and ≈ 87 MB/s at 6 (DESIGN §7);
+/// Level 1: zlib-rs does ≈ 236 MB/s per core at 1 and ≈ 87 MB/s at 6 (docs/design.md §4.4);
 /// level 1 keeps import/build near disk speed for a few percent more bytes.
 pub const LEVEL: u32 = 1;
 /// Chunks handed to the workers and not yet written out (bounds memory to about

@@ -10,8 +10,10 @@ use super::gzip::ParallelGzWriter;
 use super::tarcheck::TarCheck;
 use crate::digest::Sha256Writer;
 use crate::error::{Result, StoreError};
+use crate::manifest::build_manifest;
 use crate::media_types::Compression;
-use crate::{media_types, Descriptor, Digest, ImageRecord, Reference, Store};
+use crate::platform::host_architecture;
+use crate::{media_types, Digest, ImageRecord, Reference, Store};
 
 /// What `import` writes besides the layer.
 #[derive(Debug, Default, Clone)]
@@ -24,17 +26,6 @@ pub struct ImportOptions {
     pub config: serde_json::Map<String, serde_json::Value>,
     /// Where the tar came from, for the history entry (a path or "-").
     pub source: String,
-}
-
-/// The docker/OCI architecture name of this machine.
-pub fn host_architecture() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
 }
 
 /// RFC 3339 UTC now, with nanoseconds like docker.
@@ -122,17 +113,6 @@ impl Store {
         let sizes = BTreeMap::from([(diff_id, tar_size)]);
         self.add_image_with_sizes(&manifest_desc.digest, opts.reference.as_ref(), &sizes)
     }
-}
-
-/// An OCI image manifest naming `config` and `layers`.
-pub fn build_manifest(config: &Descriptor, layers: &[Descriptor]) -> Vec<u8> {
-    let m = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": media_types::OCI_MANIFEST,
-        "config": config,
-        "layers": layers,
-    });
-    serde_json::to_vec(&m).expect("manifest serializes")
 }
 
 /// Convenience for tests and tools: the diff_id of a plain tar in memory.

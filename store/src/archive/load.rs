@@ -13,13 +13,14 @@
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
-use super::import::{build_manifest, host_architecture};
 use super::tarcheck::TarCheck;
 use crate::decompress::{self, plain_reader, PlainWriter};
 use crate::digest::Sha256Writer;
 use crate::error::{Result, StoreError};
 use crate::image::{CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
+use crate::manifest::build_manifest;
 use crate::media_types::Compression;
+use crate::platform::host_architecture;
 use crate::{media_types, meta, Descriptor, Digest, ImageRecord, NewImage, Reference, Store};
 
 const SMALL: u64 = 1 << 20;

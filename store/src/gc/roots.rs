@@ -13,7 +13,7 @@
 //! ```
 //!
 //! A manifest's edges come from its `manifests` record, never from reading the
-//! blob: GC walks metadata, not files (DESIGN §4).
+//! blob: GC walks metadata, not files (docs/design.md §4.7).
 //!
 //! `Layer(diff_id) ─► every stored form` is also what keeps the gzip form a push makes
 //! of a plain layer (`compressed`): it lives exactly as long as some image or cache

@@ -53,7 +53,7 @@ struct Held {
 
 /// Keep the database open after the next transaction, until [`release`]. For commands
 /// made of many short lookups. The caller must `release` before any long work (a RUN, a
-/// layer write, a transfer): other processes wait for the database meanwhile (DESIGN §2).
+/// layer write, a transfer): other processes wait for the database meanwhile (docs/design.md §2).
 pub fn hold() {
     let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
     if held.is_none() {

@@ -91,10 +91,14 @@ impl Eval<'_> {
         inst: &Instruction,
         names: impl Iterator<Item = &'s String>,
     ) {
+        let undefined: Vec<&String> = names
+            .filter(|n| !st.declared_args.contains(*n) && !NON_ENV_ARGS.contains(&n.as_str()))
+            .collect();
+        if undefined.is_empty() {
+            return;
+        }
         let keys = st.env.keys();
-        let undefined =
-            names.filter(|n| !st.declared_args.contains(*n) && !NON_ENV_ARGS.contains(&n.as_str()));
-        for (name, hint) in with_hints(undefined, &keys) {
+        for (name, hint) in with_hints(undefined.into_iter(), &keys) {
             self.warn_at(inst, &rules::UNDEFINED_VAR, &[&name, &hint]);
         }
     }

@@ -6,7 +6,7 @@
 //! on an image starts with only `PATH` (BuildKit adds a default PATH when the image has
 //! none), so a variable that only the base image defines is reported by UndefinedVar.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use super::super::directives::CheckConfig;
 use super::super::error::{suggest, Located, Span};
@@ -19,27 +19,31 @@ use super::{CheckOptions, Linter};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// An ordered environment where setting a name replaces it.
+/// An ordered environment where setting a name replaces it. The index keeps `set` and
+/// `get` constant-time, so a Dockerfile with many ENV lines is checked in linear time.
 #[derive(Debug, Clone, Default)]
-struct Env(Vec<(String, String)>);
+struct Env {
+    pairs: Vec<(String, String)>,
+    index: HashMap<String, usize>,
+}
 
 impl Env {
     fn set(&mut self, k: &str, v: String) {
-        match self.0.iter_mut().find(|(key, _)| key == k) {
-            Some(slot) => slot.1 = v,
-            None => self.0.push((k.to_string(), v)),
+        match self.index.get(k) {
+            Some(&i) => self.pairs[i].1 = v,
+            None => {
+                self.index.insert(k.to_string(), self.pairs.len());
+                self.pairs.push((k.to_string(), v));
+            }
         }
     }
 
     fn get(&self, k: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
+        self.index.get(k).map(|&i| self.pairs[i].1.as_str())
     }
 
     fn keys(&self) -> Vec<&str> {
-        self.0.iter().map(|(k, _)| k.as_str()).collect()
+        self.pairs.iter().map(|(k, _)| k.as_str()).collect()
     }
 }
 
@@ -233,13 +237,9 @@ impl Eval<'_> {
 
     /// BuildKit's predefined platform args (this host is both build and target platform).
     fn default_args(&mut self, target: usize) -> Env {
-        let arch = support::host_arch();
         let mut env = Env::default();
-        for prefix in ["BUILD", "TARGET"] {
-            env.set(&format!("{prefix}PLATFORM"), format!("linux/{arch}"));
-            env.set(&format!("{prefix}OS"), "linux".into());
-            env.set(&format!("{prefix}ARCH"), arch.into());
-            env.set(&format!("{prefix}VARIANT"), String::new());
+        for (k, v) in crate::image::platform_args() {
+            env.set(&k, v);
         }
         let target_name = self.df.stages[target].name.clone().unwrap_or_default();
         env.set("TARGETSTAGE", target_name);

@@ -73,7 +73,7 @@ fn is_specifier(part: &str) -> bool {
 }
 
 /// The host architecture in OCI spelling.
-pub use store::archive::import::host_architecture as host_arch;
+pub use store::platform::host_architecture as host_arch;
 
 /// BuildKit's secret-name test: a `_`-separated token (case-insensitive) is one of the
 /// secret words, and none is an allowed word.

@@ -1,0 +1,50 @@
+//! What a build needs from outside the store: base images that are not in it, and the
+//! records of `--cache-from` caches. The builder talks to no registry (it depends on
+//! `store` alone); the `engine` crate implements [`Remote`] over its registry client.
+
+use store::{Digest, Reference};
+
+use crate::remote_cache::CacheSource;
+
+/// An error from the other side of [`Remote`], kept whole (with its causes) so the build
+/// error that wraps it prints the chain.
+pub type RemoteError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The registries one build may reach.
+pub trait Remote {
+    /// Brings `reference` into the store (a pull) and returns its manifest digest. Called
+    /// for a `FROM` image the store lacks, and for every `FROM` image under `--pull`.
+    fn fetch_base(&self, reference: &Reference) -> Result<Digest, RemoteError>;
+    /// The `--cache-from` caches to consult when a step's key is not in the local cache.
+    fn cache(&self) -> Option<&dyn CacheSource>;
+}
+
+/// A build that reaches no registry: a `FROM` image must already be in the store.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Offline;
+
+#[derive(Debug, thiserror::Error)]
+#[error("not in the store, and this build reaches no registry")]
+pub struct NotInStore;
+
+impl Remote for Offline {
+    fn fetch_base(&self, _reference: &Reference) -> Result<Digest, RemoteError> {
+        Err(Box::new(NotInStore))
+    }
+
+    fn cache(&self) -> Option<&dyn CacheSource> {
+        None
+    }
+}
+
+/// `error: cause: cause…`, as the CLI prints an error, for a warning that goes on.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}

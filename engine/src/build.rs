@@ -1,0 +1,106 @@
+//! `strata build` past its flags: the builder run with the [`Registry`] behind its
+//! [`Remote`] (base images, `--cache-from` records), then `--iidfile`, the `--cache-to`
+//! exports and `--push`, in docker's order.
+//!
+//! The path of a `--cache-from REF`: the binary parses it ([`crate::parse_cache_from`]) and
+//! hands it here in a [`BuildRequest`]; [`build`] imports its manifest into a
+//! [`RegistryCache`]; the builder asks that cache (as `Remote::cache`) for each step key
+//! its local cache misses, and a hit's layer download runs on the Registry's runtime
+//! while later steps are keyed; the builder waits for the downloads before it needs a
+//! layer's content.
+
+use std::path::PathBuf;
+
+use builder::build::{BuildOptions, BuildResult};
+use builder::progress::Reporter;
+use builder::remote::{error_chain, Remote, RemoteError};
+use builder::remote_cache::CacheSource;
+use store::{Digest, Reference, Store};
+
+use crate::cache_flags::CacheTo;
+use crate::error::{EngineError, Result};
+use crate::registry::Registry;
+use crate::remote_cache::RegistryCache;
+
+/// One `strata build` beyond what the builder itself takes.
+pub struct BuildRequest {
+    pub options: BuildOptions,
+    /// `--cache-from`, in order (earlier caches win).
+    pub cache_from: Vec<Reference>,
+    pub cache_to: Vec<CacheTo>,
+    /// `--iidfile`: written with the image ID as soon as the image exists.
+    pub iidfile: Option<PathBuf>,
+    /// `--push`: push every tag once the image is built.
+    pub push: bool,
+}
+
+/// The builder's view of the registries of one build.
+struct BuildRemote<'r> {
+    registry: &'r Registry,
+    store: &'r Store,
+    cache: Option<RegistryCache<'r>>,
+}
+
+impl Remote for BuildRemote<'_> {
+    fn fetch_base(&self, reference: &Reference) -> std::result::Result<Digest, RemoteError> {
+        Ok(self.registry.pull(self.store, reference, None)?)
+    }
+
+    fn cache(&self) -> Option<&dyn CacheSource> {
+        self.cache.as_ref().map(|c| c as &dyn CacheSource)
+    }
+}
+
+/// Builds, tags, writes the iidfile, exports the cache and pushes. `--push` without a
+/// tag is a usage error, reported after the build as docker does.
+pub fn build(
+    store: &Store,
+    registry: &Registry,
+    request: &BuildRequest,
+    reporter: &mut dyn Reporter,
+) -> Result<BuildResult> {
+    let exports_to_registry = request.cache_to.iter().any(|t| t.reference.is_some());
+    let cache = if request.cache_from.is_empty() && !exports_to_registry {
+        None
+    } else {
+        let mut cache = RegistryCache::new(registry, store);
+        if !request.options.no_cache {
+            for reference in &request.cache_from {
+                cache.import(reference);
+            }
+        }
+        Some(cache)
+    };
+    let remote = BuildRemote {
+        registry,
+        store,
+        cache,
+    };
+    let result = builder::build::build(store, &request.options, &remote, reporter)?;
+    if let Some(path) = &request.iidfile {
+        std::fs::write(path, result.image_id.to_string()).map_err(|source| EngineError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    for to in &request.cache_to {
+        let (Some(reference), Some(cache)) = (&to.reference, &remote.cache) else {
+            continue;
+        };
+        match cache.export(&result, reference, to.mode) {
+            Err(e) if to.ignore_error => eprintln!("WARNING: {}", error_chain(&e)),
+            other => other?,
+        }
+    }
+    if request.push {
+        if request.options.tags.is_empty() {
+            return Err(EngineError::Usage(
+                "--push needs a name: add -t REGISTRY/NAME:TAG".to_string(),
+            ));
+        }
+        for tag in &request.options.tags {
+            registry.push(store, tag)?;
+        }
+    }
+    Ok(result)
+}

@@ -1,0 +1,105 @@
+//! [`Registry`]: the registry client of one command. A build makes one, and every `FROM`
+//! pull, cache import, cache layer download, cache export and `--push` of that build goes
+//! through it, so they share auth tokens, connections and the `-q` setting.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use registry_client::{Client, ClientOptions, Platform, ProgressMode, PullOptions, PushOptions};
+use store::{Digest, Reference, Store};
+
+use crate::error::{EngineError, Result};
+
+/// The global flags a registry client is made from.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// `--insecure-registry` entries (`host:port`).
+    pub insecure_registries: Vec<String>,
+    /// `--cacert`: extra PEM CA files.
+    pub ca_certs: Vec<PathBuf>,
+    /// `-q`: no progress bars or lines.
+    pub quiet: bool,
+}
+
+/// One registry client and the tokio runtime it runs on, both made on first use: a build
+/// whose images are all local never sets up TLS or starts threads, and a bad `--cacert`
+/// only fails the commands that reach a registry.
+pub struct Registry {
+    opts: RegistryOptions,
+    client: OnceLock<Arc<Client>>,
+    runtime: OnceLock<tokio::runtime::Runtime>,
+}
+
+impl Registry {
+    pub fn new(opts: RegistryOptions) -> Registry {
+        Registry {
+            opts,
+            client: OnceLock::new(),
+            runtime: OnceLock::new(),
+        }
+    }
+
+    pub fn is_quiet(&self) -> bool {
+        self.opts.quiet
+    }
+
+    /// The client, made on the first call.
+    pub fn client(&self) -> Result<&Arc<Client>> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let opts = ClientOptions {
+            insecure_registries: self.opts.insecure_registries.clone(),
+            ca_certs: self.opts.ca_certs.clone(),
+            progress: if self.opts.quiet {
+                ProgressMode::Quiet
+            } else {
+                ProgressMode::Auto
+            },
+            ..ClientOptions::default()
+        };
+        let client = Client::new(opts).map_err(|e| EngineError::Client(Box::new(e)))?;
+        Ok(self.client.get_or_init(|| Arc::new(client)))
+    }
+
+    /// The runtime every registry call of this command runs on, started on the first call.
+    pub fn runtime(&self) -> Result<&tokio::runtime::Runtime> {
+        if let Some(runtime) = self.runtime.get() {
+            return Ok(runtime);
+        }
+        let runtime = registry_client::runtime().map_err(|e| EngineError::Runtime(Box::new(e)))?;
+        Ok(self.runtime.get_or_init(|| runtime))
+    }
+
+    /// Pulls `reference` (the host's platform unless `platform` says otherwise) into
+    /// `store`, tags it, and returns its manifest digest.
+    pub fn pull(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        platform: Option<Platform>,
+    ) -> Result<Digest> {
+        let client = self.client()?;
+        let report = self
+            .runtime()?
+            .block_on(client.pull(store, reference, &PullOptions { platform }))
+            .map_err(|source| EngineError::Pull {
+                reference: reference.familiar(),
+                source: Box::new(source),
+            })?;
+        Ok(report.manifest)
+    }
+
+    /// Pushes the local image `reference` and returns the pushed manifest's digest.
+    pub fn push(&self, store: &Store, reference: &Reference) -> Result<Digest> {
+        let client = self.client()?;
+        let report = self
+            .runtime()?
+            .block_on(client.push(store, reference, &PushOptions::default()))
+            .map_err(|source| EngineError::Push {
+                reference: reference.familiar(),
+                source: Box::new(source),
+            })?;
+        Ok(report.digest)
+    }
+}
