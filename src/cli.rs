@@ -5,10 +5,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `0.1.0, build 1a2b3c4`: the package version and the commit it was built from, as
+/// `docker --version` prints them.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), ", build ", env!("STRATA_COMMIT"));
+
 #[derive(Debug, Parser)]
 #[command(
     name = "strata",
-    version,
+    version = VERSION,
     about = "Daemonless container image builder and layer store"
 )]
 pub struct Cli {
@@ -31,7 +35,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build an image from a Dockerfile
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// List images
     Images(ImagesArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
@@ -65,6 +69,8 @@ pub enum Command {
     /// Manage the store
     #[command(subcommand)]
     System(SystemCommand),
+    /// Show the strata version and the commit it was built from
+    Version,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +85,20 @@ pub enum ImageCommand {
     Rm(RmiArgs),
     /// Display detailed information on one or more images
     Inspect(InspectArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(TagArgs),
+    /// Save one or more images to a tar archive
+    Save(SaveArgs),
+    /// Load an image from a tar archive
+    Load(LoadArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(ImportArgs),
+    /// Download an image from a registry
+    Pull(PullArgs),
+    /// Upload an image to a registry
+    Push(PushArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,7 +194,7 @@ pub struct BuildArgs {
     /// SSH agent socket or keys to expose to the build (default|ID[=SOCKET])
     #[arg(long = "ssh")]
     pub ssh: Vec<String>,
-    /// Allow extra privileged entitlement (security.insecure)
+    /// Allow extra privileged entitlement (network.host, security.insecure)
     #[arg(long = "allow")]
     pub allow: Vec<String>,
     /// Push the image after building it
@@ -186,6 +206,24 @@ pub struct BuildArgs {
     /// Cache import source (type=registry,ref=REF)
     #[arg(long = "cache-from")]
     pub cache_from: Vec<String>,
+    /// Target platform (os/arch[/variant]); only this host's platform, multi-platform builds are not supported yet
+    #[arg(long = "platform", value_name = "PLATFORM")]
+    pub platforms: Vec<String>,
+    /// Load the image into the local store (every build does; accepted for buildx scripts)
+    #[arg(long)]
+    pub load: bool,
+    /// Write the build result metadata (buildx's JSON: digests, descriptor, names) to the file
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+    /// Provenance attestation: only "false" (none) is supported yet
+    #[arg(long, value_name = "VALUE")]
+    pub provenance: Option<String>,
+    /// SBOM attestation: not supported yet
+    #[arg(long, value_name = "VALUE")]
+    pub sbom: Option<String>,
+    /// Attestation parameters (type=provenance,disabled=true; other attestations are not supported yet)
+    #[arg(long = "attest", value_name = "PARAMS")]
+    pub attest: Vec<String>,
 }
 
 #[derive(Debug, Args)]

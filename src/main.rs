@@ -15,6 +15,7 @@ use cli::{BuilderCommand, Cli, Command, ImageCommand, SystemCommand};
 use commands::Ctx;
 
 fn main() {
+    output::die_of_sigpipe_on_closed_stdout();
     let cli = Cli::parse();
     let ctx = match Ctx::from_cli(&cli) {
         Ok(ctx) => ctx,
@@ -38,10 +39,21 @@ fn main() {
         Command::Image(ImageCommand::Ls(args)) => commands::images::run(&ctx, args),
         Command::Image(ImageCommand::Rm(args)) => commands::rmi::run(&ctx, args),
         Command::Image(ImageCommand::Inspect(args)) => commands::inspect::run(&ctx, args),
+        Command::Image(ImageCommand::Tag(args)) => commands::tag::run(&ctx, args),
+        Command::Image(ImageCommand::Save(args)) => commands::save::run(&ctx, args),
+        Command::Image(ImageCommand::Load(args)) => commands::load::run(&ctx, args),
+        Command::Image(ImageCommand::History(args)) => commands::history::run(&ctx, args),
+        Command::Image(ImageCommand::Import(args)) => commands::import::run(&ctx, args),
+        Command::Image(ImageCommand::Pull(args)) => commands::pull::run(&ctx, args),
+        Command::Image(ImageCommand::Push(args)) => commands::push::run(&ctx, args),
         Command::Builder(BuilderCommand::Prune(args)) => commands::prune::builder_prune(&ctx, args),
         Command::System(SystemCommand::Prune(args)) => commands::prune::system_prune(&ctx, args),
         Command::System(SystemCommand::Df(args)) => commands::system::df(&ctx, args),
         Command::System(SystemCommand::Verify) => commands::verify::run(&ctx),
+        Command::Version => {
+            println!("strata version {}", cli::VERSION);
+            Ok(())
+        }
     };
     match result {
         Ok(()) => {}

@@ -64,6 +64,39 @@ fn dedup_chain(chain: &[String]) -> Vec<String> {
     out
 }
 
+/// A closed stdout or stderr (`strata images --format json | head -1`) ends the process
+/// as it ends docker's: killed by SIGPIPE, nothing printed, the shell's status 141. Rust
+/// ignores SIGPIPE, so `println!` panics on the closed pipe instead (exit 101); this hook
+/// turns that panic back into the signal. Other pipes (to RUN's processes, sockets) keep
+/// their ordinary EPIPE errors.
+pub fn die_of_sigpipe_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        let printing = message.starts_with("failed printing to stdout")
+            || message.starts_with("failed printing to stderr");
+        if printing && message.contains("Broken pipe") {
+            die_of_sigpipe();
+        }
+        default(info);
+    }));
+}
+
+fn die_of_sigpipe() -> ! {
+    // SAFETY: restores SIGPIPE's default action and raises it in this process; no memory
+    // is touched.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    std::process::exit(128 + libc::SIGPIPE)
+}
+
 /// Whether stderr is a terminal: progress bars there, plain lines otherwise.
 pub fn stderr_is_tty() -> bool {
     std::io::stderr().is_terminal()

@@ -314,6 +314,8 @@ fn bad_mounts_fail_naming_the_line_and_leave_the_store() {
             "outside",
         ),
         ("RUN --security=insecure true", "--allow security.insecure"),
+        // issue 12, hole 6: a Dockerfile cannot put itself on the host's network.
+        ("RUN --network=host true", "--allow network.host"),
         (
             "RUN --mount=type=bind,from=busybox,source=/nope,target=/x true",
             "not found",

@@ -14,7 +14,7 @@ fn write(env: &TestEnv, name: &str, text: &str) -> String {
 }
 
 #[test]
-fn valid_dockerfile_exits_zero_with_warnings() {
+fn check_with_warnings_exits_one_like_docker() {
     let env = TestEnv::new();
     let file = write(
         &env,
@@ -22,7 +22,8 @@ fn valid_dockerfile_exits_zero_with_warnings() {
         "FROM alpine\nRUN echo hi\n\nCMD echo hi\n",
     );
     let out = env.strata(&["build", "--check", "-f", &file, "/nonexistent-context"]);
-    out.assert_ok();
+    // buildx: the frontend's status code is 1 when any rule fires.
+    assert_eq!(out.status, Some(1), "{out}");
     assert!(
         out.stdout.contains(
             "WARNING: JSONArgsRecommended - JSON arguments recommended for CMD to prevent unintended behavior related to OS signals (line 4)"
@@ -116,7 +117,8 @@ fn json_format_for_machines() {
     let env = TestEnv::new();
     let file = write(&env, "Dockerfile", "FROM alpine AS Build\nENV A b\n");
     let out = env.strata(&["build", "--check", "--format", "json", "-f", &file]);
-    out.assert_ok();
+    // BuildKit's lint result carries status code 1 when a rule fires, in JSON too.
+    assert_eq!(out.status, Some(1), "{out}");
     let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("stdout is JSON");
     let rules: Vec<&str> = v["warnings"]
         .as_array()
@@ -151,6 +153,61 @@ fn missing_dockerfile_is_an_error() {
     let out = env.strata(&["build", "--check", "-f", "/nonexistent/Dockerfile"]);
     assert_eq!(out.status, Some(1), "{out}");
     assert!(out.stderr.contains("/nonexistent/Dockerfile"), "{out}");
+}
+
+#[test]
+fn build_runs_checks_and_prints_the_warnings_at_the_end() {
+    let env = TestEnv::new();
+    let ctx = env.scratch.join("ctx");
+    fs::create_dir_all(&ctx).expect("mkdir");
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch AS Base\nCMD echo hi\n",
+    )
+    .expect("write");
+    let out = env.build(&ctx, &["-t", "checked:1"]);
+    out.assert_ok();
+    let tail = out
+        .stderr
+        .rsplit("2 warnings found")
+        .next()
+        .unwrap_or_default();
+    assert!(
+        out.stderr
+            .contains(" 2 warnings found (use docker --debug to expand):\n"),
+        "{out}"
+    );
+    assert!(
+        tail.contains(" - StageNameCasing: Stage name 'Base' should be lowercase (line 1)\n")
+            && tail.contains(" - JSONArgsRecommended: JSON arguments recommended for CMD to prevent unintended behavior related to OS signals (line 2)\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn build_fails_when_the_dockerfile_says_check_error_true() {
+    let env = TestEnv::new();
+    let ctx = env.scratch.join("ctx");
+    fs::create_dir_all(&ctx).expect("mkdir");
+    fs::write(
+        ctx.join("Dockerfile"),
+        "# check=error=true\nFROM scratch\nCMD echo hi\n",
+    )
+    .expect("write");
+    let out = env.build(&ctx, &["-t", "strict:1"]);
+    assert_eq!(out.status, Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains("lint violation found for rules: JSONArgsRecommended"),
+        "{out}"
+    );
+    assert!(
+        !env.root.join("index.json").exists()
+            || !fs::read_to_string(env.root.join("index.json"))
+                .unwrap_or_default()
+                .contains("strict:1"),
+        "the image was tagged though the check failed:\n{out}"
+    );
 }
 
 /// `${a:-${b:-…}}` nested 10,000 deep: a `file:line` error naming the limit, not a stack

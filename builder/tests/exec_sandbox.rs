@@ -11,7 +11,9 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use builder::differ::{self, DiffOptions};
-use builder::exec::{self, ExecError, ExitStatus, MountSpec, Network, RunSpec, Snapshotter};
+use builder::exec::{
+    self, ExecError, ExitStatus, MountSpec, Network, RunSpec, Security, Snapshotter,
+};
 
 const BOTH: [Snapshotter; 2] = [Snapshotter::Overlay, Snapshotter::Copy];
 
@@ -83,6 +85,7 @@ fn step(snapshotter: Snapshotter, script: &str) -> Step {
         cwd: "/".into(),
         user: String::new(),
         network: Network::Host,
+        security: Security::Sandbox,
         hostname: "strata-test".into(),
         snapshotter,
         extra_mounts: Vec::new(),
@@ -514,4 +517,267 @@ fn upperdir_mode_matches_for_created_parent() {
     let lower = std::fs::metadata(busybox_lower().join("etc")).expect("lower etc");
     assert_eq!(md.mode(), lower.mode());
     assert_eq!(listing(&s.spec.upperdir), ["etc dir", "etc/motd file"]);
+}
+
+// See: issue 12, hole 1 (RUN opens host devices). `c 1 5` is /dev/zero: harmless to open,
+// and readable only where the filesystem is not `nodev`.
+#[test]
+fn issue_12_device_nodes_made_or_shipped_cannot_be_opened() {
+    let probe = |dir: &str| {
+        format!(
+            "mknod {dir}/z c 1 5 && (head -c 1 {dir}/z >/dev/null 2>&1 && echo {dir}:opened || echo {dir}:denied); rm -f {dir}/z; "
+        )
+    };
+    let mut script: String = ["", "/dev", "/dev/shm", "/scratch", "/rw"]
+        .iter()
+        .map(|d| probe(d))
+        .collect();
+    script.push_str(
+        "(head -c 1 /image-zero >/dev/null 2>&1 && echo image:opened || echo image:denied); \
+         head -c 3 /dev/zero | wc -c; ls /dev | tr '\\n' ' '",
+    );
+    for snap in BOTH {
+        let mut s = step(snap, &script);
+        let base = s.spec.workdir_overlay.parent().expect("tmp").to_path_buf();
+        // An image layer may carry a device node; it must stay unopenable too.
+        let image = base.join("image");
+        std::fs::create_dir(&image).expect("mkdir");
+        let node = image.join("image-zero");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &node,
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(1, 5),
+        )
+        .expect("mknod in the test's layer");
+        s.spec.lowerdirs.insert(0, image);
+        let rw = base.join("rw");
+        std::fs::create_dir(&rw).expect("mkdir");
+        std::fs::write(rw.join("canary"), "canary").expect("write");
+        s.spec.extra_mounts = vec![
+            MountSpec::Tmpfs {
+                target: "/scratch".into(),
+                size: None,
+            },
+            MountSpec::Bind {
+                source: rw.clone(),
+                target: "/rw".into(),
+                is_readonly: false,
+            },
+        ];
+        assert_eq!(
+            run_ok(&s.spec),
+            ":denied\n/dev:denied\n/dev/shm:denied\n/scratch:denied\n/rw:denied\nimage:denied\n3\n\
+             fd full null ptmx pts random shm stderr stdin stdout tty urandom zero ",
+            "{snap:?}"
+        );
+        assert_eq!(
+            listing(&rw),
+            ["canary file"],
+            "{snap:?}: the bound host directory is as it was"
+        );
+    }
+}
+
+// See: issue 12, hole 7 (no seccomp: `unshare -Urm` gave a step a full capability set in a
+// new user namespace). docker's profile refuses unshare, mount and namespace clone flags.
+#[test]
+fn issue_12_seccomp_refuses_new_namespaces_unless_insecure() {
+    let script = "grep ^Seccomp: /proc/self/status; \
+                  unshare -Urm true 2>/dev/null && echo unshare:allowed || echo unshare:refused; \
+                  unshare -m true 2>/dev/null && echo unshare-m:allowed || echo unshare-m:refused; \
+                  (sleep 0 & wait) && echo fork:ok";
+    for snap in BOTH {
+        let s = step(snap, script);
+        assert_eq!(
+            run_ok(&s.spec),
+            "Seccomp:\t2\nunshare:refused\nunshare-m:refused\nfork:ok\n",
+            "{snap:?}"
+        );
+    }
+    let mut s = step(Snapshotter::Overlay, script);
+    s.spec.security = Security::Insecure;
+    assert_eq!(
+        run_ok(&s.spec),
+        "Seccomp:\t0\nunshare:allowed\nunshare-m:allowed\nfork:ok\n",
+        "--security=insecure runs without seccomp and with every capability"
+    );
+}
+
+/// `listing` plus the ctime of `dir` and of each entry: a stub made and removed again
+/// inside `dir` moves its ctime even when the mtime is put back.
+fn fingerprint(dir: &Path) -> Vec<String> {
+    let ctime = |p: &Path| {
+        let md = std::fs::symlink_metadata(p).expect("metadata");
+        format!("{}.{}", md.ctime(), md.ctime_nsec())
+    };
+    let mut out = vec![format!(". ctime {}", ctime(dir))];
+    for entry in listing(dir) {
+        let name = entry.split(' ').next().expect("name").to_string();
+        out.push(format!("{entry} ctime {}", ctime(&dir.join(name))));
+    }
+    out
+}
+
+// See: issue 12, hole 5 (the copy snapshotter created and removed mount-point stubs through
+// symlinks in the tree, on the host). The canary directory stands for any host directory.
+#[test]
+fn issue_12_copy_stubs_never_follow_symlinks_out_of_the_tree() {
+    let s = step(Snapshotter::Copy, "");
+    let base = s.spec.workdir_overlay.parent().expect("tmp").to_path_buf();
+    let canary = base.join("canary");
+    std::fs::create_dir(&canary).expect("mkdir");
+    for f in ["hosts", "resolv.conf"] {
+        std::fs::write(canary.join(f), "").expect("write");
+    }
+    let before = fingerprint(&canary);
+
+    // Mount targets under an image symlink to a host directory: no stub may be made there.
+    let mut s = step(Snapshotter::Copy, "true");
+    let image = base.join("image");
+    std::fs::create_dir(&image).expect("mkdir");
+    std::os::unix::fs::symlink(&canary, image.join("link")).expect("symlink");
+    s.spec.lowerdirs.insert(0, image);
+    s.spec.extra_mounts = vec![
+        MountSpec::Tmpfs {
+            target: "/link/tmpdir".into(),
+            size: None,
+        },
+        MountSpec::File {
+            target: "/link/secret".into(),
+            data: b"s".to_vec(),
+            mode: 0o400,
+            uid: 0,
+            gid: 0,
+        },
+    ];
+    let _ = exec::run_step(&s.spec);
+    assert_eq!(
+        fingerprint(&canary),
+        before,
+        "stubs were made through /link"
+    );
+
+    // A step that swaps /etc for a symlink to a host directory: removing the /etc/hosts and
+    // /etc/resolv.conf stubs must not remove the host's files.
+    let script = format!("mv /etc /etc.old && ln -s {} /etc", canary.display());
+    let s = step(Snapshotter::Copy, &script);
+    run_ok(&s.spec);
+    assert_eq!(fingerprint(&canary), before, "stub removal followed /etc");
+    let layer = listing(&s.spec.upperdir);
+    let top: Vec<&String> = layer.iter().filter(|e| !e.contains('/')).collect();
+    assert_eq!(top, ["etc symlink", "etc.old dir"], "{layer:?}");
+    assert!(
+        !layer
+            .iter()
+            .any(|e| e.starts_with("etc.old/hosts") || e.starts_with("etc.old/resolv")),
+        "the stubs moved with /etc to /etc.old and must be removed there: {layer:?}"
+    );
+}
+
+/// Peak resident memory of this test process so far, in KiB.
+fn max_rss_kib() -> i64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    ru.ru_maxrss
+}
+
+// See: issue 12, bad input (a step's log is clipped as BuildKit clips it, at 2 MiB with its
+// note; 300 MB without a newline neither stalls the step nor grows the builder's memory).
+#[test]
+fn issue_12_step_log_is_clipped_and_memory_stays_bounded() {
+    let s = step(
+        Snapshotter::Overlay,
+        "head -c 300000000 /dev/zero | tr '\\0' x; echo; echo done",
+    );
+    let mut lines: Vec<(usize, String)> = Vec::new();
+    let before = max_rss_kib();
+    let out = exec::run_step_with_output(&s.spec, &mut |l| {
+        let head = String::from_utf8_lossy(&l[..l.len().min(64)]).into_owned();
+        lines.push((l.len(), head));
+    })
+    .expect("run_step");
+    let grown_kib = max_rss_kib() - before;
+    assert!(out.status.is_success(), "{:?}", out.status);
+    let limit = 2 * 1024 * 1024;
+    assert_eq!(
+        lines,
+        [
+            (limit, "x".repeat(64)),
+            (40, "[output clipped, log limit 2MiB reached]".to_string())
+        ]
+    );
+    assert!(
+        out.output_tail.ends_with(b"xxxx\ndone\n"),
+        "the tail for the error message still sees the end"
+    );
+    assert!(
+        grown_kib < 100 * 1024,
+        "reading 300 MB of output grew the peak RSS by {grown_kib} KiB"
+    );
+}
+
+// RUN's effective sandbox, printed and checked against docker's defaults (issue 12, "done
+// when"): own namespaces, docker's capabilities, seccomp filter mode, /dev with docker's
+// nodes only, a nodev root, /proc and /sys masked or read-only.
+#[test]
+fn effective_sandbox_is_dockers_default() {
+    let script = "for n in mnt pid ipc uts net; do echo ns $n $(readlink /proc/self/ns/$n); done; \
+                  grep -E '^(CapEff|CapBnd|Seccomp):' /proc/self/status; \
+                  echo dev $(ls -A /dev); \
+                  echo chardevs $(find /dev -xdev -type c | sort); \
+                  awk '$5 == \"/\" || $5 == \"/dev\" || $5 == \"/proc/sys\" || $5 == \"/sys\" \
+                       { print \"mount\", $5, $6 }' /proc/self/mountinfo; \
+                  echo masked $(wc -c < /proc/timer_list) $(ls -A /sys/firmware | wc -l)";
+    let mut s = step(Snapshotter::Overlay, script);
+    s.spec.network = Network::None;
+    let out = run_ok(&s.spec);
+    eprintln!("RUN's effective sandbox:\n{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    for ns in ["mnt", "pid", "ipc", "uts", "net"] {
+        let host = std::fs::read_link(format!("/proc/self/ns/{ns}")).expect("host ns");
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("ns {ns} ")))
+            .unwrap_or_else(|| panic!("no {ns} line in\n{out}"));
+        assert_ne!(
+            line.split(' ').nth(2),
+            Some(host.to_string_lossy().as_ref()),
+            "RUN shares the host's {ns} namespace"
+        );
+    }
+    let want = [
+        "CapEff:\t00000000a80425fb",
+        "CapBnd:\t00000000a80425fb",
+        "Seccomp:\t2",
+        "dev fd full null ptmx pts random shm stderr stdin stdout tty urandom zero",
+        "chardevs /dev/full /dev/null /dev/random /dev/tty /dev/urandom /dev/zero",
+        "masked 0 0",
+    ];
+    for w in want {
+        assert!(lines.contains(&w), "want {w:?} in\n{out}");
+    }
+    let mount_opts = |at: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("mount {at} ")))
+            .unwrap_or_else(|| panic!("no mount on {at} in\n{out}"))
+            .split(',')
+            .collect::<Vec<_>>()
+    };
+    assert!(mount_opts("/").contains(&"nodev"), "root not nodev:\n{out}");
+    assert!(
+        mount_opts("/dev").contains(&"nodev"),
+        "/dev not nodev:\n{out}"
+    );
+    assert!(
+        mount_opts("/proc/sys").contains(&"ro"),
+        "/proc/sys writable:\n{out}"
+    );
+    assert!(mount_opts("/sys").contains(&"ro"), "/sys writable:\n{out}");
 }

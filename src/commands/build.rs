@@ -1,4 +1,8 @@
 //! `strata build`: `--check` goes to the front end only; otherwise build, tag, print the ID.
+//!
+//! buildx's flags that CI scripts pass on every build are accepted where strata does what
+//! they ask (`--load`, `--platform` of this host, provenance off, `--metadata-file`) and
+//! refused with a clear error where it cannot yet (other platforms, SBOM, provenance).
 
 use std::collections::BTreeMap;
 
@@ -17,6 +21,20 @@ use crate::progress::{PlainReporter, TtyReporter};
 pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     if args.check {
         return super::check::run(ctx, args);
+    }
+    check_platforms(&args.platforms)?;
+    check_attestations(args)?;
+    // BuildKit runs the build checks in every build; `# check=error=true` fails it before
+    // anything is built. A Dockerfile that does not parse is left to the build's own error.
+    let checks = super::check::for_build(args).ok().flatten();
+    if let Some(report) = &checks {
+        if let (true, Some(err)) = (report.is_violation, &report.error) {
+            eprint!(
+                "{}",
+                builder::dockerfile::lint::format_build_summary(report)
+            );
+            return Err(anyhow::anyhow!(err.clone()));
+        }
     }
     let cache_from = args
         .cache_from
@@ -52,6 +70,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             build_args.get("BUILDKIT_INLINE_CACHE").map(String::as_str),
             Some("1" | "true")
         );
+    let allowed = parse_allow(&args.allow)?;
     let options = BuildOptions {
         context: args.context.clone(),
         dockerfile: args.file.clone(),
@@ -79,7 +98,8 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             .iter()
             .map(|s| builder::build::run_mounts::parse_ssh_flag(s).map_err(UsageError))
             .collect::<Result<_, _>>()?,
-        allow_insecure: parse_allow(&args.allow)?,
+        allow_insecure: allowed.is_insecure_allowed,
+        allow_network_host: allowed.is_network_host_allowed,
         inline_cache,
     };
     let request = BuildRequest {
@@ -97,20 +117,161 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         (_, Progress::Auto) => Box::new(PlainReporter::new()),
     };
     let registry = super::registry(ctx, args.quiet);
-    let result = engine::build(&store, &registry, &request, reporter.as_mut())?;
+    let result = engine::build(&store, &registry, &request, reporter.as_mut());
+    // docker prints the build checks' warnings after the build, failed or not.
+    if let Some(report) = &checks {
+        let quiet = args.quiet || matches!(args.progress, Progress::Quiet);
+        if !quiet {
+            eprint!(
+                "{}",
+                builder::dockerfile::lint::format_build_summary(report)
+            );
+        }
+    }
+    let result = result?;
+    if let Some(path) = &args.metadata_file {
+        let metadata = metadata(&store, &args.tags, &result)?;
+        let text = serde_json::to_string_pretty(&metadata).context("encoding the metadata")?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("writing the metadata file {}", path.display()))?;
+    }
     if args.quiet {
         println!("{}", result.image_id);
     }
     Ok(())
 }
 
-/// `--allow security.insecure` (also comma-separated); `network.host` is always allowed.
-fn parse_allow(raw: &[String]) -> Result<bool> {
-    let mut insecure = false;
+/// `--platform`: this host's platform (one or several times, or in a comma list) builds
+/// as without the flag; any other is refused until multi-platform builds exist.
+fn check_platforms(raw: &[String]) -> Result<()> {
+    let host = registry_client::Platform::host();
+    for p in raw.iter().flat_map(|p| p.split(',')).map(str::trim) {
+        if p == "local" {
+            continue;
+        }
+        let platform = registry_client::Platform::parse(p)
+            .map_err(|e| UsageError(format!("invalid --platform {p:?}: {e}")))?;
+        if platform != host {
+            anyhow::bail!(
+                "--platform {p}: strata builds only for this host's platform ({host}); multi-platform and cross-platform builds are not supported yet"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `--provenance false` and `--attest type=provenance,disabled=true` (what
+/// docker/build-push-action passes with provenance off) are accepted: strata attaches no
+/// attestation. An attestation asked for is refused rather than silently left out.
+fn check_attestations(args: &BuildArgs) -> Result<()> {
+    let unsupported = |what: &str| {
+        anyhow::anyhow!(
+            "{what}: attestations are not supported yet; build without them (--provenance=false)"
+        )
+    };
+    if let Some(sbom) = &args.sbom {
+        if !is_false(sbom) {
+            return Err(unsupported(&format!("--sbom={sbom}")));
+        }
+    }
+    if let Some(provenance) = &args.provenance {
+        let disabled =
+            is_false(provenance) || provenance.split(',').any(|kv| kv.trim() == "disabled=true");
+        if !disabled {
+            return Err(unsupported(&format!("--provenance={provenance}")));
+        }
+    }
+    for attest in &args.attest {
+        let fields: Vec<(&str, &str)> = attest
+            .split(',')
+            .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .collect();
+        let kind = fields
+            .iter()
+            .find(|(k, _)| *k == "type")
+            .map(|(_, v)| *v)
+            .ok_or_else(|| UsageError(format!("invalid --attest {attest:?}: want type=…")))?;
+        let disabled = fields.iter().any(|(k, v)| *k == "disabled" && is_true(v));
+        match kind {
+            "provenance" | "sbom" if disabled => {}
+            "provenance" | "sbom" => return Err(unsupported(&format!("--attest {attest}"))),
+            other => {
+                return Err(UsageError(format!(
+                    "invalid --attest {attest:?}: unknown attestation type {other:?} (want provenance or sbom)"
+                ))
+                .into())
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_false(v: &str) -> bool {
+    matches!(v.trim(), "false" | "0")
+}
+
+fn is_true(v: &str) -> bool {
+    matches!(v.trim(), "true" | "1")
+}
+
+/// The JSON `docker buildx build --metadata-file` writes for an image build, so actions
+/// that read `containerimage.digest` from it work.
+fn metadata(
+    store: &Store,
+    tags: &[String],
+    result: &builder::build::BuildResult,
+) -> Result<serde_json::Value> {
+    let path = store.blob_path(&result.manifest);
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("reading the built manifest {}", path.display()))?;
+    let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|m| m["mediaType"].as_str().map(str::to_string))
+        .unwrap_or_else(|| store::media_types::OCI_MANIFEST.to_string());
+    let mut out = serde_json::json!({
+        "buildx.build.ref": format!("strata/local/{}", build_ref()),
+        "containerimage.config.digest": result.image_id.to_string(),
+        "containerimage.descriptor": {
+            "mediaType": media_type,
+            "digest": result.manifest.to_string(),
+            "size": bytes.len(),
+        },
+        "containerimage.digest": result.manifest.to_string(),
+    });
+    if !tags.is_empty() {
+        out["image.name"] = tags.join(",").into();
+    }
+    Ok(out)
+}
+
+/// A 25-character lowercase id for `buildx.build.ref` (buildx's `builder/node/ID` form).
+fn build_ref() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let seed = format!("{nanos}-{}", std::process::id());
+    store::Digest::sha256_of(seed.as_bytes()).hex()[..25].to_string()
+}
+
+/// The entitlements `--allow` grants (BuildKit's names; also comma-separated).
+struct Entitlements {
+    /// `security.insecure`: `RUN --security=insecure`.
+    is_insecure_allowed: bool,
+    /// `network.host`: `RUN --network=host`.
+    is_network_host_allowed: bool,
+}
+
+fn parse_allow(raw: &[String]) -> Result<Entitlements> {
+    let mut allowed = Entitlements {
+        is_insecure_allowed: false,
+        is_network_host_allowed: false,
+    };
     for entitlement in raw.iter().flat_map(|a| a.split(',')) {
         match entitlement.trim() {
-            "security.insecure" => insecure = true,
-            "network.host" => {}
+            "security.insecure" => allowed.is_insecure_allowed = true,
+            "network.host" => allowed.is_network_host_allowed = true,
             other => {
                 return Err(UsageError(format!(
                     "invalid --allow {other:?}: want security.insecure or network.host"
@@ -119,7 +280,7 @@ fn parse_allow(raw: &[String]) -> Result<bool> {
             }
         }
     }
-    Ok(insecure)
+    Ok(allowed)
 }
 
 /// `KEY=VALUE`, or `KEY` alone to take the value from the environment (docker's rule; a

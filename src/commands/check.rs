@@ -1,6 +1,7 @@
 //! `strata build --check`: parse and evaluate the Dockerfile with BuildKit's build checks,
-//! without building, pulling or reading the context. Exit 0 when valid (warnings
-//! allowed), 1 on an error (or on any warning under `# check=error=true`).
+//! without building, pulling or reading the context. Exit 0 when no rule fires, 1 on a
+//! warning or an error, as `docker build --check` does. A plain build runs the same checks
+//! first ([`for_build`]).
 
 use std::io::Read;
 
@@ -14,19 +15,20 @@ use crate::output::Exit;
 
 pub fn run(_ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let (text, name) = read_dockerfile(args)?;
-    let opts = CheckOptions {
-        build_args: build_args(&args.build_args),
-        target: args.target.clone(),
-    };
-    let report = check(&text, &name, &opts);
+    let report = check(&text, &name, &options(args));
+    let has_warnings = !report.warnings.is_empty();
     match args.format {
         OutputFormat::Json => {
             print!("{}", format_json(&report));
-            if report.error.is_some() {
+            if report.error.is_some() || has_warnings {
                 return Err(Exit(1).into());
             }
         }
         OutputFormat::Text => {
+            // buildx prints the count first, then the warnings.
+            if has_warnings {
+                println!("{}", summary(report.warnings.len()));
+            }
             // The error goes through `main` (`strata: error: Dockerfile:7: …`, exit 1).
             print!(
                 "{}",
@@ -38,10 +40,32 @@ pub fn run(_ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             if let Some(err) = report.error {
                 return Err(anyhow!(err));
             }
-            println!("{}", summary(report.warnings.len()));
+            if has_warnings {
+                return Err(Exit(1).into());
+            }
+            println!("{}", summary(0));
         }
     }
     Ok(())
+}
+
+/// The checks a build runs before it starts, as BuildKit evaluates them in every build:
+/// `None` when the Dockerfile comes from stdin (the build reads it there itself). The
+/// caller fails the build on a `# check=error=true` violation and prints the warnings
+/// at the end ([`builder::dockerfile::lint::format_build_summary`]).
+pub fn for_build(args: &BuildArgs) -> Result<Option<CheckReport>> {
+    if args.file.as_deref() == Some(std::path::Path::new("-")) {
+        return Ok(None);
+    }
+    let (text, name) = read_dockerfile(args)?;
+    Ok(Some(check(&text, &name, &options(args))))
+}
+
+fn options(args: &BuildArgs) -> CheckOptions {
+    CheckOptions {
+        build_args: build_args(&args.build_args),
+        target: args.target.clone(),
+    }
 }
 
 /// docker's closing line.

@@ -82,7 +82,7 @@ impl Store {
 
     /// A gzip form of `layer` its `layers` record names and `blobs/` still holds.
     fn recorded_gzip_form(&self, layer: &LayerRef, gzip_type: &str) -> Result<Option<LayerRef>> {
-        let rec = meta::read(self, |m| m.layer(&layer.diff_id))?;
+        let rec = meta::read(self, |m| m.get(meta::LAYERS, &layer.diff_id))?;
         let Some(rec) = rec else { return Ok(None) };
         let found = rec.blobs.into_iter().find(|b| {
             media_types::layer_compression(&b.media_type) == Some(Compression::Gzip)
@@ -152,13 +152,14 @@ impl Store {
             if !self.has_blob(&blob.digest) {
                 return Ok(false);
             }
-            if m.blob(&blob.digest)?.is_none() {
-                m.put_blob(
+            if m.get(meta::BLOBS, &blob.digest)?.is_none() {
+                m.put(
+                    meta::BLOBS,
                     &blob.digest,
                     &BlobRecord::new(blob.size, &blob.media_type, meta::now()),
                 )?;
             }
-            let mut rec = m.layer(&layer.diff_id)?.unwrap_or(LayerRecord {
+            let mut rec = m.get(meta::LAYERS, &layer.diff_id)?.unwrap_or(LayerRecord {
                 v: RECORD_VERSION,
                 blobs: Vec::new(),
                 uncompressed_size: None,
@@ -168,7 +169,7 @@ impl Store {
             }
             // The plain tar is the uncompressed form.
             rec.uncompressed_size.get_or_insert(layer.blob.size);
-            m.put_layer(&layer.diff_id, &rec)?;
+            m.put(meta::LAYERS, &layer.diff_id, &rec)?;
             Ok(true)
         })
     }
@@ -244,7 +245,7 @@ mod tests {
                 .count(),
             0
         );
-        assert!(meta::read(&store, |m| m.layer(&layer.diff_id))
+        assert!(meta::read(&store, |m| m.get(meta::LAYERS, &layer.diff_id))
             .unwrap()
             .is_none());
     }

@@ -86,6 +86,16 @@ pub enum StoreError {
     InvalidArchive { path: PathBuf, reason: String },
     #[error("{what} is not implemented yet")]
     NotImplemented { what: &'static str },
+    #[error(
+        "store root {root} is mode {mode:o} and {snapshots} is mode {snapshots_mode:o}: other \
+         users could reach the unpacked layers (setuid binaries, device nodes); run `chmod 700 {root}`"
+    )]
+    UnsafeRootMode {
+        root: PathBuf,
+        mode: u32,
+        snapshots: PathBuf,
+        snapshots_mode: u32,
+    },
 }
 
 impl StoreError {
@@ -103,7 +113,8 @@ impl StoreError {
             | AmbiguousId { .. }
             | InvalidManifest { .. }
             | UnsafeEntry { .. }
-            | InvalidArchive { .. } => ErrorKind::InvalidArgument,
+            | InvalidArchive { .. }
+            | UnsafeRootMode { .. } => ErrorKind::InvalidArgument,
             BlobMissing { .. } | ImageNotFound { .. } | TagNotFound { .. } => ErrorKind::NotFound,
             ImageInUse { .. } => ErrorKind::AlreadyExists,
             Busy { .. } => ErrorKind::Busy,

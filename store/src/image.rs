@@ -234,7 +234,7 @@ impl Store {
             for (img, p) in images.iter().zip(parsed) {
                 let rec = record_image(m, &img.manifest, p, &img.uncompressed, now)?;
                 for t in &img.tags {
-                    m.put_tag(&t.to_string(), &tag_record(&img.manifest, now))?;
+                    m.put(meta::TAGS, &t.to_string(), &tag_record(&img.manifest, now))?;
                     tagged = true;
                 }
                 records.push(rec);
@@ -269,11 +269,11 @@ impl Store {
     /// The image recorded under `manifest`, with its tags.
     pub fn image(&self, manifest: &Digest) -> Result<ImageRecord> {
         meta::read(self, |m| {
-            let rec = m
-                .manifest(manifest)?
-                .ok_or_else(|| StoreError::ImageNotFound {
-                    reference: manifest.to_string(),
-                })?;
+            let rec =
+                m.get(meta::MANIFESTS, manifest)?
+                    .ok_or_else(|| StoreError::ImageNotFound {
+                        reference: manifest.to_string(),
+                    })?;
             Ok(ImageRecord::from_record(
                 manifest,
                 rec,
@@ -286,7 +286,7 @@ impl Store {
     pub fn images(&self) -> Result<Vec<ImageRecord>> {
         meta::read(self, |m| {
             let mut by_manifest: BTreeMap<String, Vec<Reference>> = BTreeMap::new();
-            for (key, t) in m.tags()? {
+            for (key, t) in m.all(meta::TAGS)? {
                 if let Ok(r) = Reference::parse(&key) {
                     by_manifest
                         .entry(t.manifest.to_string())
@@ -295,11 +295,11 @@ impl Store {
                 }
             }
             let mut out = Vec::new();
-            for (key, rec) in m.manifests()? {
+            for (key, rec) in m.all(meta::MANIFESTS)? {
                 let d: Digest =
                     key.parse()
                         .map_err(|e: crate::DigestError| StoreError::CorruptRecord {
-                            tree: meta::MANIFESTS,
+                            tree: meta::MANIFESTS.name,
                             key: key.clone(),
                             reason: e.to_string(),
                         })?;
@@ -321,12 +321,16 @@ impl Store {
     pub fn tag(&self, manifest: &Digest, r: &Reference) -> Result<()> {
         check_taggable(r)?;
         meta::write(self, |m| {
-            if m.manifest(manifest)?.is_none() {
+            if m.get(meta::MANIFESTS, manifest)?.is_none() {
                 return Err(StoreError::ImageNotFound {
                     reference: manifest.to_string(),
                 });
             }
-            m.put_tag(&r.to_string(), &tag_record(manifest, meta::now()))?;
+            m.put(
+                meta::TAGS,
+                &r.to_string(),
+                &tag_record(manifest, meta::now()),
+            )?;
             self.write_index(m)
         })
     }
@@ -334,7 +338,7 @@ impl Store {
     /// Removes the tag `r`. The image stays (dangling if this was its last tag).
     pub fn untag(&self, r: &Reference) -> Result<()> {
         meta::write(self, |m| {
-            if !m.remove_tag(&r.to_string())? {
+            if !m.remove(meta::TAGS, &r.to_string())? {
                 return Err(StoreError::TagNotFound {
                     reference: r.familiar(),
                 });
@@ -356,7 +360,7 @@ impl Store {
             let mut out = Vec::new();
             match by_tag {
                 Some(r) => {
-                    m.remove_tag(&r.to_string())?;
+                    m.remove(meta::TAGS, &r.to_string())?;
                     out.push(Removed::Untagged(r));
                     if tags.len() > 1 {
                         self.write_index(m)?;
@@ -365,7 +369,7 @@ impl Store {
                 }
                 None => {
                     if tags.len() > 1 && !force {
-                        let rec = m.manifest(&manifest)?;
+                        let rec = m.get(meta::MANIFESTS, &manifest)?;
                         return Err(StoreError::ImageInUse {
                             id: rec
                                 .map(|r| r.config.digest.short().to_string())
@@ -378,13 +382,13 @@ impl Store {
                         });
                     }
                     for t in tags {
-                        m.remove_tag(&t.to_string())?;
+                        m.remove(meta::TAGS, &t.to_string())?;
                         out.push(Removed::Untagged(t));
                     }
                 }
             }
-            if let Some(rec) = m.manifest(&manifest)? {
-                m.remove_manifest(&manifest)?;
+            if let Some(rec) = m.get(meta::MANIFESTS, &manifest)? {
+                m.remove(meta::MANIFESTS, &manifest)?;
                 out.push(Removed::Deleted(rec.config.digest));
             }
             self.write_index(m)?;
@@ -396,8 +400,8 @@ impl Store {
     /// Runs inside the write transaction so concurrent writers cannot reorder it.
     pub(crate) fn write_index(&self, m: &Meta) -> Result<()> {
         let mut manifests = Vec::new();
-        for (key, t) in m.tags()? {
-            let Some(rec) = m.manifest(&t.manifest)? else {
+        for (key, t) in m.all(meta::TAGS)? {
+            let Some(rec) = m.get(meta::MANIFESTS, &t.manifest)? else {
                 continue;
             };
             let r = Reference::parse(&key)?;
@@ -437,7 +441,7 @@ fn record_image(
 ) -> Result<ManifestRecord> {
     let mut image_size = 0;
     for l in &parsed.layers {
-        let mut rec = m.layer(&l.diff_id)?.unwrap_or(LayerRecord {
+        let mut rec = m.get(meta::LAYERS, &l.diff_id)?.unwrap_or(LayerRecord {
             v: meta::RECORD_VERSION,
             blobs: Vec::new(),
             uncompressed_size: None,
@@ -452,9 +456,12 @@ fn record_image(
             });
         }
         image_size += rec.uncompressed_size.unwrap_or(l.blob.size);
-        m.put_layer(&l.diff_id, &rec)?;
+        m.put(meta::LAYERS, &l.diff_id, &rec)?;
     }
-    let added_at = m.manifest(manifest)?.map(|r| r.added_at).unwrap_or(now);
+    let added_at = m
+        .get(meta::MANIFESTS, manifest)?
+        .map(|r| r.added_at)
+        .unwrap_or(now);
     let rec = ManifestRecord {
         v: meta::RECORD_VERSION,
         media_type: parsed.media_type,
@@ -465,7 +472,7 @@ fn record_image(
         added_at,
         image_size,
     };
-    m.put_manifest(manifest, &rec)?;
+    m.put(meta::MANIFESTS, manifest, &rec)?;
     Ok(rec)
 }
 
@@ -489,7 +496,7 @@ fn tag_record(manifest: &Digest, now: i64) -> TagRecord {
 
 fn tags_of(m: &Meta, manifest: &Digest) -> Result<Vec<Reference>> {
     let mut out: Vec<Reference> = m
-        .tags()?
+        .all(meta::TAGS)?
         .into_iter()
         .filter(|(_, t)| t.manifest == *manifest)
         .filter_map(|(k, _)| Reference::parse(&k).ok())
@@ -503,12 +510,12 @@ fn resolve_in(m: &Meta, r: &Reference) -> Result<Digest> {
         reference: r.familiar(),
     };
     if let Some(d) = &r.digest {
-        return match m.manifest(d)? {
+        return match m.get(meta::MANIFESTS, d)? {
             Some(_) => Ok(d.clone()),
             None => Err(not_found()),
         };
     }
-    m.tag(&r.to_string())?
+    m.get(meta::TAGS, &r.to_string())?
         .map(|t| t.manifest)
         .ok_or_else(not_found)
 }
@@ -524,7 +531,7 @@ fn resolve_str_in(m: &Meta, s: &str) -> Result<Digest> {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if is_hex && hex.len() == 64 {
         let d = Digest::from_hex(hex)?;
-        if m.manifest(&d)?.is_some() {
+        if m.get(meta::MANIFESTS, &d)?.is_some() {
             return Ok(d);
         }
         return by_id_prefix(m, hex)?.ok_or_else(not_found);
@@ -545,7 +552,7 @@ fn resolve_str_in(m: &Meta, s: &str) -> Result<Digest> {
 /// The newest image whose id (config digest) starts with `prefix`.
 fn by_id_prefix(m: &Meta, prefix: &str) -> Result<Option<Digest>> {
     let mut found: Option<(Digest, Digest, i64)> = None; // (config, manifest, added)
-    for (key, rec) in m.manifests()? {
+    for (key, rec) in m.all(meta::MANIFESTS)? {
         if !rec.config.digest.hex().starts_with(prefix) {
             continue;
         }

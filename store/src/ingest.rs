@@ -203,7 +203,9 @@ mod tests {
         assert!(entries(&store.layout().ingest_dir()).is_empty());
         assert!(entries(&store.layout().blobs_dir()).is_empty());
         assert!(!store.has_blob(&Digest::sha256_of(b"payload")));
-        assert!(crate::meta::read(&store, |m| m.blobs()).unwrap().is_empty());
+        assert!(crate::meta::read(&store, |m| m.all(meta::BLOBS))
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -243,7 +245,7 @@ mod tests {
         }
         assert_eq!(store.read_blob(&d).unwrap(), b"payload");
         assert!(entries(&store.layout().ingest_dir()).is_empty());
-        let recs = crate::meta::read(&store, |m| m.blobs()).unwrap();
+        let recs = crate::meta::read(&store, |m| m.all(meta::BLOBS)).unwrap();
         assert_eq!(recs.len(), 1);
         assert_eq!(recs[0].1.size, 7);
         assert_eq!(recs[0].1.media_type, "text/plain");

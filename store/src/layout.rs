@@ -10,6 +10,10 @@
 //! ROOT/snapshots/<hex>/fs    unpacked layer (overlay form); <hex>/parent
 //! ROOT/meta/                 sled
 //! ```
+//!
+//! ROOT is created 0700 and `snapshots/` 0700: unpacked layers keep their setuid binaries
+//! and device nodes, so no other local user may reach them (moby's CVE-2021-41091). A root
+//! whose modes let another user traverse into `snapshots/` is refused, see [`Layout::create`].
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -68,13 +72,15 @@ impl Layout {
 
     /// Creates the directories and the `oci-layout` marker if missing. Safe to
     /// repeat and to race with another process doing the same.
+    ///
+    /// A new ROOT and `snapshots/` are made 0700 (their parents as usual). Fails with
+    /// [`StoreError::UnsafeRootMode`] when the modes of ROOT and `snapshots/` together let
+    /// a user other than the owner traverse into `snapshots/`.
     pub fn create(&self) -> Result<()> {
-        for d in [
-            self.blobs_dir(),
-            self.ingest_dir(),
-            self.snapshots_dir(),
-            self.meta_dir(),
-        ] {
+        create_private_dir(&self.root)?;
+        create_private_dir(&self.snapshots_dir())?;
+        self.check_private()?;
+        for d in [self.blobs_dir(), self.ingest_dir(), self.meta_dir()] {
             fs::create_dir_all(&d).map_err(StoreError::io("creating directory", &d))?;
         }
         let marker = self.oci_layout();
@@ -90,6 +96,42 @@ impl Layout {
             )?;
         }
         Ok(())
+    }
+}
+
+impl Layout {
+    /// Refuse a ROOT whose group or other users could reach `snapshots/`: that takes the
+    /// search (x) bit for the same class on both directories.
+    fn check_private(&self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| {
+            fs::metadata(p)
+                .map(|m| m.permissions().mode() & 0o7777)
+                .map_err(StoreError::io("reading the mode of", p))
+        };
+        let snapshots = self.snapshots_dir();
+        let (root_mode, snapshots_mode) = (mode(&self.root)?, mode(&snapshots)?);
+        if root_mode & snapshots_mode & 0o011 != 0 {
+            return Err(StoreError::UnsafeRootMode {
+                root: self.root.clone(),
+                mode: root_mode,
+                snapshots,
+                snapshots_mode,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `mkdir -m 0700 path` (parents as usual); an existing directory is left as it is.
+fn create_private_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(StoreError::io("creating directory", parent))?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        r => r.map_err(StoreError::io("creating directory", path)),
     }
 }
 
@@ -168,4 +210,49 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(StoreError::io("fsync directory", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).expect("metadata").permissions().mode() & 0o7777
+    }
+
+    // See: issue 12, hole 8 (unpacked setuid binaries reachable by any local user).
+    #[test]
+    fn issue_12_new_root_is_private() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let layout = Layout::new(&tmp.path().join("parent/root"));
+        layout.create().expect("create");
+        assert_eq!(mode(layout.root()), 0o700);
+        assert_eq!(mode(&layout.snapshots_dir()), 0o700);
+        layout.create().expect("a second create is fine");
+    }
+
+    #[test]
+    fn issue_12_root_others_can_traverse_is_refused() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let layout = Layout::new(&tmp.path().join("root"));
+        layout.create().expect("create");
+        // A root left open is fine while snapshots/ stays closed, and the other way round.
+        fs::set_permissions(layout.root(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        layout.create().expect("snapshots/ still 0700");
+        fs::set_permissions(layout.snapshots_dir(), fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let err = layout.create().expect_err("both 0755");
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::UnsafeRootMode { .. }), "{text}");
+        assert!(
+            text.contains(&format!("chmod 700 {}", layout.root().display())),
+            "{text}"
+        );
+        fs::set_permissions(layout.root(), fs::Permissions::from_mode(0o710)).expect("chmod");
+        fs::set_permissions(layout.snapshots_dir(), fs::Permissions::from_mode(0o701))
+            .expect("chmod");
+        layout.create().expect("group and others never both pass");
+    }
 }

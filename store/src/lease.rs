@@ -13,11 +13,11 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::chain_id::ChainId;
 use crate::error::Result;
 use crate::layout::unique_name;
 use crate::meta;
 use crate::records::LeaseRecord;
-use crate::snapshot::ChainId;
 use crate::{Digest, Store};
 
 /// Leases of this process not written yet: id → (the store's meta dir, record).
@@ -49,7 +49,7 @@ impl Lease {
         if meta::is_held() {
             pending().insert(id.clone(), (store.layout().meta_dir(), rec));
         } else {
-            meta::write(store, |m| m.put_lease(&id, &rec))?;
+            meta::write(store, |m| m.put(meta::LEASES, &id, &rec))?;
         }
         Ok(Lease {
             store: store.clone(),
@@ -83,9 +83,9 @@ impl Lease {
             return Ok(());
         }
         meta::write_deferred(&self.store, |m| {
-            if let Some(mut r) = m.lease(&self.id)? {
+            if let Some(mut r) = m.get(meta::LEASES, &self.id)? {
                 f(&mut r);
-                m.put_lease(&self.id, &r)?;
+                m.put(meta::LEASES, &self.id, &r)?;
             }
             Ok(())
         })
@@ -98,7 +98,7 @@ impl Drop for Lease {
             return; // never written
         }
         // Best effort: a lease left behind expires and is dropped by GC.
-        let _ = meta::write_deferred(&self.store, |m| m.remove_lease(&self.id));
+        let _ = meta::write_deferred(&self.store, |m| m.remove(meta::LEASES, &self.id));
     }
 }
 
@@ -122,7 +122,7 @@ pub(crate) fn persist_pending(store: &Store) -> Result<()> {
     }
     meta::write_deferred(store, |m| {
         for (id, rec) in &mine {
-            m.put_lease(id, rec)?;
+            m.put(meta::LEASES, id, rec)?;
         }
         Ok(())
     })

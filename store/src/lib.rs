@@ -12,6 +12,7 @@
 //! (see `meta`).
 
 pub mod archive;
+pub mod chain_id;
 pub mod compressed;
 pub mod decompress;
 pub mod digest;
@@ -39,6 +40,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use chain_id::ChainId;
 pub use digest::{Digest, DigestError, Sha256Reader, Sha256Writer};
 pub use error::{ErrorKind, Result, StoreError};
 pub use image::{ImageRecord, NewImage, Removed};
@@ -47,7 +49,6 @@ pub use layout::Layout;
 pub use lease::Lease;
 pub use records::{CacheRecord, LayerRef, ManifestRecord, StatRecord};
 pub use reference::{Reference, ReferenceError};
-pub use snapshot::ChainId;
 
 /// An OCI content descriptor (the subset we use).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -134,7 +135,7 @@ impl Store {
     // ---- snapshots ----
 
     pub fn chain_ids(diff_ids: &[Digest]) -> Vec<ChainId> {
-        snapshot::chain_ids(diff_ids)
+        chain_id::chain_ids(diff_ids)
     }
 
     /// `ROOT/snapshots/<hex>/fs`.
@@ -173,11 +174,11 @@ impl Store {
     // ---- build cache ----
 
     pub fn cache_get(&self, key: &str) -> Result<Option<CacheRecord>> {
-        meta::read(self, |m| m.cache(key))
+        meta::read(self, |m| m.get(meta::CACHE, key))
     }
 
     pub fn cache_put(&self, key: &str, rec: &CacheRecord) -> Result<()> {
-        meta::write(self, |m| m.put_cache(key, rec))
+        meta::write(self, |m| m.put(meta::CACHE, key, rec))
     }
 
     // ---- context stat cache ----

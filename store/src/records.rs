@@ -3,9 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::meta::schema::RECORD_VERSION;
-use crate::snapshot::ChainId;
+use crate::chain_id::ChainId;
 use crate::{Descriptor, Digest};
+
+/// The version written into every record (its `v`); a later version migrates older ones.
+pub const RECORD_VERSION: u32 = 1;
 
 fn v1() -> u32 {
     RECORD_VERSION

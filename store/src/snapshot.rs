@@ -6,18 +6,13 @@
 //! `lowerdir=snap(Ln)/fs:…:snap(L0)/fs`. A snapshot is complete once its directory
 //! has been renamed into place; half-extracted trees live under `snapshots/.tmp-*`.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
-
 use std::fs;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
+use crate::chain_id::{chain_ids, ChainId};
 use crate::decompress::plain_reader;
-use crate::digest::{Digest, DigestError, Sha256Reader};
+use crate::digest::{Digest, Sha256Reader};
 use crate::error::{Result, StoreError};
 use crate::extract::extract_tar;
 use crate::layout::unique_name;
@@ -25,62 +20,6 @@ use crate::media_types;
 use crate::meta;
 use crate::records::{LayerRef, SnapshotRecord};
 use crate::{Descriptor, Store};
-
-/// A layer chain id (OCI): `chainID(L0) = diffID(L0)`,
-/// `chainID(Ln) = sha256(chainID(Ln-1) + " " + diffID(Ln))`.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ChainId(pub Digest);
-
-impl ChainId {
-    pub fn digest(&self) -> &Digest {
-        &self.0
-    }
-    pub fn hex(&self) -> &str {
-        self.0.hex()
-    }
-    pub fn as_str(&self) -> &str {
-        self.0.as_str()
-    }
-}
-
-impl fmt::Display for ChainId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl fmt::Debug for ChainId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ChainId({})", self.0)
-    }
-}
-
-impl FromStr for ChainId {
-    type Err = DigestError;
-    fn from_str(s: &str) -> Result<ChainId, DigestError> {
-        s.parse().map(ChainId)
-    }
-}
-
-/// The chain id of every prefix of `diff_ids` (bottom layer first).
-pub fn chain_ids(diff_ids: &[Digest]) -> Vec<ChainId> {
-    let mut out: Vec<ChainId> = Vec::with_capacity(diff_ids.len());
-    for d in diff_ids {
-        let next = match out.last() {
-            None => d.clone(),
-            Some(parent) => {
-                let mut h = Sha256::new();
-                h.update(parent.as_str().as_bytes());
-                h.update(b" ");
-                h.update(d.as_str().as_bytes());
-                Digest::from_sha256(h.finalize().into())
-            }
-        };
-        out.push(ChainId(next));
-    }
-    out
-}
 
 impl Store {
     /// Unpacks each layer of the image once (safe extraction, whiteouts in overlay
@@ -214,8 +153,9 @@ impl Store {
             Err(e) => return Err(StoreError::io("publishing snapshot", &dest)(e)),
         }
         meta::write(self, |m| {
-            if m.snapshot(chain)?.is_none() {
-                m.put_snapshot(
+            if m.get(meta::SNAPSHOTS, chain)?.is_none() {
+                m.put(
+                    meta::SNAPSHOTS,
                     chain,
                     &SnapshotRecord {
                         v: meta::RECORD_VERSION,

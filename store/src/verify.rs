@@ -89,7 +89,7 @@ impl Store {
         // 2. Every record names things that exist.
         let missing = |d: &Digest| !self.has_blob(d);
         meta::read(self, |m| {
-            for (key, t) in m.tags()? {
+            for (key, t) in m.all(meta::TAGS)? {
                 report.tags += 1;
                 if Reference::parse(&key).is_err() {
                     faults.push(fault(
@@ -97,14 +97,14 @@ impl Store {
                         "is not a valid reference".into(),
                     ));
                 }
-                if m.manifest(&t.manifest)?.is_none() {
+                if m.get(meta::MANIFESTS, &t.manifest)?.is_none() {
                     faults.push(fault(
                         format!("tag {key}"),
                         format!("names manifest {} which is not recorded", t.manifest),
                     ));
                 }
             }
-            for (key, rec) in m.manifests()? {
+            for (key, rec) in m.all(meta::MANIFESTS)? {
                 report.images += 1;
                 let Ok(d) = key.parse::<Digest>() else {
                     faults.push(fault(
@@ -134,7 +134,7 @@ impl Store {
                     }
                 }
             }
-            for (key, rec) in m.layers()? {
+            for (key, rec) in m.all(meta::LAYERS)? {
                 for b in &rec.blobs {
                     if missing(&b.digest) {
                         faults.push(fault(
@@ -144,7 +144,7 @@ impl Store {
                     }
                 }
             }
-            for (key, _) in m.blobs()? {
+            for (key, _) in m.all(meta::BLOBS)? {
                 if key.parse::<Digest>().map(|d| missing(&d)).unwrap_or(true) {
                     faults.push(fault(
                         format!("blob {key}"),
@@ -152,7 +152,7 @@ impl Store {
                     ));
                 }
             }
-            for (key, rec) in m.caches()? {
+            for (key, rec) in m.all(meta::CACHE)? {
                 if let Some(l) = &rec.layer {
                     if missing(&l.digest) {
                         faults.push(fault(
@@ -191,7 +191,8 @@ impl Store {
     /// The uncompressed size of a layer, if recorded.
     pub fn uncompressed_size(&self, diff_id: &Digest) -> Result<Option<u64>> {
         meta::read(self, |m| {
-            Ok(m.layer(diff_id)?.and_then(|r| r.uncompressed_size))
+            Ok(m.get(meta::LAYERS, diff_id)?
+                .and_then(|r| r.uncompressed_size))
         })
     }
 }

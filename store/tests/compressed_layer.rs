@@ -11,7 +11,7 @@ use store::media_types::{
     self, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, OCI_CONFIG, OCI_LAYER_GZIP, OCI_LAYER_TAR,
     OCI_MANIFEST,
 };
-use store::{Descriptor, Digest, LayerRef, Reference, Store};
+use store::{meta, Descriptor, Digest, LayerRef, Reference, Store};
 
 /// A tar of `n` files, half of them incompressible (an LCG), half text, so the gzip
 /// spans several 4 MiB members.
@@ -107,8 +107,11 @@ fn compressing_twice_gives_one_blob_that_gunzips_to_the_tar() {
     fs::write(&plain_path, &tar).unwrap();
 
     // Recorded: a `blobs` record with the right size and a stored form of the layer.
-    let world = store::meta::read(&store, |m| {
-        Ok((m.blob(&gz.blob.digest)?, m.layer(&plain.diff_id)?))
+    let world = meta::read(&store, |m| {
+        Ok((
+            m.get(meta::BLOBS, &gz.blob.digest)?,
+            m.get(meta::LAYERS, &plain.diff_id)?,
+        ))
     })
     .unwrap();
     assert_eq!(world.0.expect("blob record").size, gz.blob.size);
@@ -210,7 +213,7 @@ fn the_gzip_form_lives_with_the_layer_and_is_counted() {
     assert!(!store.has_blob(&gz.blob.digest));
     assert!(!store.has_blob(&plain.blob.digest));
     assert!(blob_files(&store).is_empty());
-    assert!(store::meta::read(&store, |m| m.layer(&plain.diff_id))
+    assert!(meta::read(&store, |m| m.get(meta::LAYERS, &plain.diff_id))
         .unwrap()
         .is_none());
     assert!(store.verify().unwrap().faults.is_empty());

@@ -59,6 +59,9 @@ pub struct BuildOptions {
     pub ssh: BTreeMap<String, PathBuf>,
     /// `--allow security.insecure`: lets `RUN --security=insecure` run.
     pub allow_insecure: bool,
+    /// `--allow network.host`: lets `RUN --network=host` run (BuildKit's entitlement; without
+    /// it a Dockerfile could leave the `--network none` the user asked for).
+    pub allow_network_host: bool,
     /// `--cache-to type=inline` (or `BUILDKIT_INLINE_CACHE=1`): the image's config carries
     /// the cache records of its own layers, so `--cache-from IMAGE` can use them.
     pub inline_cache: bool,

@@ -443,6 +443,12 @@ fn run_step(
             "RUN --security=insecure is not allowed: pass --allow security.insecure".into(),
         ));
     }
+    if r.network == Some(crate::dockerfile::NetworkMode::Host) && !run.opts.allow_network_host {
+        return Err(run.step_error(
+            inst,
+            "RUN --network=host is not allowed: pass --allow network.host".into(),
+        ));
+    }
     let mounts = super::run_mounts::resolve(run, state, &r.mounts, done, ctx)
         .map_err(|m| run.step_error(inst, m))?;
     let script = match (&r.cmd, r.heredocs.is_empty()) {
@@ -540,6 +546,10 @@ fn run_step(
         },
         user: state.config.config.user.clone(),
         network,
+        security: match r.security {
+            Some(crate::dockerfile::SecurityMode::Insecure) => exec::Security::Insecure,
+            _ => exec::Security::Sandbox,
+        },
         hostname: "strata".to_string(),
         snapshotter: run.opts.snapshotter,
         extra_mounts,

@@ -18,7 +18,9 @@
 mod copy_snapshotter;
 pub mod mounts;
 pub mod namespaces;
+mod output;
 mod sandbox;
+pub mod seccomp;
 pub mod stubs;
 pub mod sys;
 pub mod user;
@@ -29,9 +31,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use copy_snapshotter::{diff_tree, materialize};
-
-/// Bytes of combined stdout/stderr kept for the error message of a failed step.
-pub const OUTPUT_TAIL_BYTES: usize = 4096;
+pub use output::{clip_note, LOG_LIMIT_BYTES, OUTPUT_TAIL_BYTES};
 
 /// The capabilities a step keeps, docker's default set: CHOWN, DAC_OVERRIDE, FOWNER,
 /// FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD,
@@ -68,6 +68,7 @@ pub struct RunSpec {
     /// and /etc/group (see [`user::resolve`]).
     pub user: String,
     pub network: Network,
+    pub security: Security,
     pub hostname: String,
     pub snapshotter: Snapshotter,
     /// RUN --mount: mounted after the standard mounts, in order.
@@ -80,6 +81,17 @@ pub enum Network {
     Host,
     /// A new network namespace with only `lo`, up.
     None,
+}
+
+/// `RUN --security`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// docker's default: [`DEFAULT_CAPABILITIES`] and docker's default seccomp profile
+    /// (see seccomp.rs).
+    Sandbox,
+    /// `--security=insecure` (behind `--allow security.insecure`): every capability and no
+    /// seccomp filter, as BuildKit runs it. Mounts, masks and devices stay as in `Sandbox`.
+    Insecure,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +190,8 @@ pub enum ExecError {
         #[source]
         source: io::Error,
     },
+    #[error(transparent)]
+    Seccomp(#[from] &'static seccomp::SeccompError),
     #[error("copy snapshotter: {op} {path}")]
     Copy {
         op: &'static str,
@@ -203,7 +217,9 @@ pub fn run_step(spec: &RunSpec) -> Result<RunOutcome> {
 }
 
 /// [`run_step`], calling `on_line` with each line of combined stdout/stderr (without the
-/// newline; a last unterminated line is passed too) as it arrives.
+/// newline; a last unterminated line is passed too) as it arrives. After
+/// [`LOG_LIMIT_BYTES`] the output is clipped as BuildKit clips it: one more line,
+/// [`clip_note`], and nothing after it (the step keeps running; its tail is still kept).
 ///
 /// Blocks until the step's pid 1 exits; every other process of the step is killed then (pid
 /// namespace). If the calling thread dies, the step is killed (PR_SET_PDEATHSIG). Safe to

@@ -8,10 +8,10 @@
 //! tmpfs    RT                     the step's runtime dir: resolv.conf, hosts, and for
 //!                                 overlay ROOT=RT/root and the stub layer RT/stubs
 //! sethostname, loopback up        (uts ns; net ns when --network none)
-//! overlay  ROOT                   lowerdir=RT/stubs:L_top:…:L_0,upperdir=U,workdir=W
-//!                                 (copy: rbind ROOT ROOT)
+//! overlay  ROOT                   lowerdir=RT/stubs:L_top:…:L_0,upperdir=U,workdir=W, nodev
+//!                                 (copy: rbind ROOT ROOT, remounted nodev)
 //! proc     ROOT/proc
-//! tmpfs    ROOT/dev               + host nodes bound onto empty files: null zero full random urandom tty
+//! tmpfs    ROOT/dev (nodev)       + host nodes bound onto empty files: null zero full random urandom tty
 //! devpts   ROOT/dev/pts           newinstance; ROOT/dev/ptmx -> pts/ptmx
 //! tmpfs    ROOT/dev/shm           + fd, stdin, stdout, stderr symlinks into /proc/self/fd
 //! sysfs    ROOT/sys               read-only
@@ -22,6 +22,15 @@
 //!
 //! The mount points under ROOT must exist before the mounts and stay out of the layer;
 //! see stubs.rs.
+//!
+//! Devices: every filesystem a step can write to or that a layer brings is mounted `nodev`
+//! (the root, /dev, /dev/shm, the runtime tmpfs, every RUN --mount), so a device node made
+//! by `mknod` in a step or shipped in an image cannot be opened. The only openable nodes are
+//! docker's default set: the host's null, zero, full, random, urandom and tty, each a bind
+//! mount of its own that keeps the host's flags, and the step's own devpts instance (ptmx,
+//! pts/N). No cgroup device filter is installed: on cgroup v2 that is a BPF program attached
+//! to a cgroup strata would have to create and own per step, and `nodev` already denies
+//! every other node.
 
 use std::fmt;
 use std::io;
@@ -104,11 +113,13 @@ pub enum MountOp {
         flags: MountFlags,
         data: Option<String>,
     },
+    /// Bind `source` onto `target`, then, unless `flags` is empty, remount the bind with
+    /// exactly `flags` (`nodev`, `ro,nosuid,nodev`, …).
     Bind {
         source: PathBuf,
         target: PathBuf,
         is_recursive: bool,
-        is_readonly: bool,
+        flags: MountFlags,
     },
     Mkdir(PathBuf, u32),
     CreateFile(PathBuf, u32),
@@ -224,7 +235,7 @@ pub fn plan(opts: &RootfsOptions) -> Vec<MountOp> {
             source: root.clone(),
             target: root.clone(),
             is_recursive: true,
-            is_readonly: false,
+            flags: MountFlags::NODEV,
         }),
     }
     let nosuid_nodev_noexec = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
@@ -233,7 +244,7 @@ pub fn plan(opts: &RootfsOptions) -> Vec<MountOp> {
         "tmpfs",
         at("dev"),
         "tmpfs",
-        MountFlags::NOSUID | MountFlags::STRICTATIME,
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::STRICTATIME,
         Some("mode=755,size=65536k"),
     ));
     for node in DEV_NODES {
@@ -242,7 +253,7 @@ pub fn plan(opts: &RootfsOptions) -> Vec<MountOp> {
             source: Path::new("/dev").join(node),
             target: at(&format!("dev/{node}")),
             is_recursive: false,
-            is_readonly: false,
+            flags: MountFlags::empty(),
         });
     }
     ops.push(MountOp::Mkdir(at("dev/pts"), 0o755));
@@ -291,7 +302,7 @@ pub fn plan(opts: &RootfsOptions) -> Vec<MountOp> {
             source: src,
             target: at(dst),
             is_recursive: false,
-            is_readonly: true,
+            flags: READONLY,
         });
     }
     for (i, m) in opts.extra_mounts.iter().enumerate() {
@@ -338,7 +349,7 @@ fn extra_mount_ops(
             source: source.clone(),
             target: root.join(rel(target)),
             is_recursive: true,
-            is_readonly: *is_readonly,
+            flags: bind_flags(*is_readonly),
         }],
         MountSpec::Tmpfs { target, size } => {
             let data = match size {
@@ -379,7 +390,7 @@ fn extra_mount_ops(
                 source,
                 target: root.join(rel(target)),
                 is_recursive: false,
-                is_readonly: *is_readonly,
+                flags: bind_flags(*is_readonly),
             });
             ops
         }
@@ -418,11 +429,25 @@ fn extra_mount_ops(
                     source: file,
                     target: root.join(rel(target)),
                     is_recursive: false,
-                    is_readonly: true,
+                    flags: READONLY,
                 },
             ]);
             ops
         }
+    }
+}
+
+/// Flags of a read-only bind (resolv.conf, hosts, secrets, `ro` mounts).
+const READONLY: MountFlags = MountFlags::RDONLY
+    .union(MountFlags::NOSUID)
+    .union(MountFlags::NODEV);
+
+/// Flags a RUN --mount bind is remounted with: never a usable device node.
+fn bind_flags(is_readonly: bool) -> MountFlags {
+    if is_readonly {
+        READONLY
+    } else {
+        MountFlags::NODEV
     }
 }
 
@@ -458,7 +483,7 @@ fn overlay_ops(ov: &OverlayOptions, root: &Path) -> Vec<MountOp> {
             "overlay",
             root.to_path_buf(),
             "overlay",
-            MountFlags::empty(),
+            MountFlags::NODEV,
             Some(&d),
         )
     };
@@ -567,11 +592,11 @@ fn apply_one(sys: &dyn Syscall, op: &MountOp) -> io::Result<()> {
             source,
             target,
             is_recursive,
-            is_readonly,
+            flags,
         } => {
             sys.bind(source, target, *is_recursive)?;
-            if *is_readonly {
-                sys.remount_bind(target, MountFlags::RDONLY | MountFlags::NOSUID)?;
+            if !flags.is_empty() {
+                sys.remount_bind(target, *flags)?;
             }
             Ok(())
         }
@@ -672,9 +697,9 @@ mod tests {
             "touch /s/rt/stubs/etc/hosts 644",
             "sethostname box",
             "loopback_up",
-            "mount overlay /s/rt/root overlay - lowerdir=/l/b:/l/a,upperdir=/s/upper,workdir=/s/work,index=off",
+            "mount overlay /s/rt/root overlay nodev lowerdir=/l/b:/l/a,upperdir=/s/upper,workdir=/s/work,index=off",
             "mount proc /s/rt/root/proc proc nosuid,nodev,noexec -",
-            "mount tmpfs /s/rt/root/dev tmpfs nosuid,strictatime mode=755,size=65536k",
+            "mount tmpfs /s/rt/root/dev tmpfs nosuid,nodev,strictatime mode=755,size=65536k",
             "touch /s/rt/root/dev/null 666",
             "bind /dev/null /s/rt/root/dev/null",
             "touch /s/rt/root/dev/zero 666",
@@ -710,17 +735,18 @@ mod tests {
             "mask /s/rt/root/proc/timer_list",
             "mask /s/rt/root/sys/firmware",
             "bind /s/rt/resolv.conf /s/rt/root/etc/resolv.conf",
-            "remount /s/rt/root/etc/resolv.conf ro,nosuid",
+            "remount /s/rt/root/etc/resolv.conf ro,nosuid,nodev",
             "bind /s/rt/hosts /s/rt/root/etc/hosts",
-            "remount /s/rt/root/etc/hosts ro,nosuid",
+            "remount /s/rt/root/etc/hosts ro,nosuid,nodev",
             "mount tmpfs /s/rt/root/cache tmpfs nosuid,nodev mode=1777",
             "mkdir /s/rt/mount-1 755",
-            "mount overlay /s/rt/mount-1 overlay - lowerdir=/ctx,upperdir=/s/m-up,workdir=/s/m-work,volatile",
+            "mount overlay /s/rt/mount-1 overlay nodev lowerdir=/ctx,upperdir=/s/m-up,workdir=/s/m-work,volatile",
             "bind /s/rt/mount-1/sub /s/rt/root/src",
+            "remount /s/rt/root/src nodev",
             "write /s/rt/file-2 6 bytes",
             "attrs /s/rt/file-2 400 0:0 0.0",
             "bind /s/rt/file-2 /s/rt/root/run/secrets/token",
-            "remount /s/rt/root/run/secrets/token ro,nosuid",
+            "remount /s/rt/root/run/secrets/token ro,nosuid,nodev",
             "chdir /s/rt/root",
             "pivot_root . .",
             "umount .",
@@ -748,7 +774,7 @@ mod tests {
                 source: "/s/root".into(),
                 target: "/s/root".into(),
                 is_recursive: true,
-                is_readonly: false
+                flags: MountFlags::NODEV
             }
         );
     }

@@ -14,11 +14,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::mounts::{self, MountOp, OverlayOptions, RootfsOptions};
+use super::output::{OutputLog, LOG_LIMIT_BYTES};
 use super::stubs::{self, Stubs};
 use super::sys::{LinuxSyscall, Syscall};
 use super::{
-    copy_snapshotter, namespaces, user, ExecError, ExitStatus, Result, RunOutcome, RunSpec,
-    Snapshotter, DEFAULT_CAPABILITIES, DEFAULT_PATH, OUTPUT_TAIL_BYTES,
+    copy_snapshotter, namespaces, seccomp, user, ExecError, ExitStatus, Result, RunOutcome,
+    RunSpec, Security, Snapshotter, DEFAULT_CAPABILITIES, DEFAULT_PATH,
 };
 
 /// Child fds after the shuffle in child A: 0 /dev/null, 1 and 2 the output pipe,
@@ -130,6 +131,9 @@ struct ChildPlan<'a> {
     env: Vec<String>,
     cwd: String,
     user: &'a str,
+    /// Capabilities and seccomp programs of a sandboxed step; `None` for
+    /// `--security=insecure` (root keeps every capability, no filter).
+    confinement: Option<(u64, &'static [seccompiler::BpfProgram])>,
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -157,12 +161,17 @@ fn spawn(spec: &RunSpec, ops: &[MountOp], on_line: &mut dyn FnMut(&[u8])) -> Res
     } else {
         format!("/{}", spec.cwd)
     };
+    let confinement = match spec.security {
+        Security::Sandbox => Some((DEFAULT_CAPABILITIES, seccomp::default_programs()?)),
+        Security::Insecure => None,
+    };
     let plan = ChildPlan {
         ops,
         argv,
         env,
         cwd,
         user: &spec.user,
+        confinement,
     };
     let flags = namespaces::unshare_flags(spec.network);
     let (out_r, out_w) = pipe()?;
@@ -235,38 +244,19 @@ fn spawn(spec: &RunSpec, ops: &[MountOp], on_line: &mut dyn FnMut(&[u8])) -> Res
     })
 }
 
-/// Stream `out` line by line to `on_line`; return the last [`OUTPUT_TAIL_BYTES`].
+/// Stream `out` line by line to `on_line`, clipped (see output.rs); return its tail.
 fn read_output(mut out: File, on_line: &mut dyn FnMut(&[u8])) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut pending: Vec<u8> = Vec::new();
-    let mut tail: Vec<u8> = Vec::new();
+    let mut log = OutputLog::new(LOG_LIMIT_BYTES);
     loop {
-        let n = match out.read(&mut buf) {
+        match out.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => n,
+            Ok(n) => log.push(&buf[..n], on_line),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
-        };
-        let chunk = &buf[..n];
-        tail.extend_from_slice(chunk);
-        if tail.len() > 2 * OUTPUT_TAIL_BYTES {
-            tail.drain(..tail.len() - OUTPUT_TAIL_BYTES);
         }
-        pending.extend_from_slice(chunk);
-        let mut start = 0;
-        while let Some(pos) = pending[start..].iter().position(|b| *b == b'\n') {
-            on_line(&pending[start..start + pos]);
-            start += pos + 1;
-        }
-        pending.drain(..start);
     }
-    if !pending.is_empty() {
-        on_line(&pending);
-    }
-    if tail.len() > OUTPUT_TAIL_BYTES {
-        tail.drain(..tail.len() - OUTPUT_TAIL_BYTES);
-    }
-    Ok(tail)
+    Ok(log.finish(on_line))
 }
 
 /// The raw wait status of our child `pid` (-1 if it cannot be waited for).
@@ -393,8 +383,15 @@ fn child_b(plan: &ChildPlan<'_>) -> std::result::Result<Never, (i32, String)> {
     }
     std::fs::create_dir_all(&plan.cwd)
         .map_err(|e| (os(&e), format!("creating working directory {}", plan.cwd)))?;
-    sys.limit_bounding_set(DEFAULT_CAPABILITIES)
-        .map_err(|e| (os(&e), "dropping capabilities".to_string()))?;
+    if let Some((capabilities, programs)) = plan.confinement {
+        sys.limit_bounding_set(capabilities)
+            .map_err(|e| (os(&e), "dropping capabilities".to_string()))?;
+        // Before set_ids: installing takes CAP_SYS_ADMIN, which a non-root user loses there.
+        for program in programs {
+            sys.install_seccomp(program)
+                .map_err(|e| (os(&e), "installing the seccomp filter".to_string()))?;
+        }
+    }
     sys.set_ids(user.uid, user.gid, &user.additional_gids)
         .map_err(|e| {
             (
@@ -405,8 +402,8 @@ fn child_b(plan: &ChildPlan<'_>) -> std::result::Result<Never, (i32, String)> {
                 ),
             )
         })?;
-    if user.uid == 0 {
-        sys.set_capabilities(DEFAULT_CAPABILITIES)
+    if let (0, Some((capabilities, _))) = (user.uid, plan.confinement) {
+        sys.set_capabilities(capabilities)
             .map_err(|e| (os(&e), "setting capabilities".to_string()))?;
     }
     sys.chdir(Path::new(&plan.cwd)).map_err(|e| {

@@ -8,9 +8,19 @@
 //!   looks exactly as it would without the stub.
 //! - copy: [`Stubs`] creates the missing ones in the copied tree and removes them after.
 
+use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use rustix::fs::{
+    fchmod, fchown, fstat, futimens, mkdirat, openat, openat2, statat, unlinkat, AtFlags, FileType,
+    Mode, OFlags, ResolveFlags, Timespec, Timestamps,
+};
+use rustix::io::Errno;
+use rustix::process::{Gid, Uid};
 
 use super::mounts::rel;
 use super::MountSpec;
@@ -120,111 +130,186 @@ pub fn mount_points(extra: &[MountSpec]) -> Vec<MountPoint> {
 /// [`Stubs::remove`] afterwards so that an empty /proc or /etc/hosts never ends up in the
 /// layer (BuildKit's stub cleaner does the same). Only missing paths are created; parent
 /// directories get their mtime back after removal, so the diff does not see them change.
+///
+/// The tree comes from image layers and the step may rearrange it (`mv /etc /etc.old; ln -s
+/// /host/dir /etc`), so nothing here goes through a path that could leave it: the walk is
+/// `openat`/`mkdirat` from the tree's directory fd without following symlinks, a symlink on
+/// the way is resolved with `openat2(RESOLVE_IN_ROOT)` (an absolute target is taken inside
+/// the tree, as in the step), and removal is `unlinkat` on the fd of the directory the stub
+/// was made in, wherever the step moved that directory.
 #[derive(Debug, Default)]
 pub struct Stubs {
-    /// Created paths in creation order, with the parent's (atime, mtime) to restore.
-    created: Vec<PathBuf>,
-    parent_times: Vec<(PathBuf, libc::timespec, libc::timespec)>,
+    /// Created entries in creation order: the directory they were made in and their name.
+    created: Vec<(Arc<OwnedFd>, OsString)>,
+    /// Directories we created in, with their (atime, mtime) before, to restore.
+    parent_times: Vec<(Arc<OwnedFd>, Timestamps)>,
 }
 
 impl Stubs {
     /// Create the missing stubs in `dir`. `lowers` (top-first) lend their mode and owner to
     /// created parent directories; with `is_missing_only`, paths that already exist in `dir`
-    /// are left alone.
+    /// are left alone. A point whose parent leads nowhere inside the tree (a dangling or
+    /// non-directory component) gets no stub: its mount then fails as a setup error.
     pub fn create(
         dir: &Path,
         points: &[MountPoint],
         lowers: &[PathBuf],
         is_missing_only: bool,
     ) -> io::Result<Stubs> {
+        let root = Arc::new(open_dir(rustix::fs::CWD, dir)?);
         let mut stubs = Stubs::default();
         for point in points {
-            if is_missing_only && dir.join(&point.path).symlink_metadata().is_ok() {
-                continue;
-            }
-            let mut here = PathBuf::new();
-            let components: Vec<_> = point.path.components().collect();
-            for (i, c) in components.iter().enumerate() {
-                let parent = dir.join(&here);
-                here.push(c);
-                let full = dir.join(&here);
-                if full.symlink_metadata().is_ok() {
-                    continue;
-                }
-                stubs.remember_parent_time(&parent);
-                let is_last = i + 1 == components.len();
-                if is_last && !point.is_dir {
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o644)
-                        .open(&full)?;
-                } else {
-                    let (mode, owner) = match lower_dir_md(lowers, &here) {
-                        Some(md) => (md.mode() & 0o7777, Some((md.uid(), md.gid()))),
-                        None => (0o755, None),
-                    };
-                    std::fs::DirBuilder::new().mode(mode).create(&full)?;
-                    std::fs::set_permissions(&full, std::fs::Permissions::from_mode(mode))?;
-                    if let Some((uid, gid)) = owner {
-                        std::os::unix::fs::lchown(&full, Some(uid), Some(gid))?;
-                    }
-                }
-                stubs.created.push(full);
-            }
+            stubs.create_point(&root, point, lowers, is_missing_only)?;
         }
         Ok(stubs)
     }
 
-    fn remember_parent_time(&mut self, parent: &Path) {
-        if self.parent_times.iter().any(|(p, _, _)| p == parent) {
-            return;
-        }
-        if let Ok(md) = parent.symlink_metadata() {
-            let ts = |s: i64, ns: i64| libc::timespec {
-                tv_sec: s as libc::time_t,
-                tv_nsec: ns as _,
+    fn create_point(
+        &mut self,
+        root: &Arc<OwnedFd>,
+        point: &MountPoint,
+        lowers: &[PathBuf],
+        is_missing_only: bool,
+    ) -> io::Result<()> {
+        let components: Vec<&OsStr> = point
+            .path
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(name) => Some(name),
+                _ => None,
+            })
+            .collect();
+        let mut parent = Arc::clone(root);
+        let mut here = PathBuf::new();
+        for (i, name) in components.iter().enumerate() {
+            here.push(name);
+            let is_last = i + 1 == components.len();
+            let existing = match statat(&*parent, *name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => Some(FileType::from_raw_mode(st.st_mode)),
+                Err(Errno::NOENT) => None,
+                Err(e) => return Err(e.into()),
             };
-            self.parent_times.push((
-                parent.to_path_buf(),
-                ts(md.atime(), md.atime_nsec()),
-                ts(md.mtime(), md.mtime_nsec()),
-            ));
-        }
-    }
-
-    /// Remove every stub that is still empty, newest first, and restore parent mtimes.
-    /// A directory the RUN wrote into (e.g. /etc when the image had none) is kept: it is a
-    /// real change.
-    pub fn remove(self) -> io::Result<()> {
-        for path in self.created.iter().rev() {
-            let md = match path.symlink_metadata() {
-                Ok(md) => md,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            let res = if md.is_dir() {
-                std::fs::remove_dir(path)
-            } else if md.is_file() && md.len() == 0 {
-                std::fs::remove_file(path)
-            } else {
-                continue;
-            };
-            match res {
-                Ok(()) => {
-                    let parent = path.parent().unwrap_or(Path::new("/"));
-                    if let Some((_, atime, mtime)) =
-                        self.parent_times.iter().find(|(p, _, _)| p == parent)
-                    {
-                        set_times(parent, *atime, *mtime)?;
+            match existing {
+                Some(_) if is_last && is_missing_only => return Ok(()),
+                Some(FileType::Directory) if !is_last => {
+                    parent = Arc::new(open_dir(&*parent, *name)?);
+                }
+                Some(FileType::Symlink) if !is_last => {
+                    match openat2(
+                        &**root,
+                        &here,
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+                    ) {
+                        Ok(fd) => parent = Arc::new(fd),
+                        Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(()),
+                        Err(e) => return Err(e.into()),
                     }
                 }
-                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
-                Err(e) => return Err(e),
+                Some(_) if !is_last => return Ok(()),
+                Some(_) => {}
+                None => {
+                    self.remember_parent_time(&parent)?;
+                    if is_last && !point.is_dir {
+                        openat(
+                            &*parent,
+                            *name,
+                            OFlags::WRONLY
+                                | OFlags::CREATE
+                                | OFlags::EXCL
+                                | OFlags::NOFOLLOW
+                                | OFlags::CLOEXEC,
+                            Mode::from_raw_mode(0o644),
+                        )?;
+                        self.created
+                            .push((Arc::clone(&parent), name.to_os_string()));
+                    } else {
+                        let (mode, owner) = match lower_dir_md(lowers, &here) {
+                            Some(md) => (md.mode() & 0o7777, Some((md.uid(), md.gid()))),
+                            None => (0o755, None),
+                        };
+                        mkdirat(&*parent, *name, Mode::from_raw_mode(mode))?;
+                        self.created
+                            .push((Arc::clone(&parent), name.to_os_string()));
+                        let child = open_dir(&*parent, *name)?;
+                        // The umask may have cut bits: set the mode exactly.
+                        fchmod(&child, Mode::from_raw_mode(mode))?;
+                        if let Some((uid, gid)) = owner {
+                            fchown(&child, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
+                        }
+                        parent = Arc::new(child);
+                    }
+                }
             }
         }
         Ok(())
     }
+
+    fn remember_parent_time(&mut self, parent: &Arc<OwnedFd>) -> io::Result<()> {
+        if self
+            .parent_times
+            .iter()
+            .any(|(p, _)| Arc::ptr_eq(p, parent))
+        {
+            return Ok(());
+        }
+        let st = fstat(&**parent)?;
+        let times = Timestamps {
+            last_access: Timespec {
+                tv_sec: st.st_atime as _,
+                tv_nsec: st.st_atime_nsec as _,
+            },
+            last_modification: Timespec {
+                tv_sec: st.st_mtime as _,
+                tv_nsec: st.st_mtime_nsec as _,
+            },
+        };
+        self.parent_times.push((Arc::clone(parent), times));
+        Ok(())
+    }
+
+    /// Remove every stub that is still empty, newest first, and restore parent mtimes.
+    /// A directory the RUN wrote into (e.g. /etc when the image had none) is kept: it is a
+    /// real change, and so is anything the step put in a stub's place.
+    pub fn remove(self) -> io::Result<()> {
+        for (parent, name) in self.created.iter().rev() {
+            let st = match statat(&**parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let flags = match FileType::from_raw_mode(st.st_mode) {
+                FileType::Directory => AtFlags::REMOVEDIR,
+                FileType::RegularFile if st.st_size == 0 => AtFlags::empty(),
+                _ => continue,
+            };
+            match unlinkat(&**parent, name, flags) {
+                Ok(()) => {
+                    if let Some((_, times)) = self
+                        .parent_times
+                        .iter()
+                        .find(|(p, _)| Arc::ptr_eq(p, parent))
+                    {
+                        futimens(&**parent, times)?;
+                    }
+                }
+                Err(Errno::NOTEMPTY | Errno::NOENT) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Open the directory `name` under `dir` for reading, not following a symlink.
+fn open_dir<Fd: AsFd, P: rustix::path::Arg>(dir: Fd, name: P) -> io::Result<OwnedFd> {
+    Ok(openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 pub(crate) fn set_times(
@@ -259,6 +344,7 @@ fn lower_dir_md(lowers: &[PathBuf], rel: &Path) -> Option<std::fs::Metadata> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn overlay_stub_layer_mirrors_lower_directories() {

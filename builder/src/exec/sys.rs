@@ -47,6 +47,9 @@ pub trait Syscall {
     /// Set the effective and permitted capabilities to `keep` (inheritable empty), for a
     /// step that stays uid 0; a non-zero uid loses them all at `setuid` anyway.
     fn set_capabilities(&self, keep: u64) -> io::Result<()>;
+    /// Install a seccomp BPF program (`seccomp(SECCOMP_SET_MODE_FILTER)`) without setting
+    /// no_new_privs: the caller must still hold CAP_SYS_ADMIN (see seccomp.rs).
+    fn install_seccomp(&self, program: &[seccompiler::sock_filter]) -> io::Result<()>;
     /// `setgroups`, `setgid`, `setuid`, in that order (each per-thread: the child is
     /// single-threaded).
     fn set_ids(&self, uid: u32, gid: u32, groups: &[u32]) -> io::Result<()>;
@@ -56,6 +59,7 @@ pub trait Syscall {
     fn set_attrs(&self, path: &Path, attrs: &super::stubs::DirAttrs) -> io::Result<()>;
     /// Mount overlay on `target` through fsopen/fsconfig/fsmount/move_mount, one
     /// `lowerdir+` per lowerdir (top-first), so the option string has no size limit.
+    /// Mounted `nodev`, like every overlay of the sandbox.
     fn mount_overlay_fsconfig(
         &self,
         target: &Path,
@@ -236,6 +240,30 @@ impl Syscall for LinuxSyscall {
         Ok(())
     }
 
+    fn install_seccomp(&self, program: &[seccompiler::sock_filter]) -> io::Result<()> {
+        // seccompiler's own `apply_filter` sets no_new_privs first, which docker does not.
+        let len =
+            u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let prog = libc::sock_fprog {
+            len,
+            filter: program.as_ptr().cast::<libc::sock_filter>().cast_mut(),
+        };
+        // SAFETY: the kernel copies `len` instructions from `filter`, which `program` owns
+        // for the whole call; seccompiler's `sock_filter` has the kernel's layout.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     fn set_ids(&self, uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
         use rustix::process::{Gid, Uid};
         let groups: Vec<Gid> = groups.iter().map(|g| Gid::from_raw(*g)).collect();
@@ -293,7 +321,7 @@ impl Syscall for LinuxSyscall {
         let mnt = m::fsmount(
             &fs,
             m::FsMountFlags::FSMOUNT_CLOEXEC,
-            m::MountAttrFlags::empty(),
+            m::MountAttrFlags::MOUNT_ATTR_NODEV,
         )?;
         m::move_mount(
             &mnt,
@@ -385,6 +413,9 @@ impl Syscall for RecordingSyscall {
     }
     fn set_ids(&self, uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
         self.record(format!("set_ids {uid} {gid} {groups:?}"))
+    }
+    fn install_seccomp(&self, program: &[seccompiler::sock_filter]) -> io::Result<()> {
+        self.record(format!("seccomp {} instructions", program.len()))
     }
     fn make_readonly(&self, path: &Path) -> io::Result<()> {
         self.record(format!("readonly {}", path.display()))

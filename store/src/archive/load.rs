@@ -658,7 +658,7 @@ impl Archive<'_> {
         }
         let _ = meta::write(self.store, |m| {
             for d in &self.created {
-                if m.blob(d)?.is_none() {
+                if m.get(meta::BLOBS, d)?.is_none() {
                     let _ = std::fs::remove_file(self.store.blob_path(d));
                 }
             }

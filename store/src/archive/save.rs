@@ -202,7 +202,10 @@ impl Store {
             let mut out = Vec::new();
             for (img, _) in images {
                 for l in &img.layers {
-                    if let Some(s) = m.layer(&l.diff_id)?.and_then(|r| r.uncompressed_size) {
+                    if let Some(s) = m
+                        .get(meta::LAYERS, &l.diff_id)?
+                        .and_then(|r| r.uncompressed_size)
+                    {
                         out.push((l.diff_id.clone(), s));
                     }
                 }

@@ -53,8 +53,8 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
+    use crate::chain_id::ChainId;
     use crate::gc::roots::{Graph, Node};
-    use crate::snapshot::ChainId;
     use crate::Digest;
 
     fn d(name: &str) -> Digest {

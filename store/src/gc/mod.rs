@@ -36,10 +36,10 @@ mod tests;
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, SystemTime};
 
+use crate::chain_id::ChainId;
 use crate::error::Result;
 use crate::lease;
 use crate::meta::{self, gc::World};
-use crate::snapshot::ChainId;
 use crate::{Digest, Store};
 
 pub use policy::{CachePolicy, ImageFilter, ImagePolicy, LabelFilter};
@@ -121,7 +121,7 @@ impl Store {
                 .into_iter()
                 .partition(|(_, rec)| lease::is_live(rec, start_secs));
             for (id, _) in &dead {
-                m.remove_lease(id)?;
+                m.remove(meta::LEASES, id)?;
             }
             report.leases_dropped = dead.len();
             world.leases = live;
@@ -132,7 +132,7 @@ impl Store {
             let chosen = policy::choose(self, &world, &graph, opts)?;
             for d in &chosen.images {
                 if let Some(rec) = world.manifests.remove(d) {
-                    m.remove_manifest(d)?;
+                    m.remove(meta::MANIFESTS, d)?;
                     graph.manifests.remove(d);
                     report.images_deleted.push(DeletedImage {
                         manifest: d.clone(),
@@ -144,7 +144,7 @@ impl Store {
             let mut kept_cache = Vec::with_capacity(world.cache.len());
             for (key, rec) in std::mem::take(&mut world.cache) {
                 if dropped.contains(&key) {
-                    m.remove_cache(&key)?;
+                    m.remove(meta::CACHE, &key)?;
                     report.cache_deleted.push(key);
                 } else {
                     kept_cache.push((key, rec));
@@ -255,7 +255,7 @@ fn sweep_records(
         let rec = w.blobs.get(&d);
         if removable(&node, &layout.blob(&d)) {
             if rec.is_some() {
-                m.remove_blob(&d)?;
+                m.remove(meta::BLOBS, &d)?;
             }
             doomed.blobs.push(d);
         }
@@ -263,7 +263,7 @@ fn sweep_records(
 
     for diff_id in w.layers.keys() {
         if !live.contains(&Node::Layer(diff_id.clone())) {
-            m.remove_layer(diff_id)?;
+            m.remove(meta::LAYERS, diff_id)?;
         }
     }
 
@@ -276,7 +276,7 @@ fn sweep_records(
         let path = sweep::snapshot_root(layout, &c);
         if removable(&node, &path) {
             if rec.is_some() {
-                m.remove_snapshot(&c)?;
+                m.remove(meta::SNAPSHOTS, &c)?;
             }
             doomed.snapshots.push(c);
         }

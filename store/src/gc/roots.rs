@@ -22,8 +22,8 @@
 
 use std::collections::HashMap;
 
+use crate::chain_id::{chain_ids, ChainId};
 use crate::records::{CacheRecord, LeaseRecord, ManifestRecord};
-use crate::snapshot::{chain_ids, ChainId};
 use crate::Digest;
 
 /// One thing the sweep can remove.

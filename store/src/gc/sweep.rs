@@ -15,9 +15,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::chain_id::ChainId;
 use crate::error::{Result, StoreError};
 use crate::layout::{unique_name, Layout};
-use crate::snapshot::ChainId;
 use crate::Digest;
 
 /// Temp names start with one of these and then `<pid>-` (`layout::unique_name`).

@@ -90,7 +90,7 @@ fn blob_of(content: &str) -> Digest {
 }
 
 fn cache_keys(store: &Store) -> BTreeSet<String> {
-    meta::read(store, |m| m.caches())
+    meta::read(store, |m| m.all(meta::CACHE))
         .unwrap()
         .into_iter()
         .map(|(k, _)| k)
@@ -179,7 +179,7 @@ fn leased_objects_survive_and_dead_leases_are_dropped() {
         digests: vec![blob_of("l1")],
         snapshots: vec![],
     };
-    meta::write(s, |m| m.put_lease("dead", &dead)).unwrap();
+    meta::write(s, |m| m.put(meta::LEASES, "dead", &dead)).unwrap();
 
     let report = s
         .prune(&PruneOptions {
@@ -205,9 +205,9 @@ fn orphans_wait_out_the_grace_and_a_half_done_sweep_is_finished() {
     let img = image(s, &["o1", "o2"], Some("x:1"), serde_json::json!({}));
     // A crash after the metadata transaction: records gone, files still there.
     meta::write(s, |m| {
-        m.remove_tag("docker.io/library/x:1")?;
-        m.remove_manifest(&img)?;
-        m.remove_blob(&blob_of("o1"))
+        m.remove(meta::TAGS, "docker.io/library/x:1")?;
+        m.remove(meta::MANIFESTS, &img)?;
+        m.remove(meta::BLOBS, &blob_of("o1"))
     })
     .unwrap();
     let fresh = s.put_blob(b"just written", "text/plain").unwrap();
@@ -223,8 +223,8 @@ fn orphans_wait_out_the_grace_and_a_half_done_sweep_is_finished() {
     assert_eq!(report.blobs_removed, 5, "{report:?}");
     assert!(!s.has_blob(&fresh.digest) && !s.has_blob(&img));
     assert_eq!(blobs_on_disk(s), 0);
-    assert!(meta::read(s, |m| m.blobs()).unwrap().is_empty());
-    assert!(meta::read(s, |m| m.layers()).unwrap().is_empty());
+    assert!(meta::read(s, |m| m.all(meta::BLOBS)).unwrap().is_empty());
+    assert!(meta::read(s, |m| m.all(meta::LAYERS)).unwrap().is_empty());
 }
 
 #[test]

@@ -9,10 +9,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use crate::chain_id::ChainId;
 use crate::error::Result;
 use crate::lease;
 use crate::meta::{self, gc::World};
-use crate::snapshot::ChainId;
 use crate::{Digest, Store};
 
 use super::mark::mark;

@@ -14,15 +14,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Meta, RECORD_VERSION};
+use super::{Meta, Tree, RECORD_VERSION};
+use crate::chain_id::ChainId;
 use crate::error::{Result, StoreError};
 use crate::records::{
     BlobRecord, CacheRecord, LayerRecord, LeaseRecord, ManifestRecord, SnapshotRecord, TagRecord,
 };
-use crate::snapshot::ChainId;
 use crate::Digest;
 
-pub const SNAPSHOT_SIZES: &str = "snapshot_sizes";
+pub const SNAPSHOT_SIZES: Tree<ChainId, SnapshotSize> = Tree::new("snapshot_sizes");
 
 /// `snapshot_sizes`: bytes of regular files in one snapshot directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,23 +63,24 @@ impl Meta {
     /// Every tree GC needs, typed.
     pub fn load_world(&self) -> Result<World> {
         let mut w = World {
-            tags: self.tags()?,
-            cache: self.caches()?,
-            leases: self.leases()?,
+            tags: self.all(super::TAGS)?,
+            cache: self.all(super::CACHE)?,
+            leases: self.all(super::LEASES)?,
             ..World::default()
         };
-        for (k, r) in self.manifests()? {
-            w.manifests.insert(key_digest(super::MANIFESTS, &k)?, r);
+        for (k, r) in self.all(super::MANIFESTS)? {
+            w.manifests
+                .insert(key_digest(super::MANIFESTS.name, &k)?, r);
         }
-        for (k, r) in self.blobs()? {
-            w.blobs.insert(key_digest(super::BLOBS, &k)?, r);
+        for (k, r) in self.all(super::BLOBS)? {
+            w.blobs.insert(key_digest(super::BLOBS.name, &k)?, r);
         }
-        for (k, r) in self.layers()? {
-            w.layers.insert(key_digest(super::LAYERS, &k)?, r);
+        for (k, r) in self.all(super::LAYERS)? {
+            w.layers.insert(key_digest(super::LAYERS.name, &k)?, r);
         }
-        for (k, r) in self.snapshots()? {
+        for (k, r) in self.all(super::SNAPSHOTS)? {
             w.snapshots
-                .insert(ChainId(key_digest(super::SNAPSHOTS, &k)?), r);
+                .insert(ChainId(key_digest(super::SNAPSHOTS.name, &k)?), r);
         }
         w.snapshot_sizes = self.snapshot_sizes()?;
         Ok(w)
@@ -88,8 +89,8 @@ impl Meta {
     /// Recorded snapshot sizes by chain id.
     pub fn snapshot_sizes(&self) -> Result<BTreeMap<ChainId, u64>> {
         let mut out = BTreeMap::new();
-        for (k, r) in self.scan::<SnapshotSize>(SNAPSHOT_SIZES, "")? {
-            out.insert(ChainId(key_digest(SNAPSHOT_SIZES, &k)?), r.size);
+        for (k, r) in self.all(SNAPSHOT_SIZES)? {
+            out.insert(ChainId(key_digest(SNAPSHOT_SIZES.name, &k)?), r.size);
         }
         Ok(out)
     }
@@ -100,11 +101,11 @@ impl Meta {
             size,
             measured_at: now,
         };
-        self.put(SNAPSHOT_SIZES, chain.as_str(), &rec)
+        self.put(SNAPSHOT_SIZES, chain, &rec)
     }
 
     pub fn remove_snapshot_size(&self, chain: &ChainId) -> Result<bool> {
-        self.remove(SNAPSHOT_SIZES, chain.as_str())
+        self.remove(SNAPSHOT_SIZES, chain)
     }
 
     /// Makes every change so far durable before the sweep touches files: GC

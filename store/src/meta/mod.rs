@@ -22,9 +22,8 @@ use serde::Serialize;
 
 use crate::error::{Result, StoreError};
 use crate::records::*;
-use crate::snapshot::ChainId;
+use crate::Descriptor;
 use crate::Store;
-use crate::{Descriptor, Digest};
 
 pub use schema::*;
 
@@ -162,10 +161,10 @@ pub fn record_blobs(store: &Store, blobs: &[Descriptor]) -> Result<()> {
     write(store, |m| {
         let now = now();
         for d in blobs {
-            if m.get::<BlobRecord>(BLOBS, d.digest.as_str())?.is_none() {
+            if m.get(BLOBS, &d.digest)?.is_none() {
                 m.put(
                     BLOBS,
-                    d.digest.as_str(),
+                    &d.digest,
                     &BlobRecord::new(d.size, &d.media_type, now),
                 )?;
             }
@@ -294,15 +293,20 @@ impl Meta {
     }
 
     /// The typed record under `key` in `tree`, if any.
-    pub fn get<R: DeserializeOwned>(&self, tree: &'static str, key: &str) -> Result<Option<R>> {
-        let t = self.tree(tree)?;
+    pub fn get<K: TreeKey + ?Sized, R: DeserializeOwned>(
+        &self,
+        tree: Tree<K, R>,
+        key: &K,
+    ) -> Result<Option<R>> {
+        let key = key.as_key();
+        let t = self.tree(tree.name)?;
         match t.get(key.as_bytes()).map_err(|e| self.err(e))? {
             None => Ok(None),
             Some(v) => {
                 serde_json::from_slice(&v)
                     .map(Some)
                     .map_err(|e| StoreError::CorruptRecord {
-                        tree,
+                        tree: tree.name,
                         key: key.to_string(),
                         reason: e.to_string(),
                     })
@@ -310,32 +314,40 @@ impl Meta {
         }
     }
 
-    pub fn put<R: Serialize>(&self, tree: &'static str, key: &str, rec: &R) -> Result<()> {
-        let t = self.tree(tree)?;
+    pub fn put<K: TreeKey + ?Sized, R: Serialize>(
+        &self,
+        tree: Tree<K, R>,
+        key: &K,
+        rec: &R,
+    ) -> Result<()> {
+        let t = self.tree(tree.name)?;
         let v = serde_json::to_vec(rec).expect("records serialize to JSON");
-        t.insert(key.as_bytes(), v).map_err(|e| self.err(e))?;
+        t.insert(key.as_key().as_bytes(), v)
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 
     /// Removes `key`; returns whether it existed.
-    pub fn remove(&self, tree: &'static str, key: &str) -> Result<bool> {
-        let t = self.tree(tree)?;
-        Ok(t.remove(key.as_bytes()).map_err(|e| self.err(e))?.is_some())
+    pub fn remove<K: TreeKey + ?Sized, R>(&self, tree: Tree<K, R>, key: &K) -> Result<bool> {
+        let t = self.tree(tree.name)?;
+        Ok(t.remove(key.as_key().as_bytes())
+            .map_err(|e| self.err(e))?
+            .is_some())
     }
 
     /// Every (key, record) in `tree` whose key starts with `prefix`, in key order.
-    pub fn scan<R: DeserializeOwned>(
+    pub fn scan<K: TreeKey + ?Sized, R: DeserializeOwned>(
         &self,
-        tree: &'static str,
+        tree: Tree<K, R>,
         prefix: &str,
     ) -> Result<Vec<(String, R)>> {
-        let t = self.tree(tree)?;
+        let t = self.tree(tree.name)?;
         let mut out = Vec::new();
         for kv in t.scan_prefix(prefix.as_bytes()) {
             let (k, v) = kv.map_err(|e| self.err(e))?;
             let key = String::from_utf8_lossy(&k).into_owned();
             let rec = serde_json::from_slice(&v).map_err(|e| StoreError::CorruptRecord {
-                tree,
+                tree: tree.name,
                 key: key.clone(),
                 reason: e.to_string(),
             })?;
@@ -344,84 +356,12 @@ impl Meta {
         Ok(out)
     }
 
-    // Typed accessors: one per tree, so callers cannot mix trees and records.
-
-    pub fn tag(&self, reference: &str) -> Result<Option<TagRecord>> {
-        self.get(TAGS, reference)
-    }
-    pub fn tags(&self) -> Result<Vec<(String, TagRecord)>> {
-        self.scan(TAGS, "")
-    }
-    pub fn put_tag(&self, reference: &str, rec: &TagRecord) -> Result<()> {
-        self.put(TAGS, reference, rec)
-    }
-    pub fn remove_tag(&self, reference: &str) -> Result<bool> {
-        self.remove(TAGS, reference)
-    }
-
-    pub fn manifest(&self, d: &Digest) -> Result<Option<ManifestRecord>> {
-        self.get(MANIFESTS, d.as_str())
-    }
-    pub fn manifests(&self) -> Result<Vec<(String, ManifestRecord)>> {
-        self.scan(MANIFESTS, "")
-    }
-    pub fn put_manifest(&self, d: &Digest, rec: &ManifestRecord) -> Result<()> {
-        self.put(MANIFESTS, d.as_str(), rec)
-    }
-    pub fn remove_manifest(&self, d: &Digest) -> Result<bool> {
-        self.remove(MANIFESTS, d.as_str())
-    }
-
-    pub fn layer(&self, diff_id: &Digest) -> Result<Option<LayerRecord>> {
-        self.get(LAYERS, diff_id.as_str())
-    }
-    pub fn layers(&self) -> Result<Vec<(String, LayerRecord)>> {
-        self.scan(LAYERS, "")
-    }
-    pub fn put_layer(&self, diff_id: &Digest, rec: &LayerRecord) -> Result<()> {
-        self.put(LAYERS, diff_id.as_str(), rec)
-    }
-    pub fn remove_layer(&self, diff_id: &Digest) -> Result<bool> {
-        self.remove(LAYERS, diff_id.as_str())
-    }
-
-    pub fn blob(&self, d: &Digest) -> Result<Option<BlobRecord>> {
-        self.get(BLOBS, d.as_str())
-    }
-    pub fn blobs(&self) -> Result<Vec<(String, BlobRecord)>> {
-        self.scan(BLOBS, "")
-    }
-    pub fn put_blob(&self, d: &Digest, rec: &BlobRecord) -> Result<()> {
-        self.put(BLOBS, d.as_str(), rec)
-    }
-    pub fn remove_blob(&self, d: &Digest) -> Result<bool> {
-        self.remove(BLOBS, d.as_str())
-    }
-
-    pub fn snapshot(&self, chain: &ChainId) -> Result<Option<SnapshotRecord>> {
-        self.get(SNAPSHOTS, chain.as_str())
-    }
-    pub fn snapshots(&self) -> Result<Vec<(String, SnapshotRecord)>> {
-        self.scan(SNAPSHOTS, "")
-    }
-    pub fn put_snapshot(&self, chain: &ChainId, rec: &SnapshotRecord) -> Result<()> {
-        self.put(SNAPSHOTS, chain.as_str(), rec)
-    }
-    pub fn remove_snapshot(&self, chain: &ChainId) -> Result<bool> {
-        self.remove(SNAPSHOTS, chain.as_str())
-    }
-
-    pub fn cache(&self, key: &str) -> Result<Option<CacheRecord>> {
-        self.get(CACHE, key)
-    }
-    pub fn caches(&self) -> Result<Vec<(String, CacheRecord)>> {
-        self.scan(CACHE, "")
-    }
-    pub fn put_cache(&self, key: &str, rec: &CacheRecord) -> Result<()> {
-        self.put(CACHE, key, rec)
-    }
-    pub fn remove_cache(&self, key: &str) -> Result<bool> {
-        self.remove(CACHE, key)
+    /// Every (key, record) of `tree`, in key order.
+    pub fn all<K: TreeKey + ?Sized, R: DeserializeOwned>(
+        &self,
+        tree: Tree<K, R>,
+    ) -> Result<Vec<(String, R)>> {
+        self.scan(tree, "")
     }
 
     pub fn ctxstat(&self, context: &str, path: &str) -> Result<Option<StatRecord>> {
@@ -438,19 +378,6 @@ impl Meta {
     }
     pub fn put_ctxstat(&self, context: &str, path: &str, rec: &StatRecord) -> Result<()> {
         self.put(CTXSTAT, &ctxstat_key(context, path), rec)
-    }
-
-    pub fn lease(&self, id: &str) -> Result<Option<LeaseRecord>> {
-        self.get(LEASES, id)
-    }
-    pub fn leases(&self) -> Result<Vec<(String, LeaseRecord)>> {
-        self.scan(LEASES, "")
-    }
-    pub fn put_lease(&self, id: &str, rec: &LeaseRecord) -> Result<()> {
-        self.put(LEASES, id, rec)
-    }
-    pub fn remove_lease(&self, id: &str) -> Result<bool> {
-        self.remove(LEASES, id)
     }
 }
 

@@ -19,14 +19,71 @@
 //! Values are serde_json; every record carries `v` so a later version can migrate.
 //! Times are unix seconds (i64).
 
-pub const TAGS: &str = "tags";
-pub const MANIFESTS: &str = "manifests";
-pub const LAYERS: &str = "layers";
-pub const BLOBS: &str = "blobs";
-pub const SNAPSHOTS: &str = "snapshots";
-pub const CACHE: &str = "cache";
-pub const CTXSTAT: &str = "ctxstat";
-pub const LEASES: &str = "leases";
+use std::marker::PhantomData;
 
-/// The current version written into every record.
-pub const RECORD_VERSION: u32 = 1;
+use crate::chain_id::ChainId;
+pub use crate::records::RECORD_VERSION;
+use crate::records::{
+    BlobRecord, CacheRecord, LayerRecord, LeaseRecord, ManifestRecord, SnapshotRecord, StatRecord,
+    TagRecord,
+};
+use crate::Digest;
+
+/// One sled tree: its name, the key type and the record type stored under its keys, so
+/// that a caller cannot put a record into the wrong tree or read one back as another type.
+pub struct Tree<K: ?Sized, R> {
+    pub name: &'static str,
+    types: PhantomData<fn(&K) -> R>,
+}
+
+impl<K: ?Sized, R> Tree<K, R> {
+    pub const fn new(name: &'static str) -> Tree<K, R> {
+        Tree {
+            name,
+            types: PhantomData,
+        }
+    }
+}
+
+impl<K: ?Sized, R> Clone for Tree<K, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K: ?Sized, R> Copy for Tree<K, R> {}
+
+/// What a tree's key is written as.
+pub trait TreeKey {
+    fn as_key(&self) -> &str;
+}
+
+impl TreeKey for str {
+    fn as_key(&self) -> &str {
+        self
+    }
+}
+
+impl TreeKey for Digest {
+    fn as_key(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl TreeKey for ChainId {
+    fn as_key(&self) -> &str {
+        self.as_str()
+    }
+}
+
+pub const TAGS: Tree<str, TagRecord> = Tree::new("tags");
+pub const MANIFESTS: Tree<Digest, ManifestRecord> = Tree::new("manifests");
+/// Keyed by diff_id.
+pub const LAYERS: Tree<Digest, LayerRecord> = Tree::new("layers");
+pub const BLOBS: Tree<Digest, BlobRecord> = Tree::new("blobs");
+pub const SNAPSHOTS: Tree<ChainId, SnapshotRecord> = Tree::new("snapshots");
+/// Keyed by the build cache key.
+pub const CACHE: Tree<str, CacheRecord> = Tree::new("cache");
+/// Keyed by `context \0 path` (see `Meta::ctxstat`).
+pub const CTXSTAT: Tree<str, StatRecord> = Tree::new("ctxstat");
+pub const LEASES: Tree<str, LeaseRecord> = Tree::new("leases");

@@ -44,12 +44,16 @@ pub struct CheckReport {
     pub file_name: String,
     pub warnings: Vec<Finding>,
     pub error: Option<ParseError>,
+    /// Whether `error` is the `# check=error=true` verdict on the warnings (a build fails
+    /// on it), not a parse or evaluation error (which the build reports itself).
+    pub is_violation: bool,
 }
 
 impl CheckReport {
-    /// docker's exit status for `--check`: 1 on an error, else 0.
+    /// docker's exit status for `--check`: 1 on an error or a warning, else 0 (BuildKit's
+    /// lint result status code).
     pub fn exit_code(&self) -> i32 {
-        i32::from(self.error.is_some())
+        i32::from(self.error.is_some() || !self.warnings.is_empty())
     }
 }
 
@@ -77,9 +81,11 @@ pub fn check(text: &str, file_name: &str, opts: &CheckOptions) -> CheckReport {
     report.warnings = linter.findings();
     report.error = match result {
         Err(e) => Some(e.in_file(file_name)),
-        Ok(()) => linter
-            .violation()
-            .map(|msg| Located::new(msg).in_file(file_name)),
+        Ok(()) => {
+            let violation = linter.violation();
+            report.is_violation = violation.is_some();
+            violation.map(|msg| Located::new(msg).in_file(file_name))
+        }
     };
     report
 }
@@ -172,6 +178,28 @@ pub fn format_text(report: &CheckReport) -> String {
     }
     if let Some(e) = &report.error {
         out.push_str(&format!("ERROR: {e}\n"));
+    }
+    out
+}
+
+/// The warnings as docker prints them after a build (buildx's `printWarnings`):
+/// `\n 2 warnings found (use docker --debug to expand):\n - Rule: message (line N)\n…`;
+/// empty without warnings.
+pub fn format_build_summary(report: &CheckReport) -> String {
+    let n = report.warnings.len();
+    if n == 0 {
+        return String::new();
+    }
+    let mut out = match n {
+        1 => "\n 1 warning found".to_string(),
+        n => format!("\n {n} warnings found"),
+    };
+    out.push_str(" (use docker --debug to expand):\n");
+    for w in &report.warnings {
+        out.push_str(&format!(
+            " - {}: {} (line {})\n",
+            w.rule, w.message, w.span.start
+        ));
     }
     out
 }

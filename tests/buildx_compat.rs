@@ -1,0 +1,196 @@
+//! The flags and commands buildx-based CI scripts use, run through the real binary: a
+//! closed stdout, `--platform`, `--load`, `--metadata-file`, attestations, `version` and
+//! the `image …` aliases (issue 19).
+
+mod util;
+
+use std::fs;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use util::{strata_command, TestEnv};
+
+/// A context of one small file: `FROM scratch`, `COPY`.
+fn context(env: &TestEnv) -> PathBuf {
+    let ctx = env.scratch.join("ctx");
+    fs::create_dir_all(&ctx).expect("mkdir");
+    fs::write(ctx.join("hello.txt"), "hello\n").expect("write");
+    fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY hello.txt /\n").expect("write");
+    ctx
+}
+
+fn host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    format!("linux/{arch}")
+}
+
+#[test]
+fn closed_stdout_ends_quietly_like_docker() {
+    let env = TestEnv::new();
+    env.build(&context(&env), &["-t", "app:1"]).assert_ok();
+    // A pipe whose reader is already gone, as after `| head -1` has exited.
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills both descriptors, which are owned right away.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(reader);
+    let out = strata_command(&env.root)
+        .args(["images", "--format", "json"])
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run strata");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}\n{stderr}",
+        out.status
+    );
+    assert_eq!(stderr, "", "a closed pipe prints nothing");
+}
+
+#[test]
+fn build_takes_buildx_flags_and_writes_the_metadata_file() {
+    let env = TestEnv::new();
+    let meta = env.scratch.join("metadata.json");
+    let platform = host_platform();
+    let out = env.build(
+        &context(&env),
+        &[
+            "-t",
+            "app:1",
+            "-t",
+            "app:2",
+            "--load",
+            "--platform",
+            &platform,
+            "--provenance",
+            "false",
+            "--attest",
+            "type=provenance,disabled=true",
+            "--metadata-file",
+            &meta.to_string_lossy(),
+        ],
+    );
+    out.assert_ok();
+    let v: serde_json::Value =
+        serde_json::from_slice(&fs::read(&meta).expect("metadata file")).expect("JSON");
+    let manifest = env.manifest_digest("app:1");
+    assert_eq!(v["containerimage.digest"], manifest.as_str(), "{v}");
+    assert_eq!(
+        v["containerimage.config.digest"],
+        env.image_id("app:1").as_str(),
+        "{v}"
+    );
+    let blob = util::read_blob(&env.root, &manifest);
+    assert_eq!(v["containerimage.descriptor"]["digest"], manifest.as_str());
+    assert_eq!(v["containerimage.descriptor"]["size"], blob.len());
+    assert_eq!(
+        v["containerimage.descriptor"]["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(v["image.name"], "app:1,app:2", "{v}");
+    let build_ref = v["buildx.build.ref"].as_str().expect("buildx.build.ref");
+    assert!(build_ref.starts_with("strata/local/"), "{v}");
+}
+
+#[test]
+fn build_refuses_other_platforms_and_attestations() {
+    let env = TestEnv::new();
+    let ctx = context(&env);
+    let other = if host_platform() == "linux/s390x" {
+        "linux/amd64"
+    } else {
+        "linux/s390x"
+    };
+    let list = format!("{},{other}", host_platform());
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--platform", other],
+            "multi-platform and cross-platform builds are not supported yet",
+        ),
+        (
+            &["--platform", &list],
+            "multi-platform and cross-platform builds are not supported yet",
+        ),
+        (&["--sbom", "true"], "attestations are not supported yet"),
+        (
+            &["--attest", "type=sbom"],
+            "attestations are not supported yet",
+        ),
+        (
+            &["--provenance", "mode=max"],
+            "attestations are not supported yet",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = env.build(&ctx, args);
+        assert_eq!(out.status, Some(1), "{args:?}\n{out}");
+        assert!(out.stderr.contains(message), "{args:?}\n{out}");
+    }
+    let images = env.strata(&["images", "-q"]);
+    assert_eq!(images.stdout.trim(), "", "a refused build stores nothing");
+}
+
+#[test]
+fn version_names_the_commit() {
+    let env = TestEnv::new();
+    let out = env.strata(&["version"]);
+    out.assert_ok();
+    let commit = out
+        .stdout
+        .trim()
+        .strip_prefix(concat!(
+            "strata version ",
+            env!("CARGO_PKG_VERSION"),
+            ", build "
+        ))
+        .unwrap_or_else(|| panic!("{out}"));
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run git");
+    if head.status.success() {
+        assert_eq!(
+            commit,
+            String::from_utf8_lossy(&head.stdout).trim(),
+            "{out}"
+        );
+    } else {
+        eprintln!("not a git checkout: only checking that `version` names a build");
+        assert_eq!(commit, "unknown", "{out}");
+    }
+}
+
+#[test]
+fn image_subcommands_are_docker_aliases() {
+    let env = TestEnv::new();
+    env.build(&context(&env), &["-t", "app:1"]).assert_ok();
+    env.strata(&["image", "tag", "app:1", "app:alias"])
+        .assert_ok();
+    assert_eq!(
+        env.manifest_digest("app:alias"),
+        env.manifest_digest("app:1")
+    );
+    let history = env.strata(&["image", "history", "app:alias"]);
+    history.assert_ok();
+    assert!(history.stdout.contains("COPY hello.txt /"), "{history}");
+    let archive = env.scratch.join("app.tar");
+    let archive = archive.to_string_lossy();
+    env.strata(&["image", "save", "-o", &archive, "app:alias"])
+        .assert_ok();
+    env.strata(&["rmi", "app:alias"]).assert_ok();
+    env.strata(&["image", "load", "-i", &archive]).assert_ok();
+    assert_eq!(
+        env.manifest_digest("app:alias"),
+        env.manifest_digest("app:1")
+    );
+}
