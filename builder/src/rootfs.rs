@@ -53,15 +53,12 @@ struct Dir {
     layers: Vec<(usize, OwnedFd)>,
 }
 
-/// What one name of a union directory is.
-enum Entry {
-    /// Found in layer `usize`; for a directory, the layer directories that merge into it.
-    Present {
-        layer: usize,
-        metadata: fs::Metadata,
-        dirs: Vec<(usize, OwnedFd)>,
-    },
-    Absent,
+/// What one name of a union directory is: found in layer `layer`; for a directory, the
+/// layer directories that merge into it.
+struct Entry {
+    layer: usize,
+    metadata: fs::Metadata,
+    dirs: Vec<(usize, OwnedFd)>,
 }
 
 impl UnionFs {
@@ -157,13 +154,13 @@ impl UnionFs {
             }
             let is_last = pending.is_empty();
             let dir = stack.last().expect("the root is never popped");
-            let (layer, metadata, dirs) = match self.entry(dir, &name)? {
-                Entry::Absent => return Ok(None),
-                Entry::Present {
-                    layer,
-                    metadata,
-                    dirs,
-                } => (layer, metadata, dirs),
+            let Some(Entry {
+                layer,
+                metadata,
+                dirs,
+            }) = self.entry(dir, &name)?
+            else {
+                return Ok(None);
             };
             if metadata.file_type().is_symlink() && (!is_last || follow_last) {
                 links += 1;
@@ -235,7 +232,7 @@ impl UnionFs {
     }
 
     /// `name` in union directory `dir`, as overlayfs looks it up.
-    fn entry(&self, dir: &Dir, name: &OsString) -> io::Result<Entry> {
+    fn entry(&self, dir: &Dir, name: &OsString) -> io::Result<Option<Entry>> {
         let mut top: Option<(usize, fs::Metadata)> = None;
         let mut dirs = Vec::new();
         for (layer, fd) in &dir.layers {
@@ -266,14 +263,11 @@ impl UnionFs {
                 break;
             }
         }
-        Ok(match top {
-            None => Entry::Absent,
-            Some((layer, metadata)) => Entry::Present {
-                layer,
-                metadata,
-                dirs,
-            },
-        })
+        Ok(top.map(|(layer, metadata)| Entry {
+            layer,
+            metadata,
+            dirs,
+        }))
     }
 
     /// The `Found` for `name` in the directory at the top of `stack` (`stack[0]` is the
