@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use store::{Digest, Reference, Store};
 
-use crate::dockerfile::{self, Command, Dockerfile, ParseError};
+use crate::dockerfile::{self, Command, Dockerfile, ParseError, Span};
 use crate::exec;
 use crate::progress::Reporter;
 use crate::remote::{Remote, RemoteError};
@@ -104,6 +104,27 @@ pub enum BuildError {
         #[source]
         source: RemoteError,
     },
+    /// A RUN's process exited non-zero or was killed; `output` is the tail of what it
+    /// printed (empty if nothing).
+    #[error(
+        "{location}: process {command:?} did not complete successfully: {status}{}",
+        output_section(output)
+    )]
+    RunFailed {
+        location: String,
+        span: Span,
+        command: String,
+        status: exec::ExitStatus,
+        output: String,
+    },
+    /// The sandbox could not run a RUN at all (a mount, a namespace, the exec).
+    #[error("{location}")]
+    Sandbox {
+        location: String,
+        span: Span,
+        #[source]
+        source: exec::ExecError,
+    },
     /// A step failed; `location` is `Dockerfile:LINE`.
     #[error("{location}: {message}")]
     Step { location: String, message: String },
@@ -115,6 +136,15 @@ pub enum BuildError {
 }
 
 pub type Result<T> = std::result::Result<T, BuildError>;
+
+/// The output tail of a failed RUN as its error message shows it.
+fn output_section(output: &str) -> String {
+    if output.is_empty() {
+        String::new()
+    } else {
+        format!("\n--- output (last lines) ---\n{output}")
+    }
+}
 
 /// Build the image. Base images the store lacks and `--cache-from` records come through
 /// `remote`. Progress goes to `reporter`; nothing is printed directly.
