@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use store::{Digest, Reference, Store};
 
-use crate::dockerfile::{self, Command, Dockerfile, ParseError};
+use crate::dockerfile::{self, Command, Dockerfile, ParseError, Span};
 use crate::exec;
 use crate::progress::Reporter;
 use crate::remote::{Remote, RemoteError};
@@ -95,14 +95,37 @@ pub enum BuildError {
     },
     #[error("target stage {0:?} could not be found")]
     NoSuchTarget(String),
-    /// A `FROM` image not in the store could not be fetched; `location` is
-    /// `Dockerfile:LINE`, `reference` the image as the user wrote it.
-    #[error("{location}: {reference}")]
+    /// A `FROM` (or `COPY --from`) image not in the store could not be fetched; `location`
+    /// is `Dockerfile:LINE`, `reference` the image as the user wrote it, `full` its
+    /// normalised name (BuildKit's wording).
+    #[error("{location}: {reference}: failed to resolve source metadata for {full}")]
     BaseImage {
         location: String,
         reference: String,
+        full: String,
         #[source]
         source: RemoteError,
+    },
+    /// A RUN's process exited non-zero or was killed; `output` is the tail of what it
+    /// printed (empty if nothing).
+    #[error(
+        "{location}: process {command:?} did not complete successfully: {status}{}",
+        output_section(output)
+    )]
+    RunFailed {
+        location: String,
+        span: Span,
+        command: String,
+        status: exec::ExitStatus,
+        output: String,
+    },
+    /// The sandbox could not run a RUN at all (a mount, a namespace, the exec).
+    #[error("{location}")]
+    Sandbox {
+        location: String,
+        span: Span,
+        #[source]
+        source: exec::ExecError,
     },
     /// A step failed; `location` is `Dockerfile:LINE`.
     #[error("{location}: {message}")]
@@ -115,6 +138,15 @@ pub enum BuildError {
 }
 
 pub type Result<T> = std::result::Result<T, BuildError>;
+
+/// The output tail of a failed RUN as its error message shows it.
+fn output_section(output: &str) -> String {
+    if output.is_empty() {
+        String::new()
+    } else {
+        format!("\n--- output (last lines) ---\n{output}")
+    }
+}
 
 /// Build the image. Base images the store lacks and `--cache-from` records come through
 /// `remote`. Progress goes to `reporter`; nothing is printed directly.

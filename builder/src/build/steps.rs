@@ -8,7 +8,7 @@ use store::{CacheRecord, ChainId, LayerRef, Store};
 
 use super::context::{sha256_file, Context};
 use super::stage::{now_or_epoch, BuildRun, StageResult, StageState};
-use super::{history_text, stage_ref, Result};
+use super::{history_text, stage_ref, BuildError, Result};
 use crate::cache::CacheKey;
 use crate::copy::{self, CopyOptions, CopyPlan, DirTree};
 use crate::dockerfile::{
@@ -348,7 +348,7 @@ fn cache_hit(run: &mut BuildRun, key: &CacheKey) -> Result<Option<(LayerRef, Ori
         // The download runs while the next steps look up their keys; persist the lease
         // now so a concurrent prune sees it.
         run.store.release_meta()?;
-        if let Err(e) = cache.fetch(&remote) {
+        if let Err(e) = cache.fetch(run.lease, &remote) {
             // As BuildKit does: a cache that cannot be read is a miss, not a failure.
             run.reporter().note(&format!(
                 "WARNING: importing cache layer {}: {}",
@@ -425,7 +425,7 @@ pub fn lowerdirs(run: &BuildRun, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
         // Unpacking is long work: let other processes at the database meanwhile.
         run.store.release_meta()?;
     }
-    Ok(run.store.ensure_layer_snapshots(layers)?)
+    Ok(run.store.ensure_layer_snapshots(run.lease, layers)?)
 }
 
 fn run_step(
@@ -504,8 +504,7 @@ fn run_step(
     let scratch = run
         .store
         .layout()
-        .snapshots_dir()
-        .join(store::layout::unique_name("build-"));
+        .snapshot_temp(store::layout::RUN_TEMP_PREFIX);
     let upper = scratch.join("fs");
     let work = scratch.join("work");
     let io_err = |op: &str, p: &Path, e: std::io::Error| {
@@ -570,30 +569,31 @@ fn run_step(
     };
     let outcome = match outcome {
         Ok(o) => o,
-        Err(e) => {
+        Err(source) => {
             cleanup();
-            return Err(run.step_error(inst, error_chain(&e)));
+            return Err(BuildError::Sandbox {
+                location: run.location(inst.span.start),
+                span: inst.span,
+                source,
+            });
         }
     };
     if !outcome.status.is_success() {
         cleanup();
-        let tail = String::from_utf8_lossy(&outcome.output_tail)
-            .trim_end()
-            .to_string();
-        let mut message = format!(
-            "process {:?} did not complete successfully: {}",
-            argv.join(" "),
-            outcome.status
-        );
-        if !tail.is_empty() {
-            message.push_str(&format!("\n--- output (last lines) ---\n{tail}"));
-        }
-        return Err(run.step_error(inst, message));
+        return Err(BuildError::RunFailed {
+            location: run.location(inst.span.start),
+            span: inst.span,
+            command: argv.join(" "),
+            status: outcome.status,
+            output: String::from_utf8_lossy(&outcome.output_tail)
+                .trim_end()
+                .to_string(),
+        });
     }
     let diff_opts = crate::differ::DiffOptions {
         source_date_epoch: run.opts.source_date_epoch,
     };
-    let layer = commit_layer(run.store, |w| {
+    let layer = commit_layer(run.store, run.lease, |w| {
         crate::differ::write_layer(&upper, w, &diff_opts).map(|_| ())
     });
     let layer = match layer {
@@ -608,7 +608,9 @@ fn run_step(
         let ids: Vec<store::Digest> = state.layers.iter().map(|l| l.diff_id.clone()).collect();
         Store::chain_ids(&ids).pop().expect("non-empty")
     });
-    let committed = run.store.commit_snapshot(&chain, parent.as_ref(), &upper);
+    let committed = run
+        .store
+        .commit_snapshot(run.lease, &chain, parent.as_ref(), &upper);
     cleanup();
     committed?;
     add_layer(run, state, key, layer, &created_by, Origin::Built)?;
@@ -660,7 +662,7 @@ fn workdir_step(
         plan.add_parents(&union, &opts)
             .map_err(|e| run.step_error(inst, e.to_string()))?;
     }
-    let layer = commit_layer(run.store, |w| plan.write_tar(w).map(|_| ()))
+    let layer = commit_layer(run.store, run.lease, |w| plan.write_tar(w).map(|_| ()))
         .map_err(|e| run.step_error(inst, e.to_string()))?;
     add_layer(run, state, key, layer, &created_by, Origin::Built)?;
     Ok(Outcome::Done)
@@ -827,8 +829,7 @@ fn copy_step(
     let scratch = super::copy_flags::Scratch(
         run.store
             .layout()
-            .snapshots_dir()
-            .join(store::layout::unique_name("copy-")),
+            .snapshot_temp(store::layout::COPY_TEMP_PREFIX),
     );
     let mtime = now_or_epoch(run.opts.source_date_epoch);
     super::copy_flags::add_heredocs(
@@ -967,6 +968,7 @@ fn copy_step(
     run.store.release_meta()?;
     let layer = commit_layer(
         run.store,
+        run.lease,
         |w: &mut dyn std::io::Write| -> std::result::Result<(), String> {
             if archives.is_empty() {
                 plan.write_tar(w).map_err(|x| x.to_string())?;
@@ -1014,17 +1016,4 @@ fn resolve_chown(root: &UnionFs, spec: &str) -> std::result::Result<(u32, u32), 
     let user = exec::user::resolve(spec, &read("/etc/passwd"), &read("/etc/group"))
         .map_err(|e| e.to_string())?;
     Ok((user.uid, user.gid))
-}
-
-/// An error and its causes on one line (`mounting overlay on …: Invalid argument`): the
-/// sandbox's errors name the step in the message and keep the errno in `source()`.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
