@@ -69,8 +69,8 @@ pub fn df(ctx: &Ctx, args: &DfArgs) -> Result<()> {
     let usage = store.disk_usage()?;
     // RUN --mount=type=cache directories and ADD's URL downloads are build cache too
     // (allocated blocks), as BuildKit's exec.cachemount and source records are.
-    let mounts = builder::build::run_mounts::usage(&ctx.root).unwrap_or(0)
-        + builder::build::fetch::usage(&ctx.root).unwrap_or(0);
+    let mounts = builder::solve::run_mounts::usage(&ctx.root).unwrap_or(0)
+        + builder::solve::fetch::usage(&ctx.root).unwrap_or(0);
     let mut rows = summary(&usage);
     rows[3].size += mounts;
     rows[3].reclaimable += mounts;
