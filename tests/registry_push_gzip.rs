@@ -202,15 +202,26 @@ fn push_of_a_built_image_sends_gzip_layers_and_pulls_back_the_same_image() {
     assert_eq!(index["manifests"][0]["digest"], pushed.as_str());
 }
 
+/// A lease of its own for one call, dropped when the statement ends.
+fn lease(st: &store::Store) -> store::Lease {
+    st.lease(std::time::Duration::from_secs(60)).expect("lease")
+}
+
 /// Commits `bytes` into the store's blobs.
 fn put(st: &store::Store, bytes: &[u8], media_type: &str) -> serde_json::Value {
-    serde_json::to_value(st.put_blob(bytes, media_type).expect("put blob")).expect("descriptor")
+    serde_json::to_value(
+        st.put_blob(&lease(st), bytes, media_type)
+            .expect("put blob"),
+    )
+    .expect("descriptor")
 }
 
 /// Stores `manifest` and tags it `name`.
 fn add_image(st: &store::Store, manifest: &serde_json::Value, media_type: &str, name: &str) {
     let bytes = serde_json::to_vec(manifest).expect("json");
-    let m = st.put_blob(&bytes, media_type).expect("manifest");
+    let m = st
+        .put_blob(&lease(st), &bytes, media_type)
+        .expect("manifest");
     let r = store::Reference::parse(name).expect("ref");
     st.add_image(&m.digest, Some(&r)).expect("add image");
 }

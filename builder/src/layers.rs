@@ -8,7 +8,7 @@
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
-use store::{media_types, Descriptor, LayerRef, Store};
+use store::{media_types, Descriptor, LayerRef, Lease, Store};
 
 use crate::copy::clean_abs;
 
@@ -16,16 +16,18 @@ use crate::copy::clean_abs;
 /// hashing and write syscalls see large chunks.
 const WRITE_BUFFER: usize = 1 << 20;
 
-/// Write a layer with `write_tar` into the store; returns the committed layer.
+/// Write a layer with `write_tar` into the store; returns the committed layer, which
+/// `lease` covers from before it appears in `blobs/`.
 ///
 /// The writer passed to `write_tar` hashes as it goes; nothing is re-read. On error the
 /// ingest file is removed and nothing is recorded.
 pub fn commit_layer<E>(
     store: &Store,
+    lease: &Lease,
     write_tar: impl FnOnce(&mut dyn Write) -> Result<(), E>,
 ) -> Result<LayerRef, LayerError<E>> {
     let writer = store
-        .writer()
+        .writer(lease)
         .map_err(LayerError::Store)?
         .with_media_type(media_types::OCI_LAYER_TAR);
     let mut buffered = BufWriter::with_capacity(WRITE_BUFFER, writer);

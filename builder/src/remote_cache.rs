@@ -150,9 +150,13 @@ pub trait CacheSource {
     /// The record for `key`, if an imported cache has one.
     fn lookup(&self, key: &CacheKey) -> Option<RemoteRecord>;
     /// Starts bringing the record's layer blob into the store (verified, recorded); it
-    /// may return before the blob is there. Called only after the build's lease names
-    /// the blob. An error here makes the step a miss.
-    fn fetch(&self, record: &RemoteRecord) -> std::result::Result<(), RemoteError>;
+    /// may return before the blob is there. Called only after `lease` (the build's)
+    /// names the blob; the blob is written under it. An error here makes the step a miss.
+    fn fetch(
+        &self,
+        lease: &store::Lease,
+        record: &RemoteRecord,
+    ) -> std::result::Result<(), RemoteError>;
     /// Returns once every fetch started is in the store. The build calls it before it
     /// needs any layer's content (a step that runs, the export), so downloads overlap
     /// the cache lookups of the steps after them. An error here fails the build.

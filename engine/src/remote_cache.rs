@@ -16,7 +16,7 @@ use builder::remote_cache::{
 };
 use builder::solve::BuildResult;
 use registry_client::PushOptions;
-use store::{media_types, Descriptor, LayerRef, Reference, Store};
+use store::{media_types, Descriptor, LayerRef, Lease, Reference, Store};
 
 use crate::error::{EngineError, Result};
 use crate::registry::Registry;
@@ -84,7 +84,7 @@ impl<'r> RegistryCache<'r> {
         // a later GC sweeps it unless a local image refers to it.
         let lease = self.store.lease(Duration::from_secs(600))?;
         lease.add_digest(&config.digest)?;
-        runtime.block_on(client.fetch_blob(&self.store, reference, config))?;
+        runtime.block_on(client.fetch_blob(&self.store, &lease, reference, config))?;
         let bytes = self.store.read_blob(&config.digest)?;
         Ok(match kind {
             CacheManifest::Registry(_) => remote_cache::parse_config(&bytes)?,
@@ -125,15 +125,17 @@ impl<'r> RegistryCache<'r> {
             // Layers travel gzip'd, as docker pushes them (made once, then reused).
             let compressed = self
                 .store
-                .compressed_layer(&LayerRef {
-                    blob: r.layer.clone(),
-                    diff_id: r.diff_id.clone(),
-                })
+                .compressed_layer(
+                    &lease,
+                    &LayerRef {
+                        blob: r.layer.clone(),
+                        diff_id: r.diff_id.clone(),
+                    },
+                )
                 .map_err(|source| EngineError::Compress {
                     digest: r.layer.digest.clone(),
                     source: Box::new(source),
                 })?;
-            lease.add_digest(&compressed.blob.digest)?;
             r.layer = compressed.blob;
             if !blobs.contains(&r.layer) {
                 blobs.push(r.layer.clone());
@@ -142,8 +144,7 @@ impl<'r> RegistryCache<'r> {
         let config_bytes = remote_cache::config_bytes(&records);
         let config = self
             .store
-            .put_blob(&config_bytes, remote_cache::CONFIG_MEDIA_TYPE)?;
-        lease.add_digest(&config.digest)?;
+            .put_blob(&lease, &config_bytes, remote_cache::CONFIG_MEDIA_TYPE)?;
         blobs.push(config.clone());
         let manifest = remote_cache::cache_manifest(&records, &config);
         let client = self.registry.client()?;
@@ -161,17 +162,17 @@ impl<'r> RegistryCache<'r> {
         Ok(())
     }
 
-    fn start_fetch(&self, record: &RemoteRecord) -> Result<()> {
+    fn start_fetch(&self, lease: &Lease, record: &RemoteRecord) -> Result<()> {
         let Some((source, _)) = self.index.get(&record.key) else {
             return Err(EngineError::CacheNotFound);
         };
         let client = self.registry.client()?.clone();
-        let (store, slots) = (self.store.clone(), self.slots.clone());
+        let (store, slots, lease) = (self.store.clone(), self.slots.clone(), lease.clone());
         let (reference, layer) = (self.sources[*source].clone(), record.layer.clone());
         let task = self.registry.runtime()?.spawn(async move {
             let _slot = slots.acquire_owned().await.expect("never closed");
             client
-                .fetch_blob(&store, &reference, &layer)
+                .fetch_blob(&store, &lease, &reference, &layer)
                 .await
                 .map_err(|source| EngineError::CacheLayer {
                     digest: layer.digest.clone(),
@@ -214,8 +215,8 @@ impl CacheSource for RegistryCache<'_> {
         self.index.get(key.as_str()).map(|(_, r)| r.clone())
     }
 
-    fn fetch(&self, record: &RemoteRecord) -> std::result::Result<(), RemoteError> {
-        Ok(self.start_fetch(record)?)
+    fn fetch(&self, lease: &Lease, record: &RemoteRecord) -> std::result::Result<(), RemoteError> {
+        Ok(self.start_fetch(lease, record)?)
     }
 
     fn wait(&self) -> std::result::Result<(), RemoteError> {

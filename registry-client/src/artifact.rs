@@ -3,7 +3,7 @@
 //! without tagging anything, download one blob into the store.
 
 use bytes::Bytes;
-use store::{Descriptor, Digest, Reference, Store};
+use store::{Descriptor, Digest, Lease, Reference, Store};
 
 use crate::error::{RegistryError, Result};
 use crate::progress::Bar;
@@ -47,17 +47,20 @@ impl Client {
     }
 
     /// Downloads `desc` from `reference`'s repository into the store (verified, then
-    /// recorded for GC) unless the store has it. The caller holds a lease on it.
+    /// recorded for GC) unless the store has it. `lease` covers it from before it is
+    /// looked for until the caller's record refers to it.
     pub async fn fetch_blob(
         &self,
         store: &Store,
+        lease: &Lease,
         reference: &Reference,
         desc: &Descriptor,
     ) -> Result<()> {
         let session = self.session(&reference.registry)?;
         let repo = &reference.repository;
         let scopes = vec![format!("repository:{repo}:pull")];
-        let got = transfer::download(&session, store, repo, desc, &scopes, &Bar::hidden()).await?;
+        let got =
+            transfer::download(&session, store, lease, repo, desc, &scopes, &Bar::hidden()).await?;
         if let Some(committed) = got {
             let store = store.clone();
             tokio::task::spawn_blocking(move || store.record_blobs(&[committed]))

@@ -257,9 +257,10 @@ pub(crate) async fn pull(
         } else {
             progress.bar(short(&desc.digest), desc.size, "Pulling fs layer")
         };
-        let (session, store, repo, scopes, desc, limit) = (
+        let (session, store, lease, repo, scopes, desc, limit) = (
             session.clone(),
             store.clone(),
+            lease.clone(),
             repo.clone(),
             scopes.clone(),
             desc.clone(),
@@ -275,7 +276,8 @@ pub(crate) async fn pull(
                 return Ok(None);
             }
             bar.status("Downloading");
-            let got = transfer::download(&session, &store, &repo, &desc, &scopes, &bar).await?;
+            let got =
+                transfer::download(&session, &store, &lease, &repo, &desc, &scopes, &bar).await?;
             if !is_config {
                 bar.finish("Pull complete");
             }
@@ -295,9 +297,10 @@ pub(crate) async fn pull(
     let manifest_bytes = manifest.bytes.clone();
     let manifest_mt = manifest.media_type.clone();
     let manifest_digest = manifest.digest.clone();
+    let lease2 = lease.clone();
     let up_to_date = tokio::task::spawn_blocking(move || -> Result<bool> {
         store2.record_blobs(&committed)?;
-        let stored = store2.put_blob(&manifest_bytes, &manifest_mt)?;
+        let stored = store2.put_blob(&lease2, &manifest_bytes, &manifest_mt)?;
         if stored.digest != manifest_digest {
             return Err(RegistryError::DigestMismatch {
                 what: "stored manifest".into(),

@@ -14,8 +14,10 @@ use bytes::Bytes;
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode};
+use std::time::Duration;
 use store::compressed::gzip_media_type;
 use store::{media_types, LayerRef};
+
 use store::{Descriptor, Digest, Reference, Store};
 
 use crate::error::{RegistryError, Result};
@@ -319,6 +321,14 @@ impl Target {
     ) -> Result<(Vec<Descriptor>, Counts)> {
         let progress = client.progress();
         let limit = transfer::limit(client.options().max_concurrent_transfers);
+        // Covers the gzip forms made below from before they are written until the push
+        // ends (the layer's record keeps them after that).
+        let lease = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.lease(Duration::from_secs(6 * 3600)))
+                .await
+                .expect("the lease task does not panic")?
+        };
         let mut tasks = tokio::task::JoinSet::new();
         for (i, blob) in blobs.into_iter().enumerate() {
             let bar = if Some(i) == hidden {
@@ -326,9 +336,10 @@ impl Target {
             } else {
                 progress.bar(short(blob.label()), blob.size(), "Preparing")
             };
-            let (session, store, repo, scopes, limit, sources) = (
+            let (session, store, lease, repo, scopes, limit, sources) = (
                 self.session.clone(),
                 store.clone(),
+                lease.clone(),
                 self.repo.clone(),
                 self.scopes.clone(),
                 limit.clone(),
@@ -344,11 +355,12 @@ impl Target {
                     Outgoing::Stored(d) => d,
                     Outgoing::Plain { layer, gzip_type } => {
                         let store = store.clone();
-                        let mut gz =
-                            tokio::task::spawn_blocking(move || store.compressed_layer(&layer))
-                                .await
-                                .expect("the compression task does not panic")?
-                                .blob;
+                        let mut gz = tokio::task::spawn_blocking(move || {
+                            store.compressed_layer(&lease, &layer)
+                        })
+                        .await
+                        .expect("the compression task does not panic")?
+                        .blob;
                         gz.media_type = gzip_type.to_string();
                         bar.set_length(gz.size);
                         gz

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, StatusCode};
-use store::{Descriptor, Digest, Store};
+use store::{Descriptor, Digest, Lease, Store};
 use tokio::task::JoinSet;
 
 use crate::error::{RegistryError, Result};
@@ -78,23 +78,31 @@ fn blob_url(base: &str, repository: &str, digest: &Digest) -> String {
 }
 
 /// Downloads `desc` from `repository` into the store unless it is already there.
-/// Returns false when it was already present. The blob is committed only after its size
+/// Returns `None` when it was already present. `lease` covers it from before the
+/// check (the caller usually leased it already, which costs nothing more). The blob is committed only after its size
 /// and digest match `desc`; a connection cut mid-body resumes with `Range` (or restarts
 /// when the registry ignores it). Nothing half-written ever becomes visible.
 pub async fn download(
     session: &Session,
     store: &Store,
+    lease: &Lease,
     repository: &str,
     desc: &Descriptor,
     scopes: &[String],
     bar: &Bar,
 ) -> Result<Option<Descriptor>> {
+    {
+        let (lease, digest) = (lease.clone(), desc.digest.clone());
+        tokio::task::spawn_blocking(move || lease.add_digest(&digest))
+            .await
+            .expect("the lease task does not panic")?;
+    }
     if store.has_blob(&desc.digest) {
         return Ok(None);
     }
     let base = session.base().await?.to_string();
     let url = blob_url(&base, repository, &desc.digest);
-    let mut writer = store.writer()?.with_media_type(&desc.media_type);
+    let mut writer = store.writer(lease)?.with_media_type(&desc.media_type);
     let mut cuts = 0u32;
     loop {
         let written = writer.written();
@@ -123,7 +131,7 @@ pub async fn download(
             && content_range_start(resp.headers()) == Some(written);
         if written > 0 && !resumed {
             // The registry sent the whole blob (or a range we did not ask for): start over.
-            writer = store.writer()?.with_media_type(&desc.media_type);
+            writer = store.writer(lease)?.with_media_type(&desc.media_type);
             bar.set_position(0);
         }
         // A body announced larger than the descriptor is refused before it is read.

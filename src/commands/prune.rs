@@ -13,7 +13,7 @@ use crate::output::{human_size_with_precision, UsageError};
 pub fn image_prune(ctx: &Ctx, args: &ImagePruneArgs) -> Result<()> {
     let image_filter = image_filters(&args.filters)?;
     let warning = if args.all {
-        "WARNING! This will remove all images without a tag.\nAre you sure you want to continue?"
+        "WARNING! This will remove all images without at least one container associated to them.\nAre you sure you want to continue?"
     } else {
         "WARNING! This will remove all dangling images.\nAre you sure you want to continue?"
     };
@@ -69,7 +69,9 @@ pub fn system_prune(ctx: &Ctx, args: &SystemPruneArgs) -> Result<()> {
     }
     let mut warning = String::from("WARNING! This will remove:\n");
     if args.all {
-        warning.push_str("  - all images without a tag\n  - all build cache\n");
+        warning.push_str(
+            "  - all images without at least one container associated to them\n  - all build cache\n",
+        );
     } else {
         warning.push_str("  - all dangling images\n  - unused build cache\n");
     }
@@ -93,7 +95,6 @@ pub fn system_prune(ctx: &Ctx, args: &SystemPruneArgs) -> Result<()> {
                 cache: cache_policy(args.all),
                 keep_storage: None,
                 leftovers: true,
-                ..PruneOptions::default()
             },
             cache_mounts: args.filters.is_empty(),
             lists_images: true,
@@ -134,10 +135,11 @@ fn confirm_and_prune(ctx: &Ctx, prune: Prune) -> Result<()> {
     print_total(&mut out, &report)
 }
 
-/// `--all`: every untagged image; otherwise only dangling ones.
+/// `--all`: every image (strata runs no containers, so none is in use); otherwise only
+/// dangling ones.
 fn image_policy(all: bool) -> ImagePolicy {
     if all {
-        ImagePolicy::Untagged
+        ImagePolicy::All
     } else {
         ImagePolicy::Dangling
     }
@@ -289,8 +291,8 @@ fn cache_filters(raw: &[String]) -> Result<Option<i64>> {
 /// Returns unix seconds.
 pub fn parse_until(s: &str) -> Result<i64> {
     use chrono::{Local, NaiveDate, NaiveDateTime, TimeZone};
-    if let Some(d) = parse_go_duration(s) {
-        return Ok(chrono::Utc::now().timestamp() - d);
+    if let Ok(nanos) = store::duration::parse_duration(s) {
+        return Ok(chrono::Utc::now().timestamp() - nanos / 1_000_000_000);
     }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp());
@@ -318,40 +320,6 @@ pub fn parse_until(s: &str) -> Result<i64> {
     bail!(UsageError(format!(
         "invalid until filter {s:?}: want a duration (24h), a timestamp (2026-11-01T00:00:00) or unix seconds"
     )))
-}
-
-/// A Go duration string (`300ms`, `1.5h`, `2h45m`) in whole seconds; `None` if not one.
-fn parse_go_duration(s: &str) -> Option<i64> {
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return None;
-        }
-        let n: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += n * scale;
-        rest = &rest[unit_len..];
-    }
-    Some(total as i64)
 }
 
 /// docker's `--keep-storage` (go-units RAMInBytes): binary multiples, `10GB` = 10 GiB.

@@ -69,17 +69,16 @@ pub fn df(ctx: &Ctx, args: &DfArgs) -> Result<()> {
     let usage = store.disk_usage()?;
     // RUN --mount=type=cache directories and ADD's URL downloads are build cache too
     // (allocated blocks), as BuildKit's exec.cachemount and source records are.
-    let mounts = builder::solve::run_mounts::usage(&ctx.root).unwrap_or(0)
+    let cache_dirs = builder::solve::run_mounts::usage(&ctx.root).unwrap_or(0)
         + builder::solve::fetch::usage(&ctx.root).unwrap_or(0);
-    let mut rows = summary(&usage);
-    rows[3].size += mounts;
-    rows[3].reclaimable += mounts;
+    let summary = Summary::of(&usage, cache_dirs);
+    let rows = summary.rows();
     let mut out = std::io::stdout().lock();
     match args.format.as_deref() {
-        None | Some("table") if args.verbose => verbose(&mut out, &usage, mounts),
+        None | Some("table") if args.verbose => verbose(&mut out, &usage, &summary.build_cache),
         None | Some("table") => {
             let mut table = vec![cells(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"])];
-            for r in &rows {
+            for r in rows {
                 table.push(vec![
                     r.kind.to_string(),
                     r.total.to_string(),
@@ -92,7 +91,7 @@ pub fn df(ctx: &Ctx, args: &DfArgs) -> Result<()> {
             Ok(())
         }
         Some("json") => {
-            for r in &rows {
+            for r in rows {
                 let line = json!({
                     "Active": r.active.to_string(),
                     "Reclaimable": r.reclaimable_text(),
@@ -108,7 +107,7 @@ pub fn df(ctx: &Ctx, args: &DfArgs) -> Result<()> {
             Ok(())
         }
         Some(template) => {
-            for r in &rows {
+            for r in rows {
                 writeln!(out, "{}", render(template, |f| r.field(f))?)?;
             }
             Ok(())
@@ -116,30 +115,54 @@ pub fn df(ctx: &Ctx, args: &DfArgs) -> Result<()> {
     }
 }
 
-fn summary(u: &DiskUsage) -> Vec<Row> {
-    vec![
-        Row {
-            kind: "Images",
-            total: u.images.len(),
-            active: u.tagged_images(),
-            size: u.images_size,
-            reclaimable: u.images_reclaimable,
-            percent: true,
-        },
-        Row::none("Containers"),
-        Row::none("Local Volumes"),
-        Row {
-            kind: "Build Cache",
-            total: u.cache.len(),
-            active: u.cache_in_use(),
-            size: u.cache_size,
-            reclaimable: u.cache_reclaimable,
-            percent: false,
-        },
-    ]
+/// The four rows, every number from one `DiskUsage` and `cache_dirs` (the bytes of
+/// cache mounts and downloads, which belong to the build cache but have no record in
+/// the store).
+struct Summary {
+    images: Row,
+    containers: Row,
+    volumes: Row,
+    build_cache: Row,
 }
 
-fn verbose(out: &mut impl Write, u: &DiskUsage, mounts: u64) -> Result<()> {
+impl Summary {
+    fn of(u: &DiskUsage, cache_dirs: u64) -> Summary {
+        Summary {
+            images: Row {
+                kind: "Images",
+                total: u.images.len(),
+                active: u.tagged_images(),
+                size: u.images_size,
+                reclaimable: u.images_reclaimable,
+                percent: true,
+            },
+            containers: Row::none("Containers"),
+            volumes: Row::none("Local Volumes"),
+            build_cache: Row {
+                kind: "Build Cache",
+                total: u.cache.len(),
+                active: u.cache_in_use(),
+                size: u.cache_size + cache_dirs,
+                reclaimable: u.cache_reclaimable + cache_dirs,
+                percent: false,
+            },
+        }
+    }
+
+    /// In docker's order.
+    fn rows(&self) -> [&Row; 4] {
+        [
+            &self.images,
+            &self.containers,
+            &self.volumes,
+            &self.build_cache,
+        ]
+    }
+}
+
+/// `-v`: per image and per cache record; `build_cache` is the summary's row, so the
+/// heading's total is the same number.
+fn verbose(out: &mut impl Write, u: &DiskUsage, build_cache: &Row) -> Result<()> {
     let now = chrono::Utc::now();
     writeln!(out, "Images space usage:\n")?;
     let mut table = vec![cells(&[
@@ -208,11 +231,7 @@ fn verbose(out: &mut impl Write, u: &DiskUsage, mounts: u64) -> Result<()> {
         "{}",
         format_table(&[cells(&["VOLUME NAME", "LINKS", "SIZE"])])
     )?;
-    writeln!(
-        out,
-        "\nBuild cache usage: {}\n",
-        human_size_with_precision(u.cache_size + mounts, 4)
-    )?;
+    writeln!(out, "\nBuild cache usage: {}\n", build_cache.size_text())?;
     let mut table = vec![cells(&[
         "CACHE ID",
         "CACHE TYPE",

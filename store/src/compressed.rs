@@ -14,7 +14,6 @@
 //! push does not compress again, and pruning the last image of a layer frees both
 //! forms. `system df` counts the gzip form under the images that hold the layer.
 
-use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 
 use crate::archive::gzip::ParallelGzWriter;
@@ -23,7 +22,7 @@ use crate::error::{Result, StoreError};
 use crate::media_types::{self, Compression};
 use crate::meta::{self, RECORD_VERSION};
 use crate::records::{BlobRecord, LayerRecord, LayerRef};
-use crate::{Descriptor, Store};
+use crate::{Descriptor, Lease, Store};
 
 /// The gzip media type of the same family as the plain type `plain` (OCI → OCI,
 /// docker → docker); `None` when `plain` is not a plain-tar layer type.
@@ -34,10 +33,6 @@ pub fn gzip_media_type(plain: &str) -> Option<&'static str> {
         _ => None,
     }
 }
-
-/// How many times a compression is redone when the blob it wrote was swept before it
-/// could be recorded (a GC run in another process, after a long wait for `meta/`).
-const ATTEMPTS: usize = 3;
 
 impl Store {
     /// The layer as a registry wants it: compressed.
@@ -53,63 +48,66 @@ impl Store {
     /// `application/vnd.oci.image.layer.v1.tar+gzip` for an OCI plain layer, docker's
     /// `application/vnd.docker.image.rootfs.diff.tar.gzip` for docker's; `diff_id` is
     /// unchanged. Repeat calls are cheap and return the same digest. The metadata is
-    /// opened only for two short transactions, never during the compression.
+    /// opened only for short transactions, never during the compression.
     ///
-    /// The gzip form stays as long as an image or a cache record holds the layer (see
-    /// the module doc); a caller that pushes a layer nothing holds should lease it.
-    pub fn compressed_layer(&self, layer: &LayerRef) -> Result<LayerRef> {
+    /// `lease` covers the gzip form from before it is looked for or written; after the
+    /// lease, it stays as long as an image or a cache record holds the layer (see the
+    /// module doc).
+    pub fn compressed_layer(&self, lease: &Lease, layer: &LayerRef) -> Result<LayerRef> {
         let Some(gzip_type) = gzip_media_type(&layer.blob.media_type) else {
             return Ok(layer.clone());
         };
-        for _ in 0..ATTEMPTS {
-            if let Some(found) = self.recorded_gzip_form(layer, gzip_type)? {
-                return Ok(found);
-            }
-            let blob = self.gzip_plain_layer(layer, gzip_type)?;
-            if self.record_gzip_form(layer, &blob)? {
-                return Ok(LayerRef {
-                    blob,
-                    diff_id: layer.diff_id.clone(),
-                });
-            }
+        if let Some(found) = self.recorded_gzip_form(lease, layer, gzip_type)? {
+            return Ok(found);
         }
-        Err(StoreError::Io {
-            op: "keeping the gzip form of a layer (another process's GC removed it each time)",
-            path: self.blob_path(&layer.blob.digest),
-            source: io::Error::from(io::ErrorKind::NotFound),
+        let blob = self.gzip_plain_layer(lease, layer, gzip_type)?;
+        self.record_gzip_form(layer, &blob)?;
+        Ok(LayerRef {
+            blob,
+            diff_id: layer.diff_id.clone(),
         })
     }
 
-    /// A gzip form of `layer` its `layers` record names and `blobs/` still holds.
-    fn recorded_gzip_form(&self, layer: &LayerRef, gzip_type: &str) -> Result<Option<LayerRef>> {
+    /// A gzip form of `layer` its `layers` record names and `blobs/` still holds,
+    /// leased before it is looked for.
+    fn recorded_gzip_form(
+        &self,
+        lease: &Lease,
+        layer: &LayerRef,
+        gzip_type: &str,
+    ) -> Result<Option<LayerRef>> {
         let rec = meta::read(self, |m| m.get(meta::LAYERS, &layer.diff_id))?;
         let Some(rec) = rec else { return Ok(None) };
-        let found = rec.blobs.into_iter().find(|b| {
-            media_types::layer_compression(&b.media_type) == Some(Compression::Gzip)
-                && self.has_blob(&b.digest)
-        });
-        Ok(found.map(|b| {
-            // Refresh the file time as a commit of an existing blob does: GC's grace
-            // then also covers a caller about to lease or push it.
-            let _ = File::open(self.blob_path(&b.digest))
-                .and_then(|f| f.set_modified(std::time::SystemTime::now()));
-            LayerRef {
-                // Same bytes whatever family recorded them; name them in the caller's.
-                blob: Descriptor {
-                    media_type: gzip_type.to_string(),
-                    digest: b.digest,
-                    size: b.size,
-                },
-                diff_id: layer.diff_id.clone(),
+        for b in rec.blobs {
+            if media_types::layer_compression(&b.media_type) != Some(Compression::Gzip) {
+                continue;
             }
-        }))
+            lease.add_digest(&b.digest)?;
+            if self.has_blob(&b.digest) {
+                return Ok(Some(LayerRef {
+                    // Same bytes whatever family recorded them; name them in the caller's.
+                    blob: Descriptor {
+                        media_type: gzip_type.to_string(),
+                        digest: b.digest,
+                        size: b.size,
+                    },
+                    diff_id: layer.diff_id.clone(),
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// Gzips the plain blob of `layer` into a committed, unrecorded blob.
-    fn gzip_plain_layer(&self, layer: &LayerRef, gzip_type: &str) -> Result<Descriptor> {
+    fn gzip_plain_layer(
+        &self,
+        lease: &Lease,
+        layer: &LayerRef,
+        gzip_type: &str,
+    ) -> Result<Descriptor> {
         let src = self.blob_path(&layer.blob.digest);
         let mut input = BufReader::with_capacity(1 << 20, self.open_blob(&layer.blob.digest)?);
-        let out = self.writer()?.with_media_type(gzip_type);
+        let out = self.writer(lease)?.with_media_type(gzip_type);
         let ingest = out.ingest_path().to_path_buf();
         // Hash the tar as it passes (the gzip is hashed by the BlobWriter): a damaged
         // plain blob must not become a gzip blob that claims its diff_id.
@@ -142,16 +140,10 @@ impl Store {
         out.commit_unrecorded(None, None)
     }
 
-    /// Records `blob` (committed) in `blobs` and as a stored form of `layer`, in one
-    /// transaction. `false` when the file is gone by then (swept by a GC that ran between
-    /// commit and now): nothing is recorded and the caller compresses again.
-    fn record_gzip_form(&self, layer: &LayerRef, blob: &Descriptor) -> Result<bool> {
+    /// Records `blob` (committed and leased) in `blobs` and as a stored form of
+    /// `layer`, in one transaction.
+    fn record_gzip_form(&self, layer: &LayerRef, blob: &Descriptor) -> Result<()> {
         meta::write(self, |m| {
-            // Under the lock no GC runs: a file present now stays until the next run,
-            // which sees the record below.
-            if !self.has_blob(&blob.digest) {
-                return Ok(false);
-            }
             if m.get(meta::BLOBS, &blob.digest)?.is_none() {
                 m.put(
                     meta::BLOBS,
@@ -169,8 +161,7 @@ impl Store {
             }
             // The plain tar is the uncompressed form.
             rec.uncompressed_size.get_or_insert(layer.blob.size);
-            m.put(meta::LAYERS, &layer.diff_id, &rec)?;
-            Ok(true)
+            m.put(meta::LAYERS, &layer.diff_id, &rec)
         })
     }
 }
@@ -179,6 +170,10 @@ impl Store {
 mod tests {
     use super::*;
     use crate::Digest;
+
+    fn lease(store: &Store) -> Lease {
+        store.lease(std::time::Duration::from_secs(60)).unwrap()
+    }
 
     #[test]
     fn gzip_type_keeps_the_family() {
@@ -222,7 +217,10 @@ mod tests {
                 },
                 diff_id: Digest::sha256_of(b"diff"),
             };
-            assert_eq!(store.compressed_layer(&layer).unwrap(), layer);
+            assert_eq!(
+                store.compressed_layer(&lease(&store), &layer).unwrap(),
+                layer
+            );
         }
     }
 
@@ -231,13 +229,15 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(tmp.path()).unwrap();
         let tar = vec![7u8; 4096];
-        let blob = store.put_blob(&tar, media_types::OCI_LAYER_TAR).unwrap();
+        let blob = store
+            .put_blob(&lease(&store), &tar, media_types::OCI_LAYER_TAR)
+            .unwrap();
         let layer = LayerRef {
             diff_id: blob.digest.clone(),
             blob,
         };
         std::fs::write(store.blob_path(&layer.blob.digest), vec![8u8; 4096]).unwrap();
-        let err = store.compressed_layer(&layer).unwrap_err();
+        let err = store.compressed_layer(&lease(&store), &layer).unwrap_err();
         assert!(matches!(err, StoreError::CorruptBlob { .. }), "{err}");
         assert_eq!(
             std::fs::read_dir(store.layout().ingest_dir())

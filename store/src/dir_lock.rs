@@ -53,7 +53,9 @@ pub fn allocated_bytes(dir: &Path) -> io::Result<u64> {
         return Ok(0);
     }
     let mut total = 0;
-    for entry in walkdir::WalkDir::new(dir) {
+    // What is inside, not `dir` itself: an empty cache holds 0 bytes, as `system df`
+    // shows after `builder prune`.
+    for entry in walkdir::WalkDir::new(dir).min_depth(1) {
         let entry = entry.map_err(io::Error::other)?;
         total += entry.metadata().map_err(io::Error::other)?.blocks() * 512;
     }

@@ -11,16 +11,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StoreError};
-use crate::layout::write_atomic;
 use crate::media_types;
 use crate::meta::{self, Meta};
 use crate::records::{LayerRecord, LayerRef, ManifestRecord, TagRecord};
 use crate::{Descriptor, Digest, Reference, Store};
 
-/// The annotation OCI tools read a reference name from.
-pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
-/// containerd's annotation for the full image name (docker and nerdctl write it too).
-pub const CONTAINERD_NAME_ANNOTATION: &str = "io.containerd.image.name";
+pub use crate::oci_index::{index_ref_name, CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
 
 /// An image as the CLI shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,13 +194,26 @@ impl Store {
             tags: tag.into_iter().cloned().collect(),
             uncompressed: uncompressed.clone(),
         };
-        let mut out = self.add_images(std::slice::from_ref(&img))?;
+        let mut out = self.record_images(std::slice::from_ref(&img), false)?;
         Ok(out.remove(0))
     }
 
     /// Records several images and their tags in one transaction (load): every
-    /// manifest is parsed and checked first, so either all are recorded or none.
+    /// manifest is parsed and checked first, so either all are recorded or none. An
+    /// image whose config is already recorded under another manifest is that image
+    /// (docker's image id is the config digest): loading it again in another form
+    /// (docker-archive, then OCI archive) moves the tags to it and adds no second row.
     pub fn add_images(&self, images: &[NewImage]) -> Result<Vec<ImageRecord>> {
+        self.record_images(images, true)
+    }
+
+    /// `add_images`; `is_one_per_config` as described there. A pull or build records
+    /// the manifest it was given: its digest is what the user resolves afterwards.
+    fn record_images(
+        &self,
+        images: &[NewImage],
+        is_one_per_config: bool,
+    ) -> Result<Vec<ImageRecord>> {
         let mut parsed = Vec::with_capacity(images.len());
         for img in images {
             for t in &img.tags {
@@ -232,23 +241,33 @@ impl Store {
             let mut records = Vec::with_capacity(images.len());
             let mut tagged = false;
             for (img, p) in images.iter().zip(parsed) {
-                let rec = record_image(m, &img.manifest, p, &img.uncompressed, now)?;
+                // One image per config digest (docker's image id): the same image loaded
+                // again in another form (docker-archive, then OCI) is the image already
+                // recorded, not a second row with the same id.
+                let existing = match is_one_per_config {
+                    true => same_image(m, &img.manifest, &p.config.digest)?,
+                    false => None,
+                };
+                let (manifest, rec) = match existing {
+                    Some(existing) => existing,
+                    None => {
+                        let rec = record_image(m, &img.manifest, p, &img.uncompressed, now)?;
+                        (img.manifest.clone(), rec)
+                    }
+                };
                 for t in &img.tags {
-                    m.put(meta::TAGS, &t.to_string(), &tag_record(&img.manifest, now))?;
+                    m.put(meta::TAGS, &t.to_string(), &tag_record(&manifest, now))?;
                     tagged = true;
                 }
-                records.push(rec);
+                records.push((manifest, rec));
             }
             if tagged {
                 self.write_index(m)?;
             }
             let mut out = Vec::with_capacity(images.len());
-            for (img, rec) in images.iter().zip(records) {
-                out.push(ImageRecord::from_record(
-                    &img.manifest,
-                    rec,
-                    tags_of(m, &img.manifest)?,
-                ));
+            for (manifest, rec) in records {
+                let tags = tags_of(m, &manifest)?;
+                out.push(ImageRecord::from_record(&manifest, rec, tags));
             }
             Ok(out)
         })
@@ -395,44 +414,35 @@ impl Store {
             Ok(out)
         })
     }
-
-    /// Rewrites `index.json` from the `tags` tree: derived data, never read back.
-    /// Runs inside the write transaction so concurrent writers cannot reorder it.
-    pub(crate) fn write_index(&self, m: &Meta) -> Result<()> {
-        let mut manifests = Vec::new();
-        for (key, t) in m.all(meta::TAGS)? {
-            let Some(rec) = m.get(meta::MANIFESTS, &t.manifest)? else {
-                continue;
-            };
-            let r = Reference::parse(&key)?;
-            manifests.push(serde_json::json!({
-                "mediaType": rec.media_type,
-                "digest": t.manifest,
-                "size": rec.size,
-                "annotations": {
-                    REF_NAME_ANNOTATION: index_ref_name(&r),
-                    CONTAINERD_NAME_ANNOTATION: key,
-                },
-            }));
-        }
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": media_types::OCI_INDEX,
-            "manifests": manifests,
-        });
-        let bytes = serde_json::to_vec_pretty(&index).expect("index serializes");
-        write_atomic(&self.layout().index_json(), &bytes)
-    }
 }
 
-/// The `org.opencontainers.image.ref.name` written for `r`: the full normalised
-/// reference, so two repositories with the same tag stay distinct.
-pub fn index_ref_name(r: &Reference) -> String {
-    r.to_string()
+/// Another manifest already recorded with config `config`: the same image in another
+/// form. `None` when `manifest` itself is recorded or no other has that config.
+fn same_image(
+    m: &Meta,
+    manifest: &Digest,
+    config: &Digest,
+) -> Result<Option<(Digest, ManifestRecord)>> {
+    if m.get(meta::MANIFESTS, manifest)?.is_some() {
+        return Ok(None);
+    }
+    for (key, rec) in m.all(meta::MANIFESTS)? {
+        if rec.config.digest == *config {
+            let d = key
+                .parse()
+                .map_err(|e: crate::DigestError| StoreError::CorruptRecord {
+                    tree: meta::MANIFESTS.name,
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })?;
+            return Ok(Some((d, rec)));
+        }
+    }
+    Ok(None)
 }
 
 /// Writes the layer records and the manifest record of one parsed image.
-fn record_image(
+pub(crate) fn record_image(
     m: &Meta,
     manifest: &Digest,
     parsed: ParsedImage,
@@ -488,6 +498,7 @@ fn check_taggable(r: &Reference) -> Result<()> {
 
 fn tag_record(manifest: &Digest, now: i64) -> TagRecord {
     TagRecord {
+        index_entry: None,
         v: meta::RECORD_VERSION,
         manifest: manifest.clone(),
         updated_at: now,

@@ -1,12 +1,15 @@
 //! `BlobWriter`: the only way content enters `blobs/`.
 //!
-//! A blob's life: `Store::writer()` creates `ingest/<random>`; `write` streams
+//! A blob's life: `Store::writer(lease)` creates `ingest/<random>`; `write` streams
 //! bytes into it while hashing; `commit(size, digest)` checks both against what the
-//! caller promised, fsyncs, renames to `blobs/sha256/<hex>`, fsyncs the directory
-//! and records `{size, media type, added at}` in sled. Until commit the content is
+//! caller promised, adds the digest to the writer's lease, fsyncs, renames to
+//! `blobs/sha256/<hex>`, fsyncs the directory and records `{size, media type, added
+//! at}` in sled. Until commit the content is
 //! invisible to every reader. Commit always consumes the writer; on any error the
 //! temp file is removed. Dropping an uncommitted writer (or `abort`) removes it too.
 //!
+//! Lease before rename: GC never sees the blob unprotected, from the moment it exists
+//! until the caller's record or tag refers to it and the lease is dropped (`lease`).
 //! Rename before recording in sled: a crash leaves an unreferenced blob (GC sweeps
 //! it), never a record of a missing one.
 
@@ -18,20 +21,21 @@ use crate::digest::{Digest, Sha256Writer};
 use crate::error::{Result, StoreError};
 use crate::layout::{fsync_dir, unique_name};
 use crate::media_types;
-use crate::{meta, Descriptor, Store};
+use crate::{meta, Descriptor, Lease, Store};
 
 const BUFFER: usize = 1 << 20;
 
 /// Streams one blob into the store. See the module doc for its contract.
 pub struct BlobWriter {
     store: Store,
+    lease: Lease,
     path: PathBuf,
     out: Option<Sha256Writer<BufWriter<File>>>,
     media_type: String,
 }
 
 impl BlobWriter {
-    pub(crate) fn create(store: &Store) -> Result<BlobWriter> {
+    pub(crate) fn create(store: &Store, lease: &Lease) -> Result<BlobWriter> {
         let dir = store.layout().ingest_dir();
         let path = dir.join(unique_name(""));
         let file = OpenOptions::new()
@@ -41,6 +45,7 @@ impl BlobWriter {
             .map_err(StoreError::io("creating ingest file", &path))?;
         Ok(BlobWriter {
             store: store.clone(),
+            lease: lease.clone(),
             path,
             out: Some(Sha256Writer::new(BufWriter::with_capacity(BUFFER, file))),
             media_type: media_types::OCTET_STREAM.to_string(),
@@ -127,12 +132,11 @@ impl BlobWriter {
             digest: digest.clone(),
             size,
         };
+        // Lease first, then check and publish: from here on no GC removes the blob,
+        // whether it exists already or appears with the rename below.
+        self.lease.add_digest(&digest)?;
         let target = self.store.blob_path(&digest);
         if target.exists() {
-            // GC keeps what appeared (mtime/ctime) within its grace; refresh the time so an
-            // old blob that a caller is about to reference again is not swept meanwhile.
-            let _ =
-                fs::File::open(&target).and_then(|f| f.set_modified(std::time::SystemTime::now()));
             return Ok((desc, false)); // Drop removes the temp file.
         }
         file.sync_all()
@@ -178,6 +182,10 @@ mod tests {
     use super::*;
     use crate::Store;
 
+    fn lease(store: &Store) -> crate::Lease {
+        store.lease(std::time::Duration::from_secs(60)).unwrap()
+    }
+
     fn entries(dir: &std::path::Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir)
             .unwrap()
@@ -191,7 +199,7 @@ mod tests {
     fn commit_rejects_wrong_digest_and_leaves_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(tmp.path()).unwrap();
-        let mut w = store.writer().unwrap();
+        let mut w = store.writer(&lease(&store)).unwrap();
         w.write_all(b"payload").unwrap();
         let wrong = Digest::sha256_of(b"something else");
         let err = w.commit(None, Some(&wrong)).unwrap_err();
@@ -212,7 +220,7 @@ mod tests {
     fn commit_rejects_wrong_size() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(tmp.path()).unwrap();
-        let mut w = store.writer().unwrap();
+        let mut w = store.writer(&lease(&store)).unwrap();
         w.write_all(b"payload").unwrap();
         let err = w.commit(Some(3), None).unwrap_err();
         assert!(
@@ -236,7 +244,10 @@ mod tests {
         let store = Store::open(tmp.path()).unwrap();
         let d = Digest::sha256_of(b"payload");
         for _ in 0..2 {
-            let mut w = store.writer().unwrap().with_media_type("text/plain");
+            let mut w = store
+                .writer(&lease(&store))
+                .unwrap()
+                .with_media_type("text/plain");
             w.write_all(b"pay").unwrap();
             w.write_all(b"load").unwrap();
             let desc = w.commit(Some(7), Some(&d)).unwrap();
@@ -255,7 +266,7 @@ mod tests {
     fn dropped_writer_removes_its_temp_file() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(tmp.path()).unwrap();
-        let mut w = store.writer().unwrap();
+        let mut w = store.writer(&lease(&store)).unwrap();
         w.write_all(b"partial").unwrap();
         assert_eq!(entries(&store.layout().ingest_dir()).len(), 1);
         drop(w);

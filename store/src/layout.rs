@@ -4,12 +4,21 @@
 //! ROOT/cache-mounts/<id>/    RUN --mount=type=cache directories (see dir_lock)
 //! ROOT/downloads/<key>/      ADD <url> downloads (see dir_lock)
 //! ROOT/oci-layout            {"imageLayoutVersion":"1.0.0"}
-//! ROOT/index.json            derived from sled after every tag change
+//! ROOT/index.json            from sled after every tag change, plus other tools' entries (oci_index)
 //! ROOT/blobs/sha256/<hex>    content
-//! ROOT/ingest/<random>       blobs being written
+//! ROOT/ingest/<pid>-…        blobs being written
+//! ROOT/ingest/gc-<pid>-…     blobs a GC run is deleting (trash)
 //! ROOT/snapshots/<hex>/fs    unpacked layer (overlay form); <hex>/parent
+//! ROOT/snapshots/.tmp-<pid>-…   a snapshot being unpacked or published
+//! ROOT/snapshots/build-<pid>-…  a RUN step's upper and work dirs
+//! ROOT/snapshots/copy-<pid>-…   a COPY/ADD step's scratch (heredocs)
+//! ROOT/snapshots/gc-<pid>-…     snapshots a GC run is deleting (trash)
 //! ROOT/meta/                 sled
+//! ROOT/meta/index.json.sha256   digest of the index.json strata last wrote or checked
 //! ```
+//!
+//! Every temp name is `<prefix><pid>-<time>-<n>` (`unique_name`), with a prefix from
+//! `TEMP_PREFIXES`, so GC can tell whose it is and remove it once its owner is gone.
 //!
 //! ROOT is created 0700 and `snapshots/` 0700: unpacked layers keep their setuid binaries
 //! and device nodes, so no other local user may reach them (moby's CVE-2021-41091). A root
@@ -24,6 +33,23 @@ use crate::digest::Digest;
 use crate::error::{Result, StoreError};
 
 pub const OCI_LAYOUT_CONTENT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
+
+/// GC trash in `ingest/` and `snapshots/`.
+pub const GC_TRASH_PREFIX: &str = "gc-";
+/// A RUN step's scratch in `snapshots/` (upperdir `fs/`, overlay `work/`).
+pub const RUN_TEMP_PREFIX: &str = "build-";
+/// A COPY/ADD step's scratch in `snapshots/`.
+pub const COPY_TEMP_PREFIX: &str = "copy-";
+/// A snapshot being unpacked or published, in `snapshots/`.
+pub const SNAPSHOT_TEMP_PREFIX: &str = ".tmp-";
+/// Every temp kind GC sweeps from `snapshots/` (and `ingest/`, whose files have no
+/// prefix at all).
+pub const TEMP_PREFIXES: [&str; 4] = [
+    GC_TRASH_PREFIX,
+    RUN_TEMP_PREFIX,
+    COPY_TEMP_PREFIX,
+    SNAPSHOT_TEMP_PREFIX,
+];
 
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -66,8 +92,20 @@ impl Layout {
     pub fn index_json(&self) -> PathBuf {
         self.root.join("index.json")
     }
+    /// The digest of the `index.json` strata last wrote or checked (`oci_index`).
+    pub fn index_fingerprint(&self) -> PathBuf {
+        self.meta_dir().join("index.json.sha256")
+    }
     pub fn oci_layout(&self) -> PathBuf {
         self.root.join("oci-layout")
+    }
+    /// A new, unique temp path in `snapshots/` with one of `TEMP_PREFIXES` (not created).
+    pub fn snapshot_temp(&self, prefix: &str) -> PathBuf {
+        debug_assert!(
+            TEMP_PREFIXES.contains(&prefix),
+            "unknown temp kind {prefix}"
+        );
+        self.snapshots_dir().join(unique_name(prefix))
     }
 
     /// Creates the directories and the `oci-layout` marker if missing. Safe to

@@ -1,16 +1,25 @@
-//! Leases: a build or pull records what it has written or will reuse, so that GC
+//! Leases: every writer records what it is about to create or reuse, so that GC
 //! leaves it alone while the process lives. A lease names its pid and an expiry;
 //! GC drops a lease whose pid is gone or whose expiry has passed. Dropping the
-//! `Lease` removes the record (best effort: a crash leaves it for GC to expire).
+//! last clone of a `Lease` removes the record (best effort: a crash leaves it for GC
+//! to expire).
+//!
+//! The order is containerd's: **lease first, then write**. `BlobWriter::commit` adds
+//! the digest to its lease before the blob appears under its name, and a snapshot is
+//! leased before it is renamed into `snapshots/`; a caller reusing an existing object
+//! leases it before checking that it exists. A GC run holds the metadata lock from
+//! reading the leases to hiding what it removes, so an object is either leased before
+//! the run (kept) or appears after it (not seen): GC needs no time rule. The lease
+//! must outlive the moment a record or tag refers to the object.
 //!
 //! While this process holds the database open (`Store::hold_meta`), no GC can run, so a
 //! lease need not be written yet: it is kept in memory and written when the database is
 //! released (`Store::release_meta`), before any long work. A fully cached build thus
 //! writes nothing to sled at all.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::chain_id::ChainId;
@@ -27,11 +36,19 @@ fn pending() -> std::sync::MutexGuard<'static, BTreeMap<String, (PathBuf, LeaseR
     PENDING.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A live lease. Cheap to hold; every `add_*` is one short sled transaction, or a change
-/// in memory while the database is held.
+/// A live lease. Cheap to hold and to clone (clones share one record); every `add_*` of
+/// something new is one short sled transaction, or a change in memory while the database
+/// is held; adding what the lease already covers costs nothing.
+#[derive(Clone)]
 pub struct Lease {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     store: Store,
     id: String,
+    /// What the record already names, so a repeat `add_*` skips the transaction.
+    covered: Mutex<HashSet<String>>,
 }
 
 impl Lease {
@@ -52,47 +69,60 @@ impl Lease {
             meta::write(store, |m| m.put(meta::LEASES, &id, &rec))?;
         }
         Ok(Lease {
-            store: store.clone(),
-            id,
+            inner: Arc::new(Inner {
+                store: store.clone(),
+                id,
+                covered: Mutex::new(HashSet::new()),
+            }),
         })
     }
 
     pub fn id(&self) -> &str {
-        &self.id
+        &self.inner.id
     }
 
+    /// Protects blob `d` (and, for a manifest, what its record names) from GC from now
+    /// on. Call it before writing `d` or before checking that `d` exists.
     pub fn add_digest(&self, d: &Digest) -> Result<()> {
-        self.update(|r| {
+        self.update(format!("blob:{d}"), |r| {
             if !r.digests.contains(d) {
                 r.digests.push(d.clone());
             }
         })
     }
 
+    /// Protects snapshot `c` from GC from now on; call it before publishing `c` or
+    /// before checking that it exists.
     pub fn add_snapshot(&self, c: &ChainId) -> Result<()> {
-        self.update(|r| {
+        self.update(format!("snapshot:{c}"), |r| {
             if !r.snapshots.contains(c) {
                 r.snapshots.push(c.clone());
             }
         })
     }
 
-    fn update(&self, f: impl FnOnce(&mut LeaseRecord)) -> Result<()> {
-        if let Some((_, rec)) = pending().get_mut(&self.id) {
-            f(rec);
+    fn update(&self, what: String, f: impl FnOnce(&mut LeaseRecord)) -> Result<()> {
+        let mut covered = self.inner.covered.lock().unwrap_or_else(|p| p.into_inner());
+        if covered.contains(&what) {
             return Ok(());
         }
-        meta::write_deferred(&self.store, |m| {
-            if let Some(mut r) = m.get(meta::LEASES, &self.id)? {
-                f(&mut r);
-                m.put(meta::LEASES, &self.id, &r)?;
-            }
-            Ok(())
-        })
+        if let Some((_, rec)) = pending().get_mut(&self.inner.id) {
+            f(rec);
+        } else {
+            meta::write_deferred(&self.inner.store, |m| {
+                if let Some(mut r) = m.get(meta::LEASES, self.inner.id.as_str())? {
+                    f(&mut r);
+                    m.put(meta::LEASES, self.inner.id.as_str(), &r)?;
+                }
+                Ok(())
+            })?;
+        }
+        covered.insert(what);
+        Ok(())
     }
 }
 
-impl Drop for Lease {
+impl Drop for Inner {
     fn drop(&mut self) {
         if pending().remove(&self.id).is_some() {
             return; // never written

@@ -1,8 +1,8 @@
 //! strata's content-addressed store.
 //!
 //! The root directory *is* an OCI image layout (see `layout`). A blob's life:
-//! `Store::writer()` streams it into `ingest/` while hashing → `BlobWriter::commit`
-//! verifies size and digest, fsyncs and renames it into `blobs/sha256/<hex>` → it is
+//! `Store::writer(lease)` streams it into `ingest/` while hashing → `BlobWriter::commit`
+//! verifies size and digest, leases it, fsyncs and renames it into `blobs/sha256/<hex>` → it is
 //! visible to every reader (readers never touch sled) → `add_image`/`tag` record
 //! what refers to it in sled and rewrite `index.json` → GC sweeps it once nothing
 //! (tag, build cache, lease) reaches it.
@@ -17,6 +17,7 @@ pub mod compressed;
 pub mod decompress;
 pub mod digest;
 pub mod dir_lock;
+pub mod duration;
 pub mod error;
 pub mod extract;
 pub mod gc;
@@ -27,6 +28,7 @@ pub mod lease;
 pub mod manifest;
 pub mod media_types;
 pub mod meta;
+pub mod oci_index;
 pub mod platform;
 pub mod records;
 pub mod reference;
@@ -67,10 +69,13 @@ pub struct Store {
 
 impl Store {
     /// Opens the store at `root`, creating the layout if missing.
+    /// Adopts what other OCI tools added to `index.json` (`oci_index`).
     pub fn open(root: &Path) -> Result<Store> {
         let layout = Layout::new(root);
         layout.create()?;
-        Ok(Store { layout })
+        let store = Store { layout };
+        store.adopt_index()?;
+        Ok(store)
     }
 
     pub fn root(&self) -> &Path {
@@ -83,15 +88,16 @@ impl Store {
 
     // ---- blobs: readers never touch sled ----
 
-    /// A writer for one new blob; see `BlobWriter` for the contract.
-    pub fn writer(&self) -> Result<BlobWriter> {
-        BlobWriter::create(self)
+    /// A writer for one new blob, which `lease` protects from the moment it is
+    /// committed; see `BlobWriter` for the contract.
+    pub fn writer(&self, lease: &Lease) -> Result<BlobWriter> {
+        BlobWriter::create(self, lease)
     }
 
-    /// Stores `bytes` as one blob (manifests, configs, small files).
-    pub fn put_blob(&self, bytes: &[u8], media_type: &str) -> Result<Descriptor> {
+    /// Stores `bytes` as one blob (manifests, configs, small files), leased by `lease`.
+    pub fn put_blob(&self, lease: &Lease, bytes: &[u8], media_type: &str) -> Result<Descriptor> {
         use std::io::Write;
-        let mut w = self.writer()?.with_media_type(media_type);
+        let mut w = self.writer(lease)?.with_media_type(media_type);
         w.write_all(bytes)
             .map_err(StoreError::io("writing", w.ingest_path().to_path_buf()))?;
         w.commit(Some(bytes.len() as u64), None)

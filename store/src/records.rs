@@ -20,6 +20,22 @@ pub struct TagRecord {
     pub v: u32,
     pub manifest: Digest,
     pub updated_at: i64,
+    /// The `index.json` entry another tool wrote for this tag, written back verbatim
+    /// (`oci_index`); `None` for a tag strata made, whose entry it derives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_entry: Option<serde_json::Value>,
+}
+
+/// `foreign_index`: an `index.json` entry another tool wrote that is not an image strata
+/// can record (an image index, a missing blob, no name): kept verbatim in `index.json`,
+/// and every blob it reaches kept by GC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForeignEntryRecord {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub entry: serde_json::Value,
+    /// The entry's digest and every blob reachable from it when it was adopted.
+    pub digests: Vec<Digest>,
 }
 
 /// One layer of an image: the blob as stored and its uncompressed digest.

@@ -15,26 +15,36 @@ use crate::decompress::plain_reader;
 use crate::digest::{Digest, Sha256Reader};
 use crate::error::{Result, StoreError};
 use crate::extract::extract_tar;
-use crate::layout::unique_name;
+use crate::layout::SNAPSHOT_TEMP_PREFIX;
 use crate::media_types;
 use crate::meta;
 use crate::records::{LayerRef, SnapshotRecord};
-use crate::{Descriptor, Store};
+use crate::{Descriptor, Lease, Store};
 
 impl Store {
     /// Unpacks each layer of the image once (safe extraction, whiteouts in overlay
     /// form, diff_id verified while extracting); returns the lowerdirs, top layer
     /// first, ready for `lowerdir=a:b:c`. Safe to call concurrently: the loser of
-    /// a race to unpack the same layer discards its copy.
-    pub fn ensure_snapshots(&self, manifest: &Digest) -> Result<Vec<PathBuf>> {
-        self.ensure_layer_snapshots(&self.image(manifest)?.layers)
+    /// a race to unpack the same layer discards its copy. Every snapshot is leased by
+    /// `lease` before it is looked for or published; the caller must lease the
+    /// layer blobs.
+    pub fn ensure_snapshots(&self, lease: &Lease, manifest: &Digest) -> Result<Vec<PathBuf>> {
+        self.ensure_layer_snapshots(lease, &self.image(manifest)?.layers)
     }
 
     /// `ensure_snapshots` for a stack of layers that need not be an image yet (a
     /// build between steps): bottom layer first in, lowerdirs top first out.
-    pub fn ensure_layer_snapshots(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
+    pub fn ensure_layer_snapshots(
+        &self,
+        lease: &Lease,
+        layers: &[LayerRef],
+    ) -> Result<Vec<PathBuf>> {
         let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
         let chains = chain_ids(&diff_ids);
+        // Lease first, then check: an existing snapshot cannot be swept after the check.
+        for c in &chains {
+            lease.add_snapshot(c)?;
+        }
         // Each snapshot holds only its own layer's changes, so missing ones unpack
         // independently: on as many threads as there are cores (gunzip and hashing are
         // CPU-bound), each thread taking the next missing layer.
@@ -125,7 +135,7 @@ impl Store {
 
     /// `snapshots/.tmp-<unique>/fs`, created empty.
     fn new_snapshot_tmp(&self) -> Result<PathBuf> {
-        let tmp = self.layout().snapshots_dir().join(unique_name(".tmp-"));
+        let tmp = self.layout().snapshot_temp(SNAPSHOT_TEMP_PREFIX);
         let fs_dir = tmp.join("fs");
         fs::create_dir_all(&fs_dir).map_err(StoreError::io("creating", &fs_dir))?;
         Ok(tmp)
@@ -170,20 +180,23 @@ impl Store {
     }
 
     /// Moves a built upperdir `dir` in as the snapshot of `chain` (a rename: `dir`
-    /// must be on the same filesystem as the root, e.g. under `ROOT/snapshots`).
-    /// If the snapshot already exists, `dir` is removed and the existing one kept.
+    /// must be on the same filesystem as the root, e.g. under `ROOT/snapshots`),
+    /// leased by `lease` first. If the snapshot already exists, `dir` is removed and
+    /// the existing one kept.
     pub fn commit_snapshot(
         &self,
+        lease: &Lease,
         chain: &ChainId,
         parent: Option<&ChainId>,
         dir: &Path,
     ) -> Result<PathBuf> {
+        lease.add_snapshot(chain)?;
         let existing = self.snapshot_dir(chain);
         if existing.is_dir() {
             let _ = fs::remove_dir_all(dir);
             return Ok(existing);
         }
-        let tmp = self.layout().snapshots_dir().join(unique_name(".tmp-"));
+        let tmp = self.layout().snapshot_temp(SNAPSHOT_TEMP_PREFIX);
         fs::create_dir(&tmp).map_err(StoreError::io("creating", &tmp))?;
         let result = fs::rename(dir, tmp.join("fs"))
             .map_err(StoreError::io(

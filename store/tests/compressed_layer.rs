@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Read;
-use std::time::Duration;
 
 use store::gc::{ImagePolicy, PruneOptions};
 use store::media_types::{
@@ -12,6 +11,12 @@ use store::media_types::{
     OCI_MANIFEST,
 };
 use store::{meta, Descriptor, Digest, LayerRef, Reference, Store};
+
+/// A lease of its own for one call, dropped when the statement ends (nothing prunes
+/// concurrently here).
+fn lease(store: &Store) -> store::Lease {
+    store.lease(std::time::Duration::from_secs(60)).unwrap()
+}
 
 /// A tar of `n` files, half of them incompressible (an LCG), half text, so the gzip
 /// spans several 4 MiB members.
@@ -45,16 +50,22 @@ fn tar_of_size(n: usize, file_size: usize, seed: u64) -> Vec<u8> {
 
 /// A one-layer image of `tar` with layer media type `layer_type`, tagged `tag`.
 fn image(store: &Store, tar: &[u8], layer_type: &str, tag: &str) -> (Digest, LayerRef) {
-    let blob = store.put_blob(tar, layer_type).unwrap();
+    let blob = store.put_blob(&lease(store), tar, layer_type).unwrap();
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": [blob.digest]},
     });
     let config = store
-        .put_blob(&serde_json::to_vec(&config).unwrap(), OCI_CONFIG)
+        .put_blob(
+            &lease(store),
+            &serde_json::to_vec(&config).unwrap(),
+            OCI_CONFIG,
+        )
         .unwrap();
     let manifest = store::manifest::build_manifest(&config, std::slice::from_ref(&blob));
-    let m = store.put_blob(&manifest, OCI_MANIFEST).unwrap();
+    let m = store
+        .put_blob(&lease(store), &manifest, OCI_MANIFEST)
+        .unwrap();
     let rec = store
         .add_image(&m.digest, Some(&Reference::parse(tag).unwrap()))
         .unwrap();
@@ -84,7 +95,7 @@ fn compressing_twice_gives_one_blob_that_gunzips_to_the_tar() {
     let (_, plain) = image(&store, &tar, OCI_LAYER_TAR, "app:1");
     assert_eq!(plain.blob.digest, plain.diff_id);
 
-    let gz = store.compressed_layer(&plain).unwrap();
+    let gz = store.compressed_layer(&lease(&store), &plain).unwrap();
     assert_eq!(gz.diff_id, plain.diff_id);
     assert_eq!(gz.blob.media_type, OCI_LAYER_GZIP);
     assert!(gz.blob.size < plain.blob.size, "{gz:?}");
@@ -101,7 +112,7 @@ fn compressing_twice_gives_one_blob_that_gunzips_to_the_tar() {
     let files = blob_files(&store);
     let plain_path = store.blob_path(&plain.blob.digest);
     fs::write(&plain_path, b"damaged").unwrap();
-    let again = store.compressed_layer(&plain).unwrap();
+    let again = store.compressed_layer(&lease(&store), &plain).unwrap();
     assert_eq!(again, gz);
     assert_eq!(blob_files(&store), files);
     fs::write(&plain_path, &tar).unwrap();
@@ -136,7 +147,7 @@ fn the_same_tar_gives_the_same_gzip_in_any_store_and_family() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(tmp.path()).unwrap();
         let (_, plain) = image(&store, &tar, layer_type, "app:1");
-        let gz = store.compressed_layer(&plain).unwrap();
+        let gz = store.compressed_layer(&lease(&store), &plain).unwrap();
         let want_type = if layer_type == OCI_LAYER_TAR {
             OCI_LAYER_GZIP
         } else {
@@ -154,7 +165,7 @@ fn a_recorded_gzip_form_is_named_in_the_callers_family() {
     let store = Store::open(tmp.path()).unwrap();
     let tar = tar_of_size(2, 100_000, 3);
     let (_, oci) = image(&store, &tar, OCI_LAYER_TAR, "a:1");
-    let gz = store.compressed_layer(&oci).unwrap();
+    let gz = store.compressed_layer(&lease(&store), &oci).unwrap();
     let docker = LayerRef {
         blob: Descriptor {
             media_type: DOCKER_LAYER_TAR.into(),
@@ -162,7 +173,7 @@ fn a_recorded_gzip_form_is_named_in_the_callers_family() {
         },
         diff_id: oci.diff_id.clone(),
     };
-    let dgz = store.compressed_layer(&docker).unwrap();
+    let dgz = store.compressed_layer(&lease(&store), &docker).unwrap();
     assert_eq!(dgz.blob.digest, gz.blob.digest);
     assert_eq!(dgz.blob.media_type, media_types::DOCKER_LAYER_GZIP);
 }
@@ -173,9 +184,9 @@ fn a_swept_gzip_form_is_made_again() {
     let store = Store::open(tmp.path()).unwrap();
     let tar = tar_of_size(2, 100_000, 4);
     let (_, plain) = image(&store, &tar, OCI_LAYER_TAR, "a:1");
-    let gz = store.compressed_layer(&plain).unwrap();
+    let gz = store.compressed_layer(&lease(&store), &plain).unwrap();
     fs::remove_file(store.blob_path(&gz.blob.digest)).unwrap();
-    let again = store.compressed_layer(&plain).unwrap();
+    let again = store.compressed_layer(&lease(&store), &plain).unwrap();
     assert_eq!(again, gz);
     assert!(store.has_blob(&gz.blob.digest));
 }
@@ -186,15 +197,14 @@ fn the_gzip_form_lives_with_the_layer_and_is_counted() {
     let store = Store::open(tmp.path()).unwrap();
     let tar = tar_of_size(4, 1 << 20, 5);
     let (_, plain) = image(&store, &tar, OCI_LAYER_TAR, "app:1");
-    let gz = store.compressed_layer(&plain).unwrap();
-    let no_grace = PruneOptions {
+    let gz = store.compressed_layer(&lease(&store), &plain).unwrap();
+    let untagged = PruneOptions {
         images: ImagePolicy::Untagged,
-        grace: Duration::ZERO,
         ..PruneOptions::default()
     };
 
     // Held by a tagged image: a prune keeps both forms, and `system df` counts both.
-    let report = store.prune(&no_grace).unwrap();
+    let report = store.prune(&untagged).unwrap();
     assert_eq!(report.blobs_removed, 0);
     assert!(store.has_blob(&gz.blob.digest) && store.has_blob(&plain.blob.digest));
     let on_disk: u64 = fs::read_dir(store.layout().blobs_dir())
@@ -203,11 +213,12 @@ fn the_gzip_form_lives_with_the_layer_and_is_counted() {
         .sum();
     let usage = store.disk_usage().unwrap();
     assert_eq!(usage.images_size, on_disk);
-    assert_eq!(usage.images[0].size, on_disk);
+    // The image's own row is what `images` shows: the layer uncompressed.
+    assert_eq!(usage.images[0].size, plain.blob.size);
 
     // The image goes: both forms and the layer record go with it.
     store.untag(&Reference::parse("app:1").unwrap()).unwrap();
-    let report = store.prune(&no_grace).unwrap();
+    let report = store.prune(&untagged).unwrap();
     assert_eq!(report.images_deleted.len(), 1);
     assert_eq!(report.reclaimed, on_disk);
     assert!(!store.has_blob(&gz.blob.digest));
@@ -243,7 +254,7 @@ fn gzip_digest_of_a_fixed_input_is_pinned() {
         input.push((x >> 33) as u8);
     }
     let (_, plain) = image(&store, &input, OCI_LAYER_TAR, "pinned:1");
-    let gz = store.compressed_layer(&plain).unwrap();
+    let gz = store.compressed_layer(&lease(&store), &plain).unwrap();
     assert_eq!(
         gz.blob.digest.to_string(),
         "sha256:d9bf1e54d7856257e85635a3c7907ec812445a9ecae9fbb7c24554daf4b1e196"

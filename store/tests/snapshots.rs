@@ -7,6 +7,12 @@ use std::os::unix::fs::FileTypeExt;
 use store::media_types::{OCI_CONFIG, OCI_LAYER_TAR, OCI_LAYER_ZSTD, OCI_MANIFEST};
 use store::{Descriptor, Digest, Reference, Store, StoreError};
 
+/// A lease of its own for one call, dropped when the statement ends (nothing prunes
+/// concurrently here).
+fn lease(store: &Store) -> store::Lease {
+    store.lease(std::time::Duration::from_secs(60)).unwrap()
+}
+
 fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, data) in entries {
@@ -22,17 +28,21 @@ fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
 fn two_layer_image(store: &Store, name: &str) -> (Digest, Vec<Digest>) {
     let l0 = tar_of(&[("etc/motd", b"hello"), ("etc/keep", b"k")]);
     let l1 = tar_of(&[("etc/.wh.motd", b""), ("etc/new", b"n")]);
-    let d0 = store.put_blob(&l0, OCI_LAYER_TAR).unwrap();
-    let d1 = store.put_blob(&l1, OCI_LAYER_TAR).unwrap();
+    let d0 = store.put_blob(&lease(store), &l0, OCI_LAYER_TAR).unwrap();
+    let d1 = store.put_blob(&lease(store), &l1, OCI_LAYER_TAR).unwrap();
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": [d0.digest, d1.digest]},
     });
     let c = store
-        .put_blob(&serde_json::to_vec(&config).unwrap(), OCI_CONFIG)
+        .put_blob(
+            &lease(store),
+            &serde_json::to_vec(&config).unwrap(),
+            OCI_CONFIG,
+        )
         .unwrap();
     let m = store::manifest::build_manifest(&c, &[d0.clone(), d1.clone()]);
-    let md = store.put_blob(&m, OCI_MANIFEST).unwrap();
+    let md = store.put_blob(&lease(store), &m, OCI_MANIFEST).unwrap();
     store
         .add_image(&md.digest, Some(&Reference::parse(name).unwrap()))
         .unwrap();
@@ -44,7 +54,7 @@ fn ensure_snapshots_unpacks_each_layer_once_top_first() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path()).unwrap();
     let (manifest, diff_ids) = two_layer_image(&store, "two:1");
-    let dirs = store.ensure_snapshots(&manifest).unwrap();
+    let dirs = store.ensure_snapshots(&lease(&store), &manifest).unwrap();
     let chains = Store::chain_ids(&diff_ids);
     assert_eq!(
         dirs,
@@ -68,7 +78,10 @@ fn ensure_snapshots_unpacks_each_layer_once_top_first() {
     );
     // A second call reuses the snapshots: a marker we drop survives.
     fs::write(dirs[1].join("marker"), "x").unwrap();
-    assert_eq!(store.ensure_snapshots(&manifest).unwrap(), dirs);
+    assert_eq!(
+        store.ensure_snapshots(&lease(&store), &manifest).unwrap(),
+        dirs
+    );
     assert!(dirs[1].join("marker").exists());
     // No half-extracted temp dirs are left.
     let leftovers: Vec<_> = fs::read_dir(store.layout().snapshots_dir())
@@ -84,17 +97,25 @@ fn ensure_snapshots_refuses_a_layer_whose_diff_id_lies() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path()).unwrap();
     let real = tar_of(&[("a", b"a")]);
-    let blob = store.put_blob(&real, "application/vnd.oci.image.layer.v1.tar+gzip");
+    let blob = store.put_blob(
+        &lease(&store),
+        &real,
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+    );
     // A plain tar stored under a gzip media type cannot be unpacked as gzip.
     let blob = blob.unwrap();
     let config = serde_json::json!({"rootfs": {"type": "layers", "diff_ids": [Digest::sha256_of(b"other")]}});
     let c = store
-        .put_blob(&serde_json::to_vec(&config).unwrap(), OCI_CONFIG)
+        .put_blob(
+            &lease(&store),
+            &serde_json::to_vec(&config).unwrap(),
+            OCI_CONFIG,
+        )
         .unwrap();
     let m = store::manifest::build_manifest(&c, &[blob]);
-    let md = store.put_blob(&m, OCI_MANIFEST).unwrap();
+    let md = store.put_blob(&lease(&store), &m, OCI_MANIFEST).unwrap();
     store.add_image(&md.digest, None).unwrap();
-    assert!(store.ensure_snapshots(&md.digest).is_err());
+    assert!(store.ensure_snapshots(&lease(&store), &md.digest).is_err());
     let names: Vec<_> = fs::read_dir(store.layout().snapshots_dir())
         .unwrap()
         .collect();
@@ -116,10 +137,14 @@ fn zstd_two_frames(tar: &[u8], split: usize) -> Vec<u8> {
 fn image_of(store: &Store, layers: &[Descriptor], diff_ids: &[Digest]) -> Digest {
     let config = serde_json::json!({"rootfs": {"type": "layers", "diff_ids": diff_ids}});
     let c = store
-        .put_blob(&serde_json::to_vec(&config).unwrap(), OCI_CONFIG)
+        .put_blob(
+            &lease(store),
+            &serde_json::to_vec(&config).unwrap(),
+            OCI_CONFIG,
+        )
         .unwrap();
     let m = store::manifest::build_manifest(&c, layers);
-    let md = store.put_blob(&m, OCI_MANIFEST).unwrap();
+    let md = store.put_blob(&lease(store), &m, OCI_MANIFEST).unwrap();
     store.add_image(&md.digest, None).unwrap();
     md.digest
 }
@@ -139,14 +164,18 @@ fn ensure_snapshots_unpacks_zstd_layers_of_several_frames() {
     let l0 = tar_of(&[("etc/motd", b"hello"), ("data/big", &big)]);
     let l1 = tar_of(&[("etc/.wh.motd", b""), ("etc/new", b"n")]);
     let b0 = store
-        .put_blob(&zstd_two_frames(&l0, l0.len() / 3), OCI_LAYER_ZSTD)
+        .put_blob(
+            &lease(&store),
+            &zstd_two_frames(&l0, l0.len() / 3),
+            OCI_LAYER_ZSTD,
+        )
         .unwrap();
     let b1 = store
-        .put_blob(&zstd_two_frames(&l1, 700), OCI_LAYER_ZSTD)
+        .put_blob(&lease(&store), &zstd_two_frames(&l1, 700), OCI_LAYER_ZSTD)
         .unwrap();
     let diff_ids = [Digest::sha256_of(&l0), Digest::sha256_of(&l1)];
     let manifest = image_of(&store, &[b0, b1], &diff_ids);
-    let dirs = store.ensure_snapshots(&manifest).unwrap();
+    let dirs = store.ensure_snapshots(&lease(&store), &manifest).unwrap();
     assert_eq!(fs::read(dirs[1].join("data/big")).unwrap(), big);
     assert_eq!(
         fs::read_to_string(dirs[1].join("etc/motd")).unwrap(),
@@ -165,11 +194,13 @@ fn ensure_snapshots_refuses_a_zstd_layer_whose_diff_id_lies() {
     let real = tar_of(&[("etc/passwd", b"root:x:0:0::/root:/bin/sh\n")]);
     let claimed = tar_of(&[("etc/passwd", b"evil")]);
     let blob = store
-        .put_blob(&zstd_two_frames(&real, 512), OCI_LAYER_ZSTD)
+        .put_blob(&lease(&store), &zstd_two_frames(&real, 512), OCI_LAYER_ZSTD)
         .unwrap();
     let diff_id = Digest::sha256_of(&claimed);
     let manifest = image_of(&store, &[blob], std::slice::from_ref(&diff_id));
-    let err = store.ensure_snapshots(&manifest).unwrap_err();
+    let err = store
+        .ensure_snapshots(&lease(&store), &manifest)
+        .unwrap_err();
     match &err {
         StoreError::CorruptBlob { reason, .. } => {
             assert!(reason.contains(diff_id.as_str()), "{err}")
@@ -193,14 +224,21 @@ fn commit_snapshot_renames_in_and_keeps_the_first() {
     let upper = store.layout().snapshots_dir().join("upper-1");
     fs::create_dir_all(upper.join("bin")).unwrap();
     fs::write(upper.join("bin/tool"), "v1").unwrap();
-    let path = store.commit_snapshot(&chain, None, &upper).unwrap();
+    let path = store
+        .commit_snapshot(&lease(&store), &chain, None, &upper)
+        .unwrap();
     assert_eq!(path, store.snapshot_dir(&chain));
     assert_eq!(fs::read_to_string(path.join("bin/tool")).unwrap(), "v1");
     assert!(!upper.exists());
     let again = store.layout().snapshots_dir().join("upper-2");
     fs::create_dir_all(&again).unwrap();
     fs::write(again.join("other"), "v2").unwrap();
-    assert_eq!(store.commit_snapshot(&chain, None, &again).unwrap(), path);
+    assert_eq!(
+        store
+            .commit_snapshot(&lease(&store), &chain, None, &again)
+            .unwrap(),
+        path
+    );
     assert!(!again.exists());
     assert!(!path.join("other").exists());
 }

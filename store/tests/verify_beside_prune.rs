@@ -56,10 +56,7 @@ fn issue_12_verify_beside_prune_reports_no_vanished_blob() {
         };
 
         let pruned = store
-            .prune(&PruneOptions {
-                grace: Duration::ZERO,
-                ..PruneOptions::default()
-            })
+            .prune(&PruneOptions::default())
             .expect("prune beside verify");
         assert_eq!(pruned.blobs_removed, 2, "{pruned:?}");
 

@@ -246,7 +246,7 @@ fn manifest_digest(root: &Path, tag: &str) -> String {
         .as_array()
         .expect("manifests")
         .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == full.as_str())
+        .find(|m| m["annotations"]["io.containerd.image.name"] == full.as_str())
         .unwrap_or_else(|| panic!("{full} not in index.json: {index}"))["digest"]
         .as_str()
         .expect("digest")

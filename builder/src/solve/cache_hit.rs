@@ -52,7 +52,7 @@ pub(super) fn cache_hit(run: &mut BuildRun, key: &CacheKey) -> Result<Option<(La
         // The download runs while the next steps look up their keys; persist the lease
         // now so a concurrent prune sees it.
         run.store.release_meta()?;
-        if let Err(e) = cache.fetch(&remote) {
+        if let Err(e) = cache.fetch(run.lease, &remote) {
             // As BuildKit does: a cache that cannot be read is a miss, not a failure.
             run.reporter().note(&format!(
                 "WARNING: importing cache layer {}: {}",

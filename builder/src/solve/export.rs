@@ -44,7 +44,7 @@ pub fn export(
         Some(found) => found,
         None => {
             config.created = Some(rfc3339(now_or_epoch(opts.source_date_epoch)));
-            let written = write_image(store, &config, inline, stage)?;
+            let written = write_image(store, lease, &config, inline, stage)?;
             let rec = CacheRecord {
                 v: 1,
                 diff_id: None,
@@ -121,6 +121,7 @@ fn cached_image(
 
 fn write_image(
     store: &Store,
+    lease: &Lease,
     config: &ImageConfigFile,
     inline_cache: Option<serde_json::Value>,
     stage: &StageResult,
@@ -130,10 +131,10 @@ fn write_image(
         config[remote_cache::INLINE_FIELD] = field;
     }
     let config_bytes = serde_json::to_vec(&config).expect("config serializes");
-    let config_desc = store.put_blob(&config_bytes, media_types::OCI_CONFIG)?;
+    let config_desc = store.put_blob(lease, &config_bytes, media_types::OCI_CONFIG)?;
     let layers: Vec<Descriptor> = stage.layers.iter().map(|l| l.blob.clone()).collect();
     let manifest_bytes = store::manifest::build_manifest(&config_desc, &layers);
-    let manifest_desc = store.put_blob(&manifest_bytes, media_types::OCI_MANIFEST)?;
+    let manifest_desc = store.put_blob(lease, &manifest_bytes, media_types::OCI_MANIFEST)?;
     Ok(Exported {
         manifest: manifest_desc.digest,
         config: config_desc.digest,

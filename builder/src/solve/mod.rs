@@ -96,12 +96,14 @@ pub enum BuildError {
     },
     #[error("target stage {0:?} could not be found")]
     NoSuchTarget(String),
-    /// A `FROM` image not in the store could not be fetched; `location` is
-    /// `Dockerfile:LINE`, `reference` the image as the user wrote it.
-    #[error("{location}: {reference}")]
+    /// A `FROM` (or `COPY --from`) image not in the store could not be fetched; `location`
+    /// is `Dockerfile:LINE`, `reference` the image as the user wrote it, `full` its
+    /// normalised name (BuildKit's wording).
+    #[error("{location}: {reference}: failed to resolve source metadata for {full}")]
     BaseImage {
         location: String,
         reference: String,
+        full: String,
         #[source]
         source: RemoteError,
     },

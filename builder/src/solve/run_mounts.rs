@@ -448,16 +448,10 @@ fn bind_mount(
         None => {
             let r =
                 store::Reference::parse(from).map_err(|e| format!("--mount from={from}: {e}"))?;
-            let manifest = run
-                .resolve_image(&r, &run.dockerfile.file_name)
+            let (manifest, image) = run
+                .leased_image(&r, &run.dockerfile.file_name)
                 .map_err(|e| e.to_string())?;
-            run.lease.add_digest(&manifest).map_err(|e| e.to_string())?;
-            let layers = run
-                .store
-                .image(&manifest)
-                .map_err(|e| e.to_string())?
-                .layers;
-            (layers, manifest.to_string())
+            (image.layers, manifest.to_string())
         }
     };
     let lowerdirs = steps::lowerdirs(run, &layers).map_err(|e| e.to_string())?;

@@ -356,8 +356,7 @@ impl<'a> BuildRun<'a> {
             message: format!("invalid reference format: {e}"),
         })?;
         let was_local = !self.opts.pull && self.store.resolve(&reference).is_ok();
-        let manifest = self.resolve_image(&reference, &location)?;
-        let image = self.store.image(&manifest)?;
+        let (manifest, image) = self.leased_image(&reference, &location)?;
         let config: ImageConfigFile =
             serde_json::from_slice(&self.store.read_blob(&image.config.digest)?).map_err(|e| {
                 BuildError::Step {
@@ -365,9 +364,44 @@ impl<'a> BuildRun<'a> {
                     message: format!("base image {name}: bad config: {e}"),
                 }
             })?;
-        self.lease.add_digest(&manifest)?;
         let key = CacheKey::for_base(manifest.as_str(), &platform);
         Ok((fresh(image.layers, config, key), was_local))
+    }
+
+    /// The image `reference` names, resolved (or fetched) and then leased with its
+    /// config and layer blobs for the rest of the build. Lease, then check: a prune or
+    /// `rmi` in another process may remove the image between resolving it and leasing
+    /// it, and then it is resolved (or fetched) again.
+    pub fn leased_image(
+        &self,
+        reference: &Reference,
+        location: &str,
+    ) -> Result<(store::Digest, store::ImageRecord)> {
+        const ATTEMPTS: usize = 3;
+        let mut attempt = 1;
+        loop {
+            let manifest = self.resolve_image(reference, location)?;
+            self.lease.add_digest(&manifest)?;
+            let image = match self.store.image(&manifest) {
+                Ok(image) => image,
+                Err(e) if e.kind() == store::ErrorKind::NotFound && attempt < ATTEMPTS => {
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let blobs = std::iter::once(&image.config.digest)
+                .chain(image.layers.iter().map(|l| &l.blob.digest));
+            let mut complete = true;
+            for d in blobs {
+                self.lease.add_digest(d)?;
+                complete &= self.store.has_blob(d);
+            }
+            if complete || attempt >= ATTEMPTS {
+                return Ok((manifest, image));
+            }
+            attempt += 1;
+        }
     }
 
     /// The manifest digest of `reference`: from the store, else (or with --pull) fetched.
@@ -384,6 +418,7 @@ impl<'a> BuildRun<'a> {
             .map_err(|source| BuildError::BaseImage {
                 location: location.to_string(),
                 reference: reference.familiar(),
+                full: reference.to_string(),
                 source,
             })
     }

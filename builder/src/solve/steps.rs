@@ -319,7 +319,7 @@ pub fn lowerdirs(run: &BuildRun, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
         // Unpacking is long work: let other processes at the database meanwhile.
         run.store.release_meta()?;
     }
-    Ok(run.store.ensure_layer_snapshots(layers)?)
+    Ok(run.store.ensure_layer_snapshots(run.lease, layers)?)
 }
 
 fn run_step(
@@ -398,8 +398,7 @@ fn run_step(
     let scratch = run
         .store
         .layout()
-        .snapshots_dir()
-        .join(store::layout::unique_name("build-"));
+        .snapshot_temp(store::layout::RUN_TEMP_PREFIX);
     let upper = scratch.join("fs");
     let work = scratch.join("work");
     let io_err = |op: &str, p: &Path, e: std::io::Error| {
@@ -488,7 +487,7 @@ fn run_step(
     let diff_opts = crate::differ::DiffOptions {
         source_date_epoch: run.opts.source_date_epoch,
     };
-    let layer = commit_layer(run.store, |w| {
+    let layer = commit_layer(run.store, run.lease, |w| {
         crate::differ::write_layer(&upper, w, &diff_opts).map(|_| ())
     });
     let layer = match layer {
@@ -503,7 +502,9 @@ fn run_step(
         let ids: Vec<store::Digest> = state.layers.iter().map(|l| l.diff_id.clone()).collect();
         Store::chain_ids(&ids).pop().expect("non-empty")
     });
-    let committed = run.store.commit_snapshot(&chain, parent.as_ref(), &upper);
+    let committed = run
+        .store
+        .commit_snapshot(run.lease, &chain, parent.as_ref(), &upper);
     cleanup();
     committed?;
     add_layer(run, state, key, layer, &created_by, Origin::Built)?;
@@ -555,7 +556,7 @@ fn workdir_step(
         plan.add_parents(&union, &opts)
             .map_err(|e| run.step_error(inst, e.to_string()))?;
     }
-    let layer = commit_layer(run.store, |w| plan.write_tar(w).map(|_| ()))
+    let layer = commit_layer(run.store, run.lease, |w| plan.write_tar(w).map(|_| ()))
         .map_err(|e| run.step_error(inst, e.to_string()))?;
     add_layer(run, state, key, layer, &created_by, Origin::Built)?;
     Ok(Outcome::Done)
@@ -722,8 +723,7 @@ fn copy_step(
     let scratch = super::copy_flags::Scratch(
         run.store
             .layout()
-            .snapshots_dir()
-            .join(store::layout::unique_name("copy-")),
+            .snapshot_temp(store::layout::COPY_TEMP_PREFIX),
     );
     let mtime = now_or_epoch(run.opts.source_date_epoch);
     super::copy_flags::add_heredocs(
@@ -862,6 +862,7 @@ fn copy_step(
     run.store.release_meta()?;
     let layer = commit_layer(
         run.store,
+        run.lease,
         |w: &mut dyn std::io::Write| -> std::result::Result<(), String> {
             if archives.is_empty() {
                 plan.write_tar(w).map_err(|x| x.to_string())?;

@@ -53,7 +53,11 @@ impl Store {
         let compression = crate::decompress::sniff(head);
         let mut plain = crate::decompress::plain_reader(compression, input)
             .map_err(StoreError::io("reading", source))?;
-        let blob = self.writer()?.with_media_type(media_types::OCI_LAYER_GZIP);
+        // Covers the layer, config and manifest until the image record refers to them.
+        let lease = self.lease(std::time::Duration::from_secs(6 * 3600))?;
+        let blob = self
+            .writer(&lease)?
+            .with_media_type(media_types::OCI_LAYER_GZIP);
         let mut gz = Sha256Writer::new(ParallelGzWriter::new(blob));
         let mut check = TarCheck::default();
         let mut buf = vec![0u8; 1 << 20];
@@ -100,9 +104,9 @@ impl Store {
             "history": [history],
         });
         let config_bytes = serde_json::to_vec(&config).expect("config serializes");
-        let config_desc = self.put_blob(&config_bytes, media_types::OCI_CONFIG)?;
+        let config_desc = self.put_blob(&lease, &config_bytes, media_types::OCI_CONFIG)?;
         let manifest = build_manifest(&config_desc, &[layer]);
-        let manifest_desc = self.put_blob(&manifest, media_types::OCI_MANIFEST)?;
+        let manifest_desc = self.put_blob(&lease, &manifest, media_types::OCI_MANIFEST)?;
         let sizes = BTreeMap::from([(diff_id, tar_size)]);
         self.add_image_with_sizes(&manifest_desc.digest, opts.reference.as_ref(), &sizes)
     }

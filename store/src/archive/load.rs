@@ -24,6 +24,8 @@ use crate::{media_types, meta, Descriptor, Digest, ImageRecord, NewImage, Refere
 
 const SMALL: u64 = 1 << 20;
 const SMALL_TOTAL: usize = 256 << 20;
+/// A load that takes longer than this loses its protection from GC.
+const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
 /// One image that `load` added, with the tags it now has from the archive.
 #[derive(Debug, Clone)]
@@ -57,6 +59,8 @@ struct Resolved {
 
 struct Archive<'a> {
     store: &'a Store,
+    /// Covers every blob from its commit until the images refer to it.
+    lease: crate::Lease,
     source: String,
     files: BTreeMap<String, Content>,
     links: BTreeMap<String, String>,
@@ -70,6 +74,7 @@ impl Store {
     pub fn load(&self, input: impl Read, source: &str) -> Result<Vec<LoadedImage>> {
         let mut a = Archive {
             store: self,
+            lease: self.lease(LEASE_TTL)?,
             source: source.to_string(),
             files: BTreeMap::new(),
             links: BTreeMap::new(),
@@ -185,7 +190,7 @@ impl Archive<'_> {
             }
             return Ok(Content::Memory(buf));
         }
-        let mut w = self.store.writer()?;
+        let mut w = self.store.writer(&self.lease)?;
         let mut buf = vec![0u8; 1 << 20];
         let mut compression = None;
         // Decompressed on the side to learn the diff_id; the first decode error is
@@ -316,7 +321,7 @@ impl Archive<'_> {
                         Err(e) => Err(format!("corrupt {compression} stream: {e}")),
                     }
                 };
-                let mut w = self.store.writer()?;
+                let mut w = self.store.writer(&self.lease)?;
                 w.write_all(&bytes)
                     .map_err(StoreError::io("writing", w.ingest_path().to_path_buf()))?;
                 let (desc, created) = w.commit_inner(Some(bytes.len() as u64), None)?;
@@ -617,7 +622,7 @@ impl Archive<'_> {
     }
 
     fn commit_bytes(&mut self, bytes: &[u8], media_type: &str) -> Result<Descriptor> {
-        let mut w = self.store.writer()?.with_media_type(media_type);
+        let mut w = self.store.writer(&self.lease)?.with_media_type(media_type);
         w.write_all(bytes)
             .map_err(StoreError::io("writing", w.ingest_path().to_path_buf()))?;
         let (desc, created) = w.commit_inner(Some(bytes.len() as u64), None)?;

@@ -14,12 +14,12 @@
 //!    dead processes. *Files after.*
 //!
 //! What is never removed: anything marked from a tag, an image record, a
-//! remaining cache record or a live lease; and any object that appeared (file
-//! mtime/ctime, record time) less than `GRACE` before the run started. A build
-//! commits a blob a moment before it records and leases it, and committing a blob
-//! that already exists refreshes its mtime, so the grace also covers a build that
-//! is about to reuse a layer of an image this run prunes (the image record goes at
-//! once; its young files go in a later run).
+//! remaining cache record or a live lease. There is no time rule for blobs and
+//! snapshots: every writer leases an object before it appears under its name, and
+//! every reuser leases it before checking that it exists (`lease`), while this run
+//! holds the lock from reading the leases to hiding what it removes. So what a prune
+//! deletes it frees in the same run. Only temps keep an age rule (`sweep::Temp`):
+//! their names carry the writer's pid, which the kernel may reuse.
 //!
 //! A crash anywhere leaves unreferenced files (orphans) or trash; the next run
 //! removes them, which is how a half-done sweep gets finished.
@@ -34,7 +34,7 @@ pub mod usage;
 mod tests;
 
 use std::collections::{BTreeSet, HashSet};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::chain_id::ChainId;
 use crate::error::Result;
@@ -45,12 +45,8 @@ use crate::{Digest, Store};
 pub use policy::{CachePolicy, ImageFilter, ImagePolicy, LabelFilter};
 use roots::{Graph, ManifestRefs, Node};
 
-/// How long before a run's start an unreferenced object must have appeared to be
-/// removable (see the module doc).
-pub const GRACE: Duration = Duration::from_secs(2);
-
 /// What one `prune` run removes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PruneOptions {
     pub images: ImagePolicy,
     pub image_filter: ImageFilter,
@@ -61,22 +57,6 @@ pub struct PruneOptions {
     pub keep_storage: Option<u64>,
     /// Also remove temps left by dead processes (`ingest/*`, `snapshots/build-*`, …).
     pub leftovers: bool,
-    /// Nothing that appeared less than this long before the run is removed (`GRACE`).
-    pub grace: Duration,
-}
-
-impl Default for PruneOptions {
-    fn default() -> PruneOptions {
-        PruneOptions {
-            images: ImagePolicy::default(),
-            image_filter: ImageFilter::default(),
-            cache: CachePolicy::default(),
-            cache_until: None,
-            keep_storage: None,
-            leftovers: false,
-            grace: GRACE,
-        }
-    }
 }
 
 /// An image `prune` deleted.
@@ -130,6 +110,17 @@ impl Store {
 
             // Policy: records first.
             let chosen = policy::choose(self, &world, &graph, opts)?;
+            let chosen_images: HashSet<&Digest> = chosen.images.iter().collect();
+            let (untagged, kept_tags): (Vec<_>, Vec<_>) = std::mem::take(&mut world.tags)
+                .into_iter()
+                .partition(|(_, t)| chosen_images.contains(&t.manifest));
+            for (key, _) in &untagged {
+                m.remove(meta::TAGS, key.as_str())?;
+            }
+            world.tags = kept_tags;
+            if !untagged.is_empty() {
+                self.write_index(m)?;
+            }
             for d in &chosen.images {
                 if let Some(rec) = world.manifests.remove(d) {
                     m.remove(meta::MANIFESTS, d)?;
@@ -154,7 +145,7 @@ impl Store {
 
             // Mark from what is left; everything else is garbage.
             let live = mark::mark(roots_of(&world, &graph), |n| graph.refs(n));
-            let doomed = sweep_records(m, &layout, &world, &live, opts.grace, start)?;
+            let doomed = sweep_records(m, &layout, &world, &live)?;
             m.flush()?;
 
             // Out of sight while the lock is still held; deleted after.
@@ -173,7 +164,7 @@ impl Store {
         })?;
         report.reclaimed += trash.empty();
         for t in sweep::temps(self.layout())? {
-            if (t.is_trash || opts.leftovers) && t.is_stale(start, opts.grace.max(GRACE)) {
+            if (t.is_trash || opts.leftovers) && t.is_stale(start) {
                 report.reclaimed += sweep::remove_tree(&t.path);
                 report.temps_removed += 1;
             }
@@ -203,9 +194,10 @@ pub(crate) fn graph_of(w: &World) -> Graph {
 }
 
 /// Tags, every image record (an untagged image is an image until pruned), every
-/// cache record and every lease in `w` (the caller has dropped dead leases).
+/// cache record, every lease in `w` (the caller has dropped dead leases) and every blob
+/// another tool's `index.json` entry reaches.
 pub(crate) fn roots_of(w: &World, g: &Graph) -> Vec<Node> {
-    let mut out = Vec::new();
+    let mut out: Vec<Node> = w.foreign.iter().cloned().map(Node::Blob).collect();
     for (_, t) in &w.tags {
         out.extend(Graph::image_roots(&t.manifest));
     }
@@ -227,22 +219,14 @@ struct Doomed {
 }
 
 /// Deletes the records of every unmarked blob, layer and snapshot and returns the
-/// blobs and snapshots whose files must go: those that appeared at least `grace`
-/// before the run started.
+/// blobs and snapshots whose files must go.
 fn sweep_records(
     m: &meta::Meta,
     layout: &crate::Layout,
     w: &World,
     live: &HashSet<Node>,
-    grace: Duration,
-    start: SystemTime,
 ) -> Result<Doomed> {
-    // File times, not record times: they have nanoseconds, and a file always
-    // appears before its record (rename, then record), so a record whose file is
-    // gone protects nothing.
-    let removable = |node: &Node, path: &std::path::Path| {
-        !live.contains(node) && sweep::appeared(path).is_none_or(|t| t + grace <= start)
-    };
+    let removable = |node: &Node| !live.contains(node);
 
     let mut blobs: BTreeSet<Digest> = w.blobs.keys().cloned().collect();
     blobs.extend(sweep::blob_files(layout)?);
@@ -253,7 +237,7 @@ fn sweep_records(
     for d in blobs {
         let node = Node::Blob(d.clone());
         let rec = w.blobs.get(&d);
-        if removable(&node, &layout.blob(&d)) {
+        if removable(&node) {
             if rec.is_some() {
                 m.remove(meta::BLOBS, &d)?;
             }
@@ -273,8 +257,7 @@ fn sweep_records(
     for c in snaps {
         let node = Node::Snapshot(c.clone());
         let rec = w.snapshots.get(&c);
-        let path = sweep::snapshot_root(layout, &c);
-        if removable(&node, &path) {
+        if removable(&node) {
             if rec.is_some() {
                 m.remove(meta::SNAPSHOTS, &c)?;
             }

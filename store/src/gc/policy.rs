@@ -22,7 +22,8 @@ use super::mark::mark;
 use super::roots::{cache_manifest, Graph, Node};
 use super::usage;
 
-/// Which images a run removes. Tagged images are never removed.
+/// Which images a run removes. An image a live lease names (a running build's base,
+/// a pull in progress) is never removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ImagePolicy {
     #[default]
@@ -31,8 +32,12 @@ pub enum ImagePolicy {
     /// only single-platform manifests today, so no index refers to any image and
     /// this equals `Untagged`; it stays separate so recorded indexes slot in.
     Dangling,
-    /// Every image without a tag (`image prune -a`).
+    /// Every image without a tag.
     Untagged,
+    /// Every image, tagged or not, with its tags (`image prune -a`, `system prune
+    /// -a`): docker removes every image no container uses, and strata runs no
+    /// containers.
+    All,
 }
 
 /// Which build-cache records a run removes.
@@ -103,7 +108,7 @@ pub fn choose(store: &Store, w: &World, g: &Graph, opts: &super::PruneOptions) -
     let mut images = Vec::new();
     if opts.images != ImagePolicy::Keep {
         for (d, rec) in &w.manifests {
-            if tagged.contains(d) || leased.contains(d) {
+            if leased.contains(d) || (tagged.contains(d) && opts.images != ImagePolicy::All) {
                 continue;
             }
             let created = rec

@@ -17,13 +17,14 @@ use std::time::{Duration, SystemTime};
 
 use crate::chain_id::ChainId;
 use crate::error::{Result, StoreError};
-use crate::layout::{unique_name, Layout};
+use crate::layout::{unique_name, Layout, GC_TRASH_PREFIX, TEMP_PREFIXES};
 use crate::Digest;
 
-/// Temp names start with one of these and then `<pid>-` (`layout::unique_name`).
-const TEMP_PREFIXES: [&str; 4] = ["gc-", "build-", "unpack-", ".tmp-"];
 /// A temp whose owner pid looks alive is still removed after this long (pid reuse).
 pub const TEMP_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// A temp of a dead owner (or with no pid in its name) must be at least this old: a
+/// new process may have been given the dead one's pid and be creating it right now.
+pub const TEMP_GRACE: Duration = Duration::from_secs(2);
 
 /// Every blob file in `blobs/sha256/` whose name is a digest.
 pub fn blob_files(layout: &Layout) -> Result<Vec<Digest>> {
@@ -96,7 +97,7 @@ pub struct Trash {
 
 impl Trash {
     pub fn new(layout: &Layout) -> Trash {
-        let name = unique_name("gc-");
+        let name = unique_name(GC_TRASH_PREFIX);
         Trash {
             blobs: layout.ingest_dir().join(&name),
             snapshots: layout.snapshots_dir().join(&name),
@@ -249,8 +250,8 @@ fn make_writable(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// A temp left by another process: `ingest/<pid>-…` files, `snapshots/build-*`,
-/// `unpack-*`, `.tmp-*` trees and `gc-*` trash anywhere.
+/// A temp left by another process: `ingest/<pid>-…` files and the `snapshots/` trees
+/// of every kind in `layout::TEMP_PREFIXES` (GC trash in both).
 #[derive(Debug)]
 pub struct Temp {
     pub path: PathBuf,
@@ -277,7 +278,7 @@ pub fn temps(layout: &Layout) -> Result<Vec<Temp>> {
                 path: e.path(),
                 pid,
                 appeared: appeared(&e.path()),
-                is_trash: name.starts_with("gc-"),
+                is_trash: name.starts_with(GC_TRASH_PREFIX),
             });
         }
     }
@@ -287,7 +288,7 @@ pub fn temps(layout: &Layout) -> Result<Vec<Temp>> {
 impl Temp {
     /// Whether nobody can still be using it: its owner is gone (or it is very old)
     /// and it did not appear just before this GC run started.
-    pub fn is_stale(&self, start: SystemTime, grace: Duration) -> bool {
+    pub fn is_stale(&self, start: SystemTime) -> bool {
         let old = |limit: Duration| self.appeared.is_none_or(|t| t + limit <= start);
         let owner_gone = self
             .pid
@@ -295,7 +296,7 @@ impl Temp {
         if self.is_trash {
             return owner_gone;
         }
-        (owner_gone && old(grace)) || old(TEMP_MAX_AGE)
+        (owner_gone && old(TEMP_GRACE)) || old(TEMP_MAX_AGE)
     }
 }
 
@@ -355,12 +356,35 @@ mod tests {
                 appeared,
                 is_trash,
             };
-            assert_eq!(
-                t.is_stale(start, Duration::from_secs(2)),
-                want,
-                "case: {name}"
-            );
+            assert_eq!(t.is_stale(start), want, "case: {name}");
         }
+    }
+
+    #[test]
+    fn every_temp_kind_of_a_dead_process_is_found_and_stale() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::new(tmp.path());
+        layout.create().unwrap();
+        let dead = 4_000_000; // above pid_max: never a live process
+        let mut made = Vec::new();
+        for prefix in TEMP_PREFIXES {
+            let p = layout.snapshots_dir().join(format!("{prefix}{dead}-0-0"));
+            fs::create_dir_all(p.join("fs")).unwrap();
+            made.push(p);
+        }
+        let ingest = layout.ingest_dir().join(format!("{dead}-0-0"));
+        fs::write(&ingest, b"partial").unwrap();
+        made.push(ingest);
+        let later = SystemTime::now() + TEMP_GRACE;
+        let mut found: Vec<PathBuf> = temps(&layout)
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.is_stale(later))
+            .map(|t| t.path)
+            .collect();
+        found.sort();
+        made.sort();
+        assert_eq!(found, made);
     }
 
     #[test]

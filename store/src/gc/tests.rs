@@ -18,10 +18,19 @@ fn fixture() -> Fixture {
     Fixture { _dir: dir, store }
 }
 
+/// Stores one blob under a lease of its own, dropped on return: what a writer that has
+/// already recorded its work leaves behind.
+fn put(store: &Store, bytes: &[u8], media_type: &str) -> Descriptor {
+    let lease = store.lease(Duration::from_secs(60)).unwrap();
+    store.put_blob(&lease, bytes, media_type).unwrap()
+}
+
 fn layer(store: &Store, content: &str) -> Descriptor {
-    store
-        .put_blob(content.repeat(100).as_bytes(), media_types::OCI_LAYER_TAR)
-        .unwrap()
+    put(
+        store,
+        content.repeat(100).as_bytes(),
+        media_types::OCI_LAYER_TAR,
+    )
 }
 
 /// An image of plain-tar layers (diff_id = blob digest), tagged or not.
@@ -35,22 +44,20 @@ fn image(store: &Store, layers: &[&str], tag: Option<&str>, labels: serde_json::
         "architecture": "amd64", "os": "linux",
         "nonce": layers.join("+") + tag.unwrap_or(""),
     });
-    let config = store
-        .put_blob(
-            &serde_json::to_vec(&config).unwrap(),
-            media_types::OCI_CONFIG,
-        )
-        .unwrap();
+    let config = put(
+        store,
+        &serde_json::to_vec(&config).unwrap(),
+        media_types::OCI_CONFIG,
+    );
     let manifest = serde_json::json!({
         "schemaVersion": 2, "mediaType": media_types::OCI_MANIFEST,
         "config": config, "layers": descs,
     });
-    let m = store
-        .put_blob(
-            &serde_json::to_vec(&manifest).unwrap(),
-            media_types::OCI_MANIFEST,
-        )
-        .unwrap();
+    let m = put(
+        store,
+        &serde_json::to_vec(&manifest).unwrap(),
+        media_types::OCI_MANIFEST,
+    );
     let tag = tag.map(|t| Reference::parse(t).unwrap());
     store.add_image(&m.digest, tag.as_ref()).unwrap();
     m.digest
@@ -108,7 +115,6 @@ fn image_prune() -> PruneOptions {
     PruneOptions {
         images: ImagePolicy::Dangling,
         cache: CachePolicy::OfPrunedImages,
-        grace: Duration::ZERO,
         ..PruneOptions::default()
     }
 }
@@ -185,7 +191,6 @@ fn leased_objects_survive_and_dead_leases_are_dropped() {
         .prune(&PruneOptions {
             images: ImagePolicy::Untagged,
             cache: CachePolicy::All,
-            grace: Duration::ZERO,
             ..PruneOptions::default()
         })
         .unwrap();
@@ -199,7 +204,7 @@ fn leased_objects_survive_and_dead_leases_are_dropped() {
 }
 
 #[test]
-fn orphans_wait_out_the_grace_and_a_half_done_sweep_is_finished() {
+fn orphans_go_at_once_and_a_half_done_sweep_is_finished() {
     let f = fixture();
     let s = &f.store;
     let img = image(s, &["o1", "o2"], Some("x:1"), serde_json::json!({}));
@@ -210,21 +215,33 @@ fn orphans_wait_out_the_grace_and_a_half_done_sweep_is_finished() {
         m.remove(meta::BLOBS, &blob_of("o1"))
     })
     .unwrap();
-    let fresh = s.put_blob(b"just written", "text/plain").unwrap();
-    let with_grace = PruneOptions {
-        grace: GRACE,
-        ..image_prune()
-    };
-    let report = s.prune(&with_grace).unwrap();
-    assert_eq!(report.blobs_removed, 0, "young orphans stay: {report:?}");
-
-    std::thread::sleep(GRACE + Duration::from_millis(1100));
-    let report = s.prune(&with_grace).unwrap();
+    let fresh = put(s, b"just written", "text/plain");
+    let report = s.prune(&image_prune()).unwrap();
     assert_eq!(report.blobs_removed, 5, "{report:?}");
     assert!(!s.has_blob(&fresh.digest) && !s.has_blob(&img));
     assert_eq!(blobs_on_disk(s), 0);
     assert!(meta::read(s, |m| m.all(meta::BLOBS)).unwrap().is_empty());
     assert!(meta::read(s, |m| m.all(meta::LAYERS)).unwrap().is_empty());
+}
+
+#[test]
+fn a_blob_leased_before_its_commit_survives_a_prune_until_the_lease_ends() {
+    use std::io::Write;
+    let f = fixture();
+    let s = &f.store;
+    let lease = s.lease(Duration::from_secs(3600)).unwrap();
+    let mut w = s.writer(&lease).unwrap();
+    w.write_all(b"a layer nothing records yet").unwrap();
+    let desc = w.commit(None, None).unwrap();
+    // A prune right after the commit, before any record refers to the blob.
+    let report = s.prune(&image_prune()).unwrap();
+    assert_eq!(report.blobs_removed, 0, "{report:?}");
+    assert!(s.has_blob(&desc.digest));
+    drop(lease);
+    let report = s.prune(&image_prune()).unwrap();
+    assert_eq!(report.blobs_removed, 1, "{report:?}");
+    assert_eq!(report.reclaimed, desc.size);
+    assert!(!s.has_blob(&desc.digest));
 }
 
 #[test]
@@ -286,7 +303,6 @@ fn builder_prune_keep_storage_removes_least_recently_used_first() {
         .prune(&PruneOptions {
             cache: CachePolicy::Unshared,
             keep_storage: Some(2 * each),
-            grace: Duration::ZERO,
             ..PruneOptions::default()
         })
         .unwrap();
@@ -295,7 +311,6 @@ fn builder_prune_keep_storage_removes_least_recently_used_first() {
     let r = s
         .prune(&PruneOptions {
             cache: CachePolicy::Unshared,
-            grace: Duration::ZERO,
             ..PruneOptions::default()
         })
         .unwrap();
@@ -307,7 +322,6 @@ fn builder_prune_keep_storage_removes_least_recently_used_first() {
     let r = s
         .prune(&PruneOptions {
             cache: CachePolicy::All,
-            grace: Duration::ZERO,
             ..PruneOptions::default()
         })
         .unwrap();

@@ -4,7 +4,8 @@
 //!
 //! Every marked object is counted once: under Images if any image holds it, else
 //! under Build Cache if a cache record holds it. So Images SIZE + Build Cache SIZE
-//! is the bytes of every referenced blob and snapshot on disk. Objects only a
+//! is the bytes of every referenced blob and snapshot on disk. The rows of single
+//! images (`-v`) show what `images` shows instead: uncompressed layer sizes. Objects only a
 //! running build holds (leased, not yet recorded) and orphans are in neither.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -27,9 +28,9 @@ pub struct ImageUsage {
     /// Full references of its tags, sorted; empty when dangling.
     pub tags: Vec<String>,
     pub created: Option<String>,
-    /// Bytes of everything the image holds (manifest, config, layers, snapshots).
+    /// docker's SIZE, the number `images` shows: its layers, uncompressed.
     pub size: u64,
-    /// The part of `size` another image holds too.
+    /// The part of `size` in layers another image has too.
     pub shared_size: u64,
 }
 
@@ -102,8 +103,23 @@ fn compute(store: &Store, w: &World) -> DiskUsage {
             *holders.entry(n).or_default() += 1;
         }
     }
+    // Per image, as `images` and docker count it: uncompressed layers, each layer shared
+    // when another image has the same diff_id.
+    let mut layer_users: HashMap<&Digest, usize> = HashMap::new();
+    for rec in w.manifests.values() {
+        let unique: HashSet<&Digest> = rec.layers.iter().map(|l| &l.diff_id).collect();
+        for diff_id in unique {
+            *layer_users.entry(diff_id).or_default() += 1;
+        }
+    }
+    let layer_size = |l: &crate::LayerRef| {
+        w.layers
+            .get(&l.diff_id)
+            .and_then(|r| r.uncompressed_size)
+            .unwrap_or(l.blob.size)
+    };
     let mut out = DiskUsage::default();
-    for (d, set) in &objects {
+    for d in objects.keys() {
         let rec = &w.manifests[*d];
         let mut t = tags.get(d).cloned().unwrap_or_default();
         t.sort();
@@ -112,8 +128,13 @@ fn compute(store: &Store, w: &World) -> DiskUsage {
             id: rec.config.digest.clone(),
             tags: t,
             created: rec.created.clone(),
-            size: set.iter().map(size).sum(),
-            shared_size: set.iter().filter(|n| holders[n] > 1).map(size).sum(),
+            size: rec.image_size,
+            shared_size: rec
+                .layers
+                .iter()
+                .filter(|l| layer_users.get(&l.diff_id).is_some_and(|n| *n > 1))
+                .map(layer_size)
+                .sum(),
         });
     }
     out.images_size = holders.keys().map(|n| size(n)).sum();

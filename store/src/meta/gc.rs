@@ -48,6 +48,8 @@ pub struct World {
     pub layers: BTreeMap<Digest, LayerRecord>,
     pub snapshots: BTreeMap<ChainId, SnapshotRecord>,
     pub snapshot_sizes: BTreeMap<ChainId, u64>,
+    /// Every blob the foreign `index.json` entries reach (`oci_index`).
+    pub foreign: Vec<Digest>,
 }
 
 fn key_digest(tree: &'static str, key: &str) -> Result<Digest> {
@@ -83,6 +85,11 @@ impl Meta {
                 .insert(ChainId(key_digest(super::SNAPSHOTS.name, &k)?), r);
         }
         w.snapshot_sizes = self.snapshot_sizes()?;
+        w.foreign = self
+            .all(super::FOREIGN_INDEX)?
+            .into_iter()
+            .flat_map(|(_, f)| f.digests)
+            .collect();
         Ok(w)
     }
 

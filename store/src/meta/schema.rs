@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! ROOT/meta/  (sled 0.34; ROOT/meta/lock is our flock, taken before sled opens)
-//! ├── tags       "docker.io/library/busybox:latest" → TagRecord      { v:1, manifest, updated_at }
+//! ├── tags       "docker.io/library/busybox:latest" → TagRecord      { v:1, manifest, updated_at,
+//! │                                                     index_entry (another tool's, verbatim) }
+//! ├── foreign_index "sha256:<entry json>"            → ForeignEntryRecord { v:1, entry, digests }
 //! ├── manifests  "sha256:<manifest>"                → ManifestRecord { v:1, media_type, size,
 //! │                                                     config: Descriptor, layers: [LayerRef { blob: Descriptor, diff_id }],
 //! │                                                     created (from config), added_at, image_size }
@@ -24,8 +26,8 @@ use std::marker::PhantomData;
 use crate::chain_id::ChainId;
 pub use crate::records::RECORD_VERSION;
 use crate::records::{
-    BlobRecord, CacheRecord, LayerRecord, LeaseRecord, ManifestRecord, SnapshotRecord, StatRecord,
-    TagRecord,
+    BlobRecord, CacheRecord, ForeignEntryRecord, LayerRecord, LeaseRecord, ManifestRecord,
+    SnapshotRecord, StatRecord, TagRecord,
 };
 use crate::Digest;
 
@@ -87,3 +89,5 @@ pub const CACHE: Tree<str, CacheRecord> = Tree::new("cache");
 /// Keyed by `context \0 path` (see `Meta::ctxstat`).
 pub const CTXSTAT: Tree<str, StatRecord> = Tree::new("ctxstat");
 pub const LEASES: Tree<str, LeaseRecord> = Tree::new("leases");
+/// Keyed by the digest of the entry's JSON (`oci_index`).
+pub const FOREIGN_INDEX: Tree<str, ForeignEntryRecord> = Tree::new("foreign_index");
