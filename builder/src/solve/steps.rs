@@ -699,17 +699,18 @@ fn copy_step(
     let mut archives: Vec<PathBuf> = Vec::new();
     let mut plain: Vec<String> = Vec::new();
     for s in &srcs {
-        let real = copy::clean_rel(s).map(|r| ctx.root.join(r));
-        match real {
-            Some(p)
-                if spec.is_add
-                    && from_union.is_none()
-                    && p.is_file()
-                    && is_archive(&p).unwrap_or(false) =>
-            {
-                archives.push(p)
-            }
-            _ => plain.push(s.clone()),
+        // Found as any context source is: inside the context, .dockerignore applied.
+        let archive = match copy::clean_rel(s) {
+            Some(rel) if spec.is_add && from_union.is_none() => tree
+                .stat_follow(&rel)
+                .map_err(|x| e(format!("reading {s}: {x}")))?
+                .filter(|(real, meta)| meta.is_file() && is_archive(real).unwrap_or(false))
+                .map(|(real, _)| real),
+            _ => None,
+        };
+        match archive {
+            Some(real) => archives.push(real),
+            None => plain.push(s.clone()),
         }
     }
     let mut plan = if plain.is_empty() {
@@ -877,8 +878,8 @@ fn copy_step(
                 w.write_all(&buf).map_err(|x| x.to_string())?;
             }
             for (i, a) in archives.iter().enumerate() {
-                let f =
-                    std::fs::File::open(a).map_err(|x| format!("opening {}: {x}", a.display()))?;
+                let f = crate::rootfs::open_nofollow(a)
+                    .map_err(|x| format!("opening {}: {x}", a.display()))?;
                 let mut out = Vec::new();
                 retar_under(f, &archive_dest, &mut out)
                     .map_err(|x| format!("extracting {}: {x}", a.display()))?;
