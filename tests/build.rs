@@ -387,3 +387,27 @@ fn saved_image_layers_extract_to_the_built_files() {
     }
     assert!(found, "out/shout.txt is in no layer of the saved archive");
 }
+
+/// `COPY --from=NAME` naming neither a stage nor a local image resolves NAME as an image, as
+/// BuildKit does; a host that does not resolve (`.invalid` never does) fails after a brief
+/// retry of the lookup, not the full retry policy, with BuildKit's wording (issue 15).
+#[test]
+fn copy_from_unknown_name_fails_after_a_brief_lookup_retry() {
+    let env = TestEnv::new();
+    let ctx = env.scratch.join("ctx");
+    fs::create_dir_all(&ctx).expect("mkdir");
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY --from=nosuch.invalid/stage /x /x\n",
+    )
+    .expect("write");
+    let out = env.build(&ctx, &[]);
+    assert_eq!(out.status, Some(1), "{out}");
+    assert!(
+        out.stderr.contains(
+            "Dockerfile:2: nosuch.invalid/stage:latest: failed to resolve source metadata for nosuch.invalid/stage:latest"
+        ),
+        "{out}"
+    );
+    assert!(out.stderr.contains("after 3 attempts"), "{out}");
+}

@@ -71,6 +71,24 @@ pub fn is_retryable_error(err: &reqwest::Error) -> bool {
     true
 }
 
+/// Attempts a request gets while the registry's host name does not resolve: a lookup that
+/// fails is retried briefly (a resolver hiccup), not with the full policy, so a name that
+/// exists nowhere (`COPY --from=typo`) fails in well under a second, as with docker.
+pub const NAME_LOOKUP_ATTEMPTS: u32 = 3;
+
+/// A failed host-name lookup somewhere in the error's source chain (hyper's `dns error`).
+pub fn is_name_lookup_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if text.contains("dns error") || text.contains("failed to lookup address") {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
 /// A certificate verification failure somewhere in the error's source chain.
 pub fn is_tls_error(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);

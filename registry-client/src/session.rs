@@ -147,6 +147,7 @@ impl Session {
             attempt += 1;
             let mut last = String::new();
             let mut wait = None;
+            let mut name_unknown = false;
             for scheme in schemes {
                 let url = format!("{scheme}://{}/v2/", self.api_host);
                 match self.http.get(&url).send().await {
@@ -171,10 +172,18 @@ impl Session {
                             detail: retry::chain_text(&e),
                         })
                     }
-                    Err(e) => last = format!("GET {url}: {}", retry::chain_text(&e)),
+                    Err(e) => {
+                        name_unknown |= retry::is_name_lookup_error(&e);
+                        last = format!("GET {url}: {}", retry::chain_text(&e));
+                    }
                 }
             }
-            if attempt >= self.retry.max_attempts {
+            let max_attempts = if name_unknown {
+                self.retry.max_attempts.min(retry::NAME_LOOKUP_ATTEMPTS)
+            } else {
+                self.retry.max_attempts
+            };
+            if attempt >= max_attempts {
                 return Err(RegistryError::RetriesExhausted {
                     method: "GET".into(),
                     url: format!("{}/v2/", self.api_host),
@@ -331,11 +340,16 @@ impl Session {
                 Err(e)
                     if req.retry_transport
                         && retry::is_retryable_error(&e)
-                        && attempt < self.retry.max_attempts =>
+                        && attempt < self.retry.max_attempts
+                        && !(retry::is_name_lookup_error(&e)
+                            && attempt >= retry::NAME_LOOKUP_ATTEMPTS) =>
                 {
                     (None, retry::chain_text(&e))
                 }
-                Err(e) if attempt >= self.retry.max_attempts => {
+                Err(e)
+                    if attempt >= self.retry.max_attempts
+                        || (req.retry_transport && retry::is_name_lookup_error(&e)) =>
+                {
                     return Err(RegistryError::RetriesExhausted {
                         method: req.method.to_string(),
                         url: req.url.clone(),

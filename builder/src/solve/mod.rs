@@ -13,6 +13,7 @@
 //! while a RUN runs or a layer is written (docs/design.md §2). A lease names what the build has
 //! written or reuses, so a concurrent prune leaves it alone (docs/design.md §3).
 
+mod cache_hit;
 mod context;
 mod copy_flags;
 mod export;
@@ -95,12 +96,14 @@ pub enum BuildError {
     },
     #[error("target stage {0:?} could not be found")]
     NoSuchTarget(String),
-    /// A `FROM` image not in the store could not be fetched; `location` is
-    /// `Dockerfile:LINE`, `reference` the image as the user wrote it.
-    #[error("{location}: {reference}")]
+    /// A `FROM` (or `COPY --from`) image not in the store could not be fetched; `location`
+    /// is `Dockerfile:LINE`, `reference` the image as the user wrote it, `full` its
+    /// normalised name (BuildKit's wording).
+    #[error("{location}: {reference}: failed to resolve source metadata for {full}")]
     BaseImage {
         location: String,
         reference: String,
+        full: String,
         #[source]
         source: RemoteError,
     },

@@ -418,6 +418,7 @@ impl<'a> BuildRun<'a> {
             .map_err(|source| BuildError::BaseImage {
                 location: location.to_string(),
                 reference: reference.familiar(),
+                full: reference.to_string(),
                 source,
             })
     }
