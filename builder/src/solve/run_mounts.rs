@@ -30,7 +30,9 @@ use crate::copy::{self, CopyOptions, DirTree};
 use crate::dockerfile::mount::{parse_mount, Mount, MountType};
 use crate::exec::MountSpec;
 use crate::rootfs::UnionFs;
-use store::dir_lock::{allocated_bytes, lock_dir, try_lock_dir, FlockOperation};
+use store::dir_lock::{
+    allocated_bytes, allocated_bytes_inside, lock_dir, try_lock_dir, FlockOperation,
+};
 
 /// Where a `--secret` comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +101,7 @@ pub fn cache_mounts_dir(root: &Path) -> PathBuf {
 
 /// Bytes used by cache mounts (allocated blocks), for `system df`.
 pub fn usage(root: &Path) -> io::Result<u64> {
-    allocated_bytes(&cache_mounts_dir(root))
+    allocated_bytes_inside(&cache_mounts_dir(root))
 }
 
 /// Remove every cache mount nobody is using (`builder prune`); returns the bytes freed.

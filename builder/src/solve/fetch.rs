@@ -31,7 +31,9 @@ use std::process::Command;
 
 use sha2::{Digest as _, Sha256};
 
-use store::dir_lock::{allocated_bytes, lock_dir, try_lock_dir, FlockOperation};
+use store::dir_lock::{
+    allocated_bytes, allocated_bytes_inside, lock_dir, try_lock_dir, FlockOperation,
+};
 
 /// Where downloads are kept.
 pub fn downloads_dir(root: &Path) -> PathBuf {
@@ -186,7 +188,7 @@ pub fn download(
 
 /// Bytes the downloads take (allocated blocks), for `system df`'s Build Cache.
 pub fn usage(root: &Path) -> io::Result<u64> {
-    allocated_bytes(&downloads_dir(root))
+    allocated_bytes_inside(&downloads_dir(root))
 }
 
 /// Removes every download no running build holds (`builder prune`); returns the bytes
