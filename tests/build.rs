@@ -279,10 +279,7 @@ fn built_image_is_readable_by_skopeo() {
         .assert_ok();
     let out = util::run_tool(
         "skopeo",
-        &[
-            "inspect",
-            &format!("oci:{}:docker.io/library/sk:1", env.root.display()),
-        ],
+        &["inspect", &format!("oci:{}:sk:1", env.root.display())],
     );
     let inspected: serde_json::Value = serde_json::from_str(&out).expect("skopeo prints JSON");
     assert_eq!(inspected["Digest"], env.manifest_digest("sk:1"));

@@ -493,8 +493,54 @@ fn git(dir: &Path, args: &[&str]) {
     );
 }
 
+/// `git daemon` serving `base` on 127.0.0.1 (a free port); stopped when dropped.
+struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(base: &Path) -> GitDaemon {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("git")
+            .arg("daemon")
+            .arg("--export-all")
+            .arg("--reuseaddr")
+            .arg("--listen=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("git daemon (Debian package git)");
+        let mut daemon = GitDaemon { child, port };
+        // Ready once it accepts a connection.
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            if let Some(status) = daemon.child.try_wait().unwrap() {
+                panic!("git daemon exited: {status}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        daemon
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
-fn add_of_a_local_git_repository_at_a_tag() {
+fn add_of_a_git_repository_at_a_tag() {
     let env = TestEnv::with_busybox();
     let repo = env.scratch.join("repo.git");
     fs::create_dir_all(repo.join("sub")).unwrap();
@@ -506,7 +552,8 @@ fn add_of_a_local_git_repository_at_a_tag() {
     git(&repo, &["tag", "-a", "v1", "-m", "v1"]);
     fs::write(repo.join("README"), "version two\n").unwrap();
     git(&repo, &["commit", "-q", "-am", "two"]);
-    let url = format!("file://{}", repo.display());
+    let daemon = GitDaemon::start(&env.scratch);
+    let url = format!("git://127.0.0.1:{}/repo.git", daemon.port);
     let ctx = context(
         &env,
         "add-git",

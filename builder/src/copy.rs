@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::rootfs::UnionFs;
+use crate::rootfs::{open_nofollow, Found, UnionFs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
@@ -45,57 +45,76 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Cop
     }
 }
 
-/// Where COPY reads from.
+/// Where COPY reads from. Every path resolves inside the tree (see `rootfs`): symlinks are
+/// followed only within it, an absolute target starts at the tree's root, `..` stops there.
 pub trait SourceTree {
-    /// lstat of `rel` (relative to the tree's root, no leading `/`): the real path and metadata.
+    /// lstat of `rel` (relative to the tree's root, no leading `/`): the real path and
+    /// metadata. Symlinks before the last component are followed inside the tree.
     fn stat(&self, rel: &str) -> io::Result<Option<(PathBuf, fs::Metadata)>>;
+    /// stat of `rel`: as [`SourceTree::stat`], a final symlink followed inside the tree too
+    /// (how COPY treats a source it names).
+    fn stat_follow(&self, rel: &str) -> io::Result<Option<(PathBuf, fs::Metadata)>>;
     /// The names in directory `rel`, sorted; entries the tree excludes are left out.
     fn list(&self, rel: &str) -> io::Result<Vec<String>>;
 }
 
-/// A plain host directory (the build context) with an exclusion test (.dockerignore).
+/// The build context: a host directory resolved as a one-layer union (so a symlink never
+/// leads out of it), with an exclusion test (.dockerignore) applied to the path as named and
+/// as resolved: an excluded file is not in the context, whatever names it.
 pub struct DirTree<'a> {
     pub root: PathBuf,
     pub is_excluded: &'a dyn Fn(&str) -> bool,
 }
 
+impl DirTree<'_> {
+    fn union(&self) -> UnionFs {
+        UnionFs::new(vec![self.root.clone()])
+    }
+
+    fn visible(&self, rel: &str, found: Option<Found>) -> Option<(PathBuf, fs::Metadata)> {
+        let is_hidden = |p: &str| !p.is_empty() && (self.is_excluded)(p);
+        match found {
+            Some(f) if !is_hidden(rel) && !is_hidden(&f.path) => Some((f.real, f.metadata)),
+            _ => None,
+        }
+    }
+}
+
 impl SourceTree for DirTree<'_> {
     fn stat(&self, rel: &str) -> io::Result<Option<(PathBuf, fs::Metadata)>> {
-        if !rel.is_empty() && (self.is_excluded)(rel) {
-            return Ok(None);
-        }
-        let real = self.root.join(rel);
-        match fs::symlink_metadata(&real) {
-            Ok(m) => Ok(Some((real, m))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        let found = self.union().lookup(rel)?;
+        Ok(self.visible(rel, found))
+    }
+
+    fn stat_follow(&self, rel: &str) -> io::Result<Option<(PathBuf, fs::Metadata)>> {
+        let found = self.union().lookup_follow(rel)?;
+        Ok(self.visible(rel, found))
     }
 
     fn list(&self, rel: &str) -> io::Result<Vec<String>> {
         let mut names = Vec::new();
-        for entry in fs::read_dir(self.root.join(rel))? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            let child = join_rel(rel, &name);
-            if !(self.is_excluded)(&child) {
+        for name in self.union().read_dir(rel)?.into_keys() {
+            let name = name.to_string_lossy().into_owned();
+            if !(self.is_excluded)(&join_rel(rel, &name)) {
                 names.push(name);
             }
         }
-        names.sort();
         Ok(names)
     }
 }
 
 impl SourceTree for UnionFs {
     fn stat(&self, rel: &str) -> io::Result<Option<(PathBuf, fs::Metadata)>> {
-        Ok(self
-            .lookup(&format!("/{rel}"))?
-            .map(|f| (f.real, f.metadata)))
+        Ok(self.lookup(rel)?.map(|f| (f.real, f.metadata)))
+    }
+
+    fn stat_follow(&self, rel: &str) -> io::Result<Option<(PathBuf, fs::Metadata)>> {
+        Ok(self.lookup_follow(rel)?.map(|f| (f.real, f.metadata)))
     }
 
     fn list(&self, rel: &str) -> io::Result<Vec<String>> {
         Ok(self
-            .read_dir(&format!("/{rel}"))?
+            .read_dir(rel)?
             .into_keys()
             .map(|n| n.to_string_lossy().into_owned())
             .collect())
@@ -151,13 +170,19 @@ pub fn plan(
     dest_is_existing_dir: bool,
     opts: &CopyOptions,
 ) -> Result<CopyPlan> {
+    // A wildcard that matches nothing is fine while the instruction copies something
+    // (BuildKit's AllowEmptyWildcard); a source named without one must exist.
     let mut matched: Vec<String> = Vec::new();
     for src in sources {
         let found = expand_source(tree, src)?;
-        if found.is_empty() {
+        if found.is_empty() && !has_glob(src) {
             return Err(CopyError::SourceNotFound(src.clone()));
         }
         matched.extend(found);
+    }
+    if matched.is_empty() {
+        let first = sources.first().cloned().unwrap_or_default();
+        return Err(CopyError::SourceNotFound(first));
     }
     let dest_dir = dest.ends_with('/') || dest_is_existing_dir;
     if (sources.len() > 1 || matched.len() > 1) && !dest_dir {
@@ -166,8 +191,9 @@ pub fn plan(
     let dest_clean = clean_abs(dest);
     let mut out = CopyPlan::default();
     for rel in matched {
+        // A source that is a symlink is followed: its target is copied under its name.
         let (real, meta) = tree
-            .stat(&rel)
+            .stat_follow(&rel)
             .map_err(io_err("reading", Path::new(&rel)))?
             .ok_or_else(|| CopyError::SourceNotFound(rel.clone()))?;
         if meta.is_dir() {
@@ -297,7 +323,7 @@ impl CopyPlan {
                 }
                 ItemKind::File { size } => {
                     let real = item.real.as_deref().expect("file items have a source");
-                    let file = fs::File::open(real).map_err(io_err("opening", real))?;
+                    let file = open_nofollow(real).map_err(io_err("opening", real))?;
                     let meta = file.metadata().map_err(io_err("reading", real))?;
                     if meta.nlink() > 1 {
                         match linked.get(&(meta.dev(), meta.ino())) {
@@ -334,7 +360,7 @@ fn add_tree(
     out: &mut CopyPlan,
 ) -> Result<()> {
     let (real, meta) = tree
-        .stat(rel)
+        .stat_follow(rel)
         .map_err(io_err("reading", Path::new(rel)))?
         .ok_or_else(|| CopyError::SourceNotFound(rel.to_string()))?;
     if !dest.is_empty() {

@@ -3,9 +3,10 @@
 //!
 //! Data flows one way: `dockerfile` (parse → instructions → expand → lint) → `plan`
 //! (stages → steps with cache keys) → `exec` (RUN in a sandbox over overlayfs of store
-//! snapshots) → `differ` (upperdir → layer tar) → `store` ingest.
+//! snapshots) → `differ` (upperdir → layer tar) → `store` ingest. `solve` drives it for
+//! one build: stages in order, each step a cache hit or a run, then the image export.
+//! (Not `build/`: tools and people take a folder of that name for build output.)
 
-pub mod build;
 pub mod cache;
 pub mod context;
 pub mod copy;
@@ -19,3 +20,4 @@ pub mod progress;
 pub mod remote;
 pub mod remote_cache;
 pub mod rootfs;
+pub mod solve;

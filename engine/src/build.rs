@@ -11,10 +11,10 @@
 
 use std::path::PathBuf;
 
-use builder::build::{BuildOptions, BuildResult};
 use builder::progress::Reporter;
 use builder::remote::{error_chain, Remote, RemoteError};
 use builder::remote_cache::CacheSource;
+use builder::solve::{BuildOptions, BuildResult};
 use store::{Digest, Reference, Store};
 
 use crate::cache_flags::CacheTo;
@@ -76,7 +76,7 @@ pub fn build(
         store,
         cache,
     };
-    let result = builder::build::build(store, &request.options, &remote, reporter)?;
+    let result = builder::solve::build(store, &request.options, &remote, reporter)?;
     if let Some(path) = &request.iidfile {
         std::fs::write(path, result.image_id.to_string()).map_err(|source| EngineError::Write {
             path: path.clone(),

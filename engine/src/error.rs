@@ -65,7 +65,7 @@ pub enum EngineError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Build(Box<builder::build::BuildError>),
+    Build(Box<builder::solve::BuildError>),
     #[error(transparent)]
     Store(Box<store::StoreError>),
     #[error(transparent)]
@@ -73,8 +73,8 @@ pub enum EngineError {
 }
 
 // The library errors are large; boxed, an `EngineError` stays small on the happy path.
-impl From<builder::build::BuildError> for EngineError {
-    fn from(e: builder::build::BuildError) -> Self {
+impl From<builder::solve::BuildError> for EngineError {
+    fn from(e: builder::solve::BuildError) -> Self {
         EngineError::Build(Box::new(e))
     }
 }

@@ -9,12 +9,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use builder::build::BuildResult;
 use builder::cache::CacheKey;
 use builder::remote::{error_chain, RemoteError};
 use builder::remote_cache::{
     self, CacheManifest, CacheSource, ExportMode, RecordIndex, RemoteRecord,
 };
+use builder::solve::BuildResult;
 use registry_client::PushOptions;
 use store::{media_types, Descriptor, LayerRef, Lease, Reference, Store};
 

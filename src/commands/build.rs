@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use builder::build::BuildOptions;
 use builder::exec;
 use builder::progress::{Reporter, Silent};
+use builder::solve::BuildOptions;
 use engine::BuildRequest;
 use store::{Reference, Store};
 
@@ -91,12 +91,12 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         secrets: args
             .secrets
             .iter()
-            .map(|s| builder::build::run_mounts::parse_secret_flag(s).map_err(UsageError))
+            .map(|s| builder::solve::run_mounts::parse_secret_flag(s).map_err(UsageError))
             .collect::<Result<_, _>>()?,
         ssh: args
             .ssh
             .iter()
-            .map(|s| builder::build::run_mounts::parse_ssh_flag(s).map_err(UsageError))
+            .map(|s| builder::solve::run_mounts::parse_ssh_flag(s).map_err(UsageError))
             .collect::<Result<_, _>>()?,
         allow_insecure: allowed.is_insecure_allowed,
         allow_network_host: allowed.is_network_host_allowed,
@@ -220,7 +220,7 @@ fn is_true(v: &str) -> bool {
 fn metadata(
     store: &Store,
     tags: &[String],
-    result: &builder::build::BuildResult,
+    result: &builder::solve::BuildResult,
 ) -> Result<serde_json::Value> {
     let path = store.blob_path(&result.manifest);
     let bytes = std::fs::read(&path)

@@ -166,9 +166,9 @@ fn run(ctx: &Ctx, opts: &PruneOptions) -> Result<PruneReport> {
 /// have no last-used time or per-record size here, so they go only when no filter and no
 /// --keep-storage narrows the prune.
 fn remove_cache_mounts(ctx: &Ctx) -> Result<u64> {
-    let mounts = builder::build::run_mounts::remove_all(&ctx.root)
+    let mounts = builder::solve::run_mounts::remove_all(&ctx.root)
         .with_context(|| format!("removing cache mounts under {}", ctx.root.display()))?;
-    let downloads = builder::build::fetch::remove_unused(&ctx.root)
+    let downloads = builder::solve::fetch::remove_unused(&ctx.root)
         .with_context(|| format!("removing downloads under {}", ctx.root.display()))?;
     Ok(mounts + downloads)
 }

@@ -69,8 +69,8 @@ pub fn df(ctx: &Ctx, args: &DfArgs) -> Result<()> {
     let usage = store.disk_usage()?;
     // RUN --mount=type=cache directories and ADD's URL downloads are build cache too
     // (allocated blocks), as BuildKit's exec.cachemount and source records are.
-    let cache_dirs = builder::build::run_mounts::usage(&ctx.root).unwrap_or(0)
-        + builder::build::fetch::usage(&ctx.root).unwrap_or(0);
+    let cache_dirs = builder::solve::run_mounts::usage(&ctx.root).unwrap_or(0)
+        + builder::solve::fetch::usage(&ctx.root).unwrap_or(0);
     let summary = Summary::of(&usage, cache_dirs);
     let rows = summary.rows();
     let mut out = std::io::stdout().lock();

@@ -47,15 +47,25 @@ pub fn lock_dir(dir: &Path, op: FlockOperation) -> io::Result<File> {
     })
 }
 
-/// The disk space (allocated blocks) of everything under `dir`; 0 when it does not exist.
+/// The disk space (allocated blocks) of `dir` and everything under it; 0 when it does not
+/// exist. What removing `dir` frees.
 pub fn allocated_bytes(dir: &Path) -> io::Result<u64> {
+    walk_allocated(dir, 0)
+}
+
+/// The disk space of everything under `dir`, not `dir` itself: what `system df` counts for
+/// ROOT's `cache-mounts/` and `downloads/`, so an empty one holds 0 bytes, as after
+/// `builder prune`.
+pub fn allocated_bytes_inside(dir: &Path) -> io::Result<u64> {
+    walk_allocated(dir, 1)
+}
+
+fn walk_allocated(dir: &Path, min_depth: usize) -> io::Result<u64> {
     if !dir.exists() {
         return Ok(0);
     }
     let mut total = 0;
-    // What is inside, not `dir` itself: an empty cache holds 0 bytes, as `system df`
-    // shows after `builder prune`.
-    for entry in walkdir::WalkDir::new(dir).min_depth(1) {
+    for entry in walkdir::WalkDir::new(dir).min_depth(min_depth) {
         let entry = entry.map_err(io::Error::other)?;
         total += entry.metadata().map_err(io::Error::other)?.blocks() * 512;
     }

@@ -99,6 +99,40 @@ pub fn safe_components(name: &str) -> std::result::Result<Vec<String>, &'static 
     Ok(out)
 }
 
+/// Why entry `name` (of tar type `kind`, link target `link`) could not be extracted inside
+/// its root whatever the root holds: an absolute name or one that climbs with `..`, a
+/// whiteout of `.` or `..` (it would remove the directory or its parent), a symlink whose
+/// target leaves the root, a hard link to a name that does. Extraction checks each entry;
+/// `import` and `load` check every entry up front, so such a layer never enters the store.
+pub fn check_entry(
+    name: &str,
+    kind: tar::EntryType,
+    link: &str,
+) -> std::result::Result<(), String> {
+    let comps = safe_components(name).map_err(str::to_string)?;
+    let Some((base, parent)) = comps.split_last() else {
+        return Ok(());
+    };
+    if base != OPAQUE_WHITEOUT {
+        if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX) {
+            if matches!(hidden, "" | "." | "..") {
+                return Err(format!("whiteout of {hidden:?} is not a file name"));
+            }
+        }
+    }
+    match kind {
+        tar::EntryType::Symlink if symlink_escapes(parent, link) => {
+            Err(format!("symlink to {link:?} points outside the layer root"))
+        }
+        tar::EntryType::Link => match safe_components(link.trim_start_matches('/')) {
+            Err(r) => Err(format!("hard link target {link:?}: {r}")),
+            Ok(t) if t.is_empty() => Err("hard link to the layer root".to_string()),
+            Ok(_) => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
 fn times(mtime: u64) -> Timestamps {
     let t = Timespec {
         tv_sec: mtime as i64,
@@ -199,9 +233,10 @@ impl Extractor {
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<R>) -> Result<()> {
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let comps = safe_components(&raw).map_err(|r| self.unsafe_entry(&raw, r))?;
         let header = entry.header().clone();
         let kind = header.entry_type();
+        check_entry(&raw, kind, &link_name(entry)).map_err(|r| self.unsafe_entry(&raw, r))?;
+        let comps = safe_components(&raw).map_err(|r| self.unsafe_entry(&raw, r))?;
         self.stats.entries += 1;
         let Some((name, parent)) = comps.split_last() else {
             return Ok(()); // "." — the snapshot root keeps its own mode.
@@ -276,12 +311,6 @@ impl Extractor {
             }
             T::Symlink => {
                 let target = link_name(entry);
-                if symlink_escapes(parent, &target) {
-                    return Err(self.unsafe_entry(
-                        &raw,
-                        format!("symlink to {target:?} points outside the layer root"),
-                    ));
-                }
                 self.clear(&dir, parent, name, false)?;
                 rustix::fs::symlinkat(target.as_str(), &dir, name.as_str())
                     .map_err(|e| self.io_err("creating symlink", &rel, e))?;

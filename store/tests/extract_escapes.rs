@@ -211,3 +211,21 @@ fn xattr_get(path: &Path, name: &str) -> Option<Vec<u8>> {
         Err(_) => None,
     }
 }
+
+/// `.wh..` and `.wh...` would whiteout `.` and `..`: removing the directory or its parent.
+#[test]
+fn issue_12_refuses_whiteouts_of_dot_and_dotdot() {
+    for name in [".wh..", ".wh...", "d/.wh..", "d/.wh..."] {
+        let w = world();
+        fs::create_dir_all(w.target.join("d")).unwrap();
+        fs::write(w.target.join("d/kept"), "k").unwrap();
+        let mut t = Vec::new();
+        entry(&mut t, name, b'0', "", b"");
+        refused(&w, finish(t), name);
+        assert_eq!(
+            fs::read_to_string(w.target.join("d/kept")).unwrap(),
+            "k",
+            "{name}: the layer's own files were removed"
+        );
+    }
+}

@@ -81,6 +81,13 @@ impl Store {
         check
             .finish()
             .map_err(|e| bad(format!("not a tar archive: {e}")))?;
+        if let Some((entry, reason)) = check.unsafe_entry() {
+            return Err(StoreError::UnsafeEntry {
+                layer: source.to_string(),
+                entry: entry.clone(),
+                reason: reason.clone(),
+            });
+        }
         let (gzw, diff_id, tar_size) = gz.finish();
         let blob = gzw
             .finish()

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
+use super::tarcheck::TarCheck;
 use crate::decompress::{self, plain_reader, PlainWriter};
 use crate::digest::Sha256Writer;
 use crate::error::{Result, StoreError};
@@ -385,6 +386,7 @@ impl Archive<'_> {
                 "layer {i} ({path}) has uncompressed digest {plain} but the config says diff_id {diff_id}"
             )));
         }
+        self.check_entries(path, &r)?;
         let media_type = match media_type {
             Some(m) => m.to_string(),
             None => match r.compression {
@@ -405,6 +407,25 @@ impl Archive<'_> {
             },
             size,
         ))
+    }
+
+    /// Every entry of the layer passes the checks extraction makes: a layer that could
+    /// not be unpacked is refused now, not at the first build, and never enters the store.
+    fn check_entries(&self, path: &str, r: &Resolved) -> Result<()> {
+        let blob = self.store.blob_path(&r.digest);
+        let file = std::fs::File::open(&blob).map_err(StoreError::io("reading", &blob))?;
+        let mut check = TarCheck::default();
+        plain_reader(r.compression, BufReader::new(file))
+            .and_then(|mut plain| io::copy(&mut plain, &mut check))
+            .map_err(StoreError::io("reading", &blob))?;
+        if let Some((entry, reason)) = check.unsafe_entry() {
+            return Err(StoreError::UnsafeEntry {
+                layer: format!("{} ({path})", self.source),
+                entry: entry.clone(),
+                reason: reason.clone(),
+            });
+        }
+        Ok(())
     }
 
     fn docker_images(&mut self) -> Result<Vec<NewImage>> {

@@ -1,6 +1,14 @@
-//! A streaming check that bytes form a well-framed tar archive: every header's
-//! checksum is right and the stream does not end inside an entry. It sees bytes
-//! as they pass (import hashes, checks and compresses in one pass).
+//! A streaming check that bytes form a well-framed tar archive that extraction will take:
+//! every header's checksum is right, the stream does not end inside an entry, and every
+//! entry passes [`check_entry`] (no absolute or `..` names, no escaping links, no whiteout
+//! of `.` or `..`), names taken from GNU long-name and PAX records as the tar crate takes
+//! them. It sees bytes as they pass (import hashes, checks and compresses in one pass).
+
+use crate::extract::check_entry;
+
+/// GNU long names and PAX headers bigger than this are refused (tar's own limit is 1 MiB
+/// for PAX extensions in practice; no real name comes near it).
+const MAX_META: u64 = 1 << 20;
 
 /// Feeds on the raw tar stream; `finish` says whether it was a whole archive.
 #[derive(Debug, Default)]
@@ -12,6 +20,14 @@ pub struct TarCheck {
     ended: bool,
     offset: u64,
     error: Option<String>,
+    /// The data of the current GNU long-name (`L`), long-link (`K`) or PAX (`x`) entry.
+    meta: Option<(u8, Vec<u8>)>,
+    /// Data bytes of `meta` still to come (the rest of `skip` is padding).
+    meta_left: u64,
+    long_name: Option<String>,
+    long_link: Option<String>,
+    /// The first entry that could not be extracted safely, and why.
+    unsafe_entry: Option<(String, String)>,
 }
 
 impl TarCheck {
@@ -24,6 +40,16 @@ impl TarCheck {
             }
             if self.skip > 0 {
                 let n = (self.skip.min(buf.len() as u64)) as usize;
+                if self.meta_left > 0 {
+                    let m = (self.meta_left.min(n as u64)) as usize;
+                    if let Some((_, data)) = &mut self.meta {
+                        data.extend_from_slice(&buf[..m]);
+                    }
+                    self.meta_left -= m as u64;
+                    if self.meta_left == 0 {
+                        self.end_meta();
+                    }
+                }
                 self.skip -= n as u64;
                 self.offset += n as u64;
                 buf = &buf[n..];
@@ -82,6 +108,89 @@ impl TarCheck {
             0
         };
         self.entries += 1;
+        match typeflag {
+            b'L' | b'K' | b'x' => {
+                if size > MAX_META {
+                    self.error = Some(format!("{size}-byte name record at byte {at}"));
+                    return;
+                }
+                self.meta = Some((typeflag, Vec::new()));
+                self.meta_left = size;
+                if size == 0 {
+                    self.end_meta();
+                }
+            }
+            // Global PAX headers carry no names of their own.
+            b'g' => {}
+            _ => self.check_names(h),
+        }
+    }
+
+    /// The entry's name and link target (long-name and PAX records first, as the tar
+    /// crate reads them), checked as extraction will check them.
+    fn check_names(&mut self, h: &[u8]) {
+        let field = |b: &[u8]| {
+            let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+            String::from_utf8_lossy(&b[..end]).into_owned()
+        };
+        let mut name = field(&h[..100]);
+        if &h[257..262] == b"ustar" && h[263..265] == *b"00" {
+            let prefix = field(&h[345..500]);
+            if !prefix.is_empty() {
+                name = format!("{prefix}/{name}");
+            }
+        }
+        let name = self.long_name.take().unwrap_or(name);
+        let link = self.long_link.take().unwrap_or_else(|| field(&h[157..257]));
+        if self.unsafe_entry.is_none() {
+            if let Err(reason) = check_entry(&name, tar::EntryType::new(h[156]), &link) {
+                self.unsafe_entry = Some((name, reason));
+            }
+        }
+    }
+
+    /// A long-name, long-link or PAX record is complete: keep what it says for the next entry.
+    fn end_meta(&mut self) {
+        let Some((kind, data)) = self.meta.take() else {
+            return;
+        };
+        let text = |b: &[u8]| {
+            let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+            String::from_utf8_lossy(&b[..end]).into_owned()
+        };
+        match kind {
+            b'L' => self.long_name = Some(text(&data)),
+            b'K' => self.long_link = Some(text(&data)),
+            _ => {
+                // PAX records: "LEN KEY=VALUE\n", LEN counting the whole record.
+                let mut rest = &data[..];
+                while let Some(sp) = rest.iter().position(|&c| c == b' ') {
+                    let Some(len) = std::str::from_utf8(&rest[..sp])
+                        .ok()
+                        .and_then(|l| l.parse::<usize>().ok())
+                        .filter(|&l| l > sp && l <= rest.len())
+                    else {
+                        break;
+                    };
+                    let record = &rest[sp + 1..len];
+                    let record = record.strip_suffix(b"\n").unwrap_or(record);
+                    if let Some(eq) = record.iter().position(|&c| c == b'=') {
+                        let value = String::from_utf8_lossy(&record[eq + 1..]).into_owned();
+                        match &record[..eq] {
+                            b"path" => self.long_name = Some(value),
+                            b"linkpath" => self.long_link = Some(value),
+                            _ => {}
+                        }
+                    }
+                    rest = &rest[len..];
+                }
+            }
+        }
+    }
+
+    /// The first entry extraction would refuse, and why.
+    pub fn unsafe_entry(&self) -> Option<&(String, String)> {
+        self.unsafe_entry.as_ref()
     }
 
     /// `Ok(entries)` when the stream was a complete archive.
@@ -99,6 +208,17 @@ impl TarCheck {
             return Err("empty input".to_string());
         }
         Ok(self.entries)
+    }
+}
+
+impl std::io::Write for TarCheck {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.feed(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -13,6 +13,7 @@
 //! while a RUN runs or a layer is written (docs/design.md §2). A lease names what the build has
 //! written or reuses, so a concurrent prune leaves it alone (docs/design.md §3).
 
+mod cache_hit;
 mod context;
 mod copy_flags;
 mod export;

@@ -30,7 +30,9 @@ use crate::copy::{self, CopyOptions, DirTree};
 use crate::dockerfile::mount::{parse_mount, Mount, MountType};
 use crate::exec::MountSpec;
 use crate::rootfs::UnionFs;
-use store::dir_lock::{allocated_bytes, lock_dir, try_lock_dir, FlockOperation};
+use store::dir_lock::{
+    allocated_bytes, allocated_bytes_inside, lock_dir, try_lock_dir, FlockOperation,
+};
 
 /// Where a `--secret` comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +101,7 @@ pub fn cache_mounts_dir(root: &Path) -> PathBuf {
 
 /// Bytes used by cache mounts (allocated blocks), for `system df`.
 pub fn usage(root: &Path) -> io::Result<u64> {
-    allocated_bytes(&cache_mounts_dir(root))
+    allocated_bytes_inside(&cache_mounts_dir(root))
 }
 
 /// Remove every cache mount nobody is using (`builder prune`); returns the bytes freed.
@@ -408,14 +410,13 @@ fn bind_mount(
     })?;
     let is_readonly = m.readonly;
     let Some(from) = &m.from else {
-        let real = ctx.root.join(&rel);
-        let canonical = fs::canonicalize(&real)
-            .map_err(|e| format!("bind source {source:?} in the build context: {e}"))?;
-        if !canonical.starts_with(&ctx.root) {
-            return Err(format!(
-                "bind source {source:?} is outside of the build context"
-            ));
-        }
+        // Resolved as COPY resolves its sources: inside the context, never out of it.
+        let context = UnionFs::new(vec![ctx.root.clone()]);
+        let resolved = context
+            .resolve_path(&rel)
+            .map_err(|e| format!("bind source {source:?} in the build context: {e}"))?
+            .ok_or_else(|| format!("bind source {source:?} not found in the build context"))?;
+        let canonical = ctx.root.join(&resolved);
         // The content of what is bound is part of the key, as for COPY.
         let fingerprint = {
             let excluded = |r: &str| ctx.is_excluded(r);
@@ -456,7 +457,8 @@ fn bind_mount(
     };
     let lowerdirs = steps::lowerdirs(run, &layers).map_err(|e| e.to_string())?;
     let union = UnionFs::new(lowerdirs.clone());
-    let subpath = resolve_in_union(&union, &rel)
+    let subpath = union
+        .resolve_path(&rel)
         .map_err(|e| format!("bind source {source:?} from {from}: {e}"))?
         .ok_or_else(|| format!("bind source {source:?} not found in {from}"))?;
     let is_dir = union
@@ -472,48 +474,6 @@ fn bind_mount(
         target,
         is_readonly,
     })
-}
-
-/// `rel` with every symlink resolved inside the union (an absolute link target is taken
-/// from the union's root, `..` stops at the root): the bind never leaves the stage.
-fn resolve_in_union(union: &UnionFs, rel: &str) -> io::Result<Option<String>> {
-    let mut pending: Vec<String> = rel
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .rev()
-        .map(str::to_string)
-        .collect();
-    let mut done: Vec<String> = Vec::new();
-    let mut links = 0;
-    while let Some(c) = pending.pop() {
-        if c == ".." {
-            done.pop();
-            continue;
-        }
-        done.push(c);
-        let path = format!("/{}", done.join("/"));
-        let Some(found) = union.lookup(&path)? else {
-            return Ok(None);
-        };
-        if found.metadata.file_type().is_symlink() {
-            links += 1;
-            if links > 40 {
-                return Err(io::Error::other("too many levels of symbolic links"));
-            }
-            let target = fs::read_link(&found.real)?;
-            let target = target.to_string_lossy().into_owned();
-            done.pop();
-            if target.starts_with('/') {
-                done.clear();
-            }
-            for part in target.split('/').rev() {
-                if !part.is_empty() && part != "." {
-                    pending.push(part.to_string());
-                }
-            }
-        }
-    }
-    Ok(Some(done.join("/")))
 }
 
 /// The mounts of a RUN made real for one run: held locks, per-run directories. Dropping it

@@ -31,7 +31,9 @@ use std::process::Command;
 
 use sha2::{Digest as _, Sha256};
 
-use store::dir_lock::{allocated_bytes, lock_dir, try_lock_dir, FlockOperation};
+use store::dir_lock::{
+    allocated_bytes, allocated_bytes_inside, lock_dir, try_lock_dir, FlockOperation,
+};
 
 /// Where downloads are kept.
 pub fn downloads_dir(root: &Path) -> PathBuf {
@@ -186,7 +188,7 @@ pub fn download(
 
 /// Bytes the downloads take (allocated blocks), for `system df`'s Build Cache.
 pub fn usage(root: &Path) -> io::Result<u64> {
-    allocated_bytes(&downloads_dir(root))
+    allocated_bytes_inside(&downloads_dir(root))
 }
 
 /// Removes every download no running build holds (`builder prune`); returns the bytes
@@ -310,9 +312,30 @@ fn split_git(src: &str) -> (String, Option<String>, String) {
     }
 }
 
+/// The transports a git source may use (`GIT_ALLOW_PROTOCOL`, which covers redirects and
+/// submodules too): never `file` or `ext`, which would read the host's repositories or run
+/// commands on it.
+const GIT_PROTOCOLS: &str = "git:http:https:ssh";
+
+/// Refuse a git source that names a repository on the host (`file://…`), as BuildKit's git
+/// source does: a Dockerfile may not read what is outside its context.
+fn check_git_transport(url: &str) -> Result<(), String> {
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("git" | "http" | "https" | "ssh") => Ok(()),
+        None if url.starts_with("git@") => Ok(()),
+        _ => Err(format!(
+            "ADD {url}: git sources over file:// or other local transports are not allowed \
+             (a build may not read repositories on the host); serve the repository over \
+             git://, ssh:// or http(s)://"
+        )),
+    }
+}
+
 /// The commit `src`'s ref names, without fetching (the cache key of the ADD).
 pub fn git_resolve(src: &str) -> Result<String, String> {
     let (url, r, _) = split_git(src);
+    check_git_transport(&url)?;
     let want = r.unwrap_or_else(|| "HEAD".to_string());
     if want.len() == 40 && want.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(want.to_ascii_lowercase());
@@ -345,6 +368,7 @@ pub fn git_checkout(
     scratch_parent: &Path,
 ) -> Result<Checkout, String> {
     let (url, _, subdir) = split_git(src);
+    check_git_transport(&url)?;
     let dir = scratch_parent.join(store::layout::unique_name("git-"));
     fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let checkout = Checkout {
@@ -372,12 +396,8 @@ fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
     // Never prompt for credentials in a build; fail instead.
     cmd.env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_CONFIG_NOSYSTEM", "1")
-        .args([
-            "-c",
-            "protocol.file.allow=always",
-            "-c",
-            "advice.detachedHead=false",
-        ])
+        .env("GIT_ALLOW_PROTOCOL", GIT_PROTOCOLS)
+        .args(["-c", "advice.detachedHead=false"])
         .args(args);
     let out = cmd.output().map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => "ADD of a git repository needs `git` on PATH".to_string(),

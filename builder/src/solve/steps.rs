@@ -4,8 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use store::{CacheRecord, ChainId, LayerRef, Store};
+use store::{LayerRef, Store};
 
+use super::cache_hit::{add_layer, cache_hit, chain_of, Origin};
 use super::context::{sha256_file, Context};
 use super::stage::{now_or_epoch, BuildRun, StageResult, StageState};
 use super::{history_text, stage_ref, BuildError, Result};
@@ -284,7 +285,7 @@ fn json(v: Option<&Vec<String>>) -> String {
     serde_json::to_string(&v.cloned().unwrap_or_default()).unwrap_or_default()
 }
 
-fn push_history(
+pub(super) fn push_history(
     state: &mut StageState,
     created_by: &str,
     epoch: Option<i64>,
@@ -305,113 +306,6 @@ pub fn rfc3339(secs: i64) -> String {
         || "1970-01-01T00:00:00Z".to_string(),
         |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
     )
-}
-
-/// Where a step's layer came from, and so whether `add_layer` records it in the cache.
-#[derive(Debug, Clone, Copy)]
-enum Origin {
-    /// Built by this step now: recorded, stamped now (or SOURCE_DATE_EPOCH).
-    Built,
-    /// The local cache's record, first built at this time: already recorded.
-    Cached(i64),
-    /// An imported (`--cache-from`) record, first built at this time: recorded locally
-    /// so the next build finds it without the registry.
-    Imported(i64),
-}
-
-/// A cache hit: the record's layer, if its blob is still in the store; else, with
-/// `--cache-from`, an imported record's layer, whose download starts now.
-fn cache_hit(run: &mut BuildRun, key: &CacheKey) -> Result<Option<(LayerRef, Origin)>> {
-    if run.opts.no_cache {
-        return Ok(None);
-    }
-    if let Some(rec) = run.store.cache_get(key.as_str())? {
-        if let (Some(blob), Some(diff_id)) = (rec.layer, rec.diff_id) {
-            // Lease first, then check: a prune that starts in between sees the lease.
-            run.lease.add_digest(&blob.digest)?;
-            if run.store.has_blob(&blob.digest) {
-                return Ok(Some((
-                    LayerRef { blob, diff_id },
-                    Origin::Cached(rec.created_at),
-                )));
-            }
-        }
-    }
-    let Some(cache) = run.remote.cache() else {
-        return Ok(None);
-    };
-    let Some(remote) = cache.lookup(key) else {
-        return Ok(None);
-    };
-    run.lease.add_digest(&remote.layer.digest)?;
-    if !run.store.has_blob(&remote.layer.digest) {
-        // The download runs while the next steps look up their keys; persist the lease
-        // now so a concurrent prune sees it.
-        run.store.release_meta()?;
-        if let Err(e) = cache.fetch(run.lease, &remote) {
-            // As BuildKit does: a cache that cannot be read is a miss, not a failure.
-            run.reporter().note(&format!(
-                "WARNING: importing cache layer {}: {}",
-                remote.layer.digest,
-                crate::remote::error_chain(e.as_ref())
-            ));
-            return Ok(None);
-        }
-    }
-    let layer = LayerRef {
-        blob: remote.layer,
-        diff_id: remote.diff_id,
-    };
-    Ok(Some((layer, Origin::Imported(remote.created_at))))
-}
-
-/// Record a new layer step in the cache and the stage.
-fn add_layer(
-    run: &mut BuildRun,
-    state: &mut StageState,
-    key: CacheKey,
-    layer: LayerRef,
-    created_by: &str,
-    origin: Origin,
-) -> Result<()> {
-    let now = now_or_epoch(None);
-    let created_at = match origin {
-        Origin::Built => now_or_epoch(run.opts.source_date_epoch),
-        Origin::Cached(t) | Origin::Imported(t) => t,
-    };
-    let chain = chain_of(&state.layers, &layer);
-    if !matches!(origin, Origin::Cached(_)) {
-        let rec = CacheRecord {
-            v: 1,
-            diff_id: Some(layer.diff_id.clone()),
-            chain_id: Some(chain.clone()),
-            layer: Some(layer.blob.clone()),
-            config_delta: serde_json::Value::Null,
-            created_at,
-            last_used: now,
-            size: layer.blob.size,
-        };
-        run.store.cache_put(key.as_str(), &rec)?;
-    }
-    run.lease.add_digest(&layer.blob.digest)?;
-    run.lease.add_snapshot(&chain)?;
-    run.note_layer_step(&key, &layer, created_at);
-    state.layers.push(layer);
-    state.key = key;
-    push_history(
-        state,
-        created_by,
-        run.opts.source_date_epoch,
-        false,
-        Some(created_at),
-    );
-    Ok(())
-}
-
-fn chain_of(below: &[LayerRef], top: &LayerRef) -> ChainId {
-    let mut ids: Vec<store::Digest> = below.iter().map(|l| l.diff_id.clone()).collect();
-    ids.push(top.diff_id.clone());
-    Store::chain_ids(&ids).pop().expect("one id per layer")
 }
 
 /// The snapshot dirs of `layers`, top first, unpacking any that are missing.
@@ -805,17 +699,18 @@ fn copy_step(
     let mut archives: Vec<PathBuf> = Vec::new();
     let mut plain: Vec<String> = Vec::new();
     for s in &srcs {
-        let real = copy::clean_rel(s).map(|r| ctx.root.join(r));
-        match real {
-            Some(p)
-                if spec.is_add
-                    && from_union.is_none()
-                    && p.is_file()
-                    && is_archive(&p).unwrap_or(false) =>
-            {
-                archives.push(p)
-            }
-            _ => plain.push(s.clone()),
+        // Found as any context source is: inside the context, .dockerignore applied.
+        let archive = match copy::clean_rel(s) {
+            Some(rel) if spec.is_add && from_union.is_none() => tree
+                .stat_follow(&rel)
+                .map_err(|x| e(format!("reading {s}: {x}")))?
+                .filter(|(real, meta)| meta.is_file() && is_archive(real).unwrap_or(false))
+                .map(|(real, _)| real),
+            _ => None,
+        };
+        match archive {
+            Some(real) => archives.push(real),
+            None => plain.push(s.clone()),
         }
     }
     let mut plan = if plain.is_empty() {
@@ -983,8 +878,8 @@ fn copy_step(
                 w.write_all(&buf).map_err(|x| x.to_string())?;
             }
             for (i, a) in archives.iter().enumerate() {
-                let f =
-                    std::fs::File::open(a).map_err(|x| format!("opening {}: {x}", a.display()))?;
+                let f = crate::rootfs::open_nofollow(a)
+                    .map_err(|x| format!("opening {}: {x}", a.display()))?;
                 let mut out = Vec::new();
                 retar_under(f, &archive_dest, &mut out)
                     .map_err(|x| format!("extracting {}: {x}", a.display()))?;

@@ -146,6 +146,13 @@ impl SourceTree for ExcludeTree<'_> {
         self.inner.stat(rel)
     }
 
+    fn stat_follow(&self, rel: &str) -> std::io::Result<Option<(PathBuf, fs::Metadata)>> {
+        if self.is_excluded(rel) {
+            return Ok(None);
+        }
+        self.inner.stat_follow(rel)
+    }
+
     fn list(&self, rel: &str) -> std::io::Result<Vec<String>> {
         Ok(self
             .inner

@@ -1,0 +1,119 @@
+//! The cache-hit policy of a step and the recording of its layer, beside the key
+//! derivation (`crate::cache`): a key hits the local `cache` tree when its record's layer
+//! blob is still in the store, else an imported `--cache-from` record, whose layer download
+//! starts at once and overlaps the next steps' lookups (docs/design.md §4.3). Every layer
+//! step, hit or built, ends in [`add_layer`].
+
+use store::{CacheRecord, ChainId, LayerRef, Store};
+
+use super::stage::{now_or_epoch, BuildRun, StageState};
+use super::steps::push_history;
+use super::Result;
+use crate::cache::CacheKey;
+
+/// Where a step's layer came from, and so whether `add_layer` records it in the cache.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Origin {
+    /// Built by this step now: recorded, stamped now (or SOURCE_DATE_EPOCH).
+    Built,
+    /// The local cache's record, first built at this time: already recorded.
+    Cached(i64),
+    /// An imported (`--cache-from`) record, first built at this time: recorded locally
+    /// so the next build finds it without the registry.
+    Imported(i64),
+}
+
+/// A cache hit: the record's layer, if its blob is still in the store; else, with
+/// `--cache-from`, an imported record's layer, whose download starts now.
+pub(super) fn cache_hit(run: &mut BuildRun, key: &CacheKey) -> Result<Option<(LayerRef, Origin)>> {
+    if run.opts.no_cache {
+        return Ok(None);
+    }
+    if let Some(rec) = run.store.cache_get(key.as_str())? {
+        if let (Some(blob), Some(diff_id)) = (rec.layer, rec.diff_id) {
+            // Lease first, then check: a prune that starts in between sees the lease.
+            run.lease.add_digest(&blob.digest)?;
+            if run.store.has_blob(&blob.digest) {
+                return Ok(Some((
+                    LayerRef { blob, diff_id },
+                    Origin::Cached(rec.created_at),
+                )));
+            }
+        }
+    }
+    let Some(cache) = run.remote.cache() else {
+        return Ok(None);
+    };
+    let Some(remote) = cache.lookup(key) else {
+        return Ok(None);
+    };
+    run.lease.add_digest(&remote.layer.digest)?;
+    if !run.store.has_blob(&remote.layer.digest) {
+        // The download runs while the next steps look up their keys; persist the lease
+        // now so a concurrent prune sees it.
+        run.store.release_meta()?;
+        if let Err(e) = cache.fetch(run.lease, &remote) {
+            // As BuildKit does: a cache that cannot be read is a miss, not a failure.
+            run.reporter().note(&format!(
+                "WARNING: importing cache layer {}: {}",
+                remote.layer.digest,
+                crate::remote::error_chain(e.as_ref())
+            ));
+            return Ok(None);
+        }
+    }
+    let layer = LayerRef {
+        blob: remote.layer,
+        diff_id: remote.diff_id,
+    };
+    Ok(Some((layer, Origin::Imported(remote.created_at))))
+}
+
+/// Record a new layer step in the cache and the stage.
+pub(super) fn add_layer(
+    run: &mut BuildRun,
+    state: &mut StageState,
+    key: CacheKey,
+    layer: LayerRef,
+    created_by: &str,
+    origin: Origin,
+) -> Result<()> {
+    let now = now_or_epoch(None);
+    let created_at = match origin {
+        Origin::Built => now_or_epoch(run.opts.source_date_epoch),
+        Origin::Cached(t) | Origin::Imported(t) => t,
+    };
+    let chain = chain_of(&state.layers, &layer);
+    if !matches!(origin, Origin::Cached(_)) {
+        let rec = CacheRecord {
+            v: 1,
+            diff_id: Some(layer.diff_id.clone()),
+            chain_id: Some(chain.clone()),
+            layer: Some(layer.blob.clone()),
+            config_delta: serde_json::Value::Null,
+            created_at,
+            last_used: now,
+            size: layer.blob.size,
+        };
+        run.store.cache_put(key.as_str(), &rec)?;
+    }
+    run.lease.add_digest(&layer.blob.digest)?;
+    run.lease.add_snapshot(&chain)?;
+    run.note_layer_step(&key, &layer, created_at);
+    state.layers.push(layer);
+    state.key = key;
+    push_history(
+        state,
+        created_by,
+        run.opts.source_date_epoch,
+        false,
+        Some(created_at),
+    );
+    Ok(())
+}
+
+pub(super) fn chain_of(below: &[LayerRef], top: &LayerRef) -> ChainId {
+    let mut ids: Vec<store::Digest> = below.iter().map(|l| l.diff_id.clone()).collect();
+    ids.push(top.diff_id.clone());
+    Store::chain_ids(&ids).pop().expect("one id per layer")
+}
