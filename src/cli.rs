@@ -239,7 +239,7 @@ pub struct ImagesArgs {
     /// Filter output based on conditions provided (dangling=true|false, reference=PATTERN)
     #[arg(long = "filter")]
     pub filters: Vec<String>,
-    /// Format output: table (default) or json
+    /// Format output: table (default), json, or a Go template ('table {{.Repository}}\t{{.ID}}')
     #[arg(long)]
     pub format: Option<String>,
     /// Don't truncate output
@@ -269,6 +269,9 @@ pub struct RmiArgs {
 pub struct InspectArgs {
     #[arg(required = true)]
     pub images: Vec<String>,
+    /// Format output: json (default) or a Go template ('{{.Id}}')
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -283,6 +286,9 @@ pub struct HistoryArgs {
     /// Print sizes and dates in human readable format
     #[arg(short = 'H', long, default_value_t = true)]
     pub human: bool,
+    /// Format output: table (default), json, or a Go template ('table {{.ID}}\t{{.CreatedBy}}')
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -408,7 +414,7 @@ pub struct DfArgs {
     /// Show detailed information on space usage
     #[arg(short = 'v', long)]
     pub verbose: bool,
-    /// Format output: table (default) or json
+    /// Format output: table (default), json, or a Go template ('{{.Type}}\t{{.Size}}')
     #[arg(long)]
     pub format: Option<String>,
 }
