@@ -212,6 +212,12 @@ pub struct BuildArgs {
     /// Output destination (type=local|tar|oci|docker|image|registry,dest=…; DIR; - for a tar on stdout)
     #[arg(short = 'o', long = "output", value_name = "PATH|TYPE=…")]
     pub outputs: Vec<String>,
+    /// Set metadata for an image (KEY=VALUE)
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Add an annotation to the image manifest ([manifest:]KEY=VALUE)
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
+    pub annotations: Vec<String>,
     /// Load the image into the local store (every build does; accepted for buildx scripts)
     #[arg(long)]
     pub load: bool,
