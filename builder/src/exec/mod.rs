@@ -21,6 +21,8 @@ pub mod namespaces;
 mod output;
 mod sandbox;
 pub mod seccomp;
+#[cfg(test)]
+mod seccomp_profile;
 pub mod stubs;
 pub mod sys;
 pub mod user;
