@@ -209,6 +209,9 @@ pub struct BuildArgs {
     /// Target platform (os/arch[/variant]); only this host's platform, multi-platform builds are not supported yet
     #[arg(long = "platform", value_name = "PLATFORM")]
     pub platforms: Vec<String>,
+    /// Output destination (type=local|tar|oci|docker|image|registry,dest=…; DIR; - for a tar on stdout)
+    #[arg(short = 'o', long = "output", value_name = "PATH|TYPE=…")]
+    pub outputs: Vec<String>,
     /// Load the image into the local store (every build does; accepted for buildx scripts)
     #[arg(long)]
     pub load: bool,

@@ -46,11 +46,17 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         .iter()
         .map(|c| engine::parse_cache_to(c))
         .collect::<engine::Result<Vec<_>>>()?;
-    let tags = args
+    let mut tags = args
         .tags
         .iter()
         .map(|t| Reference::parse(t).map_err(|e| UsageError(format!("invalid tag {t:?}: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
+    let outputs = engine::parse_outputs(&args.outputs, &tags)?;
+    // `type=image,name=…,push=true` is `-t … --push`.
+    let (output_names, output_push) = engine::outputs::image_names(&outputs);
+    if tags.is_empty() {
+        tags = output_names;
+    }
     let build_args = parse_build_args(&args.build_args)?;
     let source_date_epoch = build_args
         .get("SOURCE_DATE_EPOCH")
@@ -107,7 +113,8 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         cache_from,
         cache_to,
         iidfile: args.iidfile.clone(),
-        push: args.push,
+        push: args.push || output_push,
+        outputs,
     };
     let mut reporter: Box<dyn Reporter> = match (args.quiet, args.progress) {
         (true, _) | (_, Progress::Quiet) => Box::new(Silent),
@@ -130,7 +137,13 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     }
     let result = result?;
     if let Some(path) = &args.metadata_file {
-        let metadata = metadata(&store, &args.tags, &result)?;
+        // The names as typed (`-t`), else those of `--output type=image,name=…`.
+        let names: Vec<String> = if args.tags.is_empty() {
+            request.options.tags.iter().map(|t| t.to_string()).collect()
+        } else {
+            args.tags.clone()
+        };
+        let metadata = metadata(&store, &names, &result)?;
         let text = serde_json::to_string_pretty(&metadata).context("encoding the metadata")?;
         std::fs::write(path, text + "\n")
             .with_context(|| format!("writing the metadata file {}", path.display()))?;
