@@ -360,3 +360,84 @@ fn build_refuses_bad_outputs_as_buildx_does() {
     let images = env.strata(&["images", "-q"]);
     assert_eq!(images.stdout.trim(), "", "a refused build stores nothing");
 }
+
+#[test]
+fn build_sets_labels_and_manifest_annotations() {
+    let env = TestEnv::new();
+    let ctx = context(&env);
+    env.build(
+        &ctx,
+        &[
+            "-t",
+            "app:1",
+            "--label",
+            "org.example.team=infra",
+            "--label",
+            "empty",
+            "--annotation",
+            "org.opencontainers.image.title=App",
+            "--annotation",
+            "manifest:org.example.level=manifest",
+        ],
+    )
+    .assert_ok();
+    let config = util::image_config(&env.root, "app:1");
+    assert_eq!(
+        config["config"]["Labels"]["org.example.team"], "infra",
+        "{config}"
+    );
+    assert_eq!(config["config"]["Labels"]["empty"], "", "{config}");
+    let manifest = util::read_blob_json(&env.root, &env.manifest_digest("app:1"));
+    assert_eq!(
+        manifest["annotations"],
+        serde_json::json!({
+            "org.opencontainers.image.title": "App",
+            "org.example.level": "manifest",
+        }),
+        "{manifest}"
+    );
+    // A different annotation is a different image, even from the cache.
+    env.build(
+        &ctx,
+        &[
+            "-t",
+            "app:2",
+            "--label",
+            "org.example.team=infra",
+            "--label",
+            "empty",
+        ],
+    )
+    .assert_ok();
+    assert_ne!(env.manifest_digest("app:1"), env.manifest_digest("app:2"));
+    assert_eq!(env.image_id("app:1"), env.image_id("app:2"), "same config");
+
+    let cases: [(&[&str], i32, &str); 5] = [
+        (
+            &["--label", "=x"],
+            2,
+            "invalid --label \"=x\": want KEY=VALUE",
+        ),
+        (&["--annotation", "novalue"], 2, "expected key=value"),
+        (
+            &["--annotation", "bogus:k=v"],
+            2,
+            "unknown annotation type \"bogus\"",
+        ),
+        (
+            &["--annotation", "manifest[linux:k=v"],
+            2,
+            "invalid annotation type",
+        ),
+        (
+            &["--annotation", "index:k=v"],
+            1,
+            "index annotations are not supported",
+        ),
+    ];
+    for (args, status, message) in cases {
+        let out = env.build(&ctx, args);
+        assert_eq!(out.status, Some(status), "{args:?}\n{out}");
+        assert!(out.stderr.contains(message), "{args:?}\n{out}");
+    }
+}

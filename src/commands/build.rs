@@ -86,8 +86,9 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         no_cache: args.no_cache,
         pull: args.pull,
         network: match args.network {
+            Network::Default => exec::Network::Isolated,
             Network::None => exec::Network::None,
-            Network::Host | Network::Default => exec::Network::Host,
+            Network::Host => exec::Network::Host,
         },
         snapshotter: match args.snapshotter {
             Snapshotter::Overlay => exec::Snapshotter::Overlay,
@@ -107,6 +108,8 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         allow_insecure: allowed.is_insecure_allowed,
         allow_network_host: allowed.is_network_host_allowed,
         inline_cache,
+        labels: parse_labels(&args.labels)?,
+        manifest_annotations: parse_annotations(&args.annotations)?,
     };
     let request = BuildRequest {
         options,
@@ -294,6 +297,69 @@ fn parse_allow(raw: &[String]) -> Result<Entitlements> {
         }
     }
     Ok(allowed)
+}
+
+/// `--label KEY=VALUE`; `KEY` alone is an empty label, as in docker.
+fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for label in raw {
+        let (k, v) = label.split_once('=').unwrap_or((label, ""));
+        if k.trim().is_empty() {
+            return Err(UsageError(format!("invalid --label {label:?}: want KEY=VALUE")).into());
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// `--annotation [TYPES:]KEY=VALUE` as buildx parses it, TYPES a comma list of `manifest`,
+/// `manifest-descriptor`, `index`, `index-descriptor`, each with an optional `[PLATFORM]`.
+/// strata builds one single-platform manifest without an index, so only the manifest level
+/// (the default) applies; the others are refused rather than dropped.
+fn parse_annotations(raw: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for annotation in raw {
+        let (k, v) = annotation.split_once('=').ok_or_else(|| {
+            UsageError(format!(
+                "invalid annotation {annotation:?}, expected key=value"
+            ))
+        })?;
+        let (types, key) = k.split_once(':').unwrap_or(("manifest", k));
+        if key.is_empty() {
+            return Err(UsageError(format!(
+                "invalid annotation {annotation:?}, expected key=value"
+            ))
+            .into());
+        }
+        for typ in types.split(',') {
+            let (level, platform) = match typ.split_once('[') {
+                Some((level, rest)) => (level, rest.strip_suffix(']')),
+                None => (typ, Some("")),
+            };
+            let Some(platform) = platform else {
+                return Err(UsageError(format!(
+                    "invalid annotation type {typ:?}, expected type and optional platform in square brackets"
+                ))
+                .into());
+            };
+            if !platform.is_empty() {
+                check_platforms(&[platform.to_string()])?;
+            }
+            match level {
+                "" | "manifest" => {}
+                "index" | "index-descriptor" | "manifest-descriptor" => {
+                    anyhow::bail!(
+                        "--annotation {annotation}: {level} annotations are not supported: strata builds a single-platform image without an index (use manifest annotations)"
+                    )
+                }
+                other => {
+                    return Err(UsageError(format!("unknown annotation type {other:?}")).into())
+                }
+            }
+        }
+        out.insert(key.to_string(), v.to_string());
+    }
+    Ok(out)
 }
 
 /// `KEY=VALUE`, or `KEY` alone to take the value from the environment (docker's rule; a

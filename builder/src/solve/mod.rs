@@ -66,6 +66,10 @@ pub struct BuildOptions {
     /// `--cache-to type=inline` (or `BUILDKIT_INLINE_CACHE=1`): the image's config carries
     /// the cache records of its own layers, so `--cache-from IMAGE` can use them.
     pub inline_cache: bool,
+    /// `--label`: set on the image config after the Dockerfile's own `LABEL`s.
+    pub labels: BTreeMap<String, String>,
+    /// `--annotation` (manifest level): the image manifest's `annotations`.
+    pub manifest_annotations: BTreeMap<String, String>,
 }
 
 /// What the build produced.
