@@ -176,8 +176,9 @@ pub struct BuildArgs {
     /// Suppress the build output and print the image ID on success
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Networking mode for RUN instructions
-    #[arg(long, value_enum, default_value = "host")]
+    /// Networking mode for RUN instructions: default (its own network namespace, outbound
+    /// traffic through slirp4netns, the host's loopback unreachable), host or none
+    #[arg(long, value_enum, default_value = "default")]
     pub network: Network,
     /// How RUN steps get their filesystem: overlayfs, or a copy of the parent tree
     #[arg(long, value_enum, default_value = "overlay")]
