@@ -176,8 +176,9 @@ pub struct BuildArgs {
     /// Suppress the build output and print the image ID on success
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Networking mode for RUN instructions
-    #[arg(long, value_enum, default_value = "host")]
+    /// Networking mode for RUN instructions: default (its own network namespace, outbound
+    /// traffic through slirp4netns, the host's loopback unreachable), host or none
+    #[arg(long, value_enum, default_value = "default")]
     pub network: Network,
     /// How RUN steps get their filesystem: overlayfs, or a copy of the parent tree
     #[arg(long, value_enum, default_value = "overlay")]
@@ -248,7 +249,7 @@ pub struct ImagesArgs {
     /// Filter output based on conditions provided (dangling=true|false, reference=PATTERN)
     #[arg(long = "filter")]
     pub filters: Vec<String>,
-    /// Format output: table (default) or json
+    /// Format output: table (default), json, or a Go template ('table {{.Repository}}\t{{.ID}}')
     #[arg(long)]
     pub format: Option<String>,
     /// Don't truncate output
@@ -278,6 +279,9 @@ pub struct RmiArgs {
 pub struct InspectArgs {
     #[arg(required = true)]
     pub images: Vec<String>,
+    /// Format output: json (default) or a Go template ('{{.Id}}')
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -292,6 +296,9 @@ pub struct HistoryArgs {
     /// Print sizes and dates in human readable format
     #[arg(short = 'H', long, default_value_t = true)]
     pub human: bool,
+    /// Format output: table (default), json, or a Go template ('table {{.ID}}\t{{.CreatedBy}}')
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -417,7 +424,7 @@ pub struct DfArgs {
     /// Show detailed information on space usage
     #[arg(short = 'v', long)]
     pub verbose: bool,
-    /// Format output: table (default) or json
+    /// Format output: table (default), json, or a Go template ('{{.Type}}\t{{.Size}}')
     #[arg(long)]
     pub format: Option<String>,
 }

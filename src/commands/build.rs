@@ -90,8 +90,9 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         no_cache: args.no_cache,
         pull: args.pull,
         network: match args.network {
+            Network::Default => exec::Network::Isolated,
             Network::None => exec::Network::None,
-            Network::Host | Network::Default => exec::Network::Host,
+            Network::Host => exec::Network::Host,
         },
         snapshotter: match args.snapshotter {
             Snapshotter::Overlay => exec::Snapshotter::Overlay,

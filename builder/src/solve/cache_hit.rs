@@ -6,8 +6,8 @@
 
 use store::{CacheRecord, ChainId, LayerRef, Store};
 
+use super::history_text::push_history;
 use super::stage::{now_or_epoch, BuildRun, StageState};
-use super::steps::push_history;
 use super::Result;
 use crate::cache::CacheKey;
 
