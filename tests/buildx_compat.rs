@@ -1,5 +1,5 @@
 //! The flags and commands buildx-based CI scripts use, run through the real binary: a
-//! closed stdout, `--platform`, `--load`, `--metadata-file`, attestations, `version` and
+//! closed stdout, `--platform`, `--load`, `--metadata-file`, outputs, labels and annotations, attestations, `version` and
 //! the `image …` aliases (issue 19).
 
 mod util;

@@ -1,8 +1,9 @@
 //! `strata build`: `--check` goes to the front end only; otherwise build, tag, print the ID.
 //!
 //! buildx's flags that CI scripts pass on every build are accepted where strata does what
-//! they ask (`--load`, `--platform` of this host, provenance off, `--metadata-file`) and
-//! refused with a clear error where it cannot yet (other platforms, SBOM, provenance).
+//! they ask (`--load`, `--platform` of this host, `--output`, `--label`, `--annotation`,
+//! provenance, `--metadata-file`) and refused with a clear error where it cannot yet
+//! (other platforms, SBOM).
 
 use std::collections::BTreeMap;
 
