@@ -249,13 +249,13 @@ pub struct BuildArgs {
     /// Write the build result metadata (buildx's JSON: digests, descriptor, names) to the file
     #[arg(long = "metadata-file", value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
-    /// Provenance attestation: only "false" (none) is supported yet
+    /// Provenance attestation pushed with the image (false, true, mode=min|max[,builder-id=URL])
     #[arg(long, value_name = "VALUE")]
     pub provenance: Option<String>,
     /// SBOM attestation: not supported yet
     #[arg(long, value_name = "VALUE")]
     pub sbom: Option<String>,
-    /// Attestation parameters (type=provenance,disabled=true; other attestations are not supported yet)
+    /// Attestation parameters (type=provenance,mode=min|max,builder-id=URL or disabled=true; SBOM is not supported yet)
     #[arg(long = "attest", value_name = "PARAMS")]
     pub attest: Vec<String>,
 }
