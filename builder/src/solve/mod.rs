@@ -86,6 +86,8 @@ pub struct BuildResult {
     pub steps: Vec<RemoteRecord>,
     /// The image's layers, bottom first.
     pub layers: Vec<store::LayerRef>,
+    /// The images the build read (bases, `COPY --from` images) by manifest digest.
+    pub materials: Vec<(Reference, Digest)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +213,7 @@ fn build_parsed(
     let finished = results[target].take().expect("the target stage was built");
     let (cached_steps, total_steps) = run.counts();
     let steps = run.take_built_steps();
+    let materials = run.take_materials();
     let inline = opts
         .inline_cache
         .then(|| crate::remote_cache::select(&steps, &finished.layers, ExportMode::Min));
@@ -229,6 +232,7 @@ fn build_parsed(
         total_steps,
         steps,
         layers: finished.layers,
+        materials,
     })
 }
 
