@@ -182,6 +182,9 @@ pub struct BuildArgs {
     /// How RUN steps get their filesystem: overlayfs, or a copy of the parent tree
     #[arg(long, value_enum, default_value = "overlay")]
     pub snapshotter: Snapshotter,
+    /// How many independent stages may build at once (1: one after another) [default: twice the cores]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
     /// Check the Dockerfile (parse, expand, build checks) without building
     #[arg(long)]
     pub check: bool,

@@ -202,11 +202,17 @@ fn spawn(spec: &RunSpec, ops: &[MountOp], on_line: &mut dyn FnMut(&[u8])) -> Res
         child_a(fds, flags, &plan);
     }
     drop((out_w, err_w, st_w, devnull));
+    if let Some(stop) = &spec.stop {
+        stop.register(pid);
+    }
 
     let tail = read_output(File::from(out_r), on_line);
     let mut report = Vec::new();
     let _ = File::from(err_r).read_to_end(&mut report);
     let status = reap(pid);
+    if let Some(stop) = &spec.stop {
+        stop.unregister(pid);
+    }
     let duration = start.elapsed();
     let mut raw_status = [0u8; 4];
     let has_status = File::from(st_r).read_exact(&mut raw_status).is_ok();
