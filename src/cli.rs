@@ -176,8 +176,9 @@ pub struct BuildArgs {
     /// Suppress the build output and print the image ID on success
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Networking mode for RUN instructions
-    #[arg(long, value_enum, default_value = "host")]
+    /// Networking mode for RUN instructions: default (its own network namespace, outbound
+    /// traffic through slirp4netns, the host's loopback unreachable), host or none
+    #[arg(long, value_enum, default_value = "default")]
     pub network: Network,
     /// How RUN steps get their filesystem: overlayfs, or a copy of the parent tree
     #[arg(long, value_enum, default_value = "overlay")]
@@ -212,6 +213,15 @@ pub struct BuildArgs {
     /// Target platform (os/arch[/variant]); only this host's platform, multi-platform builds are not supported yet
     #[arg(long = "platform", value_name = "PLATFORM")]
     pub platforms: Vec<String>,
+    /// Output destination (type=local|tar|oci|docker|image|registry,dest=…; DIR; - for a tar on stdout)
+    #[arg(short = 'o', long = "output", value_name = "PATH|TYPE=…")]
+    pub outputs: Vec<String>,
+    /// Set metadata for an image (KEY=VALUE)
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Add an annotation to the image manifest ([manifest:]KEY=VALUE)
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
+    pub annotations: Vec<String>,
     /// Load the image into the local store (every build does; accepted for buildx scripts)
     #[arg(long)]
     pub load: bool,
@@ -242,7 +252,7 @@ pub struct ImagesArgs {
     /// Filter output based on conditions provided (dangling=true|false, reference=PATTERN)
     #[arg(long = "filter")]
     pub filters: Vec<String>,
-    /// Format output: table (default) or json
+    /// Format output: table (default), json, or a Go template ('table {{.Repository}}\t{{.ID}}')
     #[arg(long)]
     pub format: Option<String>,
     /// Don't truncate output
@@ -272,6 +282,9 @@ pub struct RmiArgs {
 pub struct InspectArgs {
     #[arg(required = true)]
     pub images: Vec<String>,
+    /// Format output: json (default) or a Go template ('{{.Id}}')
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -286,6 +299,9 @@ pub struct HistoryArgs {
     /// Print sizes and dates in human readable format
     #[arg(short = 'H', long, default_value_t = true)]
     pub human: bool,
+    /// Format output: table (default), json, or a Go template ('table {{.ID}}\t{{.CreatedBy}}')
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -411,7 +427,7 @@ pub struct DfArgs {
     /// Show detailed information on space usage
     #[arg(short = 'v', long)]
     pub verbose: bool,
-    /// Format output: table (default) or json
+    /// Format output: table (default), json, or a Go template ('{{.Type}}\t{{.Size}}')
     #[arg(long)]
     pub format: Option<String>,
 }

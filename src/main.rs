@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod output;
 mod progress;
+mod template;
 
 use clap::Parser;
 use cli::{BuilderCommand, Cli, Command, ImageCommand, SystemCommand};

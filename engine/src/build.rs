@@ -1,6 +1,6 @@
 //! `strata build` past its flags: the builder run with the [`Registry`] behind its
 //! [`Remote`] (base images, `--cache-from` records), then `--iidfile`, the `--cache-to`
-//! exports and `--push`, in docker's order.
+//! exports, the `--output` files and directories and `--push`, in docker's order.
 //!
 //! The path of a `--cache-from REF`: the binary parses it ([`crate::parse_cache_from`]) and
 //! hands it here in a [`BuildRequest`]; [`build`] imports its manifest into a
@@ -19,6 +19,7 @@ use store::{Digest, Reference, Store};
 
 use crate::cache_flags::CacheTo;
 use crate::error::{EngineError, Result};
+use crate::outputs::Output;
 use crate::registry::Registry;
 use crate::remote_cache::RegistryCache;
 
@@ -32,6 +33,8 @@ pub struct BuildRequest {
     pub iidfile: Option<PathBuf>,
     /// `--push`: push every tag once the image is built.
     pub push: bool,
+    /// `--output`: the archives and directories to write once the image is built.
+    pub outputs: Vec<Output>,
 }
 
 /// The builder's view of the registries of one build.
@@ -92,6 +95,7 @@ pub fn build(
             other => other?,
         }
     }
+    crate::outputs::export(store, &result, &request.outputs)?;
     if request.push {
         if request.options.tags.is_empty() {
             return Err(EngineError::Usage(

@@ -46,11 +46,17 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         .iter()
         .map(|c| engine::parse_cache_to(c))
         .collect::<engine::Result<Vec<_>>>()?;
-    let tags = args
+    let mut tags = args
         .tags
         .iter()
         .map(|t| Reference::parse(t).map_err(|e| UsageError(format!("invalid tag {t:?}: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
+    let outputs = engine::parse_outputs(&args.outputs, &tags)?;
+    // `type=image,name=…,push=true` is `-t … --push`.
+    let (output_names, output_push) = engine::outputs::image_names(&outputs);
+    if tags.is_empty() {
+        tags = output_names;
+    }
     let build_args = parse_build_args(&args.build_args)?;
     let source_date_epoch = build_args
         .get("SOURCE_DATE_EPOCH")
@@ -80,8 +86,9 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         no_cache: args.no_cache,
         pull: args.pull,
         network: match args.network {
+            Network::Default => exec::Network::Isolated,
             Network::None => exec::Network::None,
-            Network::Host | Network::Default => exec::Network::Host,
+            Network::Host => exec::Network::Host,
         },
         snapshotter: match args.snapshotter {
             Snapshotter::Overlay => exec::Snapshotter::Overlay,
@@ -104,13 +111,16 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         jobs: args
             .jobs
             .map_or_else(builder::solve::schedule::default_jobs, |n| n as usize),
+        labels: parse_labels(&args.labels)?,
+        manifest_annotations: parse_annotations(&args.annotations)?,
     };
     let request = BuildRequest {
         options,
         cache_from,
         cache_to,
         iidfile: args.iidfile.clone(),
-        push: args.push,
+        push: args.push || output_push,
+        outputs,
     };
     let mut reporter: Box<dyn Reporter> = match (args.quiet, args.progress) {
         (true, _) | (_, Progress::Quiet) => Box::new(Silent),
@@ -133,7 +143,13 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     }
     let result = result?;
     if let Some(path) = &args.metadata_file {
-        let metadata = metadata(&store, &args.tags, &result)?;
+        // The names as typed (`-t`), else those of `--output type=image,name=…`.
+        let names: Vec<String> = if args.tags.is_empty() {
+            request.options.tags.iter().map(|t| t.to_string()).collect()
+        } else {
+            args.tags.clone()
+        };
+        let metadata = metadata(&store, &names, &result)?;
         let text = serde_json::to_string_pretty(&metadata).context("encoding the metadata")?;
         std::fs::write(path, text + "\n")
             .with_context(|| format!("writing the metadata file {}", path.display()))?;
@@ -284,6 +300,69 @@ fn parse_allow(raw: &[String]) -> Result<Entitlements> {
         }
     }
     Ok(allowed)
+}
+
+/// `--label KEY=VALUE`; `KEY` alone is an empty label, as in docker.
+fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for label in raw {
+        let (k, v) = label.split_once('=').unwrap_or((label, ""));
+        if k.trim().is_empty() {
+            return Err(UsageError(format!("invalid --label {label:?}: want KEY=VALUE")).into());
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// `--annotation [TYPES:]KEY=VALUE` as buildx parses it, TYPES a comma list of `manifest`,
+/// `manifest-descriptor`, `index`, `index-descriptor`, each with an optional `[PLATFORM]`.
+/// strata builds one single-platform manifest without an index, so only the manifest level
+/// (the default) applies; the others are refused rather than dropped.
+fn parse_annotations(raw: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for annotation in raw {
+        let (k, v) = annotation.split_once('=').ok_or_else(|| {
+            UsageError(format!(
+                "invalid annotation {annotation:?}, expected key=value"
+            ))
+        })?;
+        let (types, key) = k.split_once(':').unwrap_or(("manifest", k));
+        if key.is_empty() {
+            return Err(UsageError(format!(
+                "invalid annotation {annotation:?}, expected key=value"
+            ))
+            .into());
+        }
+        for typ in types.split(',') {
+            let (level, platform) = match typ.split_once('[') {
+                Some((level, rest)) => (level, rest.strip_suffix(']')),
+                None => (typ, Some("")),
+            };
+            let Some(platform) = platform else {
+                return Err(UsageError(format!(
+                    "invalid annotation type {typ:?}, expected type and optional platform in square brackets"
+                ))
+                .into());
+            };
+            if !platform.is_empty() {
+                check_platforms(&[platform.to_string()])?;
+            }
+            match level {
+                "" | "manifest" => {}
+                "index" | "index-descriptor" | "manifest-descriptor" => {
+                    anyhow::bail!(
+                        "--annotation {annotation}: {level} annotations are not supported: strata builds a single-platform image without an index (use manifest annotations)"
+                    )
+                }
+                other => {
+                    return Err(UsageError(format!("unknown annotation type {other:?}")).into())
+                }
+            }
+        }
+        out.insert(key.to_string(), v.to_string());
+    }
+    Ok(out)
 }
 
 /// `KEY=VALUE`, or `KEY` alone to take the value from the environment (docker's rule; a

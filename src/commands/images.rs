@@ -1,5 +1,5 @@
 //! `strata images`: docker's table (REPOSITORY TAG IMAGE ID CREATED SIZE), `-q`,
-//! `-a`, `--filter dangling=…|reference=…`, `--format json|table|{{.Field}}`.
+//! `-a`, `--filter dangling=…|reference=…`, `--format json|table|TEMPLATE` (Go templates, `crate::template`).
 
 use anyhow::{bail, Result};
 use serde_json::json;
@@ -7,6 +7,7 @@ use serde_json::json;
 use super::Ctx;
 use crate::cli::ImagesArgs;
 use crate::output::{format_table, human_age, human_size, UsageError};
+use crate::template::Format;
 
 /// One output row: an image under one of its tags (or `<none>` when dangling).
 struct Row {
@@ -145,14 +146,8 @@ fn print_rows(rows: &[Row], args: &ImagesArgs) -> Result<()> {
         }
         return Ok(());
     }
-    match args.format.as_deref() {
-        Some("json") => {
-            for r in rows {
-                println!("{}", row_json(r));
-            }
-            Ok(())
-        }
-        None | Some("table") => {
+    match Format::parse(args.format.as_deref())? {
+        Format::Default => {
             let mut header = vec!["REPOSITORY", "TAG"];
             if args.digests {
                 header.push("DIGEST");
@@ -170,28 +165,28 @@ fn print_rows(rows: &[Row], args: &ImagesArgs) -> Result<()> {
             print!("{}", format_table(&table));
             Ok(())
         }
-        Some(template) if template.contains("{{") => {
-            for r in rows {
-                let v = row_json(r);
-                let mut out = template.replace("\\t", "\t").replace("\\n", "\n");
-                if let Some(obj) = v.as_object() {
-                    for (k, val) in obj {
-                        let s = val.as_str().unwrap_or_default();
-                        out = out
-                            .replace(&format!("{{{{.{k}}}}}"), s)
-                            .replace(&format!("{{{{ .{k} }}}}"), s);
-                    }
-                }
-                out = out.replace("{{json .}}", &v.to_string());
-                println!("{out}");
-            }
+        Format::Template(template) => {
+            let rows: Vec<_> = rows.iter().map(row_json).collect();
+            print!("{}", template.render_all(HEADERS, &rows)?);
             Ok(())
         }
-        Some(other) => bail!(UsageError(format!(
-            "unsupported --format {other:?}: use table, json or a {{{{.Field}}}} template"
-        ))),
     }
 }
+
+/// docker's column titles of `images --format 'table …'`, by field.
+const HEADERS: &[(&str, &str)] = &[
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("Digest", "DIGEST"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("Size", "SIZE"),
+    ("Containers", "CONTAINERS"),
+    ("SharedSize", "SHARED SIZE"),
+    ("UniqueSize", "UNIQUE SIZE"),
+    ("VirtualSize", "SIZE"),
+];
 
 fn row_json(r: &Row) -> serde_json::Value {
     json!({

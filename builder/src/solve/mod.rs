@@ -71,6 +71,10 @@ pub struct BuildOptions {
     /// `--jobs`: how many stages may run at once (1: one after another, in Dockerfile
     /// order); see [`schedule::default_jobs`].
     pub jobs: usize,
+    /// `--label`: set on the image config after the Dockerfile's own `LABEL`s.
+    pub labels: BTreeMap<String, String>,
+    /// `--annotation` (manifest level): the image manifest's `annotations`.
+    pub manifest_annotations: BTreeMap<String, String>,
 }
 
 /// What the build produced.
