@@ -228,13 +228,13 @@ pub struct BuildArgs {
     /// Write the build result metadata (buildx's JSON: digests, descriptor, names) to the file
     #[arg(long = "metadata-file", value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
-    /// Provenance attestation: only "false" (none) is supported yet
+    /// Provenance attestation pushed with the image (false, true, mode=min|max[,builder-id=URL])
     #[arg(long, value_name = "VALUE")]
     pub provenance: Option<String>,
     /// SBOM attestation: not supported yet
     #[arg(long, value_name = "VALUE")]
     pub sbom: Option<String>,
-    /// Attestation parameters (type=provenance,disabled=true; other attestations are not supported yet)
+    /// Attestation parameters (type=provenance,mode=min|max,builder-id=URL or disabled=true; SBOM is not supported yet)
     #[arg(long = "attest", value_name = "PARAMS")]
     pub attest: Vec<String>,
 }
@@ -249,7 +249,8 @@ pub struct ImagesArgs {
     /// Only show image IDs
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Filter output based on conditions provided (dangling=true|false, reference=PATTERN)
+    /// Filter output based on conditions provided (before=IMAGE, since=IMAGE, label=KEY[=VALUE],
+    /// dangling=true|false, reference=PATTERN)
     #[arg(long = "filter")]
     pub filters: Vec<String>,
     /// Format output: table (default), json, or a Go template ('table {{.Repository}}\t{{.ID}}')
@@ -343,6 +344,9 @@ pub struct LoadArgs {
 #[derive(Debug, Args)]
 pub struct PullArgs {
     pub reference: String,
+    /// Download all tagged images in the repository
+    #[arg(short = 'a', long)]
+    pub all_tags: bool,
     /// Set platform if server is multi-platform capable (os/arch[/variant])
     #[arg(long)]
     pub platform: Option<String>,
@@ -354,6 +358,9 @@ pub struct PullArgs {
 #[derive(Debug, Args)]
 pub struct PushArgs {
     pub reference: String,
+    /// Push all tags of an image to the repository
+    #[arg(short = 'a', long)]
+    pub all_tags: bool,
     /// Suppress verbose output
     #[arg(short = 'q', long)]
     pub quiet: bool,

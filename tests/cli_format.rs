@@ -116,3 +116,44 @@ fn inspect_history_and_df_take_templates() {
     let out = env.strata(&["system", "df", "--format", "{{.Size"]);
     assert_eq!(out.status, Some(1), "{out}");
 }
+
+#[test]
+fn images_filter_before_since_and_label() {
+    let env = TestEnv::new();
+    let ctx = env.scratch.join("ctx");
+    fs::create_dir_all(&ctx).expect("mkdir");
+    for (name, epoch, label) in [("a", "1000", "x"), ("b", "2000", "y"), ("c", "3000", "x")] {
+        fs::write(
+            ctx.join("Dockerfile"),
+            format!("FROM scratch\nLABEL team={label}\nCOPY {name} /\n"),
+        )
+        .expect("write");
+        fs::write(ctx.join(name), name).expect("write");
+        let tag = format!("{name}:1");
+        let epoch_arg = format!("SOURCE_DATE_EPOCH={epoch}");
+        env.build(&ctx, &["-t", &tag, "--build-arg", &epoch_arg])
+            .assert_ok();
+    }
+    let names = |filters: &[&str]| -> Vec<String> {
+        let mut args = vec!["images", "--format", "{{.Repository}}"];
+        for f in filters {
+            args.extend(["--filter", f]);
+        }
+        let out = env.strata(&args);
+        out.assert_ok();
+        let mut names: Vec<String> = out.stdout.lines().map(str::to_string).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&["before=b:1"]), ["a"]);
+    assert_eq!(names(&["since=b:1"]), ["c"]);
+    assert_eq!(names(&["label=team=x"]), ["a", "c"]);
+    assert_eq!(names(&["label=team"]), ["a", "b", "c"]);
+    assert_eq!(names(&["label=team=x", "since=a:1"]), ["c"]);
+
+    let out = env.strata(&["images", "--filter", "before=nope:1"]);
+    assert_eq!(out.status, Some(1), "{out}");
+    let out = env.strata(&["images", "--filter", "colour=red"]);
+    assert_eq!(out.status, Some(2), "{out}");
+    assert!(out.stderr.contains("invalid filter 'colour'"), "{out}");
+}

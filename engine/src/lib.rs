@@ -11,6 +11,8 @@
 //!                  in the background), export a build's records
 //! outputs.rs       `--output` as buildx spells it; writes the local, tar, oci and docker
 //!                  outputs of a finished build
+//! provenance.rs    `--provenance` / `--attest`: BuildKit's SLSA provenance attestation,
+//!                  pushed in an image index beside the image
 //! changes.rs       `import --change`: Dockerfile instructions as typed config changes
 //! error.rs         EngineError
 //! ```
@@ -24,6 +26,7 @@ pub mod cache_flags;
 pub mod changes;
 pub mod error;
 pub mod outputs;
+pub mod provenance;
 pub mod registry;
 pub mod remote_cache;
 

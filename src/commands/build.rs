@@ -1,8 +1,9 @@
 //! `strata build`: `--check` goes to the front end only; otherwise build, tag, print the ID.
 //!
 //! buildx's flags that CI scripts pass on every build are accepted where strata does what
-//! they ask (`--load`, `--platform` of this host, provenance off, `--metadata-file`) and
-//! refused with a clear error where it cannot yet (other platforms, SBOM, provenance).
+//! they ask (`--load`, `--platform` of this host, `--output`, `--label`, `--annotation`,
+//! provenance, `--metadata-file`) and refused with a clear error where it cannot yet
+//! (other platforms, SBOM).
 
 use std::collections::BTreeMap;
 
@@ -23,7 +24,11 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         return super::check::run(ctx, args);
     }
     check_platforms(&args.platforms)?;
-    check_attestations(args)?;
+    let provenance = engine::provenance::parse_attestations(
+        args.provenance.as_deref(),
+        args.sbom.as_deref(),
+        &args.attest,
+    )?;
     // BuildKit runs the build checks in every build; `# check=error=true` fails it before
     // anything is built. A Dockerfile that does not parse is left to the build's own error.
     let checks = super::check::for_build(args).ok().flatten();
@@ -121,6 +126,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         iidfile: args.iidfile.clone(),
         push: args.push || output_push,
         outputs,
+        provenance,
     };
     let mut reporter: Box<dyn Reporter> = match (args.quiet, args.progress) {
         (true, _) | (_, Progress::Quiet) => Box::new(Silent),
@@ -141,7 +147,8 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             );
         }
     }
-    let result = result?;
+    let built = result?;
+    let result = &built.result;
     if let Some(path) = &args.metadata_file {
         // The names as typed (`-t`), else those of `--output type=image,name=…`.
         let names: Vec<String> = if args.tags.is_empty() {
@@ -149,7 +156,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         } else {
             args.tags.clone()
         };
-        let metadata = metadata(&store, &names, &result)?;
+        let metadata = metadata(&store, &names, &built)?;
         let text = serde_json::to_string_pretty(&metadata).context("encoding the metadata")?;
         std::fs::write(path, text + "\n")
             .with_context(|| format!("writing the metadata file {}", path.display()))?;
@@ -179,68 +186,14 @@ fn check_platforms(raw: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// `--provenance false` and `--attest type=provenance,disabled=true` (what
-/// docker/build-push-action passes with provenance off) are accepted: strata attaches no
-/// attestation. An attestation asked for is refused rather than silently left out.
-fn check_attestations(args: &BuildArgs) -> Result<()> {
-    let unsupported = |what: &str| {
-        anyhow::anyhow!(
-            "{what}: attestations are not supported yet; build without them (--provenance=false)"
-        )
-    };
-    if let Some(sbom) = &args.sbom {
-        if !is_false(sbom) {
-            return Err(unsupported(&format!("--sbom={sbom}")));
-        }
-    }
-    if let Some(provenance) = &args.provenance {
-        let disabled =
-            is_false(provenance) || provenance.split(',').any(|kv| kv.trim() == "disabled=true");
-        if !disabled {
-            return Err(unsupported(&format!("--provenance={provenance}")));
-        }
-    }
-    for attest in &args.attest {
-        let fields: Vec<(&str, &str)> = attest
-            .split(',')
-            .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
-            .map(|(k, v)| (k.trim(), v.trim()))
-            .collect();
-        let kind = fields
-            .iter()
-            .find(|(k, _)| *k == "type")
-            .map(|(_, v)| *v)
-            .ok_or_else(|| UsageError(format!("invalid --attest {attest:?}: want type=…")))?;
-        let disabled = fields.iter().any(|(k, v)| *k == "disabled" && is_true(v));
-        match kind {
-            "provenance" | "sbom" if disabled => {}
-            "provenance" | "sbom" => return Err(unsupported(&format!("--attest {attest}"))),
-            other => {
-                return Err(UsageError(format!(
-                    "invalid --attest {attest:?}: unknown attestation type {other:?} (want provenance or sbom)"
-                ))
-                .into())
-            }
-        }
-    }
-    Ok(())
-}
-
-fn is_false(v: &str) -> bool {
-    matches!(v.trim(), "false" | "0")
-}
-
-fn is_true(v: &str) -> bool {
-    matches!(v.trim(), "true" | "1")
-}
-
 /// The JSON `docker buildx build --metadata-file` writes for an image build, so actions
 /// that read `containerimage.digest` from it work.
 fn metadata(
     store: &Store,
     tags: &[String],
-    result: &builder::solve::BuildResult,
+    built: &engine::build::Built,
 ) -> Result<serde_json::Value> {
+    let result = &built.result;
     let path = store.blob_path(&result.manifest);
     let bytes = std::fs::read(&path)
         .with_context(|| format!("reading the built manifest {}", path.display()))?;
@@ -258,6 +211,15 @@ fn metadata(
         },
         "containerimage.digest": result.manifest.to_string(),
     });
+    if let Some(index) = &built.pushed_index {
+        // BuildKit names the index it pushed, attestation and all.
+        out["containerimage.digest"] = index.digest.to_string().into();
+        out["containerimage.descriptor"] = serde_json::json!({
+            "mediaType": index.media_type,
+            "digest": index.digest.to_string(),
+            "size": index.size,
+        });
+    }
     if !tags.is_empty() {
         out["image.name"] = tags.join(",").into();
     }

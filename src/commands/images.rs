@@ -1,10 +1,12 @@
 //! `strata images`: docker's table (REPOSITORY TAG IMAGE ID CREATED SIZE), `-q`,
-//! `-a`, `--filter dangling=…|reference=…`, `--format json|table|TEMPLATE` (Go templates, `crate::template`).
+//! `-a`, `--filter before=|since=|label=|dangling=|reference=`, `--format json|table|TEMPLATE` (Go templates, `crate::template`).
 
 use anyhow::{bail, Result};
 use serde_json::json;
 
 use super::Ctx;
+use store::gc::LabelFilter;
+
 use crate::cli::ImagesArgs;
 use crate::output::{format_table, human_age, human_size, UsageError};
 use crate::template::Format;
@@ -24,6 +26,10 @@ struct Row {
 struct Filters {
     dangling: Option<bool>,
     references: Vec<String>,
+    /// `before=IMAGE` / `since=IMAGE`: created strictly before / after that image.
+    before: Option<String>,
+    since: Option<String>,
+    labels: Vec<LabelFilter>,
 }
 
 pub fn run(ctx: &Ctx, args: &ImagesArgs) -> Result<()> {
@@ -32,12 +38,24 @@ pub fn run(ctx: &Ctx, args: &ImagesArgs) -> Result<()> {
         filters.references.push(r.clone());
     }
     let store = super::open_store(ctx)?;
+    let before = created_of(&store, filters.before.as_deref())?;
+    let since = created_of(&store, filters.since.as_deref())?;
     let now = chrono::Utc::now();
     let mut rows = Vec::new();
     for image in store.images()? {
         let dangling = image.tags.is_empty();
         if filters.dangling.is_some_and(|want| want != dangling) {
             continue;
+        }
+        let created_secs = created_seconds(&image);
+        if before.is_some_and(|b| created_secs >= b) || since.is_some_and(|s| created_secs <= s) {
+            continue;
+        }
+        if !filters.labels.is_empty() {
+            let labels = store::gc::policy::config_labels(&store, image.id());
+            if !filters.labels.iter().all(|l| l.matches(&labels)) {
+                continue;
+            }
         }
         let id = if args.no_trunc {
             image.id().to_string()
@@ -114,12 +132,44 @@ fn parse_filters(raw: &[String]) -> Result<Filters> {
                 ))),
             },
             "reference" => f.references.push(v.to_string()),
+            "before" => f.before = Some(v.to_string()),
+            "since" => f.since = Some(v.to_string()),
+            "label" => {
+                let (key, value) = match v.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (v.to_string(), None),
+                };
+                f.labels.push(LabelFilter {
+                    key,
+                    value,
+                    negate: false,
+                });
+            }
             _ => bail!(UsageError(format!(
-                "invalid filter '{k}' (supported: dangling, reference)"
+                "invalid filter '{k}' (supported: before, dangling, label, reference, since)"
             ))),
         }
     }
     Ok(f)
+}
+
+/// The creation time (unix seconds) of the image `input` names, for `before`/`since`; an
+/// image that is not in the store is an error naming it.
+fn created_of(store: &store::Store, input: Option<&str>) -> Result<Option<i64>> {
+    let Some(input) = input else {
+        return Ok(None);
+    };
+    let manifest = super::resolve_image(store, input)?;
+    Ok(Some(created_seconds(&store.image(&manifest)?)))
+}
+
+/// The config's `created`, else when the image came into the store.
+fn created_seconds(image: &store::ImageRecord) -> i64 {
+    image
+        .created
+        .as_deref()
+        .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+        .map_or(image.added_at, |c| c.timestamp())
 }
 
 /// docker's `reference` filter: a path.Match glob against the familiar name, with

@@ -24,6 +24,8 @@ pub mod network;
 mod output;
 mod sandbox;
 pub mod seccomp;
+#[cfg(test)]
+mod seccomp_profile;
 pub mod stop;
 pub mod stubs;
 pub mod sys;

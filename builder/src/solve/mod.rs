@@ -91,6 +91,8 @@ pub struct BuildResult {
     pub steps: Vec<RemoteRecord>,
     /// The image's layers, bottom first.
     pub layers: Vec<store::LayerRef>,
+    /// The images the build read (bases, `COPY --from` images) by manifest digest.
+    pub materials: Vec<(Reference, Digest)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -243,15 +245,22 @@ fn build_parsed(
             let mut stage_ctx = ctx.fork();
             let mut run = build.stage_run();
             let result = run.stage(index, done, &mut stage_ctx)?;
-            Ok((result, (stage_ctx, run.cached, run.take_built_steps())))
+            let built = run.take_built_steps();
+            Ok((result, (stage_ctx, run.cached, built, run.take_materials())))
         },
     )?;
     let mut cached_steps = 0;
     let mut steps = Vec::new();
-    for (stage_ctx, cached, built) in stages {
+    let mut materials: Vec<(Reference, Digest)> = Vec::new();
+    for (stage_ctx, cached, built, read) in stages {
         ctx.absorb(stage_ctx);
         cached_steps += cached;
         steps.extend(built);
+        for (reference, manifest) in read {
+            if !materials.iter().any(|(r, _)| *r == reference) {
+                materials.push((reference, manifest));
+            }
+        }
     }
     ctx.save(store)?;
     wait_for_cache_imports(remote)?;
@@ -270,6 +279,7 @@ fn build_parsed(
         total_steps,
         steps,
         layers: finished.layers,
+        materials,
     })
 }
 

@@ -118,6 +118,7 @@ impl<'a> Build<'a> {
             step_number: 0,
             cached: 0,
             built: Vec::new(),
+            materials: std::cell::RefCell::new(Vec::new()),
         }
     }
 }
@@ -197,6 +198,9 @@ pub struct BuildRun<'a> {
     pub cached: usize,
     /// The cache record of every layer step of this stage (for `--cache-to`).
     built: Vec<RemoteRecord>,
+    /// Every image the build read (bases, `COPY --from` images) and its manifest digest:
+    /// the provenance's materials.
+    materials: std::cell::RefCell<Vec<(Reference, store::Digest)>>,
 }
 
 impl<'a> BuildRun<'a> {
@@ -208,6 +212,11 @@ impl<'a> BuildRun<'a> {
             diff_id: layer.diff_id.clone(),
             created_at,
         });
+    }
+
+    /// The images the build read, each once, in the order first read.
+    pub fn take_materials(&mut self) -> Vec<(Reference, store::Digest)> {
+        std::mem::take(self.materials.get_mut())
     }
 
     pub fn take_built_steps(&mut self) -> Vec<RemoteRecord> {
@@ -460,6 +469,10 @@ impl<'a> BuildRun<'a> {
                 complete &= self.store.has_blob(d);
             }
             if complete || attempt >= ATTEMPTS {
+                let mut materials = self.materials.borrow_mut();
+                if !materials.iter().any(|(r, _)| r == reference) {
+                    materials.push((reference.clone(), manifest.clone()));
+                }
                 return Ok((manifest, image));
             }
             attempt += 1;
