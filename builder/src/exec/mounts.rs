@@ -36,7 +36,9 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use super::stubs::{DirAttrs, Stub};
+use super::stubs::rel;
+pub use super::stubs::Stub;
+pub use super::sys::DirAttrs;
 use super::sys::{MountFlags, Syscall};
 use super::MountSpec;
 
@@ -450,11 +452,6 @@ fn bind_flags(is_readonly: bool) -> MountFlags {
     } else {
         MountFlags::NODEV
     }
-}
-
-/// `/a/b` → `a/b` (container paths are joined under the root).
-pub(crate) fn rel(container_path: &str) -> &str {
-    container_path.trim_start_matches('/')
 }
 
 fn overlay_ops(ov: &OverlayOptions, root: &Path) -> Vec<MountOp> {

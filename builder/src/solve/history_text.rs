@@ -5,7 +5,6 @@
 //! the functions here print the same (checked against docker 20.10 by the corpus in
 //! testdata/buildkit).
 
-use super::stage::{now_or_epoch, StageState};
 use crate::image::{HealthConfig, History};
 
 /// Go's `%q` of a `[]string`: `["echo" "hello"]`.
@@ -114,17 +113,10 @@ fn fraction(n: u64, div: u64) -> String {
     format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
-/// Append a history entry: `created` (a cached layer's first build time), else now or
-/// SOURCE_DATE_EPOCH; `empty` for the steps that make no layer.
-pub(super) fn push_history(
-    state: &mut StageState,
-    created_by: &str,
-    epoch: Option<i64>,
-    empty: bool,
-    created: Option<i64>,
-) {
-    let secs = created.unwrap_or_else(|| now_or_epoch(epoch));
-    state.config.history.push(History {
+/// Append a history entry made at `secs` (seconds since the epoch); `empty` for the steps
+/// that make no layer.
+pub(super) fn push_history(history: &mut Vec<History>, created_by: &str, secs: i64, empty: bool) {
+    history.push(History {
         created: Some(rfc3339(secs)),
         created_by: Some(created_by.to_string()),
         comment: Some("buildkit.dockerfile.v0".to_string()),

@@ -26,7 +26,7 @@ use crate::progress::StepInfo;
 use crate::rootfs::UnionFs;
 use crate::solve::context::Context;
 use crate::solve::history_text::push_history;
-use crate::solve::stage::{BuildRun, StageResult, StageState};
+use crate::solve::stage::{now_or_epoch, BuildRun, StageResult, StageState};
 use crate::solve::Result;
 use copy_add::CopySpec;
 
@@ -75,9 +75,16 @@ pub fn dispatch(
         Command::Maintainer(m) => c::maintainer(state, m),
     }
     .map_err(|m| run.step_error(inst, m))?;
-    state.key = CacheKey::for_step(&state.key, &history_text, &state.args, None);
-    push_history(state, &history_text, run.opts.source_date_epoch, true, None);
+    record_config_step(run, state, &history_text);
     Ok(Outcome::Done)
+}
+
+/// A step without a layer: its history text moves the cache key and becomes an empty-layer
+/// history entry.
+fn record_config_step(run: &BuildRun, state: &mut StageState, history_text: &str) {
+    state.key = CacheKey::for_step(&state.key, history_text, &state.args, None);
+    let now = now_or_epoch(run.opts.source_date_epoch);
+    push_history(&mut state.config.history, history_text, now, true);
 }
 
 /// A CMD/ENTRYPOINT/RUN command as the argv it runs: the shell form through SHELL.

@@ -1,7 +1,7 @@
 //! WORKDIR: sets the config's working directory and, as BuildKit's mkdir does, makes a layer
 //! holding the directories it creates.
 
-use super::{lowerdirs, resolve_chown, Outcome};
+use super::{lowerdirs, record_config_step, resolve_chown, Outcome};
 use crate::cache::CacheKey;
 use crate::copy::{self, CopyOptions, CopyPlan};
 use crate::dockerfile::{expand_word, Instruction};
@@ -9,7 +9,7 @@ use crate::layers::commit_layer;
 use crate::rootfs::UnionFs;
 use crate::solve::cache_hit::{add_layer, cache_hit, Origin};
 use crate::solve::stage::{now_or_epoch, BuildRun, StageState};
-use crate::solve::{history_text::push_history, Result};
+use crate::solve::Result;
 
 /// WORKDIR makes a layer for any directory but `/`, as BuildKit's mkdir does: the missing
 /// directories (owned by the current USER, as BuildKit creates them), or nothing when the
@@ -37,8 +37,7 @@ pub(super) fn workdir_step(
     let path = path.as_str();
     let created_by = format!("WORKDIR {path}");
     if path == "/" {
-        state.key = CacheKey::for_step(&state.key, &created_by, &state.args, None);
-        push_history(state, &created_by, run.opts.source_date_epoch, true, None);
+        record_config_step(run, state, &created_by);
         return Ok(Outcome::Done);
     }
     let lower = lowerdirs(run, &state.layers)?;
