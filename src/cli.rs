@@ -71,6 +71,30 @@ pub enum Command {
     System(SystemCommand),
     /// Show the strata version and the commit it was built from
     Version,
+    /// Print the shell completion script (bash, zsh or fish) to stdout
+    Completion(CompletionArgs),
+    /// Write the man pages (strata.1, strata-build.1, ...) into a directory
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing)
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,6 +240,9 @@ pub struct BuildArgs {
     /// Output destination (type=local|tar|oci|docker|image|registry,dest=…; DIR; - for a tar on stdout)
     #[arg(short = 'o', long = "output", value_name = "PATH|TYPE=…")]
     pub outputs: Vec<String>,
+    /// Builder instance (accepted for buildx scripts: strata is its own one builder)
+    #[arg(long = "builder", value_name = "NAME")]
+    pub builder: Option<String>,
     /// Set metadata for an image (KEY=VALUE)
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,

@@ -157,3 +157,33 @@ fn images_filter_before_since_and_label() {
     assert_eq!(out.status, Some(2), "{out}");
     assert!(out.stderr.contains("invalid filter 'colour'"), "{out}");
 }
+
+#[test]
+fn completion_scripts_and_man_pages_list_the_commands() {
+    let env = TestEnv::new();
+    for (shell, marker) in [
+        ("bash", "_strata()"),
+        ("zsh", "#compdef strata"),
+        ("fish", "complete -c strata"),
+    ] {
+        let out = env.strata(&["completion", shell]);
+        out.assert_ok();
+        assert!(out.stdout.contains(marker), "{shell}: {out}");
+        assert!(out.stdout.contains("all-tags"), "{shell}: {out}");
+    }
+    let out = env.strata(&["completion", "tcsh"]);
+    assert_eq!(out.status, Some(2), "{out}");
+
+    let dir = env.scratch.join("man");
+    env.strata(&["man", &dir.to_string_lossy()]).assert_ok();
+    let page = fs::read_to_string(dir.join("strata-image-push.1")).expect("image push page");
+    assert!(page.contains(".TH strata-image-push 1"), "{page}");
+    assert!(page.contains("all\\-tags"), "{page}");
+    assert!(dir.join("strata.1").is_file());
+
+    let file = env.scratch.join("a-file");
+    fs::write(&file, "").expect("write");
+    let out = env.strata(&["man", &file.join("pages").to_string_lossy()]);
+    assert_eq!(out.status, Some(1), "{out}");
+    assert!(out.stderr.contains("Not a directory"), "{out}");
+}
