@@ -5,13 +5,11 @@
 use store::{Digest, Reference};
 
 use crate::remote_cache::CacheSource;
-
-/// An error from the other side of [`Remote`], kept whole (with its causes) so the build
-/// error that wraps it prints the chain.
-pub type RemoteError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::remote_cache::RemoteError;
 
 /// The registries one build may reach.
-pub trait Remote {
+/// `Sync`: stages running side by side resolve their bases through one `Remote`.
+pub trait Remote: Sync {
     /// Brings `reference` into the store (a pull) and returns its manifest digest. Called
     /// for a `FROM` image the store lacks, and for every `FROM` image under `--pull`.
     fn fetch_base(&self, reference: &Reference) -> Result<Digest, RemoteError>;
