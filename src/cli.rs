@@ -222,6 +222,9 @@ pub struct BuildArgs {
     /// How RUN steps get their filesystem: overlayfs, or a copy of the parent tree
     #[arg(long, value_enum, default_value = "overlay")]
     pub snapshotter: Snapshotter,
+    /// How many independent stages may build at once (1: one after another) [default: twice the cores]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
     /// Check the Dockerfile (parse, expand, build checks) without building
     #[arg(long)]
     pub check: bool,
@@ -252,6 +255,9 @@ pub struct BuildArgs {
     /// Output destination (type=local|tar|oci|docker|image|registry,dest=…; DIR; - for a tar on stdout)
     #[arg(short = 'o', long = "output", value_name = "PATH|TYPE=…")]
     pub outputs: Vec<String>,
+    /// Builder instance (accepted for buildx scripts: strata is its own one builder)
+    #[arg(long = "builder", value_name = "NAME")]
+    pub builder: Option<String>,
     /// Set metadata for an image (KEY=VALUE)
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
