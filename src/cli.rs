@@ -71,10 +71,25 @@ pub enum Command {
     System(SystemCommand),
     /// Show the strata version and the commit it was built from
     Version,
+    /// Manage image manifests in registries
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
     /// Print the shell completion script (bash, zsh or fish) to stdout
     Completion(CompletionArgs),
     /// Write the man pages (strata.1, strata-build.1, ...) into a directory
     Man(ManArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ManifestCommand {
+    /// Display an image manifest, or manifest list, as the registry holds it
+    Inspect(ManifestInspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestInspectArgs {
+    /// Image reference in the registry (NAME[:TAG|@DIGEST])
+    pub reference: String,
 }
 
 #[derive(Debug, Args)]
