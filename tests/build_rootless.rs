@@ -52,9 +52,10 @@ impl TestUser {
     /// `strata --root ROOT ARGS` as this user.
     fn strata(&self, root: &Path, args: &[&str]) -> Output {
         let inner = strata_command(root);
+        let bin = user_binary(root.parent().expect("a store root has a parent"));
         let mut cmd = Command::new("runuser");
         cmd.args(["-u", &self.name, "--"])
-            .arg(inner.get_program())
+            .arg(bin)
             .args(inner.get_args())
             .args(args);
         for (k, v) in inner.get_envs() {
@@ -73,6 +74,17 @@ impl Drop for TestUser {
     fn drop(&mut self) {
         let _ = Command::new("userdel").arg(&self.name).status();
     }
+}
+
+/// The strata binary where a test user can run it: a copy in `dir`, since the checkout that
+/// holds `target/` may be private to root (a clone under /root, say).
+fn user_binary(dir: &Path) -> PathBuf {
+    let bin = dir.join("strata-bin");
+    if !bin.exists() {
+        fs::copy(env!("CARGO_BIN_EXE_strata"), &bin).expect("copy the strata binary");
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    bin
 }
 
 /// A directory the test users can read and write: contexts and their store roots.
