@@ -29,9 +29,7 @@ BUILDAH_TMP=$BENCH_WORK/buildah-tmp
 mkdir -p "$BUILDAH_TMP"
 buildah_cold_prep() { buildah_reset_cache; rm -rf "${BUILDAH_TMP:?}"/*; reset_src; }
 
-strata_cold_prep() {
-    rm -rf "$STRATA_BENCH_ROOT" && strata_ import "$BASE_TAR" busybox:bench && reset_src
-}
+strata_cold_prep() { strata_fresh_root && reset_src; }
 
 # The logs are checked for the RUN's own words, so a tool that ignores the mount shows up.
 report_tool() { # report_tool TOOL BUILD-CMD... (cold prep in $cold_prep)

@@ -121,7 +121,7 @@ at_exit 'buildah_ rm --all >/dev/null 2>&1; grep -o " $BENCH_WORK/buildah[^ ]*" 
 buildah_reset_cache() {
     buildah_ rm --all >/dev/null 2>&1 || true
     local ids
-    ids=$(buildah_ images -a -q --no-trunc | grep -v "${BUILDAH_BASE_ID:-none}" || true)
+    ids=$(buildah_ images -a -q --no-trunc | grep -Ev "${BUILDAH_BASE_ID:-none}" || true)
     [ -z "$ids" ] || buildah_ rmi -f $ids >/dev/null 2>&1 || true
 }
 
@@ -150,20 +150,38 @@ make_base() {
 # busybox:bench in all three, from the same tar.
 import_base() {
     make_base
-    if [ -n "$DOCKERD_PID" ]; then docker_ import "$BASE_TAR" busybox:bench >/dev/null; fi
+    BUILDAH_BASE_ID=
+    import_image "$BASE_TAR" busybox:bench
+}
+
+# import_image TAR TAG: one root filesystem tar as TAG in every tool in use (a base image).
+# Sets STRATA_OK=0 when strata cannot import it.
+import_image() {
+    local tar=$1 tag=$2
+    if [ -n "$DOCKERD_PID" ]; then docker_ import "$tar" "$tag" >/dev/null; fi
     if uses buildah; then
         local ctr
         ctr=$(buildah_ from scratch)
-        buildah_ add "$ctr" "$BASE_TAR" / >/dev/null
-        BUILDAH_BASE_ID=$(buildah_ commit -q "$ctr" busybox:bench)
+        buildah_ add "$ctr" "$tar" / >/dev/null
+        BUILDAH_BASE_ID="${BUILDAH_BASE_ID:+$BUILDAH_BASE_ID|}$(buildah_ commit -q "$ctr" "$tag")"
         buildah_ rm "$ctr" >/dev/null
     fi
     if [ "$STRATA_OK" = 1 ]; then
-        if ! strata_ import "$BASE_TAR" busybox:bench >"$BENCH_WORK/strata-import.log" 2>&1; then
-            log "strata import failed ($(tail -1 "$BENCH_WORK/strata-import.log")); strata column is n/a"
+        STRATA_BASES+=("$tar|$tag")
+        if ! strata_ import "$tar" "$tag" >"$BENCH_WORK/strata-import.log" 2>&1; then
+            log "strata import of $tag failed ($(tail -1 "$BENCH_WORK/strata-import.log")); strata column is n/a"
             STRATA_OK=0
         fi
     fi
+}
+
+# strata_fresh_root: an empty strata root holding only the base images imported so far, so a
+# cold build reuses nothing (a `builder prune` keeps blobs younger than the GC grace).
+STRATA_BASES=()
+strata_fresh_root() {
+    rm -rf "$STRATA_BENCH_ROOT"
+    local b
+    for b in "${STRATA_BASES[@]}"; do strata_ import "${b%%|*}" "${b#*|}" >/dev/null || return 1; done
 }
 
 # ---------------------------------------------------------------- timing

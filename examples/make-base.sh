@@ -4,12 +4,17 @@
 #
 #   make-base.sh OUT.tar        then: strata import OUT.tar debian-gcc:bookworm
 #
+# PACKAGES (default gcc,libc6-dev) are the extra packages; PACKAGES= makes a plain minbase.
+#
 # Needs root and access to a Debian mirror (MIRROR, default: the first one apt uses here, else
 # http://deb.debian.org/debian). Measured on a 2-core machine: about 2 minutes, a 460 MB tree,
 # a ~300 MB tar (apt's package cache and lists are left out).
 set -eu
 out=${1:?usage: make-base.sh OUT.tar}
 suite=${SUITE:-bookworm}
+packages=${PACKAGES-gcc,libc6-dev}
+include=
+[ -z "$packages" ] || include=--include=$packages
 
 if ! command -v debootstrap >/dev/null 2>&1; then
     echo "make-base.sh: installing debootstrap (apt-get)" >&2
@@ -23,8 +28,8 @@ fi
 
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/make-base.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
-echo "make-base.sh: debootstrap --variant=minbase --include=gcc,libc6-dev $suite from $MIRROR" >&2
-debootstrap --variant=minbase --include=gcc,libc6-dev "$suite" "$work/root" "$MIRROR" >"$work/log" 2>&1 || {
+echo "make-base.sh: debootstrap --variant=minbase $include $suite from $MIRROR" >&2
+debootstrap --variant=minbase $include "$suite" "$work/root" "$MIRROR" >"$work/log" 2>&1 || {
     tail -20 "$work/log" >&2
     echo "make-base.sh: debootstrap failed (log above)" >&2
     exit 1

@@ -71,6 +71,30 @@ pub enum Command {
     System(SystemCommand),
     /// Show the strata version and the commit it was built from
     Version,
+    /// Print the shell completion script (bash, zsh or fish) to stdout
+    Completion(CompletionArgs),
+    /// Write the man pages (strata.1, strata-build.1, ...) into a directory
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing)
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,8 +200,9 @@ pub struct BuildArgs {
     /// Suppress the build output and print the image ID on success
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Networking mode for RUN instructions
-    #[arg(long, value_enum, default_value = "host")]
+    /// Networking mode for RUN instructions: default (its own network namespace, outbound
+    /// traffic through slirp4netns, the host's loopback unreachable), host or none
+    #[arg(long, value_enum, default_value = "default")]
     pub network: Network,
     /// How RUN steps get their filesystem: overlayfs, or a copy of the parent tree
     #[arg(long, value_enum, default_value = "overlay")]
@@ -209,19 +234,28 @@ pub struct BuildArgs {
     /// Target platform (os/arch[/variant]); only this host's platform, multi-platform builds are not supported yet
     #[arg(long = "platform", value_name = "PLATFORM")]
     pub platforms: Vec<String>,
+    /// Output destination (type=local|tar|oci|docker|image|registry,dest=…; DIR; - for a tar on stdout)
+    #[arg(short = 'o', long = "output", value_name = "PATH|TYPE=…")]
+    pub outputs: Vec<String>,
+    /// Set metadata for an image (KEY=VALUE)
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Add an annotation to the image manifest ([manifest:]KEY=VALUE)
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
+    pub annotations: Vec<String>,
     /// Load the image into the local store (every build does; accepted for buildx scripts)
     #[arg(long)]
     pub load: bool,
     /// Write the build result metadata (buildx's JSON: digests, descriptor, names) to the file
     #[arg(long = "metadata-file", value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
-    /// Provenance attestation: only "false" (none) is supported yet
+    /// Provenance attestation pushed with the image (false, true, mode=min|max[,builder-id=URL])
     #[arg(long, value_name = "VALUE")]
     pub provenance: Option<String>,
     /// SBOM attestation: not supported yet
     #[arg(long, value_name = "VALUE")]
     pub sbom: Option<String>,
-    /// Attestation parameters (type=provenance,disabled=true; other attestations are not supported yet)
+    /// Attestation parameters (type=provenance,mode=min|max,builder-id=URL or disabled=true; SBOM is not supported yet)
     #[arg(long = "attest", value_name = "PARAMS")]
     pub attest: Vec<String>,
 }
@@ -236,10 +270,11 @@ pub struct ImagesArgs {
     /// Only show image IDs
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Filter output based on conditions provided (dangling=true|false, reference=PATTERN)
+    /// Filter output based on conditions provided (before=IMAGE, since=IMAGE, label=KEY[=VALUE],
+    /// dangling=true|false, reference=PATTERN)
     #[arg(long = "filter")]
     pub filters: Vec<String>,
-    /// Format output: table (default) or json
+    /// Format output: table (default), json, or a Go template ('table {{.Repository}}\t{{.ID}}')
     #[arg(long)]
     pub format: Option<String>,
     /// Don't truncate output
@@ -269,6 +304,9 @@ pub struct RmiArgs {
 pub struct InspectArgs {
     #[arg(required = true)]
     pub images: Vec<String>,
+    /// Format output: json (default) or a Go template ('{{.Id}}')
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -283,6 +321,9 @@ pub struct HistoryArgs {
     /// Print sizes and dates in human readable format
     #[arg(short = 'H', long, default_value_t = true)]
     pub human: bool,
+    /// Format output: table (default), json, or a Go template ('table {{.ID}}\t{{.CreatedBy}}')
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -324,6 +365,9 @@ pub struct LoadArgs {
 #[derive(Debug, Args)]
 pub struct PullArgs {
     pub reference: String,
+    /// Download all tagged images in the repository
+    #[arg(short = 'a', long)]
+    pub all_tags: bool,
     /// Set platform if server is multi-platform capable (os/arch[/variant])
     #[arg(long)]
     pub platform: Option<String>,
@@ -335,6 +379,9 @@ pub struct PullArgs {
 #[derive(Debug, Args)]
 pub struct PushArgs {
     pub reference: String,
+    /// Push all tags of an image to the repository
+    #[arg(short = 'a', long)]
+    pub all_tags: bool,
     /// Suppress verbose output
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -408,7 +455,7 @@ pub struct DfArgs {
     /// Show detailed information on space usage
     #[arg(short = 'v', long)]
     pub verbose: bool,
-    /// Format output: table (default) or json
+    /// Format output: table (default), json, or a Go template ('{{.Type}}\t{{.Size}}')
     #[arg(long)]
     pub format: Option<String>,
 }

@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod output;
 mod progress;
+mod template;
 
 use clap::Parser;
 use cli::{BuilderCommand, Cli, Command, ImageCommand, SystemCommand};
@@ -50,6 +51,8 @@ fn main() {
         Command::System(SystemCommand::Prune(args)) => commands::prune::system_prune(&ctx, args),
         Command::System(SystemCommand::Df(args)) => commands::system::df(&ctx, args),
         Command::System(SystemCommand::Verify) => commands::verify::run(&ctx),
+        Command::Completion(args) => commands::docs::completion(args.shell),
+        Command::Man(args) => commands::docs::man(&args.dir),
         Command::Version => {
             println!("strata version {}", cli::VERSION);
             Ok(())

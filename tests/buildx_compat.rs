@@ -1,5 +1,5 @@
 //! The flags and commands buildx-based CI scripts use, run through the real binary: a
-//! closed stdout, `--platform`, `--load`, `--metadata-file`, attestations, `version` and
+//! closed stdout, `--platform`, `--load`, `--metadata-file`, outputs, labels and annotations, attestations, `version` and
 //! the `image …` aliases (issue 19).
 
 mod util;
@@ -111,7 +111,7 @@ fn build_refuses_other_platforms_and_attestations() {
         "linux/s390x"
     };
     let list = format!("{},{other}", host_platform());
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 4] = [
         (
             &["--platform", other],
             "multi-platform and cross-platform builds are not supported yet",
@@ -123,10 +123,6 @@ fn build_refuses_other_platforms_and_attestations() {
         (&["--sbom", "true"], "attestations are not supported yet"),
         (
             &["--attest", "type=sbom"],
-            "attestations are not supported yet",
-        ),
-        (
-            &["--provenance", "mode=max"],
             "attestations are not supported yet",
         ),
     ];
@@ -204,4 +200,240 @@ fn image_subcommands_are_docker_aliases() {
         env.manifest_digest("app:alias"),
         env.manifest_digest("app:1")
     );
+}
+
+/// The names of a tar's entries, in order.
+fn tar_names(bytes: &[u8]) -> Vec<String> {
+    tar::Archive::new(bytes)
+        .entries()
+        .expect("tar")
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn build_writes_every_output_type_buildx_has() {
+    let env = TestEnv::new();
+    let ctx = context(&env);
+    fs::create_dir_all(ctx.join("sub")).expect("mkdir");
+    fs::write(ctx.join("sub/deep.txt"), "deep\n").expect("write");
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY hello.txt /\nCOPY sub /sub\n",
+    )
+    .expect("write");
+    let s = |p: &str| env.scratch.join(p).to_string_lossy().into_owned();
+    let (local, fs_tar, oci_tar, layout, docker_tar) = (
+        s("local"),
+        s("fs.tar"),
+        s("oci.tar"),
+        s("layout"),
+        s("docker.tar"),
+    );
+    env.build(
+        &ctx,
+        &[
+            "-t",
+            "app:1",
+            "-o",
+            &local,
+            "--output",
+            &format!("type=tar,dest={fs_tar}"),
+            "--output",
+            &format!("type=oci,dest={oci_tar}"),
+            "--output",
+            &format!("type=oci,dest={layout},tar=false"),
+            "--output",
+            &format!("type=docker,dest={docker_tar}"),
+        ],
+    )
+    .assert_ok();
+    let manifest = env.manifest_digest("app:1");
+    // type=local: the image's filesystem, as files.
+    assert_eq!(
+        fs::read_to_string(format!("{local}/hello.txt")).unwrap(),
+        "hello\n"
+    );
+    assert_eq!(
+        fs::read_to_string(format!("{local}/sub/deep.txt")).unwrap(),
+        "deep\n"
+    );
+    // type=tar: the same filesystem, one tar.
+    let names = tar_names(&fs::read(&fs_tar).expect("fs.tar"));
+    assert_eq!(names, ["hello.txt", "sub/", "sub/deep.txt"], "{names:?}");
+    // type=oci: index.json names the built manifest; tar=false: the same as a directory.
+    let oci_names = tar_names(&fs::read(&oci_tar).expect("oci.tar"));
+    assert!(
+        oci_names.contains(&"index.json".to_string()),
+        "{oci_names:?}"
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(format!("{layout}/index.json")).expect("index.json"))
+            .expect("JSON");
+    assert_eq!(
+        index["manifests"][0]["digest"],
+        manifest.as_str(),
+        "{index}"
+    );
+    assert_eq!(
+        index["manifests"][0]["annotations"]["io.containerd.image.name"], "docker.io/library/app:1",
+        "{index}"
+    );
+    let hex = manifest.trim_start_matches("sha256:");
+    assert!(
+        std::path::Path::new(&format!("{layout}/blobs/sha256/{hex}")).is_file(),
+        "the layout holds the manifest blob"
+    );
+    // type=docker: what `docker load` takes; strata loads it into an empty root.
+    let other = TestEnv::new();
+    other.strata(&["load", "-i", &docker_tar]).assert_ok();
+    assert_eq!(other.image_id("app:1"), env.image_id("app:1"));
+}
+
+#[test]
+fn build_writes_a_tar_to_stdout_and_tags_image_outputs() {
+    let env = TestEnv::new();
+    let ctx = context(&env);
+    let out = strata_command(&env.root)
+        .args(["build", "--progress", "plain", "-o", "-"])
+        .arg(&ctx)
+        .output()
+        .expect("run strata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(tar_names(&out.stdout), ["hello.txt"]);
+    env.build(
+        &ctx,
+        &["--output", "type=image,\"name=app:a,app:b\",push=false"],
+    )
+    .assert_ok();
+    assert_eq!(env.manifest_digest("app:a"), env.manifest_digest("app:b"));
+}
+
+#[test]
+fn build_refuses_bad_outputs_as_buildx_does() {
+    let env = TestEnv::new();
+    let ctx = context(&env);
+    let file = env.scratch.join("a-file");
+    fs::write(&file, "x").expect("write");
+    let file = file.to_string_lossy().into_owned();
+    let dir = env.scratch.to_string_lossy().into_owned();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["type=local".into()],
+            "dest is required for local exporter",
+        ),
+        (vec![format!("type=local,dest={file}")], "is a file"),
+        (vec![format!("type=tar,dest={dir}")], "is a directory"),
+        (vec!["type=bogus,dest=x".into()], "unknown type \"bogus\""),
+        (
+            vec!["type=image,push=true".into()],
+            "tag is needed when pushing to registry",
+        ),
+        (
+            vec!["-".into(), "type=oci,dest=-".into()],
+            "multiple outputs configured to write to stdout",
+        ),
+    ];
+    for (outputs, message) in cases {
+        let mut args = Vec::new();
+        for o in &outputs {
+            args.extend(["--output", o.as_str()]);
+        }
+        let out = env.build(&ctx, &args);
+        assert_eq!(out.status, Some(2), "{args:?}\n{out}");
+        assert!(out.stderr.contains(message), "{args:?}\n{out}");
+    }
+    let images = env.strata(&["images", "-q"]);
+    assert_eq!(images.stdout.trim(), "", "a refused build stores nothing");
+}
+
+#[test]
+fn build_sets_labels_and_manifest_annotations() {
+    let env = TestEnv::new();
+    let ctx = context(&env);
+    env.build(
+        &ctx,
+        &[
+            "-t",
+            "app:1",
+            "--label",
+            "org.example.team=infra",
+            "--label",
+            "empty",
+            "--annotation",
+            "org.opencontainers.image.title=App",
+            "--annotation",
+            "manifest:org.example.level=manifest",
+        ],
+    )
+    .assert_ok();
+    let config = util::image_config(&env.root, "app:1");
+    assert_eq!(
+        config["config"]["Labels"]["org.example.team"], "infra",
+        "{config}"
+    );
+    assert_eq!(config["config"]["Labels"]["empty"], "", "{config}");
+    let manifest = util::read_blob_json(&env.root, &env.manifest_digest("app:1"));
+    assert_eq!(
+        manifest["annotations"],
+        serde_json::json!({
+            "org.opencontainers.image.title": "App",
+            "org.example.level": "manifest",
+        }),
+        "{manifest}"
+    );
+    // A different annotation is a different image, even from the cache.
+    env.build(
+        &ctx,
+        &[
+            "-t",
+            "app:2",
+            "--label",
+            "org.example.team=infra",
+            "--label",
+            "empty",
+        ],
+    )
+    .assert_ok();
+    assert_ne!(env.manifest_digest("app:1"), env.manifest_digest("app:2"));
+    assert_eq!(env.image_id("app:1"), env.image_id("app:2"), "same config");
+
+    let cases: [(&[&str], i32, &str); 5] = [
+        (
+            &["--label", "=x"],
+            2,
+            "invalid --label \"=x\": want KEY=VALUE",
+        ),
+        (&["--annotation", "novalue"], 2, "expected key=value"),
+        (
+            &["--annotation", "bogus:k=v"],
+            2,
+            "unknown annotation type \"bogus\"",
+        ),
+        (
+            &["--annotation", "manifest[linux:k=v"],
+            2,
+            "invalid annotation type",
+        ),
+        (
+            &["--annotation", "index:k=v"],
+            1,
+            "index annotations are not supported",
+        ),
+    ];
+    for (args, status, message) in cases {
+        let out = env.build(&ctx, args);
+        assert_eq!(out.status, Some(status), "{args:?}\n{out}");
+        assert!(out.stderr.contains(message), "{args:?}\n{out}");
+    }
 }

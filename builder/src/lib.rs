@@ -8,7 +8,6 @@
 //! (Not `build/`: tools and people take a folder of that name for build output.)
 
 pub mod cache;
-pub mod context;
 pub mod copy;
 pub mod differ;
 pub mod dockerfile;

@@ -1,6 +1,6 @@
 //! `strata build` past its flags: the builder run with the [`Registry`] behind its
 //! [`Remote`] (base images, `--cache-from` records), then `--iidfile`, the `--cache-to`
-//! exports and `--push`, in docker's order.
+//! exports, the `--output` files and directories and `--push`, in docker's order.
 //!
 //! The path of a `--cache-from REF`: the binary parses it ([`crate::parse_cache_from`]) and
 //! hands it here in a [`BuildRequest`]; [`build`] imports its manifest into a
@@ -19,6 +19,8 @@ use store::{Digest, Reference, Store};
 
 use crate::cache_flags::CacheTo;
 use crate::error::{EngineError, Result};
+use crate::outputs::Output;
+use crate::provenance::{self, BuildFacts, Provenance};
 use crate::registry::Registry;
 use crate::remote_cache::RegistryCache;
 
@@ -32,6 +34,18 @@ pub struct BuildRequest {
     pub iidfile: Option<PathBuf>,
     /// `--push`: push every tag once the image is built.
     pub push: bool,
+    /// `--output`: the archives and directories to write once the image is built.
+    pub outputs: Vec<Output>,
+    /// `--provenance` / `--attest type=provenance`: pushed with the image.
+    pub provenance: Option<Provenance>,
+}
+
+/// A finished build and what its push made of it.
+pub struct Built {
+    pub result: BuildResult,
+    /// The image index pushed under the tags when a provenance attestation went with the
+    /// image (BuildKit reports that index as `containerimage.digest`).
+    pub pushed_index: Option<store::Descriptor>,
 }
 
 /// The builder's view of the registries of one build.
@@ -58,7 +72,8 @@ pub fn build(
     registry: &Registry,
     request: &BuildRequest,
     reporter: &mut dyn Reporter,
-) -> Result<BuildResult> {
+) -> Result<Built> {
+    let started = store::archive::import::now_rfc3339();
     let exports_to_registry = request.cache_to.iter().any(|t| t.reference.is_some());
     let cache = if request.cache_from.is_empty() && !exports_to_registry {
         None
@@ -92,15 +107,43 @@ pub fn build(
             other => other?,
         }
     }
+    crate::outputs::export(store, &result, &request.outputs)?;
     if request.push {
         if request.options.tags.is_empty() {
             return Err(EngineError::Usage(
                 "--push needs a name: add -t REGISTRY/NAME:TAG".to_string(),
             ));
         }
+        let mut pushed_index = None;
         for tag in &request.options.tags {
-            registry.push(store, tag)?;
+            let pushed = registry.push(store, tag)?;
+            if let Some(p) = &request.provenance {
+                let dockerfile = request
+                    .options
+                    .dockerfile
+                    .clone()
+                    .unwrap_or_else(|| request.options.context.join("Dockerfile"));
+                let facts = BuildFacts {
+                    build_args: &request.options.build_args,
+                    target: request.options.target.as_deref(),
+                    dockerfile: &dockerfile,
+                    materials: &result.materials,
+                    started: started.clone(),
+                    finished: store::archive::import::now_rfc3339(),
+                };
+                let statement = provenance::statement(p, tag, &pushed, &facts);
+                pushed_index = Some(provenance::push_attested(
+                    store, registry, tag, &pushed, &statement,
+                )?);
+            }
         }
+        return Ok(Built {
+            result,
+            pushed_index,
+        });
     }
-    Ok(result)
+    Ok(Built {
+        result,
+        pushed_index: None,
+    })
 }

@@ -10,6 +10,9 @@ pub enum EngineError {
     /// A flag value the user typed is malformed or unsupported (exit code 2 in the CLI).
     #[error("{0}")]
     Usage(String),
+    /// Something buildx does that strata does not do yet (exit code 1).
+    #[error("{0}")]
+    Unsupported(String),
     #[error("setting up the registry client")]
     Client(#[source] Box<RegistryError>),
     #[error("starting the registry client")]

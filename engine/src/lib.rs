@@ -9,6 +9,10 @@
 //! cache_flags.rs   `--cache-from` / `--cache-to` as buildx spells them
 //! remote_cache.rs  RegistryCache: import a cache manifest, fetch a hit's layer (bounded,
 //!                  in the background), export a build's records
+//! outputs.rs       `--output` as buildx spells it; writes the local, tar, oci and docker
+//!                  outputs of a finished build
+//! provenance.rs    `--provenance` / `--attest`: BuildKit's SLSA provenance attestation,
+//!                  pushed in an image index beside the image
 //! changes.rs       `import --change`: Dockerfile instructions as typed config changes
 //! error.rs         EngineError
 //! ```
@@ -21,6 +25,8 @@ pub mod build;
 pub mod cache_flags;
 pub mod changes;
 pub mod error;
+pub mod outputs;
+pub mod provenance;
 pub mod registry;
 pub mod remote_cache;
 
@@ -28,4 +34,5 @@ pub use build::{build, BuildRequest};
 pub use cache_flags::{parse_cache_from, parse_cache_to, CacheTo};
 pub use changes::ConfigChanges;
 pub use error::{EngineError, Result};
+pub use outputs::{parse_outputs, Output};
 pub use registry::{Registry, RegistryOptions};

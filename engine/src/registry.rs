@@ -90,6 +90,17 @@ impl Registry {
         Ok(report.manifest)
     }
 
+    /// Every tag of `reference`'s repository in the registry (`pull --all-tags`).
+    pub fn list_tags(&self, reference: &Reference) -> Result<Vec<String>> {
+        let client = self.client()?;
+        self.runtime()?
+            .block_on(client.list_tags(reference))
+            .map_err(|source| EngineError::Pull {
+                reference: reference.familiar(),
+                source: Box::new(source),
+            })
+    }
+
     /// Pushes the local image `reference` and returns the pushed manifest's digest.
     pub fn push(&self, store: &Store, reference: &Reference) -> Result<Digest> {
         let client = self.client()?;

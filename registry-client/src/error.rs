@@ -82,6 +82,12 @@ pub enum RegistryError {
         platform: String,
         available: String,
     },
+    #[error("image with reference {reference} was found but its platform ({found}) does not match the specified platform ({wanted})")]
+    PlatformMismatch {
+        reference: String,
+        found: String,
+        wanted: String,
+    },
     #[error("unsupported manifest media type {media_type:?} for {reference}; strata reads OCI and Docker schema2 manifests")]
     UnsupportedMediaType {
         reference: String,
@@ -161,9 +167,10 @@ impl RegistryError {
             Tls { .. } | Unauthorized { .. } | Denied { .. } | Credentials { .. } => {
                 ErrorKind::Unauthorized
             }
-            ManifestUnknown { .. } | BlobUnknown { .. } | NoMatchingPlatform { .. } => {
-                ErrorKind::NotFound
-            }
+            ManifestUnknown { .. }
+            | BlobUnknown { .. }
+            | NoMatchingPlatform { .. }
+            | PlatformMismatch { .. } => ErrorKind::NotFound,
             UnsupportedMediaType { .. } | InvalidManifest { .. } => ErrorKind::Corrupt,
             DigestMismatch { .. } | SizeMismatch { .. } | BlobShorter { .. } => ErrorKind::Corrupt,
             ManifestTooLarge { .. } => ErrorKind::Corrupt,

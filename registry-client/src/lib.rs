@@ -28,6 +28,7 @@ pub mod pull;
 pub mod push;
 pub mod retry;
 pub mod session;
+pub mod tags;
 pub mod transfer;
 
 use std::collections::HashMap;

@@ -67,7 +67,9 @@ impl Platform {
         self
     }
 
-    fn matches(&self, os: &str, arch: &str, variant: Option<&str>) -> bool {
+    /// Whether an image of `os`/`arch`/`variant` runs on this platform (a platform without
+    /// a variant takes any variant).
+    pub fn matches(&self, os: &str, arch: &str, variant: Option<&str>) -> bool {
         let other = Platform {
             os: os.to_ascii_lowercase(),
             architecture: normalize_arch(&arch.to_ascii_lowercase()),

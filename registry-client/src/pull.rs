@@ -224,7 +224,8 @@ pub(crate) async fn pull(
             reference: display.clone(),
             reason: e.to_string(),
         })?;
-    let mut blobs = vec![descriptor(&parsed.config, &display)?];
+    let config = descriptor(&parsed.config, &display)?;
+    let mut blobs = vec![config.clone()];
     for l in &parsed.layers {
         blobs.push(descriptor(l, &display)?);
     }
@@ -240,6 +241,18 @@ pub(crate) async fn pull(
         lease.add_digest(&b.digest)?;
     }
     lease.add_digest(&manifest.digest)?;
+
+    // A single-platform image says its platform in its config only: with `--platform`,
+    // read the config before any layer and refuse an image of another platform.
+    let mut config_committed = None;
+    if let (Some(want), false) = (&opts.platform, media_types::is_index(&top.media_type)) {
+        if !store.has_blob(&config.digest) {
+            let bar = crate::progress::Bar::hidden();
+            config_committed =
+                transfer::download(&session, store, &lease, &repo, &config, &scopes, &bar).await?;
+        }
+        check_config_platform(&store.read_blob(&config.digest)?, want, &display)?;
+    }
 
     let limit = transfer::limit(client.options().max_concurrent_transfers);
     let mut tasks = tokio::task::JoinSet::new();
@@ -288,6 +301,7 @@ pub(crate) async fn pull(
         .await?
         .into_iter()
         .flatten()
+        .chain(config_committed)
         .collect();
     let downloaded = committed.len();
     let existed = blobs.len() - downloaded;
@@ -366,4 +380,27 @@ pub(crate) fn manifest_ref(reference: &Reference) -> String {
 pub(crate) fn short(d: &Digest) -> &str {
     let hex = d.hex();
     &hex[..hex.len().min(12)]
+}
+
+/// `PlatformMismatch` unless the image config `bytes` is of a platform `want` runs.
+fn check_config_platform(bytes: &[u8], want: &Platform, display: &str) -> Result<()> {
+    let config: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| RegistryError::InvalidManifest {
+            reference: display.to_string(),
+            reason: format!("image config: {e}"),
+        })?;
+    let text = |k: &str| config.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+    let variant = config.get("variant").and_then(|v| v.as_str());
+    if want.matches(text("os"), text("architecture"), variant) {
+        return Ok(());
+    }
+    let mut found = format!("{}/{}", text("os"), text("architecture"));
+    if let Some(v) = variant.filter(|v| !v.is_empty()) {
+        found = format!("{found}/{v}");
+    }
+    Err(RegistryError::PlatformMismatch {
+        reference: display.to_string(),
+        found,
+        wanted: want.to_string(),
+    })
 }

@@ -1,8 +1,9 @@
 //! `strata build`: `--check` goes to the front end only; otherwise build, tag, print the ID.
 //!
 //! buildx's flags that CI scripts pass on every build are accepted where strata does what
-//! they ask (`--load`, `--platform` of this host, provenance off, `--metadata-file`) and
-//! refused with a clear error where it cannot yet (other platforms, SBOM, provenance).
+//! they ask (`--load`, `--platform` of this host, `--output`, `--label`, `--annotation`,
+//! provenance, `--metadata-file`) and refused with a clear error where it cannot yet
+//! (other platforms, SBOM).
 
 use std::collections::BTreeMap;
 
@@ -23,7 +24,11 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         return super::check::run(ctx, args);
     }
     check_platforms(&args.platforms)?;
-    check_attestations(args)?;
+    let provenance = engine::provenance::parse_attestations(
+        args.provenance.as_deref(),
+        args.sbom.as_deref(),
+        &args.attest,
+    )?;
     // BuildKit runs the build checks in every build; `# check=error=true` fails it before
     // anything is built. A Dockerfile that does not parse is left to the build's own error.
     let checks = super::check::for_build(args).ok().flatten();
@@ -46,11 +51,17 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         .iter()
         .map(|c| engine::parse_cache_to(c))
         .collect::<engine::Result<Vec<_>>>()?;
-    let tags = args
+    let mut tags = args
         .tags
         .iter()
         .map(|t| Reference::parse(t).map_err(|e| UsageError(format!("invalid tag {t:?}: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
+    let outputs = engine::parse_outputs(&args.outputs, &tags)?;
+    // `type=image,name=…,push=true` is `-t … --push`.
+    let (output_names, output_push) = engine::outputs::image_names(&outputs);
+    if tags.is_empty() {
+        tags = output_names;
+    }
     let build_args = parse_build_args(&args.build_args)?;
     let source_date_epoch = build_args
         .get("SOURCE_DATE_EPOCH")
@@ -80,8 +91,9 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         no_cache: args.no_cache,
         pull: args.pull,
         network: match args.network {
+            Network::Default => exec::Network::Isolated,
             Network::None => exec::Network::None,
-            Network::Host | Network::Default => exec::Network::Host,
+            Network::Host => exec::Network::Host,
         },
         snapshotter: match args.snapshotter {
             Snapshotter::Overlay => exec::Snapshotter::Overlay,
@@ -101,13 +113,17 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         allow_insecure: allowed.is_insecure_allowed,
         allow_network_host: allowed.is_network_host_allowed,
         inline_cache,
+        labels: parse_labels(&args.labels)?,
+        manifest_annotations: parse_annotations(&args.annotations)?,
     };
     let request = BuildRequest {
         options,
         cache_from,
         cache_to,
         iidfile: args.iidfile.clone(),
-        push: args.push,
+        push: args.push || output_push,
+        outputs,
+        provenance,
     };
     let mut reporter: Box<dyn Reporter> = match (args.quiet, args.progress) {
         (true, _) | (_, Progress::Quiet) => Box::new(Silent),
@@ -128,9 +144,16 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             );
         }
     }
-    let result = result?;
+    let built = result?;
+    let result = &built.result;
     if let Some(path) = &args.metadata_file {
-        let metadata = metadata(&store, &args.tags, &result)?;
+        // The names as typed (`-t`), else those of `--output type=image,name=…`.
+        let names: Vec<String> = if args.tags.is_empty() {
+            request.options.tags.iter().map(|t| t.to_string()).collect()
+        } else {
+            args.tags.clone()
+        };
+        let metadata = metadata(&store, &names, &built)?;
         let text = serde_json::to_string_pretty(&metadata).context("encoding the metadata")?;
         std::fs::write(path, text + "\n")
             .with_context(|| format!("writing the metadata file {}", path.display()))?;
@@ -160,68 +183,14 @@ fn check_platforms(raw: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// `--provenance false` and `--attest type=provenance,disabled=true` (what
-/// docker/build-push-action passes with provenance off) are accepted: strata attaches no
-/// attestation. An attestation asked for is refused rather than silently left out.
-fn check_attestations(args: &BuildArgs) -> Result<()> {
-    let unsupported = |what: &str| {
-        anyhow::anyhow!(
-            "{what}: attestations are not supported yet; build without them (--provenance=false)"
-        )
-    };
-    if let Some(sbom) = &args.sbom {
-        if !is_false(sbom) {
-            return Err(unsupported(&format!("--sbom={sbom}")));
-        }
-    }
-    if let Some(provenance) = &args.provenance {
-        let disabled =
-            is_false(provenance) || provenance.split(',').any(|kv| kv.trim() == "disabled=true");
-        if !disabled {
-            return Err(unsupported(&format!("--provenance={provenance}")));
-        }
-    }
-    for attest in &args.attest {
-        let fields: Vec<(&str, &str)> = attest
-            .split(',')
-            .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
-            .map(|(k, v)| (k.trim(), v.trim()))
-            .collect();
-        let kind = fields
-            .iter()
-            .find(|(k, _)| *k == "type")
-            .map(|(_, v)| *v)
-            .ok_or_else(|| UsageError(format!("invalid --attest {attest:?}: want type=…")))?;
-        let disabled = fields.iter().any(|(k, v)| *k == "disabled" && is_true(v));
-        match kind {
-            "provenance" | "sbom" if disabled => {}
-            "provenance" | "sbom" => return Err(unsupported(&format!("--attest {attest}"))),
-            other => {
-                return Err(UsageError(format!(
-                    "invalid --attest {attest:?}: unknown attestation type {other:?} (want provenance or sbom)"
-                ))
-                .into())
-            }
-        }
-    }
-    Ok(())
-}
-
-fn is_false(v: &str) -> bool {
-    matches!(v.trim(), "false" | "0")
-}
-
-fn is_true(v: &str) -> bool {
-    matches!(v.trim(), "true" | "1")
-}
-
 /// The JSON `docker buildx build --metadata-file` writes for an image build, so actions
 /// that read `containerimage.digest` from it work.
 fn metadata(
     store: &Store,
     tags: &[String],
-    result: &builder::solve::BuildResult,
+    built: &engine::build::Built,
 ) -> Result<serde_json::Value> {
+    let result = &built.result;
     let path = store.blob_path(&result.manifest);
     let bytes = std::fs::read(&path)
         .with_context(|| format!("reading the built manifest {}", path.display()))?;
@@ -239,6 +208,15 @@ fn metadata(
         },
         "containerimage.digest": result.manifest.to_string(),
     });
+    if let Some(index) = &built.pushed_index {
+        // BuildKit names the index it pushed, attestation and all.
+        out["containerimage.digest"] = index.digest.to_string().into();
+        out["containerimage.descriptor"] = serde_json::json!({
+            "mediaType": index.media_type,
+            "digest": index.digest.to_string(),
+            "size": index.size,
+        });
+    }
     if !tags.is_empty() {
         out["image.name"] = tags.join(",").into();
     }
@@ -281,6 +259,69 @@ fn parse_allow(raw: &[String]) -> Result<Entitlements> {
         }
     }
     Ok(allowed)
+}
+
+/// `--label KEY=VALUE`; `KEY` alone is an empty label, as in docker.
+fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for label in raw {
+        let (k, v) = label.split_once('=').unwrap_or((label, ""));
+        if k.trim().is_empty() {
+            return Err(UsageError(format!("invalid --label {label:?}: want KEY=VALUE")).into());
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// `--annotation [TYPES:]KEY=VALUE` as buildx parses it, TYPES a comma list of `manifest`,
+/// `manifest-descriptor`, `index`, `index-descriptor`, each with an optional `[PLATFORM]`.
+/// strata builds one single-platform manifest without an index, so only the manifest level
+/// (the default) applies; the others are refused rather than dropped.
+fn parse_annotations(raw: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for annotation in raw {
+        let (k, v) = annotation.split_once('=').ok_or_else(|| {
+            UsageError(format!(
+                "invalid annotation {annotation:?}, expected key=value"
+            ))
+        })?;
+        let (types, key) = k.split_once(':').unwrap_or(("manifest", k));
+        if key.is_empty() {
+            return Err(UsageError(format!(
+                "invalid annotation {annotation:?}, expected key=value"
+            ))
+            .into());
+        }
+        for typ in types.split(',') {
+            let (level, platform) = match typ.split_once('[') {
+                Some((level, rest)) => (level, rest.strip_suffix(']')),
+                None => (typ, Some("")),
+            };
+            let Some(platform) = platform else {
+                return Err(UsageError(format!(
+                    "invalid annotation type {typ:?}, expected type and optional platform in square brackets"
+                ))
+                .into());
+            };
+            if !platform.is_empty() {
+                check_platforms(&[platform.to_string()])?;
+            }
+            match level {
+                "" | "manifest" => {}
+                "index" | "index-descriptor" | "manifest-descriptor" => {
+                    anyhow::bail!(
+                        "--annotation {annotation}: {level} annotations are not supported: strata builds a single-platform image without an index (use manifest annotations)"
+                    )
+                }
+                other => {
+                    return Err(UsageError(format!("unknown annotation type {other:?}")).into())
+                }
+            }
+        }
+        out.insert(key.to_string(), v.to_string());
+    }
+    Ok(out)
 }
 
 /// `KEY=VALUE`, or `KEY` alone to take the value from the environment (docker's rule; a

@@ -1,13 +1,15 @@
 //! `strata history IMAGE`: docker's columns IMAGE CREATED CREATED BY SIZE COMMENT,
 //! newest first, from the config's history; layers are matched to the history
-//! entries that are not `empty_layer`.
+//! entries that are not `empty_layer`. `--format` takes docker's templates
+//! (`crate::template`).
 
 use anyhow::{Context, Result};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::Ctx;
 use crate::cli::HistoryArgs;
 use crate::output::{format_table, human_age, human_size};
+use crate::template::Format;
 
 pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<()> {
     let store = super::open_store(ctx)?;
@@ -29,9 +31,10 @@ pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<()> {
                 None => 0,
             }
         };
-        let created = h["created"]
+        let created_time = h["created"]
             .as_str()
-            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok());
+        let created = created_time
             .map(|c| {
                 if args.human {
                     human_age((now - c.with_timezone(&chrono::Utc)).num_seconds())
@@ -39,6 +42,9 @@ pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<()> {
                     c.to_rfc3339()
                 }
             })
+            .unwrap_or_else(|| "N/A".into());
+        let created_at = created_time
+            .map(|c| c.to_rfc3339())
             .unwrap_or_else(|| "N/A".into());
         let mut created_by = h["created_by"].as_str().unwrap_or_default().to_string();
         if !args.no_trunc && created_by.chars().count() > 45 {
@@ -55,6 +61,7 @@ pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<()> {
             created_by,
             size,
             h["comment"].as_str().unwrap_or_default().to_string(),
+            created_at,
         ]);
     }
     rows.reverse();
@@ -71,9 +78,42 @@ pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let header = ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"];
-    let mut table = vec![header.map(String::from).to_vec()];
-    table.extend(rows);
-    print!("{}", format_table(&table));
+    match Format::parse(args.format.as_deref())? {
+        Format::Default => {
+            let header = ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"];
+            let mut table = vec![header.map(String::from).to_vec()];
+            table.extend(rows.into_iter().map(|mut r| {
+                r.truncate(5);
+                r
+            }));
+            print!("{}", format_table(&table));
+        }
+        Format::Template(template) => {
+            let rows: Vec<Value> = rows
+                .iter()
+                .map(|r| {
+                    json!({
+                        "ID": r[0],
+                        "CreatedSince": r[1],
+                        "CreatedBy": r[2],
+                        "Size": r[3],
+                        "Comment": r[4],
+                        "CreatedAt": r[5],
+                    })
+                })
+                .collect();
+            print!("{}", template.render_all(HEADERS, &rows)?);
+        }
+    }
     Ok(())
 }
+
+/// docker's column titles of `history --format 'table …'`, by field.
+const HEADERS: &[(&str, &str)] = &[
+    ("ID", "IMAGE"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedBy", "CREATED BY"),
+    ("Size", "SIZE"),
+    ("Comment", "COMMENT"),
+];

@@ -1,12 +1,15 @@
 //! `strata images`: docker's table (REPOSITORY TAG IMAGE ID CREATED SIZE), `-q`,
-//! `-a`, `--filter dangling=…|reference=…`, `--format json|table|{{.Field}}`.
+//! `-a`, `--filter before=|since=|label=|dangling=|reference=`, `--format json|table|TEMPLATE` (Go templates, `crate::template`).
 
 use anyhow::{bail, Result};
 use serde_json::json;
 
 use super::Ctx;
+use store::gc::LabelFilter;
+
 use crate::cli::ImagesArgs;
 use crate::output::{format_table, human_age, human_size, UsageError};
+use crate::template::Format;
 
 /// One output row: an image under one of its tags (or `<none>` when dangling).
 struct Row {
@@ -23,6 +26,10 @@ struct Row {
 struct Filters {
     dangling: Option<bool>,
     references: Vec<String>,
+    /// `before=IMAGE` / `since=IMAGE`: created strictly before / after that image.
+    before: Option<String>,
+    since: Option<String>,
+    labels: Vec<LabelFilter>,
 }
 
 pub fn run(ctx: &Ctx, args: &ImagesArgs) -> Result<()> {
@@ -31,12 +38,24 @@ pub fn run(ctx: &Ctx, args: &ImagesArgs) -> Result<()> {
         filters.references.push(r.clone());
     }
     let store = super::open_store(ctx)?;
+    let before = created_of(&store, filters.before.as_deref())?;
+    let since = created_of(&store, filters.since.as_deref())?;
     let now = chrono::Utc::now();
     let mut rows = Vec::new();
     for image in store.images()? {
         let dangling = image.tags.is_empty();
         if filters.dangling.is_some_and(|want| want != dangling) {
             continue;
+        }
+        let created_secs = created_seconds(&image);
+        if before.is_some_and(|b| created_secs >= b) || since.is_some_and(|s| created_secs <= s) {
+            continue;
+        }
+        if !filters.labels.is_empty() {
+            let labels = store::gc::policy::config_labels(&store, image.id());
+            if !filters.labels.iter().all(|l| l.matches(&labels)) {
+                continue;
+            }
         }
         let id = if args.no_trunc {
             image.id().to_string()
@@ -113,12 +132,44 @@ fn parse_filters(raw: &[String]) -> Result<Filters> {
                 ))),
             },
             "reference" => f.references.push(v.to_string()),
+            "before" => f.before = Some(v.to_string()),
+            "since" => f.since = Some(v.to_string()),
+            "label" => {
+                let (key, value) = match v.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (v.to_string(), None),
+                };
+                f.labels.push(LabelFilter {
+                    key,
+                    value,
+                    negate: false,
+                });
+            }
             _ => bail!(UsageError(format!(
-                "invalid filter '{k}' (supported: dangling, reference)"
+                "invalid filter '{k}' (supported: before, dangling, label, reference, since)"
             ))),
         }
     }
     Ok(f)
+}
+
+/// The creation time (unix seconds) of the image `input` names, for `before`/`since`; an
+/// image that is not in the store is an error naming it.
+fn created_of(store: &store::Store, input: Option<&str>) -> Result<Option<i64>> {
+    let Some(input) = input else {
+        return Ok(None);
+    };
+    let manifest = super::resolve_image(store, input)?;
+    Ok(Some(created_seconds(&store.image(&manifest)?)))
+}
+
+/// The config's `created`, else when the image came into the store.
+fn created_seconds(image: &store::ImageRecord) -> i64 {
+    image
+        .created
+        .as_deref()
+        .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+        .map_or(image.added_at, |c| c.timestamp())
 }
 
 /// docker's `reference` filter: a path.Match glob against the familiar name, with
@@ -145,14 +196,8 @@ fn print_rows(rows: &[Row], args: &ImagesArgs) -> Result<()> {
         }
         return Ok(());
     }
-    match args.format.as_deref() {
-        Some("json") => {
-            for r in rows {
-                println!("{}", row_json(r));
-            }
-            Ok(())
-        }
-        None | Some("table") => {
+    match Format::parse(args.format.as_deref())? {
+        Format::Default => {
             let mut header = vec!["REPOSITORY", "TAG"];
             if args.digests {
                 header.push("DIGEST");
@@ -170,28 +215,28 @@ fn print_rows(rows: &[Row], args: &ImagesArgs) -> Result<()> {
             print!("{}", format_table(&table));
             Ok(())
         }
-        Some(template) if template.contains("{{") => {
-            for r in rows {
-                let v = row_json(r);
-                let mut out = template.replace("\\t", "\t").replace("\\n", "\n");
-                if let Some(obj) = v.as_object() {
-                    for (k, val) in obj {
-                        let s = val.as_str().unwrap_or_default();
-                        out = out
-                            .replace(&format!("{{{{.{k}}}}}"), s)
-                            .replace(&format!("{{{{ .{k} }}}}"), s);
-                    }
-                }
-                out = out.replace("{{json .}}", &v.to_string());
-                println!("{out}");
-            }
+        Format::Template(template) => {
+            let rows: Vec<_> = rows.iter().map(row_json).collect();
+            print!("{}", template.render_all(HEADERS, &rows)?);
             Ok(())
         }
-        Some(other) => bail!(UsageError(format!(
-            "unsupported --format {other:?}: use table, json or a {{{{.Field}}}} template"
-        ))),
     }
 }
+
+/// docker's column titles of `images --format 'table …'`, by field.
+const HEADERS: &[(&str, &str)] = &[
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("Digest", "DIGEST"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("Size", "SIZE"),
+    ("Containers", "CONTAINERS"),
+    ("SharedSize", "SHARED SIZE"),
+    ("UniqueSize", "UNIQUE SIZE"),
+    ("VirtualSize", "SIZE"),
+];
 
 fn row_json(r: &Row) -> serde_json::Value {
     json!({

@@ -1,5 +1,6 @@
 //! `strata inspect IMAGE...`: docker's image inspect JSON (Id, RepoTags,
-//! RepoDigests, Created, Config, RootFS, ...) plus the manifest itself.
+//! RepoDigests, Created, Config, RootFS, ...) plus the manifest itself; `-f/--format`
+//! runs a Go template on each (`crate::template`; a field the JSON lacks is an error).
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
@@ -7,8 +8,22 @@ use serde_json::{json, Value};
 use super::Ctx;
 use crate::cli::InspectArgs;
 use crate::output::{report_error, Exit};
+use crate::template::RowTemplate;
+
+/// docker's exit status for a `--format` template that does not parse.
+const EXIT_BAD_TEMPLATE: i32 = 64;
 
 pub fn run(ctx: &Ctx, args: &InspectArgs) -> Result<()> {
+    let template = match args.format.as_deref() {
+        None | Some("") | Some("json") => None,
+        Some(text) => match RowTemplate::parse(text) {
+            Ok(t) => Some(t),
+            Err(err) => {
+                report_error(&err.into(), ctx.debug);
+                return Err(Exit(EXIT_BAD_TEMPLATE).into());
+            }
+        },
+    };
     let store = super::open_store(ctx)?;
     let mut out = Vec::new();
     let mut worst = 0;
@@ -18,7 +33,17 @@ pub fn run(ctx: &Ctx, args: &InspectArgs) -> Result<()> {
             Err(err) => worst = worst.max(report_error(&err, ctx.debug)),
         }
     }
-    println!("{}", serde_json::to_string_pretty(&Value::Array(out))?);
+    match template {
+        None => println!("{}", serde_json::to_string_pretty(&Value::Array(out))?),
+        Some(template) => {
+            for v in &out {
+                match template.render(&with_config_fields(v)) {
+                    Ok(text) => println!("{text}"),
+                    Err(err) => worst = worst.max(report_error(&err.into(), ctx.debug)),
+                }
+            }
+        }
+    }
     if worst != 0 {
         return Err(Exit(worst).into());
     }
@@ -71,4 +96,33 @@ fn inspect_one(store: &store::Store, input: &str) -> Result<Value> {
         },
         "Manifest": manifest_json,
     }))
+}
+
+/// docker's typed `Config` has every field of an image config, empty when unset, so a
+/// template reads `{{.Config.Cmd}}` of an image without CMD as `[]`; the stored JSON omits
+/// them.
+fn with_config_fields(inspect: &Value) -> Value {
+    let mut v = inspect.clone();
+    if let Some(Value::Object(config)) = v.get_mut("Config") {
+        let defaults = [
+            ("User", json!("")),
+            ("ExposedPorts", json!({})),
+            ("Env", json!([])),
+            ("Entrypoint", json!([])),
+            ("Cmd", json!([])),
+            ("Volumes", json!({})),
+            ("WorkingDir", json!("")),
+            ("Labels", json!({})),
+            ("StopSignal", json!("")),
+            ("OnBuild", json!([])),
+            ("Shell", json!([])),
+        ];
+        for (key, empty) in defaults {
+            let entry = config.entry(key).or_insert(Value::Null);
+            if entry.is_null() {
+                *entry = empty;
+            }
+        }
+    }
+    v
 }

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod check;
+pub mod docs;
 pub mod history;
 pub mod images;
 pub mod import;
@@ -65,6 +66,13 @@ fn resolve_root(flag: Option<PathBuf>) -> Result<PathBuf> {
 pub fn parse_reference(s: &str) -> Result<store::Reference> {
     store::Reference::parse(s)
         .map_err(|e| anyhow::Error::new(crate::output::UsageError(e.to_string())))
+}
+
+/// Whether the user typed a tag or digest (`app:1`, `app@sha256:…`) rather than a bare
+/// repository, which `--all-tags` needs (parsing adds `latest` to a bare one).
+pub fn names_tag_or_digest(input: &str) -> bool {
+    let last = input.rsplit('/').next().unwrap_or(input);
+    input.contains('@') || last.contains(':')
 }
 
 /// The registry client of one command, made from the global flags on first use.

@@ -1,6 +1,6 @@
-//! `strata pull [--platform P] REF`: docker's output, the registry-client's work.
+//! `strata pull [-a] [--platform P] REF`: docker's output, the registry-client's work.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use registry_client::Platform;
 
 use super::Ctx;
@@ -15,7 +15,18 @@ pub fn run(ctx: &Ctx, args: &crate::cli::PullArgs) -> Result<()> {
         None => None,
     };
     let store = super::open_store(ctx)?;
-    super::registry(ctx, args.quiet).pull(&store, &r, platform)?;
-    println!("{r}");
+    let registry = super::registry(ctx, args.quiet);
+    if !args.all_tags {
+        registry.pull(&store, &r, platform)?;
+        println!("{r}");
+        return Ok(());
+    }
+    if super::names_tag_or_digest(&args.reference) {
+        bail!("tag can't be used with --all-tags/-a");
+    }
+    for tag in registry.list_tags(&r)? {
+        registry.pull(&store, &r.with_tag(&tag), platform.clone())?;
+    }
+    println!("{}", r.name());
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! `system df`: docker's TYPE / TOTAL / ACTIVE / SIZE / RECLAIMABLE table, `-v` details and
-//! `--format json|table|{{.Field}}`. Numbers come from `store::Store::disk_usage`, which
+//! `--format json|table|TEMPLATE` (`crate::template`). Numbers come from `store::Store::disk_usage`, which
 //! reads recorded sizes; Images SIZE + Build Cache SIZE is every referenced byte on disk.
 //!
 //! strata has no containers and no volumes: those rows are always zero, as docker shows
@@ -8,13 +8,14 @@
 
 use std::io::Write;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use serde_json::json;
 use store::gc::usage::DiskUsage;
 
 use super::Ctx;
 use crate::cli::DfArgs;
-use crate::output::{format_table, human_age, human_size, human_size_with_precision, UsageError};
+use crate::output::{format_table, human_age, human_size, human_size_with_precision};
+use crate::template::Format;
 
 /// One summary row.
 struct Row {
@@ -52,14 +53,17 @@ impl Row {
             r
         }
     }
-    fn field(&self, name: &str) -> Option<String> {
-        Some(match name {
-            "Type" => self.kind.to_string(),
-            "TotalCount" => self.total.to_string(),
-            "Active" => self.active.to_string(),
-            "Size" => self.size_text(),
-            "Reclaimable" => self.reclaimable_text(),
-            _ => return None,
+    /// docker's fields of a row (`--format json`, templates), plus exact byte counts.
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "Active": self.active.to_string(),
+            "Reclaimable": self.reclaimable_text(),
+            "Size": self.size_text(),
+            "TotalCount": self.total.to_string(),
+            "Type": self.kind,
+            // Not in docker's output: exact bytes, for scripts and tests.
+            "SizeBytes": self.size,
+            "ReclaimableBytes": self.reclaimable,
         })
     }
 }
@@ -74,9 +78,9 @@ pub fn df(ctx: &Ctx, args: &DfArgs) -> Result<()> {
     let summary = Summary::of(&usage, cache_dirs);
     let rows = summary.rows();
     let mut out = std::io::stdout().lock();
-    match args.format.as_deref() {
-        None | Some("table") if args.verbose => verbose(&mut out, &usage, &summary.build_cache),
-        None | Some("table") => {
+    match Format::parse(args.format.as_deref())? {
+        Format::Default if args.verbose => verbose(&mut out, &usage, &summary.build_cache),
+        Format::Default => {
             let mut table = vec![cells(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"])];
             for r in rows {
                 table.push(vec![
@@ -90,30 +94,22 @@ pub fn df(ctx: &Ctx, args: &DfArgs) -> Result<()> {
             write!(out, "{}", format_table(&table))?;
             Ok(())
         }
-        Some("json") => {
-            for r in rows {
-                let line = json!({
-                    "Active": r.active.to_string(),
-                    "Reclaimable": r.reclaimable_text(),
-                    "Size": r.size_text(),
-                    "TotalCount": r.total.to_string(),
-                    "Type": r.kind,
-                    // Not in docker's output: exact bytes, for scripts and tests.
-                    "SizeBytes": r.size,
-                    "ReclaimableBytes": r.reclaimable,
-                });
-                writeln!(out, "{line}")?;
-            }
-            Ok(())
-        }
-        Some(template) => {
-            for r in rows {
-                writeln!(out, "{}", render(template, |f| r.field(f))?)?;
-            }
+        Format::Template(template) => {
+            let rows: Vec<_> = rows.iter().map(|r| r.json()).collect();
+            write!(out, "{}", template.render_all(HEADERS, &rows)?)?;
             Ok(())
         }
     }
 }
+
+/// docker's column titles of `system df --format 'table …'`, by field.
+const HEADERS: &[(&str, &str)] = &[
+    ("Type", "TYPE"),
+    ("TotalCount", "TOTAL"),
+    ("Active", "ACTIVE"),
+    ("Size", "SIZE"),
+    ("Reclaimable", "RECLAIMABLE"),
+];
 
 /// The four rows, every number from one `DiskUsage` and `cache_dirs` (the bytes of
 /// cache mounts and downloads, which belong to the build cache but have no record in
@@ -263,31 +259,6 @@ fn cells(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-/// `{{.Field}}` substitution, enough for docker's df templates (`table` prefix dropped).
-fn render(template: &str, field: impl Fn(&str) -> Option<String>) -> Result<String> {
-    let template = template.strip_prefix("table ").unwrap_or(template);
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let Some(end) = rest[start..].find("}}") else {
-            bail!(UsageError(format!(
-                "template: unclosed action in {template:?}"
-            )));
-        };
-        let name = rest[start + 2..start + end].trim().trim_start_matches('.');
-        match field(name) {
-            Some(v) => out.push_str(&v),
-            None => bail!(UsageError(format!(
-                "template: can't evaluate field {name} (have Type, TotalCount, Active, Size, Reclaimable)"
-            ))),
-        }
-        rest = &rest[start + end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out.replace("\\t", "\t"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,10 +277,5 @@ mod tests {
         assert_eq!(r.size_text(), "16.43MB");
         r.percent = false;
         assert_eq!(r.reclaimable_text(), "11.63MB");
-        assert_eq!(
-            render("{{.Type}}: {{.Size}}", |f| r.field(f)).unwrap(),
-            "Images: 16.43MB"
-        );
-        assert!(render("{{.Nope}}", |f| r.field(f)).is_err());
     }
 }

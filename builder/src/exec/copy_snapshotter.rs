@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
 
-use super::stubs::set_times;
+use super::sys::set_times;
 use super::{ExecError, Result};
 use crate::differ::{is_opaque, is_whiteout, list_xattrs, make_whiteout, set_opaque};
 

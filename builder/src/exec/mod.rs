@@ -9,6 +9,8 @@
 //! ```text
 //! caller ── fork ──> child A: unshare(mnt,pid,ipc,uts[,net]) ── fork ──> B (pid 1)
 //!   │                   waits for B, reports its wait status       mounts (mounts.rs),
+//!   ├── isolated network: once A has unshared, start slirp4netns   waits for the network
+//!   │   on A's netns (network.rs), then tell B to go               before execve
 //!   │                                                              pivot_root, user, cwd,
 //!   └── reads stdout+stderr (one pipe), streams lines, keeps the tail      execve argv
 //! ```
@@ -18,9 +20,12 @@
 mod copy_snapshotter;
 pub mod mounts;
 pub mod namespaces;
+pub mod network;
 mod output;
 mod sandbox;
 pub mod seccomp;
+#[cfg(test)]
+mod seccomp_profile;
 pub mod stubs;
 pub mod sys;
 pub mod user;
@@ -77,7 +82,11 @@ pub struct RunSpec {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Network {
-    /// Share the host's network namespace (docker build's default).
+    /// A new network namespace whose traffic leaves through slirp4netns (network.rs): the
+    /// outside world is reachable, the host's loopback services are not. docker build's
+    /// default.
+    Isolated,
+    /// Share the host's network namespace (`--network host`, `RUN --network=host`).
     Host,
     /// A new network namespace with only `lo`, up.
     None,
@@ -190,6 +199,9 @@ pub enum ExecError {
         #[source]
         source: io::Error,
     },
+    /// slirp4netns could not give an isolated step its network.
+    #[error("setting up the RUN network: {reason}")]
+    Network { reason: String },
     #[error(transparent)]
     Seccomp(#[from] &'static seccomp::SeccompError),
     #[error("copy snapshotter: {op} {path}")]

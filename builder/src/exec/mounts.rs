@@ -7,7 +7,7 @@
 //! rprivate /                      nothing we mount leaks back to the host
 //! tmpfs    RT                     the step's runtime dir: resolv.conf, hosts, and for
 //!                                 overlay ROOT=RT/root and the stub layer RT/stubs
-//! sethostname, loopback up        (uts ns; net ns when --network none)
+//! sethostname, loopback up        (uts ns; net ns unless --network host)
 //! overlay  ROOT                   lowerdir=RT/stubs:L_top:…:L_0,upperdir=U,workdir=W, nodev
 //!                                 (copy: rbind ROOT ROOT, remounted nodev)
 //! proc     ROOT/proc
@@ -36,7 +36,9 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use super::stubs::{DirAttrs, Stub};
+use super::stubs::rel;
+pub use super::stubs::Stub;
+pub use super::sys::DirAttrs;
 use super::sys::{MountFlags, Syscall};
 use super::MountSpec;
 
@@ -81,7 +83,8 @@ pub struct RootfsOptions {
     /// the first lowerdir). Empty for copy.
     pub stubs: Vec<Stub>,
     pub hostname: String,
-    pub is_network_none: bool,
+    /// The step has its own network namespace (isolated or none): bring `lo` up.
+    pub has_own_network: bool,
     /// Content bound read-only onto /etc/resolv.conf and /etc/hosts (copies of the host's).
     pub resolv_conf: Vec<u8>,
     pub hosts: Vec<u8>,
@@ -226,7 +229,7 @@ pub fn plan(opts: &RootfsOptions) -> Vec<MountOp> {
         }
     }
     ops.push(MountOp::SetHostname(opts.hostname.clone()));
-    if opts.is_network_none {
+    if opts.has_own_network {
         ops.push(MountOp::LoopbackUp);
     }
     match &opts.overlay {
@@ -451,11 +454,6 @@ fn bind_flags(is_readonly: bool) -> MountFlags {
     }
 }
 
-/// `/a/b` → `a/b` (container paths are joined under the root).
-pub(crate) fn rel(container_path: &str) -> &str {
-    container_path.trim_start_matches('/')
-}
-
 fn overlay_ops(ov: &OverlayOptions, root: &Path) -> Vec<MountOp> {
     let data = |dirs: &[String], upper: &str, work: &str| {
         let mut d = format!(
@@ -651,7 +649,7 @@ mod tests {
                 tuning: vec!["index=off".into()],
             }),
             hostname: "box".into(),
-            is_network_none: true,
+            has_own_network: true,
             resolv_conf: b"nameserver 1.1.1.1\n".to_vec(),
             hosts: Vec::new(),
             extra_mounts: vec![
@@ -758,7 +756,7 @@ mod tests {
     #[test]
     fn host_network_skips_loopback_and_copy_binds_root_on_itself() {
         let mut o = opts(vec![]);
-        o.is_network_none = false;
+        o.has_own_network = false;
         o.overlay = None;
         o.root = "/s/root".into();
         let ops = plan(&o);

@@ -1,7 +1,7 @@
 //! Which namespaces a RUN gets, and the `unshare` call.
 //!
-//! Mount, pid, ipc and uts always (docs/design.md §5); net only for `--network none`: `host` is
-//! docker build's default and shares the host's interfaces. No user namespace: strata
+//! Mount, pid, ipc and uts always (docs/design.md §5); net unless the step shares the host's
+//! network (`--network host`). No user namespace: strata
 //! runs as root and the layer's files must carry real ownership.
 //!
 //! A new pid namespace applies to the *children* of the caller, so the sandbox forks
@@ -16,7 +16,7 @@ use super::Network;
 pub fn unshare_flags(network: Network) -> UnshareFlags {
     let mut flags =
         UnshareFlags::NEWNS | UnshareFlags::NEWPID | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS;
-    if network == Network::None {
+    if network != Network::Host {
         flags |= UnshareFlags::NEWNET;
     }
     flags
@@ -35,9 +35,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn network_none_adds_a_net_namespace() {
+    fn only_host_network_shares_the_net_namespace() {
         assert!(!unshare_flags(Network::Host).contains(UnshareFlags::NEWNET));
         assert!(unshare_flags(Network::None).contains(UnshareFlags::NEWNET));
+        assert!(unshare_flags(Network::Isolated).contains(UnshareFlags::NEWNET));
         assert!(unshare_flags(Network::Host).contains(UnshareFlags::NEWPID | UnshareFlags::NEWNS));
     }
 }

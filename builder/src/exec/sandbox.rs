@@ -5,6 +5,11 @@
 //! makes raw syscalls and never allocates. Child B is forked from the single-threaded A
 //! and may use the whole standard library. Setup errors travel back over a close-on-exec
 //! pipe as `errno (i32 LE) + message`; a clean `execve` closes it with nothing written.
+//!
+//! Under an isolated network two more pipes order the start (network.rs): A writes one
+//! byte to the unshared pipe once its namespaces exist, the caller starts slirp4netns on
+//! A's network namespace, and writes one byte to the go pipe, which B reads just before
+//! `execve` (so B's mounts overlap with the network's start).
 
 use std::ffi::CString;
 use std::fs::File;
@@ -18,14 +23,19 @@ use super::output::{OutputLog, LOG_LIMIT_BYTES};
 use super::stubs::{self, Stubs};
 use super::sys::{LinuxSyscall, Syscall};
 use super::{
-    copy_snapshotter, namespaces, seccomp, user, ExecError, ExitStatus, Result, RunOutcome,
-    RunSpec, Security, Snapshotter, DEFAULT_CAPABILITIES, DEFAULT_PATH,
+    copy_snapshotter, namespaces, network, seccomp, user, ExecError, ExitStatus, Network, Result,
+    RunOutcome, RunSpec, Security, Snapshotter, DEFAULT_CAPABILITIES, DEFAULT_PATH,
 };
 
 /// Child fds after the shuffle in child A: 0 /dev/null, 1 and 2 the output pipe,
-/// 3 the error pipe (close-on-exec), 4 the status pipe (A only).
+/// 3 the error pipe (close-on-exec), 4 the status pipe (A only), 5 the unshared pipe
+/// (A only), 6 the go pipe (B, close-on-exec).
 const ERR_FD: RawFd = 3;
 const STATUS_FD: RawFd = 4;
+const UNSHARED_FD: RawFd = 5;
+const GO_FD: RawFd = 6;
+/// B's setup error when the go pipe closed without a byte.
+const WAITING_FOR_NETWORK: &str = "waiting for the step's network";
 /// Exit code of B when setup failed (the error pipe says why).
 const SETUP_FAILED: i32 = 125;
 
@@ -77,8 +87,11 @@ pub(super) fn run(spec: &RunSpec, on_line: &mut dyn FnMut(&[u8])) -> Result<RunO
         runtime_dir,
         stubs,
         hostname: spec.hostname.clone(),
-        is_network_none: spec.network == super::Network::None,
-        resolv_conf,
+        has_own_network: spec.network != Network::Host,
+        resolv_conf: match spec.network {
+            Network::Isolated => network::resolv_conf(&resolv_conf),
+            Network::Host | Network::None => resolv_conf,
+        },
         hosts,
         extra_mounts: spec.extra_mounts.clone(),
         tuning: mounts::overlay_tuning(),
@@ -134,9 +147,11 @@ struct ChildPlan<'a> {
     /// Capabilities and seccomp programs of a sandboxed step; `None` for
     /// `--security=insecure` (root keeps every capability, no filter).
     confinement: Option<(u64, &'static [seccompiler::BpfProgram])>,
+    /// The step waits for slirp4netns (see the module doc).
+    is_isolated: bool,
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+pub(super) fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| ExecError::Setup {
         step: "creating a pipe".into(),
         source: e.into(),
@@ -172,11 +187,14 @@ fn spawn(spec: &RunSpec, ops: &[MountOp], on_line: &mut dyn FnMut(&[u8])) -> Res
         cwd,
         user: &spec.user,
         confinement,
+        is_isolated: spec.network == Network::Isolated,
     };
     let flags = namespaces::unshare_flags(spec.network);
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let (st_r, st_w) = pipe()?;
+    let (unshared_r, unshared_w) = pipe()?;
+    let (go_r, go_w) = pipe()?;
     let devnull = File::open("/dev/null").map_err(|source| ExecError::Io {
         op: "opening",
         path: "/dev/null".into(),
@@ -187,6 +205,8 @@ fn spawn(spec: &RunSpec, ops: &[MountOp], on_line: &mut dyn FnMut(&[u8])) -> Res
         out_w.as_raw_fd(),
         err_w.as_raw_fd(),
         st_w.as_raw_fd(),
+        unshared_w.as_raw_fd(),
+        go_r.as_raw_fd(),
     ];
     let start = Instant::now();
     // SAFETY: the child runs only `child_a`, which never returns and, until its own fork,
@@ -201,7 +221,10 @@ fn spawn(spec: &RunSpec, ops: &[MountOp], on_line: &mut dyn FnMut(&[u8])) -> Res
     if pid == 0 {
         child_a(fds, flags, &plan);
     }
-    drop((out_w, err_w, st_w, devnull));
+    drop((out_w, err_w, st_w, unshared_w, go_r, devnull));
+    let net = plan
+        .is_isolated
+        .then(|| start_network(pid, unshared_r, go_w));
 
     let tail = read_output(File::from(out_r), on_line);
     let mut report = Vec::new();
@@ -211,6 +234,12 @@ fn spawn(spec: &RunSpec, ops: &[MountOp], on_line: &mut dyn FnMut(&[u8])) -> Res
     let mut raw_status = [0u8; 4];
     let has_status = File::from(st_r).read_exact(&mut raw_status).is_ok();
     if report.len() >= 4 {
+        // A network that never came up is the error when B only saw its go pipe close.
+        if report[4..] == *WAITING_FOR_NETWORK.as_bytes() {
+            if let Some(Err(e)) = net {
+                return Err(e);
+            }
+        }
         let errno = i32::from_le_bytes([report[0], report[1], report[2], report[3]]);
         let step = String::from_utf8_lossy(&report[4..]).into_owned();
         let source = if errno == 0 {
@@ -242,6 +271,27 @@ fn spawn(spec: &RunSpec, ops: &[MountOp], on_line: &mut dyn FnMut(&[u8])) -> Res
         output_tail: tail,
         duration,
     })
+}
+
+/// Once child A (`pid`) reports its namespaces, start slirp4netns on its network
+/// namespace and let B go. On error B sees the go pipe close and fails its setup.
+fn start_network(
+    pid: libc::pid_t,
+    unshared_r: OwnedFd,
+    go_w: OwnedFd,
+) -> Result<Option<network::UserNet>> {
+    let mut byte = [0u8; 1];
+    if File::from(unshared_r).read_exact(&mut byte).is_err() {
+        // A failed before unsharing; its report says why.
+        return Ok(None);
+    }
+    let net = network::UserNet::start(pid)?;
+    let mut go = File::from(go_w);
+    std::io::Write::write_all(&mut go, b"1").map_err(|source| ExecError::Setup {
+        step: "starting the step after its network".into(),
+        source,
+    })?;
+    Ok(Some(net))
 }
 
 /// Stream `out` line by line to `on_line`, clipped (see output.rs); return its tail.
@@ -299,30 +349,33 @@ fn die_with_parent() {
 }
 
 /// Child A: shuffle fds, unshare, fork B, wait for it, report its wait status.
-fn child_a(fds: [RawFd; 4], flags: rustix::thread::UnshareFlags, plan: &ChildPlan<'_>) -> ! {
+fn child_a(fds: [RawFd; 6], flags: rustix::thread::UnshareFlags, plan: &ChildPlan<'_>) -> ! {
     die_with_parent();
     // SAFETY: raw fd syscalls on descriptors inherited from the parent; no allocation.
     unsafe {
-        // Move the four fds above 0..4 first so the dup2s below cannot clobber each other.
-        let mut high = [0; 4];
+        // Move the fds above 0..7 first so the dup2s below cannot clobber each other.
+        let mut high = [0; 6];
         for (h, fd) in high.iter_mut().zip(fds) {
             *h = libc::fcntl(fd, libc::F_DUPFD, 10);
             if *h < 0 {
                 exit_now(SETUP_FAILED);
             }
         }
-        let [null, out, err, st] = high;
+        let [null, out, err, st, unshared, go] = high;
         if libc::dup2(null, 0) < 0
             || libc::dup2(out, 1) < 0
             || libc::dup2(out, 2) < 0
             || libc::dup2(err, ERR_FD) < 0
             || libc::dup2(st, STATUS_FD) < 0
+            || libc::dup2(unshared, UNSHARED_FD) < 0
+            || libc::dup2(go, GO_FD) < 0
             || libc::fcntl(ERR_FD, libc::F_SETFD, libc::FD_CLOEXEC) < 0
+            || libc::fcntl(GO_FD, libc::F_SETFD, libc::FD_CLOEXEC) < 0
         {
             exit_now(SETUP_FAILED);
         }
         // Drop every other inherited fd: other threads' pipes must not be held open by us.
-        libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, 0u32);
+        libc::syscall(libc::SYS_close_range, 7u32, u32::MAX, 0u32);
     }
     if let Err(e) = namespaces::unshare(flags) {
         report_raw(
@@ -330,6 +383,14 @@ fn child_a(fds: [RawFd; 4], flags: rustix::thread::UnshareFlags, plan: &ChildPla
             b"unshare(mount, pid, ipc, uts namespaces)",
         );
         exit_now(SETUP_FAILED);
+    }
+    // SAFETY: one byte to the caller (it waits for it only under an isolated network),
+    // then A's end is closed so that a failing A shows as EOF there.
+    unsafe {
+        if plan.is_isolated {
+            libc::write(UNSHARED_FD, b"1".as_ptr().cast(), 1);
+        }
+        libc::close(UNSHARED_FD);
     }
     // SAFETY: A is single-threaded; B runs `child_b`, which never returns.
     let pid = unsafe { libc::fork() };
@@ -421,6 +482,14 @@ fn child_b(plan: &ChildPlan<'_>) -> std::result::Result<Never, (i32, String)> {
             ),
         )
     })?;
+    if plan.is_isolated {
+        let mut go = [0u8; 1];
+        // SAFETY: GO_FD is B's own read end of the go pipe.
+        let n = unsafe { libc::read(GO_FD, go.as_mut_ptr().cast(), 1) };
+        if n != 1 {
+            return Err((0, WAITING_FOR_NETWORK.to_string()));
+        }
+    }
     let env_c: Vec<CString> = env
         .iter()
         .filter_map(|e| CString::new(e.as_bytes()).ok())

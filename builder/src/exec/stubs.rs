@@ -22,7 +22,7 @@ use rustix::fs::{
 use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
 
-use super::mounts::rel;
+use super::sys::DirAttrs;
 use super::MountSpec;
 
 /// One entry of the overlay stub layer; `path` is relative to the root.
@@ -31,25 +31,6 @@ pub struct Stub {
     pub path: PathBuf,
     /// `Some` for a directory (with the attributes it shows), `None` for an empty file.
     pub dir: Option<DirAttrs>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DirAttrs {
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub mtime: (i64, i64),
-}
-
-impl Default for DirAttrs {
-    fn default() -> Self {
-        DirAttrs {
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            mtime: (0, 0),
-        }
-    }
 }
 
 /// The overlay stub layer for `points`: every missing-or-not parent directory with the
@@ -312,33 +293,16 @@ fn open_dir<Fd: AsFd, P: rustix::path::Arg>(dir: Fd, name: P) -> io::Result<Owne
     )?)
 }
 
-pub(crate) fn set_times(
-    path: &Path,
-    atime: libc::timespec,
-    mtime: libc::timespec,
-) -> io::Result<()> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
-    let times = [atime, mtime];
-    // SAFETY: a valid NUL-terminated path and a two-element timespec array.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 fn lower_dir_md(lowers: &[PathBuf], rel: &Path) -> Option<std::fs::Metadata> {
     lowers
         .iter()
         .find_map(|l| l.join(rel).symlink_metadata().ok())
         .filter(|md| md.is_dir())
+}
+
+/// `/a/b` → `a/b` (container paths are joined under the root).
+pub(crate) fn rel(container_path: &str) -> &str {
+    container_path.trim_start_matches('/')
 }
 
 #[cfg(test)]

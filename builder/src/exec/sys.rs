@@ -56,7 +56,7 @@ pub trait Syscall {
     /// Create (or replace) a regular file with `bytes`, mode 0644.
     fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
     /// Owner, mode and mtime of a stub directory.
-    fn set_attrs(&self, path: &Path, attrs: &super::stubs::DirAttrs) -> io::Result<()>;
+    fn set_attrs(&self, path: &Path, attrs: &DirAttrs) -> io::Result<()>;
     /// Mount overlay on `target` through fsopen/fsconfig/fsmount/move_mount, one
     /// `lowerdir+` per lowerdir (top-first), so the option string has no size limit.
     /// Mounted `nodev`, like every overlay of the sandbox.
@@ -285,7 +285,7 @@ impl Syscall for LinuxSyscall {
         std::fs::write(path, bytes)
     }
 
-    fn set_attrs(&self, path: &Path, attrs: &super::stubs::DirAttrs) -> io::Result<()> {
+    fn set_attrs(&self, path: &Path, attrs: &DirAttrs) -> io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::os::unix::fs::lchown(path, Some(attrs.uid), Some(attrs.gid))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(attrs.mode))?;
@@ -293,7 +293,7 @@ impl Syscall for LinuxSyscall {
             tv_sec: attrs.mtime.0 as libc::time_t,
             tv_nsec: attrs.mtime.1 as _,
         };
-        super::stubs::set_times(path, t, t)
+        set_times(path, t, t)
     }
 
     fn mount_overlay_fsconfig(
@@ -432,7 +432,7 @@ impl Syscall for RecordingSyscall {
     fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         self.record(format!("write {} {} bytes", path.display(), bytes.len()))
     }
-    fn set_attrs(&self, path: &Path, a: &super::stubs::DirAttrs) -> io::Result<()> {
+    fn set_attrs(&self, path: &Path, a: &DirAttrs) -> io::Result<()> {
         self.record(format!(
             "attrs {} {:o} {}:{} {}.{}",
             path.display(),
@@ -482,4 +482,47 @@ fn flag_names(flags: MountFlags) -> String {
     } else {
         out.join(",")
     }
+}
+
+/// The mode, owner and mtime (seconds, nanoseconds) a created directory is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirAttrs {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: (i64, i64),
+}
+
+impl Default for DirAttrs {
+    fn default() -> Self {
+        DirAttrs {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: (0, 0),
+        }
+    }
+}
+
+/// `utimensat` without following a symlink.
+pub(crate) fn set_times(
+    path: &Path,
+    atime: libc::timespec,
+    mtime: libc::timespec,
+) -> io::Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    let times = [atime, mtime];
+    // SAFETY: a valid NUL-terminated path and a two-element timespec array.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

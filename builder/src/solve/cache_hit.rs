@@ -6,8 +6,8 @@
 
 use store::{CacheRecord, ChainId, LayerRef, Store};
 
+use super::history_text::push_history;
 use super::stage::{now_or_epoch, BuildRun, StageState};
-use super::steps::push_history;
 use super::Result;
 use crate::cache::CacheKey;
 
@@ -102,13 +102,7 @@ pub(super) fn add_layer(
     run.note_layer_step(&key, &layer, created_at);
     state.layers.push(layer);
     state.key = key;
-    push_history(
-        state,
-        created_by,
-        run.opts.source_date_epoch,
-        false,
-        Some(created_at),
-    );
+    push_history(&mut state.config.history, created_by, created_at, false);
     Ok(())
 }
 

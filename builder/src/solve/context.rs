@@ -126,11 +126,81 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
         }
-        h.update(&buf[..n]);
     }
     Ok(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Set a file's mtime far in the past, so its record is not racy.
+    fn age(path: &Path) {
+        let t = libc::timespec {
+            tv_sec: 1_000_000_000,
+            tv_nsec: 0,
+        };
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("c path");
+        // SAFETY: a valid NUL-terminated path and two valid timespecs.
+        let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [t, t].as_ptr(), 0) };
+        assert_eq!(rc, 0, "utimensat: {}", io::Error::last_os_error());
+    }
+
+    fn setup() -> (tempfile::TempDir, Store, PathBuf) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&tmp.path().join("root")).expect("store");
+        let ctx = tmp.path().join("ctx");
+        fs::create_dir_all(&ctx).expect("mkdir");
+        (tmp, store, ctx)
+    }
+
+    #[test]
+    fn an_unchanged_file_keeps_its_digest_and_a_same_size_rewrite_is_caught_by_ctime() {
+        let (_tmp, store, root) = setup();
+        let file = root.join("main.go");
+        fs::write(&file, "package main\n").expect("write");
+        age(&file);
+        let dockerfile = root.join("Dockerfile");
+        let mut ctx = Context::open(&store, &root, &dockerfile).expect("open");
+        let first = ctx.digest(&file).expect("digest");
+        assert_eq!(first, sha256_file(&file).expect("hash"));
+        ctx.save(&store).expect("save");
+
+        let mut ctx = Context::open(&store, &root, &dockerfile).expect("open");
+        assert!(ctx.stats.contains_key("main.go"), "the record was saved");
+        assert_eq!(ctx.digest(&file).expect("digest"), first);
+        assert!(
+            ctx.changed.is_empty(),
+            "an unchanged file is not hashed again"
+        );
+
+        // Same size, same mtime, new content: only the ctime tells.
+        fs::write(&file, "package niam\n").expect("rewrite");
+        age(&file);
+        let second = ctx.digest(&file).expect("digest");
+        assert_ne!(second, first);
+        assert_eq!(second, sha256_file(&file).expect("hash"));
+    }
+
+    #[test]
+    fn a_file_modified_in_the_build_second_gets_no_record() {
+        let (_tmp, store, root) = setup();
+        let file = root.join("fresh.txt");
+        fs::write(&file, "new").expect("write");
+        let dockerfile = root.join("Dockerfile");
+        let mut ctx = Context::open(&store, &root, &dockerfile).expect("open");
+        assert_eq!(
+            ctx.digest(&file).expect("digest"),
+            sha256_file(&file).expect("hash")
+        );
+        ctx.save(&store).expect("save");
+        let ctx = Context::open(&store, &root, &dockerfile).expect("open");
+        assert!(ctx.stats.is_empty(), "{:?}", ctx.stats.keys());
+    }
 }

@@ -7,8 +7,8 @@
 
 use store::{media_types, CacheRecord, Descriptor, Digest, Lease, Store};
 
+use super::history_text::rfc3339;
 use super::stage::{now_or_epoch, StageResult};
-use super::steps::rfc3339;
 use super::{BuildOptions, Result};
 use crate::cache::CacheKey;
 use crate::image::ImageConfigFile;
@@ -33,10 +33,14 @@ pub fn export(
     config.rootfs.diff_ids = stage.layers.iter().map(|l| l.diff_id.to_string()).collect();
     config.os = "linux".to_string();
     config.architecture = crate::image::host_architecture().to_string();
+    config.config.labels.extend(opts.labels.clone());
     let inline = inline_cache.map(remote_cache::inline_field);
     let mut fingerprinted = fingerprint(&config);
     if let Some(field) = &inline {
         fingerprinted.push_str(&format!("\0{}:{field}", remote_cache::INLINE_FIELD));
+    }
+    for (k, v) in &opts.manifest_annotations {
+        fingerprinted.push_str(&format!("\0annotation:{k}={v}"));
     }
     let key = CacheKey::for_image(&stage.key, &fingerprinted);
 
@@ -44,7 +48,7 @@ pub fn export(
         Some(found) => found,
         None => {
             config.created = Some(rfc3339(now_or_epoch(opts.source_date_epoch)));
-            let written = write_image(store, lease, &config, inline, stage)?;
+            let written = write_image(store, lease, &config, inline, stage, opts)?;
             let rec = CacheRecord {
                 v: 1,
                 diff_id: None,
@@ -125,6 +129,7 @@ fn write_image(
     config: &ImageConfigFile,
     inline_cache: Option<serde_json::Value>,
     stage: &StageResult,
+    opts: &BuildOptions,
 ) -> Result<Exported> {
     let mut config = serde_json::to_value(config).expect("config serializes");
     if let Some(field) = inline_cache {
@@ -133,7 +138,11 @@ fn write_image(
     let config_bytes = serde_json::to_vec(&config).expect("config serializes");
     let config_desc = store.put_blob(lease, &config_bytes, media_types::OCI_CONFIG)?;
     let layers: Vec<Descriptor> = stage.layers.iter().map(|l| l.blob.clone()).collect();
-    let manifest_bytes = store::manifest::build_manifest(&config_desc, &layers);
+    let manifest_bytes = store::manifest::build_manifest_with_annotations(
+        &config_desc,
+        &layers,
+        &opts.manifest_annotations,
+    );
     let manifest_desc = store.put_blob(lease, &manifest_bytes, media_types::OCI_MANIFEST)?;
     Ok(Exported {
         manifest: manifest_desc.digest,

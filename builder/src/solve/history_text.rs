@@ -1,10 +1,11 @@
-//! BuildKit's `created_by` text for the config-only instructions. BuildKit writes these with
+//! The image history: BuildKit's `created_by` text for the config-only instructions, and
+//! [`push_history`], which every step ends in. BuildKit writes these with
 //! Go's fmt verbs (`CMD %q` of a string list, `VOLUME %v`, `EXPOSE %v` of a port map,
 //! `HEALTHCHECK %q` of the config struct), so `docker history` shows Go syntax, not JSON;
 //! the functions here print the same (checked against docker 20.10 by the corpus in
 //! testdata/buildkit).
 
-use crate::image::HealthConfig;
+use crate::image::{HealthConfig, History};
 
 /// Go's `%q` of a `[]string`: `["echo" "hello"]`.
 pub fn quoted_list(items: &[String]) -> String {
@@ -110,6 +111,25 @@ fn fraction(n: u64, div: u64) -> String {
     let width = div.to_string().len() - 1;
     let digits = format!("{rest:0width$}");
     format!("{whole}.{}", digits.trim_end_matches('0'))
+}
+
+/// Append a history entry made at `secs` (seconds since the epoch); `empty` for the steps
+/// that make no layer.
+pub(super) fn push_history(history: &mut Vec<History>, created_by: &str, secs: i64, empty: bool) {
+    history.push(History {
+        created: Some(rfc3339(secs)),
+        created_by: Some(created_by.to_string()),
+        comment: Some("buildkit.dockerfile.v0".to_string()),
+        empty_layer: empty,
+    });
+}
+
+/// Seconds since the epoch as the RFC 3339 UTC time the image config holds.
+pub fn rfc3339(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0).map_or_else(
+        || "1970-01-01T00:00:00Z".to_string(),
+        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
 }
 
 #[cfg(test)]

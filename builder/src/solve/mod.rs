@@ -66,6 +66,10 @@ pub struct BuildOptions {
     /// `--cache-to type=inline` (or `BUILDKIT_INLINE_CACHE=1`): the image's config carries
     /// the cache records of its own layers, so `--cache-from IMAGE` can use them.
     pub inline_cache: bool,
+    /// `--label`: set on the image config after the Dockerfile's own `LABEL`s.
+    pub labels: BTreeMap<String, String>,
+    /// `--annotation` (manifest level): the image manifest's `annotations`.
+    pub manifest_annotations: BTreeMap<String, String>,
 }
 
 /// What the build produced.
@@ -82,6 +86,8 @@ pub struct BuildResult {
     pub steps: Vec<RemoteRecord>,
     /// The image's layers, bottom first.
     pub layers: Vec<store::LayerRef>,
+    /// The images the build read (bases, `COPY --from` images) by manifest digest.
+    pub materials: Vec<(Reference, Digest)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +213,7 @@ fn build_parsed(
     let finished = results[target].take().expect("the target stage was built");
     let (cached_steps, total_steps) = run.counts();
     let steps = run.take_built_steps();
+    let materials = run.take_materials();
     let inline = opts
         .inline_cache
         .then(|| crate::remote_cache::select(&steps, &finished.layers, ExportMode::Min));
@@ -225,6 +232,7 @@ fn build_parsed(
         total_steps,
         steps,
         layers: finished.layers,
+        materials,
     })
 }
 

@@ -101,6 +101,9 @@ pub struct BuildRun<'a> {
     total: usize,
     /// The cache record of every layer step so far (for `--cache-to`).
     built: Vec<RemoteRecord>,
+    /// Every image the build read (bases, `COPY --from` images) and its manifest digest:
+    /// the provenance's materials.
+    materials: std::cell::RefCell<Vec<(Reference, store::Digest)>>,
 }
 
 impl<'a> BuildRun<'a> {
@@ -136,6 +139,7 @@ impl<'a> BuildRun<'a> {
             cached: 0,
             total,
             built: Vec::new(),
+            materials: std::cell::RefCell::new(Vec::new()),
         }
     }
 
@@ -151,6 +155,11 @@ impl<'a> BuildRun<'a> {
             diff_id: layer.diff_id.clone(),
             created_at,
         });
+    }
+
+    /// The images the build read, each once, in the order first read.
+    pub fn take_materials(&mut self) -> Vec<(Reference, store::Digest)> {
+        std::mem::take(self.materials.get_mut())
     }
 
     pub fn take_built_steps(&mut self) -> Vec<RemoteRecord> {
@@ -398,6 +407,10 @@ impl<'a> BuildRun<'a> {
                 complete &= self.store.has_blob(d);
             }
             if complete || attempt >= ATTEMPTS {
+                let mut materials = self.materials.borrow_mut();
+                if !materials.iter().any(|(r, _)| r == reference) {
+                    materials.push((reference.clone(), manifest.clone()));
+                }
                 return Ok((manifest, image));
             }
             attempt += 1;

@@ -63,7 +63,8 @@ pub struct LabelFilter {
 }
 
 impl LabelFilter {
-    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    /// Whether `labels` has the key (and the value, when the filter names one).
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         match (&self.value, labels.get(&self.key)) {
             (_, None) => false,
             (None, Some(_)) => true,
@@ -231,7 +232,8 @@ fn keep_storage(
 }
 
 /// `config.Labels` of an image config blob; empty when unreadable.
-fn config_labels(store: &Store, config: &Digest) -> BTreeMap<String, String> {
+/// The `Labels` of the image config `config` (none when it is missing or unreadable).
+pub fn config_labels(store: &Store, config: &Digest) -> BTreeMap<String, String> {
     store
         .read_blob(config)
         .ok()

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Two strata binaries on the same build, runs interleaved (A, B, A, B, ...), so that load from
+# elsewhere on the machine falls on both alike: the check that a change costs no speed.
+#
+#   bash benches/ab.sh OLD_BINARY NEW_BINARY [CASE...]
+#
+# Cases (default: ten-step one-run):
+#   ten-step   testdata/bench/ten-step, cold (a fresh root holding only the base image) and
+#              no-op (the same build again)
+#   one-run    `FROM busybox:bench` + `RUN true`, built with --no-cache: the fixed cost of
+#              a build with one RUN (sandbox set-up, seccomp, network)
+#
+# Env: RUNS (interleaved rounds, default 10). Prints best and median per binary and the
+# ratio NEW/OLD (below 1.00 is faster).
+. "$(dirname "$0")/lib.sh"
+
+[ $# -ge 2 ] || { echo "usage: bash benches/ab.sh OLD_BINARY NEW_BINARY [CASE...]" >&2; exit 2; }
+BIN_A=$(realpath "$1")
+BIN_B=$(realpath "$2")
+shift 2
+CASES=("$@")
+[ ${#CASES[@]} -gt 0 ] || CASES=(ten-step one-run)
+RUNS=${RUNS:-10}
+
+ONE_RUN=$BENCH_WORK/one-run
+mkdir -p "$ONE_RUN"
+printf 'FROM busybox:bench\nRUN true\n' >"$ONE_RUN/Dockerfile"
+
+# with_binary A|B CMD...: run CMD with STRATA and the root of that binary (each its own root:
+# two versions need not share a store format).
+with_binary() {
+    local which=$1
+    shift
+    if [ "$which" = A ]; then STRATA=$BIN_A; else STRATA=$BIN_B; fi
+    STRATA_BENCH_ROOT=$BENCH_WORK/root-$which
+    "$@"
+}
+
+make_base
+STRATA_BASES=("$BASE_TAR|busybox:bench")
+STRATA_OK=1
+
+# samples CASE MODE WHICH: append one timed run to $BENCH_WORK/CASE-MODE-WHICH.
+sample() {
+    local case=$1 mode=$2 which=$3 t
+    case "$case/$mode" in
+    ten-step/cold)
+        with_binary "$which" strata_fresh_root
+        t=$(with_binary "$which" time_once strata_ build -q -t ab:ten "$BENCH_REPO/testdata/bench/ten-step")
+        ;;
+    ten-step/no-op)
+        t=$(with_binary "$which" time_once strata_ build -q -t ab:ten "$BENCH_REPO/testdata/bench/ten-step")
+        ;;
+    one-run/no-cache)
+        t=$(with_binary "$which" time_once strata_ build -q --no-cache -t ab:one "$ONE_RUN")
+        ;;
+    esac
+    if [ "$t" = fail ]; then
+        log "$which failed on $case $mode:"
+        tail -5 "$BENCH_WORK/last.log" >&2
+        exit 1
+    fi
+    echo "$t" >>"$BENCH_WORK/$case-$mode-$which"
+}
+
+modes_of() {
+    case $1 in
+    ten-step) echo cold no-op ;;
+    one-run) echo no-cache ;;
+    *) echo "unknown case $1" >&2; exit 2 ;;
+    esac
+}
+
+# stats FILE: "best median" of the samples in FILE.
+stats() { sort -n "$1" | awk '{v[NR]=$1} END {printf "%d %d", v[1], v[int((NR+1)/2)]}'; }
+
+for which in A B; do with_binary "$which" strata_fresh_root; done
+printf '\n%-10s %-9s %16s %16s %12s\n' case mode 'A best/median' 'B best/median' 'B/A (best)'
+for case in "${CASES[@]}"; do
+    for mode in $(modes_of "$case"); do
+        for ((i = 0; i < RUNS; i++)); do
+            sample "$case" "$mode" A
+            sample "$case" "$mode" B
+        done
+        read -r a_best a_med <<<"$(stats "$BENCH_WORK/$case-$mode-A")"
+        read -r b_best b_med <<<"$(stats "$BENCH_WORK/$case-$mode-B")"
+        printf '%-10s %-9s %16s %16s %12s\n' "$case" "$mode" "$a_best/$a_med ms" "$b_best/$b_med ms" \
+            "$(awk -v a="$a_best" -v b="$b_best" 'BEGIN{ if (a <= 0) a = 1; printf "%.2f", b/a }')"
+    done
+done
+echo "A = $BIN_A"
+echo "B = $BIN_B"

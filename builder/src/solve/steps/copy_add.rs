@@ -1,0 +1,384 @@
+//! COPY and ADD: sources from the context, another stage or image, URLs, git repositories
+//! or heredocs, planned into one tar that becomes the layer; keyed on the content.
+
+use std::path::{Path, PathBuf};
+
+use super::{lowerdirs, resolve_chown, Outcome};
+use crate::cache::CacheKey;
+use crate::copy::{self, CopyOptions, CopyPlan, DirTree};
+use crate::dockerfile::{expand_word, Instruction};
+use crate::layers::{commit_layer, is_archive, retar_under};
+use crate::rootfs::UnionFs;
+use crate::solve::cache_hit::{add_layer, cache_hit, Origin};
+use crate::solve::context::{sha256_file, Context};
+use crate::solve::stage::{now_or_epoch, BuildRun, StageResult, StageState};
+use crate::solve::{copy_flags, fetch, stage_ref, BuildError, Result};
+
+/// What COPY and ADD share; ADD alone fetches URLs and git and extracts archives.
+pub(super) struct CopySpec<'a> {
+    srcs: &'a [String],
+    dest: &'a str,
+    from: Option<&'a str>,
+    chown: Option<&'a str>,
+    chmod: Option<&'a str>,
+    is_add: bool,
+    heredocs: &'a [crate::dockerfile::Heredoc],
+    link: bool,
+    parents: bool,
+    exclude: &'a [String],
+    checksum: Option<&'a str>,
+    keep_git_dir: bool,
+}
+
+impl<'a> CopySpec<'a> {
+    pub(super) fn copy(c: &'a crate::dockerfile::Copy) -> Self {
+        CopySpec {
+            srcs: &c.srcs,
+            dest: &c.dest,
+            from: c.from.as_deref(),
+            chown: c.chown.as_deref(),
+            chmod: c.chmod.as_deref(),
+            is_add: false,
+            heredocs: &c.heredocs,
+            link: c.link,
+            parents: c.parents,
+            exclude: &c.exclude,
+            checksum: None,
+            keep_git_dir: false,
+        }
+    }
+
+    pub(super) fn add(a: &'a crate::dockerfile::Add) -> Self {
+        CopySpec {
+            srcs: &a.srcs,
+            dest: &a.dest,
+            from: None,
+            chown: a.chown.as_deref(),
+            chmod: a.chmod.as_deref(),
+            is_add: true,
+            heredocs: &a.heredocs,
+            link: a.link,
+            parents: false,
+            exclude: &a.exclude,
+            checksum: a.checksum.as_deref(),
+            keep_git_dir: a.keep_git_dir.unwrap_or(false),
+        }
+    }
+}
+
+pub(super) fn copy_step(
+    run: &mut BuildRun,
+    state: &mut StageState,
+    inst: &Instruction,
+    spec: CopySpec,
+    done: &[Option<StageResult>],
+    ctx: &mut Context,
+) -> Result<Outcome> {
+    let name = if spec.is_add { "ADD" } else { "COPY" };
+    let env = state.expand_env();
+    let location = run.location(inst.span.start);
+    let e = |message: String| BuildError::Step {
+        location: location.clone(),
+        message,
+    };
+    let mut srcs: Vec<String> = Vec::new();
+    for s in spec.srcs {
+        srcs.push(expand_word(s, &env).map_err(|x| e(x.to_string()))?);
+    }
+    // ADD of URLs and git repositories (fetch.rs); the rest are local sources.
+    let (gits, urls): (Vec<String>, Vec<String>) = if spec.is_add {
+        let remote: Vec<String> = srcs
+            .iter()
+            .filter(|s| fetch::is_git_url(s) || fetch::is_url(s))
+            .cloned()
+            .collect();
+        srcs.retain(|s| !remote.contains(s));
+        remote.into_iter().partition(|s| fetch::is_git_url(s))
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    if spec.checksum.is_some() && (urls.len() != 1 || !gits.is_empty() || !srcs.is_empty()) {
+        return Err(e("ADD --checksum needs exactly one http(s) source".into()));
+    }
+    let dest = expand_word(spec.dest, &env).map_err(|x| e(x.to_string()))?;
+    let workdir = if state.config.config.working_dir.is_empty() {
+        "/".to_string()
+    } else {
+        state.config.config.working_dir.clone()
+    };
+    let dest_abs = if dest.starts_with('/') {
+        dest.clone()
+    } else {
+        format!("{workdir}/{dest}")
+    };
+    let dest_abs = if dest.ends_with('/') || dest == "." {
+        format!("{}/", dest_abs.trim_end_matches('/'))
+    } else {
+        dest_abs
+    };
+
+    let below = UnionFs::new(lowerdirs(run, &state.layers)?);
+    let chown = match spec.chown {
+        None => None,
+        Some(c) => {
+            let c = expand_word(c, &env).map_err(|x| e(x.to_string()))?;
+            Some(resolve_chown(&below, &c).map_err(e)?)
+        }
+    };
+    let chmod_flag = match spec.chmod {
+        None => None,
+        Some(m) => Some(copy_flags::parse_chmod(m).map_err(e)?),
+    };
+    let chmod = match chmod_flag {
+        Some(copy_flags::Chmod::Octal(m)) => Some(m),
+        _ => None,
+    };
+    // --link: the layer may not depend on what is below it.
+    let dest_is_dir = !spec.link && below.is_dir(&dest_abs).unwrap_or(false);
+    let source_count = srcs.len() + urls.len() + gits.len() + spec.heredocs.len();
+    if source_count > 1 && !dest_abs.ends_with('/') && !dest_is_dir {
+        return Err(e(copy::CopyError::DestinationNotDir.to_string()));
+    }
+    let opts = CopyOptions {
+        chown,
+        chmod,
+        keep_owner: spec.from.is_some(),
+        epoch: run.opts.source_date_epoch,
+    };
+
+    // Where the sources come from: another stage or image, or the context.
+    let from_union = match spec.from {
+        None => None,
+        Some(from) => {
+            let from = expand_word(from, &env).map_err(|x| e(x.to_string()))?;
+            let layers = match stage_ref(run.dockerfile, &from, usize::MAX)
+                .and_then(|i| done.get(i).cloned().flatten())
+            {
+                Some(stage) => stage.layers,
+                None => {
+                    let r = store::Reference::parse(&from)
+                        .map_err(|x| e(format!("COPY --from={from}: {x}")))?;
+                    let manifest = run.resolve_image(&r, &run.location(inst.span.start))?;
+                    run.store.image(&manifest)?.layers
+                }
+            };
+            Some(UnionFs::new(lowerdirs(run, &layers)?))
+        }
+    };
+    let excluded = |rel: &str| ctx.is_excluded(rel);
+    let dir_tree = DirTree {
+        root: ctx.root.clone(),
+        is_excluded: &excluded,
+    };
+    let tree: &dyn copy::SourceTree = match &from_union {
+        Some(u) => u,
+        None => &dir_tree,
+    };
+    let excluding = match spec.exclude.is_empty() {
+        true => None,
+        false => Some(copy_flags::ExcludeTree::new(tree, spec.exclude, &srcs).map_err(e)?),
+    };
+    let tree: &dyn copy::SourceTree = match &excluding {
+        Some(t) => t,
+        None => tree,
+    };
+    // ADD extracts local archives instead of copying them.
+    let mut archives: Vec<PathBuf> = Vec::new();
+    let mut plain: Vec<String> = Vec::new();
+    for s in &srcs {
+        // Found as any context source is: inside the context, .dockerignore applied.
+        let archive = match copy::clean_rel(s) {
+            Some(rel) if spec.is_add && from_union.is_none() => tree
+                .stat_follow(&rel)
+                .map_err(|x| e(format!("reading {s}: {x}")))?
+                .filter(|(real, meta)| meta.is_file() && is_archive(real).unwrap_or(false))
+                .map(|(real, _)| real),
+            _ => None,
+        };
+        match archive {
+            Some(real) => archives.push(real),
+            None => plain.push(s.clone()),
+        }
+    }
+    let mut plan = if plain.is_empty() {
+        CopyPlan::default()
+    } else if spec.parents {
+        copy_flags::plan_parents(tree, &plain, &dest_abs, &opts).map_err(e)?
+    } else {
+        copy::plan(tree, &plain, &dest_abs, dest_is_dir, &opts).map_err(|x| e(x.to_string()))?
+    };
+    drop(excluding);
+    let scratch = copy_flags::Scratch(
+        run.store
+            .layout()
+            .snapshot_temp(store::layout::COPY_TEMP_PREFIX),
+    );
+    let mtime = now_or_epoch(run.opts.source_date_epoch);
+    copy_flags::add_heredocs(
+        &mut plan,
+        spec.heredocs,
+        &env,
+        &scratch.0,
+        &dest_abs,
+        dest_is_dir,
+        &opts,
+        mtime,
+    )
+    .map_err(e)?;
+    // Each download stays locked against a prune until the layer is written.
+    let mut downloads = Vec::new();
+    for url in &urls {
+        let root = run.store.layout().root();
+        let got = fetch::download(root, url, spec.checksum, &run.opts.build_args).map_err(e)?;
+        copy_flags::add_file(
+            &mut plan,
+            got.path.clone(),
+            &got.file_name,
+            &dest_abs,
+            dest_is_dir,
+            0o600,
+            &opts,
+            got.mtime.unwrap_or(0),
+        )
+        .map_err(e)?;
+        downloads.push(got);
+    }
+    let mut git_commits = Vec::new();
+    for g in &gits {
+        git_commits.push(fetch::git_resolve(g).map_err(e)?);
+    }
+    if let Some(c) = &chmod_flag {
+        for item in plan.items.values_mut() {
+            item.mode = copy_flags::apply_chmod(c, item.mode, item.kind == copy::ItemKind::Dir);
+        }
+    }
+    let below_for_parents = if spec.link {
+        UnionFs::default()
+    } else {
+        below.clone()
+    };
+    // An extracted archive lands in the destination directory, which the layer holds too.
+    let archive_dir = copy::clean_abs(&dest_abs);
+    if !archives.is_empty() && !archive_dir.is_empty() && !plan.items.contains_key(&archive_dir) {
+        plan.add_dir(&archive_dir, &below_for_parents, &opts)
+            .map_err(|x| e(x.to_string()))?;
+    }
+    plan.add_parents(&below_for_parents, &opts)
+        .map_err(|x| e(x.to_string()))?;
+    drop(dir_tree);
+    let mut content = |p: &Path| {
+        if from_union.is_none() && p.starts_with(&ctx.root) {
+            ctx.digest(p)
+        } else {
+            sha256_file(p)
+        }
+    };
+    let mut fingerprint = plan
+        .fingerprint(&mut content)
+        .map_err(|x| e(x.to_string()))?;
+    for (g, commit) in gits.iter().zip(&git_commits) {
+        fingerprint.push_str(&format!(" git:{g}@{commit}:{}", spec.keep_git_dir));
+    }
+    if let Some(c) = spec.chmod {
+        fingerprint.push_str(&format!(" chmod:{c}"));
+    }
+    for a in &archives {
+        fingerprint.push_str(&format!(
+            " archive:{}",
+            sha256_file(a).map_err(|x| e(format!("reading {}: {x}", a.display())))?
+        ));
+    }
+    let created_by = format!("{name} {} {} # buildkit", srcs.join(" "), dest);
+    let key_text = format!(
+        "{name} {}\0{dest_abs}\0{}\0{}",
+        srcs.join("\0"),
+        urls.join("\0"),
+        gits.join("\0")
+    );
+    // --link: keyed without the parent, then stacked: a changed base keeps this layer.
+    let parent_key = state.key.clone();
+    let key_parent = if spec.link {
+        CacheKey::for_base("link", "")
+    } else {
+        state.key.clone()
+    };
+    // The instruction is expanded already; a --link layer does not change with other ARGs.
+    let key_args: &[(String, String)] = if spec.link { &[] } else { &state.args };
+    let key = CacheKey::for_step(&key_parent, &key_text, key_args, Some(&fingerprint));
+    let restack = |state: &mut StageState, key: &CacheKey| {
+        if spec.link {
+            state.key = CacheKey::for_step(&parent_key, "link", &[], Some(key.as_str()));
+        }
+    };
+    if let Some((layer, origin)) = cache_hit(run, &key)? {
+        add_layer(run, state, key.clone(), layer, &created_by, origin)?;
+        restack(state, &key);
+        return Ok(Outcome::Cached);
+    }
+    let mut checkouts = Vec::new();
+    for (g, commit) in gits.iter().zip(&git_commits) {
+        let co = fetch::git_checkout(g, commit, spec.keep_git_dir, &scratch.0).map_err(e)?;
+        let tree = DirTree {
+            root: co.dir.clone(),
+            is_excluded: &|_| false,
+        };
+        let src = if co.subdir.is_empty() {
+            ".".to_string()
+        } else {
+            co.subdir.clone()
+        };
+        let dir_dest = format!("{}/", dest_abs.trim_end_matches('/'));
+        let mut p =
+            copy::plan(&tree, &[src], &dir_dest, true, &opts).map_err(|x| e(x.to_string()))?;
+        if let Some(c) = &chmod_flag {
+            for item in p.items.values_mut() {
+                item.mode = copy_flags::apply_chmod(c, item.mode, item.kind == copy::ItemKind::Dir);
+            }
+        }
+        plan.items.extend(p.items);
+        checkouts.push(co);
+    }
+    if !checkouts.is_empty() {
+        plan.add_parents(&below_for_parents, &opts)
+            .map_err(|x| e(x.to_string()))?;
+    }
+    let archive_dest = dest_abs.clone();
+    // Writing the layer is long work: let other processes at the database meanwhile.
+    run.store.release_meta()?;
+    let layer = commit_layer(
+        run.store,
+        run.lease,
+        |w: &mut dyn std::io::Write| -> std::result::Result<(), String> {
+            if archives.is_empty() {
+                plan.write_tar(w).map_err(|x| x.to_string())?;
+                return Ok(());
+            }
+            // Entries of the plan first, then each archive's entries re-rooted under dest; a
+            // tar reader takes the concatenation once the end-of-archive blocks between are cut.
+            let mut buf = Vec::new();
+            if !plan.items.is_empty() {
+                plan.write_tar(&mut buf).map_err(|x| x.to_string())?;
+                buf.truncate(buf.len().saturating_sub(1024));
+                w.write_all(&buf).map_err(|x| x.to_string())?;
+            }
+            for (i, a) in archives.iter().enumerate() {
+                let f = crate::rootfs::open_nofollow(a)
+                    .map_err(|x| format!("opening {}: {x}", a.display()))?;
+                let mut out = Vec::new();
+                retar_under(f, &archive_dest, &mut out)
+                    .map_err(|x| format!("extracting {}: {x}", a.display()))?;
+                if i + 1 < archives.len() {
+                    out.truncate(out.len().saturating_sub(1024));
+                }
+                w.write_all(&out).map_err(|x| x.to_string())?;
+            }
+            Ok(())
+        },
+    )
+    .map_err(|x| e(x.to_string()))?;
+    drop(checkouts);
+    drop(downloads);
+    add_layer(run, state, key.clone(), layer, &created_by, Origin::Built)?;
+    restack(state, &key);
+    Ok(Outcome::Done)
+}

@@ -1,0 +1,209 @@
+//! RUN: the step that runs a command in the sandbox over the stage's layers and turns what
+//! it wrote (the overlay's upper directory) into a layer.
+
+use std::path::Path;
+
+use store::Store;
+
+use super::{argv, lowerdirs, Outcome};
+use crate::cache::CacheKey;
+use crate::dockerfile::{Instruction, ShellOrExec};
+use crate::exec::{self, RunSpec};
+use crate::layers::commit_layer;
+use crate::progress::StepInfo;
+use crate::solve::cache_hit::{add_layer, cache_hit, chain_of, Origin};
+use crate::solve::context::Context;
+use crate::solve::stage::{BuildRun, StageResult, StageState};
+use crate::solve::{heredocs, run_mounts, BuildError, Result};
+
+fn json(v: Option<&Vec<String>>) -> String {
+    serde_json::to_string(&v.cloned().unwrap_or_default()).unwrap_or_default()
+}
+
+pub(super) fn run_step(
+    run: &mut BuildRun,
+    state: &mut StageState,
+    inst: &Instruction,
+    info: &StepInfo,
+    r: &crate::dockerfile::Run,
+    done: &[Option<StageResult>],
+    ctx: &mut Context,
+) -> Result<Outcome> {
+    if r.security == Some(crate::dockerfile::SecurityMode::Insecure) && !run.opts.allow_insecure {
+        return Err(run.step_error(
+            inst,
+            "RUN --security=insecure is not allowed: pass --allow security.insecure".into(),
+        ));
+    }
+    if r.network == Some(crate::dockerfile::NetworkMode::Host) && !run.opts.allow_network_host {
+        return Err(run.step_error(
+            inst,
+            "RUN --network=host is not allowed: pass --allow network.host".into(),
+        ));
+    }
+    let mounts = run_mounts::resolve(run, state, &r.mounts, done, ctx)
+        .map_err(|m| run.step_error(inst, m))?;
+    let script = match (&r.cmd, r.heredocs.is_empty()) {
+        (_, true) => None,
+        (ShellOrExec::Shell(line), false) => Some(heredocs::run_script(
+            &state.config.config.shell_or_default(),
+            line,
+            &r.heredocs,
+        )),
+        (ShellOrExec::Exec(_), false) => {
+            return Err(run.step_error(inst, "RUN heredocs need the shell form".into()))
+        }
+    };
+    let argv = match &script {
+        Some(s) => s.argv.clone(),
+        None => argv(state, &r.cmd),
+    };
+    let network = match r.network {
+        Some(crate::dockerfile::NetworkMode::None) => exec::Network::None,
+        Some(crate::dockerfile::NetworkMode::Host) => exec::Network::Host,
+        _ => run.opts.network,
+    };
+    let created_by = format!(
+        "RUN {}{} # buildkit",
+        state.run_history_args(),
+        argv.join(" ")
+    );
+    let mut key_text = format!(
+        "RUN {}\0{:?}\0{}\0{}",
+        json(Some(&argv)),
+        network,
+        state.config.config.user,
+        state.config.config.working_dir
+    );
+    if !r.mounts.is_empty() || script.is_some() || r.security.is_some() {
+        let file = script.as_ref().and_then(|s| s.file.as_ref());
+        key_text.push_str(&format!(
+            "\0{}\0{file:?}\0{:?}",
+            mounts.key_text, r.security
+        ));
+    }
+    let key = CacheKey::for_step(
+        &state.key,
+        &key_text,
+        &state.args,
+        Some(&state.config.config.env.join("\0")),
+    );
+    if let Some((layer, origin)) = cache_hit(run, &key)? {
+        add_layer(run, state, key, layer, &created_by, origin)?;
+        return Ok(Outcome::Cached);
+    }
+    let lower = lowerdirs(run, &state.layers)?;
+    let scratch = run
+        .store
+        .layout()
+        .snapshot_temp(store::layout::RUN_TEMP_PREFIX);
+    let upper = scratch.join("fs");
+    let work = scratch.join("work");
+    let io_err = |op: &str, p: &Path, e: std::io::Error| {
+        run.step_error(inst, format!("{op} {}: {e}", p.display()))
+    };
+    std::fs::create_dir_all(&upper).map_err(|e| io_err("creating", &upper, e))?;
+    std::fs::create_dir_all(&work).map_err(|e| io_err("creating", &work, e))?;
+    let root = run.store.layout().root().to_path_buf();
+    let mut waits = Vec::new();
+    let active = run_mounts::activate(&root, mounts, &scratch, &mut |m| waits.push(m.to_string()))
+        .map_err(|m| {
+            let _ = std::fs::remove_dir_all(&scratch);
+            run.step_error(inst, m)
+        })?;
+    let mut extra_mounts = active.specs.clone();
+    if let Some((target, data)) = script.and_then(|s| s.file) {
+        extra_mounts.push(exec::MountSpec::File {
+            target,
+            data,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        });
+    }
+    let mut run_env = state.run_env();
+    run_env.extend(active.env.iter().cloned());
+    let spec = RunSpec {
+        lowerdirs: lower,
+        upperdir: upper.clone(),
+        workdir_overlay: work.clone(),
+        argv: argv.clone(),
+        env: run_env,
+        cwd: if state.config.config.working_dir.is_empty() {
+            "/".into()
+        } else {
+            state.config.config.working_dir.clone()
+        },
+        user: state.config.config.user.clone(),
+        network,
+        security: match r.security {
+            Some(crate::dockerfile::SecurityMode::Insecure) => exec::Security::Insecure,
+            _ => exec::Security::Sandbox,
+        },
+        hostname: "strata".to_string(),
+        snapshotter: run.opts.snapshotter,
+        extra_mounts,
+    };
+    let info = info.clone();
+    for w in waits {
+        run.step_output(&info, w.as_bytes());
+    }
+    // Never hold the database across a RUN (docs/design.md §2); this also flushes the lease.
+    run.store.release_meta()?;
+    let outcome = {
+        let mut on_output = |chunk: &[u8]| run.step_output(&info, chunk);
+        exec::run_step_with_output(&spec, &mut on_output)
+    };
+    drop(active);
+    let cleanup = || {
+        let _ = std::fs::remove_dir_all(&scratch);
+    };
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(source) => {
+            cleanup();
+            return Err(BuildError::Sandbox {
+                location: run.location(inst.span.start),
+                span: inst.span,
+                source,
+            });
+        }
+    };
+    if !outcome.status.is_success() {
+        cleanup();
+        return Err(BuildError::RunFailed {
+            location: run.location(inst.span.start),
+            span: inst.span,
+            command: argv.join(" "),
+            status: outcome.status,
+            output: String::from_utf8_lossy(&outcome.output_tail)
+                .trim_end()
+                .to_string(),
+        });
+    }
+    let diff_opts = crate::differ::DiffOptions {
+        source_date_epoch: run.opts.source_date_epoch,
+    };
+    let layer = commit_layer(run.store, run.lease, |w| {
+        crate::differ::write_layer(&upper, w, &diff_opts).map(|_| ())
+    });
+    let layer = match layer {
+        Ok(l) => l,
+        Err(e) => {
+            cleanup();
+            return Err(run.step_error(inst, format!("writing the layer: {e}")));
+        }
+    };
+    let chain = chain_of(&state.layers, &layer);
+    let parent = state.layers.last().map(|_| {
+        let ids: Vec<store::Digest> = state.layers.iter().map(|l| l.diff_id.clone()).collect();
+        Store::chain_ids(&ids).pop().expect("non-empty")
+    });
+    let committed = run
+        .store
+        .commit_snapshot(run.lease, &chain, parent.as_ref(), &upper);
+    cleanup();
+    committed?;
+    add_layer(run, state, key, layer, &created_by, Origin::Built)?;
+    Ok(Outcome::Done)
+}
