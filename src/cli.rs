@@ -237,6 +237,9 @@ pub struct BuildArgs {
     /// Output destination (type=local|tar|oci|docker|image|registry,dest=…; DIR; - for a tar on stdout)
     #[arg(short = 'o', long = "output", value_name = "PATH|TYPE=…")]
     pub outputs: Vec<String>,
+    /// Builder instance (accepted for buildx scripts: strata is its own one builder)
+    #[arg(long = "builder", value_name = "NAME")]
+    pub builder: Option<String>,
     /// Set metadata for an image (KEY=VALUE)
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,

@@ -157,3 +157,104 @@ fn build_push_attaches_slsa_provenance_in_an_image_index() {
         "base64 of the Dockerfile"
     );
 }
+
+/// The argument lists docker/build-push-action builds (src/context.ts `getArgs`: the build
+/// arguments, then `--builder`, `--load`, `--metadata-file`, `--push`, then the context).
+#[test]
+fn build_push_action_argument_lists_work() {
+    let reg = Registry::start(RegistryOptions::default());
+    let env = TestEnv::with_busybox();
+    let ctx = context(&env);
+    let ctx_arg = ctx.to_string_lossy().into_owned();
+    let s = |p: &str| env.scratch.join(p).to_string_lossy().into_owned();
+    let (iid, meta) = (s("iidfile"), s("metadata.json"));
+    let tag = format!("{}/ci/app:main", reg.addr);
+    let cache = format!("{}/ci/app:buildcache", reg.addr);
+    let platform = registry_client::Platform::host().to_string();
+    let strata = |args: &[&str]| {
+        let out = env.strata(args);
+        out.assert_ok();
+        out
+    };
+    // A public repository pushing: tags, labels, build args, registry cache, max provenance.
+    strata(&[
+        "build",
+        "--build-arg",
+        "GREETING=hi",
+        "--cache-from",
+        &format!("type=registry,ref={cache}"),
+        "--cache-to",
+        &format!("type=registry,ref={cache},mode=max"),
+        "--iidfile",
+        &iid,
+        "--label",
+        "org.opencontainers.image.source=https://github.com/o/r",
+        "--platform",
+        &platform,
+        "--attest",
+        "type=provenance,mode=max,builder-id=https://github.com/o/r/actions/runs/1",
+        "--tag",
+        &tag,
+        "--builder",
+        "builder-0123",
+        "--metadata-file",
+        &meta,
+        "--push",
+        &ctx_arg,
+    ]);
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&fs::read(&meta).expect("metadata")).expect("JSON");
+    let raw = raw_manifest(&tag);
+    let pushed = format!("sha256:{}", registry_common::sha256_hex(&raw));
+    assert_eq!(
+        metadata["containerimage.digest"],
+        pushed.as_str(),
+        "{metadata}"
+    );
+    assert_eq!(metadata["image.name"], tag.as_str(), "{metadata}");
+    let image_id = fs::read_to_string(&iid).expect("iidfile");
+    assert_eq!(metadata["containerimage.config.digest"], image_id.as_str());
+    assert_eq!(
+        util::image_config(&env.root, &tag)["config"]["Labels"]["org.opencontainers.image.source"],
+        "https://github.com/o/r"
+    );
+    raw_manifest(&cache);
+
+    // load: true (no default provenance with a docker exporter).
+    strata(&[
+        "build",
+        "--iidfile",
+        &iid,
+        "--tag",
+        "app:loaded",
+        "--load",
+        "--metadata-file",
+        &meta,
+        &ctx_arg,
+    ]);
+    assert_eq!(
+        env.image_id("app:loaded"),
+        fs::read_to_string(&iid).expect("iidfile")
+    );
+
+    // outputs: type=local in a private repository (min provenance, inline only; no iidfile).
+    let out = s("out");
+    strata(&[
+        "build",
+        "--output",
+        &format!("type=local,dest={out}"),
+        "--attest",
+        "type=provenance,mode=min,inline-only=true,builder-id=https://github.com/o/r/actions/runs/2",
+        "--metadata-file",
+        &meta,
+        &ctx_arg,
+    ]);
+    assert_eq!(
+        fs::read_to_string(format!("{out}/hello.txt")).expect("hello.txt"),
+        "hello\n"
+    );
+    assert!(
+        Path::new(&format!("{out}/bin/busybox")).exists(),
+        "the base image's files are there too"
+    );
+}

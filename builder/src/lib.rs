@@ -1,10 +1,10 @@
 //! strata's builder: the Dockerfile front end, the planner and build cache, the sandboxed
 //! executor for RUN, and the differ that turns an upperdir into a layer.
 //!
-//! Data flows one way: `dockerfile` (parse → instructions → expand → lint) → `plan`
-//! (stages → steps with cache keys) → `exec` (RUN in a sandbox over overlayfs of store
-//! snapshots) → `differ` (upperdir → layer tar) → `store` ingest. `solve` drives it for
-//! one build: stages in order, each step a cache hit or a run, then the image export.
+//! Data flows one way: `dockerfile` (parse → instructions → expand → lint) → `solve`
+//! (stages in order; each step keyed by `cache`, a cache hit or a run through the handler
+//! table in `solve::steps`) → `exec` (RUN in a sandbox over overlayfs of store snapshots)
+//! → `differ` (upperdir → layer tar) → `store` ingest → the image export.
 //! (Not `build/`: tools and people take a folder of that name for build output.)
 
 pub mod cache;

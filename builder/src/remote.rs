@@ -5,10 +5,7 @@
 use store::{Digest, Reference};
 
 use crate::remote_cache::CacheSource;
-
-/// An error from the other side of [`Remote`], kept whole (with its causes) so the build
-/// error that wraps it prints the chain.
-pub type RemoteError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::remote_cache::RemoteError;
 
 /// The registries one build may reach.
 pub trait Remote {

@@ -23,7 +23,10 @@ use serde::{Deserialize, Serialize};
 use store::{Descriptor, Digest, LayerRef};
 
 use crate::cache::CacheKey;
-use crate::remote::RemoteError;
+
+/// An error from the other side of [`crate::remote::Remote`] or [`CacheSource`], kept whole
+/// (with its causes) so the build error that wraps it prints the chain.
+pub type RemoteError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The media type of a cache manifest's config blob.
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.strata.cache.config.v1+json";
