@@ -71,10 +71,25 @@ pub enum Command {
     System(SystemCommand),
     /// Show the strata version and the commit it was built from
     Version,
+    /// Manage image manifests in registries
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
     /// Print the shell completion script (bash, zsh or fish) to stdout
     Completion(CompletionArgs),
     /// Write the man pages (strata.1, strata-build.1, ...) into a directory
     Man(ManArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ManifestCommand {
+    /// Display an image manifest, or manifest list, as the registry holds it
+    Inspect(ManifestInspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestInspectArgs {
+    /// Image reference in the registry (NAME[:TAG|@DIGEST])
+    pub reference: String,
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +222,9 @@ pub struct BuildArgs {
     /// How RUN steps get their filesystem: overlayfs, or a copy of the parent tree
     #[arg(long, value_enum, default_value = "overlay")]
     pub snapshotter: Snapshotter,
+    /// How many independent stages may build at once (1: one after another) [default: twice the cores]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
     /// Check the Dockerfile (parse, expand, build checks) without building
     #[arg(long)]
     pub check: bool,

@@ -12,7 +12,7 @@ mod progress;
 mod template;
 
 use clap::Parser;
-use cli::{BuilderCommand, Cli, Command, ImageCommand, SystemCommand};
+use cli::{BuilderCommand, Cli, Command, ImageCommand, ManifestCommand, SystemCommand};
 use commands::Ctx;
 
 fn main() {
@@ -51,6 +51,9 @@ fn main() {
         Command::System(SystemCommand::Prune(args)) => commands::prune::system_prune(&ctx, args),
         Command::System(SystemCommand::Df(args)) => commands::system::df(&ctx, args),
         Command::System(SystemCommand::Verify) => commands::verify::run(&ctx),
+        Command::Manifest(ManifestCommand::Inspect(args)) => {
+            commands::manifest::inspect(&ctx, args)
+        }
         Command::Completion(args) => commands::docs::completion(args.shell),
         Command::Man(args) => commands::docs::man(&args.dir),
         Command::Version => {

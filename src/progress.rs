@@ -1,33 +1,39 @@
 //! Build progress on the terminal: indicatif spinners on a TTY, docker's `--progress plain`
 //! lines otherwise (`#3 [2/5] RUN make`, output lines prefixed with the step number and the
-//! elapsed time, `#3 CACHED`, `#3 DONE 0.4s`).
+//! elapsed time, `#3 CACHED`, `#3 DONE 0.4s`). Stages that build side by side have several
+//! steps running at once: plain lines interleave, each carrying its step's `#N` (as
+//! BuildKit's do), and the TTY view shows one spinner per running step.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use builder::progress::{Reporter, StepEnd, StepInfo};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// docker's plain progress.
 pub struct PlainReporter {
-    started: Instant,
+    /// When each running step started, by `#N`.
+    started: HashMap<usize, Instant>,
 }
 
 impl PlainReporter {
     pub fn new() -> PlainReporter {
         PlainReporter {
-            started: Instant::now(),
+            started: HashMap::new(),
         }
     }
 
-    fn elapsed(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
+    fn elapsed(&self, step: &StepInfo) -> f64 {
+        self.started
+            .get(&step.number)
+            .map_or(0.0, |t| t.elapsed().as_secs_f64())
     }
 }
 
 impl Reporter for PlainReporter {
     fn step_started(&mut self, step: &StepInfo) {
-        self.started = Instant::now();
+        self.started.insert(step.number, Instant::now());
         eprintln!("#{} {} {}", step.number, label(step), step.text);
     }
 
@@ -35,12 +41,13 @@ impl Reporter for PlainReporter {
         eprintln!(
             "#{} {:.3} {}",
             step.number,
-            self.elapsed(),
+            self.elapsed(step),
             String::from_utf8_lossy(line)
         );
     }
 
     fn step_finished(&mut self, step: &StepInfo, end: StepEnd) {
+        self.started.remove(&step.number);
         match end {
             StepEnd::Cached => eprintln!("#{} CACHED", step.number),
             StepEnd::Done(d) => eprintln!("#{} DONE {}", step.number, secs(d)),
@@ -56,22 +63,23 @@ impl Reporter for PlainReporter {
 
 /// A spinner per running step; finished steps stay as one line each, like BuildKit's TTY view.
 pub struct TtyReporter {
-    bar: Option<ProgressBar>,
-    last_line: String,
+    bars: MultiProgress,
+    /// The spinner of each running step, by `#N`.
+    running: HashMap<usize, ProgressBar>,
 }
 
 impl TtyReporter {
     pub fn new() -> TtyReporter {
         TtyReporter {
-            bar: None,
-            last_line: String::new(),
+            bars: MultiProgress::new(),
+            running: HashMap::new(),
         }
     }
 }
 
 impl Reporter for TtyReporter {
     fn step_started(&mut self, step: &StepInfo) {
-        let bar = ProgressBar::new_spinner();
+        let bar = self.bars.add(ProgressBar::new_spinner());
         bar.set_style(
             ProgressStyle::with_template(
                 " => {spinner} {prefix} {elapsed_precise:.dim} {wide_msg:.dim}",
@@ -80,16 +88,14 @@ impl Reporter for TtyReporter {
         );
         bar.set_prefix(format!("{} {}", label(step), step.text));
         bar.enable_steady_tick(Duration::from_millis(100));
-        self.bar = Some(bar);
-        self.last_line.clear();
+        self.running.insert(step.number, bar);
     }
 
-    fn step_output(&mut self, _: &StepInfo, line: &[u8]) {
+    fn step_output(&mut self, step: &StepInfo, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         if !text.trim().is_empty() {
-            self.last_line = text.into_owned();
-            if let Some(bar) = &self.bar {
-                bar.set_message(self.last_line.clone());
+            if let Some(bar) = self.running.get(&step.number) {
+                bar.set_message(text.into_owned());
             }
         }
     }
@@ -100,22 +106,25 @@ impl Reporter for TtyReporter {
             StepEnd::Done(d) => secs(d),
             StepEnd::Failed(d) => format!("ERROR after {}", secs(d)),
         };
-        if let Some(bar) = self.bar.take() {
+        if let Some(bar) = self.running.remove(&step.number) {
             bar.finish_and_clear();
+            self.bars.remove(&bar);
         }
-        let _ = writeln!(
-            std::io::stderr(),
-            " => {} {} {}",
-            label(step),
-            step.text,
-            status
-        );
+        self.print(&format!(" => {} {} {}", label(step), step.text, status));
     }
 
     fn note(&mut self, text: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(text),
-            None => eprintln!("{text}"),
+        self.print(text);
+    }
+}
+
+impl TtyReporter {
+    /// One line above the spinners of the steps still running (straight to stderr when
+    /// none runs, or when the spinners are not drawn).
+    fn print(&self, line: &str) {
+        let is_drawn = !self.running.is_empty() && !self.bars.is_hidden();
+        if !is_drawn || self.bars.println(line).is_err() {
+            let _ = writeln!(std::io::stderr(), "{line}");
         }
     }
 }

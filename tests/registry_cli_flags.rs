@@ -8,15 +8,16 @@ use registry_common::{
     http_get, oci_layout, random_bytes, skopeo_copy, Registry, RegistryOptions, Strata,
 };
 
-/// Puts a one-layer amd64 image at `repo_tag` in the registry.
-fn seed(reg: &Registry, repo_tag: &str, seed: u64) {
+/// Puts a one-layer amd64 image at `repo_tag` in the registry; returns its manifest.
+fn seed(reg: &Registry, repo_tag: &str, seed: u64) -> Vec<u8> {
     let layout = tempfile::tempdir().expect("tempdir");
-    oci_layout(layout.path(), "t", &[random_bytes(2000, seed)]);
+    let image = oci_layout(layout.path(), "t", &[random_bytes(2000, seed)]);
     skopeo_copy(
         &[],
         &format!("oci:{}:t", layout.path().display()),
         &format!("docker://{}/{repo_tag}", reg.addr),
     );
+    image.manifest
 }
 
 fn registry_tags(reg: &Registry, repo: &str) -> Vec<String> {
@@ -104,5 +105,31 @@ fn pull_platform_refuses_an_image_of_another_platform() {
 
     s.run(&["pull", "--platform", "linux/amd64", &image]).ok();
     let out = s.run(&["pull", "--platform", "linux", &image]).fails();
+    assert_eq!(out.status, Some(2), "{out}");
+}
+
+#[test]
+fn manifest_inspect_prints_the_registry_manifest() {
+    let reg = Registry::start(RegistryOptions::default());
+    let manifest = seed(&reg, "m/app:v1", 4);
+    let s = Strata::new();
+    let out = s
+        .run(&["manifest", "inspect", &format!("{}/m/app:v1", reg.addr)])
+        .ok();
+    assert!(
+        out.stdout
+            .starts_with("{\n\t\"config\": {\n\t\t\"digest\": \"sha256:"),
+        "{out}"
+    );
+    let printed: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let want: serde_json::Value = serde_json::from_slice(&manifest).expect("JSON");
+    assert_eq!(printed, want);
+
+    let out = s
+        .run(&["manifest", "inspect", &format!("{}/m/app:nope", reg.addr)])
+        .fails();
+    assert_eq!(out.status, Some(1), "{out}");
+    assert!(out.stderr.contains("no such manifest"), "{out}");
+    let out = s.run(&["manifest", "inspect", "Bad:Ref"]).fails();
     assert_eq!(out.status, Some(2), "{out}");
 }

@@ -30,7 +30,8 @@ pub enum StepEnd {
     Failed(Duration),
 }
 
-pub trait Reporter {
+/// `Send`: the stages of a build run on threads of their own and report through one lock.
+pub trait Reporter: Send {
     fn step_started(&mut self, step: &StepInfo);
     /// One line of a running RUN step's output (stdout and stderr), without its newline.
     fn step_output(&mut self, step: &StepInfo, line: &[u8]);

@@ -8,7 +8,8 @@ use crate::remote_cache::CacheSource;
 pub use crate::remote_cache::RemoteError;
 
 /// The registries one build may reach.
-pub trait Remote {
+/// `Sync`: stages running side by side resolve their bases through one `Remote`.
+pub trait Remote: Sync {
     /// Brings `reference` into the store (a pull) and returns its manifest digest. Called
     /// for a `FROM` image the store lacks, and for every `FROM` image under `--pull`.
     fn fetch_base(&self, reference: &Reference) -> Result<Digest, RemoteError>;

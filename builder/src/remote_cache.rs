@@ -149,7 +149,8 @@ pub enum ExportMode {
 }
 
 /// Caches imported with `--cache-from`, as the build sees them.
-pub trait CacheSource {
+/// `Sync`: stages running side by side look their steps up in one cache.
+pub trait CacheSource: Sync {
     /// The record for `key`, if an imported cache has one.
     fn lookup(&self, key: &CacheKey) -> Option<RemoteRecord>;
     /// Starts bringing the record's layer blob into the store (verified, recorded); it

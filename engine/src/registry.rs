@@ -90,6 +90,21 @@ impl Registry {
         Ok(report.manifest)
     }
 
+    /// The manifest (or index) `reference` names, as the registry holds it; `None` when
+    /// the registry has no such manifest. Nothing is stored.
+    pub fn fetch_manifest(
+        &self,
+        reference: &Reference,
+    ) -> Result<Option<registry_client::RemoteManifest>> {
+        let client = self.client()?;
+        self.runtime()?
+            .block_on(client.fetch_manifest(reference))
+            .map_err(|source| EngineError::Pull {
+                reference: reference.familiar(),
+                source: Box::new(source),
+            })
+    }
+
     /// Every tag of `reference`'s repository in the registry (`pull --all-tags`).
     pub fn list_tags(&self, reference: &Reference) -> Result<Vec<String>> {
         let client = self.client()?;

@@ -113,6 +113,9 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         allow_insecure: allowed.is_insecure_allowed,
         allow_network_host: allowed.is_network_host_allowed,
         inline_cache,
+        jobs: args
+            .jobs
+            .map_or_else(builder::solve::schedule::default_jobs, |n| n as usize),
         labels: parse_labels(&args.labels)?,
         manifest_annotations: parse_annotations(&args.annotations)?,
     };

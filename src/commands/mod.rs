@@ -10,6 +10,7 @@ pub mod import;
 pub mod inspect;
 pub mod load;
 pub mod login;
+pub mod manifest;
 pub mod prune;
 pub mod pull;
 pub mod push;

@@ -26,6 +26,7 @@ mod sandbox;
 pub mod seccomp;
 #[cfg(test)]
 mod seccomp_profile;
+pub mod stop;
 pub mod stubs;
 pub mod sys;
 pub mod user;
@@ -37,6 +38,7 @@ use std::time::Duration;
 
 pub use copy_snapshotter::{diff_tree, materialize};
 pub use output::{clip_note, LOG_LIMIT_BYTES, OUTPUT_TAIL_BYTES};
+pub use stop::Stopper;
 
 /// The capabilities a step keeps, docker's default set: CHOWN, DAC_OVERRIDE, FOWNER,
 /// FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD,
@@ -78,6 +80,9 @@ pub struct RunSpec {
     pub snapshotter: Snapshotter,
     /// RUN --mount: mounted after the standard mounts, in order.
     pub extra_mounts: Vec<MountSpec>,
+    /// Kills the step when it fires (another stage of the build failed); the step then
+    /// ends with an error.
+    pub stop: Option<Stopper>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

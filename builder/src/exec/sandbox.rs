@@ -222,6 +222,9 @@ fn spawn(spec: &RunSpec, ops: &[MountOp], on_line: &mut dyn FnMut(&[u8])) -> Res
         child_a(fds, flags, &plan);
     }
     drop((out_w, err_w, st_w, unshared_w, go_r, devnull));
+    if let Some(stop) = &spec.stop {
+        stop.register(pid);
+    }
     let net = plan
         .is_isolated
         .then(|| start_network(pid, unshared_r, go_w));
@@ -230,6 +233,9 @@ fn spawn(spec: &RunSpec, ops: &[MountOp], on_line: &mut dyn FnMut(&[u8])) -> Res
     let mut report = Vec::new();
     let _ = File::from(err_r).read_to_end(&mut report);
     let status = reap(pid);
+    if let Some(stop) = &spec.stop {
+        stop.unregister(pid);
+    }
     let duration = start.elapsed();
     let mut raw_status = [0u8; 4];
     let has_status = File::from(st_r).read_exact(&mut raw_status).is_ok();

@@ -54,7 +54,7 @@ pub(super) fn cache_hit(run: &mut BuildRun, key: &CacheKey) -> Result<Option<(La
         run.store.release_meta()?;
         if let Err(e) = cache.fetch(run.lease, &remote) {
             // As BuildKit does: a cache that cannot be read is a miss, not a failure.
-            run.reporter().note(&format!(
+            run.note(&format!(
                 "WARNING: importing cache layer {}: {}",
                 remote.layer.digest,
                 crate::remote::error_chain(e.as_ref())

@@ -110,6 +110,28 @@ impl Context {
         Ok(hex)
     }
 
+    /// A copy for one stage of the build: the same records, none new yet.
+    pub fn fork(&self) -> Context {
+        Context {
+            root: self.root.clone(),
+            key: self.key.clone(),
+            stats: self.stats.clone(),
+            changed: Vec::new(),
+            ignore: self.ignore.clone(),
+            started_ns: self.started_ns,
+            store: self.store.clone(),
+            is_released: self.is_released,
+        }
+    }
+
+    /// Take in the new records of a stage's copy (see [`Context::fork`]).
+    pub fn absorb(&mut self, other: Context) {
+        for (rel, rec) in other.changed {
+            self.stats.insert(rel.clone(), rec.clone());
+            self.changed.push((rel, rec));
+        }
+    }
+
     /// Record the digests computed during this build (one short write).
     pub fn save(&mut self, store: &Store) -> Result<()> {
         if !self.changed.is_empty() {

@@ -1,7 +1,8 @@
 //! `strata build`: from a Dockerfile and a context to a tagged image in the store.
 //!
 //! ```text
-//! parse ──▶ pick the stages the target needs ──▶ for each stage, in order:
+//! parse ──▶ pick the stages the target needs ──▶ each stage once the stages it uses are
+//!           done (side by side, at most `jobs` at once; schedule.rs):
 //!             FROM: resolve the base (store, else the caller's pull) ──▶ steps:
 //!               key = CacheKey::for_step(parent, expanded instruction, args, content)
 //!               cache hit  → reuse the layer, run nothing
@@ -21,6 +22,7 @@ pub mod fetch;
 mod heredocs;
 mod history_text;
 pub mod run_mounts;
+pub mod schedule;
 mod stage;
 mod steps;
 
@@ -66,6 +68,9 @@ pub struct BuildOptions {
     /// `--cache-to type=inline` (or `BUILDKIT_INLINE_CACHE=1`): the image's config carries
     /// the cache records of its own layers, so `--cache-from IMAGE` can use them.
     pub inline_cache: bool,
+    /// `--jobs`: how many stages may run at once (1: one after another, in Dockerfile
+    /// order); see [`schedule::default_jobs`].
+    pub jobs: usize,
     /// `--label`: set on the image config after the Dockerfile's own `LABEL`s.
     pub labels: BTreeMap<String, String>,
     /// `--annotation` (manifest level): the image manifest's `annotations`.
@@ -142,6 +147,10 @@ pub enum BuildError {
     /// A layer of an imported build cache could not be downloaded after its step hit.
     #[error("importing build cache")]
     CacheImport(#[source] RemoteError),
+    /// The stage ended early because another stage of the build failed (that stage's
+    /// error is the one the build returns).
+    #[error("stopped: another stage of the build failed")]
+    Stopped,
 }
 
 pub type Result<T> = std::result::Result<T, BuildError>;
@@ -198,33 +207,71 @@ fn build_parsed(
     let target = target_index(dockerfile, opts.target.as_deref())?;
     let meta_args = stage::resolve_meta_args(dockerfile, opts)?;
     let needed = needed_stages(dockerfile, target, &meta_args);
+    let deps: Vec<Vec<usize>> = (0..dockerfile.stages.len())
+        .map(|i| stage_deps(dockerfile, i, &meta_args))
+        .collect();
     // Held for the whole build; dropping it (also on error) ends the lease.
     let lease = store.lease(Duration::from_secs(6 * 3600))?;
     let mut ctx = context::Context::open(store, &opts.context, dockerfile_path)?;
-    let mut run = stage::BuildRun::new(store, opts, remote, dockerfile, &lease, reporter, &needed);
-    run.meta_args = meta_args;
-    let mut results: Vec<Option<StageResult>> = vec![None; dockerfile.stages.len()];
-    for index in needed {
-        let result = run.stage(index, &results, &mut ctx)?;
-        results[index] = Some(result);
+    let stop = exec::Stopper::new();
+    let progress = stage::Progress::new(reporter);
+    let build = stage::Build {
+        store,
+        opts,
+        remote,
+        dockerfile,
+        lease: &lease,
+        meta_args: &meta_args,
+        progress: &progress,
+        stop: &stop,
+    };
+    // Each stage hashes context files into its own copy of the stat cache; the copies'
+    // new records are saved together at the end.
+    let hold_meta_unless_concurrent = |is_concurrent: bool| {
+        if is_concurrent {
+            store.unhold_meta()?;
+        } else {
+            store.hold_meta();
+        }
+        Ok(())
+    };
+    let (mut results, stages) = schedule::run(
+        &needed,
+        &deps,
+        opts.jobs,
+        &stop,
+        hold_meta_unless_concurrent,
+        |index, done| {
+            let mut stage_ctx = ctx.fork();
+            let mut run = build.stage_run();
+            let result = run.stage(index, done, &mut stage_ctx)?;
+            let built = run.take_built_steps();
+            Ok((result, (stage_ctx, run.cached, built, run.take_materials())))
+        },
+    )?;
+    let mut cached_steps = 0;
+    let mut steps = Vec::new();
+    let mut materials: Vec<(Reference, Digest)> = Vec::new();
+    for (stage_ctx, cached, built, read) in stages {
+        ctx.absorb(stage_ctx);
+        cached_steps += cached;
+        steps.extend(built);
+        for (reference, manifest) in read {
+            if !materials.iter().any(|(r, _)| *r == reference) {
+                materials.push((reference, manifest));
+            }
+        }
     }
     ctx.save(store)?;
     wait_for_cache_imports(remote)?;
     let finished = results[target].take().expect("the target stage was built");
-    let (cached_steps, total_steps) = run.counts();
-    let steps = run.take_built_steps();
-    let materials = run.take_materials();
+    let total_steps = step_count(dockerfile, &needed);
     let inline = opts
         .inline_cache
         .then(|| crate::remote_cache::select(&steps, &finished.layers, ExportMode::Min));
-    let image = export::export(
-        store,
-        &finished,
-        opts,
-        &lease,
-        inline.as_deref(),
-        run.reporter(),
-    )?;
+    let image = progress.with_reporter(|reporter| {
+        export::export(store, &finished, opts, &lease, inline.as_deref(), reporter)
+    })?;
     Ok(BuildResult {
         manifest: image.manifest,
         image_id: image.config,
@@ -234,6 +281,21 @@ fn build_parsed(
         layers: finished.layers,
         materials,
     })
+}
+
+/// The steps of the stages built, as the progress counts them (each stage's FROM too).
+fn step_count(dockerfile: &Dockerfile, needed: &[usize]) -> usize {
+    needed
+        .iter()
+        .map(|i| {
+            dockerfile.stages[*i]
+                .instructions
+                .iter()
+                .filter(|inst| stage::is_step(inst))
+                .count()
+                + 1
+        })
+        .sum()
 }
 
 /// Every layer a `--cache-from` hit started to download is in the store.
@@ -273,30 +335,38 @@ fn needed_stages(
             continue;
         }
         needed[i] = true;
-        let stage = &dockerfile.stages[i];
-        // FROM may name a stage through a global ARG (`FROM base-$TARGETARCH`).
-        let base =
-            dockerfile::expand_word(&stage.base, meta_args).unwrap_or_else(|_| stage.base.clone());
-        let mut refs: Vec<&str> = vec![base.as_str()];
-        for inst in &stage.instructions {
-            if let Command::Copy(copy) = &inst.command {
-                if let Some(from) = &copy.from {
-                    refs.push(from);
-                }
-            }
-            if let Command::Run(run) = &inst.command {
-                refs.extend(run.mounts.iter().filter_map(|m| mount_from(m)));
-            }
-        }
-        for r in refs {
-            if let Some(dep) = stage_ref(dockerfile, r, i) {
-                todo.push(dep);
-            }
-        }
+        todo.extend(stage_deps(dockerfile, i, meta_args));
     }
     (0..dockerfile.stages.len())
         .filter(|i| needed[*i])
         .collect()
+}
+
+/// The earlier stages stage `i` uses: its base (`FROM stage`), `COPY --from=stage` and
+/// `RUN --mount=from=stage`.
+fn stage_deps(dockerfile: &Dockerfile, i: usize, meta_args: &[(String, String)]) -> Vec<usize> {
+    let stage = &dockerfile.stages[i];
+    // FROM may name a stage through a global ARG (`FROM base-$TARGETARCH`).
+    let base =
+        dockerfile::expand_word(&stage.base, meta_args).unwrap_or_else(|_| stage.base.clone());
+    let mut refs: Vec<&str> = vec![base.as_str()];
+    for inst in &stage.instructions {
+        if let Command::Copy(copy) = &inst.command {
+            if let Some(from) = &copy.from {
+                refs.push(from);
+            }
+        }
+        if let Command::Run(run) = &inst.command {
+            refs.extend(run.mounts.iter().filter_map(|m| mount_from(m)));
+        }
+    }
+    let mut deps: Vec<usize> = refs
+        .into_iter()
+        .filter_map(|r| stage_ref(dockerfile, r, i))
+        .collect();
+    deps.sort_unstable();
+    deps.dedup();
+    deps
 }
 
 /// The `from=` of a `--mount` spec, if any.

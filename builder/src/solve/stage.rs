@@ -1,6 +1,7 @@
 //! Running one stage: resolve its base, then each instruction through the handler table in
 //! `steps`. The state a stage carries between steps is `StageState`.
 
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use store::{LayerRef, Lease, Reference, Store};
@@ -9,6 +10,7 @@ use super::context::Context;
 use super::{stage_ref, steps, BuildError, BuildOptions, Result};
 use crate::cache::CacheKey;
 use crate::dockerfile::{expand_word, Command, Dockerfile, Instruction, Stage};
+use crate::exec;
 use crate::image::{ImageConfigFile, DEFAULT_PATH};
 use crate::progress::{Reporter, StepEnd, StepInfo};
 use crate::remote::Remote;
@@ -85,21 +87,116 @@ impl StageState {
     }
 }
 
-/// One build in progress: what every stage needs, and the step counters.
+/// What every stage of one build shares. Stages may run side by side on threads of their
+/// own (see `schedule`); each gets a [`BuildRun`] from [`Build::stage_run`].
+pub struct Build<'a> {
+    pub store: &'a Store,
+    pub opts: &'a BuildOptions,
+    pub remote: &'a dyn Remote,
+    pub dockerfile: &'a Dockerfile,
+    pub lease: &'a Lease,
+    /// Values of the ARGs before the first FROM and the automatic platform ARGs
+    /// (`resolve_meta_args`; the build sets them before the first stage).
+    pub meta_args: &'a [(String, String)],
+    pub progress: &'a Progress<'a>,
+    /// Fired when a stage fails: the other stages stop at their next step, and their
+    /// running RUN steps are killed.
+    pub stop: &'a exec::Stopper,
+}
+
+impl<'a> Build<'a> {
+    pub fn stage_run(&self) -> BuildRun<'a> {
+        BuildRun {
+            store: self.store,
+            opts: self.opts,
+            remote: self.remote,
+            dockerfile: self.dockerfile,
+            lease: self.lease,
+            meta_args: self.meta_args,
+            progress: self.progress,
+            stop: self.stop,
+            step_number: 0,
+            cached: 0,
+            built: Vec::new(),
+            materials: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+}
+
+/// The progress of one build, shared by its stages: `#N` numbers steps in the order they
+/// start over the whole build, as BuildKit numbers vertices, and the reporter sees one call
+/// at a time (plain output of stages running together interleaves line by line).
+pub struct Progress<'a> {
+    state: Mutex<ProgressState<'a>>,
+}
+
+struct ProgressState<'a> {
+    reporter: &'a mut dyn Reporter,
+    step_number: usize,
+}
+
+impl<'a> Progress<'a> {
+    pub fn new(reporter: &'a mut dyn Reporter) -> Progress<'a> {
+        Progress {
+            state: Mutex::new(ProgressState {
+                reporter,
+                step_number: 0,
+            }),
+        }
+    }
+
+    /// Number the next step and report that it started.
+    fn start(&self, stage: &str, index: usize, total: usize, text: &str) -> StepInfo {
+        let mut state = self.lock();
+        state.step_number += 1;
+        let info = StepInfo {
+            number: state.step_number,
+            stage: stage.to_string(),
+            index,
+            total,
+            text: one_line(text),
+        };
+        state.reporter.step_started(&info);
+        info
+    }
+
+    fn finished(&self, info: &StepInfo, end: StepEnd) {
+        self.lock().reporter.step_finished(info, end);
+    }
+
+    pub fn output(&self, info: &StepInfo, line: &[u8]) {
+        self.lock().reporter.step_output(info, line);
+    }
+
+    pub fn note(&self, text: &str) {
+        self.lock().reporter.note(text);
+    }
+
+    /// Runs `f` with the reporter (for work after the stages: the export).
+    pub fn with_reporter<T>(&self, f: impl FnOnce(&mut dyn Reporter) -> T) -> T {
+        f(&mut *self.lock().reporter)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ProgressState<'a>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One stage being built: the build's shared parts, and this stage's step counters.
 pub struct BuildRun<'a> {
     pub store: &'a Store,
     pub opts: &'a BuildOptions,
     pub remote: &'a dyn Remote,
     pub dockerfile: &'a Dockerfile,
     pub lease: &'a Lease,
-    reporter: &'a mut dyn Reporter,
-    /// Values of the ARGs before the first FROM and the automatic platform ARGs
-    /// (`resolve_meta_args`; the build sets them before the first stage).
-    pub meta_args: Vec<(String, String)>,
+    pub meta_args: &'a [(String, String)],
+    progress: &'a Progress<'a>,
+    pub stop: &'a exec::Stopper,
+    /// The `#N` of this stage's latest step (config-only instructions show it too).
     step_number: usize,
-    cached: usize,
-    total: usize,
-    /// The cache record of every layer step so far (for `--cache-to`).
+    /// Steps of this stage whose result came from the cache.
+    pub cached: usize,
+    /// The cache record of every layer step of this stage (for `--cache-to`).
     built: Vec<RemoteRecord>,
     /// Every image the build read (bases, `COPY --from` images) and its manifest digest:
     /// the provenance's materials.
@@ -107,46 +204,6 @@ pub struct BuildRun<'a> {
 }
 
 impl<'a> BuildRun<'a> {
-    pub fn new(
-        store: &'a Store,
-        opts: &'a BuildOptions,
-        remote: &'a dyn Remote,
-        dockerfile: &'a Dockerfile,
-        lease: &'a Lease,
-        reporter: &'a mut dyn Reporter,
-        needed: &[usize],
-    ) -> BuildRun<'a> {
-        let total = needed
-            .iter()
-            .map(|i| {
-                dockerfile.stages[*i]
-                    .instructions
-                    .iter()
-                    .filter(|inst| is_step(inst))
-                    .count()
-                    + 1
-            })
-            .sum();
-        BuildRun {
-            store,
-            opts,
-            remote,
-            dockerfile,
-            lease,
-            reporter,
-            meta_args: Vec::new(),
-            step_number: 0,
-            cached: 0,
-            total,
-            built: Vec::new(),
-            materials: std::cell::RefCell::new(Vec::new()),
-        }
-    }
-
-    pub fn counts(&self) -> (usize, usize) {
-        (self.cached, self.total)
-    }
-
     /// Note a step that produced `layer` under `key` (built, or found in a cache).
     pub fn note_layer_step(&mut self, key: &CacheKey, layer: &LayerRef, created_at: i64) {
         self.built.push(RemoteRecord {
@@ -166,8 +223,9 @@ impl<'a> BuildRun<'a> {
         std::mem::take(&mut self.built)
     }
 
-    pub fn reporter(&mut self) -> &mut dyn Reporter {
-        self.reporter
+    /// A free-form progress line.
+    pub fn note(&self, text: &str) {
+        self.progress.note(text);
     }
 
     pub fn location(&self, inst_line: usize) -> String {
@@ -196,9 +254,9 @@ impl<'a> BuildRun<'a> {
             position += 1;
             let name = self.base_name(stage)?;
             let shown = Reference::parse(&name).map_or(name, |r| r.to_string());
+            self.check_stopped()?;
             let from_info = self.next_step(&stage_name, position, count, &format!("FROM {shown}"));
             let started = Instant::now();
-            self.reporter.step_started(&from_info);
             match self.base(stage, index, done) {
                 Ok((state, was_local)) => {
                     let end = if was_local {
@@ -206,12 +264,12 @@ impl<'a> BuildRun<'a> {
                     } else {
                         StepEnd::Done(started.elapsed())
                     };
-                    self.reporter.step_finished(&from_info, end);
+                    self.progress.finished(&from_info, end);
                     state
                 }
                 Err(e) => {
-                    self.reporter
-                        .step_finished(&from_info, StepEnd::Failed(started.elapsed()));
+                    self.progress
+                        .finished(&from_info, StepEnd::Failed(started.elapsed()));
                     return Err(e);
                 }
             }
@@ -235,20 +293,20 @@ impl<'a> BuildRun<'a> {
                 continue;
             }
             position += 1;
+            self.check_stopped()?;
             let info = self.next_step(&stage_name, position, count, &inst.original);
             let started = Instant::now();
-            self.reporter.step_started(&info);
             match steps::dispatch(self, &mut state, inst, &info, done, ctx) {
                 Ok(steps::Outcome::Cached) => {
                     self.cached += 1;
-                    self.reporter.step_finished(&info, StepEnd::Cached);
+                    self.progress.finished(&info, StepEnd::Cached);
                 }
                 Ok(steps::Outcome::Done) => self
-                    .reporter
-                    .step_finished(&info, StepEnd::Done(started.elapsed())),
+                    .progress
+                    .finished(&info, StepEnd::Done(started.elapsed())),
                 Err(e) => {
-                    self.reporter
-                        .step_finished(&info, StepEnd::Failed(started.elapsed()));
+                    self.progress
+                        .finished(&info, StepEnd::Failed(started.elapsed()));
                     return Err(e);
                 }
             }
@@ -261,18 +319,22 @@ impl<'a> BuildRun<'a> {
     }
 
     pub fn step_output(&mut self, info: &StepInfo, line: &[u8]) {
-        self.reporter.step_output(info, line);
+        self.progress.output(info, line);
     }
 
+    /// Number the next step and report that it started.
     fn next_step(&mut self, stage: &str, index: usize, total: usize, text: &str) -> StepInfo {
-        self.step_number += 1;
-        StepInfo {
-            number: self.step_number,
-            stage: stage.to_string(),
-            index,
-            total,
-            text: one_line(text),
+        let info = self.progress.start(stage, index, total, text);
+        self.step_number = info.number;
+        info
+    }
+
+    /// Another stage failed: this one ends before its next step.
+    fn check_stopped(&self) -> Result<()> {
+        if self.stop.is_stopped() {
+            return Err(BuildError::Stopped);
         }
+        Ok(())
     }
 
     /// Take the base image's ONBUILD triggers out of the config (a child does not inherit
@@ -305,7 +367,7 @@ impl<'a> BuildRun<'a> {
 
     /// The FROM name with meta ARGs expanded.
     fn base_name(&self, stage: &Stage) -> Result<String> {
-        expand_word(&stage.base, &self.meta_args).map_err(|e| BuildError::Step {
+        expand_word(&stage.base, self.meta_args).map_err(|e| BuildError::Step {
             location: format!("{}:{}", self.dockerfile.file_name, stage.span.start),
             message: e.to_string(),
         })
@@ -446,7 +508,7 @@ impl<'a> BuildRun<'a> {
 
 /// Instructions that are steps of their own in the progress (they make a layer);
 /// the rest only change the config.
-fn is_step(inst: &Instruction) -> bool {
+pub(super) fn is_step(inst: &Instruction) -> bool {
     matches!(
         inst.command,
         Command::Run(_) | Command::Copy(_) | Command::Add(_) | Command::Workdir(_)

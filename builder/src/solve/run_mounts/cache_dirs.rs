@@ -124,7 +124,8 @@ pub(super) fn open_cache(
     };
     let fs_dir = inst.join("fs");
     if !fs_dir.exists() {
-        let tmp = inst.join(format!("fs.new-{}", std::process::id()));
+        // Unique per call: stages building side by side in this process may race here too.
+        let tmp = inst.join(store::layout::unique_name("fs.new-"));
         let _ = fs::remove_dir_all(&tmp);
         fs::DirBuilder::new().mode(attrs.0).create(&tmp)?;
         fs::set_permissions(&tmp, fs::Permissions::from_mode(attrs.0))?;

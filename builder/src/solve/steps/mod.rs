@@ -62,7 +62,7 @@ pub fn dispatch(
             return Ok(Outcome::Done);
         }
         Command::Env(pairs) => c::env(state, pairs),
-        Command::Arg(defs) => c::arg(state, defs, &run.opts.build_args, &run.meta_args),
+        Command::Arg(defs) => c::arg(state, defs, &run.opts.build_args, run.meta_args),
         Command::Label(pairs) => c::label(state, pairs),
         Command::Expose(ports) => c::expose(state, ports),
         Command::Volume(vols) => c::volume(state, vols),

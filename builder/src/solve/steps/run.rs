@@ -143,6 +143,7 @@ pub(super) fn run_step(
         hostname: "strata".to_string(),
         snapshotter: run.opts.snapshotter,
         extra_mounts,
+        stop: Some(run.stop.clone()),
     };
     let info = info.clone();
     for w in waits {
