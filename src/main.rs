@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod output;
 mod progress;
+mod rootless;
 mod template;
 
 use clap::Parser;
@@ -17,6 +18,10 @@ use commands::Ctx;
 
 fn main() {
     output::die_of_sigpipe_on_closed_stdout();
+    // First, while single-threaded: a non-root user's strata becomes root in a user namespace.
+    if let Err(err) = rootless::enter_user_namespace() {
+        std::process::exit(output::report_error(&err, false));
+    }
     let cli = Cli::parse();
     let ctx = match Ctx::from_cli(&cli) {
         Ok(ctx) => ctx,

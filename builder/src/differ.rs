@@ -25,9 +25,6 @@ use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
 
-/// The xattr overlay uses to mark a directory that hides the lower ones.
-pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
-const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 
@@ -377,7 +374,7 @@ pub fn is_whiteout(md: &Metadata) -> bool {
 /// Whether `dir` carries `trusted.overlay.opaque=y`.
 pub fn is_opaque(dir: &Path) -> io::Result<bool> {
     let mut buf = [0u8; 4];
-    match rustix::fs::lgetxattr(dir, OPAQUE_XATTR, &mut buf[..]) {
+    match rustix::fs::lgetxattr(dir, store::overlay_xattr::opaque(), &mut buf[..]) {
         Ok(n) => Ok(&buf[..n] == b"y"),
         Err(e) if e == rustix::io::Errno::NODATA || e == rustix::io::Errno::NOTSUP => Ok(false),
         Err(e) if e == rustix::io::Errno::RANGE => Ok(false),
@@ -399,7 +396,12 @@ pub fn make_whiteout(path: &Path) -> io::Result<()> {
 
 /// Mark `dir` opaque for overlay.
 pub fn set_opaque(dir: &Path) -> io::Result<()> {
-    rustix::fs::lsetxattr(dir, OPAQUE_XATTR, b"y", rustix::fs::XattrFlags::empty())?;
+    rustix::fs::lsetxattr(
+        dir,
+        store::overlay_xattr::opaque(),
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )?;
     Ok(())
 }
 
@@ -407,7 +409,7 @@ pub fn set_opaque(dir: &Path) -> io::Result<()> {
 /// `trusted.overlay.*` bookkeeping.
 pub fn list_xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     let mut all = all_xattrs(path)?;
-    all.retain(|(k, _)| !k.starts_with(OVERLAY_XATTR_PREFIX));
+    all.retain(|(k, _)| !k.starts_with(store::overlay_xattr::prefix()));
     Ok(all)
 }
 

@@ -320,10 +320,10 @@ pub fn is_whiteout(meta: &fs::Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
 }
 
-/// An overlay opaque directory: `trusted.overlay.opaque=y`.
+/// An overlay opaque directory: `trusted.overlay.opaque=y` (`user.` in a user namespace).
 pub fn is_opaque(dir: &Path) -> bool {
     let mut buf = [0u8; 4];
-    match rustix::fs::lgetxattr(dir, "trusted.overlay.opaque", &mut buf) {
+    match rustix::fs::lgetxattr(dir, store::overlay_xattr::opaque(), &mut buf) {
         Ok(n) => &buf[..n] == b"y",
         Err(_) => false,
     }
@@ -331,7 +331,7 @@ pub fn is_opaque(dir: &Path) -> bool {
 
 fn is_opaque_fd(dir: &OwnedFd) -> bool {
     let mut buf = [0u8; 4];
-    match rustix::fs::fgetxattr(dir, "trusted.overlay.opaque", &mut buf) {
+    match rustix::fs::fgetxattr(dir, store::overlay_xattr::opaque(), &mut buf) {
         Ok(n) => &buf[..n] == b"y",
         Err(_) => false,
     }

@@ -24,7 +24,6 @@ use crate::error::{Result, StoreError};
 
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
-pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 /// What one extraction did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -247,11 +246,11 @@ impl Extractor {
             self.stats.whiteouts += 1;
             return rustix::fs::fsetxattr(
                 &dir,
-                OPAQUE_XATTR,
+                crate::overlay_xattr::opaque(),
                 b"y",
                 rustix::fs::XattrFlags::empty(),
             )
-            .map_err(|e| self.io_err("setting trusted.overlay.opaque on", parent, e));
+            .map_err(|e| self.io_err("setting the overlay opaque xattr on", parent, e));
         }
         if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
             self.stats.whiteouts += 1;

@@ -28,6 +28,7 @@ pub mod manifest;
 pub mod media_types;
 pub mod meta;
 pub mod oci_index;
+pub mod overlay_xattr;
 pub mod platform;
 pub mod records;
 pub mod reference;

@@ -543,11 +543,17 @@ fn common_parent(paths: &[&Path]) -> PathBuf {
 /// and a snapshot lost in a crash is unpacked again from that blob (docs/design.md §1).
 pub fn overlay_tuning() -> Vec<String> {
     let params = Path::new("/sys/module/overlay/parameters");
+    // In a user namespace (rootless) overlay keeps its xattrs under `user.` (userxattr,
+    // kernel ≥ 5.11), and redirect_dir cannot be named there (it conflicts with userxattr).
+    let is_rootless = store::overlay_xattr::is_in_user_namespace();
     let mut out: Vec<String> = ["index", "metacopy", "redirect_dir"]
         .iter()
-        .filter(|p| params.join(p).exists())
+        .filter(|p| params.join(p).exists() && !(is_rootless && **p == "redirect_dir"))
         .map(|p| format!("{p}=off"))
         .collect();
+    if is_rootless {
+        out.push("userxattr".to_string());
+    }
     if kernel_at_least(5, 10) {
         out.push("volatile".to_string());
     }

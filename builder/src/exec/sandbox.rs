@@ -547,10 +547,15 @@ pub(super) fn overlay_supported(scratch: &Path) -> bool {
         return false;
     }
     let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={}{}",
         dirs[0].display(),
         dirs[1].display(),
-        dirs[2].display()
+        dirs[2].display(),
+        if store::overlay_xattr::is_in_user_namespace() {
+            ",userxattr"
+        } else {
+            ""
+        }
     );
     let (Ok(data), Ok(target)) = (
         CString::new(data),

@@ -1,0 +1,219 @@
+//! strata run by an ordinary user: it enters a user namespace (root mapped to the user,
+//! ids 1.. to the user's /etc/subuid range through newuidmap/newgidmap), RUN mounts
+//! overlayfs there with `userxattr`, and the image is the one root builds: same digest
+//! for the same Dockerfile and SOURCE_DATE_EPOCH, so layers carry the image's own ids.
+//! Without a range the user is the only id, and strata says so.
+//!
+//! The users are made here with `useradd` and removed with `userdel`. The builds use
+//! `--network none`: the isolated network needs /dev/net/tun open to the user, which
+//! tests/build_network.rs covers as root.
+
+mod util;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use util::{busybox_rootfs, require_tool, run, strata_command, Output, TestEnv};
+
+/// A user made for one test; removed (with its subuid/subgid ranges) on drop.
+struct TestUser {
+    name: String,
+}
+
+impl TestUser {
+    /// `has_range`: a regular user (useradd gives it a subuid/subgid range); otherwise a
+    /// system user, which gets none.
+    fn new(tag: &str, has_range: bool) -> TestUser {
+        require_tool("useradd", "passwd");
+        let name = format!("strata-{tag}-{}", std::process::id() % 100_000);
+        let mut cmd = Command::new("useradd");
+        cmd.args(["-M", "-d", "/nonexistent", "-s", "/bin/sh"]);
+        if !has_range {
+            cmd.arg("-r");
+        }
+        run(cmd.arg(&name));
+        let user = TestUser { name };
+        let subuid = fs::read_to_string("/etc/subuid").unwrap_or_default();
+        let listed = subuid
+            .lines()
+            .any(|l| l.starts_with(&format!("{}:", user.name)));
+        assert_eq!(
+            listed,
+            has_range,
+            "useradd gave {} {} subuid range",
+            user.name,
+            if listed { "a" } else { "no" }
+        );
+        user
+    }
+
+    /// `strata --root ROOT ARGS` as this user.
+    fn strata(&self, root: &Path, args: &[&str]) -> Output {
+        let inner = strata_command(root);
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", &self.name, "--"])
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .args(args);
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let shown = format!("{cmd:?}");
+        let out = cmd.output().unwrap_or_else(|e| panic!("{shown}: {e}"));
+        Output::from_process(shown, out)
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}
+
+/// A directory the test users can read and write: contexts and their store roots.
+fn shared_dir(env: &TestEnv) -> PathBuf {
+    let dir = env.scratch.join("shared");
+    fs::create_dir_all(&dir).expect("mkdir");
+    for p in [env.scratch.parent().expect("parent"), &env.scratch, &dir] {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o777)).expect("chmod");
+    }
+    dir
+}
+
+fn write_context(dir: &Path, dockerfile: &str, files: &[(&str, &str)]) -> PathBuf {
+    fs::create_dir_all(dir).expect("mkdir");
+    fs::write(dir.join("Dockerfile"), dockerfile).expect("write");
+    for (name, body) in files {
+        fs::write(dir.join(name), body).expect("write");
+    }
+    let mode = fs::Permissions::from_mode(0o755);
+    fs::set_permissions(dir, mode).expect("chmod");
+    dir.to_path_buf()
+}
+
+const EPOCH: &str = "SOURCE_DATE_EPOCH=1700000000";
+
+/// The main build cases: owners set by COPY --chown and chown in RUN, files deleted
+/// (whiteouts) and a directory replaced (opaque), a cache mount, a multi-stage COPY.
+const DOCKERFILE: &str = "FROM busybox AS base\n\
+     RUN mkdir -p /opt/keep /opt/gone /opt/replaced && echo k > /opt/keep/k \
+       && echo g > /opt/gone/g && echo old > /opt/replaced/old && chown 1000:1000 /opt/keep/k\n\
+     FROM base\n\
+     COPY --chown=1234:5678 a.txt /owned/a\n\
+     COPY --chown=65000:65000 a.txt /owned/b\n\
+     COPY --from=base --chown=7:7 /opt/keep /copied\n\
+     RUN rm -rf /opt/gone /opt/replaced /bin/ls && mkdir /opt/replaced \
+       && echo new > /opt/replaced/new && chown 4242:4242 /opt/replaced/new\n\
+     RUN --mount=type=cache,target=/cache sh -c 'echo c >> /cache/log; wc -l < /cache/log > /cache-lines'\n";
+
+#[test]
+fn a_user_with_a_subuid_range_builds_the_image_root_builds() {
+    require_tool("newuidmap", "uidmap");
+    let env = TestEnv::new();
+    let shared = shared_dir(&env);
+    let base = shared.join("base");
+    fs::create_dir_all(&base).expect("mkdir");
+    fs::copy(busybox_rootfs(), base.join("rootfs.tar")).expect("copy rootfs");
+    write_context(&base, "FROM scratch\nADD rootfs.tar /\nCMD [\"sh\"]\n", &[]);
+    let ctx = write_context(&shared.join("case"), DOCKERFILE, &[("a.txt", "a\n")]);
+    let with_base = |strata: &dyn Fn(&Path, &[&str]) -> Output, root: &Path| {
+        let base_arg = base.to_str().expect("utf-8");
+        strata(
+            root,
+            &[
+                "build",
+                "-q",
+                "-t",
+                "busybox",
+                "--build-arg",
+                EPOCH,
+                base_arg,
+            ],
+        )
+        .assert_ok();
+    };
+
+    let as_root = |root: &Path, args: &[&str]| {
+        let mut cmd = strata_command(root);
+        cmd.args(args);
+        let shown = format!("{cmd:?}");
+        Output::from_process(shown.clone(), cmd.output().expect(&shown))
+    };
+    let root_store = shared.join("root-store");
+    with_base(&as_root, &root_store);
+    let (want, _) = build_case_no_base(&as_root, &root_store, &ctx);
+    assert!(want.starts_with("sha256:"), "root build digest: {want:?}");
+
+    let user = TestUser::new("rl", true);
+    let as_user = |root: &Path, args: &[&str]| user.strata(root, args);
+    let user_store = shared.join("user-store");
+    with_base(&as_user, &user_store);
+    let (got, first) = build_case_no_base(&as_user, &user_store, &ctx);
+    assert!(!first.stderr.contains("single owner"), "{first}");
+    assert_eq!(got, want, "rootless digest differs from root's:\n{first}");
+    // The store keeps the image's ids: the user's build is fully cached the second time.
+    let (again, second) = build_case_no_base(&as_user, &user_store, &ctx);
+    assert_eq!(again, want);
+    assert_eq!(second.cached_steps(), 7, "{second}");
+}
+
+#[test]
+fn a_user_without_a_range_builds_as_its_single_id_and_is_told() {
+    require_tool("newuidmap", "uidmap");
+    let env = TestEnv::new();
+    let shared = shared_dir(&env);
+    let base = shared.join("base");
+    fs::create_dir_all(&base).expect("mkdir");
+    fs::copy(busybox_rootfs(), base.join("rootfs.tar")).expect("copy rootfs");
+    write_context(&base, "FROM scratch\nADD rootfs.tar /\nCMD [\"sh\"]\n", &[]);
+    let ctx = write_context(
+        &shared.join("one"),
+        "FROM busybox\nRUN id -u > /uid && rm -rf /usr && mkdir /usr && echo x > /usr/x\n",
+        &[],
+    );
+    let user = TestUser::new("rl1", false);
+    let store = shared.join("store");
+    let base_arg = base.to_str().expect("utf-8");
+    let out = user.strata(&store, &["build", "-q", "-t", "busybox", base_arg]);
+    out.assert_ok();
+    assert!(out.stderr.contains("single owner"), "{out}");
+    let args = ["build", "--network", "none", "-t", "one:1"];
+    user.strata(
+        &store,
+        &[&args[..], &[ctx.to_str().expect("utf-8")]].concat(),
+    )
+    .assert_ok();
+}
+
+/// The case build (the base is already in `root`): its manifest digest and the output.
+fn build_case_no_base(
+    strata: &dyn Fn(&Path, &[&str]) -> Output,
+    root: &Path,
+    ctx: &Path,
+) -> (String, Output) {
+    let args = [
+        "build",
+        "--progress",
+        "plain",
+        "--network",
+        "none",
+        "--build-arg",
+        EPOCH,
+        "-t",
+        "case:1",
+        ctx.to_str().expect("utf-8"),
+    ];
+    let out = strata(root, &args);
+    out.assert_ok();
+    let digest = strata(
+        root,
+        &["images", "--digests", "--format", "{{.Digest}}", "case"],
+    );
+    digest.assert_ok();
+    (digest.stdout.trim().to_string(), out)
+}
