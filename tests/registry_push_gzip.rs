@@ -330,3 +330,79 @@ fn only_plain_layers_change_and_order_and_annotations_stay() {
     assert_ne!(got[2]["digest"], layers[2]["digest"]);
     assert_gzip_layers(&reg, "mixed/app", &remote, OCI_LAYER_GZIP);
 }
+
+/// A first push (monolithic, the default) uploads each plain layer's gzip bytes while they
+/// are written to the store. The registry gets the same manifest as from the path that
+/// compresses first and uploads the stored blob after (chunked mode), from a copy of the
+/// same root, and every streamed layer gunzips to its diff_id.
+#[test]
+fn a_streamed_first_push_gives_the_manifest_digest_of_compress_then_upload() {
+    let streamed_reg = Registry::start(RegistryOptions::default());
+    let stored_reg = Registry::start(RegistryOptions::default());
+    let env = TestEnv::with_busybox();
+    let ctx = env.scratch.join("app");
+    fs::create_dir_all(&ctx).expect("mkdir");
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY data.bin /data/\nCOPY text.txt /data/\n",
+    )
+    .expect("Dockerfile");
+    fs::write(ctx.join("data.bin"), random_bytes(2 << 20, 12)).expect("data");
+    fs::write(
+        ctx.join("text.txt"),
+        "a compressible line\n".repeat(100_000),
+    )
+    .expect("text");
+    env.build(&ctx, &["-t", "stream/app:1"]).assert_ok();
+    let local: serde_json::Value =
+        util::read_blob_json(&env.root, &env.manifest_digest("docker.io/stream/app:1"));
+    let plain = local["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .filter(|l| l["mediaType"] == OCI_LAYER_TAR)
+        .count();
+    assert!(plain >= 2, "the build stores plain layers: {local}");
+    // The same root, not yet pushed, for the compress-then-upload path.
+    let copy = env.scratch.join("root-copy");
+    run(Command::new("cp").arg("-a").arg(&env.root).arg(&copy));
+
+    let docker_config = tempfile::tempdir().expect("tempdir");
+    let client = registry_client::Client::new(registry_client::ClientOptions {
+        docker_config_dir: Some(docker_config.path().to_path_buf()),
+        progress: registry_client::ProgressMode::Quiet,
+        ..Default::default()
+    })
+    .expect("client");
+    let push = |root: &Path, reg: &Registry, upload| {
+        let st = store::Store::open(root).expect("store");
+        let local = store::Reference::parse("stream/app:1").expect("ref");
+        let m = st.resolve(&local).expect("built image");
+        let r = store::Reference::parse(&format!("{}/stream/app:1", reg.addr)).expect("ref");
+        st.tag(&m, &r).expect("tag");
+        let opts = registry_client::PushOptions {
+            upload,
+            ..Default::default()
+        };
+        registry_client::push_blocking(&client, &st, &r, &opts).expect("push")
+    };
+    let streamed = push(
+        &env.root,
+        &streamed_reg,
+        registry_client::UploadMode::Monolithic,
+    );
+    let stored = push(
+        &copy,
+        &stored_reg,
+        registry_client::UploadMode::Chunked(1 << 30),
+    );
+    assert_eq!(streamed.streamed, plain, "every plain layer was streamed");
+    assert_eq!(stored.streamed, 0, "chunked mode uploads the stored gzip");
+    assert_eq!(
+        streamed.digest, stored.digest,
+        "the streamed push names the same gzip layers"
+    );
+    let (remote_digest, remote) = remote_manifest(&format!("{}/stream/app:1", streamed_reg.addr));
+    assert_eq!(remote_digest, streamed.digest.to_string());
+    assert_gzip_layers(&streamed_reg, "stream/app", &remote, OCI_LAYER_GZIP);
+}

@@ -1,6 +1,6 @@
 //! Four strata processes share one root at once (CI runners do): two imports and
-//! two loads all succeed and `images` lists all four (issue 2). sled admits one
-//! process at a time; the others wait with backoff.
+//! two loads all succeed and `images` lists all four (issue 2). Their writes to the
+//! metadata take turns (docs/design.md §2); their reads do not wait.
 
 mod util;
 

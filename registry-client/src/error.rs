@@ -66,6 +66,8 @@ pub enum RegistryError {
         registry: String,
         repository: String,
     },
+    #[error("{method} {url}: the registry asked for a streamed body again; it cannot be replayed")]
+    BodyResent { method: String, url: String },
     #[error("manifest for {reference} not found: manifest unknown")]
     ManifestUnknown { reference: String },
     #[error("blob {digest} not found in {registry}/{repository}")]
@@ -153,7 +155,9 @@ impl RegistryError {
     pub fn kind(&self) -> ErrorKind {
         use RegistryError::*;
         match self {
-            Transport { .. } | RetriesExhausted { .. } | Token { .. } => ErrorKind::Unavailable,
+            Transport { .. } | RetriesExhausted { .. } | BodyResent { .. } | Token { .. } => {
+                ErrorKind::Unavailable
+            }
             Status { status, .. } => match status {
                 404 => ErrorKind::NotFound,
                 401 | 403 => ErrorKind::Unauthorized,

@@ -4,7 +4,8 @@
 //!
 //! Built images keep their layers as plain tars (docs/design.md §4.4). A registry gets
 //! gzip: `push` asks the store for each plain layer's gzip form (made on the first push,
-//! recorded, reused after; `Store::compressed_layer`) and pushes a manifest of the same
+//! recorded, reused after; `Store::compressed_layer`), uploading the gzip bytes of a
+//! first push while they are written to the store, and pushes a manifest of the same
 //! family naming those instead. Config and diff_ids are unchanged, so the image ID a
 //! pull gives is the local one, while the pushed manifest digest is a new one; it is
 //! not tagged locally (docker's containerd store does the same when it compresses on
@@ -56,6 +57,9 @@ pub struct PushReport {
     pub pushed: usize,
     pub existed: usize,
     pub mounted: usize,
+    /// Of `pushed`: layers compressed for this push and uploaded while they were
+    /// written to the store (`transfer::upload_streamed`).
+    pub streamed: usize,
 }
 
 /// The manifest media type of stored manifest bytes (OCI when the field is absent).
@@ -269,6 +273,7 @@ struct Counts {
     pushed: usize,
     existed: usize,
     mounted: usize,
+    streamed: usize,
 }
 
 /// Where one push goes: the session, repository, token scopes and mount sources.
@@ -309,9 +314,9 @@ impl Target {
 
     /// Sends `blobs`, each in its own task, at most `max_concurrent_transfers` at once,
     /// with progress lines in this order except for `hidden` (the config). A plain layer
-    /// is compressed (on a blocking thread) and then uploaded within its task, so one
-    /// layer's upload overlaps the next one's compression. Returns the descriptors as
-    /// pushed, in the order of `blobs`.
+    /// without a stored gzip form is compressed (on a blocking thread) while its gzip
+    /// bytes are uploaded (monolithic mode; chunked mode compresses, then uploads). Returns
+    /// the descriptors as pushed, in the order of `blobs`.
     async fn send(
         &self,
         client: &Client,
@@ -351,8 +356,28 @@ impl Target {
                     .acquire_owned()
                     .await
                     .expect("the semaphore is never closed");
-                let desc = match blob {
-                    Outgoing::Stored(d) => d,
+                let (desc, is_streamed) = match blob {
+                    Outgoing::Stored(d) => (d, false),
+                    Outgoing::Plain { layer, gzip_type } if mode == UploadMode::Monolithic => {
+                        // Compressed on a blocking thread while the gzip bytes are sent.
+                        bar.status("Pushing");
+                        let store = store.clone();
+                        let (mut gz, is_pushed) = transfer::upload_streamed(
+                            &session,
+                            &repo,
+                            &scopes,
+                            &bar,
+                            move |sink| {
+                                store
+                                    .compressed_layer_copied(&lease, &layer, sink)
+                                    .map(|(gz, wrote)| (gz.blob, wrote))
+                            },
+                        )
+                        .await?;
+                        gz.media_type = gzip_type.to_string();
+                        bar.set_length(gz.size);
+                        (gz, is_pushed)
+                    }
                     Outgoing::Plain { layer, gzip_type } => {
                         let store = store.clone();
                         let mut gz = tokio::task::spawn_blocking(move || {
@@ -363,33 +388,38 @@ impl Target {
                         .blob;
                         gz.media_type = gzip_type.to_string();
                         bar.set_length(gz.size);
-                        gz
+                        (gz, false)
                     }
                 };
                 bar.status("Pushing");
-                let outcome = transfer::upload(
-                    &session, &store, &repo, &desc, &sources, mode, &scopes, &bar,
-                )
-                .await?;
+                let outcome = if is_streamed {
+                    BlobOutcome::Pushed
+                } else {
+                    transfer::upload(
+                        &session, &store, &repo, &desc, &sources, mode, &scopes, &bar,
+                    )
+                    .await?
+                };
                 bar.finish(&match &outcome {
                     BlobOutcome::Exists => "Layer already exists".to_string(),
                     BlobOutcome::Mounted { from } => format!("Mounted from {from}"),
                     BlobOutcome::Pushed => "Pushed".to_string(),
                 });
-                Ok::<_, RegistryError>((i, desc, outcome))
+                Ok::<_, RegistryError>((i, desc, outcome, is_streamed))
             });
         }
         let mut done = transfer::join_all(tasks).await?;
-        done.sort_by_key(|(i, _, _)| *i);
+        done.sort_by_key(|(i, _, _, _)| *i);
         let mut counts = Counts::default();
-        for (_, _, outcome) in &done {
+        for (_, _, outcome, is_streamed) in &done {
+            counts.streamed += usize::from(*is_streamed);
             match outcome {
                 BlobOutcome::Pushed => counts.pushed += 1,
                 BlobOutcome::Exists => counts.existed += 1,
                 BlobOutcome::Mounted { .. } => counts.mounted += 1,
             }
         }
-        Ok((done.into_iter().map(|(_, d, _)| d).collect(), counts))
+        Ok((done.into_iter().map(|(_, d, _, _)| d).collect(), counts))
     }
 
     /// PUTs the manifest under the tag (or its digest) and prints docker's last line.
@@ -426,6 +456,7 @@ impl Target {
             pushed: counts.pushed,
             existed: counts.existed,
             mounted: counts.mounted,
+            streamed: counts.streamed,
         })
     }
 }

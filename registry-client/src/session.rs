@@ -45,6 +45,10 @@ pub enum Body {
         len: u64,
         progress: Option<ProgressFn>,
     },
+    /// A body made while it is sent (a layer compressed on the way), without a length
+    /// (chunked transfer). It can be sent once: a request that would send it again (a
+    /// 401 answered with a new token, a retry) fails with `RegistryError::BodyResent`.
+    Stream(Arc<Mutex<Option<reqwest::Body>>>),
 }
 
 /// One request to send through [`Session::send`].
@@ -305,6 +309,18 @@ impl Session {
                 } => rb
                     .header(CONTENT_LENGTH, *len)
                     .body(file_body(path.clone(), *offset, *len, progress.clone()).await?),
+                Body::Stream(body) => {
+                    let once = body.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    match once {
+                        Some(b) => rb.body(b),
+                        None => {
+                            return Err(RegistryError::BodyResent {
+                                method: req.method.to_string(),
+                                url: req.url.clone(),
+                            })
+                        }
+                    }
+                }
             };
             let result = rb.send().await;
             let (wait, last) = match result {

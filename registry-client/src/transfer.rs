@@ -1,12 +1,15 @@
 //! Moving one blob: download straight into the store's ingest (hashing while writing,
 //! resuming by `Range` after a cut), and upload from a committed blob file (HEAD first,
 //! cross-repository mount, monolithic or chunked, restarting or resuming after a
-//! failure). Which blobs move at once is the caller's (pull.rs / push.rs, bounded by
+//! failure), or while it is being made (`upload_streamed`: a layer compressed for its
+//! first push). Which blobs move at once is the caller's (pull.rs / push.rs, bounded by
 //! [`limit`]); [`join_all`] collects them, stopping at the first failure.
 
 use std::io::Write;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use futures_util::StreamExt;
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, StatusCode};
 use store::{Descriptor, Digest, Lease, Store};
@@ -341,6 +344,100 @@ pub async fn upload(
                 tokio::time::sleep(session.retry.delay(failures, wait)).await;
             }
         }
+    }
+}
+
+/// Starts pushing a blob that is being made while it is sent: `POST`, one `PATCH` whose
+/// chunked body is what `produce` writes to its sink (on a blocking thread), then
+/// `PUT ?digest=` with the digest of the descriptor `produce` returns. So a layer
+/// compressed for its first push costs about the longer of compressing and uploading,
+/// not their sum.
+///
+/// `produce` returns the blob (committed to the store) and whether it wrote all of it to
+/// the sink. Returns that descriptor and whether the registry now has the blob; when it
+/// has not (`produce` wrote nothing, the connection failed, the registry refused the
+/// stream or its digest) the caller pushes the stored blob with [`upload`], which
+/// retries. No HEAD or mount first: the digest is not known until the blob is made.
+pub async fn upload_streamed<F>(
+    session: &Session,
+    repository: &str,
+    scopes: &[String],
+    bar: &Bar,
+    produce: F,
+) -> Result<(Descriptor, bool)>
+where
+    F: FnOnce(&mut dyn Write) -> store::Result<(Descriptor, bool)> + Send + 'static,
+{
+    let base = session.base().await?.to_string();
+    let up = start_upload(session, &base, repository, scopes).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(STREAM_QUEUE);
+    let producing = tokio::task::spawn_blocking(move || {
+        let mut sink = ChannelSink { tx: Some(tx) };
+        let made = produce(&mut sink);
+        let is_whole = sink.tx.is_some();
+        drop(sink); // ends the body
+        made.map(|(desc, wrote)| (desc, wrote && is_whole))
+    });
+    let counted = bar.clone();
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
+    })
+    .inspect(move |b| {
+        if let Ok(b) = b {
+            counted.inc(b.len() as u64);
+        }
+    });
+    let mut req = Request::new(Method::PATCH, &up.location, scopes)
+        .header(CONTENT_TYPE, "application/octet-stream")
+        .body(Body::Stream(Arc::new(std::sync::Mutex::new(Some(
+            reqwest::Body::wrap_stream(chunks),
+        )))));
+    req.retry_transport = false;
+    let (sent, produced) = tokio::join!(session.send(&req), producing);
+    let (desc, is_whole) = produced.expect("the producing task does not panic")?;
+    if !is_whole {
+        return Ok((desc, false));
+    }
+    let Ok(resp) = outcome(session, &req, sent, StatusCode::ACCEPTED).await else {
+        return Ok((desc, false));
+    };
+    let location = match location(&resp) {
+        Some(loc) => session.absolute(&loc).await?,
+        None => up.location,
+    };
+    let put = Request::new(Method::PUT, with_digest(&location, &desc.digest), scopes);
+    let sent = session.send(&put).await;
+    let is_pushed = outcome(session, &put, sent, StatusCode::CREATED)
+        .await
+        .is_ok();
+    Ok((desc, is_pushed))
+}
+
+/// How many written pieces of a streamed blob wait for the connection before the
+/// writer blocks.
+const STREAM_QUEUE: usize = 16;
+
+/// The sink `upload_streamed` hands its producer: each write becomes one piece of the
+/// request body. Once the request is gone (it failed or was answered), writes still
+/// succeed and go nowhere, and `tx` is `None`: the copy is short.
+struct ChannelSink {
+    tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
+}
+
+impl Write for ChannelSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(tx) = &self.tx {
+            if tx.blocking_send(Bytes::copy_from_slice(buf)).is_err() {
+                self.tx = None;
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

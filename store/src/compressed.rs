@@ -54,18 +54,35 @@ impl Store {
     /// lease, it stays as long as an image or a cache record holds the layer (see the
     /// module doc).
     pub fn compressed_layer(&self, lease: &Lease, layer: &LayerRef) -> Result<LayerRef> {
+        self.compressed_layer_copied(lease, layer, &mut io::sink())
+            .map(|(layer, _)| layer)
+    }
+
+    /// Like [`Store::compressed_layer`], and when this call compresses the layer, every
+    /// gzip byte is also written to `copy` as it is made: a push uploads the layer while
+    /// it is written to the store, instead of after. The first error of `copy` stops the
+    /// copy (the caller then knows its copy is short), never the compression. Returns
+    /// whether this call compressed the layer (and so wrote all of it to `copy`, unless
+    /// `copy` failed); false when it found a stored form or the layer needs none.
+    pub fn compressed_layer_copied(
+        &self,
+        lease: &Lease,
+        layer: &LayerRef,
+        copy: &mut dyn Write,
+    ) -> Result<(LayerRef, bool)> {
         let Some(gzip_type) = gzip_media_type(&layer.blob.media_type) else {
-            return Ok(layer.clone());
+            return Ok((layer.clone(), false));
         };
         if let Some(found) = self.recorded_gzip_form(lease, layer, gzip_type)? {
-            return Ok(found);
+            return Ok((found, false));
         }
-        let blob = self.gzip_plain_layer(lease, layer, gzip_type)?;
+        let blob = self.gzip_plain_layer(lease, layer, gzip_type, copy)?;
         self.record_gzip_form(layer, &blob)?;
-        Ok(LayerRef {
+        let layer = LayerRef {
             blob,
             diff_id: layer.diff_id.clone(),
-        })
+        };
+        Ok((layer, true))
     }
 
     /// A gzip form of `layer` its `layers` record names and `blobs/` still holds,
@@ -104,6 +121,7 @@ impl Store {
         lease: &Lease,
         layer: &LayerRef,
         gzip_type: &str,
+        copy: &mut dyn Write,
     ) -> Result<Descriptor> {
         let src = self.blob_path(&layer.blob.digest);
         let mut input = BufReader::with_capacity(1 << 20, self.open_blob(&layer.blob.digest)?);
@@ -111,7 +129,10 @@ impl Store {
         let ingest = out.ingest_path().to_path_buf();
         // Hash the tar as it passes (the gzip is hashed by the BlobWriter): a damaged
         // plain blob must not become a gzip blob that claims its diff_id.
-        let mut gz = Sha256Writer::new(ParallelGzWriter::new(out));
+        let mut gz = Sha256Writer::new(ParallelGzWriter::new(Copying {
+            out,
+            copy: Some(copy),
+        }));
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = match input.read(&mut buf) {
@@ -136,7 +157,8 @@ impl Store {
         }
         let out = gzw
             .finish()
-            .map_err(StoreError::io("writing gzip layer", &ingest))?;
+            .map_err(StoreError::io("writing gzip layer", &ingest))?
+            .out;
         out.commit_unrecorded(None, None)
     }
 
@@ -163,6 +185,28 @@ impl Store {
             rec.uncompressed_size.get_or_insert(layer.blob.size);
             m.put(meta::LAYERS, &layer.diff_id, &rec)
         })
+    }
+}
+
+/// Writes to `out`, and the same bytes to `copy` until `copy` fails once.
+struct Copying<'a, W: Write> {
+    out: W,
+    copy: Option<&'a mut dyn Write>,
+}
+
+impl<W: Write> Write for Copying<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        if let Some(copy) = self.copy.as_mut() {
+            if copy.write_all(&buf[..n]).is_err() {
+                self.copy = None;
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 }
 

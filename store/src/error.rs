@@ -58,10 +58,14 @@ pub enum StoreError {
     TagNotFound { reference: String },
     #[error("conflict: unable to delete {id} (must be forced): image is referenced in multiple repositories ({tags})")]
     ImageInUse { id: String, tags: String },
-    #[error("timed out after 5 minutes waiting for {path} (held by another strata process)")]
-    Busy { path: PathBuf },
     #[error("metadata database {path}: {source}")]
     Meta {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("converting the metadata of an older strata version in {path}: {source}; the root is unchanged")]
+    MetaMigration {
         path: PathBuf,
         #[source]
         source: sled::Error,
@@ -105,7 +109,12 @@ impl StoreError {
             Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ErrorKind::NotFound
             }
-            Io { .. } | Meta { .. } | NotImplemented { .. } => ErrorKind::Io,
+            Meta { source, .. }
+                if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) =>
+            {
+                ErrorKind::Busy
+            }
+            Io { .. } | Meta { .. } | MetaMigration { .. } | NotImplemented { .. } => ErrorKind::Io,
             DigestMismatch { .. }
             | SizeMismatch { .. }
             | InvalidDigest(_)
@@ -117,7 +126,6 @@ impl StoreError {
             | UnsafeRootMode { .. } => ErrorKind::InvalidArgument,
             BlobMissing { .. } | ImageNotFound { .. } | TagNotFound { .. } => ErrorKind::NotFound,
             ImageInUse { .. } => ErrorKind::AlreadyExists,
-            Busy { .. } => ErrorKind::Busy,
             CorruptRecord { .. } | CorruptBlob { .. } => ErrorKind::Corrupt,
         }
     }

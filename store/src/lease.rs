@@ -12,13 +12,11 @@
 //! the run (kept) or appears after it (not seen): GC needs no time rule. The lease
 //! must outlive the moment a record or tag refers to the object.
 //!
-//! While this process holds the database open (`Store::hold_meta`), no GC can run, so a
-//! lease need not be written yet: it is kept in memory and written when the database is
-//! released (`Store::release_meta`), before any long work. A fully cached build thus
-//! writes nothing to sled at all.
+//! A lease is written without an fsync (`meta::write_deferred`): other processes, GC
+//! included, see it as soon as the call returns, and a lost machine ends the process it
+//! protects anyway.
 
-use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,16 +27,8 @@ use crate::meta;
 use crate::records::LeaseRecord;
 use crate::{Digest, Store};
 
-/// Leases of this process not written yet: id → (the store's meta dir, record).
-static PENDING: Mutex<BTreeMap<String, (PathBuf, LeaseRecord)>> = Mutex::new(BTreeMap::new());
-
-fn pending() -> std::sync::MutexGuard<'static, BTreeMap<String, (PathBuf, LeaseRecord)>> {
-    PENDING.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// A live lease. Cheap to hold and to clone (clones share one record); every `add_*` of
-/// something new is one short sled transaction, or a change in memory while the database
-/// is held; adding what the lease already covers costs nothing.
+/// something new is one short metadata transaction; adding what the lease already covers costs nothing.
 #[derive(Clone)]
 pub struct Lease {
     inner: Arc<Inner>,
@@ -63,11 +53,7 @@ impl Lease {
             digests: Vec::new(),
             snapshots: Vec::new(),
         };
-        if meta::is_held() {
-            pending().insert(id.clone(), (store.layout().meta_dir(), rec));
-        } else {
-            meta::write(store, |m| m.put(meta::LEASES, &id, &rec))?;
-        }
+        meta::write_deferred(store, |m| m.put(meta::LEASES, &id, &rec))?;
         Ok(Lease {
             inner: Arc::new(Inner {
                 store: store.clone(),
@@ -106,17 +92,13 @@ impl Lease {
         if covered.contains(&what) {
             return Ok(());
         }
-        if let Some((_, rec)) = pending().get_mut(&self.inner.id) {
-            f(rec);
-        } else {
-            meta::write_deferred(&self.inner.store, |m| {
-                if let Some(mut r) = m.get(meta::LEASES, self.inner.id.as_str())? {
-                    f(&mut r);
-                    m.put(meta::LEASES, self.inner.id.as_str(), &r)?;
-                }
-                Ok(())
-            })?;
-        }
+        meta::write_deferred(&self.inner.store, |m| {
+            if let Some(mut r) = m.get(meta::LEASES, self.inner.id.as_str())? {
+                f(&mut r);
+                m.put(meta::LEASES, self.inner.id.as_str(), &r)?;
+            }
+            Ok(())
+        })?;
         covered.insert(what);
         Ok(())
     }
@@ -124,38 +106,9 @@ impl Lease {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if pending().remove(&self.id).is_some() {
-            return; // never written
-        }
         // Best effort: a lease left behind expires and is dropped by GC.
         let _ = meta::write_deferred(&self.store, |m| m.remove(meta::LEASES, &self.id));
     }
-}
-
-/// Write the leases of `store` still held in memory; called before the database is
-/// released to other processes (and so to GC).
-pub(crate) fn persist_pending(store: &Store) -> Result<()> {
-    let dir = store.layout().meta_dir();
-    let mine: Vec<(String, LeaseRecord)> = {
-        let mut all = pending();
-        let ids: Vec<String> = all
-            .iter()
-            .filter(|(_, (d, _))| *d == dir)
-            .map(|(id, _)| id.clone())
-            .collect();
-        ids.into_iter()
-            .filter_map(|id| all.remove(&id).map(|(_, rec)| (id, rec)))
-            .collect()
-    };
-    if mine.is_empty() {
-        return Ok(());
-    }
-    meta::write_deferred(store, |m| {
-        for (id, rec) in &mine {
-            m.put(meta::LEASES, id, rec)?;
-        }
-        Ok(())
-    })
 }
 
 /// Whether a lease still protects its objects at `now`.

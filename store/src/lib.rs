@@ -3,13 +3,12 @@
 //! The root directory *is* an OCI image layout (see `layout`). A blob's life:
 //! `Store::writer(lease)` streams it into `ingest/` while hashing → `BlobWriter::commit`
 //! verifies size and digest, leases it, fsyncs and renames it into `blobs/sha256/<hex>` → it is
-//! visible to every reader (readers never touch sled) → `add_image`/`tag` record
-//! what refers to it in sled and rewrite `index.json` → GC sweeps it once nothing
+//! visible to every reader (readers never touch the metadata) → `add_image`/`tag` record
+//! what refers to it in the metadata database and rewrite `index.json` → GC sweeps it once nothing
 //! (tag, build cache, lease) reaches it.
 //!
-//! `Store` holds only the root path, never an open database: sled admits one
-//! process at a time, so each operation opens `meta/` for one short transaction
-//! (see `meta`).
+//! `Store` holds only the root path, never an open database: each operation opens
+//! `meta/` for one short transaction (see `meta`), and several processes share a root.
 
 pub mod archive;
 pub mod chain_id;
@@ -87,7 +86,7 @@ impl Store {
         &self.layout
     }
 
-    // ---- blobs: readers never touch sled ----
+    // ---- blobs: readers never touch the metadata ----
 
     /// A writer for one new blob, which `lease` protects from the moment it is
     /// committed; see `BlobWriter` for the contract.
@@ -153,21 +152,18 @@ impl Store {
     // ---- holding the database for a run of short transactions ----
 
     /// Keep `meta/` open between transactions until `release_meta`, for a command made of
-    /// many short lookups (a no-op build opens sled once). Release before long work.
+    /// many short lookups (a no-op build opens the database once). Holding blocks nobody.
     pub fn hold_meta(&self) {
         meta::hold();
     }
 
-    /// Flush and close a held `meta/` so other processes can use it; the next lookup
-    /// opens it again.
+    /// Close a held `meta/` connection; the next lookup opens it again.
     pub fn release_meta(&self) -> Result<()> {
-        lease::persist_pending(self)?;
         meta::release()
     }
 
     /// Release and go back to one open per transaction.
     pub fn unhold_meta(&self) -> Result<()> {
-        lease::persist_pending(self)?;
         meta::unhold()
     }
 

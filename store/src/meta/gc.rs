@@ -1,4 +1,4 @@
-//! Typed sled access for garbage collection and disk usage (store/src/gc/).
+//! Typed metadata access for garbage collection and disk usage (store/src/gc/).
 //!
 //! Adds one tree, owned by GC:
 //!
@@ -113,12 +113,5 @@ impl Meta {
 
     pub fn remove_snapshot_size(&self, chain: &ChainId) -> Result<bool> {
         self.remove(SNAPSHOT_SIZES, chain)
-    }
-
-    /// Makes every change so far durable before the sweep touches files: GC
-    /// deletes metadata first, files after.
-    pub fn flush(&self) -> Result<()> {
-        self.db.flush().map_err(|e| self.err(e))?;
-        Ok(())
     }
 }

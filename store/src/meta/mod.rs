@@ -1,22 +1,40 @@
-//! All access to the sled database. Nothing else in the crate names sled.
+//! All access to the metadata database, `ROOT/meta/strata.db`. Nothing else in the crate
+//! names SQLite.
 //!
-//! sled lets one process open a database at a time, and several strata processes
-//! share a root, so the database is opened only for short transactions
-//! (`read`/`write`: open → work → flush → drop) and never held across long work.
-//! Opening first takes an exclusive `flock` on `ROOT/meta/lock`: sled writes its
-//! `conf` file before taking its own lock, so two first opens could otherwise race.
-//! A busy lock is retried with jittered exponential backoff (1 ms doubling to
-//! 100 ms) for up to 5 minutes; after 1 s we print once
-//! `waiting for ROOT/meta (held by another strata process)`.
+//! Several strata processes share a root (CI runners run jobs side by side on one), so the
+//! database is SQLite in WAL mode, and:
+//!
+//! - a reader ([`read`]) sees one consistent snapshot and never waits, neither for other
+//!   readers nor for a writer: `images`, `inspect`, `history`, `df` and cache lookups of
+//!   any number of processes run side by side;
+//! - a writer ([`write`], [`write_deferred`]) takes an exclusive `flock` on `ROOT/meta/lock`
+//!   for its own transaction only (`BEGIN IMMEDIATE` … `COMMIT`), waiting in the kernel's
+//!   queue rather than polling; after 1 s it prints once
+//!   `waiting for ROOT/meta (held by another strata process)`. The flock, on top of
+//!   SQLite's own write lock, lets a writer make part of its work durable and keep every
+//!   other writer out until it is done ([`Meta::flush`]: GC commits its deletions, then
+//!   hides the files, then lets go);
+//! - [`write`] commits with `synchronous=FULL` (the WAL is fsynced before it returns);
+//!   [`write_deferred`] with `NORMAL` (durable against a killed process, not against a
+//!   lost machine): for leases, which protect only a live process anyway.
+//!
+//! A process keeps its connection open between transactions; an open connection blocks
+//! nobody. [`release`] closes it (the next transaction opens it again).
+//!
+//! A root made by older strata versions holds a sled database in `ROOT/meta/`; the first
+//! open converts it, once and atomically (`migrate`).
 
 pub mod gc;
+mod migrate;
 pub mod schema;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{mpsc, Mutex};
+use std::time::Duration;
 
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -27,130 +45,93 @@ use crate::Store;
 
 pub use schema::*;
 
-const WAIT_LIMIT: Duration = Duration::from_secs(300);
+/// The database file under `ROOT/meta/`.
+pub const DB_FILE: &str = "strata.db";
+/// Our writers' flock, under `ROOT/meta/`.
+const LOCK_FILE: &str = "lock";
 const WAIT_NOTICE: Duration = Duration::from_secs(1);
+/// SQLite's own wait, for what the flock does not cover (recovering the WAL after a crash).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Threads of one process queue here instead of fighting over the flock.
+/// Threads of one process run their transactions one at a time (one connection each).
 static IN_PROCESS: Mutex<()> = Mutex::new(());
 
-/// An open database, valid for one short transaction.
+/// An open connection to one root's database.
 pub struct Meta {
-    db: sled::Db,
+    conn: Connection,
     path: PathBuf,
-    _lock: File,
+    lock: File,
 }
 
-/// The database kept open between transactions while this process holds it (see
-/// [`hold`]): a no-op build then opens sled once instead of once per lookup.
+/// The connection kept open between transactions: opening one costs a few file opens
+/// and reading the schema, and an open connection blocks nobody. [`unhold`] closes it.
 static HELD: Mutex<Option<Held>> = Mutex::new(None);
 
 struct Held {
     meta: Option<Meta>,
-    /// Deferred writes (leases) not yet flushed.
-    is_dirty: bool,
 }
 
-/// Keep the database open after the next transaction, until [`release`]. For commands
-/// made of many short lookups. The caller must `release` before any long work (a RUN, a
-/// layer write, a transfer): other processes wait for the database meanwhile (docs/design.md §2).
+/// Marks the start of a command made of many short lookups (a build): its transactions
+/// share one open connection, as every transaction of the process does.
 pub fn hold() {
     let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
     if held.is_none() {
-        *held = Some(Held {
-            meta: None,
-            is_dirty: false,
-        });
+        *held = Some(Held { meta: None });
     }
 }
 
-/// Whether this process is holding the database (see [`hold`]).
-pub fn is_held() -> bool {
-    HELD.lock().unwrap_or_else(|p| p.into_inner()).is_some()
-}
-
-/// Flush and close a held database; the next transaction opens it again (and keeps it
-/// open again while [`hold`] is in force). Cheap when nothing is open.
+/// Marks where a command starts long work (a RUN, a layer write, a transfer). Nothing
+/// needs releasing: the open connection blocks no other process, so it stays open.
 pub fn release() -> Result<()> {
-    let _guard = IN_PROCESS.lock().unwrap_or_else(|p| p.into_inner());
-    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(h) = held.as_mut() {
-        if let Some(meta) = h.meta.take() {
-            if h.is_dirty {
-                meta.flush()?;
-            }
-        }
-        h.is_dirty = false;
-    }
     Ok(())
 }
 
-/// Release and stop holding: transactions go back to open → work → close.
+/// Closes this process's connection; the next transaction opens it again.
 pub fn unhold() -> Result<()> {
-    release()?;
+    let _guard = IN_PROCESS.lock().unwrap_or_else(|p| p.into_inner());
     *HELD.lock().unwrap_or_else(|p| p.into_inner()) = None;
     Ok(())
 }
 
-/// When to flush a write to disk.
+/// What a transaction may do, and how durable its commit is.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Flush {
-    /// Before returning: tags, images, cache records.
-    Now,
-    /// May wait for `release` while the database is held: records that mean nothing
-    /// after the process is gone (leases).
-    Deferred,
+enum Mode {
+    Read,
+    /// Fsynced before returning: tags, images, cache records.
+    Write,
+    /// Not fsynced: records that mean nothing after the process is gone (leases).
+    WriteDeferred,
 }
 
-fn with_meta<T>(
-    store: &Store,
-    flush: Option<Flush>,
-    f: impl FnOnce(&Meta) -> Result<T>,
-) -> Result<T> {
+fn with_meta<T>(store: &Store, mode: Mode, f: impl FnOnce(&Meta) -> Result<T>) -> Result<T> {
     let _guard = IN_PROCESS.lock().unwrap_or_else(|p| p.into_inner());
     let dir = store.layout().meta_dir();
     let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(h) = held.as_mut() {
-        if h.meta.as_ref().is_some_and(|m| m.path != dir) {
-            if let Some(other) = h.meta.take() {
-                other.flush()?;
-            }
-            h.is_dirty = false;
-        }
-        if h.meta.is_none() {
-            h.meta = Some(Meta::open(&dir)?);
-        }
-        let meta = h.meta.as_ref().expect("opened above");
-        let out = f(meta)?;
-        match flush {
-            Some(Flush::Now) => meta.flush()?,
-            Some(Flush::Deferred) => h.is_dirty = true,
-            None => {}
-        }
-        return Ok(out);
-    }
-    drop(held);
-    let meta = Meta::open(&dir)?;
-    let out = f(&meta)?;
-    if flush.is_some() {
-        meta.flush()?;
-    }
-    Ok(out)
+    let held = held.get_or_insert(Held { meta: None });
+    let meta = match held.meta.take().filter(|m| m.path == dir) {
+        Some(meta) => meta,
+        None => Meta::open(&dir)?,
+    };
+    let out = meta.transaction(mode, f);
+    held.meta = Some(meta);
+    out
 }
 
-/// Runs `f` with the database open, read-only by convention.
+/// Runs `f` in a read transaction: one consistent snapshot, no lock, no wait.
 pub fn read<T>(store: &Store, f: impl FnOnce(&Meta) -> Result<T>) -> Result<T> {
-    with_meta(store, None, f)
+    with_meta(store, Mode::Read, f)
 }
 
-/// Runs `f` with the database open and flushes before returning.
+/// Runs `f` in a write transaction and makes it durable before returning; nothing of it
+/// is written when `f` fails.
 pub fn write<T>(store: &Store, f: impl FnOnce(&Meta) -> Result<T>) -> Result<T> {
-    with_meta(store, Some(Flush::Now), f)
+    with_meta(store, Mode::Write, f)
 }
 
-/// Like `write`, but while the database is held the flush waits for `release`: for
-/// records that protect only a live process (leases), which a crash makes moot anyway.
+/// Like `write`, without the fsync: for records that protect only a live process
+/// (leases). Other processes see them as soon as this returns.
 pub fn write_deferred<T>(store: &Store, f: impl FnOnce(&Meta) -> Result<T>) -> Result<T> {
-    with_meta(store, Some(Flush::Deferred), f)
+    with_meta(store, Mode::WriteDeferred, f)
 }
 
 /// Records committed blobs in one transaction.
@@ -180,38 +161,18 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Deletes `snap.*.generating` files: snapshots a killed process left half written.
-///
-/// sled 0.34 writes its periodic snapshot to `snap.<lsn>.generating`, fsyncs and renames
-/// it to `snap.<lsn>`; but when it opens, it takes the highest-named `snap.*` file, torn
-/// `.generating` ones included, and a torn one fails with "Read corrupted data at file
-/// offset None" (spacejam/sled#1527) — a SIGKILL at the wrong moment would leave the
-/// root unopenable. A snapshot is only a shortcut through the log: the previous complete
-/// one stays until the rename, and sled replays the log from it, so deleting the torn
-/// file loses nothing. Called under our flock, so no other process is writing one.
-fn remove_torn_snapshots(dir: &Path) -> std::io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with("snap.") && name.ends_with(".generating") {
-            match std::fs::remove_file(entry.path()) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-        }
+/// Our writers' exclusive flock on `ROOT/meta/lock`, released when dropped.
+struct WriteLock<'a>(&'a File);
+
+impl Drop for WriteLock<'_> {
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(self.0, rustix::fs::FlockOperation::Unlock);
     }
-    Ok(())
 }
 
 impl Meta {
     fn open(dir: &Path) -> Result<Meta> {
-        let lock_path = dir.join("lock");
+        let lock_path = dir.join(LOCK_FILE);
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -219,73 +180,65 @@ impl Meta {
             .write(true)
             .open(&lock_path)
             .map_err(StoreError::io("opening lock file", &lock_path))?;
-        let start = Instant::now();
-        let mut delay = Duration::from_millis(1);
-        let mut noticed = false;
-        loop {
-            let locked = match rustix::fs::flock(
-                &lock,
-                rustix::fs::FlockOperation::NonBlockingLockExclusive,
-            ) {
-                Ok(()) => true,
-                Err(rustix::io::Errno::WOULDBLOCK) | Err(rustix::io::Errno::INTR) => false,
-                Err(e) => {
-                    return Err(StoreError::io("locking", &lock_path)(e.into()));
-                }
-            };
-            if locked {
-                match Self::open_sled(dir) {
-                    Ok(db) => {
-                        return Ok(Meta {
-                            db,
-                            path: dir.to_path_buf(),
-                            _lock: lock,
-                        })
-                    }
-                    // sled's own lock can outlive a closing Db by a moment.
-                    Err(e) if is_lock_error(&e) => {
-                        let _ = rustix::fs::flock(&lock, rustix::fs::FlockOperation::Unlock);
-                    }
-                    Err(source) => {
-                        return Err(StoreError::Meta {
-                            path: dir.to_path_buf(),
-                            source,
-                        })
-                    }
-                }
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            let _locked = lock_exclusive(&lock, dir)?;
+            migrate::create(dir, &path)?;
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(|c| c.busy_timeout(BUSY_TIMEOUT).map(|()| c))
+        // Closing the last connection would checkpoint the WAL into the database and
+        // delete it (three fsyncs): once per command. SQLite checkpoints on its own as
+        // the WAL grows (1,000 pages), and the WAL is as durable as the database.
+        .and_then(|c| {
+            c.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+                .map(|_| c)
+        })
+        .map_err(|source| StoreError::Meta {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Meta { conn, path, lock })
+    }
+
+    fn transaction<T>(&self, mode: Mode, f: impl FnOnce(&Meta) -> Result<T>) -> Result<T> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let _locked = match mode {
+            Mode::Read => None,
+            Mode::Write | Mode::WriteDeferred => Some(lock_exclusive(&self.lock, dir)?),
+        };
+        let begin = match mode {
+            Mode::Read => "BEGIN DEFERRED",
+            Mode::Write => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE",
+            Mode::WriteDeferred => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
+        };
+        self.exec(begin)?;
+        match f(self) {
+            Ok(out) => {
+                self.exec("COMMIT")?;
+                Ok(out)
             }
-            let waited = start.elapsed();
-            if waited >= WAIT_LIMIT {
-                return Err(StoreError::Busy {
-                    path: dir.to_path_buf(),
-                });
+            Err(e) => {
+                let _ = self.exec("ROLLBACK");
+                Err(e)
             }
-            if !noticed && waited >= WAIT_NOTICE {
-                noticed = true;
-                eprintln!(
-                    "waiting for {} (held by another strata process)",
-                    dir.display()
-                );
-            }
-            std::thread::sleep(jitter(delay));
-            delay = (delay * 2).min(Duration::from_millis(100));
         }
     }
 
-    fn open_sled(dir: &Path) -> sled::Result<sled::Db> {
-        remove_torn_snapshots(dir)?;
-        sled::Config::new()
-            .path(dir)
-            .cache_capacity(32 << 20)
-            .flush_every_ms(None)
-            .open()
+    /// Commits what this write transaction did so far and goes on in a new one, still
+    /// holding the write lock: GC deletes records durably before it hides their files.
+    pub fn flush(&self) -> Result<()> {
+        self.exec("COMMIT; BEGIN IMMEDIATE")
     }
 
-    fn tree(&self, name: &'static str) -> Result<sled::Tree> {
-        self.db.open_tree(name).map_err(|source| self.err(source))
+    fn exec(&self, sql: &str) -> Result<()> {
+        self.conn.execute_batch(sql).map_err(|e| self.err(e))
     }
 
-    fn err(&self, source: sled::Error) -> StoreError {
+    fn err(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Meta {
             path: self.path.clone(),
             source,
@@ -299,18 +252,17 @@ impl Meta {
         key: &K,
     ) -> Result<Option<R>> {
         let key = key.as_key();
-        let t = self.tree(tree.name)?;
-        match t.get(key.as_bytes()).map_err(|e| self.err(e))? {
+        let value: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT value FROM \"{}\" WHERE key = ?1",
+                tree.name
+            ))
+            .and_then(|mut s| s.query_row([key.as_bytes()], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))?;
+        match value {
             None => Ok(None),
-            Some(v) => {
-                serde_json::from_slice(&v)
-                    .map(Some)
-                    .map_err(|e| StoreError::CorruptRecord {
-                        tree: tree.name,
-                        key: key.to_string(),
-                        reason: e.to_string(),
-                    })
-            }
+            Some(v) => decode(tree.name, key, &v).map(Some),
         }
     }
 
@@ -320,40 +272,67 @@ impl Meta {
         key: &K,
         rec: &R,
     ) -> Result<()> {
-        let t = self.tree(tree.name)?;
         let v = serde_json::to_vec(rec).expect("records serialize to JSON");
-        t.insert(key.as_key().as_bytes(), v)
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT OR REPLACE INTO \"{}\" (key, value) VALUES (?1, ?2)",
+                tree.name
+            ))
+            .and_then(|mut s| s.execute((key.as_key().as_bytes(), v)))
             .map_err(|e| self.err(e))?;
         Ok(())
     }
 
     /// Removes `key`; returns whether it existed.
     pub fn remove<K: TreeKey + ?Sized, R>(&self, tree: Tree<K, R>, key: &K) -> Result<bool> {
-        let t = self.tree(tree.name)?;
-        Ok(t.remove(key.as_key().as_bytes())
-            .map_err(|e| self.err(e))?
-            .is_some())
+        let n = self
+            .conn
+            .prepare_cached(&format!("DELETE FROM \"{}\" WHERE key = ?1", tree.name))
+            .and_then(|mut s| s.execute([key.as_key().as_bytes()]))
+            .map_err(|e| self.err(e))?;
+        Ok(n > 0)
     }
 
-    /// Every (key, record) in `tree` whose key starts with `prefix`, in key order.
+    /// Every (key, record) in `tree` whose key starts with `prefix`, in key order (bytes).
     pub fn scan<K: TreeKey + ?Sized, R: DeserializeOwned>(
         &self,
         tree: Tree<K, R>,
         prefix: &str,
     ) -> Result<Vec<(String, R)>> {
-        let t = self.tree(tree.name)?;
-        let mut out = Vec::new();
-        for kv in t.scan_prefix(prefix.as_bytes()) {
-            let (k, v) = kv.map_err(|e| self.err(e))?;
-            let key = String::from_utf8_lossy(&k).into_owned();
-            let rec = serde_json::from_slice(&v).map_err(|e| StoreError::CorruptRecord {
-                tree: tree.name,
-                key: key.clone(),
-                reason: e.to_string(),
-            })?;
-            out.push((key, rec));
-        }
-        Ok(out)
+        let from = prefix.as_bytes().to_vec();
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = match prefix_end(prefix.as_bytes()) {
+            Some(to) => self.rows(
+                &format!(
+                    "SELECT key, value FROM \"{}\" WHERE key >= ?1 AND key < ?2 ORDER BY key",
+                    tree.name
+                ),
+                (from, to),
+            ),
+            None => self.rows(
+                &format!(
+                    "SELECT key, value FROM \"{}\" WHERE key >= ?1 ORDER BY key",
+                    tree.name
+                ),
+                [from],
+            ),
+        }?;
+        rows.into_iter()
+            .map(|(k, v)| {
+                let key = String::from_utf8_lossy(&k).into_owned();
+                let rec = decode(tree.name, &key, &v)?;
+                Ok((key, rec))
+            })
+            .collect()
+    }
+
+    fn rows(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut s| {
+                s.query_map(params, |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(|e| self.err(e))
     }
 
     /// Every (key, record) of `tree`, in key order.
@@ -381,20 +360,70 @@ impl Meta {
     }
 }
 
+fn decode<R: DeserializeOwned>(tree: &'static str, key: &str, v: &[u8]) -> Result<R> {
+    serde_json::from_slice(v).map_err(|e| StoreError::CorruptRecord {
+        tree,
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// The smallest key greater than every key that starts with `prefix`; `None` when there
+/// is none (an empty prefix, or one of only 0xFF bytes).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 fn ctxstat_key(context: &str, path: &str) -> String {
     format!("{context}\0{path}")
 }
 
-fn is_lock_error(e: &sled::Error) -> bool {
-    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+/// Takes the writers' flock on `lock` (a file under `dir`), waiting in the kernel's queue;
+/// says once on stderr when the wait passes [`WAIT_NOTICE`].
+fn lock_exclusive<'a>(lock: &'a File, dir: &Path) -> Result<WriteLock<'a>> {
+    use rustix::fs::{flock, FlockOperation};
+    let io_err = |e: rustix::io::Errno| StoreError::io("locking", dir.join(LOCK_FILE))(e.into());
+    match flock(lock, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => return Ok(WriteLock(lock)),
+        Err(rustix::io::Errno::WOULDBLOCK) | Err(rustix::io::Errno::INTR) => {}
+        Err(e) => return Err(io_err(e)),
+    }
+    let (done, waiting) = mpsc::channel::<()>();
+    let shown = dir.display().to_string();
+    let notice = std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = waiting.recv_timeout(WAIT_NOTICE) {
+            eprintln!("waiting for {shown} (held by another strata process)");
+        }
+    });
+    let locked = loop {
+        match flock(lock, FlockOperation::LockExclusive) {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => break other,
+        }
+    };
+    let _ = done.send(());
+    let _ = notice.join();
+    locked.map_err(io_err)?;
+    Ok(WriteLock(lock))
 }
 
-/// Spreads retries of processes that started waiting together: delay × [0.5, 1.5).
-fn jitter(d: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.subsec_nanos())
-        .unwrap_or(0);
-    let mix = (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % 1000;
-    d.mul_f64(0.5 + mix as f64 / 1000.0)
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_is_the_first_key_past_the_prefix() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"ctx\0"), Some(b"ctx\x01".to_vec()));
+        assert_eq!(prefix_end(b""), None);
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+    }
 }

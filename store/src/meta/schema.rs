@@ -1,7 +1,7 @@
-//! The sled schema. Change this drawing with every record version bump.
+//! The metadata schema. Change this drawing with every record version bump.
 //!
 //! ```text
-//! ROOT/meta/  (sled 0.34; ROOT/meta/lock is our flock, taken before sled opens)
+//! ROOT/meta/strata.db  (SQLite, WAL; one table per tree; ROOT/meta/lock is the writers' flock)
 //! ├── tags       "docker.io/library/busybox:latest" → TagRecord      { v:1, manifest, updated_at,
 //! │                                                     index_entry (another tool's, verbatim) }
 //! ├── foreign_index "sha256:<entry json>"            → ForeignEntryRecord { v:1, entry, digests }
@@ -31,7 +31,7 @@ use crate::records::{
 };
 use crate::Digest;
 
-/// One sled tree: its name, the key type and the record type stored under its keys, so
+/// One tree (a table): its name, the key type and the record type stored under its keys, so
 /// that a caller cannot put a record into the wrong tree or read one back as another type.
 pub struct Tree<K: ?Sized, R> {
     pub name: &'static str,
