@@ -47,7 +47,7 @@ import json, os, sys
 root, out = sys.argv[1], sys.argv[2]
 index = json.load(open(f"{root}/index.json"))
 m = next(e for e in index["manifests"]
-         if e["annotations"]["org.opencontainers.image.ref.name"] == "docker.io/bench/big:1")
+         if e.get("annotations", {}).get("io.containerd.image.name") == "docker.io/bench/big:1")
 os.makedirs(f"{out}/blobs/sha256")
 def link(d):
     h = d.split(":")[1]

@@ -135,17 +135,23 @@ impl Lexer {
     }
 }
 
-/// Expand one word with the default escape character `\`.
-pub fn expand_word<E: EnvLookup + ?Sized>(word: &str, env: &E) -> Result<String, ExpandError> {
-    Lexer::new('\\').process_word(word, env).map(|e| e.result)
+/// Expand one word; `escape` is the Dockerfile's escape character (`\\` or the
+/// `# escape=` one), as BuildKit expands every instruction with the file's own.
+pub fn expand_word<E: EnvLookup + ?Sized>(
+    word: &str,
+    env: &E,
+    escape: char,
+) -> Result<String, ExpandError> {
+    Lexer::new(escape).process_word(word, env).map(|e| e.result)
 }
 
-/// Expand and split into words with the default escape character `\`.
+/// Expand and split into words, with the Dockerfile's escape character as [`expand_word`].
 pub fn expand_words<E: EnvLookup + ?Sized>(
     word: &str,
     env: &E,
+    escape: char,
 ) -> Result<Vec<String>, ExpandError> {
-    Lexer::new('\\').process_words(word, env)
+    Lexer::new(escape).process_words(word, env)
 }
 
 /// Collects the split words while the expansion runs (BuildKit's `wordsStruct`).

@@ -90,12 +90,12 @@ fn expansion_table() {
 
 #[test]
 fn errors_name_the_word() {
-    let err = expand_word("${X:?must be set}", &NoEnv).expect_err("unset X");
+    let err = expand_word("${X:?must be set}", &NoEnv, '\\').expect_err("unset X");
     assert_eq!(
         err.to_string(),
         "failed to process \"${X:?must be set}\": X: must be set"
     );
-    let err = expand_word("'abc", &NoEnv).expect_err("unterminated");
+    let err = expand_word("'abc", &NoEnv, '\\').expect_err("unterminated");
     assert!(err.to_string().contains("matching single-quote"), "{err}");
 }
 
@@ -126,13 +126,13 @@ fn nested(levels: usize) -> String {
 
 #[test]
 fn nesting_up_to_the_limit_expands() {
-    let e = expand_word(&nested(MAX_NESTING), &NoEnv).expect("within the limit");
+    let e = expand_word(&nested(MAX_NESTING), &NoEnv, '\\').expect("within the limit");
     assert_eq!(e, "x");
 }
 
 #[test]
 fn nesting_beyond_the_limit_is_an_error() {
-    let err = expand_word(&nested(MAX_NESTING + 1), &NoEnv).expect_err("too deep");
+    let err = expand_word(&nested(MAX_NESTING + 1), &NoEnv, '\\').expect_err("too deep");
     assert_eq!(
         err.reason,
         format!("variable substitution nested deeper than {MAX_NESTING} levels")

@@ -103,7 +103,9 @@ fn expand_heredoc(body: &str, env: &[(String, String)]) -> Result<String, String
         if len == 1 {
             out.push('$');
         } else {
-            out.push_str(&expand_word(&tail[..len], env).map_err(|e| e.to_string())?);
+            // A heredoc body is the file's text, not Dockerfile syntax: its escape is `\`
+            // whatever the `# escape=` directive says, as for `\$` above.
+            out.push_str(&expand_word(&tail[..len], env, '\\').map_err(|e| e.to_string())?);
         }
         rest = &tail[len..];
     }

@@ -347,8 +347,8 @@ fn needed_stages(
 fn stage_deps(dockerfile: &Dockerfile, i: usize, meta_args: &[(String, String)]) -> Vec<usize> {
     let stage = &dockerfile.stages[i];
     // FROM may name a stage through a global ARG (`FROM base-$TARGETARCH`).
-    let base =
-        dockerfile::expand_word(&stage.base, meta_args).unwrap_or_else(|_| stage.base.clone());
+    let base = dockerfile::expand_word(&stage.base, meta_args, dockerfile.escape)
+        .unwrap_or_else(|_| stage.base.clone());
     let mut refs: Vec<&str> = vec![base.as_str()];
     for inst in &stage.instructions {
         if let Command::Copy(copy) = &inst.command {

@@ -37,6 +37,9 @@ pub struct StageState {
     /// Whether this stage set CMD itself (ENTRYPOINT then keeps it; an inherited CMD is
     /// reset by ENTRYPOINT, as docker does).
     pub cmd_set_here: bool,
+    /// The Dockerfile's escape character (`\\` or the `# escape=` one): words are expanded
+    /// with it.
+    pub escape: char,
 }
 
 impl StageState {
@@ -367,9 +370,11 @@ impl<'a> BuildRun<'a> {
 
     /// The FROM name with meta ARGs expanded.
     fn base_name(&self, stage: &Stage) -> Result<String> {
-        expand_word(&stage.base, self.meta_args).map_err(|e| BuildError::Step {
-            location: format!("{}:{}", self.dockerfile.file_name, stage.span.start),
-            message: e.to_string(),
+        expand_word(&stage.base, self.meta_args, self.dockerfile.escape).map_err(|e| {
+            BuildError::Step {
+                location: format!("{}:{}", self.dockerfile.file_name, stage.span.start),
+                message: e.to_string(),
+            }
         })
     }
 
@@ -402,6 +407,7 @@ impl<'a> BuildRun<'a> {
                 args: Vec::new(),
                 declared_args: Vec::new(),
                 cmd_set_here: false,
+                escape: self.dockerfile.escape,
             }
         };
         let platform = format!("linux/{}", crate::image::host_architecture());
@@ -550,10 +556,14 @@ pub fn resolve_meta_args(
         for def in defs {
             let value = match (opts.build_args.get(&def.name), &def.default) {
                 (Some(v), _) => Some(v.clone()),
-                (None, Some(d)) => Some(expand_word(d, &values).map_err(|e| BuildError::Step {
-                    location: format!("{}:{}", dockerfile.file_name, inst.span.start),
-                    message: e.to_string(),
-                })?),
+                (None, Some(d)) => {
+                    Some(expand_word(d, &values, dockerfile.escape).map_err(|e| {
+                        BuildError::Step {
+                            location: format!("{}:{}", dockerfile.file_name, inst.span.start),
+                            message: e.to_string(),
+                        }
+                    })?)
+                }
                 (None, None) => None,
             };
             if let Some(v) = value {

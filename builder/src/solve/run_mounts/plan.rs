@@ -84,8 +84,9 @@ pub fn resolve(
     let mut key = Vec::new();
     let mut ssh_count = 0;
     for spec in specs {
-        let mut expand =
-            |w: &str| crate::dockerfile::expand_word(w, &env).map_err(|e| e.to_string());
+        let mut expand = |w: &str| {
+            crate::dockerfile::expand_word(w, &env, state.escape).map_err(|e| e.to_string())
+        };
         let m = parse_mount(spec, &mut expand)?;
         let target = m.target.as_deref().map(|t| {
             let t = if t.starts_with('/') {

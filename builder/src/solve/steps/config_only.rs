@@ -17,15 +17,15 @@ use crate::solve::stage::StageState;
 
 type Text = Result<String, String>;
 
-fn word(env: &[(String, String)], w: &str) -> Text {
-    expand_word(w, env).map_err(|e| e.to_string())
+fn word(env: &[(String, String)], escape: char, w: &str) -> Text {
+    expand_word(w, env, escape).map_err(|e| e.to_string())
 }
 
 pub(super) fn env(state: &mut StageState, pairs: &[KeyValue]) -> Text {
     let env = state.expand_env();
     let mut text = Vec::new();
     for kv in pairs {
-        let value = word(&env, &kv.value)?;
+        let value = word(&env, state.escape, &kv.value)?;
         state.config.config.env_set(&kv.key, &value);
         text.push(format!("{}={}", kv.key, value));
     }
@@ -44,7 +44,7 @@ pub(super) fn arg(
     let mut text = Vec::new();
     for def in defs {
         let default = match &def.default {
-            Some(d) => Some(word(&env, d)?),
+            Some(d) => Some(word(&env, state.escape, d)?),
             None => None,
         };
         text.push(match &default {
@@ -73,8 +73,8 @@ pub(super) fn label(state: &mut StageState, pairs: &[KeyValue]) -> Text {
     let env = state.expand_env();
     let mut text = Vec::new();
     for kv in pairs {
-        let key = word(&env, &kv.key)?;
-        let value = word(&env, &kv.value)?;
+        let key = word(&env, state.escape, &kv.key)?;
+        let value = word(&env, state.escape, &kv.value)?;
         text.push(format!("{key}={value}"));
         state.config.config.labels.insert(key, value);
     }
@@ -85,7 +85,7 @@ pub(super) fn expose(state: &mut StageState, ports: &[String]) -> Text {
     let env = state.expand_env();
     let mut added = Vec::new();
     for p in ports {
-        for spec in expand_words(p, &env).map_err(|e| e.to_string())? {
+        for spec in expand_words(p, &env, state.escape).map_err(|e| e.to_string())? {
             added.extend(port_specs(&spec)?);
         }
     }
@@ -116,7 +116,7 @@ pub(super) fn volume(state: &mut StageState, vols: &[String]) -> Text {
     let env = state.expand_env();
     let mut expanded = Vec::new();
     for v in vols {
-        let v = word(&env, v)?;
+        let v = word(&env, state.escape, v)?;
         state.config.config.volumes.insert(v.clone(), Empty {});
         expanded.push(v);
     }
@@ -124,7 +124,7 @@ pub(super) fn volume(state: &mut StageState, vols: &[String]) -> Text {
 }
 
 pub(super) fn user(state: &mut StageState, user: &str) -> Text {
-    let user = word(&state.expand_env(), user)?;
+    let user = word(&state.expand_env(), state.escape, user)?;
     let text = format!("USER {user}");
     state.config.config.user = user;
     Ok(text)
@@ -155,7 +155,7 @@ pub(super) fn shell(state: &mut StageState, shell: &[String]) -> Text {
 }
 
 pub(super) fn stop_signal(state: &mut StageState, sig: &str) -> Text {
-    let sig = word(&state.expand_env(), sig)?;
+    let sig = word(&state.expand_env(), state.escape, sig)?;
     let text = format!("STOPSIGNAL {sig}");
     state.config.config.stop_signal = Some(sig);
     Ok(text)
@@ -208,6 +208,7 @@ mod tests {
             args: Vec::new(),
             declared_args: Vec::new(),
             cmd_set_here: false,
+            escape: '\\',
         }
     }
 

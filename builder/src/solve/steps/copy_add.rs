@@ -83,7 +83,7 @@ pub(super) fn copy_step(
     };
     let mut srcs: Vec<String> = Vec::new();
     for s in spec.srcs {
-        srcs.push(expand_word(s, &env).map_err(|x| e(x.to_string()))?);
+        srcs.push(expand_word(s, &env, state.escape).map_err(|x| e(x.to_string()))?);
     }
     // ADD of URLs and git repositories (fetch.rs); the rest are local sources.
     let (gits, urls): (Vec<String>, Vec<String>) = if spec.is_add {
@@ -100,7 +100,7 @@ pub(super) fn copy_step(
     if spec.checksum.is_some() && (urls.len() != 1 || !gits.is_empty() || !srcs.is_empty()) {
         return Err(e("ADD --checksum needs exactly one http(s) source".into()));
     }
-    let dest = expand_word(spec.dest, &env).map_err(|x| e(x.to_string()))?;
+    let dest = expand_word(spec.dest, &env, state.escape).map_err(|x| e(x.to_string()))?;
     let workdir = if state.config.config.working_dir.is_empty() {
         "/".to_string()
     } else {
@@ -121,7 +121,7 @@ pub(super) fn copy_step(
     let chown = match spec.chown {
         None => None,
         Some(c) => {
-            let c = expand_word(c, &env).map_err(|x| e(x.to_string()))?;
+            let c = expand_word(c, &env, state.escape).map_err(|x| e(x.to_string()))?;
             Some(resolve_chown(&below, &c).map_err(e)?)
         }
     };
@@ -150,7 +150,7 @@ pub(super) fn copy_step(
     let from_union = match spec.from {
         None => None,
         Some(from) => {
-            let from = expand_word(from, &env).map_err(|x| e(x.to_string()))?;
+            let from = expand_word(from, &env, state.escape).map_err(|x| e(x.to_string()))?;
             let layers = match stage_ref(run.dockerfile, &from, usize::MAX)
                 .and_then(|i| done.get(i).cloned().flatten())
             {
