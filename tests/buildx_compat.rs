@@ -21,6 +21,9 @@ fn context(env: &TestEnv) -> PathBuf {
     ctx
 }
 
+/// Pins the image's `created` times, so two builds in different seconds agree.
+const EPOCH: &str = "SOURCE_DATE_EPOCH=1700000000";
+
 fn host_platform() -> String {
     let arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
@@ -366,6 +369,8 @@ fn build_sets_labels_and_manifest_annotations() {
         &[
             "-t",
             "app:1",
+            "--build-arg",
+            EPOCH,
             "--label",
             "org.example.team=infra",
             "--label",
@@ -392,12 +397,15 @@ fn build_sets_labels_and_manifest_annotations() {
         }),
         "{manifest}"
     );
-    // A different annotation is a different image, even from the cache.
+    // A different annotation is a different image, even from the cache; the config (its
+    // `created` pinned by SOURCE_DATE_EPOCH, whatever second each build ends in) is the same.
     env.build(
         &ctx,
         &[
             "-t",
             "app:2",
+            "--build-arg",
+            EPOCH,
             "--label",
             "org.example.team=infra",
             "--label",

@@ -50,6 +50,9 @@ pub const DB_FILE: &str = "strata.db";
 /// Our writers' flock, under `ROOT/meta/`.
 const LOCK_FILE: &str = "lock";
 const WAIT_NOTICE: Duration = Duration::from_secs(1);
+/// WAL pages between checkpoints (SQLite's default is 1,000). Every process's first
+/// transaction reads the WAL through once: 128 pages keep that under half a megabyte.
+const WAL_PAGES: i64 = 128;
 /// SQLite's own wait, for what the flock does not cover (recovering the WAL after a crash).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -61,6 +64,8 @@ pub struct Meta {
     conn: Connection,
     path: PathBuf,
     lock: File,
+    /// (device, inode) of the database file this connection opened.
+    file_id: (u64, u64),
 }
 
 /// The connection kept open between transactions: opening one costs a few file opens
@@ -108,7 +113,7 @@ fn with_meta<T>(store: &Store, mode: Mode, f: impl FnOnce(&Meta) -> Result<T>) -
     let dir = store.layout().meta_dir();
     let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
     let held = held.get_or_insert(Held { meta: None });
-    let meta = match held.meta.take().filter(|m| m.path == dir) {
+    let meta = match held.meta.take().filter(|m| m.serves(&dir)) {
         Some(meta) => meta,
         None => Meta::open(&dir)?,
     };
@@ -161,6 +166,12 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
 /// Our writers' exclusive flock on `ROOT/meta/lock`, released when dropped.
 struct WriteLock<'a>(&'a File);
 
@@ -192,16 +203,35 @@ impl Meta {
         .and_then(|c| c.busy_timeout(BUSY_TIMEOUT).map(|()| c))
         // Closing the last connection would checkpoint the WAL into the database and
         // delete it (three fsyncs): once per command. SQLite checkpoints on its own as
-        // the WAL grows (1,000 pages), and the WAL is as durable as the database.
+        // the WAL grows (`WAL_PAGES`), and the WAL is as durable as the database.
         .and_then(|c| {
             c.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
                 .map(|_| c)
+        })
+        // The first connection of a process reads the whole WAL to rebuild its index, so
+        // keep the WAL short: a checkpoint (one fsync) every WAL_PAGES pages written.
+        .and_then(|c| {
+            c.pragma_update(None, "wal_autocheckpoint", WAL_PAGES)
+                .map(|()| c)
         })
         .map_err(|source| StoreError::Meta {
             path: path.clone(),
             source,
         })?;
-        Ok(Meta { conn, path, lock })
+        let file_id = file_id(&path).map_err(StoreError::io("reading metadata of", &path))?;
+        Ok(Meta {
+            conn,
+            path,
+            lock,
+            file_id,
+        })
+    }
+
+    /// Whether this connection still serves the database of `dir`: the same path, and the
+    /// file there is the one it opened (a root removed and made again under a long-lived
+    /// process gets a new connection, not the deleted file's).
+    fn serves(&self, dir: &Path) -> bool {
+        self.path.parent() == Some(dir) && file_id(&self.path).is_ok_and(|id| id == self.file_id)
     }
 
     fn transaction<T>(&self, mode: Mode, f: impl FnOnce(&Meta) -> Result<T>) -> Result<T> {
