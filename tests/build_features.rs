@@ -506,8 +506,14 @@ impl GitDaemon {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("git")
-            .arg("daemon")
+        // `git daemon` runs `git-daemon` as a child of its own, which killing `git` would
+        // leave behind: start the daemon program itself.
+        let exec_path = Command::new("git")
+            .arg("--exec-path")
+            .output()
+            .expect("git --exec-path (Debian package git)");
+        let exec_path = String::from_utf8(exec_path.stdout).expect("utf-8 exec path");
+        let child = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
             .arg("--export-all")
             .arg("--reuseaddr")
             .arg("--listen=127.0.0.1")
