@@ -10,8 +10,9 @@
 #   one-run    `FROM busybox:bench` + `RUN true`, built with --no-cache: the fixed cost of
 #              a build with one RUN (sandbox set-up, seccomp, network)
 #
-# Env: RUNS (interleaved rounds, default 10). Prints best and median per binary and the
-# ratio NEW/OLD (below 1.00 is faster).
+# Env: RUNS (interleaved rounds, default 10); B_ARGS, extra `build` arguments for NEW only
+# (e.g. `--network host`, to see a change apart from what a new default costs). Prints best
+# and median per binary and the ratio NEW/OLD (below 1.00 is faster).
 . "$(dirname "$0")/lib.sh"
 
 [ $# -ge 2 ] || { echo "usage: bash benches/ab.sh OLD_BINARY NEW_BINARY [CASE...]" >&2; exit 2; }
@@ -25,6 +26,11 @@ RUNS=${RUNS:-10}
 ONE_RUN=$BENCH_WORK/one-run
 mkdir -p "$ONE_RUN"
 printf 'FROM busybox:bench\nRUN true\n' >"$ONE_RUN/Dockerfile"
+
+read -r -a B_EXTRA <<<"${B_ARGS:-}"
+
+# build_args A|B: the extra build arguments of that binary.
+build_args() { if [ "$1" = B ]; then echo "${B_EXTRA[@]}"; fi; }
 
 # with_binary A|B CMD...: run CMD with STRATA and the root of that binary (each its own root:
 # two versions need not share a store format).
@@ -46,13 +52,13 @@ sample() {
     case "$case/$mode" in
     ten-step/cold)
         with_binary "$which" strata_fresh_root
-        t=$(with_binary "$which" time_once strata_ build -q -t ab:ten "$BENCH_REPO/testdata/bench/ten-step")
+        t=$(with_binary "$which" time_once strata_ build -q $(build_args "$which") -t ab:ten "$BENCH_REPO/testdata/bench/ten-step")
         ;;
     ten-step/no-op)
-        t=$(with_binary "$which" time_once strata_ build -q -t ab:ten "$BENCH_REPO/testdata/bench/ten-step")
+        t=$(with_binary "$which" time_once strata_ build -q $(build_args "$which") -t ab:ten "$BENCH_REPO/testdata/bench/ten-step")
         ;;
     one-run/no-cache)
-        t=$(with_binary "$which" time_once strata_ build -q --no-cache -t ab:one "$ONE_RUN")
+        t=$(with_binary "$which" time_once strata_ build -q $(build_args "$which") --no-cache -t ab:one "$ONE_RUN")
         ;;
     esac
     if [ "$t" = fail ]; then
