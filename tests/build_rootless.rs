@@ -87,6 +87,14 @@ fn user_binary(dir: &Path) -> PathBuf {
     bin
 }
 
+/// The context that builds the busybox base (`FROM scratch` + the rootfs), in `shared`.
+fn base_context(shared: &Path) -> PathBuf {
+    let base = shared.join("base");
+    fs::create_dir_all(&base).expect("mkdir");
+    fs::copy(busybox_rootfs(), base.join("rootfs.tar")).expect("copy rootfs");
+    write_context(&base, "FROM scratch\nADD rootfs.tar /\nCMD [\"sh\"]\n", &[])
+}
+
 /// A directory the test users can read and write: contexts and their store roots.
 fn shared_dir(env: &TestEnv) -> PathBuf {
     let dir = env.scratch.join("shared");
@@ -128,10 +136,7 @@ fn a_user_with_a_subuid_range_builds_the_image_root_builds() {
     require_tool("newuidmap", "uidmap");
     let env = TestEnv::new();
     let shared = shared_dir(&env);
-    let base = shared.join("base");
-    fs::create_dir_all(&base).expect("mkdir");
-    fs::copy(busybox_rootfs(), base.join("rootfs.tar")).expect("copy rootfs");
-    write_context(&base, "FROM scratch\nADD rootfs.tar /\nCMD [\"sh\"]\n", &[]);
+    let base = base_context(&shared);
     let ctx = write_context(&shared.join("case"), DOCKERFILE, &[("a.txt", "a\n")]);
     let with_base = |strata: &dyn Fn(&Path, &[&str]) -> Output, root: &Path| {
         let base_arg = base.to_str().expect("utf-8");
@@ -179,10 +184,7 @@ fn a_user_without_a_range_builds_as_its_single_id_and_is_told() {
     require_tool("newuidmap", "uidmap");
     let env = TestEnv::new();
     let shared = shared_dir(&env);
-    let base = shared.join("base");
-    fs::create_dir_all(&base).expect("mkdir");
-    fs::copy(busybox_rootfs(), base.join("rootfs.tar")).expect("copy rootfs");
-    write_context(&base, "FROM scratch\nADD rootfs.tar /\nCMD [\"sh\"]\n", &[]);
+    let base = base_context(&shared);
     let ctx = write_context(
         &shared.join("one"),
         "FROM busybox\nRUN id -u > /uid && rm -rf /usr && mkdir /usr && echo x > /usr/x\n",
