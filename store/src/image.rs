@@ -1,4 +1,4 @@
-//! Images: manifests recorded in sled, tags, resolution of what the user typed,
+//! Images: manifests recorded in the metadata database, tags, resolution of what the user typed,
 //! and the derived `index.json`.
 //!
 //! Order of commits: blobs are already in `blobs/` when `add_image` runs; it

@@ -4,13 +4,13 @@
 //! bytes into it while hashing; `commit(size, digest)` checks both against what the
 //! caller promised, adds the digest to the writer's lease, fsyncs, renames to
 //! `blobs/sha256/<hex>`, fsyncs the directory and records `{size, media type, added
-//! at}` in sled. Until commit the content is
+//! at}` in the metadata. Until commit the content is
 //! invisible to every reader. Commit always consumes the writer; on any error the
 //! temp file is removed. Dropping an uncommitted writer (or `abort`) removes it too.
 //!
 //! Lease before rename: GC never sees the blob unprotected, from the moment it exists
 //! until the caller's record or tag refers to it and the lease is dropped (`lease`).
-//! Rename before recording in sled: a crash leaves an unreferenced blob (GC sweeps
+//! Rename before recording in the metadata: a crash leaves an unreferenced blob (GC sweeps
 //! it), never a record of a missing one.
 
 use std::fs::{self, File, OpenOptions};
@@ -86,7 +86,7 @@ impl BlobWriter {
         Ok(desc)
     }
 
-    /// Like `commit` but leaves the sled record to the caller, who batches many
+    /// Like `commit` but leaves the metadata record to the caller, who batches many
     /// blobs into one `Store::record_blobs` transaction (load, pull). A blob whose
     /// record is never written is still valid content; GC treats it as unreferenced.
     pub fn commit_unrecorded(

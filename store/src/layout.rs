@@ -4,7 +4,7 @@
 //! ROOT/cache-mounts/<id>/    RUN --mount=type=cache directories (see dir_lock)
 //! ROOT/downloads/<key>/      ADD <url> downloads (see dir_lock)
 //! ROOT/oci-layout            {"imageLayoutVersion":"1.0.0"}
-//! ROOT/index.json            from sled after every tag change, plus other tools' entries (oci_index)
+//! ROOT/index.json            from the metadata on each tag change, plus other tools' entries
 //! ROOT/blobs/sha256/<hex>    content
 //! ROOT/ingest/<pid>-…        blobs being written
 //! ROOT/ingest/gc-<pid>-…     blobs a GC run is deleting (trash)
@@ -13,7 +13,7 @@
 //! ROOT/snapshots/build-<pid>-…  a RUN step's upper and work dirs
 //! ROOT/snapshots/copy-<pid>-…   a COPY/ADD step's scratch (heredocs)
 //! ROOT/snapshots/gc-<pid>-…     snapshots a GC run is deleting (trash)
-//! ROOT/meta/                 sled
+//! ROOT/meta/                 the metadata database: strata.db (SQLite, WAL) and the writers' lock
 //! ROOT/meta/index.json.sha256   digest of the index.json strata last wrote or checked
 //! ```
 //!

@@ -8,7 +8,7 @@
 //!   `ghcr.io/o/app:1`), which skopeo (`oci:ROOT:app:1`) and umoci (`umoci ls`) match
 //!   and which stays unique per repository; `io.containerd.image.name` is the full one
 //!   (`docker.io/library/app:1`), as containerd and nerdctl write it.
-//! - On every open, entries sled does not know are adopted (`Store::adopt_index`): an
+//! - On every open, entries the metadata does not know are adopted (`Store::adopt_index`): an
 //!   entry whose name parses as a reference and whose manifest and blobs are all here
 //!   becomes an image and a tag (listed by `images`, kept by GC), and its entry is
 //!   written back exactly as the other tool wrote it. Any other entry (an image index,
@@ -48,7 +48,7 @@ pub fn index_ref_name(r: &Reference) -> String {
 }
 
 impl Store {
-    /// Rewrites `index.json` from sled: the entry of every tag (another tool's verbatim,
+    /// Rewrites `index.json` from the metadata: the entry of every tag (another tool's verbatim,
     /// else strata's own) and every foreign entry. Runs inside the write transaction so
     /// concurrent strata writers cannot reorder it.
     pub(crate) fn write_index(&self, m: &Meta) -> Result<()> {
@@ -85,7 +85,7 @@ impl Store {
         self.remember_index(&bytes)
     }
 
-    /// Adopts the entries of `index.json` that sled does not know (see the module doc).
+    /// Adopts the entries of `index.json` that the metadata does not know (see the module doc).
     /// Cheap when `index.json` is what strata last wrote or checked.
     pub(crate) fn adopt_index(&self) -> Result<()> {
         let Some(bytes) = self.read_index()? else {
@@ -236,7 +236,7 @@ impl Store {
 }
 
 /// The entries of an `index.json`; none when it is not an index (never rewritten then:
-/// the next tag change writes a fresh one only from what sled knows).
+/// the next tag change writes a fresh one only from what the metadata knows).
 fn entries(bytes: &[u8]) -> Vec<serde_json::Value> {
     serde_json::from_slice::<serde_json::Value>(bytes)
         .ok()
@@ -257,7 +257,7 @@ fn entry_name(entry: &serde_json::Value) -> Option<Reference> {
         .and_then(|n| Reference::parse(n).ok())
 }
 
-/// Whether sled already accounts for `entry`: a foreign record holds it, a tag holds it
+/// Whether the metadata already accounts for `entry`: a foreign record holds it, a tag holds it
 /// verbatim, or it is strata's own entry for a tag (containerd's name → same digest).
 fn is_known(m: &Meta, entry: &serde_json::Value) -> Result<bool> {
     if m.all(meta::FOREIGN_INDEX)?

@@ -1,4 +1,4 @@
-//! Records stored in sled (see `meta/schema.rs` for the tree drawing). Each carries
+//! Records stored in the metadata database (see `meta/schema.rs` for the tree drawing). Each carries
 //! `v` (the record version) so a later release can migrate old values.
 
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
 //! `system verify`: re-hash every blob and check that every recorded reference
-//! resolves. Hashes outside the metadata lock, then reads sled in one short transaction.
+//! resolves. Hashes outside the metadata lock, then reads the metadata in one short transaction.
 //!
 //! A prune may run beside it: a blob listed in step 1 can be gone by the time it is
 //! opened. That alone is not a fault; step 2, under the lock, reports every record that

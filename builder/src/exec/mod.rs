@@ -15,7 +15,7 @@
 //!   └── reads stdout+stderr (one pipe), streams lines, keeps the tail      execve argv
 //! ```
 //!
-//! Nothing here touches the store or sled; the caller owns every directory it passes in.
+//! Nothing here touches the store or its database; the caller owns every directory it passes in.
 
 mod copy_snapshotter;
 pub mod mounts;

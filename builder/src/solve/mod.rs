@@ -10,7 +10,7 @@
 //!           ──▶ export the target stage: config + manifest blobs ──▶ tag
 //! ```
 //!
-//! The sled database is only opened for short lookups and writes between steps, never
+//! The metadata database is only opened for short lookups and writes between steps, never
 //! while a RUN runs or a layer is written (docs/design.md §2). A lease names what the build has
 //! written or reuses, so a concurrent prune leaves it alone (docs/design.md §3).
 
@@ -186,7 +186,7 @@ pub fn build(
         .map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned());
     let dockerfile = dockerfile::parse(&text, &file_name)?;
 
-    // Many short lookups follow (cache keys, stat records, the lease): keep sled open
+    // Many short lookups follow (cache keys, stat records, the lease): keep the database open
     // between them, and release it before every piece of long work (see `pause_meta`).
     store.hold_meta();
     let result = build_parsed(store, opts, remote, &dockerfile, &dockerfile_path, reporter);

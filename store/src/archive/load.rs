@@ -7,7 +7,7 @@
 //! archive's own index (`manifest.json`, else `index.json`) is checked: every
 //! `blobs/sha256/<hex>` name against its content, every layer's diff_id against
 //! its config. Only then are the referenced blobs committed, recorded, and the
-//! images and tags added in one sled transaction: all or nothing. On failure the
+//! images and tags added in one metadata transaction: all or nothing. On failure the
 //! blobs this load created (and nobody recorded meanwhile) are removed again.
 
 use std::collections::BTreeMap;
@@ -654,7 +654,7 @@ impl Archive<'_> {
         Ok(desc)
     }
 
-    /// Best effort after a failure: remove blobs this load created that no sled
+    /// Best effort after a failure: remove blobs this load created that no metadata
     /// record names (checked under the lock, so a concurrent writer that recorded
     /// the same blob keeps it).
     fn remove_created(&self) {

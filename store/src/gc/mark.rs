@@ -3,7 +3,7 @@
 //! No storage in here: the caller hands over the roots and a `refs(node)` closure
 //! that names what a node holds alive, and gets back every reachable node. That
 //! keeps the rules of "what keeps what" testable as tables (see the tests below)
-//! with no sled and no disk.
+//! with no database and no disk.
 
 use std::collections::HashSet;
 use std::hash::Hash;

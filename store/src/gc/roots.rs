@@ -1,4 +1,4 @@
-//! What keeps what: the GC's nodes, the edges between them (from sled records),
+//! What keeps what: the GC's nodes, the edges between them (from the metadata records),
 //! and the roots (tags, image records, build-cache records, live leases).
 //!
 //! ```text
@@ -61,7 +61,7 @@ impl ManifestRefs {
     }
 }
 
-/// Every edge the mark phase may follow, loaded from sled once per GC run.
+/// Every edge the mark phase may follow, loaded from the metadata once per GC run.
 #[derive(Debug, Default)]
 pub struct Graph {
     pub manifests: HashMap<Digest, ManifestRefs>,
