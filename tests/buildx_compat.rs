@@ -205,21 +205,6 @@ fn image_subcommands_are_docker_aliases() {
     );
 }
 
-/// The names of a tar's entries, in order.
-fn tar_names(bytes: &[u8]) -> Vec<String> {
-    tar::Archive::new(bytes)
-        .entries()
-        .expect("tar")
-        .map(|e| {
-            e.expect("entry")
-                .path()
-                .expect("path")
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect()
-}
-
 #[test]
 fn build_writes_every_output_type_buildx_has() {
     let env = TestEnv::new();
@@ -268,10 +253,10 @@ fn build_writes_every_output_type_buildx_has() {
         "deep\n"
     );
     // type=tar: the same filesystem, one tar.
-    let names = tar_names(&fs::read(&fs_tar).expect("fs.tar"));
+    let names = util::tar_entry_names(&fs::read(&fs_tar).expect("fs.tar")[..]);
     assert_eq!(names, ["hello.txt", "sub/", "sub/deep.txt"], "{names:?}");
     // type=oci: index.json names the built manifest; tar=false: the same as a directory.
-    let oci_names = tar_names(&fs::read(&oci_tar).expect("oci.tar"));
+    let oci_names = util::tar_entry_names(&fs::read(&oci_tar).expect("oci.tar")[..]);
     assert!(
         oci_names.contains(&"index.json".to_string()),
         "{oci_names:?}"
@@ -313,7 +298,7 @@ fn build_writes_a_tar_to_stdout_and_tags_image_outputs() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(tar_names(&out.stdout), ["hello.txt"]);
+    assert_eq!(util::tar_entry_names(&out.stdout[..]), ["hello.txt"]);
     env.build(
         &ctx,
         &["--output", "type=image,\"name=app:a,app:b\",push=false"],

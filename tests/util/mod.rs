@@ -305,20 +305,24 @@ pub fn image_layers(root: &Path, tag: &str) -> Vec<Vec<String>> {
         .expect("layers")
         .iter()
         .map(|l| {
-            let mut archive = tar::Archive::new(layer_reader(root, l));
-            let mut names: Vec<String> = archive
-                .entries()
-                .expect("entries")
-                .map(|e| {
-                    e.expect("entry")
-                        .path()
-                        .expect("path")
-                        .to_string_lossy()
-                        .into_owned()
-                })
-                .collect();
+            let mut names = tar_entry_names(layer_reader(root, l));
             names.sort();
             names
+        })
+        .collect()
+}
+
+/// The names of a tar's entries, in archive order.
+pub fn tar_entry_names(reader: impl std::io::Read) -> Vec<String> {
+    tar::Archive::new(reader)
+        .entries()
+        .expect("tar entries")
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .to_string_lossy()
+                .into_owned()
         })
         .collect()
 }
