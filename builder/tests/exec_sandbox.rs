@@ -89,6 +89,7 @@ fn step(snapshotter: Snapshotter, script: &str) -> Step {
         hostname: "strata-test".into(),
         snapshotter,
         extra_mounts: Vec::new(),
+        runtime: Default::default(),
         stop: None,
     };
     Step { _tmp: tmp, spec }

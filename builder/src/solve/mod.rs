@@ -50,10 +50,14 @@ pub struct BuildOptions {
     pub build_args: BTreeMap<String, String>,
     pub target: Option<String>,
     pub no_cache: bool,
+    /// `--no-cache-filter`: the stages (by name) whose steps miss the cache.
+    pub no_cache_stages: Vec<String>,
     /// `--pull`: ask `resolve_base` even when the image is in the store.
     pub pull: bool,
     pub network: exec::Network,
     pub snapshotter: exec::Snapshotter,
+    /// `--add-host`, `--shm-size`, `--ulimit`: given to every RUN.
+    pub runtime: exec::RuntimeOptions,
     /// SOURCE_DATE_EPOCH: timestamps in the image and layers are clamped to it.
     pub source_date_epoch: Option<i64>,
     /// `--secret`: by id, where each value comes from (read only by the steps that mount it).

@@ -120,6 +120,7 @@ impl<'a> Build<'a> {
             stop: self.stop,
             step_number: 0,
             cached: 0,
+            is_cache_ignored: false,
             built: Vec::new(),
             materials: std::cell::RefCell::new(Vec::new()),
         }
@@ -199,6 +200,9 @@ pub struct BuildRun<'a> {
     step_number: usize,
     /// Steps of this stage whose result came from the cache.
     pub cached: usize,
+    /// This stage is named by `--no-cache-filter`: its steps run again (see
+    /// [`CacheKey::for_rebuilt`](crate::cache::CacheKey::for_rebuilt)).
+    pub is_cache_ignored: bool,
     /// The cache record of every layer step of this stage (for `--cache-to`).
     built: Vec<RemoteRecord>,
     /// Every image the build read (bases, `COPY --from` images) and its manifest digest:
@@ -249,6 +253,13 @@ impl<'a> BuildRun<'a> {
             (Some(name), _) => name.clone(),
             (None, _) => format!("stage-{index}"),
         };
+        // BuildKit matches the names without regard to case and ignores unknown ones.
+        self.is_cache_ignored = stage.name.as_ref().is_some_and(|name| {
+            self.opts
+                .no_cache_stages
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(name))
+        });
         let base_is_image = self.base_is_image(stage, index);
         let count =
             usize::from(base_is_image) + stage.instructions.iter().filter(|i| is_step(i)).count();

@@ -82,6 +82,10 @@ pub(super) fn run_step(
             mounts.key_text, r.security
         ));
     }
+    let runtime_key = run.opts.runtime.key_text();
+    if !runtime_key.is_empty() {
+        key_text.push_str(&format!("\0{runtime_key}"));
+    }
     let key = CacheKey::for_step(
         &state.key,
         &key_text,
@@ -143,6 +147,7 @@ pub(super) fn run_step(
         hostname: "strata".to_string(),
         snapshotter: run.opts.snapshotter,
         extra_mounts,
+        runtime: run.opts.runtime.clone(),
         stop: Some(run.stop.clone()),
     };
     let info = info.clone();
