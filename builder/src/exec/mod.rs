@@ -22,6 +22,7 @@ pub mod mounts;
 pub mod namespaces;
 pub mod network;
 mod output;
+mod pipe;
 pub mod runtime_flags;
 mod sandbox;
 pub mod seccomp;
