@@ -142,6 +142,7 @@ pub(super) fn run_step(
         },
         hostname: "strata".to_string(),
         snapshotter: run.opts.snapshotter,
+        isolation: run.opts.isolation,
         extra_mounts,
         stop: Some(run.stop.clone()),
     };
