@@ -28,6 +28,7 @@ pub mod mounts;
 pub mod namespaces;
 pub mod network;
 mod output;
+mod pipe;
 pub mod probe;
 mod sandbox;
 pub mod seccomp;

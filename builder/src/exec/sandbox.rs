@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use super::mounts::{self, MountOp, OverlayOptions, RootfsOptions};
 use super::output::{OutputLog, LOG_LIMIT_BYTES};
+use super::pipe::pipe;
 use super::stubs::{self, Stubs};
 use super::sys::{LinuxSyscall, Syscall};
 use super::{
@@ -173,13 +174,6 @@ struct ChildPlan<'a> {
     /// `--isolation chroot`: B leads its own process group, which A kills once B is gone
     /// (there is no pid namespace to end the step's other processes).
     is_chroot: bool,
-}
-
-pub(super) fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| ExecError::Setup {
-        step: "creating a pipe".into(),
-        source: e.into(),
-    })
 }
 
 fn spawn(spec: &RunSpec, ops: &[MountOp], on_line: &mut dyn FnMut(&[u8])) -> Result<RunOutcome> {
