@@ -55,6 +55,7 @@ pub struct BuildOptions {
     pub pull: bool,
     pub network: exec::Network,
     pub snapshotter: exec::Snapshotter,
+    pub isolation: exec::Isolation,
     /// SOURCE_DATE_EPOCH: timestamps in the image and layers are clamped to it.
     pub source_date_epoch: Option<i64>,
     /// `--secret`: by id, where each value comes from (read only by the steps that mount it).

@@ -146,6 +146,7 @@ pub(super) fn run_step(
         },
         hostname: "strata".to_string(),
         snapshotter: run.build.opts.snapshotter,
+        isolation: run.build.opts.isolation,
         extra_mounts,
         stop: Some(run.build.stop.clone()),
     };
