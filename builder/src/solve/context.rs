@@ -34,10 +34,10 @@ impl Context {
         let canonical = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
         let key = canonical.to_string_lossy().into_owned();
         let stats = store.ctxstat_get_all(&key)?.into_iter().collect();
-        let ignore = DockerIgnore::load(&canonical, Some(dockerfile)).map_err(|e| {
-            super::BuildError::Step {
-                location: canonical.join(".dockerignore").display().to_string(),
-                message: e.to_string(),
+        let ignore = DockerIgnore::load(&canonical, Some(dockerfile)).map_err(|reason| {
+            super::BuildError::DockerIgnore {
+                path: canonical.join(".dockerignore").display().to_string(),
+                reason,
             }
         })?;
         let started_ns = SystemTime::now()

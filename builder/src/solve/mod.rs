@@ -145,6 +145,42 @@ pub enum BuildError {
         #[source]
         source: exec::ExecError,
     },
+    /// A word (FROM's image, a meta ARG's default) did not expand.
+    #[error("{location}: {reason}")]
+    Expand {
+        location: String,
+        span: Span,
+        reason: dockerfile::ExpandError,
+    },
+    /// FROM names something that is not an image reference.
+    #[error("{location}: invalid reference format: {reason}")]
+    InvalidReference {
+        location: String,
+        span: Span,
+        reason: store::ReferenceError,
+    },
+    /// The base image's config blob is not an image config.
+    #[error("{location}: base image {name}: bad config: {reason}")]
+    BaseConfig {
+        location: String,
+        span: Span,
+        name: String,
+        reason: serde_json::Error,
+    },
+    /// An ONBUILD trigger of the base image does not parse; `location` is the FROM.
+    #[error("{location}: ONBUILD trigger {expression:?} of the base image: {reason}")]
+    OnbuildTrigger {
+        location: String,
+        span: Span,
+        expression: String,
+        reason: String,
+    },
+    /// The context's `.dockerignore` could not be read or parsed.
+    #[error("{path}: {reason}")]
+    DockerIgnore {
+        path: String,
+        reason: crate::dockerignore::IgnoreError,
+    },
     /// A step failed; `location` is `Dockerfile:LINE`.
     #[error("{location}: {message}")]
     Step { location: String, message: String },
