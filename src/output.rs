@@ -34,11 +34,14 @@ pub fn report_error(err: &anyhow::Error, debug: bool) -> i32 {
     if let Some(Exit(code)) = err.downcast_ref::<Exit>() {
         return *code;
     }
+    let chain: Vec<String> = err.chain().map(|e| e.to_string()).collect();
     if debug {
         eprintln!("strata: error: {err:?}");
     } else {
-        let chain: Vec<String> = err.chain().map(|e| e.to_string()).collect();
         eprintln!("strata: error: {}", dedup_chain(&chain).join(": "));
+    }
+    if is_disk_full(err, &chain) {
+        eprintln!("strata: no space left on device: free space on that filesystem, or run `strata system prune` when it holds the store");
     }
     if err.chain().any(|e| {
         e.downcast_ref::<UsageError>().is_some()
@@ -49,6 +52,15 @@ pub fn report_error(err: &anyhow::Error, debug: bool) -> i32 {
     } else {
         1
     }
+}
+
+/// ENOSPC anywhere in the chain: as an `io::Error`, or as text where a library kept only
+/// the message (`… (os error 28)`).
+fn is_disk_full(err: &anyhow::Error, chain: &[String]) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
+    }) || chain.iter().any(|m| m.contains("(os error 28)"))
 }
 
 /// Drop a cause whose text the previous message already contains, so that

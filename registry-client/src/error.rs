@@ -41,6 +41,17 @@ pub enum RegistryError {
         host: String,
         detail: String,
     },
+    /// The registry could not be reached at all after a short retry; docker's wording
+    /// (`Get "https://host/v2/": dial tcp host:443: connect: connection refused`).
+    #[error("{} \"{url}\": {}", crate::retry::go_method(method), cause.dial_text(host))]
+    Unreachable {
+        method: String,
+        url: String,
+        /// `host:port` as dialled.
+        host: String,
+        cause: crate::retry::Unreachable,
+        attempts: u32,
+    },
     #[error("{method} {url}: still failing after {attempts} attempts; last error: {last}")]
     RetriesExhausted {
         method: String,
@@ -155,9 +166,11 @@ impl RegistryError {
     pub fn kind(&self) -> ErrorKind {
         use RegistryError::*;
         match self {
-            Transport { .. } | RetriesExhausted { .. } | BodyResent { .. } | Token { .. } => {
-                ErrorKind::Unavailable
-            }
+            Transport { .. }
+            | RetriesExhausted { .. }
+            | Unreachable { .. }
+            | BodyResent { .. }
+            | Token { .. } => ErrorKind::Unavailable,
             Status { status, .. } => match status {
                 404 => ErrorKind::NotFound,
                 401 | 403 => ErrorKind::Unauthorized,

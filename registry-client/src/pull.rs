@@ -185,6 +185,9 @@ pub(crate) async fn pull(
     let scopes = vec![format!("repository:{repo}:pull")];
     let display = reference.familiar();
     let tag_or_digest = manifest_ref(reference);
+    // docker reaches the registry before `Pulling from`: an unreachable one prints only
+    // its error.
+    session.base().await?;
     let progress = client.progress();
     progress.line(&format!(
         "{tag_or_digest}: Pulling from {}",

@@ -324,6 +324,9 @@ impl Target {
         blobs: Vec<Outgoing>,
         hidden: Option<usize>,
     ) -> Result<(Vec<Descriptor>, Counts)> {
+        // Reach the registry before the first layer line: an unreachable one fails with
+        // docker's one error, not a `Preparing`/`Pushing` line per layer first.
+        self.session.base().await?;
         let progress = client.progress();
         let limit = transfer::limit(client.options().max_concurrent_transfers);
         // Covers the gzip forms made below from before they are written until the push

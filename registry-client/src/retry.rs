@@ -4,6 +4,10 @@
 //! or 503 with `Retry-After: N` (seconds) waits N seconds (capped); everything else
 //! waits an exponential, jittered backoff. Not retried: 4xx other than 429 (the request
 //! itself is wrong), TLS certificate failures (retrying cannot fix trust).
+//!
+//! A registry that cannot be reached at all (its name does not resolve, nothing listens
+//! on its port: [`unreachable_cause`]) gets [`UNREACHABLE_ATTEMPTS`] quick tries, then the
+//! error docker prints; faults the registry answers keep the full policy.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -71,22 +75,66 @@ pub fn is_retryable_error(err: &reqwest::Error) -> bool {
     true
 }
 
-/// Attempts a request gets while the registry's host name does not resolve: a lookup that
-/// fails is retried briefly (a resolver hiccup), not with the full policy, so a name that
-/// exists nowhere (`COPY --from=typo`) fails in well under a second, as with docker.
-pub const NAME_LOOKUP_ATTEMPTS: u32 = 3;
+/// Attempts a request gets while the registry cannot be reached: a lookup or connect that
+/// fails is retried briefly (a resolver hiccup, a registry restarting), not with the full
+/// policy, so a name that exists nowhere (`COPY --from=typo`) or a closed port fails in
+/// well under a second, as with docker.
+pub const UNREACHABLE_ATTEMPTS: u32 = 3;
 
-/// A failed host-name lookup somewhere in the error's source chain (hyper's `dns error`).
-pub fn is_name_lookup_error(err: &(dyn std::error::Error + 'static)) -> bool {
+/// Why a registry cannot be reached at all, worded as Go's dialer words it (what docker
+/// prints after `dial tcp …:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreachable {
+    /// The host name does not resolve (hyper's `dns error`).
+    NoSuchHost,
+    /// Nothing listens on the port.
+    ConnectionRefused,
+}
+
+impl Unreachable {
+    /// docker's `dial tcp …` text for `host` (`host:port` as in the URL).
+    pub fn dial_text(self, host: &str) -> String {
+        match self {
+            Unreachable::NoSuchHost => {
+                let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+                format!("dial tcp: lookup {name}: no such host")
+            }
+            Unreachable::ConnectionRefused => {
+                format!("dial tcp {host}: connect: connection refused")
+            }
+        }
+    }
+}
+
+/// The [`Unreachable`] cause somewhere in the error's source chain, if any.
+pub fn unreachable_cause(err: &(dyn std::error::Error + 'static)) -> Option<Unreachable> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return Some(Unreachable::ConnectionRefused);
+            }
+        }
         let text = e.to_string();
         if text.contains("dns error") || text.contains("failed to lookup address") {
-            return true;
+            return Some(Unreachable::NoSuchHost);
+        }
+        if text.contains("Connection refused") {
+            return Some(Unreachable::ConnectionRefused);
         }
         cur = e.source();
     }
-    false
+    None
+}
+
+/// Go's name of an HTTP method in its errors (`Get "URL": …`).
+pub fn go_method(method: &str) -> String {
+    let lower = method.to_ascii_lowercase();
+    let mut chars = lower.chars();
+    chars
+        .next()
+        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+        .unwrap_or_default()
 }
 
 /// A certificate verification failure somewhere in the error's source chain.

@@ -151,7 +151,9 @@ impl Session {
             attempt += 1;
             let mut last = String::new();
             let mut wait = None;
-            let mut name_unknown = false;
+            // Set when every scheme failed to connect at all: the last URL and why.
+            let mut unreachable = None;
+            let mut is_reachable = false;
             for scheme in schemes {
                 let url = format!("{scheme}://{}/v2/", self.api_host);
                 match self.http.get(&url).send().await {
@@ -177,17 +179,28 @@ impl Session {
                         })
                     }
                     Err(e) => {
-                        name_unknown |= retry::is_name_lookup_error(&e);
+                        match retry::unreachable_cause(&e) {
+                            Some(cause) => unreachable = Some((cause, url.clone())),
+                            None => is_reachable = true,
+                        }
                         last = format!("GET {url}: {}", retry::chain_text(&e));
+                        continue;
                     }
                 }
+                is_reachable = true;
             }
-            let max_attempts = if name_unknown {
-                self.retry.max_attempts.min(retry::NAME_LOOKUP_ATTEMPTS)
-            } else {
-                self.retry.max_attempts
-            };
-            if attempt >= max_attempts {
+            if let (false, Some((cause, url))) = (is_reachable, unreachable) {
+                if attempt >= self.retry.max_attempts.min(retry::UNREACHABLE_ATTEMPTS) {
+                    return Err(RegistryError::Unreachable {
+                        method: "GET".into(),
+                        host: dial_host(&url),
+                        url,
+                        cause,
+                        attempts: attempt,
+                    });
+                }
+            }
+            if attempt >= self.retry.max_attempts {
                 return Err(RegistryError::RetriesExhausted {
                     method: "GET".into(),
                     url: format!("{}/v2/", self.api_host),
@@ -323,6 +336,10 @@ impl Session {
                 }
             };
             let result = rb.send().await;
+            let unreachable = result
+                .as_ref()
+                .err()
+                .and_then(|e| retry::unreachable_cause(e));
             let (wait, last) = match result {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
                     auth_tries += 1;
@@ -357,15 +374,20 @@ impl Session {
                     if req.retry_transport
                         && retry::is_retryable_error(&e)
                         && attempt < self.retry.max_attempts
-                        && !(retry::is_name_lookup_error(&e)
-                            && attempt >= retry::NAME_LOOKUP_ATTEMPTS) =>
+                        && !(unreachable.is_some() && attempt >= retry::UNREACHABLE_ATTEMPTS) =>
                 {
                     (None, retry::chain_text(&e))
                 }
-                Err(e)
-                    if attempt >= self.retry.max_attempts
-                        || (req.retry_transport && retry::is_name_lookup_error(&e)) =>
-                {
+                Err(_) if unreachable.is_some() && req.retry_transport => {
+                    return Err(RegistryError::Unreachable {
+                        method: req.method.to_string(),
+                        url: req.url.clone(),
+                        host: dial_host(&req.url),
+                        cause: unreachable.expect("checked by the guard"),
+                        attempts: attempt,
+                    })
+                }
+                Err(e) if attempt >= self.retry.max_attempts => {
                     return Err(RegistryError::RetriesExhausted {
                         method: req.method.to_string(),
                         url: req.url.clone(),
@@ -494,4 +516,57 @@ async fn file_body(
         },
     );
     Ok(reqwest::Body::wrap_stream(stream))
+}
+
+/// `host:port` of `url` as a dialer sees it (the scheme's port when the URL has none).
+fn dial_host(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}:{}",
+            u.host_str().unwrap_or_default(),
+            u.port_or_known_default().unwrap_or(443)
+        ),
+        Err(_) => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::retry::UNREACHABLE_ATTEMPTS;
+    use crate::{Client, ClientOptions, ProgressMode, RegistryError};
+
+    /// A closed port is not retried like a registry that answers: a few quick attempts,
+    /// then docker's wording.
+    #[test]
+    fn closed_port_fails_after_a_short_retry_with_dockers_wording() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr").port()
+        };
+        let client = Client::new(ClientOptions {
+            progress: ProgressMode::Quiet,
+            ..ClientOptions::default()
+        })
+        .expect("client");
+        let registry = format!("127.0.0.1:{port}");
+        let err = crate::runtime()
+            .expect("runtime")
+            .block_on(async {
+                let session = client.session(&registry)?;
+                session.base().await.map(str::to_string)
+            })
+            .expect_err("nothing listens there");
+        match &err {
+            RegistryError::Unreachable { attempts, .. } => {
+                assert_eq!(*attempts, UNREACHABLE_ATTEMPTS, "{err}")
+            }
+            other => panic!("want Unreachable, got {other:?}"),
+        }
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "Get \"http://{registry}/v2/\": dial tcp {registry}: connect: connection refused"
+            )
+        );
+    }
 }

@@ -7,7 +7,8 @@ use super::{lowerdirs, resolve_chown, Outcome};
 use crate::cache::CacheKey;
 use crate::copy::{self, CopyOptions, CopyPlan, DirTree};
 use crate::dockerfile::{expand_word, Instruction};
-use crate::layers::{commit_layer, is_archive, retar_under};
+use crate::layers::{commit_layer, is_archive, retar_under, LayerError};
+use crate::remote::error_chain;
 use crate::rootfs::UnionFs;
 use crate::solve::cache_hit::{add_layer, cache_hit, Origin};
 use crate::solve::context::{sha256_file, Context};
@@ -83,7 +84,7 @@ pub(super) fn copy_step(
     };
     let mut srcs: Vec<String> = Vec::new();
     for s in spec.srcs {
-        srcs.push(expand_word(s, &env, state.escape).map_err(|x| e(x.to_string()))?);
+        srcs.push(expand_word(s, &env, state.escape).map_err(|x| e(error_chain(&x)))?);
     }
     // ADD of URLs and git repositories (fetch.rs); the rest are local sources.
     let (gits, urls): (Vec<String>, Vec<String>) = if spec.is_add {
@@ -100,7 +101,7 @@ pub(super) fn copy_step(
     if spec.checksum.is_some() && (urls.len() != 1 || !gits.is_empty() || !srcs.is_empty()) {
         return Err(e("ADD --checksum needs exactly one http(s) source".into()));
     }
-    let dest = expand_word(spec.dest, &env, state.escape).map_err(|x| e(x.to_string()))?;
+    let dest = expand_word(spec.dest, &env, state.escape).map_err(|x| e(error_chain(&x)))?;
     let workdir = if state.config.config.working_dir.is_empty() {
         "/".to_string()
     } else {
@@ -121,7 +122,7 @@ pub(super) fn copy_step(
     let chown = match spec.chown {
         None => None,
         Some(c) => {
-            let c = expand_word(c, &env, state.escape).map_err(|x| e(x.to_string()))?;
+            let c = expand_word(c, &env, state.escape).map_err(|x| e(error_chain(&x)))?;
             Some(resolve_chown(&below, &c).map_err(e)?)
         }
     };
@@ -150,7 +151,7 @@ pub(super) fn copy_step(
     let from_union = match spec.from {
         None => None,
         Some(from) => {
-            let from = expand_word(from, &env, state.escape).map_err(|x| e(x.to_string()))?;
+            let from = expand_word(from, &env, state.escape).map_err(|x| e(error_chain(&x)))?;
             let layers = match stage_ref(run.build.dockerfile, &from, usize::MAX)
                 .and_then(|i| done.get(i).cloned().flatten())
             {
@@ -205,7 +206,7 @@ pub(super) fn copy_step(
     } else if spec.parents {
         copy_flags::plan_parents(tree, &plain, &dest_abs, &opts).map_err(e)?
     } else {
-        copy::plan(tree, &plain, &dest_abs, dest_is_dir, &opts).map_err(|x| e(x.to_string()))?
+        copy::plan(tree, &plain, &dest_abs, dest_is_dir, &opts).map_err(|x| e(error_chain(&x)))?
     };
     drop(excluding);
     let scratch = copy_flags::Scratch(
@@ -263,10 +264,10 @@ pub(super) fn copy_step(
     let archive_dir = copy::clean_abs(&dest_abs);
     if !archives.is_empty() && !archive_dir.is_empty() && !plan.items.contains_key(&archive_dir) {
         plan.add_dir(&archive_dir, &below_for_parents, &opts)
-            .map_err(|x| e(x.to_string()))?;
+            .map_err(|x| e(error_chain(&x)))?;
     }
     plan.add_parents(&below_for_parents, &opts)
-        .map_err(|x| e(x.to_string()))?;
+        .map_err(|x| e(error_chain(&x)))?;
     drop(dir_tree);
     let mut content = |p: &Path| {
         if from_union.is_none() && p.starts_with(&ctx.root) {
@@ -277,7 +278,7 @@ pub(super) fn copy_step(
     };
     let mut fingerprint = plan
         .fingerprint(&mut content)
-        .map_err(|x| e(x.to_string()))?;
+        .map_err(|x| e(error_chain(&x)))?;
     for (g, commit) in gits.iter().zip(&git_commits) {
         fingerprint.push_str(&format!(" git:{g}@{commit}:{}", spec.keep_git_dir));
     }
@@ -331,7 +332,7 @@ pub(super) fn copy_step(
         };
         let dir_dest = format!("{}/", dest_abs.trim_end_matches('/'));
         let mut p =
-            copy::plan(&tree, &[src], &dir_dest, true, &opts).map_err(|x| e(x.to_string()))?;
+            copy::plan(&tree, &[src], &dir_dest, true, &opts).map_err(|x| e(error_chain(&x)))?;
         if let Some(c) = &chmod_flag {
             for item in p.items.values_mut() {
                 item.mode = copy_flags::apply_chmod(c, item.mode, item.kind == copy::ItemKind::Dir);
@@ -342,7 +343,7 @@ pub(super) fn copy_step(
     }
     if !checkouts.is_empty() {
         plan.add_parents(&below_for_parents, &opts)
-            .map_err(|x| e(x.to_string()))?;
+            .map_err(|x| e(error_chain(&x)))?;
     }
     let archive_dest = dest_abs.clone();
     let layer = commit_layer(
@@ -350,16 +351,16 @@ pub(super) fn copy_step(
         run.build.lease,
         |w: &mut dyn std::io::Write| -> std::result::Result<(), String> {
             if archives.is_empty() {
-                plan.write_tar(w).map_err(|x| x.to_string())?;
+                plan.write_tar(w).map_err(|x| error_chain(&x))?;
                 return Ok(());
             }
             // Entries of the plan first, then each archive's entries re-rooted under dest; a
             // tar reader takes the concatenation once the end-of-archive blocks between are cut.
             let mut buf = Vec::new();
             if !plan.items.is_empty() {
-                plan.write_tar(&mut buf).map_err(|x| x.to_string())?;
+                plan.write_tar(&mut buf).map_err(|x| error_chain(&x))?;
                 buf.truncate(buf.len().saturating_sub(1024));
-                w.write_all(&buf).map_err(|x| x.to_string())?;
+                w.write_all(&buf).map_err(|x| error_chain(&x))?;
             }
             for (i, a) in archives.iter().enumerate() {
                 let f = crate::rootfs::open_nofollow(a)
@@ -370,12 +371,18 @@ pub(super) fn copy_step(
                 if i + 1 < archives.len() {
                     out.truncate(out.len().saturating_sub(1024));
                 }
-                w.write_all(&out).map_err(|x| x.to_string())?;
+                w.write_all(&out).map_err(|x| error_chain(&x))?;
             }
             Ok(())
         },
     )
-    .map_err(|x| e(x.to_string()))?;
+    .map_err(|x| {
+        e(match x {
+            LayerError::Write(message) => message,
+            LayerError::Store(source) => error_chain(&source),
+            LayerError::Io(source) => format!("writing layer: {source}"),
+        })
+    })?;
     drop(checkouts);
     drop(downloads);
     add_layer(run, state, key.clone(), layer, &created_by, Origin::Built)?;

@@ -11,6 +11,7 @@ use crate::dockerfile::{Instruction, ShellOrExec};
 use crate::exec::{self, RunSpec};
 use crate::layers::commit_layer;
 use crate::progress::StepInfo;
+use crate::remote::error_chain;
 use crate::solve::cache_hit::{add_layer, cache_hit, chain_of, Origin};
 use crate::solve::context::Context;
 use crate::solve::state::{BuildRun, StageResult, StageState};
@@ -200,7 +201,7 @@ pub(super) fn run_step(
         Ok(l) => l,
         Err(e) => {
             cleanup();
-            return Err(run.step_error(inst, format!("writing the layer: {e}")));
+            return Err(run.step_error(inst, format!("writing the layer: {}", error_chain(&e))));
         }
     };
     let chain = chain_of(&state.layers, &layer);
