@@ -79,6 +79,7 @@ pub(super) fn copy_step(
     let location = run.location(inst.span.start);
     let e = |message: String| BuildError::Step {
         location: location.clone(),
+        span: inst.span,
         message,
     };
     let mut srcs: Vec<String> = Vec::new();
