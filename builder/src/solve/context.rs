@@ -3,6 +3,9 @@
 //! trick, docs/design.md §4.2): same size, mtime, ctime, inode and mode → same digest. A file whose
 //! mtime is in the same second as the moment it was hashed is hashed again next time, since
 //! a write later in that second would not change its mtime (the "racy git" rule).
+//!
+//! A context under ROOT/snapshots is a copy made for one build (stdin, git, a tarball URL;
+//! `store::layout::CONTEXT_TEMP_PREFIX`): its path never comes back, so it keeps no records.
 
 use std::collections::HashMap;
 use std::fs;
@@ -29,13 +32,20 @@ pub struct Context {
     store: Store,
     /// Whether the held database was released before hashing began.
     is_released: bool,
+    /// A copy made for this build only (under ROOT/snapshots): no records are saved.
+    is_temporary: bool,
 }
 
 impl Context {
     pub fn open(store: &Store, root: &Path, dockerfile: &Path) -> Result<Context> {
         let canonical = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
         let key = canonical.to_string_lossy().into_owned();
-        let stats = store.ctxstat_get_all(&key)?.into_iter().collect();
+        let snapshots = store.layout().snapshots_dir();
+        let is_temporary = canonical.starts_with(fs::canonicalize(&snapshots).unwrap_or(snapshots));
+        let stats = match is_temporary {
+            true => HashMap::new(),
+            false => store.ctxstat_get_all(&key)?.into_iter().collect(),
+        };
         let ignore = DockerIgnore::load(&canonical, Some(dockerfile)).map_err(|e| {
             super::BuildError::Step {
                 location: canonical.join(".dockerignore").display().to_string(),
@@ -54,6 +64,7 @@ impl Context {
             started_ns,
             store: store.clone(),
             is_released: false,
+            is_temporary,
         })
     }
 
@@ -121,6 +132,7 @@ impl Context {
             started_ns: self.started_ns,
             store: self.store.clone(),
             is_released: self.is_released,
+            is_temporary: self.is_temporary,
         }
     }
 
@@ -134,7 +146,7 @@ impl Context {
 
     /// Record the digests computed during this build (one short write).
     pub fn save(&mut self, store: &Store) -> Result<()> {
-        if !self.changed.is_empty() {
+        if !self.changed.is_empty() && !self.is_temporary {
             store.ctxstat_put_many(&self.key, &self.changed)?;
             self.changed.clear();
         }

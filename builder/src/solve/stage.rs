@@ -243,6 +243,12 @@ impl<'a> BuildRun<'a> {
         ctx: &mut Context,
     ) -> Result<StageResult> {
         let stage = &self.dockerfile.stages[index];
+        // A named context of the stage's name replaces the stage (BuildKit's rule).
+        let replacement = stage.name.as_deref().and_then(|n| self.named_context(n));
+        if let Some(context) = replacement.cloned() {
+            let location = self.location(stage.span.start);
+            return self.named_context_result(&context, &location);
+        }
         // docker's labels: `[2/5]` in a single-stage Dockerfile, `[build 2/5]` otherwise.
         let stage_name = match (&stage.name, self.dockerfile.stages.len()) {
             (_, 1) => String::new(),
@@ -428,6 +434,10 @@ impl<'a> BuildRun<'a> {
             ));
         }
         let location = format!("{}:{}", self.dockerfile.file_name, stage.span.start);
+        if let Some(context) = self.named_context(&name).cloned() {
+            let r = self.named_context_result(&context, &location)?;
+            return Ok((fresh(r.layers, r.config, r.key), true));
+        }
         let reference = Reference::parse(&name).map_err(|e| BuildError::Step {
             location: location.clone(),
             message: format!("invalid reference format: {e}"),
