@@ -25,6 +25,7 @@ pub mod named_context;
 pub mod run_mounts;
 pub mod schedule;
 mod stage;
+mod state;
 mod steps;
 
 use std::collections::BTreeMap;
@@ -40,7 +41,7 @@ use crate::remote::{Remote, RemoteError};
 use crate::remote_cache::{ExportMode, RemoteRecord};
 
 pub use named_context::NamedContext;
-pub use stage::StageResult;
+pub use state::StageResult;
 
 /// What to build and how.
 pub struct BuildOptions {
@@ -56,6 +57,7 @@ pub struct BuildOptions {
     pub pull: bool,
     pub network: exec::Network,
     pub snapshotter: exec::Snapshotter,
+    pub isolation: exec::Isolation,
     /// SOURCE_DATE_EPOCH: timestamps in the image and layers are clamped to it.
     pub source_date_epoch: Option<i64>,
     /// `--secret`: by id, where each value comes from (read only by the steps that mount it).
@@ -218,8 +220,8 @@ fn build_parsed(
     let lease = store.lease(Duration::from_secs(6 * 3600))?;
     let mut ctx = context::Context::open(store, &opts.context, dockerfile_path)?;
     let stop = exec::Stopper::new();
-    let progress = stage::Progress::new(reporter);
-    let build = stage::Build {
+    let progress = state::Progress::new(reporter);
+    let build = state::Build {
         store,
         opts,
         remote,

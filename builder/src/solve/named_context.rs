@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use store::{Digest, Reference};
 
 use super::cache_hit::{add_layer, cache_hit, Origin};
-use super::stage::{BuildRun, StageResult, StageState};
+use super::state::{BuildRun, StageResult, StageState};
 use super::{BuildError, Result};
 use crate::cache::CacheKey;
 use crate::copy::{self, CopyOptions, DirTree};
@@ -58,10 +58,10 @@ pub fn context_key(name: &str) -> Option<String> {
 impl BuildRun<'_> {
     /// The named context `name` refers to, if the build has one.
     pub fn named_context(&self, name: &str) -> Option<&NamedContext> {
-        if self.opts.named_contexts.is_empty() {
+        if self.build.opts.named_contexts.is_empty() {
             return None;
         }
-        self.opts.named_contexts.get(&context_key(name)?)
+        self.build.opts.named_contexts.get(&context_key(name)?)
     }
 
     /// A named context as a finished stage: its layers and config, keyed by its content
@@ -73,7 +73,7 @@ impl BuildRun<'_> {
     ) -> Result<StageResult> {
         let platform = format!("linux/{}", crate::image::host_architecture());
         let from_image = |run: &Self, manifest: Digest, image: store::ImageRecord| {
-            let bytes = run.store.read_blob(&image.config.digest)?;
+            let bytes = run.build.store.read_blob(&image.config.digest)?;
             let config: ImageConfigFile =
                 serde_json::from_slice(&bytes).map_err(|e| BuildError::Step {
                     location: location.to_string(),
@@ -91,15 +91,19 @@ impl BuildRun<'_> {
                 from_image(self, manifest, image)
             }
             NamedContext::Manifest { manifest, source } => {
-                self.lease.add_digest(manifest)?;
-                let image = self.store.image(manifest).map_err(|e| BuildError::Step {
-                    location: location.to_string(),
-                    message: format!("named context {source}: {e}"),
-                })?;
+                self.build.lease.add_digest(manifest)?;
+                let image = self
+                    .build
+                    .store
+                    .image(manifest)
+                    .map_err(|e| BuildError::Step {
+                        location: location.to_string(),
+                        message: format!("named context {source}: {e}"),
+                    })?;
                 for d in std::iter::once(&image.config.digest)
                     .chain(image.layers.iter().map(|l| &l.blob.digest))
                 {
-                    self.lease.add_digest(d)?;
+                    self.build.lease.add_digest(d)?;
                 }
                 from_image(self, manifest.clone(), image)
             }
@@ -121,7 +125,7 @@ impl BuildRun<'_> {
             is_excluded: &excluded,
         };
         let opts = CopyOptions {
-            epoch: self.opts.source_date_epoch,
+            epoch: self.build.opts.source_date_epoch,
             ..CopyOptions::default()
         };
         let plan = copy::plan(&tree, &[".".to_string()], "/", true, &opts)
@@ -144,16 +148,20 @@ impl BuildRun<'_> {
             args: Vec::new(),
             declared_args: Vec::new(),
             cmd_set_here: false,
-            escape: self.dockerfile.escape,
+            escape: self.build.dockerfile.escape,
         };
         let (layer, origin) = match cache_hit(self, &key)? {
             Some(hit) => hit,
             None => {
                 // Writing the layer is long work: let other processes at the database.
-                self.store.release_meta()?;
-                let layer = commit_layer(self.store, self.lease, |w: &mut dyn std::io::Write| {
-                    plan.write_tar(w).map(drop).map_err(|x| x.to_string())
-                })
+                self.build.store.release_meta()?;
+                let layer = commit_layer(
+                    self.build.store,
+                    self.build.lease,
+                    |w: &mut dyn std::io::Write| {
+                        plan.write_tar(w).map(drop).map_err(|x| x.to_string())
+                    },
+                )
                 .map_err(|x| e(x.to_string()))?;
                 (layer, Origin::Built)
             }
