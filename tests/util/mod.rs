@@ -146,6 +146,8 @@ pub fn strata_command(root: &Path) -> Command {
         "XDG_DATA_HOME",
         "SOURCE_DATE_EPOCH",
         "SSL_CERT_FILE",
+        "BUILDKIT_PROGRESS",
+        "BUILDX_METADATA_PROVENANCE",
     ] {
         cmd.env_remove(var);
     }

@@ -30,8 +30,6 @@ pub struct Context {
     /// When the build started: a file modified in this second is not trusted next time.
     started_ns: i128,
     store: Store,
-    /// Whether the held database was released before hashing began.
-    is_released: bool,
     /// A copy made for this build only (under ROOT/snapshots): no records are saved.
     is_temporary: bool,
 }
@@ -46,10 +44,10 @@ impl Context {
             true => HashMap::new(),
             false => store.ctxstat_get_all(&key)?.into_iter().collect(),
         };
-        let ignore = DockerIgnore::load(&canonical, Some(dockerfile)).map_err(|e| {
-            super::BuildError::Step {
-                location: canonical.join(".dockerignore").display().to_string(),
-                message: e.to_string(),
+        let ignore = DockerIgnore::load(&canonical, Some(dockerfile)).map_err(|reason| {
+            super::BuildError::DockerIgnore {
+                path: canonical.join(".dockerignore").display().to_string(),
+                reason,
             }
         })?;
         let started_ns = SystemTime::now()
@@ -63,7 +61,6 @@ impl Context {
             ignore,
             started_ns,
             store: store.clone(),
-            is_released: false,
             is_temporary,
         })
     }
@@ -93,11 +90,6 @@ impl Context {
             if unchanged {
                 return Ok(rec.digest.hex().to_string());
             }
-        }
-        if !self.is_released {
-            // Hashing may be long (a big context): don't keep other processes waiting.
-            self.store.release_meta().map_err(io::Error::other)?;
-            self.is_released = true;
         }
         let hex = sha256_file(real)?;
         // Racy: modified within the second the build started; hash again next time.
@@ -131,7 +123,6 @@ impl Context {
             ignore: self.ignore.clone(),
             started_ns: self.started_ns,
             store: self.store.clone(),
-            is_released: self.is_released,
             is_temporary: self.is_temporary,
         }
     }

@@ -153,8 +153,6 @@ impl BuildRun<'_> {
         let (layer, origin) = match cache_hit(self, &key)? {
             Some(hit) => hit,
             None => {
-                // Writing the layer is long work: let other processes at the database.
-                self.build.store.release_meta()?;
                 let layer = commit_layer(
                     self.build.store,
                     self.build.lease,
