@@ -162,6 +162,8 @@ pub enum Progress {
     Plain,
     Tty,
     Quiet,
+    /// One JSON status object per line (BuildKit's `SolveStatus`), as buildx prints it
+    Rawjson,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -213,10 +215,25 @@ pub struct BuildArgs {
     /// Do not use cache when building the image
     #[arg(long)]
     pub no_cache: bool,
+    /// Do not cache specified stages (STAGE[,STAGE]; repeatable)
+    #[arg(long = "no-cache-filter", value_name = "STAGE")]
+    pub no_cache_filter: Vec<String>,
+    /// Add a custom host-to-IP mapping to RUN's /etc/hosts (format: "host:ip")
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_hosts: Vec<String>,
+    /// Size of /dev/shm in RUN (e.g. 128m) [default: 64m]
+    #[arg(long = "shm-size", value_name = "BYTES")]
+    pub shm_size: Option<String>,
+    /// Ulimit of RUN's processes (NAME=SOFT[:HARD], docker's names: nofile, nproc, core, ...)
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
+    /// Parent cgroup of RUN: not supported (RUN runs in strata's own cgroup)
+    #[arg(long = "cgroup-parent", value_name = "CGROUP")]
+    pub cgroup_parent: Option<String>,
     /// Always attempt to pull a newer version of the base images
     #[arg(long)]
     pub pull: bool,
-    /// Type of progress output
+    /// Type of progress output (auto takes $BUILDKIT_PROGRESS when set, as buildx does)
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: Progress,
     /// Write the image ID to the file

@@ -430,3 +430,51 @@ fn build_sets_labels_and_manifest_annotations() {
         assert!(out.stderr.contains(message), "{args:?}\n{out}");
     }
 }
+
+/// `--progress rawjson` and `BUILDKIT_PROGRESS`: every stderr line is one BuildKit
+/// `SolveStatus` object; each step is a vertex that starts and completes under one digest.
+#[test]
+fn rawjson_progress_prints_one_solve_status_per_line() {
+    let env = TestEnv::new();
+    let ctx = context(&env);
+    let by_flag = env.strata(&[
+        "build",
+        "--progress",
+        "rawjson",
+        "-t",
+        "app:1",
+        &ctx.to_string_lossy(),
+    ]);
+    by_flag.assert_ok();
+    let mut cmd = strata_command(&env.root);
+    cmd.env("BUILDKIT_PROGRESS", "rawjson")
+        .args(["build", "--no-cache", "-t", "app:2"])
+        .arg(&ctx);
+    let by_env = util::Output::from_process(format!("{cmd:?}"), cmd.output().expect("run"));
+    by_env.assert_ok();
+    for out in [&by_flag, &by_env] {
+        let statuses: Vec<serde_json::Value> = out
+            .stderr
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}\n{out}")))
+            .collect();
+        let copy: Vec<&serde_json::Value> = statuses
+            .iter()
+            .filter_map(|s| s["vertexes"].as_array())
+            .flatten()
+            .filter(|v| v["name"] == "[1/1] COPY hello.txt /")
+            .collect();
+        assert_eq!(copy.len(), 2, "a start and an end:\n{out}");
+        assert_eq!(copy[0]["digest"], copy[1]["digest"], "{out}");
+        assert!(copy[0]["digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:")));
+        assert!(copy[0]["started"].is_string() && copy[0]["completed"].is_null());
+        assert!(copy[1]["completed"].is_string(), "{out}");
+    }
+    let mut cmd = strata_command(&env.root);
+    cmd.env("BUILDKIT_PROGRESS", "fancy").arg("build").arg(&ctx);
+    let bad = util::Output::from_process(format!("{cmd:?}"), cmd.output().expect("run"));
+    assert_eq!(bad.status, Some(2), "{bad}");
+    assert!(bad.stderr.contains("invalid progress mode fancy"), "{bad}");
+}

@@ -17,13 +17,17 @@ use store::{Reference, Store};
 use super::Ctx;
 use crate::cli::{BuildArgs, Isolation, Network, Progress, Snapshotter};
 use crate::output::{self, UsageError};
-use crate::progress::{PlainReporter, TtyReporter};
+use crate::progress::{PlainReporter, RawJsonReporter, TtyReporter};
 
 pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     if args.check {
         return super::check::run(ctx, args);
     }
     check_platforms(&args.platforms)?;
+    let runtime = parse_runtime_flags(args)?;
+    if args.no_cache && !args.no_cache_filter.is_empty() {
+        anyhow::bail!("--no-cache and --no-cache-filter cannot currently be used together");
+    }
     let provenance = engine::provenance::parse_attestations(
         args.provenance.as_deref(),
         args.sbom.as_deref(),
@@ -90,6 +94,13 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         build_args,
         target: args.target.clone(),
         no_cache: args.no_cache,
+        no_cache_stages: args
+            .no_cache_filter
+            .iter()
+            .flat_map(|f| f.split(','))
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
         pull: args.pull,
         network: match args.network {
             Network::Default => exec::Network::Isolated,
@@ -98,6 +109,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         },
         snapshotter,
         isolation,
+        runtime,
         source_date_epoch,
         secrets: args
             .secrets
@@ -127,10 +139,12 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         outputs,
         provenance,
     };
-    let mut reporter: Box<dyn Reporter> = match (args.quiet, args.progress) {
+    let progress = progress_mode(args.progress)?;
+    let mut reporter: Box<dyn Reporter> = match (args.quiet, progress) {
         (true, _) | (_, Progress::Quiet) => Box::new(Silent),
         (_, Progress::Plain) => Box::new(PlainReporter::new()),
         (_, Progress::Tty) => Box::new(TtyReporter::new()),
+        (_, Progress::Rawjson) => Box::new(RawJsonReporter::new()),
         (_, Progress::Auto) if output::stderr_is_tty() => Box::new(TtyReporter::new()),
         (_, Progress::Auto) => Box::new(PlainReporter::new()),
     };
@@ -138,7 +152,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let result = engine::build(&store, &registry, &request, reporter.as_mut());
     // docker prints the build checks' warnings after the build, failed or not.
     if let Some(report) = &checks {
-        let quiet = args.quiet || matches!(args.progress, Progress::Quiet);
+        let quiet = args.quiet || matches!(progress, Progress::Quiet | Progress::Rawjson);
         if !quiet {
             eprint!(
                 "{}",
@@ -164,6 +178,23 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         println!("{}", result.image_id);
     }
     Ok(())
+}
+
+/// `--progress auto` takes `BUILDKIT_PROGRESS` when it is set (buildx's printer does the
+/// same); an unknown value there is an error, as in buildx.
+fn progress_mode(flag: Progress) -> Result<Progress> {
+    use clap::ValueEnum;
+    match std::env::var("BUILDKIT_PROGRESS") {
+        Ok(v) if !v.is_empty() && flag == Progress::Auto => {
+            Progress::from_str(&v, false).map_err(|_| {
+                UsageError(format!(
+                    "invalid progress mode {v} (from BUILDKIT_PROGRESS)"
+                ))
+                .into()
+            })
+        }
+        _ => Ok(flag),
+    }
 }
 
 /// `--isolation` and `--snapshotter`, each as given or, when not given, what this host
@@ -227,6 +258,41 @@ fn check_platforms(raw: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--add-host`, `--shm-size`, `--ulimit` with docker's syntax and messages (exit 2), and
+/// `--cgroup-parent`, refused: every RUN is a child of this strata process and stays in
+/// its cgroup; moving it elsewhere would need a writable, delegated cgroup hierarchy that
+/// a daemonless builder cannot count on (nor does one exist on hybrid cgroup v1 hosts).
+fn parse_runtime_flags(args: &BuildArgs) -> Result<exec::RuntimeOptions> {
+    if let Some(parent) = &args.cgroup_parent {
+        anyhow::bail!(
+            "--cgroup-parent {parent}: not supported: strata has no daemon, so RUN steps run in strata's own cgroup; start strata in the cgroup instead (e.g. systemd-run --scope --slice=NAME strata build …)"
+        );
+    }
+    let usage = |flag: &str, value: &str, e: &dyn std::fmt::Display| {
+        UsageError(format!(
+            "invalid argument {value:?} for \"--{flag}\" flag: {e}"
+        ))
+    };
+    let mut out = exec::RuntimeOptions::default();
+    for raw in &args.add_hosts {
+        let hosts =
+            exec::runtime_flags::parse_add_host(raw).map_err(|e| usage("add-host", raw, &e))?;
+        out.extra_hosts.extend(hosts);
+    }
+    if let Some(raw) = &args.shm_size {
+        let bytes = super::prune::parse_bytes(raw).map_err(|e| usage("shm-size", raw, &e))?;
+        // docker: 0 means the default size.
+        out.shm_size = (bytes > 0).then_some(bytes);
+    }
+    for raw in &args.ulimits {
+        let limit = exec::runtime_flags::parse_ulimit(raw).map_err(|e| usage("ulimit", raw, &e))?;
+        // Like docker's map by name: a later --ulimit for the same resource wins.
+        out.ulimits.retain(|u| u.resource != limit.resource);
+        out.ulimits.push(limit);
+    }
+    Ok(out)
 }
 
 /// The JSON `docker buildx build --metadata-file` writes for an image build, so actions

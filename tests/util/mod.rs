@@ -144,6 +144,7 @@ pub fn strata_command(root: &Path) -> Command {
         "XDG_DATA_HOME",
         "SOURCE_DATE_EPOCH",
         "SSL_CERT_FILE",
+        "BUILDKIT_PROGRESS",
     ] {
         cmd.env_remove(var);
     }

@@ -10,8 +10,8 @@
 //!           ──▶ export the target stage: config + manifest blobs ──▶ tag
 //! ```
 //!
-//! The metadata database is only opened for short lookups and writes between steps, never
-//! while a RUN runs or a layer is written (docs/design.md §2). A lease names what the build has
+//! The metadata database sees only short transactions between steps; none is open while a
+//! RUN runs or a layer is written (docs/design.md §2). A lease names what the build has
 //! written or reuses, so a concurrent prune leaves it alone (docs/design.md §3).
 
 mod cache_hit;
@@ -51,10 +51,14 @@ pub struct BuildOptions {
     pub build_args: BTreeMap<String, String>,
     pub target: Option<String>,
     pub no_cache: bool,
+    /// `--no-cache-filter`: the stages (by name) whose steps miss the cache.
+    pub no_cache_stages: Vec<String>,
     /// `--pull`: ask `resolve_base` even when the image is in the store.
     pub pull: bool,
     pub network: exec::Network,
     pub snapshotter: exec::Snapshotter,
+    /// `--add-host`, `--shm-size`, `--ulimit`: given to every RUN.
+    pub runtime: exec::RuntimeOptions,
     pub isolation: exec::Isolation,
     /// SOURCE_DATE_EPOCH: timestamps in the image and layers are clamped to it.
     pub source_date_epoch: Option<i64>,
@@ -141,6 +145,42 @@ pub enum BuildError {
         #[source]
         source: exec::ExecError,
     },
+    /// A word (FROM's image, a meta ARG's default) did not expand.
+    #[error("{location}: {reason}")]
+    Expand {
+        location: String,
+        span: Span,
+        reason: dockerfile::ExpandError,
+    },
+    /// FROM names something that is not an image reference.
+    #[error("{location}: invalid reference format: {reason}")]
+    InvalidReference {
+        location: String,
+        span: Span,
+        reason: store::ReferenceError,
+    },
+    /// The base image's config blob is not an image config.
+    #[error("{location}: base image {name}: bad config: {reason}")]
+    BaseConfig {
+        location: String,
+        span: Span,
+        name: String,
+        reason: serde_json::Error,
+    },
+    /// An ONBUILD trigger of the base image does not parse; `location` is the FROM.
+    #[error("{location}: ONBUILD trigger {expression:?} of the base image: {reason}")]
+    OnbuildTrigger {
+        location: String,
+        span: Span,
+        expression: String,
+        reason: String,
+    },
+    /// The context's `.dockerignore` could not be read or parsed.
+    #[error("{path}: {reason}")]
+    DockerIgnore {
+        path: String,
+        reason: crate::dockerignore::IgnoreError,
+    },
     /// A step failed; `location` is `Dockerfile:LINE`.
     #[error("{location}: {message}")]
     Step { location: String, message: String },
@@ -187,15 +227,7 @@ pub fn build(
         .file_name()
         .map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned());
     let dockerfile = dockerfile::parse(&text, &file_name)?;
-
-    // Many short lookups follow (cache keys, stat records, the lease): keep the database open
-    // between them, and release it before every piece of long work (see `pause_meta`).
-    store.hold_meta();
-    let result = build_parsed(store, opts, remote, &dockerfile, &dockerfile_path, reporter);
-    let released = store.unhold_meta();
-    let result = result?;
-    released?;
-    Ok(result)
+    build_parsed(store, opts, remote, &dockerfile, &dockerfile_path, reporter)
 }
 
 fn build_parsed(
@@ -229,28 +261,13 @@ fn build_parsed(
     };
     // Each stage hashes context files into its own copy of the stat cache; the copies'
     // new records are saved together at the end.
-    let hold_meta_unless_concurrent = |is_concurrent: bool| {
-        if is_concurrent {
-            store.unhold_meta()?;
-        } else {
-            store.hold_meta();
-        }
-        Ok(())
-    };
-    let (mut results, stages) = schedule::run(
-        &needed,
-        &deps,
-        opts.jobs,
-        &stop,
-        hold_meta_unless_concurrent,
-        |index, done| {
-            let mut stage_ctx = ctx.fork();
-            let mut run = build.stage_run();
-            let result = run.stage(index, done, &mut stage_ctx)?;
-            let built = run.take_built_steps();
-            Ok((result, (stage_ctx, run.cached, built, run.take_materials())))
-        },
-    )?;
+    let (mut results, stages) = schedule::run(&needed, &deps, opts.jobs, &stop, |index, done| {
+        let mut stage_ctx = ctx.fork();
+        let mut run = build.stage_run();
+        let result = run.stage(index, done, &mut stage_ctx)?;
+        let built = run.take_built_steps();
+        Ok((result, (stage_ctx, run.cached, built, run.take_materials())))
+    })?;
     let mut cached_steps = 0;
     let mut steps = Vec::new();
     let mut materials: Vec<(Reference, Digest)> = Vec::new();

@@ -28,6 +28,14 @@ impl BuildRun<'_> {
             (Some(name), _) => name.clone(),
             (None, _) => format!("stage-{index}"),
         };
+        // BuildKit matches the names without regard to case and ignores unknown ones.
+        self.is_cache_ignored = stage.name.as_ref().is_some_and(|name| {
+            self.build
+                .opts
+                .no_cache_stages
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(name))
+        });
         let base_is_image = self.base_is_image(stage, index);
         let count =
             usize::from(base_is_image) + stage.instructions.iter().filter(|i| is_step(i)).count();
@@ -129,9 +137,11 @@ impl BuildRun<'_> {
         for expr in exprs {
             let text = format!("FROM scratch\n{expr}\n");
             let parsed = crate::dockerfile::parse(&text, &self.build.dockerfile.file_name)
-                .map_err(|e| BuildError::Step {
+                .map_err(|e| BuildError::OnbuildTrigger {
                     location: location.clone(),
-                    message: format!("ONBUILD trigger {expr:?} of the base image: {}", e.message),
+                    span: stage.span,
+                    expression: expr.clone(),
+                    reason: e.message,
                 })?;
             for mut inst in parsed.stages.into_iter().flat_map(|s| s.instructions) {
                 inst.span = stage.span;
@@ -148,9 +158,10 @@ impl BuildRun<'_> {
             self.build.meta_args,
             self.build.dockerfile.escape,
         )
-        .map_err(|e| BuildError::Step {
+        .map_err(|reason| BuildError::Expand {
             location: format!("{}:{}", self.build.dockerfile.file_name, stage.span.start),
-            message: e.to_string(),
+            span: stage.span,
+            reason,
         })
     }
 
@@ -206,18 +217,21 @@ impl BuildRun<'_> {
             ));
         }
         let location = format!("{}:{}", self.build.dockerfile.file_name, stage.span.start);
-        let reference = Reference::parse(&name).map_err(|e| BuildError::Step {
+        let reference = Reference::parse(&name).map_err(|reason| BuildError::InvalidReference {
             location: location.clone(),
-            message: format!("invalid reference format: {e}"),
+            span: stage.span,
+            reason,
         })?;
         let was_local = !self.build.opts.pull && self.build.store.resolve(&reference).is_ok();
         let (manifest, image) = self.leased_image(&reference, &location)?;
         let config: ImageConfigFile = serde_json::from_slice(
             &self.build.store.read_blob(&image.config.digest)?,
         )
-        .map_err(|e| BuildError::Step {
+        .map_err(|reason| BuildError::BaseConfig {
             location,
-            message: format!("base image {name}: bad config: {e}"),
+            span: stage.span,
+            name: name.clone(),
+            reason,
         })?;
         let key = CacheKey::for_base(manifest.as_str(), &platform);
         Ok((fresh(image.layers, config, key), was_local))
@@ -254,14 +268,13 @@ pub fn resolve_meta_args(
         for def in defs {
             let value = match (opts.build_args.get(&def.name), &def.default) {
                 (Some(v), _) => Some(v.clone()),
-                (None, Some(d)) => {
-                    Some(expand_word(d, &values, dockerfile.escape).map_err(|e| {
-                        BuildError::Step {
-                            location: format!("{}:{}", dockerfile.file_name, inst.span.start),
-                            message: e.to_string(),
-                        }
-                    })?)
-                }
+                (None, Some(d)) => Some(expand_word(d, &values, dockerfile.escape).map_err(
+                    |reason| BuildError::Expand {
+                        location: format!("{}:{}", dockerfile.file_name, inst.span.start),
+                        span: inst.span,
+                        reason,
+                    },
+                )?),
                 (None, None) => None,
             };
             if let Some(v) = value {

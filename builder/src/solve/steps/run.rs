@@ -85,6 +85,10 @@ pub(super) fn run_step(
             mounts.key_text, r.security
         ));
     }
+    let runtime_key = run.build.opts.runtime.key_text();
+    if !runtime_key.is_empty() {
+        key_text.push_str(&format!("\0{runtime_key}"));
+    }
     let key = CacheKey::for_step(
         &state.key,
         &key_text,
@@ -148,14 +152,13 @@ pub(super) fn run_step(
         snapshotter: run.build.opts.snapshotter,
         isolation: run.build.opts.isolation,
         extra_mounts,
+        runtime: run.build.opts.runtime.clone(),
         stop: Some(run.build.stop.clone()),
     };
     let info = info.clone();
     for w in waits {
         run.step_output(&info, w.as_bytes());
     }
-    // Never hold the database across a RUN (docs/design.md §2); this also flushes the lease.
-    run.build.store.release_meta()?;
     let outcome = {
         let mut on_output = |chunk: &[u8]| run.step_output(&info, chunk);
         exec::run_step_with_output(&spec, &mut on_output)
