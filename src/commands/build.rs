@@ -169,9 +169,9 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         } else {
             args.tags.clone()
         };
-        let metadata = metadata(&store, &names, &built)?;
+        let metadata = metadata(&store, &names, &built, &request)?;
         let text = serde_json::to_string_pretty(&metadata).context("encoding the metadata")?;
-        std::fs::write(path, text + "\n")
+        write_atomically(path, text.as_bytes())
             .with_context(|| format!("writing the metadata file {}", path.display()))?;
     }
     if args.quiet {
@@ -295,12 +295,68 @@ fn parse_runtime_flags(args: &BuildArgs) -> Result<exec::RuntimeOptions> {
     Ok(out)
 }
 
+/// `FILE` replaced in one step (a temporary file beside it, then a rename), as buildx
+/// writes its metadata file: a reader never sees half of it.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&temp, bytes)?;
+    std::fs::rename(&temp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temp);
+    })
+}
+
+/// `buildx.build.provenance` as buildx adds it from BuildKit's build record: the SLSA v0.2
+/// predicate, without `metadata` (and `buildConfig`) in the default `min` mode, whole in
+/// `max`; `BUILDX_METADATA_PROVENANCE=disabled` (or a false boolean) leaves it out.
+fn metadata_provenance(
+    built: &engine::build::Built,
+    request: &BuildRequest,
+) -> Option<serde_json::Value> {
+    let setting = std::env::var("BUILDX_METADATA_PROVENANCE").unwrap_or_default();
+    let mode = match setting.trim() {
+        "max" => engine::provenance::ProvenanceMode::Max,
+        "disabled" | "false" | "0" | "f" | "F" | "FALSE" | "False" => return None,
+        _ => engine::provenance::ProvenanceMode::Min,
+    };
+    let dockerfile = request
+        .options
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| request.options.context.join("Dockerfile"));
+    let facts = engine::provenance::BuildFacts {
+        build_args: &request.options.build_args,
+        target: request.options.target.as_deref(),
+        dockerfile: &dockerfile,
+        materials: &built.result.materials,
+        started: built.started.clone(),
+        finished: built.finished.clone(),
+    };
+    let provenance = engine::provenance::Provenance {
+        mode,
+        builder_id: request
+            .provenance
+            .as_ref()
+            .and_then(|p| p.builder_id.clone()),
+    };
+    let mut predicate = engine::provenance::predicate(&provenance, &facts);
+    if mode == engine::provenance::ProvenanceMode::Min {
+        if let Some(fields) = predicate.as_object_mut() {
+            fields.remove("metadata");
+            fields.remove("buildConfig");
+        }
+    }
+    Some(predicate)
+}
+
 /// The JSON `docker buildx build --metadata-file` writes for an image build, so actions
-/// that read `containerimage.digest` from it work.
+/// that read `containerimage.digest` from it work. The image's descriptor carries its
+/// platform, as BuildKit's does for a single-platform build.
 fn metadata(
     store: &Store,
     tags: &[String],
     built: &engine::build::Built,
+    request: &BuildRequest,
 ) -> Result<serde_json::Value> {
     let result = &built.result;
     let path = store.blob_path(&result.manifest);
@@ -317,6 +373,7 @@ fn metadata(
             "mediaType": media_type,
             "digest": result.manifest.to_string(),
             "size": bytes.len(),
+            "platform": engine::provenance::platform_json(&registry_client::Platform::host()),
         },
         "containerimage.digest": result.manifest.to_string(),
     });
@@ -331,6 +388,9 @@ fn metadata(
     }
     if !tags.is_empty() {
         out["image.name"] = tags.join(",").into();
+    }
+    if let Some(predicate) = metadata_provenance(built, request) {
+        out["buildx.build.provenance"] = predicate;
     }
     Ok(out)
 }

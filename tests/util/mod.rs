@@ -145,6 +145,7 @@ pub fn strata_command(root: &Path) -> Command {
         "SOURCE_DATE_EPOCH",
         "SSL_CERT_FILE",
         "BUILDKIT_PROGRESS",
+        "BUILDX_METADATA_PROVENANCE",
     ] {
         cmd.env_remove(var);
     }
