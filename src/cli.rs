@@ -197,15 +197,20 @@ pub enum OutputFormat {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Build context directory
+    /// Build context: a directory, - (a tar of the context, or a Dockerfile, on stdin), or a
+    /// git or tarball URL (https://…/repo.git#REF:DIR, git@HOST:REPO#REF, https://…/ctx.tar.gz)
     #[arg(default_value = ".")]
     pub context: PathBuf,
     /// Name and optionally a tag in the name:tag format
     #[arg(short = 't', long = "tag")]
     pub tags: Vec<String>,
-    /// Name of the Dockerfile [default: CONTEXT/Dockerfile]
+    /// Name of the Dockerfile (- for stdin) [default: CONTEXT/Dockerfile]
     #[arg(short = 'f', long = "file")]
     pub file: Option<PathBuf>,
+    /// Additional build context (NAME=DIR, a git or tarball URL, docker-image://REF or
+    /// oci-layout://DIR[:TAG]), for FROM NAME and COPY --from=NAME
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
     /// Set build-time variables (KEY=VALUE, or KEY to take it from the environment)
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     pub build_args: Vec<String>,

@@ -33,18 +33,6 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         args.sbom.as_deref(),
         &args.attest,
     )?;
-    // BuildKit runs the build checks in every build; `# check=error=true` fails it before
-    // anything is built. A Dockerfile that does not parse is left to the build's own error.
-    let checks = super::check::for_build(args).ok().flatten();
-    if let Some(report) = &checks {
-        if let (true, Some(err)) = (report.is_violation, &report.error) {
-            eprint!(
-                "{}",
-                builder::dockerfile::lint::format_build_summary(report)
-            );
-            return Err(anyhow::anyhow!(err.clone()));
-        }
-    }
     let cache_from = args
         .cache_from
         .iter()
@@ -79,6 +67,33 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         .transpose()?;
     let store = Store::open(&ctx.root)
         .with_context(|| format!("opening the store at {}", ctx.root.display()))?;
+    // Held until the build is done: stdin, git and URL contexts are copies under ROOT.
+    let contexts = engine::contexts::resolve(
+        &store,
+        &engine::contexts::ContextArgs {
+            context: &args.context.to_string_lossy(),
+            dockerfile: args.file.as_deref(),
+            named: &args.build_contexts,
+            build_args: &build_args,
+        },
+        &mut std::io::stdin().lock(),
+    )?;
+    let dockerfile = contexts
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| contexts.context.join("Dockerfile"));
+    // BuildKit runs the build checks in every build; `# check=error=true` fails it before
+    // anything is built. A Dockerfile that does not parse is left to the build's own error.
+    let checks = super::check::for_build(args, &dockerfile).ok();
+    if let Some(report) = &checks {
+        if let (true, Some(err)) = (report.is_violation, &report.error) {
+            eprint!(
+                "{}",
+                builder::dockerfile::lint::format_build_summary(report)
+            );
+            return Err(anyhow::anyhow!(err.clone()));
+        }
+    }
     // BuildKit's inline cache: `--cache-to type=inline`, or the build arg docker users set.
     let inline_cache = cache_to.iter().any(|t| t.reference.is_none())
         || matches!(
@@ -88,8 +103,8 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let allowed = parse_allow(&args.allow)?;
     let (isolation, snapshotter) = choose_sandbox(&store, args)?;
     let options = BuildOptions {
-        context: args.context.clone(),
-        dockerfile: args.file.clone(),
+        context: contexts.context.clone(),
+        dockerfile: contexts.dockerfile.clone(),
         tags,
         build_args,
         target: args.target.clone(),
@@ -129,6 +144,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             .map_or_else(builder::solve::schedule::default_jobs, |n| n as usize),
         labels: parse_labels(&args.labels)?,
         manifest_annotations: parse_annotations(&args.annotations)?,
+        named_contexts: contexts.named.clone(),
     };
     let request = BuildRequest {
         options,

@@ -21,6 +21,7 @@ mod export;
 pub mod fetch;
 mod heredocs;
 mod history_text;
+pub mod named_context;
 pub mod run_mounts;
 pub mod schedule;
 mod stage;
@@ -39,6 +40,7 @@ use crate::progress::Reporter;
 use crate::remote::{Remote, RemoteError};
 use crate::remote_cache::{ExportMode, RemoteRecord};
 
+pub use named_context::NamedContext;
 pub use state::StageResult;
 
 /// What to build and how.
@@ -81,6 +83,8 @@ pub struct BuildOptions {
     pub labels: BTreeMap<String, String>,
     /// `--annotation` (manifest level): the image manifest's `annotations`.
     pub manifest_annotations: BTreeMap<String, String>,
+    /// `--build-context NAME=…`, by [`named_context::context_key`] of NAME.
+    pub named_contexts: BTreeMap<String, NamedContext>,
 }
 
 /// What the build produced.
@@ -181,9 +185,14 @@ pub enum BuildError {
         path: String,
         reason: crate::dockerignore::IgnoreError,
     },
-    /// A step failed; `location` is `Dockerfile:LINE`.
+    /// A step's instruction failed for a reason its handler words itself (a bad flag, a
+    /// missing source, a write error); `location` is `Dockerfile:LINE`.
     #[error("{location}: {message}")]
-    Step { location: String, message: String },
+    Step {
+        location: String,
+        span: Span,
+        message: String,
+    },
     #[error(transparent)]
     Store(#[from] store::StoreError),
     /// A layer of an imported build cache could not be downloaded after its step hit.
@@ -240,9 +249,9 @@ fn build_parsed(
 ) -> Result<BuildResult> {
     let target = target_index(dockerfile, opts.target.as_deref())?;
     let meta_args = stage::resolve_meta_args(dockerfile, opts)?;
-    let needed = needed_stages(dockerfile, target, &meta_args);
+    let needed = needed_stages(dockerfile, target, &meta_args, &opts.named_contexts);
     let deps: Vec<Vec<usize>> = (0..dockerfile.stages.len())
-        .map(|i| stage_deps(dockerfile, i, &meta_args))
+        .map(|i| stage_deps(dockerfile, i, &meta_args, &opts.named_contexts))
         .collect();
     // Held for the whole build; dropping it (also on error) ends the lease.
     let lease = store.lease(Duration::from_secs(6 * 3600))?;
@@ -346,6 +355,7 @@ fn needed_stages(
     dockerfile: &Dockerfile,
     target: usize,
     meta_args: &[(String, String)],
+    named: &BTreeMap<String, NamedContext>,
 ) -> Vec<usize> {
     let mut needed = vec![false; dockerfile.stages.len()];
     let mut todo = vec![target];
@@ -354,7 +364,7 @@ fn needed_stages(
             continue;
         }
         needed[i] = true;
-        todo.extend(stage_deps(dockerfile, i, meta_args));
+        todo.extend(stage_deps(dockerfile, i, meta_args, named));
     }
     (0..dockerfile.stages.len())
         .filter(|i| needed[*i])
@@ -362,9 +372,22 @@ fn needed_stages(
 }
 
 /// The earlier stages stage `i` uses: its base (`FROM stage`), `COPY --from=stage` and
-/// `RUN --mount=from=stage`.
-fn stage_deps(dockerfile: &Dockerfile, i: usize, meta_args: &[(String, String)]) -> Vec<usize> {
+/// `RUN --mount=from=stage`; none when a named context replaces the stage.
+fn stage_deps(
+    dockerfile: &Dockerfile,
+    i: usize,
+    meta_args: &[(String, String)],
+    named: &BTreeMap<String, NamedContext>,
+) -> Vec<usize> {
     let stage = &dockerfile.stages[i];
+    let is_replaced = stage
+        .name
+        .as_deref()
+        .and_then(named_context::context_key)
+        .is_some_and(|k| named.contains_key(&k));
+    if is_replaced {
+        return Vec::new();
+    }
     // FROM may name a stage through a global ARG (`FROM base-$TARGETARCH`).
     let base = dockerfile::expand_word(&stage.base, meta_args, dockerfile.escape)
         .unwrap_or_else(|_| stage.base.clone());

@@ -22,6 +22,11 @@ impl BuildRun<'_> {
         ctx: &mut Context,
     ) -> Result<StageResult> {
         let stage = &self.build.dockerfile.stages[index];
+        // A named context of the stage's name replaces the stage (BuildKit's rule).
+        let replacement = stage.name.as_deref().and_then(|n| self.named_context(n));
+        if let Some(context) = replacement.cloned() {
+            return self.named_context_result(&context, stage.span);
+        }
         // docker's labels: `[2/5]` in a single-stage Dockerfile, `[build 2/5]` otherwise.
         let stage_name = match (&stage.name, self.build.dockerfile.stages.len()) {
             (_, 1) => String::new(),
@@ -217,6 +222,10 @@ impl BuildRun<'_> {
             ));
         }
         let location = format!("{}:{}", self.build.dockerfile.file_name, stage.span.start);
+        if let Some(context) = self.named_context(&name).cloned() {
+            let r = self.named_context_result(&context, stage.span)?;
+            return Ok((fresh(r.layers, r.config, r.key), true));
+        }
         let reference = Reference::parse(&name).map_err(|reason| BuildError::InvalidReference {
             location: location.clone(),
             span: stage.span,

@@ -80,6 +80,7 @@ pub(super) fn copy_step(
     let location = run.location(inst.span.start);
     let e = |message: String| BuildError::Step {
         location: location.clone(),
+        span: inst.span,
         message,
     };
     let mut srcs: Vec<String> = Vec::new();
@@ -152,11 +153,13 @@ pub(super) fn copy_step(
         None => None,
         Some(from) => {
             let from = expand_word(from, &env, state.escape).map_err(|x| e(error_chain(&x)))?;
-            let layers = match stage_ref(run.build.dockerfile, &from, usize::MAX)
-                .and_then(|i| done.get(i).cloned().flatten())
-            {
-                Some(stage) => stage.layers,
-                None => {
+            let stage = stage_ref(run.build.dockerfile, &from, usize::MAX)
+                .and_then(|i| done.get(i).cloned().flatten());
+            let named = run.named_context(&from).cloned();
+            let layers = match (stage, named) {
+                (Some(stage), _) => stage.layers,
+                (None, Some(context)) => run.named_context_result(&context, inst.span)?.layers,
+                (None, None) => {
                     let r = store::Reference::parse(&from)
                         .map_err(|x| e(format!("COPY --from={from}: {x}")))?;
                     let manifest = run.resolve_image(&r, &run.location(inst.span.start))?;
