@@ -46,6 +46,10 @@ pub struct Built {
     /// The image index pushed under the tags when a provenance attestation went with the
     /// image (BuildKit reports that index as `containerimage.digest`).
     pub pushed_index: Option<store::Descriptor>,
+    /// When the build started and when its image was written (RFC 3339): the
+    /// provenance's `buildStartedOn` and `buildFinishedOn`.
+    pub started: String,
+    pub finished: String,
 }
 
 /// The builder's view of the registries of one build.
@@ -92,6 +96,7 @@ pub fn build(
         cache,
     };
     let result = builder::solve::build(store, &request.options, &remote, reporter)?;
+    let finished = store::archive::import::now_rfc3339();
     if let Some(path) = &request.iidfile {
         std::fs::write(path, result.image_id.to_string()).map_err(|source| EngineError::Write {
             path: path.clone(),
@@ -129,7 +134,7 @@ pub fn build(
                     dockerfile: &dockerfile,
                     materials: &result.materials,
                     started: started.clone(),
-                    finished: store::archive::import::now_rfc3339(),
+                    finished: finished.clone(),
                 };
                 let statement = provenance::statement(p, tag, &pushed, &facts);
                 pushed_index = Some(provenance::push_attested(
@@ -140,10 +145,14 @@ pub fn build(
         return Ok(Built {
             result,
             pushed_index,
+            started,
+            finished,
         });
     }
     Ok(Built {
         result,
         pushed_index: None,
+        started,
+        finished,
     })
 }

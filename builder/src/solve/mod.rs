@@ -21,6 +21,7 @@ mod export;
 pub mod fetch;
 mod heredocs;
 mod history_text;
+pub mod named_context;
 pub mod run_mounts;
 pub mod schedule;
 mod stage;
@@ -39,6 +40,7 @@ use crate::progress::Reporter;
 use crate::remote::{Remote, RemoteError};
 use crate::remote_cache::{ExportMode, RemoteRecord};
 
+pub use named_context::NamedContext;
 pub use state::StageResult;
 
 /// What to build and how.
@@ -51,10 +53,14 @@ pub struct BuildOptions {
     pub build_args: BTreeMap<String, String>,
     pub target: Option<String>,
     pub no_cache: bool,
+    /// `--no-cache-filter`: the stages (by name) whose steps miss the cache.
+    pub no_cache_stages: Vec<String>,
     /// `--pull`: ask `resolve_base` even when the image is in the store.
     pub pull: bool,
     pub network: exec::Network,
     pub snapshotter: exec::Snapshotter,
+    /// `--add-host`, `--shm-size`, `--ulimit`: given to every RUN.
+    pub runtime: exec::RuntimeOptions,
     pub isolation: exec::Isolation,
     /// SOURCE_DATE_EPOCH: timestamps in the image and layers are clamped to it.
     pub source_date_epoch: Option<i64>,
@@ -77,6 +83,8 @@ pub struct BuildOptions {
     pub labels: BTreeMap<String, String>,
     /// `--annotation` (manifest level): the image manifest's `annotations`.
     pub manifest_annotations: BTreeMap<String, String>,
+    /// `--build-context NAME=…`, by [`named_context::context_key`] of NAME.
+    pub named_contexts: BTreeMap<String, NamedContext>,
 }
 
 /// What the build produced.
@@ -236,9 +244,9 @@ fn build_parsed(
 ) -> Result<BuildResult> {
     let target = target_index(dockerfile, opts.target.as_deref())?;
     let meta_args = stage::resolve_meta_args(dockerfile, opts)?;
-    let needed = needed_stages(dockerfile, target, &meta_args);
+    let needed = needed_stages(dockerfile, target, &meta_args, &opts.named_contexts);
     let deps: Vec<Vec<usize>> = (0..dockerfile.stages.len())
-        .map(|i| stage_deps(dockerfile, i, &meta_args))
+        .map(|i| stage_deps(dockerfile, i, &meta_args, &opts.named_contexts))
         .collect();
     // Held for the whole build; dropping it (also on error) ends the lease.
     let lease = store.lease(Duration::from_secs(6 * 3600))?;
@@ -342,6 +350,7 @@ fn needed_stages(
     dockerfile: &Dockerfile,
     target: usize,
     meta_args: &[(String, String)],
+    named: &BTreeMap<String, NamedContext>,
 ) -> Vec<usize> {
     let mut needed = vec![false; dockerfile.stages.len()];
     let mut todo = vec![target];
@@ -350,7 +359,7 @@ fn needed_stages(
             continue;
         }
         needed[i] = true;
-        todo.extend(stage_deps(dockerfile, i, meta_args));
+        todo.extend(stage_deps(dockerfile, i, meta_args, named));
     }
     (0..dockerfile.stages.len())
         .filter(|i| needed[*i])
@@ -358,9 +367,22 @@ fn needed_stages(
 }
 
 /// The earlier stages stage `i` uses: its base (`FROM stage`), `COPY --from=stage` and
-/// `RUN --mount=from=stage`.
-fn stage_deps(dockerfile: &Dockerfile, i: usize, meta_args: &[(String, String)]) -> Vec<usize> {
+/// `RUN --mount=from=stage`; none when a named context replaces the stage.
+fn stage_deps(
+    dockerfile: &Dockerfile,
+    i: usize,
+    meta_args: &[(String, String)],
+    named: &BTreeMap<String, NamedContext>,
+) -> Vec<usize> {
     let stage = &dockerfile.stages[i];
+    let is_replaced = stage
+        .name
+        .as_deref()
+        .and_then(named_context::context_key)
+        .is_some_and(|k| named.contains_key(&k));
+    if is_replaced {
+        return Vec::new();
+    }
     // FROM may name a stage through a global ARG (`FROM base-$TARGETARCH`).
     let base = dockerfile::expand_word(&stage.base, meta_args, dockerfile.escape)
         .unwrap_or_else(|_| stage.base.clone());

@@ -22,12 +22,26 @@ impl BuildRun<'_> {
         ctx: &mut Context,
     ) -> Result<StageResult> {
         let stage = &self.build.dockerfile.stages[index];
+        // A named context of the stage's name replaces the stage (BuildKit's rule).
+        let replacement = stage.name.as_deref().and_then(|n| self.named_context(n));
+        if let Some(context) = replacement.cloned() {
+            let location = self.location(stage.span.start);
+            return self.named_context_result(&context, &location);
+        }
         // docker's labels: `[2/5]` in a single-stage Dockerfile, `[build 2/5]` otherwise.
         let stage_name = match (&stage.name, self.build.dockerfile.stages.len()) {
             (_, 1) => String::new(),
             (Some(name), _) => name.clone(),
             (None, _) => format!("stage-{index}"),
         };
+        // BuildKit matches the names without regard to case and ignores unknown ones.
+        self.is_cache_ignored = stage.name.as_ref().is_some_and(|name| {
+            self.build
+                .opts
+                .no_cache_stages
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(name))
+        });
         let base_is_image = self.base_is_image(stage, index);
         let count =
             usize::from(base_is_image) + stage.instructions.iter().filter(|i| is_step(i)).count();
@@ -209,6 +223,10 @@ impl BuildRun<'_> {
             ));
         }
         let location = format!("{}:{}", self.build.dockerfile.file_name, stage.span.start);
+        if let Some(context) = self.named_context(&name).cloned() {
+            let r = self.named_context_result(&context, &location)?;
+            return Ok((fresh(r.layers, r.config, r.key), true));
+        }
         let reference = Reference::parse(&name).map_err(|reason| BuildError::InvalidReference {
             location: location.clone(),
             span: stage.span,
