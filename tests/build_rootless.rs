@@ -1,7 +1,8 @@
 //! strata run by an ordinary user: it enters a user namespace (root mapped to the user,
 //! ids 1.. to the user's /etc/subuid range through newuidmap/newgidmap), RUN mounts
 //! overlayfs there with `userxattr`, and the image is the one root builds: same digest
-//! for the same Dockerfile and SOURCE_DATE_EPOCH, so layers carry the image's own ids.
+//! for the same Dockerfile and SOURCE_DATE_EPOCH, so layers carry the image's own ids, and
+//! the user pushes it to a local registry as it is.
 //! Without a range the user is the only id, and strata says so.
 //!
 //! Where namespaces and mounts are refused (an unprivileged docker container), RUN runs by
@@ -12,6 +13,7 @@
 //! `--network none`: the isolated network needs /dev/net/tun open to the user, which
 //! tests/build_network.rs covers as root.
 
+mod registry_common;
 mod util;
 
 use std::fs;
@@ -183,6 +185,24 @@ fn a_user_with_a_subuid_range_builds_the_image_root_builds() {
     let (again, second) = build_case_no_base(&as_user, &user_store, &ctx);
     assert_eq!(again, want);
     assert_eq!(second.cached_steps(), 7, "{second}");
+    // Pushed by the user and by root, the registry holds one image: the layers the user
+    // sends carry the image's ids too.
+    let reg = registry_common::Registry::start(Default::default());
+    let mut pushed = Vec::new();
+    for (who, store, strata) in [
+        (
+            "user",
+            &user_store,
+            &as_user as &dyn Fn(&Path, &[&str]) -> Output,
+        ),
+        ("root", &root_store, &as_root),
+    ] {
+        let name = format!("{}/{who}/case:1", reg.addr);
+        strata(store, &["tag", "case:1", &name]).assert_ok();
+        strata(store, &["push", &name]).assert_ok();
+        pushed.push(registry_common::skopeo_digest(&name));
+    }
+    assert_eq!(pushed[0], pushed[1], "the user's push differs from root's");
 }
 
 #[test]
