@@ -17,6 +17,7 @@
 //!
 //! Nothing here touches the store or its database; the caller owns every directory it passes in.
 
+pub mod binfmt;
 mod copy_snapshotter;
 pub mod mounts;
 pub mod namespaces;
