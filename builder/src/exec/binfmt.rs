@@ -30,14 +30,14 @@ pub enum BinfmtError {
         if *is_mounted { "" } else { " (binfmt_misc is not mounted there: `mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc`)" }
     )]
     NoHandler {
-        platform: Platform,
-        host: Platform,
+        platform: String,
+        host: String,
         dir: PathBuf,
         is_mounted: bool,
     },
     /// strata has no ELF signature for `platform` to look its handler up with.
     #[error("cannot run {platform} binaries on this {host} machine: strata does not know the ELF machine of {platform}")]
-    UnknownArchitecture { platform: Platform, host: Platform },
+    UnknownArchitecture { platform: String, host: String },
 }
 
 /// Whether this machine runs `platform`'s binaries without emulation: the host's own
@@ -57,16 +57,16 @@ pub fn check(platform: &Platform, dir: &Path) -> Result<(), BinfmtError> {
     }
     let Some(header) = elf_header(platform) else {
         return Err(BinfmtError::UnknownArchitecture {
-            platform: platform.clone(),
-            host: Platform::host(),
+            platform: platform.to_string(),
+            host: Platform::host().to_string(),
         });
     };
     if handlers(dir).iter().any(|h| h.matches(&header)) {
         return Ok(());
     }
     Err(BinfmtError::NoHandler {
-        platform: platform.clone(),
-        host: Platform::host(),
+        platform: platform.to_string(),
+        host: Platform::host().to_string(),
         dir: dir.to_path_buf(),
         is_mounted: dir.join("status").exists(),
     })
