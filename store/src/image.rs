@@ -16,8 +16,6 @@ use crate::meta::{self, Meta};
 use crate::records::{LayerRecord, LayerRef, ManifestRecord, TagRecord};
 use crate::{Descriptor, Digest, Reference, Store};
 
-pub use crate::oci_index::{index_ref_name, CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
-
 /// An image as the CLI shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageRecord {

@@ -5,7 +5,7 @@ use super::error::{with_suggestion, Located};
 use super::flags::{parse_flags, FlagValues, Kind};
 use super::heredoc::{parse_heredoc, Heredoc};
 use super::instructions::*;
-use super::parse::{Args, Node};
+use super::node::{Args, Node};
 
 /// What a handler sees: the node and its flattened arguments.
 pub(crate) struct Request<'a> {

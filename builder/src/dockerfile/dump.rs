@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::parse::{Args, Node};
+use super::node::{Args, Node};
 
 /// Go's `strconv.Quote`.
 pub fn go_quote(s: &str) -> String {

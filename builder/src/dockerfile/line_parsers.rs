@@ -2,7 +2,8 @@
 //! instruction name becomes a list of argument strings. Quotes found here are kept; they
 //! are removed later by expansion, exactly as BuildKit does.
 
-use super::parse::{Args, Node};
+use super::error::Span;
+use super::node::{Args, Node};
 
 /// What a line parser returns: the arguments and whether they were a JSON array.
 pub(crate) type Parsed = Result<(Args, bool), String>;
@@ -318,7 +319,32 @@ pub(crate) fn sub_command(rest: &str, escape: char) -> Result<Option<Node>, Stri
     if rest.is_empty() {
         return Ok(None);
     }
-    super::parse::node_from_line(rest, escape, Vec::new()).map(Some)
+    node_from_line(rest, escape, Vec::new()).map(Some)
+}
+
+/// Build a node from one logical line: split off the name and flags, then run the
+/// instruction's line parser.
+pub(crate) fn node_from_line(
+    line: &str,
+    escape: char,
+    comments: Vec<String>,
+) -> Result<Node, String> {
+    let (keyword, flags, rest) = split_command(line, escape);
+    let lower = keyword.to_ascii_lowercase();
+    let (args, is_json) = match line_parser(&lower) {
+        Some(parse) => parse(&rest, escape)?,
+        None => (Args::Sub(sub_command(&rest, escape)?.map(Box::new)), false),
+    };
+    Ok(Node {
+        keyword,
+        flags,
+        args,
+        is_json,
+        original: line.to_string(),
+        heredocs: Vec::new(),
+        span: Span::default(),
+        comments,
+    })
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod instructions;
 mod line_parsers;
 pub mod lint;
 pub mod mount;
+pub mod node;
 pub mod parse;
 pub mod pattern;
 

@@ -11,56 +11,8 @@
 use super::directives::{DirectiveParser, Directives};
 use super::error::{Located, Span};
 use super::heredoc::{heredocs_from_line, Heredoc};
-use super::line_parsers::{line_parser, split_command, sub_command};
-
-/// The arguments of a node: a list of strings, or for ONBUILD the nested instruction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Args {
-    List(Vec<String>),
-    Sub(Option<Box<Node>>),
-}
-
-/// One instruction as written, before typing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
-    /// The instruction name with its original casing.
-    pub keyword: String,
-    pub flags: Vec<String>,
-    pub args: Args,
-    /// The arguments were a JSON array (exec form).
-    pub is_json: bool,
-    /// The logical line: continuations joined, comments removed, heredoc bodies excluded.
-    pub original: String,
-    pub heredocs: Vec<Heredoc>,
-    pub span: Span,
-    /// Comment lines directly above the instruction (`# check=` may be among them).
-    pub comments: Vec<String>,
-}
-
-impl Node {
-    pub fn lower_name(&self) -> String {
-        self.keyword.to_ascii_lowercase()
-    }
-
-    /// Flattened arguments; for ONBUILD the trigger's name then its arguments.
-    pub fn arg_list(&self) -> Vec<String> {
-        match &self.args {
-            Args::List(l) => l.clone(),
-            Args::Sub(None) => Vec::new(),
-            Args::Sub(Some(n)) => std::iter::once(n.keyword.clone())
-                .chain(n.arg_list())
-                .collect(),
-        }
-    }
-
-    fn can_contain_heredoc(&self) -> bool {
-        let node = match &self.args {
-            Args::Sub(Some(child)) => child,
-            _ => self,
-        };
-        matches!(node.lower_name().as_str(), "run" | "copy" | "add") && !node.is_json
-    }
-}
+use super::line_parsers::node_from_line;
+use super::node::Node;
 
 /// Everything the line-level pass finds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,31 +203,6 @@ fn read_heredoc(lines: &[&str], doc: &Heredoc) -> Option<(String, usize)> {
         content.push_str(line);
     }
     None
-}
-
-/// Build a node from one logical line: split off the name and flags, then run the
-/// instruction's line parser.
-pub(crate) fn node_from_line(
-    line: &str,
-    escape: char,
-    comments: Vec<String>,
-) -> Result<Node, String> {
-    let (keyword, flags, rest) = split_command(line, escape);
-    let lower = keyword.to_ascii_lowercase();
-    let (args, is_json) = match line_parser(&lower) {
-        Some(parse) => parse(&rest, escape)?,
-        None => (Args::Sub(sub_command(&rest, escape)?.map(Box::new)), false),
-    };
-    Ok(Node {
-        keyword,
-        flags,
-        args,
-        is_json,
-        original: line.to_string(),
-        heredocs: Vec::new(),
-        span: Span::default(),
-        comments,
-    })
 }
 
 #[cfg(test)]

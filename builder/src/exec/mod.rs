@@ -23,6 +23,7 @@ pub mod mounts;
 pub mod namespaces;
 pub mod network;
 mod output;
+mod pipe;
 mod sandbox;
 pub mod seccomp;
 #[cfg(test)]

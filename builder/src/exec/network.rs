@@ -48,8 +48,8 @@ impl UserNet {
     /// namespace's `eth0` is configured (addresses, default route, lo up).
     pub fn start(pid: libc::pid_t) -> Result<UserNet> {
         let fail = |reason: String| ExecError::Network { reason };
-        let (ready_r, ready_w) = super::sandbox::pipe()?;
-        let (exit_r, exit_w) = super::sandbox::pipe()?;
+        let (ready_r, ready_w) = super::pipe::pipe()?;
+        let (exit_r, exit_w) = super::pipe::pipe()?;
         let keep = [ready_w.as_raw_fd(), exit_r.as_raw_fd()];
         let mut cmd = Command::new(SLIRP4NETNS);
         cmd.arg("--configure")

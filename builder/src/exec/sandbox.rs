@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use super::mounts::{self, MountOp, OverlayOptions, RootfsOptions};
 use super::output::{OutputLog, LOG_LIMIT_BYTES};
+use super::pipe::pipe;
 use super::stubs::{self, Stubs};
 use super::sys::{LinuxSyscall, Syscall};
 use super::{
@@ -149,13 +150,6 @@ struct ChildPlan<'a> {
     confinement: Option<(u64, &'static [seccompiler::BpfProgram])>,
     /// The step waits for slirp4netns (see the module doc).
     is_isolated: bool,
-}
-
-pub(super) fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| ExecError::Setup {
-        step: "creating a pipe".into(),
-        source: e.into(),
-    })
 }
 
 fn spawn(spec: &RunSpec, ops: &[MountOp], on_line: &mut dyn FnMut(&[u8])) -> Result<RunOutcome> {

@@ -7,7 +7,7 @@
 use store::{CacheRecord, ChainId, LayerRef, Store};
 
 use super::history_text::push_history;
-use super::stage::{now_or_epoch, BuildRun, StageState};
+use super::state::{now_or_epoch, BuildRun, StageState};
 use super::Result;
 use crate::cache::CacheKey;
 
@@ -26,14 +26,14 @@ pub(super) enum Origin {
 /// A cache hit: the record's layer, if its blob is still in the store; else, with
 /// `--cache-from`, an imported record's layer, whose download starts now.
 pub(super) fn cache_hit(run: &mut BuildRun, key: &CacheKey) -> Result<Option<(LayerRef, Origin)>> {
-    if run.opts.no_cache {
+    if run.build.opts.no_cache {
         return Ok(None);
     }
-    if let Some(rec) = run.store.cache_get(key.as_str())? {
+    if let Some(rec) = run.build.store.cache_get(key.as_str())? {
         if let (Some(blob), Some(diff_id)) = (rec.layer, rec.diff_id) {
             // Lease first, then check: a prune that starts in between sees the lease.
-            run.lease.add_digest(&blob.digest)?;
-            if run.store.has_blob(&blob.digest) {
+            run.build.lease.add_digest(&blob.digest)?;
+            if run.build.store.has_blob(&blob.digest) {
                 return Ok(Some((
                     LayerRef { blob, diff_id },
                     Origin::Cached(rec.created_at),
@@ -41,18 +41,18 @@ pub(super) fn cache_hit(run: &mut BuildRun, key: &CacheKey) -> Result<Option<(La
             }
         }
     }
-    let Some(cache) = run.remote.cache() else {
+    let Some(cache) = run.build.remote.cache() else {
         return Ok(None);
     };
     let Some(remote) = cache.lookup(key) else {
         return Ok(None);
     };
-    run.lease.add_digest(&remote.layer.digest)?;
-    if !run.store.has_blob(&remote.layer.digest) {
+    run.build.lease.add_digest(&remote.layer.digest)?;
+    if !run.build.store.has_blob(&remote.layer.digest) {
         // The download runs while the next steps look up their keys; persist the lease
         // now so a concurrent prune sees it.
-        run.store.release_meta()?;
-        if let Err(e) = cache.fetch(run.lease, &remote) {
+        run.build.store.release_meta()?;
+        if let Err(e) = cache.fetch(run.build.lease, &remote) {
             // As BuildKit does: a cache that cannot be read is a miss, not a failure.
             run.note(&format!(
                 "WARNING: importing cache layer {}: {}",
@@ -80,7 +80,7 @@ pub(super) fn add_layer(
 ) -> Result<()> {
     let now = now_or_epoch(None);
     let created_at = match origin {
-        Origin::Built => now_or_epoch(run.opts.source_date_epoch),
+        Origin::Built => now_or_epoch(run.build.opts.source_date_epoch),
         Origin::Cached(t) | Origin::Imported(t) => t,
     };
     let chain = chain_of(&state.layers, &layer);
@@ -95,10 +95,10 @@ pub(super) fn add_layer(
             last_used: now,
             size: layer.blob.size,
         };
-        run.store.cache_put(key.as_str(), &rec)?;
+        run.build.store.cache_put(key.as_str(), &rec)?;
     }
-    run.lease.add_digest(&layer.blob.digest)?;
-    run.lease.add_snapshot(&chain)?;
+    run.build.lease.add_digest(&layer.blob.digest)?;
+    run.build.lease.add_snapshot(&chain)?;
     run.note_layer_step(&key, &layer, created_at);
     state.layers.push(layer);
     state.key = key;

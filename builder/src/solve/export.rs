@@ -8,7 +8,7 @@
 use store::{media_types, CacheRecord, Descriptor, Digest, Lease, Store};
 
 use super::history_text::rfc3339;
-use super::stage::{now_or_epoch, StageResult};
+use super::state::{now_or_epoch, StageResult};
 use super::{BuildOptions, Result};
 use crate::cache::CacheKey;
 use crate::image::ImageConfigFile;

@@ -24,6 +24,7 @@ mod history_text;
 pub mod run_mounts;
 pub mod schedule;
 mod stage;
+mod state;
 mod steps;
 
 use std::collections::BTreeMap;
@@ -38,7 +39,7 @@ use crate::progress::Reporter;
 use crate::remote::{Remote, RemoteError};
 use crate::remote_cache::{ExportMode, RemoteRecord};
 
-pub use stage::StageResult;
+pub use state::StageResult;
 
 /// What to build and how.
 pub struct BuildOptions {
@@ -214,8 +215,8 @@ fn build_parsed(
     let lease = store.lease(Duration::from_secs(6 * 3600))?;
     let mut ctx = context::Context::open(store, &opts.context, dockerfile_path)?;
     let stop = exec::Stopper::new();
-    let progress = stage::Progress::new(reporter);
-    let build = stage::Build {
+    let progress = state::Progress::new(reporter);
+    let build = state::Build {
         store,
         opts,
         remote,

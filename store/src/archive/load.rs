@@ -17,9 +17,9 @@ use super::tarcheck::TarCheck;
 use crate::decompress::{self, plain_reader, PlainWriter};
 use crate::digest::Sha256Writer;
 use crate::error::{Result, StoreError};
-use crate::image::{CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
 use crate::manifest::build_manifest;
 use crate::media_types::Compression;
+use crate::oci_index::{CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
 use crate::platform::host_architecture;
 use crate::{media_types, meta, Descriptor, Digest, ImageRecord, NewImage, Reference, Store};
 

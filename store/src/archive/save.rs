@@ -17,10 +17,10 @@ use std::path::Path;
 use crate::decompress::plain_reader;
 use crate::digest::Sha256Reader;
 use crate::error::{Result, StoreError};
-use crate::image::{index_ref_name, CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
 use crate::layout::temp_beside;
 use crate::media_types::{self, Compression};
 use crate::meta;
+use crate::oci_index::{index_ref_name, CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
 use crate::{Descriptor, Digest, ImageRecord, Reference, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

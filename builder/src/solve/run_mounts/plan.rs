@@ -11,7 +11,7 @@ use crate::copy::{self, CopyOptions, DirTree};
 use crate::dockerfile::mount::{parse_mount, Mount, MountType};
 use crate::rootfs::UnionFs;
 use crate::solve::context::Context;
-use crate::solve::stage::{BuildRun, StageResult, StageState};
+use crate::solve::state::{BuildRun, StageResult, StageState};
 use crate::solve::{stage_ref, steps};
 
 /// The mounts of one RUN, resolved: what the cache key holds and what the sandbox gets.
@@ -112,7 +112,7 @@ pub fn resolve(
                 let target =
                     target.unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{ssh_count}"));
                 ssh_count += 1;
-                match run.opts.ssh.get(&id) {
+                match run.build.opts.ssh.get(&id) {
                     Some(socket) => Planned::Ssh {
                         socket: socket.clone(),
                         target,
@@ -219,7 +219,7 @@ fn secret_mount(
         (None, Some(t)) => t.rsplit('/').next().unwrap_or_default().to_string(),
         (None, None) => return Err("secret mount needs an id or a target".into()),
     };
-    let data = match run.opts.secrets.get(&id) {
+    let data = match run.build.opts.secrets.get(&id) {
         None if m.required => {
             return Err(format!(
                 "secret {id:?} is required but was not provided: pass --secret id={id},src=FILE"
@@ -300,7 +300,7 @@ fn bind_mount(
             is_readonly,
         });
     };
-    let (layers, from_key) = match stage_ref(run.dockerfile, from, usize::MAX)
+    let (layers, from_key) = match stage_ref(run.build.dockerfile, from, usize::MAX)
         .and_then(|i| done.get(i).cloned().flatten())
     {
         Some(stage) => (stage.layers, stage.key.as_str().to_string()),
@@ -308,7 +308,7 @@ fn bind_mount(
             let r =
                 store::Reference::parse(from).map_err(|e| format!("--mount from={from}: {e}"))?;
             let (manifest, image) = run
-                .leased_image(&r, &run.dockerfile.file_name)
+                .leased_image(&r, &run.build.dockerfile.file_name)
                 .map_err(|e| e.to_string())?;
             (image.layers, manifest.to_string())
         }

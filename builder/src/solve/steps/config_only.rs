@@ -13,7 +13,7 @@ use super::argv;
 use crate::dockerfile::{expand_word, expand_words, ArgDef, Healthcheck, KeyValue, ShellOrExec};
 use crate::image::{Empty, HealthConfig};
 use crate::solve::history_text;
-use crate::solve::stage::StageState;
+use crate::solve::state::StageState;
 
 type Text = Result<String, String>;
 

@@ -11,7 +11,7 @@ use crate::layers::{commit_layer, is_archive, retar_under};
 use crate::rootfs::UnionFs;
 use crate::solve::cache_hit::{add_layer, cache_hit, Origin};
 use crate::solve::context::{sha256_file, Context};
-use crate::solve::stage::{now_or_epoch, BuildRun, StageResult, StageState};
+use crate::solve::state::{now_or_epoch, BuildRun, StageResult, StageState};
 use crate::solve::{copy_flags, fetch, stage_ref, BuildError, Result};
 
 /// What COPY and ADD share; ADD alone fetches URLs and git and extracts archives.
@@ -143,7 +143,7 @@ pub(super) fn copy_step(
         chown,
         chmod,
         keep_owner: spec.from.is_some(),
-        epoch: run.opts.source_date_epoch,
+        epoch: run.build.opts.source_date_epoch,
     };
 
     // Where the sources come from: another stage or image, or the context.
@@ -151,7 +151,7 @@ pub(super) fn copy_step(
         None => None,
         Some(from) => {
             let from = expand_word(from, &env, state.escape).map_err(|x| e(x.to_string()))?;
-            let layers = match stage_ref(run.dockerfile, &from, usize::MAX)
+            let layers = match stage_ref(run.build.dockerfile, &from, usize::MAX)
                 .and_then(|i| done.get(i).cloned().flatten())
             {
                 Some(stage) => stage.layers,
@@ -159,7 +159,7 @@ pub(super) fn copy_step(
                     let r = store::Reference::parse(&from)
                         .map_err(|x| e(format!("COPY --from={from}: {x}")))?;
                     let manifest = run.resolve_image(&r, &run.location(inst.span.start))?;
-                    run.store.image(&manifest)?.layers
+                    run.build.store.image(&manifest)?.layers
                 }
             };
             Some(UnionFs::new(lowerdirs(run, &layers)?))
@@ -209,11 +209,12 @@ pub(super) fn copy_step(
     };
     drop(excluding);
     let scratch = copy_flags::Scratch(
-        run.store
+        run.build
+            .store
             .layout()
             .snapshot_temp(store::layout::COPY_TEMP_PREFIX),
     );
-    let mtime = now_or_epoch(run.opts.source_date_epoch);
+    let mtime = now_or_epoch(run.build.opts.source_date_epoch);
     copy_flags::add_heredocs(
         &mut plan,
         spec.heredocs,
@@ -228,8 +229,9 @@ pub(super) fn copy_step(
     // Each download stays locked against a prune until the layer is written.
     let mut downloads = Vec::new();
     for url in &urls {
-        let root = run.store.layout().root();
-        let got = fetch::download(root, url, spec.checksum, &run.opts.build_args).map_err(e)?;
+        let root = run.build.store.layout().root();
+        let got =
+            fetch::download(root, url, spec.checksum, &run.build.opts.build_args).map_err(e)?;
         copy_flags::add_file(
             &mut plan,
             got.path.clone(),
@@ -344,10 +346,10 @@ pub(super) fn copy_step(
     }
     let archive_dest = dest_abs.clone();
     // Writing the layer is long work: let other processes at the database meanwhile.
-    run.store.release_meta()?;
+    run.build.store.release_meta()?;
     let layer = commit_layer(
-        run.store,
-        run.lease,
+        run.build.store,
+        run.build.lease,
         |w: &mut dyn std::io::Write| -> std::result::Result<(), String> {
             if archives.is_empty() {
                 plan.write_tar(w).map_err(|x| x.to_string())?;

@@ -26,7 +26,7 @@ use crate::progress::StepInfo;
 use crate::rootfs::UnionFs;
 use crate::solve::context::Context;
 use crate::solve::history_text::push_history;
-use crate::solve::stage::{now_or_epoch, BuildRun, StageResult, StageState};
+use crate::solve::state::{now_or_epoch, BuildRun, StageResult, StageState};
 use crate::solve::Result;
 use copy_add::CopySpec;
 
@@ -62,7 +62,7 @@ pub fn dispatch(
             return Ok(Outcome::Done);
         }
         Command::Env(pairs) => c::env(state, pairs),
-        Command::Arg(defs) => c::arg(state, defs, &run.opts.build_args, run.meta_args),
+        Command::Arg(defs) => c::arg(state, defs, &run.build.opts.build_args, run.build.meta_args),
         Command::Label(pairs) => c::label(state, pairs),
         Command::Expose(ports) => c::expose(state, ports),
         Command::Volume(vols) => c::volume(state, vols),
@@ -83,7 +83,7 @@ pub fn dispatch(
 /// history entry.
 fn record_config_step(run: &BuildRun, state: &mut StageState, history_text: &str) {
     state.key = CacheKey::for_step(&state.key, history_text, &state.args, None);
-    let now = now_or_epoch(run.opts.source_date_epoch);
+    let now = now_or_epoch(run.build.opts.source_date_epoch);
     push_history(&mut state.config.history, history_text, now, true);
 }
 
@@ -101,16 +101,19 @@ fn argv(state: &StageState, cmd: &ShellOrExec) -> Vec<String> {
 
 /// The snapshot dirs of `layers`, top first, unpacking any that are missing.
 pub fn lowerdirs(run: &BuildRun, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
-    crate::solve::wait_for_cache_imports(run.remote)?;
+    crate::solve::wait_for_cache_imports(run.build.remote)?;
     let ids: Vec<store::Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
     let is_missing = Store::chain_ids(&ids)
         .iter()
-        .any(|c| !run.store.snapshot_dir(c).is_dir());
+        .any(|c| !run.build.store.snapshot_dir(c).is_dir());
     if is_missing {
         // Unpacking is long work: let other processes at the database meanwhile.
-        run.store.release_meta()?;
+        run.build.store.release_meta()?;
     }
-    Ok(run.store.ensure_layer_snapshots(run.lease, layers)?)
+    Ok(run
+        .build
+        .store
+        .ensure_layer_snapshots(run.build.lease, layers)?)
 }
 
 /// `--chown=user[:group]` to numbers, looked up in the image's /etc/passwd and /etc/group.

@@ -13,7 +13,7 @@ use crate::layers::commit_layer;
 use crate::progress::StepInfo;
 use crate::solve::cache_hit::{add_layer, cache_hit, chain_of, Origin};
 use crate::solve::context::Context;
-use crate::solve::stage::{BuildRun, StageResult, StageState};
+use crate::solve::state::{BuildRun, StageResult, StageState};
 use crate::solve::{heredocs, run_mounts, BuildError, Result};
 
 fn json(v: Option<&Vec<String>>) -> String {
@@ -29,13 +29,16 @@ pub(super) fn run_step(
     done: &[Option<StageResult>],
     ctx: &mut Context,
 ) -> Result<Outcome> {
-    if r.security == Some(crate::dockerfile::SecurityMode::Insecure) && !run.opts.allow_insecure {
+    if r.security == Some(crate::dockerfile::SecurityMode::Insecure)
+        && !run.build.opts.allow_insecure
+    {
         return Err(run.step_error(
             inst,
             "RUN --security=insecure is not allowed: pass --allow security.insecure".into(),
         ));
     }
-    if r.network == Some(crate::dockerfile::NetworkMode::Host) && !run.opts.allow_network_host {
+    if r.network == Some(crate::dockerfile::NetworkMode::Host) && !run.build.opts.allow_network_host
+    {
         return Err(run.step_error(
             inst,
             "RUN --network=host is not allowed: pass --allow network.host".into(),
@@ -61,7 +64,7 @@ pub(super) fn run_step(
     let network = match r.network {
         Some(crate::dockerfile::NetworkMode::None) => exec::Network::None,
         Some(crate::dockerfile::NetworkMode::Host) => exec::Network::Host,
-        _ => run.opts.network,
+        _ => run.build.opts.network,
     };
     let created_by = format!(
         "RUN {}{} # buildkit",
@@ -94,6 +97,7 @@ pub(super) fn run_step(
     }
     let lower = lowerdirs(run, &state.layers)?;
     let scratch = run
+        .build
         .store
         .layout()
         .snapshot_temp(store::layout::RUN_TEMP_PREFIX);
@@ -104,7 +108,7 @@ pub(super) fn run_step(
     };
     std::fs::create_dir_all(&upper).map_err(|e| io_err("creating", &upper, e))?;
     std::fs::create_dir_all(&work).map_err(|e| io_err("creating", &work, e))?;
-    let root = run.store.layout().root().to_path_buf();
+    let root = run.build.store.layout().root().to_path_buf();
     let mut waits = Vec::new();
     let active = run_mounts::activate(&root, mounts, &scratch, &mut |m| waits.push(m.to_string()))
         .map_err(|m| {
@@ -141,16 +145,16 @@ pub(super) fn run_step(
             _ => exec::Security::Sandbox,
         },
         hostname: "strata".to_string(),
-        snapshotter: run.opts.snapshotter,
+        snapshotter: run.build.opts.snapshotter,
         extra_mounts,
-        stop: Some(run.stop.clone()),
+        stop: Some(run.build.stop.clone()),
     };
     let info = info.clone();
     for w in waits {
         run.step_output(&info, w.as_bytes());
     }
     // Never hold the database across a RUN (docs/design.md §2); this also flushes the lease.
-    run.store.release_meta()?;
+    run.build.store.release_meta()?;
     let outcome = {
         let mut on_output = |chunk: &[u8]| run.step_output(&info, chunk);
         exec::run_step_with_output(&spec, &mut on_output)
@@ -183,9 +187,9 @@ pub(super) fn run_step(
         });
     }
     let diff_opts = crate::differ::DiffOptions {
-        source_date_epoch: run.opts.source_date_epoch,
+        source_date_epoch: run.build.opts.source_date_epoch,
     };
-    let layer = commit_layer(run.store, run.lease, |w| {
+    let layer = commit_layer(run.build.store, run.build.lease, |w| {
         crate::differ::write_layer(&upper, w, &diff_opts).map(|_| ())
     });
     let layer = match layer {
@@ -200,9 +204,10 @@ pub(super) fn run_step(
         let ids: Vec<store::Digest> = state.layers.iter().map(|l| l.diff_id.clone()).collect();
         Store::chain_ids(&ids).pop().expect("non-empty")
     });
-    let committed = run
-        .store
-        .commit_snapshot(run.lease, &chain, parent.as_ref(), &upper);
+    let committed =
+        run.build
+            .store
+            .commit_snapshot(run.build.lease, &chain, parent.as_ref(), &upper);
     cleanup();
     committed?;
     add_layer(run, state, key, layer, &created_by, Origin::Built)?;

@@ -8,7 +8,7 @@ use crate::dockerfile::{expand_word, Instruction};
 use crate::layers::commit_layer;
 use crate::rootfs::UnionFs;
 use crate::solve::cache_hit::{add_layer, cache_hit, Origin};
-use crate::solve::stage::{now_or_epoch, BuildRun, StageState};
+use crate::solve::state::{now_or_epoch, BuildRun, StageState};
 use crate::solve::Result;
 
 /// WORKDIR makes a layer for any directory but `/`, as BuildKit's mkdir does: the missing
@@ -59,19 +59,21 @@ pub(super) fn workdir_step(
     }
     let opts = CopyOptions {
         chown: owner,
-        epoch: run.opts.source_date_epoch,
+        epoch: run.build.opts.source_date_epoch,
         ..Default::default()
     };
     let mut plan = CopyPlan::default();
     if !exists {
         let mut dir = copy::fresh_dir(&copy::clean_abs(path), &opts);
-        dir.mtime = now_or_epoch(run.opts.source_date_epoch);
+        dir.mtime = now_or_epoch(run.build.opts.source_date_epoch);
         plan.items.insert(dir.dest.clone(), dir);
         plan.add_parents(&union, &opts)
             .map_err(|e| run.step_error(inst, e.to_string()))?;
     }
-    let layer = commit_layer(run.store, run.lease, |w| plan.write_tar(w).map(|_| ()))
-        .map_err(|e| run.step_error(inst, e.to_string()))?;
+    let layer = commit_layer(run.build.store, run.build.lease, |w| {
+        plan.write_tar(w).map(|_| ())
+    })
+    .map_err(|e| run.step_error(inst, e.to_string()))?;
     add_layer(run, state, key, layer, &created_by, Origin::Built)?;
     Ok(Outcome::Done)
 }
