@@ -56,13 +56,72 @@ struct BuildRemote<'r> {
 }
 
 impl Remote for BuildRemote<'_> {
-    fn fetch_base(&self, reference: &Reference) -> std::result::Result<Digest, RemoteError> {
-        Ok(self.registry.pull(self.store, reference, None)?)
+    fn fetch_base(
+        &self,
+        reference: &Reference,
+        platform: &store::platform::Platform,
+    ) -> std::result::Result<Digest, RemoteError> {
+        Ok(self
+            .registry
+            .pull(self.store, reference, Some(platform.clone()))?)
     }
 
     fn cache(&self) -> Option<&dyn CacheSource> {
         self.cache.as_ref().map(|c| c as &dyn CacheSource)
     }
+}
+
+/// The end of a build for several platforms: the images go out as one index, pushed (the
+/// store tags no index, as buildx's docker exporter stores none: `--push` is required).
+fn finish_multi_platform(
+    store: &Store,
+    registry: &Registry,
+    request: &BuildRequest,
+    mut results: Vec<BuildResult>,
+) -> Result<Built> {
+    let platforms: Vec<String> = results.iter().map(|r| r.platform.to_string()).collect();
+    let unsupported = if !request.push {
+        Some("storing a multi-platform image in the local store is not supported: add --push (or build one platform)")
+    } else if !request
+        .outputs
+        .iter()
+        .all(|o| matches!(o, Output::Image { .. }))
+    {
+        Some(
+            "--output of a multi-platform build: only type=image/registry (with push) is supported",
+        )
+    } else if !request.cache_to.is_empty() {
+        Some("--cache-to with several platforms is not supported yet")
+    } else if request.provenance.is_some() {
+        Some("provenance attestations with several platforms are not supported yet")
+    } else {
+        None
+    };
+    if let Some(why) = unsupported {
+        return Err(EngineError::Usage(format!(
+            "--platform {}: {why}",
+            platforms.join(",")
+        )));
+    }
+    if request.options.tags.is_empty() {
+        return Err(EngineError::Usage(
+            "--push needs a name: add -t REGISTRY/NAME:TAG".to_string(),
+        ));
+    }
+    let mut pushed_index = None;
+    for tag in &request.options.tags {
+        pushed_index = Some(crate::image_index::push(store, registry, tag, &results)?);
+    }
+    if let (Some(path), Some(index)) = (&request.iidfile, &pushed_index) {
+        std::fs::write(path, index.digest.to_string()).map_err(|source| EngineError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(Built {
+        result: results.remove(0),
+        pushed_index,
+    })
 }
 
 /// Builds, tags, writes the iidfile, exports the cache and pushes. `--push` without a
@@ -91,7 +150,11 @@ pub fn build(
         store,
         cache,
     };
-    let result = builder::solve::build(store, &request.options, &remote, reporter)?;
+    let mut results = builder::solve::build(store, &request.options, &remote, reporter)?;
+    if results.len() > 1 {
+        return finish_multi_platform(store, registry, request, results);
+    }
+    let result = results.remove(0);
     if let Some(path) = &request.iidfile {
         std::fs::write(path, result.image_id.to_string()).map_err(|source| EngineError::Write {
             path: path.clone(),

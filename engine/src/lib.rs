@@ -25,6 +25,7 @@ pub mod build;
 pub mod cache_flags;
 pub mod changes;
 pub mod error;
+pub mod image_index;
 pub mod outputs;
 pub mod provenance;
 pub mod registry;
