@@ -412,7 +412,7 @@ fn build_parsed<'a>(
             &finished,
             opts,
             &to,
-            &lease,
+            lease,
             inline.as_deref(),
             reporter,
         )
