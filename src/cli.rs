@@ -177,6 +177,16 @@ pub enum Snapshotter {
     Copy,
 }
 
+/// buildah's `--isolation` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Isolation {
+    /// Namespaces and mounts (`rootless` is the same inside strata's user namespace)
+    Oci,
+    Rootless,
+    /// chroot into a copied tree, without namespaces or mounts
+    Chroot,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Text,
@@ -219,9 +229,12 @@ pub struct BuildArgs {
     /// traffic through slirp4netns, the host's loopback unreachable), host or none
     #[arg(long, value_enum, default_value = "default")]
     pub network: Network,
-    /// How RUN steps get their filesystem: overlayfs, or a copy of the parent tree
-    #[arg(long, value_enum, default_value = "overlay")]
-    pub snapshotter: Snapshotter,
+    /// How RUN steps get their filesystem: overlayfs, or a copy of the parent tree [default: overlay where it mounts, else copy]
+    #[arg(long, value_enum)]
+    pub snapshotter: Option<Snapshotter>,
+    /// How RUN steps are isolated: oci or rootless (namespaces), or chroot (no namespaces, copy snapshotter; for unprivileged containers) [default: oci where namespaces work, else chroot]
+    #[arg(long, value_enum)]
+    pub isolation: Option<Isolation>,
     /// How many independent stages may build at once (1: one after another) [default: twice the cores]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,

@@ -204,25 +204,35 @@ fn a_user_without_a_range_builds_as_its_single_id_and_is_told() {
     .assert_ok();
 }
 
-/// The case build (the base is already in `root`): its manifest digest and the output.
+/// The case build (the base is already in `root`) with `--network none` and `extra`
+/// build flags: its manifest digest and the output.
 fn build_case_no_base(
     strata: &dyn Fn(&Path, &[&str]) -> Output,
     root: &Path,
     ctx: &Path,
 ) -> (String, Output) {
+    build_case_with(strata, root, ctx, &["--network", "none"])
+}
+
+/// The case build (the base is already in `root`) with `extra` build flags: its manifest
+/// digest and the output.
+fn build_case_with(
+    strata: &dyn Fn(&Path, &[&str]) -> Output,
+    root: &Path,
+    ctx: &Path,
+    extra: &[&str],
+) -> (String, Output) {
     let args = [
         "build",
         "--progress",
         "plain",
-        "--network",
-        "none",
         "--build-arg",
         EPOCH,
         "-t",
         "case:1",
         ctx.to_str().expect("utf-8"),
     ];
-    let out = strata(root, &args);
+    let out = strata(root, &[&args[..3], extra, &args[3..]].concat());
     out.assert_ok();
     let digest = strata(
         root,
@@ -230,4 +240,52 @@ fn build_case_no_base(
     );
     digest.assert_ok();
     (digest.stdout.trim().to_string(), out)
+}
+
+/// The main cases without RUN --mount=type=cache (a mount), plus a heredoc (a file).
+const CHROOT_DOCKERFILE: &str = "FROM busybox AS base\n\
+     RUN mkdir -p /opt/keep /opt/gone /opt/replaced && echo k > /opt/keep/k \
+       && echo g > /opt/gone/g && echo old > /opt/replaced/old && chown 1000:1000 /opt/keep/k\n\
+     FROM base\n\
+     COPY --chown=1234:5678 a.txt /owned/a\n\
+     COPY --from=base --chown=7:7 /opt/keep /copied\n\
+     RUN rm -rf /opt/gone /opt/replaced /bin/ls && mkdir /opt/replaced \
+       && echo new > /opt/replaced/new && chown 4242:4242 /opt/replaced/new\n\
+     RUN <<EOF\n\
+     echo from-heredoc > /heredoc\n\
+     EOF\n";
+
+#[test]
+fn chroot_isolation_builds_the_image_namespaces_build() {
+    let env = TestEnv::new();
+    let shared = shared_dir(&env);
+    let base = base_context(&shared);
+    let ctx = write_context(&shared.join("case"), CHROOT_DOCKERFILE, &[("a.txt", "a\n")]);
+    let as_root = |root: &Path, args: &[&str]| {
+        let mut cmd = strata_command(root);
+        cmd.args(args);
+        let shown = format!("{cmd:?}");
+        Output::from_process(shown.clone(), cmd.output().expect(&shown))
+    };
+    let mut digests = Vec::new();
+    for isolation in ["oci", "chroot"] {
+        let root = shared.join(format!("store-{isolation}"));
+        let base_arg = base.to_str().expect("utf-8");
+        let base_args = [
+            "build",
+            "-q",
+            "-t",
+            "busybox",
+            "--build-arg",
+            EPOCH,
+            base_arg,
+        ];
+        as_root(&root, &base_args).assert_ok();
+        // chroot has no network namespace: both share the host's.
+        let extra = ["--network", "host", "--isolation", isolation];
+        let (digest, out) = build_case_with(&as_root, &root, &ctx, &extra);
+        assert!(digest.starts_with("sha256:"), "{isolation}: {out}");
+        digests.push(digest);
+    }
+    assert_eq!(digests[0], digests[1], "chroot's image differs from oci's");
 }

@@ -12,10 +12,17 @@ use std::time::Instant;
 
 use builder::differ::{self, DiffOptions};
 use builder::exec::{
-    self, ExecError, ExitStatus, MountSpec, Network, RunSpec, Security, Snapshotter,
+    self, probe, ExecError, ExitStatus, Isolation, MountSpec, Network, RunSpec, Security,
+    Snapshotter,
 };
 
 const BOTH: [Snapshotter; 2] = [Snapshotter::Overlay, Snapshotter::Copy];
+/// Every way a step can run: both snapshotters in namespaces, and chroot (copy only).
+const ALL: [(Snapshotter, Isolation); 3] = [
+    (Snapshotter::Overlay, Isolation::Namespaces),
+    (Snapshotter::Copy, Isolation::Namespaces),
+    (Snapshotter::Copy, Isolation::Chroot),
+];
 
 /// The busybox rootfs, extracted once per test binary.
 fn busybox_lower() -> &'static Path {
@@ -71,6 +78,10 @@ struct Step {
 }
 
 fn step(snapshotter: Snapshotter, script: &str) -> Step {
+    step_in(snapshotter, Isolation::Namespaces, script)
+}
+
+fn step_in(snapshotter: Snapshotter, isolation: Isolation, script: &str) -> Step {
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let upper = tmp.path().join("upper");
     let scratch = tmp.path().join("scratch");
@@ -88,6 +99,7 @@ fn step(snapshotter: Snapshotter, script: &str) -> Step {
         security: Security::Sandbox,
         hostname: "strata-test".into(),
         snapshotter,
+        isolation,
         extra_mounts: Vec::new(),
         stop: None,
     };
@@ -159,13 +171,13 @@ const CHANGES: &str = "echo hi > /x; rm /etc/passwd; rm -rf /dir && mkdir /dir";
 
 #[test]
 fn run_writes_deletes_and_replaces_into_the_upperdir() {
-    for snap in BOTH {
-        let s = step(snap, CHANGES);
+    for (snap, isolation) in ALL {
+        let s = step_in(snap, isolation, CHANGES);
         run_ok(&s.spec);
         assert_eq!(
             listing(&s.spec.upperdir),
             ["dir opaque-dir", "etc dir", "etc/passwd whiteout", "x file"],
-            "{snap:?}: no /proc, /dev, /sys, /etc/hosts or /etc/resolv.conf may be left behind"
+            "{snap:?} {isolation:?}: no /proc, /dev, /sys, /etc/hosts or /etc/resolv.conf may be left behind"
         );
         assert_eq!(
             std::fs::read_to_string(s.spec.upperdir.join("x")).expect("x"),
@@ -176,7 +188,7 @@ fn run_writes_deletes_and_replaces_into_the_upperdir() {
         assert_eq!(
             tar_names(&tar),
             ["dir/", "dir/.wh..wh..opq", "etc/", "etc/.wh.passwd", "x"],
-            "{snap:?}"
+            "{snap:?} {isolation:?}"
         );
     }
 }
@@ -191,21 +203,24 @@ fn copy_and_overlay_give_the_same_layer_bytes() {
     let opts = DiffOptions {
         source_date_epoch: Some(0),
     };
-    let layers: Vec<Vec<u8>> = BOTH
+    let layers: Vec<Vec<u8>> = ALL
         .iter()
-        .map(|snap| {
-            let s = step(*snap, &script);
+        .map(|(snap, isolation)| {
+            let s = step_in(*snap, *isolation, &script);
             run_ok(&s.spec);
             let mut tar = Vec::new();
             differ::write_layer(&s.spec.upperdir, &mut tar, &opts).expect("layer");
             tar
         })
         .collect();
-    assert_eq!(tar_names(&layers[0]), tar_names(&layers[1]));
-    assert!(
-        layers[0] == layers[1],
-        "same names, different bytes (modes, owners or content)"
-    );
+    for (i, layer) in layers.iter().enumerate().skip(1) {
+        assert_eq!(tar_names(&layers[0]), tar_names(layer), "{:?}", ALL[i]);
+        assert!(
+            layers[0] == *layer,
+            "{:?}: same names, different bytes (modes, owners or content)",
+            ALL[i]
+        );
+    }
 }
 
 #[test]
@@ -441,8 +456,15 @@ fn copy_snapshotter_sees_content_changes_that_keep_size_and_mtime() {
 #[test]
 fn overlay_probe_reports_what_the_filesystem_supports() {
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    // The target dir is on ext4 here (CI and dev machines): overlay works.
-    assert!(exec::overlay_supported(&tmp.path().join("probe")));
+    // The target dir is on ext4 here (CI and dev machines), tests run as root: namespaces
+    // and overlay work (a probe that always failed would send every build to chroot).
+    assert_eq!(
+        probe::probe(&tmp.path().join("probe")),
+        probe::HostSupport {
+            has_namespaces: true,
+            has_overlay: true
+        }
+    );
     assert!(!tmp.path().join("probe").exists(), "the probe cleans up");
     // An overlay mount cannot be an upper layer of another overlay.
     let ov = tmp.path().join("ov");
@@ -461,7 +483,7 @@ fn overlay_probe_reports_what_the_filesystem_supports() {
         .status()
         .expect("run mount");
     assert!(st.success(), "mounting the outer overlay");
-    let inner = exec::overlay_supported(&ov.join("m/probe"));
+    let inner = probe::overlay_supported(&ov.join("m/probe"));
     let _ = Command::new("umount").arg(ov.join("m")).status();
     assert!(
         !inner,
@@ -781,4 +803,55 @@ fn effective_sandbox_is_dockers_default() {
         "/proc/sys writable:\n{out}"
     );
     assert!(mount_opts("/sys").contains(&"ro"), "/sys writable:\n{out}");
+}
+
+/// `--isolation chroot`: docker's device nodes work, a secret file is there, a background
+/// process does not outlive the step, nothing of it reaches the layer; what needs a
+/// namespace (`--network none`, a tmpfs mount) is refused before anything runs.
+#[test]
+fn chroot_step_has_dev_nodes_and_files_and_leaves_no_trace() {
+    let mut s = step_in(
+        Snapshotter::Copy,
+        Isolation::Chroot,
+        "echo gone > /dev/null && head -c 4 /dev/zero | wc -c && test -c /dev/urandom && \
+         cat /run/secrets/token && test -s /etc/resolv.conf && test ! -e /proc/self && \
+         (sleep 86400 &) && echo done",
+    );
+    s.spec.extra_mounts = vec![MountSpec::File {
+        target: "/run/secrets/token".into(),
+        data: b"s3cret\n".to_vec(),
+        mode: 0o400,
+        uid: 0,
+        gid: 0,
+    }];
+    // The background sleep holds the output pipe: run_step returns only because the
+    // step's process group is killed once its first process exits.
+    assert_eq!(run_ok(&s.spec), "4\ns3cret\ndone\n");
+    assert!(
+        listing(&s.spec.upperdir).is_empty(),
+        "{:?}",
+        listing(&s.spec.upperdir)
+    );
+
+    for (network, mount) in [
+        (Network::None, None),
+        (
+            Network::Host,
+            Some(MountSpec::Tmpfs {
+                target: "/cache".into(),
+                size: None,
+            }),
+        ),
+    ] {
+        let mut s = step_in(Snapshotter::Copy, Isolation::Chroot, "touch /ran");
+        s.spec.network = network;
+        s.spec.extra_mounts = mount.into_iter().collect();
+        match exec::run_step(&s.spec) {
+            Err(ExecError::InvalidSpec { reason }) => {
+                assert!(reason.contains("--isolation chroot"), "{reason}")
+            }
+            other => panic!("{network:?}: want InvalidSpec, got {other:?}"),
+        }
+        assert!(listing(&s.spec.upperdir).is_empty(), "nothing ran");
+    }
 }

@@ -149,24 +149,6 @@ impl Store {
         self.layout.snapshots_dir().join(chain.hex()).join("fs")
     }
 
-    // ---- holding the database for a run of short transactions ----
-
-    /// Keep `meta/` open between transactions until `release_meta`, for a command made of
-    /// many short lookups (a no-op build opens the database once). Holding blocks nobody.
-    pub fn hold_meta(&self) {
-        meta::hold();
-    }
-
-    /// Close a held `meta/` connection; the next lookup opens it again.
-    pub fn release_meta(&self) -> Result<()> {
-        meta::release()
-    }
-
-    /// Release and go back to one open per transaction.
-    pub fn unhold_meta(&self) -> Result<()> {
-        meta::unhold()
-    }
-
     // ---- leases ----
 
     /// Records a lease for this process; see `lease`.

@@ -15,15 +15,22 @@
 //!   └── reads stdout+stderr (one pipe), streams lines, keeps the tail      execve argv
 //! ```
 //!
+//! Under [`Isolation::Chroot`] (no namespaces or mounts allowed, chroot.rs) A unshares
+//! nothing, B leads its own process group, chroots into the copied tree and A kills the
+//! group once B exits; there is no slirp4netns. probe.rs tells a build which of the two
+//! isolations and snapshotters this host allows.
+//!
 //! Nothing here touches the store or its database; the caller owns every directory it passes in.
 
 pub mod binfmt;
+mod chroot;
 mod copy_snapshotter;
 pub mod mounts;
 pub mod namespaces;
 pub mod network;
 mod output;
 mod pipe;
+pub mod probe;
 mod sandbox;
 pub mod seccomp;
 #[cfg(test)]
@@ -80,6 +87,7 @@ pub struct RunSpec {
     pub security: Security,
     pub hostname: String,
     pub snapshotter: Snapshotter,
+    pub isolation: Isolation,
     /// RUN --mount: mounted after the standard mounts, in order.
     pub extra_mounts: Vec<MountSpec>,
     /// Kills the step when it fires (another stage of the build failed); the step then
@@ -117,6 +125,22 @@ pub enum Snapshotter {
     /// Copy the lower chain into a fresh tree, run there, then diff it against the chain
     /// into the upperdir. For filesystems where overlay cannot mount.
     Copy,
+}
+
+/// How the step is kept apart from the host (`--isolation`, buildah's name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Its own mount, pid, ipc, uts (and network) namespaces, /proc, /dev and /sys mounted,
+    /// pivot_root into the root (`oci`, and `rootless` inside strata's user namespace).
+    Namespaces,
+    /// No new namespaces and no mounts, for where both are refused (an unprivileged
+    /// container: docker's default seccomp profile and capabilities): chroot into a copied
+    /// tree ([`Snapshotter::Copy`] only). The step shares the caller's network (only
+    /// [`Network::None`] is refused), sees no /proc or /sys, gets docker's device nodes
+    /// made with mknod, and RUN --mount accepts only files (heredocs, secrets). It keeps
+    /// [`DEFAULT_CAPABILITIES`] minus SYS_CHROOT, which would let root leave a chroot;
+    /// chroot is still not a security boundary: the container around strata is.
+    Chroot,
 }
 
 /// A RUN --mount. `target` is a path inside the root; its mount point is created for the
@@ -221,13 +245,6 @@ pub enum ExecError {
 }
 
 pub type Result<T> = std::result::Result<T, ExecError>;
-
-/// Whether the overlay snapshotter works with upperdirs on `scratch`'s filesystem; when
-/// not, use [`Snapshotter::Copy`]. `scratch` must be a new directory path (it is created
-/// and removed). Costs one fork and one mount, about a millisecond: probe once per build.
-pub fn overlay_supported(scratch: &std::path::Path) -> bool {
-    sandbox::overlay_supported(scratch)
-}
 
 /// Run one RUN step; see [`RunSpec`] for the contract. Output is discarded except for the
 /// tail; use [`run_step_with_output`] to stream it.

@@ -129,6 +129,7 @@ pub enum MountOp {
     Symlink(String, PathBuf),
     Chdir(PathBuf),
     PivotRoot(PathBuf, PathBuf),
+    Chroot(PathBuf),
     UnmountDetach(PathBuf),
     WriteFile(PathBuf, Vec<u8>),
     SetAttrs(PathBuf, DirAttrs),
@@ -180,6 +181,11 @@ impl fmt::Display for MountOp {
             MountOp::Symlink(t, l) => write!(f, "creating symlink {} -> {t}", l.display()),
             MountOp::Chdir(p) => write!(f, "changing directory to {}", p.display()),
             MountOp::PivotRoot(n, _) => write!(f, "pivot_root into {}", n.display()),
+            MountOp::Chroot(p) => write!(
+                f,
+                "chroot into {} (--isolation chroot needs CAP_SYS_CHROOT: run strata as root in the container)",
+                p.display()
+            ),
             MountOp::UnmountDetach(p) => write!(f, "detaching {}", p.display()),
             MountOp::WriteFile(p, _) => write!(f, "writing {}", p.display()),
             MountOp::SetAttrs(p, _) => write!(f, "setting attributes of {}", p.display()),
@@ -609,6 +615,7 @@ fn apply_one(sys: &dyn Syscall, op: &MountOp) -> io::Result<()> {
         MountOp::Symlink(t, l) => sys.symlink(t, l),
         MountOp::Chdir(p) => sys.chdir(p),
         MountOp::PivotRoot(n, o) => sys.pivot_root(n, o),
+        MountOp::Chroot(p) => sys.chroot(p),
         MountOp::UnmountDetach(p) => sys.unmount_detach(p),
         MountOp::WriteFile(p, bytes) => sys.write_file(p, bytes),
         MountOp::SetAttrs(p, attrs) => sys.set_attrs(p, attrs),

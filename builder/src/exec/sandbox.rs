@@ -24,9 +24,13 @@ use super::pipe::pipe;
 use super::stubs::{self, Stubs};
 use super::sys::{LinuxSyscall, Syscall};
 use super::{
-    copy_snapshotter, namespaces, network, seccomp, user, ExecError, ExitStatus, Network, Result,
-    RunOutcome, RunSpec, Security, Snapshotter, DEFAULT_CAPABILITIES, DEFAULT_PATH,
+    chroot, copy_snapshotter, namespaces, network, seccomp, user, ExecError, ExitStatus, Isolation,
+    Network, Result, RunOutcome, RunSpec, Security, Snapshotter, DEFAULT_CAPABILITIES,
+    DEFAULT_PATH,
 };
+
+/// `CAP_SYS_CHROOT`'s bit: with it, root in a chroot can leave it.
+const CAP_SYS_CHROOT: u64 = 1 << 18;
 
 /// Child fds after the shuffle in child A: 0 /dev/null, 1 and 2 the output pipe,
 /// 3 the error pipe (close-on-exec), 4 the status pipe (A only), 5 the unshared pipe
@@ -45,6 +49,10 @@ pub(super) fn run(spec: &RunSpec, on_line: &mut dyn FnMut(&[u8])) -> Result<RunO
         return Err(ExecError::InvalidSpec {
             reason: "empty command".into(),
         });
+    }
+    let is_chroot = spec.isolation == Isolation::Chroot;
+    if is_chroot {
+        chroot::check(spec)?;
     }
     let scratch = &spec.workdir_overlay;
     let runtime_dir = scratch.join("rt");
@@ -73,12 +81,15 @@ pub(super) fn run(spec: &RunSpec, on_line: &mut dyn FnMut(&[u8])) -> Result<RunO
         Snapshotter::Copy => {
             let root = scratch.join("root");
             let state = copy_snapshotter::materialize(&spec.lowerdirs, &root)?;
-            let stubs =
+            let stubs = if is_chroot {
+                chroot::prepare(&root, spec, &resolv_conf_for(spec, &resolv_conf), &hosts)?
+            } else {
                 Stubs::create(&root, &points, &[], true).map_err(|source| ExecError::Io {
                     op: "creating mount points in",
                     path: root.clone(),
                     source,
-                })?;
+                })?
+            };
             (root, None, Vec::new(), Some((state, stubs)))
         }
     };
@@ -89,15 +100,16 @@ pub(super) fn run(spec: &RunSpec, on_line: &mut dyn FnMut(&[u8])) -> Result<RunO
         stubs,
         hostname: spec.hostname.clone(),
         has_own_network: spec.network != Network::Host,
-        resolv_conf: match spec.network {
-            Network::Isolated => network::resolv_conf(&resolv_conf),
-            Network::Host | Network::None => resolv_conf,
-        },
+        resolv_conf: resolv_conf_for(spec, &resolv_conf),
         hosts,
         extra_mounts: spec.extra_mounts.clone(),
         tuning: mounts::overlay_tuning(),
     };
-    let ops = mounts::plan(&opts);
+    let ops = if is_chroot {
+        chroot::plan(&root)
+    } else {
+        mounts::plan(&opts)
+    };
     let outcome = spawn(spec, &ops, on_line);
     if let Some((state, stubs)) = copied {
         stubs.remove().map_err(|source| ExecError::Io {
@@ -115,6 +127,15 @@ pub(super) fn run(spec: &RunSpec, on_line: &mut dyn FnMut(&[u8])) -> Result<RunO
         return Ok(outcome);
     }
     outcome
+}
+
+/// The step's /etc/resolv.conf: under slirp4netns (an isolated network in its own
+/// namespace) loopback resolvers become slirp4netns's forwarder.
+fn resolv_conf_for(spec: &RunSpec, host: &[u8]) -> Vec<u8> {
+    match (spec.network, spec.isolation) {
+        (Network::Isolated, Isolation::Namespaces) => network::resolv_conf(host),
+        _ => host.to_vec(),
+    }
 }
 
 fn mkdir(path: &Path) -> Result<()> {
@@ -150,6 +171,9 @@ struct ChildPlan<'a> {
     confinement: Option<(u64, &'static [seccompiler::BpfProgram])>,
     /// The step waits for slirp4netns (see the module doc).
     is_isolated: bool,
+    /// `--isolation chroot`: B leads its own process group, which A kills once B is gone
+    /// (there is no pid namespace to end the step's other processes).
+    is_chroot: bool,
 }
 
 fn spawn(spec: &RunSpec, ops: &[MountOp], on_line: &mut dyn FnMut(&[u8])) -> Result<RunOutcome> {
@@ -170,7 +194,20 @@ fn spawn(spec: &RunSpec, ops: &[MountOp], on_line: &mut dyn FnMut(&[u8])) -> Res
     } else {
         format!("/{}", spec.cwd)
     };
+    let is_chroot = spec.isolation == Isolation::Chroot;
     let confinement = match spec.security {
+        Security::Sandbox if is_chroot => Some((
+            DEFAULT_CAPABILITIES & !CAP_SYS_CHROOT,
+            // Without CAP_SYS_ADMIN (docker's default set) a filter cannot be installed
+            // without no_new_privs, which would break setuid programs in the step; the
+            // container's own filter (docker's default profile, the one seccomp.rs
+            // carries) already confines strata and so the step.
+            if store::overlay_xattr::has_cap_sys_admin() {
+                seccomp::default_programs()?
+            } else {
+                &[]
+            },
+        )),
         Security::Sandbox => Some((DEFAULT_CAPABILITIES, seccomp::default_programs()?)),
         Security::Insecure => None,
     };
@@ -181,9 +218,14 @@ fn spawn(spec: &RunSpec, ops: &[MountOp], on_line: &mut dyn FnMut(&[u8])) -> Res
         cwd,
         user: &spec.user,
         confinement,
-        is_isolated: spec.network == Network::Isolated,
+        is_isolated: spec.network == Network::Isolated && !is_chroot,
+        is_chroot,
     };
-    let flags = namespaces::unshare_flags(spec.network);
+    let flags = if is_chroot {
+        rustix::thread::UnshareFlags::empty()
+    } else {
+        namespaces::unshare_flags(spec.network)
+    };
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let (st_r, st_w) = pipe()?;
@@ -310,7 +352,7 @@ fn read_output(mut out: File, on_line: &mut dyn FnMut(&[u8])) -> io::Result<Vec<
 }
 
 /// The raw wait status of our child `pid` (-1 if it cannot be waited for).
-fn reap(pid: libc::pid_t) -> i32 {
+pub(super) fn reap(pid: libc::pid_t) -> i32 {
     use rustix::process::{waitpid, Pid, WaitOptions};
     let Some(pid) = Pid::from_raw(pid) else {
         return -1;
@@ -334,7 +376,7 @@ fn report_raw(errno: i32, message: &[u8]) {
     }
 }
 
-fn exit_now(code: i32) -> ! {
+pub(super) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit skips atexit handlers and destructors that belong to the parent.
     unsafe { libc::_exit(code) }
 }
@@ -401,8 +443,12 @@ fn child_a(fds: [RawFd; 6], flags: rustix::thread::UnshareFlags, plan: &ChildPla
     if pid == 0 {
         die_with_parent();
         // SAFETY: closing our copy of the status pipe; B reports through the error pipe.
+        // Under chroot B leads a new process group (see `ChildPlan::is_chroot`).
         unsafe {
             libc::close(STATUS_FD);
+            if plan.is_chroot {
+                libc::setpgid(0, 0);
+            }
         }
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child_b(plan)));
         let (errno, message) = match result {
@@ -421,8 +467,12 @@ fn child_a(fds: [RawFd; 6], flags: rustix::thread::UnshareFlags, plan: &ChildPla
         libc::close(2);
     }
     let status = reap(pid);
-    // SAFETY: writing 4 bytes to our status pipe, then leaving without running destructors.
+    // SAFETY: a signal to B's own process group (chroot only; B made it), then writing 4
+    // bytes to our status pipe and leaving without running destructors.
     unsafe {
+        if plan.is_chroot {
+            libc::kill(-pid, libc::SIGKILL);
+        }
         libc::write(STATUS_FD, status.to_le_bytes().as_ptr().cast(), 4);
     }
     exit_now(0)
@@ -529,51 +579,4 @@ fn find_program(argv0: &CString, env: &[String]) -> Option<CString> {
         let is_file = PathBuf::from(format!("{dir}/{name}")).is_file();
         (ok && is_file).then_some(candidate)
     })
-}
-
-/// Whether overlayfs can mount here with `upper`'s filesystem as the upper layer (it
-/// cannot on overlayfs itself, on some network filesystems, or without CAP_SYS_ADMIN).
-/// Tries a real mount in a throwaway mount namespace under `scratch` (an empty directory
-/// on the filesystem the upperdirs will live on); leaves nothing behind. ~1 ms.
-pub(super) fn overlay_supported(scratch: &Path) -> bool {
-    let dirs = ["lower", "upper", "work", "merged"].map(|d| scratch.join(d));
-    if dirs.iter().any(|d| std::fs::create_dir_all(d).is_err()) {
-        return false;
-    }
-    let data = format!(
-        "lowerdir={},upperdir={},workdir={}{}",
-        dirs[0].display(),
-        dirs[1].display(),
-        dirs[2].display(),
-        if store::overlay_xattr::is_in_user_namespace() {
-            ",userxattr"
-        } else {
-            ""
-        }
-    );
-    let (Ok(data), Ok(target)) = (
-        CString::new(data),
-        CString::new(dirs[3].as_os_str().as_encoded_bytes()),
-    ) else {
-        return false;
-    };
-    // SAFETY: the child makes only raw syscalls on prepared C strings, then _exits.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        use rustix::mount::{mount, mount_change, MountFlags, MountPropagationFlags as P};
-        let ok = namespaces::unshare(rustix::thread::UnshareFlags::NEWNS).is_ok()
-            && mount_change(c"/", P::PRIVATE | P::REC).is_ok()
-            && mount(
-                c"overlay",
-                target.as_c_str(),
-                c"overlay",
-                MountFlags::empty(),
-                Some(data.as_c_str()),
-            )
-            .is_ok();
-        exit_now(if ok { 0 } else { 1 });
-    }
-    let status = if pid > 0 { reap(pid) } else { -1 };
-    let _ = std::fs::remove_dir_all(scratch);
-    pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
 }

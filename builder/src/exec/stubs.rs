@@ -7,6 +7,8 @@
 //!   directory (`/etc`) carries the lower's mode, owner and mtime, so that a copy-up of it
 //!   looks exactly as it would without the stub.
 //! - copy: [`Stubs`] creates the missing ones in the copied tree and removes them after.
+//! - chroot (copy without mounts): [`Stubs`] also puts what the mounts would have shown
+//!   into its own stubs ([`Stubs::fill`], [`Stubs::make_device`]) and takes it out again.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -120,8 +122,8 @@ pub fn mount_points(extra: &[MountSpec]) -> Vec<MountPoint> {
 /// was made in, wherever the step moved that directory.
 #[derive(Debug, Default)]
 pub struct Stubs {
-    /// Created entries in creation order: the directory they were made in and their name.
-    created: Vec<(Arc<OwnedFd>, OsString)>,
+    /// Created entries in creation order.
+    created: Vec<Created>,
     /// Directories we created in, with their (atime, mtime) before, to restore.
     parent_times: Vec<(Arc<OwnedFd>, Timestamps)>,
 }
@@ -203,16 +205,14 @@ impl Stubs {
                                 | OFlags::CLOEXEC,
                             Mode::from_raw_mode(0o644),
                         )?;
-                        self.created
-                            .push((Arc::clone(&parent), name.to_os_string()));
+                        self.remember(&parent, name, &here);
                     } else {
                         let (mode, owner) = match lower_dir_md(lowers, &here) {
                             Some(md) => (md.mode() & 0o7777, Some((md.uid(), md.gid()))),
                             None => (0o755, None),
                         };
                         mkdirat(&*parent, *name, Mode::from_raw_mode(mode))?;
-                        self.created
-                            .push((Arc::clone(&parent), name.to_os_string()));
+                        self.remember(&parent, name, &here);
                         let child = open_dir(&*parent, *name)?;
                         // The umask may have cut bits: set the mode exactly.
                         fchmod(&child, Mode::from_raw_mode(mode))?;
@@ -225,6 +225,77 @@ impl Stubs {
             }
         }
         Ok(())
+    }
+
+    fn remember(&mut self, parent: &Arc<OwnedFd>, name: &OsStr, path: &Path) {
+        self.created.push(Created {
+            parent: Arc::clone(parent),
+            name: name.to_os_string(),
+            path: path.to_path_buf(),
+            placed: Placed::Nothing,
+        });
+    }
+
+    /// The empty file stub this set created at `path` (relative to the tree), if any.
+    fn file_stub(&mut self, path: &Path) -> Option<&mut Created> {
+        self.created
+            .iter_mut()
+            .find(|c| c.path == path && c.placed == Placed::Nothing)
+    }
+
+    /// Write `data` into the file stub at `path` (relative to the tree) and give it `mode`
+    /// and owner. Returns false when this set made no file stub there (the tree has its
+    /// own file: it is left as it is).
+    pub fn fill(
+        &mut self,
+        path: &Path,
+        data: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> io::Result<bool> {
+        let Some(stub) = self.file_stub(path) else {
+            return Ok(false);
+        };
+        let fd = openat(
+            &*stub.parent,
+            &stub.name,
+            OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
+        fchmod(&fd, Mode::from_raw_mode(mode))?;
+        std::io::Write::write_all(&mut std::fs::File::from(fd), data)?;
+        stub.placed = Placed::Bytes(data.to_vec());
+        Ok(true)
+    }
+
+    /// Replace the file stub at `path` by a character device `rdev`, mode 0666. Returns
+    /// false when this set made no file stub there. On error (mknod refused) the stub is
+    /// gone and the error returned.
+    pub fn make_device(&mut self, path: &Path, rdev: u64) -> io::Result<bool> {
+        let Some(stub) = self.file_stub(path) else {
+            return Ok(false);
+        };
+        unlinkat(&*stub.parent, &stub.name, AtFlags::empty())?;
+        stub.placed = Placed::Gone;
+        rustix::fs::mknodat(
+            &*stub.parent,
+            &stub.name,
+            FileType::CharacterDevice,
+            Mode::from_raw_mode(0o666),
+            rdev,
+        )?;
+        stub.placed = Placed::Device(rdev);
+        // The umask may have cut bits. The node was just made and nothing else runs in
+        // the tree yet, so following the name is safe.
+        rustix::fs::chmodat(
+            &*stub.parent,
+            &stub.name,
+            Mode::from_raw_mode(0o666),
+            AtFlags::empty(),
+        )?;
+        Ok(true)
     }
 
     fn remember_parent_time(&mut self, parent: &Arc<OwnedFd>) -> io::Result<()> {
@@ -250,37 +321,101 @@ impl Stubs {
         Ok(())
     }
 
-    /// Remove every stub that is still empty, newest first, and restore parent mtimes.
-    /// A directory the RUN wrote into (e.g. /etc when the image had none) is kept: it is a
-    /// real change, and so is anything the step put in a stub's place.
+    /// Remove every stub that is still as the sandbox left it (empty, or with the content
+    /// or device it put there), newest first, and restore parent mtimes. A directory the
+    /// RUN wrote into (e.g. /etc when the image had none) is kept: it is a real change, and
+    /// so is anything the step put in a stub's place.
     pub fn remove(self) -> io::Result<()> {
-        for (parent, name) in self.created.iter().rev() {
+        for Created {
+            parent,
+            name,
+            placed,
+            ..
+        } in self.created.iter().rev()
+        {
+            let restore_parent_time = || -> io::Result<()> {
+                if let Some((_, times)) = self
+                    .parent_times
+                    .iter()
+                    .find(|(p, _)| Arc::ptr_eq(p, parent))
+                {
+                    futimens(&**parent, times)?;
+                }
+                Ok(())
+            };
             let st = match statat(&**parent, name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
+                // A device that could not be made: its stub's unlink moved the mtime.
+                Err(Errno::NOENT) if *placed == Placed::Gone => {
+                    restore_parent_time()?;
+                    continue;
+                }
                 Err(Errno::NOENT) => continue,
                 Err(e) => return Err(e.into()),
             };
-            let flags = match FileType::from_raw_mode(st.st_mode) {
-                FileType::Directory => AtFlags::REMOVEDIR,
-                FileType::RegularFile if st.st_size == 0 => AtFlags::empty(),
-                _ => continue,
+            let is_untouched = match (FileType::from_raw_mode(st.st_mode), placed) {
+                (FileType::Directory, Placed::Nothing) => true,
+                (FileType::RegularFile, Placed::Nothing) => st.st_size == 0,
+                (FileType::RegularFile, Placed::Bytes(data)) => {
+                    st.st_size as u64 == data.len() as u64 && has_content(parent, name, data)?
+                }
+                (FileType::CharacterDevice, Placed::Device(rdev)) => st.st_rdev == *rdev,
+                _ => false,
+            };
+            if !is_untouched {
+                continue;
+            }
+            let flags = if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                AtFlags::REMOVEDIR
+            } else {
+                AtFlags::empty()
             };
             match unlinkat(&**parent, name, flags) {
-                Ok(()) => {
-                    if let Some((_, times)) = self
-                        .parent_times
-                        .iter()
-                        .find(|(p, _)| Arc::ptr_eq(p, parent))
-                    {
-                        futimens(&**parent, times)?;
-                    }
-                }
+                Ok(()) => restore_parent_time()?,
                 Err(Errno::NOTEMPTY | Errno::NOENT) => {}
                 Err(e) => return Err(e.into()),
             }
         }
         Ok(())
     }
+}
+
+/// One stub: the directory it was made in, its name there, its path in the tree.
+#[derive(Debug)]
+struct Created {
+    parent: Arc<OwnedFd>,
+    name: OsString,
+    path: PathBuf,
+    placed: Placed,
+}
+
+/// What the sandbox put into a stub itself, undone by [`Stubs::remove`].
+#[derive(Debug, PartialEq, Eq)]
+enum Placed {
+    Nothing,
+    /// File content written by [`Stubs::fill`]; removed only while unchanged.
+    Bytes(Vec<u8>),
+    /// A character device made by [`Stubs::make_device`] with this device number.
+    Device(u64),
+    /// The stub is gone (a device that could not be made).
+    Gone,
+}
+
+/// Whether the file `name` in `parent` (not followed if a symlink) holds exactly `data`.
+fn has_content(parent: &OwnedFd, name: &OsStr, data: &[u8]) -> io::Result<bool> {
+    let fd = match openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::LOOP) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let mut got = Vec::with_capacity(data.len());
+    std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut got)?;
+    Ok(got == data)
 }
 
 /// Open the directory `name` under `dir` for reading, not following a symlink.

@@ -33,6 +33,8 @@ pub trait Syscall {
     fn symlink(&self, target: &str, link: &Path) -> io::Result<()>;
     fn chdir(&self, path: &Path) -> io::Result<()>;
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()>;
+    /// `chroot(path)` (needs CAP_SYS_CHROOT), for `--isolation chroot`.
+    fn chroot(&self, path: &Path) -> io::Result<()>;
     fn sethostname(&self, name: &str) -> io::Result<()>;
     /// Bring the loopback interface of the current network namespace up.
     fn loopback_up(&self) -> io::Result<()>;
@@ -145,6 +147,11 @@ impl Syscall for LinuxSyscall {
 
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
         rustix::process::pivot_root(new_root, put_old)?;
+        Ok(())
+    }
+
+    fn chroot(&self, path: &Path) -> io::Result<()> {
+        rustix::process::chroot(path)?;
         Ok(())
     }
 
@@ -409,6 +416,9 @@ impl Syscall for RecordingSyscall {
             new_root.display(),
             put_old.display()
         ))
+    }
+    fn chroot(&self, path: &Path) -> io::Result<()> {
+        self.record(format!("chroot {}", path.display()))
     }
     fn sethostname(&self, name: &str) -> io::Result<()> {
         self.record(format!("sethostname {name}"))

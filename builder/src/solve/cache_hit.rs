@@ -49,9 +49,6 @@ pub(super) fn cache_hit(run: &mut BuildRun, key: &CacheKey) -> Result<Option<(La
     };
     run.build.lease.add_digest(&remote.layer.digest)?;
     if !run.build.store.has_blob(&remote.layer.digest) {
-        // The download runs while the next steps look up their keys; persist the lease
-        // now so a concurrent prune sees it.
-        run.build.store.release_meta()?;
         if let Err(e) = cache.fetch(run.build.lease, &remote) {
             // As BuildKit does: a cache that cannot be read is a miss, not a failure.
             run.note(&format!(

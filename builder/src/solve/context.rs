@@ -27,8 +27,6 @@ pub struct Context {
     /// When the build started: a file modified in this second is not trusted next time.
     started_ns: i128,
     store: Store,
-    /// Whether the held database was released before hashing began.
-    is_released: bool,
 }
 
 impl Context {
@@ -53,7 +51,6 @@ impl Context {
             ignore,
             started_ns,
             store: store.clone(),
-            is_released: false,
         })
     }
 
@@ -82,11 +79,6 @@ impl Context {
             if unchanged {
                 return Ok(rec.digest.hex().to_string());
             }
-        }
-        if !self.is_released {
-            // Hashing may be long (a big context): don't keep other processes waiting.
-            self.store.release_meta().map_err(io::Error::other)?;
-            self.is_released = true;
         }
         let hex = sha256_file(real)?;
         // Racy: modified within the second the build started; hash again next time.
@@ -120,7 +112,6 @@ impl Context {
             ignore: self.ignore.clone(),
             started_ns: self.started_ns,
             store: self.store.clone(),
-            is_released: self.is_released,
         }
     }
 

@@ -10,8 +10,8 @@
 //!           ──▶ export the target stage: config + manifest blobs ──▶ tag
 //! ```
 //!
-//! The metadata database is only opened for short lookups and writes between steps, never
-//! while a RUN runs or a layer is written (docs/design.md §2). A lease names what the build has
+//! The metadata database sees only short transactions between steps; none is open while a
+//! RUN runs or a layer is written (docs/design.md §2). A lease names what the build has
 //! written or reuses, so a concurrent prune leaves it alone (docs/design.md §3).
 
 mod cache_hit;
@@ -56,6 +56,7 @@ pub struct BuildOptions {
     pub pull: bool,
     pub network: exec::Network,
     pub snapshotter: exec::Snapshotter,
+    pub isolation: exec::Isolation,
     /// SOURCE_DATE_EPOCH: timestamps in the image and layers are clamped to it.
     pub source_date_epoch: Option<i64>,
     /// `--secret`: by id, where each value comes from (read only by the steps that mount it).
@@ -230,9 +231,6 @@ pub fn build(
     let progress = state::Progress::new(reporter);
     let stop = exec::Stopper::new();
     if !is_multi {
-        // Many short lookups follow (cache keys, stat records, the lease): keep the database
-        // open between them, and release it before every piece of long work.
-        store.hold_meta();
         let result = build_parsed(
             store,
             opts,
@@ -242,10 +240,7 @@ pub fn build(
             &progress,
             &stop,
             &solves[0],
-        );
-        let released = store.unhold_meta();
-        let result = result?;
-        released?;
+        )?;
         return Ok(vec![result]);
     }
     // Platforms side by side, each on a thread of its own (their stages may fan out
@@ -359,29 +354,13 @@ fn build_parsed<'a>(
     };
     // Each stage hashes context files into its own copy of the stat cache; the copies'
     // new records are saved together at the end.
-    let is_multi = solve.label.is_some();
-    let hold_meta_unless_concurrent = |is_concurrent: bool| {
-        if is_concurrent || is_multi {
-            store.unhold_meta()?;
-        } else {
-            store.hold_meta();
-        }
-        Ok(())
-    };
-    let (mut results, stages) = schedule::run(
-        needed,
-        &deps,
-        opts.jobs,
-        stop,
-        hold_meta_unless_concurrent,
-        |index, done| {
-            let mut stage_ctx = ctx.fork();
-            let mut run = build.stage_run();
-            let result = run.stage(index, done, &mut stage_ctx)?;
-            let built = run.take_built_steps();
-            Ok((result, (stage_ctx, run.cached, built, run.take_materials())))
-        },
-    )?;
+    let (mut results, stages) = schedule::run(needed, &deps, opts.jobs, stop, |index, done| {
+        let mut stage_ctx = ctx.fork();
+        let mut run = build.stage_run();
+        let result = run.stage(index, done, &mut stage_ctx)?;
+        let built = run.take_built_steps();
+        Ok((result, (stage_ctx, run.cached, built, run.take_materials())))
+    })?;
     let mut cached_steps = 0;
     let mut steps = Vec::new();
     let mut materials: Vec<(Reference, Digest)> = Vec::new();

@@ -4,12 +4,6 @@
 //! the stages that are ready, the earliest in the Dockerfile starts first, so `jobs = 1`
 //! builds them one after another in Dockerfile order.
 //!
-//! `on_concurrency(true)` is called before a second stage starts while one runs, and
-//! `on_concurrency(false)` once at most one runs again: the build keeps the metadata
-//! database open between lookups only while a single stage runs, since it must never be
-//! held while a RUN runs (docs/design.md §2) and one stage's lookups would hold it across
-//! another stage's RUN.
-//!
 //! The first stage to fail fails the build: the [`Stopper`] fires, so the running stages
 //! end at their next step (their running RUN is killed), no further stage starts, and
 //! the first error is returned once every started stage has ended and cleaned up after
@@ -38,7 +32,6 @@ pub fn run<T: Send>(
     deps: &[Vec<usize>],
     jobs: usize,
     stop: &Stopper,
-    mut on_concurrency: impl FnMut(bool) -> Result<()>,
     build: impl Fn(usize, &[Option<StageResult>]) -> Result<(StageResult, T)> + Sync,
 ) -> Result<(Vec<Option<StageResult>>, Vec<T>)> {
     let jobs = jobs.max(1);
@@ -51,7 +44,6 @@ pub fn run<T: Send>(
         let (tx, rx) = mpsc::channel();
         let mut is_started = vec![false; deps.len()];
         let mut running = 0;
-        let mut is_concurrent = false;
         loop {
             if first_error.is_none() && panicked.is_none() {
                 for &i in order {
@@ -61,14 +53,6 @@ pub fn run<T: Send>(
                     let is_ready = deps[i].iter().all(|d| results[*d].is_some());
                     if is_started[i] || !is_ready {
                         continue;
-                    }
-                    if running == 1 && !is_concurrent {
-                        if let Err(e) = on_concurrency(true) {
-                            stop.stop();
-                            first_error = Some(e);
-                            break;
-                        }
-                        is_concurrent = true;
                     }
                     is_started[i] = true;
                     running += 1;
@@ -89,13 +73,6 @@ pub fn run<T: Send>(
             }
             let Ok((i, out)) = rx.recv() else { break };
             running -= 1;
-            if running <= 1 && is_concurrent {
-                is_concurrent = false;
-                if let Err(e) = on_concurrency(false) {
-                    stop.stop();
-                    first_error.get_or_insert(e);
-                }
-            }
             match out {
                 Ok(Ok((result, extra))) => {
                     results[i] = Some(result);

@@ -18,8 +18,8 @@
 //!   [`write_deferred`] with `NORMAL` (durable against a killed process, not against a
 //!   lost machine): for leases, which protect only a live process anyway.
 //!
-//! A process keeps its connection open between transactions; an open connection blocks
-//! nobody. [`release`] closes it (the next transaction opens it again).
+//! A process keeps one connection open between transactions, shared by its threads (one
+//! transaction at a time); an open connection blocks nobody.
 //!
 //! A root made by older strata versions holds a sled database in `ROOT/meta/`; the first
 //! open converts it, once and atomically (`migrate`).
@@ -56,9 +56,6 @@ const WAL_PAGES: i64 = 128;
 /// SQLite's own wait, for what the flock does not cover (recovering the WAL after a crash).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Threads of one process run their transactions one at a time (one connection each).
-static IN_PROCESS: Mutex<()> = Mutex::new(());
-
 /// An open connection to one root's database.
 pub struct Meta {
     conn: Connection,
@@ -68,35 +65,11 @@ pub struct Meta {
     file_id: (u64, u64),
 }
 
-/// The connection kept open between transactions: opening one costs a few file opens
-/// and reading the schema, and an open connection blocks nobody. [`unhold`] closes it.
-static HELD: Mutex<Option<Held>> = Mutex::new(None);
-
-struct Held {
-    meta: Option<Meta>,
-}
-
-/// Marks the start of a command made of many short lookups (a build): its transactions
-/// share one open connection, as every transaction of the process does.
-pub fn hold() {
-    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
-    if held.is_none() {
-        *held = Some(Held { meta: None });
-    }
-}
-
-/// Marks where a command starts long work (a RUN, a layer write, a transfer). Nothing
-/// needs releasing: the open connection blocks no other process, so it stays open.
-pub fn release() -> Result<()> {
-    Ok(())
-}
-
-/// Closes this process's connection; the next transaction opens it again.
-pub fn unhold() -> Result<()> {
-    let _guard = IN_PROCESS.lock().unwrap_or_else(|p| p.into_inner());
-    *HELD.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    Ok(())
-}
+/// The process's connection, kept open between transactions: opening one costs a few
+/// file opens and reading the schema, and an open connection blocks nobody. Its lock makes
+/// the threads of one process run their transactions one at a time. A connection
+/// to another root's database (a process that opens two stores) is replaced.
+static CONNECTION: Mutex<Option<Meta>> = Mutex::new(None);
 
 /// What a transaction may do, and how durable its commit is.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -109,16 +82,14 @@ enum Mode {
 }
 
 fn with_meta<T>(store: &Store, mode: Mode, f: impl FnOnce(&Meta) -> Result<T>) -> Result<T> {
-    let _guard = IN_PROCESS.lock().unwrap_or_else(|p| p.into_inner());
     let dir = store.layout().meta_dir();
-    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
-    let held = held.get_or_insert(Held { meta: None });
-    let meta = match held.meta.take().filter(|m| m.serves(&dir)) {
+    let mut connection = CONNECTION.lock().unwrap_or_else(|p| p.into_inner());
+    let meta = match connection.take().filter(|m| m.serves(&dir)) {
         Some(meta) => meta,
         None => Meta::open(&dir)?,
     };
     let out = meta.transaction(mode, f);
-    held.meta = Some(meta);
+    *connection = Some(meta);
     out
 }
 

@@ -346,8 +346,6 @@ pub(super) fn copy_step(
             .map_err(|x| e(x.to_string()))?;
     }
     let archive_dest = dest_abs.clone();
-    // Writing the layer is long work: let other processes at the database meanwhile.
-    run.build.store.release_meta()?;
     let layer = commit_layer(
         run.build.store,
         run.build.lease,

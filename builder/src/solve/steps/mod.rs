@@ -17,7 +17,7 @@ mod workdir;
 
 use std::path::PathBuf;
 
-use store::{LayerRef, Store};
+use store::LayerRef;
 
 use crate::cache::CacheKey;
 use crate::dockerfile::{Command, Instruction, ShellOrExec};
@@ -102,14 +102,6 @@ fn argv(state: &StageState, cmd: &ShellOrExec) -> Vec<String> {
 /// The snapshot dirs of `layers`, top first, unpacking any that are missing.
 pub fn lowerdirs(run: &BuildRun, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
     crate::solve::wait_for_cache_imports(run.build.remote)?;
-    let ids: Vec<store::Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
-    let is_missing = Store::chain_ids(&ids)
-        .iter()
-        .any(|c| !run.build.store.snapshot_dir(c).is_dir());
-    if is_missing {
-        // Unpacking is long work: let other processes at the database meanwhile.
-        run.build.store.release_meta()?;
-    }
     Ok(run
         .build
         .store

@@ -146,6 +146,7 @@ pub(super) fn run_step(
         },
         hostname: "strata".to_string(),
         snapshotter: run.build.opts.snapshotter,
+        isolation: run.build.opts.isolation,
         extra_mounts,
         stop: Some(run.build.stop.clone()),
     };
@@ -153,8 +154,6 @@ pub(super) fn run_step(
     for w in waits {
         run.step_output(&info, w.as_bytes());
     }
-    // Never hold the database across a RUN (docs/design.md §2); this also flushes the lease.
-    run.build.store.release_meta()?;
     let outcome = {
         let mut on_output = |chunk: &[u8]| run.step_output(&info, chunk);
         exec::run_step_with_output(&spec, &mut on_output)
