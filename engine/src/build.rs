@@ -71,15 +71,15 @@ impl Remote for BuildRemote<'_> {
     }
 }
 
-/// The end of a build for several platforms: the images go out as one index, pushed (the
-/// store tags no index, as buildx's docker exporter stores none: `--push` is required).
-fn finish_multi_platform(
-    store: &Store,
-    registry: &Registry,
-    request: &BuildRequest,
-    mut results: Vec<BuildResult>,
-) -> Result<Built> {
-    let platforms: Vec<String> = results.iter().map(|r| r.platform.to_string()).collect();
+/// What a build for several platforms cannot do (yet), refused before it starts: the
+/// images go out as one index, pushed (the store tags no index, as buildx's docker
+/// exporter stores none: `--push` is required).
+fn check_multi_platform(request: &BuildRequest) -> Result<()> {
+    let platforms = &request.options.platforms;
+    if platforms.len() < 2 {
+        return Ok(());
+    }
+    let platforms: Vec<String> = platforms.iter().map(|p| p.to_string()).collect();
     let unsupported = if !request.push {
         Some("storing a multi-platform image in the local store is not supported: add --push (or build one platform)")
     } else if !request
@@ -108,6 +108,17 @@ fn finish_multi_platform(
             "--push needs a name: add -t REGISTRY/NAME:TAG".to_string(),
         ));
     }
+    Ok(())
+}
+
+/// The end of a build for several platforms (see [`check_multi_platform`]): every tag
+/// gets the index of the platforms' images.
+fn finish_multi_platform(
+    store: &Store,
+    registry: &Registry,
+    request: &BuildRequest,
+    mut results: Vec<BuildResult>,
+) -> Result<Built> {
     let mut pushed_index = None;
     for tag in &request.options.tags {
         pushed_index = Some(crate::image_index::push(store, registry, tag, &results)?);
@@ -132,6 +143,7 @@ pub fn build(
     request: &BuildRequest,
     reporter: &mut dyn Reporter,
 ) -> Result<Built> {
+    check_multi_platform(request)?;
     let started = store::archive::import::now_rfc3339();
     let exports_to_registry = request.cache_to.iter().any(|t| t.reference.is_some());
     let cache = if request.cache_from.is_empty() && !exports_to_registry {
