@@ -162,6 +162,8 @@ pub enum Progress {
     Plain,
     Tty,
     Quiet,
+    /// One JSON status object per line (BuildKit's `SolveStatus`), as buildx prints it
+    Rawjson,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -195,15 +197,20 @@ pub enum OutputFormat {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Build context directory
+    /// Build context: a directory, - (a tar of the context, or a Dockerfile, on stdin), or a
+    /// git or tarball URL (https://…/repo.git#REF:DIR, git@HOST:REPO#REF, https://…/ctx.tar.gz)
     #[arg(default_value = ".")]
     pub context: PathBuf,
     /// Name and optionally a tag in the name:tag format
     #[arg(short = 't', long = "tag")]
     pub tags: Vec<String>,
-    /// Name of the Dockerfile [default: CONTEXT/Dockerfile]
+    /// Name of the Dockerfile (- for stdin) [default: CONTEXT/Dockerfile]
     #[arg(short = 'f', long = "file")]
     pub file: Option<PathBuf>,
+    /// Additional build context (NAME=DIR, a git or tarball URL, docker-image://REF or
+    /// oci-layout://DIR[:TAG]), for FROM NAME and COPY --from=NAME
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
     /// Set build-time variables (KEY=VALUE, or KEY to take it from the environment)
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     pub build_args: Vec<String>,
@@ -213,10 +220,25 @@ pub struct BuildArgs {
     /// Do not use cache when building the image
     #[arg(long)]
     pub no_cache: bool,
+    /// Do not cache specified stages (STAGE[,STAGE]; repeatable)
+    #[arg(long = "no-cache-filter", value_name = "STAGE")]
+    pub no_cache_filter: Vec<String>,
+    /// Add a custom host-to-IP mapping to RUN's /etc/hosts (format: "host:ip")
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_hosts: Vec<String>,
+    /// Size of /dev/shm in RUN (e.g. 128m) [default: 64m]
+    #[arg(long = "shm-size", value_name = "BYTES")]
+    pub shm_size: Option<String>,
+    /// Ulimit of RUN's processes (NAME=SOFT[:HARD], docker's names: nofile, nproc, core, ...)
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
+    /// Parent cgroup of RUN: not supported (RUN runs in strata's own cgroup)
+    #[arg(long = "cgroup-parent", value_name = "CGROUP")]
+    pub cgroup_parent: Option<String>,
     /// Always attempt to pull a newer version of the base images
     #[arg(long)]
     pub pull: bool,
-    /// Type of progress output
+    /// Type of progress output (auto takes $BUILDKIT_PROGRESS when set, as buildx does)
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: Progress,
     /// Write the image ID to the file

@@ -129,6 +129,102 @@ impl TtyReporter {
     }
 }
 
+/// buildx's `--progress rawjson`: one BuildKit `SolveStatus` object per line on stderr, as
+/// progressui's raw JSON display encodes each update. A step is a vertex (its digest a
+/// stable id of `#N` and its name, its name `[stage i/n] INSTRUCTION`): one object when it
+/// starts (`started`), one per output line (`logs`, data base64 as Go encodes `[]byte`),
+/// one when it ends (`completed`, with `cached` or `error`). A note is a vertex that
+/// starts and completes at once.
+pub struct RawJsonReporter {
+    /// When each running step started (RFC 3339), by `#N`.
+    started: HashMap<usize, String>,
+    /// Notes are numbered on their own, after the steps' range.
+    notes: usize,
+}
+
+impl RawJsonReporter {
+    pub fn new() -> RawJsonReporter {
+        RawJsonReporter {
+            started: HashMap::new(),
+            notes: 0,
+        }
+    }
+
+    fn emit(status: serde_json::Value) {
+        let _ = writeln!(std::io::stderr(), "{status}");
+    }
+}
+
+/// The vertex digest of a step: `sha256:` of its number and name, the same in every event.
+fn vertex_digest(id: &str, name: &str) -> String {
+    store::Digest::sha256_of(format!("strata-vertex\0{id}\0{name}").as_bytes()).to_string()
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+fn step_name(step: &StepInfo) -> String {
+    format!("{} {}", label(step), step.text)
+}
+
+impl Reporter for RawJsonReporter {
+    fn step_started(&mut self, step: &StepInfo) {
+        let name = step_name(step);
+        let now = now_rfc3339();
+        self.started.insert(step.number, now.clone());
+        Self::emit(serde_json::json!({"vertexes": [{
+            "digest": vertex_digest(&step.number.to_string(), &name),
+            "name": name,
+            "started": now,
+        }]}));
+    }
+
+    fn step_output(&mut self, step: &StepInfo, line: &[u8]) {
+        use base64::Engine;
+        let mut data = line.to_vec();
+        data.push(b'\n');
+        Self::emit(serde_json::json!({"logs": [{
+            "vertex": vertex_digest(&step.number.to_string(), &step_name(step)),
+            "stream": 1,
+            "data": base64::engine::general_purpose::STANDARD.encode(&data),
+            "timestamp": now_rfc3339(),
+        }]}));
+    }
+
+    fn step_finished(&mut self, step: &StepInfo, end: StepEnd) {
+        let name = step_name(step);
+        let now = now_rfc3339();
+        let started = self
+            .started
+            .remove(&step.number)
+            .unwrap_or_else(|| now.clone());
+        let mut vertex = serde_json::json!({
+            "digest": vertex_digest(&step.number.to_string(), &name),
+            "name": name,
+            "started": started,
+            "completed": now,
+        });
+        match end {
+            StepEnd::Cached => vertex["cached"] = true.into(),
+            StepEnd::Done(_) => {}
+            StepEnd::Failed(_) => vertex["error"] = "step failed".into(),
+        }
+        Self::emit(serde_json::json!({ "vertexes": [vertex] }));
+    }
+
+    fn note(&mut self, text: &str) {
+        self.notes += 1;
+        let now = now_rfc3339();
+        Self::emit(serde_json::json!({"vertexes": [{
+            "digest": vertex_digest(&format!("note-{}", self.notes), text),
+            "name": text,
+            "started": now,
+            "completed": now,
+        }]}));
+    }
+}
+
 /// docker's step label: `[2/5]` in a single-stage build, `[builder 2/5]` otherwise.
 fn label(step: &StepInfo) -> String {
     if step.stage.is_empty() {

@@ -388,6 +388,25 @@ fn saved_image_layers_extract_to_the_built_files() {
     assert!(found, "out/shout.txt is in no layer of the saved archive");
 }
 
+/// A FROM that is no image reference fails at its line, before anything is fetched.
+#[test]
+fn from_with_an_invalid_reference_names_file_and_line() {
+    let env = TestEnv::new();
+    let ctx = tempfile::tempdir().unwrap();
+    fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch AS first\nFROM Not/An:Image:x\n",
+    )
+    .unwrap();
+    let out = env.build(ctx.path(), &[]);
+    assert_eq!(out.status, Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains("Dockerfile:2: invalid reference format"),
+        "{out}"
+    );
+}
+
 /// `COPY --from=NAME` naming neither a stage nor a local image resolves NAME as an image, as
 /// BuildKit does; a host that does not resolve (`.invalid` never does) fails after a brief
 /// retry of the lookup, not the full retry policy, with BuildKit's wording (issue 15).

@@ -6,12 +6,13 @@
 mod util;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest as _, Sha256};
+use util::git::{git, GitDaemon};
+use util::http::serve;
 use util::{image_layers, image_rootfs, TestEnv};
 
 fn context(env: &TestEnv, name: &str, dockerfile: &str, files: &[(&str, &str)]) -> PathBuf {
@@ -341,55 +342,6 @@ fn bad_mounts_fail_naming_the_line_and_leave_the_store() {
     assert!(!env.root.join("cache-mounts/up").exists());
 }
 
-/// A one-thread HTTP/1.0 server on 127.0.0.1 serving `files` (path → body) with an ETag;
-/// returns its port and a counter of GETs answered with a body.
-fn serve(files: Vec<(String, Vec<u8>)>) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = hits.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(50) {
-            let Ok(mut s) = stream else { continue };
-            let mut req = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !contains(&req, b"\r\n\r\n") {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => req.extend_from_slice(&buf[..n]),
-                }
-            }
-            let text = String::from_utf8_lossy(&req).to_string();
-            let target = text.split(' ').nth(1).unwrap_or("/");
-            let path = target.split('?').next().unwrap_or(target).to_string();
-            let reply = match files.iter().find(|(p, _)| *p == path) {
-                Some((_, body)) => {
-                    let etag = format!("\"{}\"", hex::encode(&Sha256::digest(body)[..8]));
-                    if text
-                        .to_ascii_lowercase()
-                        .contains(&format!("if-none-match: {etag}"))
-                    {
-                        format!("HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nConnection: close\r\n\r\n").into_bytes()
-                    } else {
-                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let mut r = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: {etag}\r\nLast-Modified: Tue, 03 Nov 2026 10:00:00 GMT\r\nConnection: close\r\n\r\n",
-                            body.len()
-                        )
-                        .into_bytes();
-                        r.extend_from_slice(body);
-                        r
-                    }
-                }
-                None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .to_vec(),
-            };
-            let _ = s.write_all(&reply);
-        }
-    });
-    (port, hits)
-}
-
 #[test]
 fn add_from_a_local_http_server_checks_the_checksum() {
     let env = TestEnv::with_busybox();
@@ -477,72 +429,6 @@ fn add_from_a_local_http_server_checks_the_checksum() {
     assert!(hits.load(std::sync::atomic::Ordering::SeqCst) > before);
     let rootfs = image_rootfs(&env.root, "url:3");
     assert_eq!(fs::read(rootfs.path().join("plain.txt")).unwrap(), body);
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// `git daemon` serving `base` on 127.0.0.1 (a free port); stopped when dropped.
-struct GitDaemon {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl GitDaemon {
-    fn start(base: &Path) -> GitDaemon {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        // `git daemon` runs `git-daemon` as a child of its own, which killing `git` would
-        // leave behind: start the daemon program itself.
-        let exec_path = Command::new("git")
-            .arg("--exec-path")
-            .output()
-            .expect("git --exec-path (Debian package git)");
-        let exec_path = String::from_utf8(exec_path.stdout).expect("utf-8 exec path");
-        let child = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
-            .arg("--export-all")
-            .arg("--reuseaddr")
-            .arg("--listen=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(base)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("git daemon (Debian package git)");
-        let mut daemon = GitDaemon { child, port };
-        // Ready once it accepts a connection.
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            if let Some(status) = daemon.child.try_wait().unwrap() {
-                panic!("git daemon exited: {status}");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        daemon
-    }
-}
-
-impl Drop for GitDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

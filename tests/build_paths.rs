@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest as _, Sha256};
-use util::{image_rootfs, Output, TestEnv};
+use util::{image_rootfs, raw_layer, Output, TestEnv};
 
 const CANARY: &str = "HOST-SECRET-CANARY";
 
@@ -213,29 +213,6 @@ fn issue_12_union_lookups_do_not_follow_a_lower_symlink_on_the_host() {
     assert_refused(&out, &["not found"]);
     outside.assert_untouched();
     assert_no_blob_holds_canary(&env.root);
-}
-
-/// One layer tar with `entries` (name, type, link target, data), written verbatim.
-fn raw_layer(entries: &[(&str, u8, &str, &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, kind, link, data) in entries {
-        let mut h = tar::Header::new_ustar();
-        {
-            let old = h.as_old_mut();
-            old.name[..name.len()].copy_from_slice(name.as_bytes());
-            old.linkname[..link.len()].copy_from_slice(link.as_bytes());
-        }
-        h.set_entry_type(tar::EntryType::new(*kind));
-        h.set_size(data.len() as u64);
-        h.set_mode(if *kind == b'5' { 0o755 } else { 0o644 });
-        h.set_mtime(1_700_000_000);
-        h.set_cksum();
-        out.extend_from_slice(h.as_bytes());
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    out.extend_from_slice(&[0u8; 1024]);
-    out
 }
 
 /// A docker-archive (as `docker save` writes) of one image `tag` with `layers`.

@@ -173,7 +173,7 @@ fn temps(root: &Path) -> Vec<String> {
         .flatten()
     {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if ["gc-", "build-", "copy-", ".tmp-"]
+        if ["gc-", "build-", "copy-", ".tmp-", "context-"]
             .iter()
             .any(|p| name.starts_with(p))
         {

@@ -102,6 +102,76 @@ fn build_takes_buildx_flags_and_writes_the_metadata_file() {
     assert_eq!(v["image.name"], "app:1,app:2", "{v}");
     let build_ref = v["buildx.build.ref"].as_str().expect("buildx.build.ref");
     assert!(build_ref.starts_with("strata/local/"), "{v}");
+    // BuildKit names the single platform in the descriptor.
+    let descriptor_platform = format!(
+        "{}/{}",
+        v["containerimage.descriptor"]["platform"]["os"]
+            .as_str()
+            .unwrap_or_default(),
+        v["containerimage.descriptor"]["platform"]["architecture"]
+            .as_str()
+            .unwrap_or_default()
+    );
+    assert_eq!(descriptor_platform, platform, "{v}");
+    // buildx adds the build record's provenance (min mode: no `metadata`) whatever
+    // `--provenance` says about the image.
+    let provenance = &v["buildx.build.provenance"];
+    assert_eq!(
+        provenance["buildType"], "https://mobyproject.org/buildkit@v1",
+        "{v}"
+    );
+    assert!(
+        provenance["invocation"]["parameters"]["frontend"] == "dockerfile.v0",
+        "{v}"
+    );
+    assert!(provenance.get("metadata").is_none(), "{v}");
+    // The keys are exactly buildx's for an image build.
+    let keys: Vec<&str> = v
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "buildx.build.provenance",
+            "buildx.build.ref",
+            "containerimage.config.digest",
+            "containerimage.descriptor",
+            "containerimage.digest",
+            "image.name",
+        ],
+        "{v}"
+    );
+
+    // BUILDX_METADATA_PROVENANCE: max keeps `metadata`, disabled drops the key.
+    for (setting, has_provenance, has_metadata) in [("max", true, true), ("disabled", false, false)]
+    {
+        let mut cmd = strata_command(&env.root);
+        cmd.env("BUILDX_METADATA_PROVENANCE", setting)
+            .args([
+                "build",
+                "--progress",
+                "plain",
+                "-t",
+                "app:1",
+                "--metadata-file",
+            ])
+            .arg(&meta)
+            .arg(context(&env));
+        let out = util::Output::from_process(format!("{cmd:?}"), cmd.output().expect("run"));
+        out.assert_ok();
+        let v: serde_json::Value =
+            serde_json::from_slice(&fs::read(&meta).expect("metadata file")).expect("JSON");
+        let provenance = v.get("buildx.build.provenance");
+        assert_eq!(provenance.is_some(), has_provenance, "{setting}: {v}");
+        assert_eq!(
+            provenance.and_then(|p| p.get("metadata")).is_some(),
+            has_metadata,
+            "{setting}: {v}"
+        );
+    }
 }
 
 #[test]
@@ -438,4 +508,52 @@ fn build_sets_labels_and_manifest_annotations() {
         assert_eq!(out.status, Some(status), "{args:?}\n{out}");
         assert!(out.stderr.contains(message), "{args:?}\n{out}");
     }
+}
+
+/// `--progress rawjson` and `BUILDKIT_PROGRESS`: every stderr line is one BuildKit
+/// `SolveStatus` object; each step is a vertex that starts and completes under one digest.
+#[test]
+fn rawjson_progress_prints_one_solve_status_per_line() {
+    let env = TestEnv::new();
+    let ctx = context(&env);
+    let by_flag = env.strata(&[
+        "build",
+        "--progress",
+        "rawjson",
+        "-t",
+        "app:1",
+        &ctx.to_string_lossy(),
+    ]);
+    by_flag.assert_ok();
+    let mut cmd = strata_command(&env.root);
+    cmd.env("BUILDKIT_PROGRESS", "rawjson")
+        .args(["build", "--no-cache", "-t", "app:2"])
+        .arg(&ctx);
+    let by_env = util::Output::from_process(format!("{cmd:?}"), cmd.output().expect("run"));
+    by_env.assert_ok();
+    for out in [&by_flag, &by_env] {
+        let statuses: Vec<serde_json::Value> = out
+            .stderr
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}\n{out}")))
+            .collect();
+        let copy: Vec<&serde_json::Value> = statuses
+            .iter()
+            .filter_map(|s| s["vertexes"].as_array())
+            .flatten()
+            .filter(|v| v["name"] == "[1/1] COPY hello.txt /")
+            .collect();
+        assert_eq!(copy.len(), 2, "a start and an end:\n{out}");
+        assert_eq!(copy[0]["digest"], copy[1]["digest"], "{out}");
+        assert!(copy[0]["digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:")));
+        assert!(copy[0]["started"].is_string() && copy[0]["completed"].is_null());
+        assert!(copy[1]["completed"].is_string(), "{out}");
+    }
+    let mut cmd = strata_command(&env.root);
+    cmd.env("BUILDKIT_PROGRESS", "fancy").arg("build").arg(&ctx);
+    let bad = util::Output::from_process(format!("{cmd:?}"), cmd.output().expect("run"));
+    assert_eq!(bad.status, Some(2), "{bad}");
+    assert!(bad.stderr.contains("invalid progress mode fancy"), "{bad}");
 }

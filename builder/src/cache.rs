@@ -40,6 +40,13 @@ impl CacheKey {
         Self::hash_parts(&parts)
     }
 
+    /// The key of a step that `--no-cache-filter` made run again: its usual key plus the
+    /// layer it produced. The steps after it (and stages built on it) then key on what was
+    /// really built, and the usual key keeps pointing at the chain it was recorded with.
+    pub fn for_rebuilt(key: &CacheKey, diff_id: &str) -> CacheKey {
+        Self::hash_parts(&[b"rebuilt", key.0.as_bytes(), diff_id.as_bytes()])
+    }
+
     /// The key of the finished image: the last step's key plus the final config text (which
     /// metadata-only steps change without a layer), so a fully cached rebuild finds the same
     /// manifest and the tag needs no rewrite.

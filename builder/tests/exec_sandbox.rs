@@ -101,6 +101,7 @@ fn step_in(snapshotter: Snapshotter, isolation: Isolation, script: &str) -> Step
         snapshotter,
         isolation,
         extra_mounts: Vec::new(),
+        runtime: Default::default(),
         stop: None,
     };
     Step { _tmp: tmp, spec }

@@ -46,6 +46,10 @@ pub struct Built {
     /// The image index pushed under the tags when a provenance attestation went with the
     /// image (BuildKit reports that index as `containerimage.digest`).
     pub pushed_index: Option<store::Descriptor>,
+    /// When the build started and when its image was written (RFC 3339): the
+    /// provenance's `buildStartedOn` and `buildFinishedOn`.
+    pub started: String,
+    pub finished: String,
 }
 
 /// The builder's view of the registries of one build.
@@ -118,7 +122,9 @@ fn finish_multi_platform(
     registry: &Registry,
     request: &BuildRequest,
     mut results: Vec<BuildResult>,
+    started: String,
 ) -> Result<Built> {
+    let finished = store::archive::import::now_rfc3339();
     let mut pushed_index = None;
     for tag in &request.options.tags {
         pushed_index = Some(crate::image_index::push(store, registry, tag, &results)?);
@@ -132,6 +138,8 @@ fn finish_multi_platform(
     Ok(Built {
         result: results.remove(0),
         pushed_index,
+        started,
+        finished,
     })
 }
 
@@ -164,9 +172,10 @@ pub fn build(
     };
     let mut results = builder::solve::build(store, &request.options, &remote, reporter)?;
     if results.len() > 1 {
-        return finish_multi_platform(store, registry, request, results);
+        return finish_multi_platform(store, registry, request, results, started);
     }
     let result = results.remove(0);
+    let finished = store::archive::import::now_rfc3339();
     if let Some(path) = &request.iidfile {
         std::fs::write(path, result.image_id.to_string()).map_err(|source| EngineError::Write {
             path: path.clone(),
@@ -204,7 +213,7 @@ pub fn build(
                     dockerfile: &dockerfile,
                     materials: &result.materials,
                     started: started.clone(),
-                    finished: store::archive::import::now_rfc3339(),
+                    finished: finished.clone(),
                 };
                 let statement = provenance::statement(p, tag, &pushed, &facts);
                 pushed_index = Some(provenance::push_attested(
@@ -215,10 +224,14 @@ pub fn build(
         return Ok(Built {
             result,
             pushed_index,
+            started,
+            finished,
         });
     }
     Ok(Built {
         result,
         pushed_index: None,
+        started,
+        finished,
     })
 }

@@ -13,6 +13,8 @@
 //!                  outputs of a finished build
 //! provenance.rs    `--provenance` / `--attest`: BuildKit's SLSA provenance attestation,
 //!                  pushed in an image index beside the image
+//! contexts.rs      CONTEXT, `-f -` and `--build-context` as buildx takes them: stdin tars,
+//!                  git and tarball URLs, images and OCI layouts, made local for the builder
 //! changes.rs       `import --change`: Dockerfile instructions as typed config changes
 //! error.rs         EngineError
 //! ```
@@ -24,6 +26,7 @@
 pub mod build;
 pub mod cache_flags;
 pub mod changes;
+pub mod contexts;
 pub mod error;
 pub mod image_index;
 pub mod outputs;

@@ -181,6 +181,22 @@ pub fn statement(
     facts: &BuildFacts,
 ) -> serde_json::Value {
     let platform = registry_client::Platform::host().to_string();
+    serde_json::json!({
+        "_type": STATEMENT_TYPE,
+        "predicateType": PREDICATE_TYPE,
+        "subject": [{
+            "name": purl(name, &platform),
+            "digest": { subject.algorithm(): subject.hex() },
+        }],
+        "predicate": predicate(provenance, facts),
+    })
+}
+
+/// The SLSA v0.2 provenance predicate of a build: builder, build type, invocation
+/// (arguments, Dockerfile name, platform), materials, and `metadata` (times,
+/// completeness; the Dockerfile itself in max mode).
+pub fn predicate(provenance: &Provenance, facts: &BuildFacts) -> serde_json::Value {
+    let platform = registry_client::Platform::host().to_string();
     let mut args = serde_json::Map::new();
     for (k, v) in facts.build_args {
         args.insert(format!("build-arg:{k}"), v.clone().into());
@@ -241,18 +257,11 @@ pub fn statement(
             });
         }
     }
-    serde_json::json!({
-        "_type": STATEMENT_TYPE,
-        "predicateType": PREDICATE_TYPE,
-        "subject": [{
-            "name": purl(name, &platform),
-            "digest": { subject.algorithm(): subject.hex() },
-        }],
-        "predicate": predicate,
-    })
+    predicate
 }
 
-fn platform_json(p: &registry_client::Platform) -> serde_json::Value {
+/// An OCI descriptor's `platform` object (`architecture`, `os`, `variant` when set).
+pub fn platform_json(p: &registry_client::Platform) -> serde_json::Value {
     let mut v = serde_json::json!({ "architecture": p.architecture, "os": p.os });
     if let Some(variant) = &p.variant {
         v["variant"] = variant.clone().into();

@@ -17,30 +17,22 @@ use store::{Reference, Store};
 use super::Ctx;
 use crate::cli::{BuildArgs, Isolation, Network, Progress, Snapshotter};
 use crate::output::{self, UsageError};
-use crate::progress::{PlainReporter, TtyReporter};
+use crate::progress::{PlainReporter, RawJsonReporter, TtyReporter};
 
 pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     if args.check {
         return super::check::run(ctx, args);
     }
     let platforms = parse_platforms(&args.platforms)?;
+    let runtime = parse_runtime_flags(args)?;
+    if args.no_cache && !args.no_cache_filter.is_empty() {
+        anyhow::bail!("--no-cache and --no-cache-filter cannot currently be used together");
+    }
     let provenance = engine::provenance::parse_attestations(
         args.provenance.as_deref(),
         args.sbom.as_deref(),
         &args.attest,
     )?;
-    // BuildKit runs the build checks in every build; `# check=error=true` fails it before
-    // anything is built. A Dockerfile that does not parse is left to the build's own error.
-    let checks = super::check::for_build(args).ok().flatten();
-    if let Some(report) = &checks {
-        if let (true, Some(err)) = (report.is_violation, &report.error) {
-            eprint!(
-                "{}",
-                builder::dockerfile::lint::format_build_summary(report)
-            );
-            return Err(anyhow::anyhow!(err.clone()));
-        }
-    }
     let cache_from = args
         .cache_from
         .iter()
@@ -75,6 +67,33 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         .transpose()?;
     let store = Store::open(&ctx.root)
         .with_context(|| format!("opening the store at {}", ctx.root.display()))?;
+    // Held until the build is done: stdin, git and URL contexts are copies under ROOT.
+    let contexts = engine::contexts::resolve(
+        &store,
+        &engine::contexts::ContextArgs {
+            context: &args.context.to_string_lossy(),
+            dockerfile: args.file.as_deref(),
+            named: &args.build_contexts,
+            build_args: &build_args,
+        },
+        &mut std::io::stdin().lock(),
+    )?;
+    let dockerfile = contexts
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| contexts.context.join("Dockerfile"));
+    // BuildKit runs the build checks in every build; `# check=error=true` fails it before
+    // anything is built. A Dockerfile that does not parse is left to the build's own error.
+    let checks = super::check::for_build(args, &dockerfile).ok();
+    if let Some(report) = &checks {
+        if let (true, Some(err)) = (report.is_violation, &report.error) {
+            eprint!(
+                "{}",
+                builder::dockerfile::lint::format_build_summary(report)
+            );
+            return Err(anyhow::anyhow!(err.clone()));
+        }
+    }
     // BuildKit's inline cache: `--cache-to type=inline`, or the build arg docker users set.
     let inline_cache = cache_to.iter().any(|t| t.reference.is_none())
         || matches!(
@@ -84,12 +103,19 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let allowed = parse_allow(&args.allow)?;
     let (isolation, snapshotter) = choose_sandbox(&store, args)?;
     let options = BuildOptions {
-        context: args.context.clone(),
-        dockerfile: args.file.clone(),
+        context: contexts.context.clone(),
+        dockerfile: contexts.dockerfile.clone(),
         tags,
         build_args,
         target: args.target.clone(),
         no_cache: args.no_cache,
+        no_cache_stages: args
+            .no_cache_filter
+            .iter()
+            .flat_map(|f| f.split(','))
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
         pull: args.pull,
         network: match args.network {
             Network::Default => exec::Network::Isolated,
@@ -98,6 +124,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         },
         snapshotter,
         isolation,
+        runtime,
         source_date_epoch,
         secrets: args
             .secrets
@@ -118,6 +145,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         labels: parse_labels(&args.labels)?,
         manifest_annotations: parse_annotations(&args.annotations)?,
         platforms,
+        named_contexts: contexts.named.clone(),
     };
     let request = BuildRequest {
         options,
@@ -128,10 +156,12 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         outputs,
         provenance,
     };
-    let mut reporter: Box<dyn Reporter> = match (args.quiet, args.progress) {
+    let progress = progress_mode(args.progress)?;
+    let mut reporter: Box<dyn Reporter> = match (args.quiet, progress) {
         (true, _) | (_, Progress::Quiet) => Box::new(Silent),
         (_, Progress::Plain) => Box::new(PlainReporter::new()),
         (_, Progress::Tty) => Box::new(TtyReporter::new()),
+        (_, Progress::Rawjson) => Box::new(RawJsonReporter::new()),
         (_, Progress::Auto) if output::stderr_is_tty() => Box::new(TtyReporter::new()),
         (_, Progress::Auto) => Box::new(PlainReporter::new()),
     };
@@ -139,7 +169,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let result = engine::build(&store, &registry, &request, reporter.as_mut());
     // docker prints the build checks' warnings after the build, failed or not.
     if let Some(report) = &checks {
-        let quiet = args.quiet || matches!(args.progress, Progress::Quiet);
+        let quiet = args.quiet || matches!(progress, Progress::Quiet | Progress::Rawjson);
         if !quiet {
             eprint!(
                 "{}",
@@ -156,15 +186,32 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         } else {
             args.tags.clone()
         };
-        let metadata = metadata(&store, &names, &built)?;
+        let metadata = metadata(&store, &names, &built, &request)?;
         let text = serde_json::to_string_pretty(&metadata).context("encoding the metadata")?;
-        std::fs::write(path, text + "\n")
+        write_atomically(path, text.as_bytes())
             .with_context(|| format!("writing the metadata file {}", path.display()))?;
     }
     if args.quiet {
         println!("{}", result.image_id);
     }
     Ok(())
+}
+
+/// `--progress auto` takes `BUILDKIT_PROGRESS` when it is set (buildx's printer does the
+/// same); an unknown value there is an error, as in buildx.
+fn progress_mode(flag: Progress) -> Result<Progress> {
+    use clap::ValueEnum;
+    match std::env::var("BUILDKIT_PROGRESS") {
+        Ok(v) if !v.is_empty() && flag == Progress::Auto => {
+            Progress::from_str(&v, false).map_err(|_| {
+                UsageError(format!(
+                    "invalid progress mode {v} (from BUILDKIT_PROGRESS)"
+                ))
+                .into()
+            })
+        }
+        _ => Ok(flag),
+    }
 }
 
 /// `--isolation` and `--snapshotter`, each as given or, when not given, what this host
@@ -229,12 +276,103 @@ fn parse_platforms(raw: &[String]) -> Result<Vec<store::platform::Platform>> {
     Ok(out)
 }
 
+/// `--add-host`, `--shm-size`, `--ulimit` with docker's syntax and messages (exit 2), and
+/// `--cgroup-parent`, refused: every RUN is a child of this strata process and stays in
+/// its cgroup; moving it elsewhere would need a writable, delegated cgroup hierarchy that
+/// a daemonless builder cannot count on (nor does one exist on hybrid cgroup v1 hosts).
+fn parse_runtime_flags(args: &BuildArgs) -> Result<exec::RuntimeOptions> {
+    if let Some(parent) = &args.cgroup_parent {
+        anyhow::bail!(
+            "--cgroup-parent {parent}: not supported: strata has no daemon, so RUN steps run in strata's own cgroup; start strata in the cgroup instead (e.g. systemd-run --scope --slice=NAME strata build …)"
+        );
+    }
+    let usage = |flag: &str, value: &str, e: &dyn std::fmt::Display| {
+        UsageError(format!(
+            "invalid argument {value:?} for \"--{flag}\" flag: {e}"
+        ))
+    };
+    let mut out = exec::RuntimeOptions::default();
+    for raw in &args.add_hosts {
+        let hosts =
+            exec::runtime_flags::parse_add_host(raw).map_err(|e| usage("add-host", raw, &e))?;
+        out.extra_hosts.extend(hosts);
+    }
+    if let Some(raw) = &args.shm_size {
+        let bytes = super::prune::parse_bytes(raw).map_err(|e| usage("shm-size", raw, &e))?;
+        // docker: 0 means the default size.
+        out.shm_size = (bytes > 0).then_some(bytes);
+    }
+    for raw in &args.ulimits {
+        let limit = exec::runtime_flags::parse_ulimit(raw).map_err(|e| usage("ulimit", raw, &e))?;
+        // Like docker's map by name: a later --ulimit for the same resource wins.
+        out.ulimits.retain(|u| u.resource != limit.resource);
+        out.ulimits.push(limit);
+    }
+    Ok(out)
+}
+
+/// `FILE` replaced in one step (a temporary file beside it, then a rename), as buildx
+/// writes its metadata file: a reader never sees half of it.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&temp, bytes)?;
+    std::fs::rename(&temp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temp);
+    })
+}
+
+/// `buildx.build.provenance` as buildx adds it from BuildKit's build record: the SLSA v0.2
+/// predicate, without `metadata` (and `buildConfig`) in the default `min` mode, whole in
+/// `max`; `BUILDX_METADATA_PROVENANCE=disabled` (or a false boolean) leaves it out.
+fn metadata_provenance(
+    built: &engine::build::Built,
+    request: &BuildRequest,
+) -> Option<serde_json::Value> {
+    let setting = std::env::var("BUILDX_METADATA_PROVENANCE").unwrap_or_default();
+    let mode = match setting.trim() {
+        "max" => engine::provenance::ProvenanceMode::Max,
+        "disabled" | "false" | "0" | "f" | "F" | "FALSE" | "False" => return None,
+        _ => engine::provenance::ProvenanceMode::Min,
+    };
+    let dockerfile = request
+        .options
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| request.options.context.join("Dockerfile"));
+    let facts = engine::provenance::BuildFacts {
+        build_args: &request.options.build_args,
+        target: request.options.target.as_deref(),
+        dockerfile: &dockerfile,
+        materials: &built.result.materials,
+        started: built.started.clone(),
+        finished: built.finished.clone(),
+    };
+    let provenance = engine::provenance::Provenance {
+        mode,
+        builder_id: request
+            .provenance
+            .as_ref()
+            .and_then(|p| p.builder_id.clone()),
+    };
+    let mut predicate = engine::provenance::predicate(&provenance, &facts);
+    if mode == engine::provenance::ProvenanceMode::Min {
+        if let Some(fields) = predicate.as_object_mut() {
+            fields.remove("metadata");
+            fields.remove("buildConfig");
+        }
+    }
+    Some(predicate)
+}
+
 /// The JSON `docker buildx build --metadata-file` writes for an image build, so actions
-/// that read `containerimage.digest` from it work.
+/// that read `containerimage.digest` from it work. The image's descriptor carries its
+/// platform, as BuildKit's does for a single-platform build.
 fn metadata(
     store: &Store,
     tags: &[String],
     built: &engine::build::Built,
+    request: &BuildRequest,
 ) -> Result<serde_json::Value> {
     let result = &built.result;
     let path = store.blob_path(&result.manifest);
@@ -251,6 +389,7 @@ fn metadata(
             "mediaType": media_type,
             "digest": result.manifest.to_string(),
             "size": bytes.len(),
+            "platform": engine::provenance::platform_json(&registry_client::Platform::host()),
         },
         "containerimage.digest": result.manifest.to_string(),
     });
@@ -265,6 +404,9 @@ fn metadata(
     }
     if !tags.is_empty() {
         out["image.name"] = tags.join(",").into();
+    }
+    if let Some(predicate) = metadata_provenance(built, request) {
+        out["buildx.build.provenance"] = predicate;
     }
     Ok(out)
 }

@@ -49,16 +49,18 @@ pub fn run(_ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     Ok(())
 }
 
-/// The checks a build runs before it starts, as BuildKit evaluates them in every build:
-/// `None` when the Dockerfile comes from stdin (the build reads it there itself). The
-/// caller fails the build on a `# check=error=true` violation and prints the warnings
+/// The checks a build runs before it starts, as BuildKit evaluates them in every build,
+/// on the Dockerfile the build reads (`-f -` and remote contexts made local). The caller
+/// fails the build on a `# check=error=true` violation and prints the warnings
 /// at the end ([`builder::dockerfile::lint::format_build_summary`]).
-pub fn for_build(args: &BuildArgs) -> Result<Option<CheckReport>> {
-    if args.file.as_deref() == Some(std::path::Path::new("-")) {
-        return Ok(None);
-    }
-    let (text, name) = read_dockerfile(args)?;
-    Ok(Some(check(&text, &name, &options(args))))
+pub fn for_build(args: &BuildArgs, dockerfile: &std::path::Path) -> Result<CheckReport> {
+    let text = std::fs::read_to_string(dockerfile)
+        .with_context(|| format!("reading {}", dockerfile.display()))?;
+    let name = dockerfile
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "Dockerfile".into());
+    Ok(check(&text, &name, &options(args)))
 }
 
 fn options(args: &BuildArgs) -> CheckOptions {

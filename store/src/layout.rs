@@ -12,6 +12,8 @@
 //! ROOT/snapshots/.tmp-<pid>-…   a snapshot being unpacked or published
 //! ROOT/snapshots/build-<pid>-…  a RUN step's upper and work dirs
 //! ROOT/snapshots/copy-<pid>-…   a COPY/ADD step's scratch (heredocs)
+//! ROOT/snapshots/context-<pid>-…  a build context copied in for one build (stdin tar, git
+//!                               checkout, tarball URL, a Dockerfile read from stdin)
 //! ROOT/snapshots/gc-<pid>-…     snapshots a GC run is deleting (trash)
 //! ROOT/meta/                 the metadata database: strata.db (SQLite, WAL) and the writers' lock
 //! ROOT/meta/index.json.sha256   digest of the index.json strata last wrote or checked
@@ -42,13 +44,17 @@ pub const RUN_TEMP_PREFIX: &str = "build-";
 pub const COPY_TEMP_PREFIX: &str = "copy-";
 /// A snapshot being unpacked or published, in `snapshots/`.
 pub const SNAPSHOT_TEMP_PREFIX: &str = ".tmp-";
+/// A build context that exists only for one build (unpacked from stdin or a URL, checked
+/// out from git), in `snapshots/`: inside ROOT so that a killed build leaves it to GC.
+pub const CONTEXT_TEMP_PREFIX: &str = "context-";
 /// Every temp kind GC sweeps from `snapshots/` (and `ingest/`, whose files have no
 /// prefix at all).
-pub const TEMP_PREFIXES: [&str; 4] = [
+pub const TEMP_PREFIXES: [&str; 5] = [
     GC_TRASH_PREFIX,
     RUN_TEMP_PREFIX,
     COPY_TEMP_PREFIX,
     SNAPSHOT_TEMP_PREFIX,
+    CONTEXT_TEMP_PREFIX,
 ];
 
 #[derive(Debug, Clone)]

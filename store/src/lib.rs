@@ -32,6 +32,7 @@ pub mod overlay_xattr;
 pub mod platform;
 pub mod records;
 pub mod reference;
+pub mod single_flight;
 pub mod snapshot;
 pub mod verify;
 

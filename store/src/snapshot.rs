@@ -9,6 +9,7 @@
 use std::fs;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use crate::chain_id::{chain_ids, ChainId};
 use crate::decompress::plain_reader;
@@ -19,13 +20,18 @@ use crate::layout::SNAPSHOT_TEMP_PREFIX;
 use crate::media_types;
 use crate::meta;
 use crate::records::{LayerRef, SnapshotRecord};
+use crate::single_flight::SingleFlight;
 use crate::{Descriptor, Lease, Store};
+
+/// The snapshots a thread of this process is unpacking.
+static UNPACKING: LazyLock<SingleFlight> = LazyLock::new(SingleFlight::default);
 
 impl Store {
     /// Unpacks each layer of the image once (safe extraction, whiteouts in overlay
     /// form, diff_id verified while extracting); returns the lowerdirs, top layer
-    /// first, ready for `lowerdir=a:b:c`. Safe to call concurrently: the loser of
-    /// a race to unpack the same layer discards its copy. Every snapshot is leased by
+    /// first, ready for `lowerdir=a:b:c`. Safe to call concurrently: threads of one
+    /// process unpack a layer once (the others wait for it); between processes the
+    /// loser of a race to unpack the same layer discards its copy. Every snapshot is leased by
     /// `lease` before it is looked for or published; the caller must lease the
     /// layer blobs.
     pub fn ensure_snapshots(&self, lease: &Lease, manifest: &Digest) -> Result<Vec<PathBuf>> {
@@ -51,9 +57,18 @@ impl Store {
         let missing: Vec<usize> = (0..layers.len())
             .filter(|&i| !self.snapshot_dir(&chains[i]).is_dir())
             .collect();
+        // Stages of one build running on threads of their own often need the same
+        // snapshot: one thread unpacks it, the others wait and then find it there.
         let unpack = |i: usize| {
             let parent = i.checked_sub(1).map(|p| &chains[p]);
-            self.unpack_layer(&layers[i].blob, &layers[i].diff_id, &chains[i], parent)
+            let dir = self.snapshot_dir(&chains[i]);
+            UNPACKING
+                .run(
+                    &dir,
+                    || dir.is_dir(),
+                    || self.unpack_layer(&layers[i].blob, &layers[i].diff_id, &chains[i], parent),
+                )
+                .unwrap_or(Ok(()))
         };
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())

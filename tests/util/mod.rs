@@ -9,6 +9,8 @@
 #![allow(dead_code)]
 
 pub mod foreign;
+pub mod git;
+pub mod http;
 pub mod test_dir;
 
 use std::collections::BTreeMap;
@@ -145,6 +147,8 @@ pub fn strata_command(root: &Path) -> Command {
         "XDG_DATA_HOME",
         "SOURCE_DATE_EPOCH",
         "SSL_CERT_FILE",
+        "BUILDKIT_PROGRESS",
+        "BUILDX_METADATA_PROVENANCE",
     ] {
         cmd.env_remove(var);
     }
@@ -381,4 +385,27 @@ fn remove_any(p: &Path) {
         Ok(_) => fs::remove_file(p).expect("rm"),
         Err(_) => {}
     }
+}
+
+/// One layer tar with `entries` (name, type, link target, data), written verbatim.
+pub fn raw_layer(entries: &[(&str, u8, &str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, kind, link, data) in entries {
+        let mut h = tar::Header::new_ustar();
+        {
+            let old = h.as_old_mut();
+            old.name[..name.len()].copy_from_slice(name.as_bytes());
+            old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        h.set_entry_type(tar::EntryType::new(*kind));
+        h.set_size(data.len() as u64);
+        h.set_mode(if *kind == b'5' { 0o755 } else { 0o644 });
+        h.set_mtime(1_700_000_000);
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
 }

@@ -35,6 +35,11 @@ pub(super) fn check(spec: &RunSpec) -> Result<()> {
                 .into(),
         );
     }
+    if spec.runtime.shm_size.is_some() {
+        return refuse(
+            "--shm-size sizes the /dev/shm tmpfs, which --isolation chroot cannot mount".into(),
+        );
+    }
     for m in &spec.extra_mounts {
         let kind = match m {
             MountSpec::File { .. } => continue,

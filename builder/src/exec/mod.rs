@@ -31,6 +31,7 @@ pub mod network;
 mod output;
 mod pipe;
 pub mod probe;
+pub mod runtime_flags;
 mod sandbox;
 pub mod seccomp;
 #[cfg(test)]
@@ -47,6 +48,7 @@ use std::time::Duration;
 
 pub use copy_snapshotter::{diff_tree, materialize};
 pub use output::{clip_note, LOG_LIMIT_BYTES, OUTPUT_TAIL_BYTES};
+pub use runtime_flags::RuntimeOptions;
 pub use stop::Stopper;
 
 /// The capabilities a step keeps, docker's default set: CHOWN, DAC_OVERRIDE, FOWNER,
@@ -90,6 +92,8 @@ pub struct RunSpec {
     pub isolation: Isolation,
     /// RUN --mount: mounted after the standard mounts, in order.
     pub extra_mounts: Vec<MountSpec>,
+    /// `--add-host`, `--shm-size`, `--ulimit` (see runtime_flags.rs).
+    pub runtime: RuntimeOptions,
     /// Kills the step when it fires (another stage of the build failed); the step then
     /// ends with an error.
     pub stop: Option<Stopper>,

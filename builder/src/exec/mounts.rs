@@ -88,6 +88,8 @@ pub struct RootfsOptions {
     /// Content bound read-only onto /etc/resolv.conf and /etc/hosts (copies of the host's).
     pub resolv_conf: Vec<u8>,
     pub hosts: Vec<u8>,
+    /// Size of /dev/shm in bytes (`--shm-size`); `None` is docker's 64 MiB.
+    pub shm_size: Option<u64>,
     pub extra_mounts: Vec<MountSpec>,
     /// Options for the overlays of `MountSpec::Overlay` extra mounts (see [`overlay_tuning`]).
     pub tuning: Vec<String>,
@@ -275,12 +277,16 @@ pub fn plan(opts: &RootfsOptions) -> Vec<MountOp> {
     ));
     ops.push(MountOp::Symlink("pts/ptmx".into(), at("dev/ptmx")));
     ops.push(MountOp::Mkdir(at("dev/shm"), 0o1777));
+    let shm = match opts.shm_size {
+        Some(bytes) => format!("mode=1777,size={bytes}"),
+        None => "mode=1777,size=65536k".to_string(),
+    };
     ops.push(mount(
         "shm",
         at("dev/shm"),
         "tmpfs",
         nosuid_nodev_noexec,
-        Some("mode=1777,size=65536k"),
+        Some(&shm),
     ));
     for (link, target) in [
         ("fd", "/proc/self/fd"),
@@ -665,6 +671,7 @@ mod tests {
             has_own_network: true,
             resolv_conf: b"nameserver 1.1.1.1\n".to_vec(),
             hosts: Vec::new(),
+            shm_size: None,
             extra_mounts: vec![
                 MountSpec::Tmpfs {
                     target: "/cache".into(),

@@ -21,6 +21,7 @@ use std::time::Instant;
 use super::mounts::{self, MountOp, OverlayOptions, RootfsOptions};
 use super::output::{OutputLog, LOG_LIMIT_BYTES};
 use super::pipe::pipe;
+use super::runtime_flags::Ulimit;
 use super::stubs::{self, Stubs};
 use super::sys::{LinuxSyscall, Syscall};
 use super::{
@@ -82,7 +83,12 @@ pub(super) fn run(spec: &RunSpec, on_line: &mut dyn FnMut(&[u8])) -> Result<RunO
             let root = scratch.join("root");
             let state = copy_snapshotter::materialize(&spec.lowerdirs, &root)?;
             let stubs = if is_chroot {
-                chroot::prepare(&root, spec, &resolv_conf_for(spec, &resolv_conf), &hosts)?
+                chroot::prepare(
+                    &root,
+                    spec,
+                    &resolv_conf_for(spec, &resolv_conf),
+                    &spec.runtime.hosts_file(&hosts),
+                )?
             } else {
                 Stubs::create(&root, &points, &[], true).map_err(|source| ExecError::Io {
                     op: "creating mount points in",
@@ -101,7 +107,8 @@ pub(super) fn run(spec: &RunSpec, on_line: &mut dyn FnMut(&[u8])) -> Result<RunO
         hostname: spec.hostname.clone(),
         has_own_network: spec.network != Network::Host,
         resolv_conf: resolv_conf_for(spec, &resolv_conf),
-        hosts,
+        hosts: spec.runtime.hosts_file(&hosts),
+        shm_size: spec.runtime.shm_size,
         extra_mounts: spec.extra_mounts.clone(),
         tuning: mounts::overlay_tuning(),
     };
@@ -166,6 +173,8 @@ struct ChildPlan<'a> {
     env: Vec<String>,
     cwd: String,
     user: &'a str,
+    /// `--ulimit`s, set before the capabilities are dropped.
+    ulimits: &'a [Ulimit],
     /// Capabilities and seccomp programs of a sandboxed step; `None` for
     /// `--security=insecure` (root keeps every capability, no filter).
     confinement: Option<(u64, &'static [seccompiler::BpfProgram])>,
@@ -217,6 +226,7 @@ fn spawn(spec: &RunSpec, ops: &[MountOp], on_line: &mut dyn FnMut(&[u8])) -> Res
         env,
         cwd,
         user: &spec.user,
+        ulimits: &spec.runtime.ulimits,
         confinement,
         is_isolated: spec.network == Network::Isolated && !is_chroot,
         is_chroot,
@@ -494,6 +504,10 @@ fn child_b(plan: &ChildPlan<'_>) -> std::result::Result<Never, (i32, String)> {
     }
     std::fs::create_dir_all(&plan.cwd)
         .map_err(|e| (os(&e), format!("creating working directory {}", plan.cwd)))?;
+    for limit in plan.ulimits {
+        sys.set_rlimit(limit)
+            .map_err(|e| (os(&e), format!("setting ulimit {limit}")))?;
+    }
     if let Some((capabilities, programs)) = plan.confinement {
         sys.limit_bounding_set(capabilities)
             .map_err(|e| (os(&e), "dropping capabilities".to_string()))?;

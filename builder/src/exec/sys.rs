@@ -8,6 +8,8 @@ use std::path::Path;
 
 pub use rustix::mount::MountFlags;
 
+use super::runtime_flags::Ulimit;
+
 /// The kernel calls the sandbox child makes between `unshare` and `execve`.
 pub trait Syscall {
     /// `mount(source, target, fstype, flags, data)`.
@@ -55,6 +57,9 @@ pub trait Syscall {
     /// `setgroups`, `setgid`, `setuid`, in that order (each per-thread: the child is
     /// single-threaded).
     fn set_ids(&self, uid: u32, gid: u32, groups: &[u32]) -> io::Result<()>;
+    /// `setrlimit(resource, soft, hard)` (`--ulimit`). Before the capabilities drop:
+    /// raising a hard limit takes CAP_SYS_RESOURCE.
+    fn set_rlimit(&self, limit: &Ulimit) -> io::Result<()>;
     /// Create (or replace) a regular file with `bytes`, mode 0644.
     fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
     /// Owner, mode and mtime of a stub directory.
@@ -293,6 +298,18 @@ impl Syscall for LinuxSyscall {
         Ok(())
     }
 
+    fn set_rlimit(&self, limit: &Ulimit) -> io::Result<()> {
+        let value = libc::rlimit {
+            rlim_cur: Ulimit::rlim(limit.soft),
+            rlim_max: Ulimit::rlim(limit.hard),
+        };
+        // SAFETY: a valid resource number and a pointer to an initialised rlimit.
+        if unsafe { libc::setrlimit(limit.resource.raw(), &value) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         std::fs::write(path, bytes)
     }
@@ -443,6 +460,9 @@ impl Syscall for RecordingSyscall {
     }
     fn set_capabilities(&self, keep: u64) -> io::Result<()> {
         self.record(format!("capset {keep:#x}"))
+    }
+    fn set_rlimit(&self, limit: &Ulimit) -> io::Result<()> {
+        self.record(format!("setrlimit {limit}"))
     }
     fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         self.record(format!("write {} {} bytes", path.display(), bytes.len()))

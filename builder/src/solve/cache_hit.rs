@@ -26,7 +26,7 @@ pub(super) enum Origin {
 /// A cache hit: the record's layer, if its blob is still in the store; else, with
 /// `--cache-from`, an imported record's layer, whose download starts now.
 pub(super) fn cache_hit(run: &mut BuildRun, key: &CacheKey) -> Result<Option<(LayerRef, Origin)>> {
-    if run.build.opts.no_cache {
+    if run.build.opts.no_cache || run.is_cache_ignored {
         return Ok(None);
     }
     if let Some(rec) = run.build.store.cache_get(key.as_str())? {
@@ -79,6 +79,12 @@ pub(super) fn add_layer(
     let created_at = match origin {
         Origin::Built => now_or_epoch(run.build.opts.source_date_epoch),
         Origin::Cached(t) | Origin::Imported(t) => t,
+    };
+    let key = match origin {
+        Origin::Built if run.is_cache_ignored => {
+            CacheKey::for_rebuilt(&key, &layer.diff_id.to_string())
+        }
+        _ => key,
     };
     let chain = chain_of(&state.layers, &layer);
     if !matches!(origin, Origin::Cached(_)) {

@@ -3,6 +3,9 @@
 //! trick, docs/design.md §4.2): same size, mtime, ctime, inode and mode → same digest. A file whose
 //! mtime is in the same second as the moment it was hashed is hashed again next time, since
 //! a write later in that second would not change its mtime (the "racy git" rule).
+//!
+//! A context under ROOT/snapshots is a copy made for one build (stdin, git, a tarball URL;
+//! `store::layout::CONTEXT_TEMP_PREFIX`): its path never comes back, so it keeps no records.
 
 use std::collections::HashMap;
 use std::fs;
@@ -27,17 +30,24 @@ pub struct Context {
     /// When the build started: a file modified in this second is not trusted next time.
     started_ns: i128,
     store: Store,
+    /// A copy made for this build only (under ROOT/snapshots): no records are saved.
+    is_temporary: bool,
 }
 
 impl Context {
     pub fn open(store: &Store, root: &Path, dockerfile: &Path) -> Result<Context> {
         let canonical = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
         let key = canonical.to_string_lossy().into_owned();
-        let stats = store.ctxstat_get_all(&key)?.into_iter().collect();
-        let ignore = DockerIgnore::load(&canonical, Some(dockerfile)).map_err(|e| {
-            super::BuildError::Step {
-                location: canonical.join(".dockerignore").display().to_string(),
-                message: e.to_string(),
+        let snapshots = store.layout().snapshots_dir();
+        let is_temporary = canonical.starts_with(fs::canonicalize(&snapshots).unwrap_or(snapshots));
+        let stats = match is_temporary {
+            true => HashMap::new(),
+            false => store.ctxstat_get_all(&key)?.into_iter().collect(),
+        };
+        let ignore = DockerIgnore::load(&canonical, Some(dockerfile)).map_err(|reason| {
+            super::BuildError::DockerIgnore {
+                path: canonical.join(".dockerignore").display().to_string(),
+                reason,
             }
         })?;
         let started_ns = SystemTime::now()
@@ -51,6 +61,7 @@ impl Context {
             ignore,
             started_ns,
             store: store.clone(),
+            is_temporary,
         })
     }
 
@@ -112,6 +123,7 @@ impl Context {
             ignore: self.ignore.clone(),
             started_ns: self.started_ns,
             store: self.store.clone(),
+            is_temporary: self.is_temporary,
         }
     }
 
@@ -125,7 +137,7 @@ impl Context {
 
     /// Record the digests computed during this build (one short write).
     pub fn save(&mut self, store: &Store) -> Result<()> {
-        if !self.changed.is_empty() {
+        if !self.changed.is_empty() && !self.is_temporary {
             store.ctxstat_put_many(&self.key, &self.changed)?;
             self.changed.clear();
         }

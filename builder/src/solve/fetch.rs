@@ -325,7 +325,7 @@ fn check_git_transport(url: &str) -> Result<(), String> {
         Some("git" | "http" | "https" | "ssh") => Ok(()),
         None if url.starts_with("git@") => Ok(()),
         _ => Err(format!(
-            "ADD {url}: git sources over file:// or other local transports are not allowed \
+            "git source {url}: file:// and other local transports are not allowed \
              (a build may not read repositories on the host); serve the repository over \
              git://, ssh:// or http(s)://"
         )),
@@ -400,7 +400,9 @@ fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
         .args(["-c", "advice.detachedHead=false"])
         .args(args);
     let out = cmd.output().map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => "ADD of a git repository needs `git` on PATH".to_string(),
+        io::ErrorKind::NotFound => {
+            "a git source (ADD or build context) needs `git` on PATH".to_string()
+        }
         _ => format!("running git: {e}"),
     })?;
     if !out.status.success() {

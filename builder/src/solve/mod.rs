@@ -21,6 +21,7 @@ mod export;
 pub mod fetch;
 mod heredocs;
 mod history_text;
+pub mod named_context;
 pub mod run_mounts;
 pub mod schedule;
 mod stage;
@@ -40,6 +41,7 @@ use crate::progress::Reporter;
 use crate::remote::{Remote, RemoteError};
 use crate::remote_cache::{ExportMode, RemoteRecord};
 
+pub use named_context::NamedContext;
 pub use state::StageResult;
 
 /// What to build and how.
@@ -52,10 +54,14 @@ pub struct BuildOptions {
     pub build_args: BTreeMap<String, String>,
     pub target: Option<String>,
     pub no_cache: bool,
+    /// `--no-cache-filter`: the stages (by name) whose steps miss the cache.
+    pub no_cache_stages: Vec<String>,
     /// `--pull`: ask `resolve_base` even when the image is in the store.
     pub pull: bool,
     pub network: exec::Network,
     pub snapshotter: exec::Snapshotter,
+    /// `--add-host`, `--shm-size`, `--ulimit`: given to every RUN.
+    pub runtime: exec::RuntimeOptions,
     pub isolation: exec::Isolation,
     /// SOURCE_DATE_EPOCH: timestamps in the image and layers are clamped to it.
     pub source_date_epoch: Option<i64>,
@@ -81,6 +87,8 @@ pub struct BuildOptions {
     /// `--platform`: the platforms to build, each a solve of its own (empty: this
     /// machine's). With more than one, no tag is set: the caller makes the index.
     pub platforms: Vec<Platform>,
+    /// `--build-context NAME=…`, by [`named_context::context_key`] of NAME.
+    pub named_contexts: BTreeMap<String, NamedContext>,
 }
 
 /// What the build produced for one platform.
@@ -146,6 +154,42 @@ pub enum BuildError {
         span: Span,
         #[source]
         source: exec::ExecError,
+    },
+    /// A word (FROM's image, a meta ARG's default) did not expand.
+    #[error("{location}: {reason}")]
+    Expand {
+        location: String,
+        span: Span,
+        reason: dockerfile::ExpandError,
+    },
+    /// FROM names something that is not an image reference.
+    #[error("{location}: invalid reference format: {reason}")]
+    InvalidReference {
+        location: String,
+        span: Span,
+        reason: store::ReferenceError,
+    },
+    /// The base image's config blob is not an image config.
+    #[error("{location}: base image {name}: bad config: {reason}")]
+    BaseConfig {
+        location: String,
+        span: Span,
+        name: String,
+        reason: serde_json::Error,
+    },
+    /// An ONBUILD trigger of the base image does not parse; `location` is the FROM.
+    #[error("{location}: ONBUILD trigger {expression:?} of the base image: {reason}")]
+    OnbuildTrigger {
+        location: String,
+        span: Span,
+        expression: String,
+        reason: String,
+    },
+    /// The context's `.dockerignore` could not be read or parsed.
+    #[error("{path}: {reason}")]
+    DockerIgnore {
+        path: String,
+        reason: crate::dockerignore::IgnoreError,
     },
     /// A step failed; `location` is `Dockerfile:LINE`.
     #[error("{location}: {message}")]
@@ -214,7 +258,7 @@ pub fn build(
         .map(|platform| {
             let meta_args = stage::resolve_meta_args(&dockerfile, opts, &platform)?;
             let target = target_index(&dockerfile, opts.target.as_deref())?;
-            let needed = needed_stages(&dockerfile, target, &meta_args);
+            let needed = needed_stages(&dockerfile, target, &meta_args, &opts.named_contexts);
             check_emulation(&dockerfile, &needed, &meta_args, &platform)?;
             Ok(Solve {
                 // Held for the whole build; dropping it (also on error) ends the lease.
@@ -336,7 +380,7 @@ fn build_parsed<'a>(
     let meta_args = &solve.meta_args;
     let needed = &solve.needed;
     let deps: Vec<Vec<usize>> = (0..dockerfile.stages.len())
-        .map(|i| stage_deps(dockerfile, i, meta_args))
+        .map(|i| stage_deps(dockerfile, i, meta_args, &opts.named_contexts))
         .collect();
     let lease = &solve.lease;
     let mut ctx = context::Context::open(store, &opts.context, dockerfile_path)?;
@@ -452,6 +496,7 @@ fn needed_stages(
     dockerfile: &Dockerfile,
     target: usize,
     meta_args: &[(String, String)],
+    named: &BTreeMap<String, NamedContext>,
 ) -> Vec<usize> {
     let mut needed = vec![false; dockerfile.stages.len()];
     let mut todo = vec![target];
@@ -460,7 +505,7 @@ fn needed_stages(
             continue;
         }
         needed[i] = true;
-        todo.extend(stage_deps(dockerfile, i, meta_args));
+        todo.extend(stage_deps(dockerfile, i, meta_args, named));
     }
     (0..dockerfile.stages.len())
         .filter(|i| needed[*i])
@@ -468,9 +513,22 @@ fn needed_stages(
 }
 
 /// The earlier stages stage `i` uses: its base (`FROM stage`), `COPY --from=stage` and
-/// `RUN --mount=from=stage`.
-fn stage_deps(dockerfile: &Dockerfile, i: usize, meta_args: &[(String, String)]) -> Vec<usize> {
+/// `RUN --mount=from=stage`; none when a named context replaces the stage.
+fn stage_deps(
+    dockerfile: &Dockerfile,
+    i: usize,
+    meta_args: &[(String, String)],
+    named: &BTreeMap<String, NamedContext>,
+) -> Vec<usize> {
     let stage = &dockerfile.stages[i];
+    let is_replaced = stage
+        .name
+        .as_deref()
+        .and_then(named_context::context_key)
+        .is_some_and(|k| named.contains_key(&k));
+    if is_replaced {
+        return Vec::new();
+    }
     // FROM may name a stage through a global ARG (`FROM base-$TARGETARCH`).
     let base = dockerfile::expand_word(&stage.base, meta_args, dockerfile.escape)
         .unwrap_or_else(|_| stage.base.clone());

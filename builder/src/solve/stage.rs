@@ -23,6 +23,12 @@ impl BuildRun<'_> {
         ctx: &mut Context,
     ) -> Result<StageResult> {
         let stage = &self.build.dockerfile.stages[index];
+        // A named context of the stage's name replaces the stage (BuildKit's rule).
+        let replacement = stage.name.as_deref().and_then(|n| self.named_context(n));
+        if let Some(context) = replacement.cloned() {
+            let location = self.location(stage.span.start);
+            return self.named_context_result(&context, &location);
+        }
         // docker's labels: `[2/5]` in a single-stage Dockerfile, `[build 2/5]` otherwise.
         let stage_name = match (&stage.name, self.build.dockerfile.stages.len()) {
             (_, 1) => String::new(),
@@ -35,6 +41,14 @@ impl BuildRun<'_> {
             Some(label) => format!("{label} {stage_name}"),
             None => stage_name,
         };
+        // BuildKit matches the names without regard to case and ignores unknown ones.
+        self.is_cache_ignored = stage.name.as_ref().is_some_and(|name| {
+            self.build
+                .opts
+                .no_cache_stages
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(name))
+        });
         let base_is_image = self.base_is_image(stage, index);
         let count =
             usize::from(base_is_image) + stage.instructions.iter().filter(|i| is_step(i)).count();
@@ -136,9 +150,11 @@ impl BuildRun<'_> {
         for expr in exprs {
             let text = format!("FROM scratch\n{expr}\n");
             let parsed = crate::dockerfile::parse(&text, &self.build.dockerfile.file_name)
-                .map_err(|e| BuildError::Step {
+                .map_err(|e| BuildError::OnbuildTrigger {
                     location: location.clone(),
-                    message: format!("ONBUILD trigger {expr:?} of the base image: {}", e.message),
+                    span: stage.span,
+                    expression: expr.clone(),
+                    reason: e.message,
                 })?;
             for mut inst in parsed.stages.into_iter().flat_map(|s| s.instructions) {
                 inst.span = stage.span;
@@ -155,9 +171,10 @@ impl BuildRun<'_> {
             self.build.meta_args,
             self.build.dockerfile.escape,
         )
-        .map_err(|e| BuildError::Step {
+        .map_err(|reason| BuildError::Expand {
             location: format!("{}:{}", self.build.dockerfile.file_name, stage.span.start),
-            message: e.to_string(),
+            span: stage.span,
+            reason,
         })
     }
 
@@ -218,18 +235,25 @@ impl BuildRun<'_> {
             ));
         }
         let location = format!("{}:{}", self.build.dockerfile.file_name, stage.span.start);
-        let reference = Reference::parse(&name).map_err(|e| BuildError::Step {
+        if let Some(context) = self.named_context(&name).cloned() {
+            let r = self.named_context_result(&context, &location)?;
+            return Ok((fresh(r.layers, r.config, r.key), true));
+        }
+        let reference = Reference::parse(&name).map_err(|reason| BuildError::InvalidReference {
             location: location.clone(),
-            message: format!("invalid reference format: {e}"),
+            span: stage.span,
+            reason,
         })?;
         let was_local = !self.build.opts.pull && self.build.store.resolve(&reference).is_ok();
         let (manifest, image) = self.leased_image(&reference, &platform, &location)?;
         let config: ImageConfigFile = serde_json::from_slice(
             &self.build.store.read_blob(&image.config.digest)?,
         )
-        .map_err(|e| BuildError::Step {
+        .map_err(|reason| BuildError::BaseConfig {
             location,
-            message: format!("base image {name}: bad config: {e}"),
+            span: stage.span,
+            name: name.clone(),
+            reason,
         })?;
         let key = CacheKey::for_base(manifest.as_str(), &platform.to_string());
         Ok((fresh(image.layers, config, key), was_local))
@@ -290,14 +314,13 @@ pub fn resolve_meta_args(
         for def in defs {
             let value = match (opts.build_args.get(&def.name), &def.default) {
                 (Some(v), _) => Some(v.clone()),
-                (None, Some(d)) => {
-                    Some(expand_word(d, &values, dockerfile.escape).map_err(|e| {
-                        BuildError::Step {
-                            location: format!("{}:{}", dockerfile.file_name, inst.span.start),
-                            message: e.to_string(),
-                        }
-                    })?)
-                }
+                (None, Some(d)) => Some(expand_word(d, &values, dockerfile.escape).map_err(
+                    |reason| BuildError::Expand {
+                        location: format!("{}:{}", dockerfile.file_name, inst.span.start),
+                        span: inst.span,
+                        reason,
+                    },
+                )?),
                 (None, None) => None,
             };
             if let Some(v) = value {

@@ -123,6 +123,7 @@ impl<'a> Build<'a> {
             build: self,
             step_number: 0,
             cached: 0,
+            is_cache_ignored: false,
             built: Vec::new(),
             materials: RefCell::new(Vec::new()),
         }
@@ -205,6 +206,9 @@ pub struct BuildRun<'a> {
     pub(super) step_number: usize,
     /// Steps of this stage whose result came from the cache.
     pub cached: usize,
+    /// This stage is named by `--no-cache-filter`: its steps run again (see
+    /// [`CacheKey::for_rebuilt`](crate::cache::CacheKey::for_rebuilt)).
+    pub is_cache_ignored: bool,
     /// The cache record of every layer step of this stage (for `--cache-to`).
     built: Vec<RemoteRecord>,
     /// Every image the build read (bases, `COPY --from` images) and its manifest digest:

@@ -151,11 +151,13 @@ pub(super) fn copy_step(
         None => None,
         Some(from) => {
             let from = expand_word(from, &env, state.escape).map_err(|x| e(x.to_string()))?;
-            let layers = match stage_ref(run.build.dockerfile, &from, usize::MAX)
-                .and_then(|i| done.get(i).cloned().flatten())
-            {
-                Some(stage) => stage.layers,
-                None => {
+            let stage = stage_ref(run.build.dockerfile, &from, usize::MAX)
+                .and_then(|i| done.get(i).cloned().flatten());
+            let named = run.named_context(&from).cloned();
+            let layers = match (stage, named) {
+                (Some(stage), _) => stage.layers,
+                (None, Some(context)) => run.named_context_result(&context, &location)?.layers,
+                (None, None) => {
                     let r = store::Reference::parse(&from)
                         .map_err(|x| e(format!("COPY --from={from}: {x}")))?;
                     let manifest =

@@ -85,6 +85,10 @@ pub(super) fn run_step(
             mounts.key_text, r.security
         ));
     }
+    let runtime_key = run.build.opts.runtime.key_text();
+    if !runtime_key.is_empty() {
+        key_text.push_str(&format!("\0{runtime_key}"));
+    }
     let key = CacheKey::for_step(
         &state.key,
         &key_text,
@@ -148,6 +152,7 @@ pub(super) fn run_step(
         snapshotter: run.build.opts.snapshotter,
         isolation: run.build.opts.isolation,
         extra_mounts,
+        runtime: run.build.opts.runtime.clone(),
         stop: Some(run.build.stop.clone()),
     };
     let info = info.clone();
