@@ -191,9 +191,14 @@ pub enum BuildError {
         path: String,
         reason: crate::dockerignore::IgnoreError,
     },
-    /// A step failed; `location` is `Dockerfile:LINE`.
+    /// A step's instruction failed for a reason its handler words itself (a bad flag, a
+    /// missing source, a write error); `location` is `Dockerfile:LINE`.
     #[error("{location}: {message}")]
-    Step { location: String, message: String },
+    Step {
+        location: String,
+        span: Span,
+        message: String,
+    },
     #[error(transparent)]
     Store(#[from] store::StoreError),
     /// A stage of a foreign platform runs RUN, and this kernel cannot run its binaries:

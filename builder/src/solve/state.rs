@@ -337,6 +337,7 @@ impl<'a> BuildRun<'a> {
     pub fn step_error(&self, inst: &Instruction, message: String) -> BuildError {
         BuildError::Step {
             location: self.location(inst.span.start),
+            span: inst.span,
             message,
         }
     }
