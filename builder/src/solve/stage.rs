@@ -282,10 +282,12 @@ pub fn stage_platform(
     let location = || format!("{}:{}", dockerfile.file_name, stage.span.start);
     let expanded =
         expand_word(raw, meta_args, dockerfile.escape).map_err(|e| BuildError::Step {
+            span: stage.span,
             location: location(),
             message: e.to_string(),
         })?;
     Platform::parse(&expanded).map_err(|e| BuildError::Step {
+        span: stage.span,
         location: location(),
         message: format!("FROM --platform={raw}: {e}"),
     })
