@@ -260,8 +260,7 @@ pub fn predicate(provenance: &Provenance, facts: &BuildFacts) -> serde_json::Val
     predicate
 }
 
-/// An OCI descriptor's `platform` object (`architecture`, `os`, `variant` when set).
-pub fn platform_json(p: &registry_client::Platform) -> serde_json::Value {
+fn platform_json(p: &registry_client::Platform) -> serde_json::Value {
     let mut v = serde_json::json!({ "architecture": p.architecture, "os": p.os });
     if let Some(variant) = &p.variant {
         v["variant"] = variant.clone().into();

@@ -389,10 +389,25 @@ fn metadata(
             "mediaType": media_type,
             "digest": result.manifest.to_string(),
             "size": bytes.len(),
-            "platform": engine::provenance::platform_json(&registry_client::Platform::host()),
         },
         "containerimage.digest": result.manifest.to_string(),
     });
+    if store::media_types::is_manifest(&media_type) {
+        // An image manifest (not a multi-platform index): its config names the platform.
+        let config = std::fs::read(store.blob_path(&result.image_id))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        if let Some(config) = config {
+            let mut platform = serde_json::json!({
+                "architecture": config["architecture"],
+                "os": config["os"],
+            });
+            if let Some(variant) = config["variant"].as_str() {
+                platform["variant"] = variant.into();
+            }
+            out["containerimage.descriptor"]["platform"] = platform;
+        }
+    }
     if let Some(index) = &built.pushed_index {
         // BuildKit names the index it pushed, attestation and all.
         out["containerimage.digest"] = index.digest.to_string().into();
