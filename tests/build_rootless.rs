@@ -1,19 +1,27 @@
 //! strata run by an ordinary user: it enters a user namespace (root mapped to the user,
 //! ids 1.. to the user's /etc/subuid range through newuidmap/newgidmap), RUN mounts
 //! overlayfs there with `userxattr`, and the image is the one root builds: same digest
-//! for the same Dockerfile and SOURCE_DATE_EPOCH, so layers carry the image's own ids.
+//! for the same Dockerfile and SOURCE_DATE_EPOCH, so layers carry the image's own ids, and
+//! the user pushes it to a local registry as it is.
 //! Without a range the user is the only id, and strata says so.
+//!
+//! Where namespaces and mounts are refused (an unprivileged docker container), RUN runs by
+//! chroot in a copied tree and the image is again the same: a private dockerd (Debian's
+//! docker.io) runs strata in a container without `--privileged`.
 //!
 //! The users are made here with `useradd` and removed with `userdel`. The builds use
 //! `--network none`: the isolated network needs /dev/net/tun open to the user, which
 //! tests/build_network.rs covers as root.
 
+mod registry_common;
 mod util;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use util::{busybox_rootfs, require_tool, run, strata_command, Output, TestEnv};
 
@@ -177,6 +185,24 @@ fn a_user_with_a_subuid_range_builds_the_image_root_builds() {
     let (again, second) = build_case_no_base(&as_user, &user_store, &ctx);
     assert_eq!(again, want);
     assert_eq!(second.cached_steps(), 7, "{second}");
+    // Pushed by the user and by root, the registry holds one image: the layers the user
+    // sends carry the image's ids too.
+    let reg = registry_common::Registry::start(Default::default());
+    let mut pushed = Vec::new();
+    for (who, store, strata) in [
+        (
+            "user",
+            &user_store,
+            &as_user as &dyn Fn(&Path, &[&str]) -> Output,
+        ),
+        ("root", &root_store, &as_root),
+    ] {
+        let name = format!("{}/{who}/case:1", reg.addr);
+        strata(store, &["tag", "case:1", &name]).assert_ok();
+        strata(store, &["push", &name]).assert_ok();
+        pushed.push(registry_common::skopeo_digest(&name));
+    }
+    assert_eq!(pushed[0], pushed[1], "the user's push differs from root's");
 }
 
 #[test]
@@ -288,4 +314,183 @@ fn chroot_isolation_builds_the_image_namespaces_build() {
         digests.push(digest);
     }
     assert_eq!(digests[0], digests[1], "chroot's image differs from oci's");
+}
+
+/// A private dockerd: own data-root, exec-root and socket, no bridge, no iptables. Stopped
+/// (SIGTERM, then reaped) on drop.
+struct Dockerd {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Dockerd {
+    /// Start it and wait for its systemd readiness message (READY=1 on NOTIFY_SOCKET),
+    /// which it sends once the API socket serves.
+    fn start(dir: &Path) -> Dockerd {
+        require_tool("dockerd", "docker.io");
+        for d in ["data", "exec", "config"] {
+            fs::create_dir_all(dir.join(d)).expect("mkdir");
+        }
+        fs::write(dir.join("config/config.json"), "{}").expect("write");
+        let notify = UnixDatagram::bind(dir.join("notify")).expect("bind the notify socket");
+        notify
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .expect("timeout");
+        let log = fs::File::create(dir.join("dockerd.log")).expect("log");
+        let child = Command::new("dockerd")
+            .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", dir.join("docker.sock").display()))
+            .env("NOTIFY_SOCKET", dir.join("notify"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting dockerd");
+        let mut daemon = Dockerd {
+            child,
+            dir: dir.to_path_buf(),
+        };
+        let mut buf = [0u8; 4096];
+        loop {
+            match notify.recv(&mut buf) {
+                Ok(n) if String::from_utf8_lossy(&buf[..n]).contains("READY=1") => break,
+                Ok(_) => continue,
+                Err(e) => {
+                    let exited = daemon.child.try_wait().ok().flatten();
+                    let log = fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default();
+                    panic!("dockerd never said READY=1 ({e}; exit: {exited:?}); its log:\n{log}");
+                }
+            }
+        }
+        daemon
+    }
+
+    /// Debian's docker client (20.10) on this daemon.
+    fn docker(&self) -> Command {
+        let mut cmd = Command::new("/usr/bin/docker");
+        cmd.arg("-H")
+            .arg(format!("unix://{}", self.dir.join("docker.sock").display()))
+            .env("DOCKER_CONFIG", self.dir.join("config"));
+        cmd
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// The strata binary and the shared libraries it loads (from `ldd`), laid out as a tree to
+/// copy over a busybox root: busybox has no libc.
+fn strata_with_libs(dir: &Path) {
+    let bin = env!("CARGO_BIN_EXE_strata");
+    fs::create_dir_all(dir.join("usr/local/bin")).expect("mkdir");
+    fs::copy(bin, dir.join("usr/local/bin/strata")).expect("copy strata");
+    let ldd = run(Command::new("ldd").arg(bin));
+    for lib in ldd.split_whitespace().filter(|w| w.starts_with('/')) {
+        let dst = dir.join(lib.trim_start_matches('/'));
+        fs::create_dir_all(dst.parent().expect("parent")).expect("mkdir");
+        fs::copy(lib, &dst).unwrap_or_else(|e| panic!("copy {lib}: {e}"));
+    }
+}
+
+#[test]
+fn an_unprivileged_container_builds_the_image_root_builds() {
+    let env = TestEnv::new();
+    let shared = shared_dir(&env);
+    let base = base_context(&shared);
+    let ctx = write_context(&shared.join("case"), CHROOT_DOCKERFILE, &[("a.txt", "a\n")]);
+    let as_root = |root: &Path, args: &[&str]| {
+        let mut cmd = strata_command(root);
+        cmd.args(args);
+        let shown = format!("{cmd:?}");
+        Output::from_process(shown.clone(), cmd.output().expect(&shown))
+    };
+    let root = shared.join("root-store");
+    let base_arg = base.to_str().expect("utf-8");
+    let base_args = [
+        "build",
+        "-q",
+        "-t",
+        "busybox",
+        "--build-arg",
+        EPOCH,
+        base_arg,
+    ];
+    as_root(&root, &base_args).assert_ok();
+    let (want, out) = build_case_with(&as_root, &root, &ctx, &[]);
+    assert!(want.starts_with("sha256:"), "{out}");
+
+    // The image strata runs in: busybox + strata + its libraries + both contexts, built by
+    // strata and handed to docker with `strata save` | `docker load`.
+    let image_ctx = write_context(&shared.join("image"), "FROM busybox\nCOPY tree/ /\n", &[]);
+    strata_with_libs(&image_ctx.join("tree"));
+    for (name, dir) in [("base", &base), ("case", &ctx)] {
+        let dst = image_ctx.join("tree/ctx").join(name);
+        fs::create_dir_all(&dst).expect("mkdir");
+        for entry in fs::read_dir(dir).expect("read context") {
+            let entry = entry.expect("entry");
+            fs::copy(entry.path(), dst.join(entry.file_name())).expect("copy context");
+        }
+    }
+    let image_arg = image_ctx.to_str().expect("utf-8");
+    as_root(
+        &root,
+        &["build", "-q", "-t", "strata-in-docker:1", image_arg],
+    )
+    .assert_ok();
+    let saved = shared.join("strata-in-docker.tar");
+    let saved_arg = saved.to_str().expect("utf-8");
+    as_root(&root, &["save", "-o", saved_arg, "strata-in-docker:1"]).assert_ok();
+
+    let dockerd = Dockerd::start(&env.scratch.join("docker"));
+    run(dockerd.docker().args(["load", "-i"]).arg(&saved));
+    // The store is a volume: overlayfs (the container's root) refuses the 0:0 character
+    // devices whiteouts are stored as.
+    let volume = env.scratch.join("volume");
+    fs::create_dir_all(&volume).expect("mkdir");
+    let script = format!(
+        "strata --root /store build -q --build-arg {EPOCH} -t busybox /ctx/base >/dev/null && \
+         strata --root /store build --progress plain --build-arg {EPOCH} -t case:1 /ctx/case && \
+         strata --root /store images --digests --format '{{{{.Digest}}}}' case"
+    );
+    let out = dockerd
+        .docker()
+        .args(["run", "--rm", "--network", "none", "-v"])
+        .arg(format!("{}:/store", volume.display()))
+        .args(["strata-in-docker:1", "sh", "-c", &script])
+        .output()
+        .expect("docker run");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "docker run: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stderr.contains("--isolation chroot"),
+        "strata must say it fell back to chroot:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("RUN <<EOF"),
+        "the heredoc RUN ran:\n{stderr}"
+    );
+    assert_eq!(
+        stdout.lines().last().unwrap_or_default(),
+        want,
+        "the container's image differs from root's:\n{stderr}"
+    );
 }

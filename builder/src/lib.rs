@@ -9,6 +9,7 @@
 
 pub mod cache;
 pub mod copy;
+pub mod csv;
 pub mod differ;
 pub mod dockerfile;
 pub mod dockerignore;

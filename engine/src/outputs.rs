@@ -63,29 +63,11 @@ fn usage(message: String) -> EngineError {
     EngineError::Usage(message)
 }
 
-/// Splits buildx's CSV value: fields separated by commas, a field in double quotes may hold
-/// commas (`"name=a,b"`), `""` inside quotes is one quote.
+/// The fields of a buildx CSV value (`--output`, `--provenance`), with a usage error for an
+/// unclosed quote.
 pub fn csv_fields(raw: &str) -> Result<Vec<String>> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut chars = raw.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            '"' => quoted = !quoted,
-            ',' if !quoted => fields.push(std::mem::take(&mut field)),
-            c => field.push(c),
-        }
-    }
-    if quoted {
-        return Err(usage(format!("invalid value {raw:?}: unterminated quote")));
-    }
-    fields.push(field);
-    Ok(fields)
+    builder::csv::fields(raw)
+        .ok_or_else(|| usage(format!("invalid value {raw:?}: unterminated quote")))
 }
 
 /// Parses every `--output` and checks them together. `tags` (`-t`) name the image outputs,

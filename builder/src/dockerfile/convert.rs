@@ -151,20 +151,44 @@ fn no_destination(name: &str) -> String {
     format!("{name} requires at least two arguments, but only one was provided. Destination could not be determined")
 }
 
-fn add(r: &Request) -> Result<Command, String> {
+/// COPY's and ADD's common front: at least a source and a destination, the instruction's
+/// `declared` flags, then the sources (heredocs among them) and the destination.
+fn file_transfer(
+    r: &Request,
+    name: &str,
+    declared: &[(&'static str, Kind)],
+) -> Result<(FlagValues, Vec<String>, Vec<Heredoc>, String), String> {
     if r.args.len() < 2 {
-        return Err(no_destination("ADD"));
+        return Err(no_destination(name));
     }
-    let f = r.flags(&[
-        ("chown", Kind::Str),
-        ("chmod", Kind::Str),
-        ("link", Kind::Bool),
-        ("keep-git-dir", Kind::Bool),
-        ("checksum", Kind::Str),
-        ("unpack", Kind::Bool),
-        ("exclude", Kind::Strings),
-    ])?;
-    let (srcs, heredocs, dest) = sources_and_dest(r, "ADD")?;
+    let f = r.flags(declared)?;
+    let (srcs, heredocs, dest) = sources_and_dest(r, name)?;
+    Ok((f, srcs, heredocs, dest))
+}
+
+/// ADD's flags, in BuildKit's order.
+const ADD_FLAGS: [(&str, Kind); 7] = [
+    ("chown", Kind::Str),
+    ("chmod", Kind::Str),
+    ("link", Kind::Bool),
+    ("keep-git-dir", Kind::Bool),
+    ("checksum", Kind::Str),
+    ("unpack", Kind::Bool),
+    ("exclude", Kind::Strings),
+];
+
+/// COPY's flags, in BuildKit's order.
+const COPY_FLAGS: [(&str, Kind); 6] = [
+    ("chown", Kind::Str),
+    ("from", Kind::Str),
+    ("chmod", Kind::Str),
+    ("link", Kind::Bool),
+    ("exclude", Kind::Strings),
+    ("parents", Kind::Bool),
+];
+
+fn add(r: &Request) -> Result<Command, String> {
+    let (f, srcs, heredocs, dest) = file_transfer(r, "ADD", &ADD_FLAGS)?;
     Ok(Command::Add(Add {
         srcs,
         dest,
@@ -180,18 +204,7 @@ fn add(r: &Request) -> Result<Command, String> {
 }
 
 fn copy(r: &Request) -> Result<Command, String> {
-    if r.args.len() < 2 {
-        return Err(no_destination("COPY"));
-    }
-    let f = r.flags(&[
-        ("chown", Kind::Str),
-        ("from", Kind::Str),
-        ("chmod", Kind::Str),
-        ("link", Kind::Bool),
-        ("exclude", Kind::Strings),
-        ("parents", Kind::Bool),
-    ])?;
-    let (srcs, heredocs, dest) = sources_and_dest(r, "COPY")?;
+    let (f, srcs, heredocs, dest) = file_transfer(r, "COPY", &COPY_FLAGS)?;
     Ok(Command::Copy(Copy {
         srcs,
         dest,

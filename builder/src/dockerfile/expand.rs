@@ -210,6 +210,11 @@ struct ShellWord<'a, E: ?Sized> {
 
 type Step = Result<String, String>;
 
+/// BuildKit's error for a quote that is never closed.
+fn unterminated(quote: &str) -> String {
+    format!("unexpected end of statement while looking for matching {quote}")
+}
+
 impl<'a, E: EnvLookup + ?Sized> ShellWord<'a, E> {
     fn new(lex: &'a Lexer, word: &str, env: &'a E) -> ShellWord<'a, E> {
         ShellWord {
@@ -313,27 +318,31 @@ impl<'a, E: EnvLookup + ?Sized> ShellWord<'a, E> {
         Ok((result, words.finish()))
     }
 
-    /// Single quotes keep everything literally; a single quote cannot be escaped inside.
-    fn single_quote(&mut self) -> Step {
-        let mut out = String::new();
+    /// Consumes an opening quote; the text so far is the quote itself when quotes are kept.
+    fn open_quote(&mut self) -> String {
         let open = self.next();
         if self.lex.raw_quotes {
-            out.extend(open);
+            open.into_iter().collect()
+        } else {
+            String::new()
         }
+    }
+
+    /// Ends a quoted text at its closing `quote` (kept when quotes are kept).
+    fn close_quote(&self, mut out: String, quote: char) -> Step {
+        if self.lex.raw_quotes {
+            out.push(quote);
+        }
+        Ok(out)
+    }
+
+    /// Single quotes keep everything literally; a single quote cannot be escaped inside.
+    fn single_quote(&mut self) -> Step {
+        let mut out = self.open_quote();
         loop {
             match self.next() {
-                None => {
-                    return Err(
-                        "unexpected end of statement while looking for matching single-quote"
-                            .into(),
-                    )
-                }
-                Some('\'') => {
-                    if self.lex.raw_quotes {
-                        out.push('\'');
-                    }
-                    return Ok(out);
-                }
+                None => return Err(unterminated("single-quote")),
+                Some('\'') => return self.close_quote(out, '\''),
                 Some(c) => out.push(c),
             }
         }
@@ -341,25 +350,13 @@ impl<'a, E: EnvLookup + ?Sized> ShellWord<'a, E> {
 
     /// Double quotes expand `$` and let the escape character quote only `"`, `$` and itself.
     fn double_quote(&mut self) -> Step {
-        let mut out = String::new();
-        let open = self.next();
-        if self.lex.raw_quotes {
-            out.extend(open);
-        }
+        let mut out = self.open_quote();
         loop {
             match self.peek() {
-                None => {
-                    return Err(
-                        "unexpected end of statement while looking for matching double-quote"
-                            .into(),
-                    )
-                }
+                None => return Err(unterminated("double-quote")),
                 Some('"') => {
                     self.next();
-                    if self.lex.raw_quotes {
-                        out.push('"');
-                    }
-                    return Ok(out);
+                    return self.close_quote(out, '"');
                 }
                 Some('$') => out.push_str(&self.process_dollar()?),
                 Some(_) => {

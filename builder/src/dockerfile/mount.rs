@@ -88,30 +88,11 @@ pub(crate) fn check_unexpanded(spec: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Split a CSV record (double quotes group, `""` is a quote), as Go's csv reader does.
+/// The fields of a `--mount` spec, with BuildKit's error for an unclosed quote.
 fn csv_fields(spec: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut chars = spec.chars().peekable();
-    let mut in_quotes = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if in_quotes && chars.peek() == Some(&'"') => {
-                chars.next();
-                cur.push('"');
-            }
-            '"' => in_quotes = !in_quotes,
-            ',' if !in_quotes => fields.push(std::mem::take(&mut cur)),
-            c => cur.push(c),
-        }
-    }
-    if in_quotes {
-        return Err(format!(
-            "failed to parse csv mounts: extraneous or missing \" in quoted-field: {spec}"
-        ));
-    }
-    fields.push(cur);
-    Ok(fields)
+    crate::csv::fields(spec).ok_or_else(|| {
+        format!("failed to parse csv mounts: extraneous or missing \" in quoted-field: {spec}")
+    })
 }
 
 fn parse_bool(key: &str, v: &str) -> Result<bool, String> {

@@ -427,7 +427,10 @@ fn write_changes(root: &Path, upper: &Path, changes: Vec<Change>) -> Result<()> 
             Change::Whiteout(rel) => {
                 ensure_parents(&rel, &mut made_dirs, &mut dir_times)?;
                 let dst = upper.join(&rel);
-                make_whiteout(&dst).map_err(copy_err("creating whiteout", &dst))?;
+                make_whiteout(&dst).map_err(copy_err(
+                    "creating whiteout (a 0:0 character device, which overlayfs, e.g. a container's root, refuses: keep the store on a volume) at",
+                    &dst,
+                ))?;
             }
         }
     }

@@ -23,6 +23,7 @@ use super::state::{BuildRun, StageResult, StageState};
 use super::{BuildError, Result};
 use crate::cache::CacheKey;
 use crate::copy::{self, CopyOptions, DirTree};
+use crate::dockerfile::Span;
 use crate::dockerignore::DockerIgnore;
 use crate::image::ImageConfigFile;
 use crate::layers::commit_layer;
@@ -65,18 +66,20 @@ impl BuildRun<'_> {
     }
 
     /// A named context as a finished stage: its layers and config, keyed by its content
-    /// (a directory) or manifest (an image). `location` is `Dockerfile:LINE` for errors.
+    /// (a directory) or manifest (an image). Errors name the instruction at `span`.
     pub fn named_context_result(
         &mut self,
         context: &NamedContext,
-        location: &str,
+        span: Span,
     ) -> Result<StageResult> {
+        let location = &self.location(span.start);
         let platform = format!("linux/{}", crate::image::host_architecture());
         let from_image = |run: &Self, manifest: Digest, image: store::ImageRecord| {
             let bytes = run.build.store.read_blob(&image.config.digest)?;
             let config: ImageConfigFile =
                 serde_json::from_slice(&bytes).map_err(|e| BuildError::Step {
                     location: location.to_string(),
+                    span,
                     message: format!("named context image {manifest}: bad config: {e}"),
                 })?;
             Ok(StageResult {
@@ -87,7 +90,8 @@ impl BuildRun<'_> {
         };
         match context {
             NamedContext::Image(reference) => {
-                let (manifest, image) = self.leased_image(reference, location)?;
+                let (manifest, image) =
+                    self.leased_image(reference, self.build.platform, location)?;
                 from_image(self, manifest, image)
             }
             NamedContext::Manifest { manifest, source } => {
@@ -98,6 +102,7 @@ impl BuildRun<'_> {
                     .image(manifest)
                     .map_err(|e| BuildError::Step {
                         location: location.to_string(),
+                        span,
                         message: format!("named context {source}: {e}"),
                     })?;
                 for d in std::iter::once(&image.config.digest)
@@ -107,14 +112,20 @@ impl BuildRun<'_> {
                 }
                 from_image(self, manifest.clone(), image)
             }
-            NamedContext::Dir(dir) => self.dir_context(dir, location),
+            NamedContext::Dir(dir) => self.dir_context(dir, location, span),
         }
     }
 
     /// A directory as one layer of its files, cached by their content.
-    fn dir_context(&mut self, dir: &std::path::Path, location: &str) -> Result<StageResult> {
+    fn dir_context(
+        &mut self,
+        dir: &std::path::Path,
+        location: &str,
+        span: Span,
+    ) -> Result<StageResult> {
         let e = |message: String| BuildError::Step {
             location: location.to_string(),
+            span,
             message,
         };
         let ignore = DockerIgnore::load(dir, None)

@@ -79,6 +79,7 @@ pub(super) fn copy_step(
     let location = run.location(inst.span.start);
     let e = |message: String| BuildError::Step {
         location: location.clone(),
+        span: inst.span,
         message,
     };
     let mut srcs: Vec<String> = Vec::new();
@@ -156,11 +157,12 @@ pub(super) fn copy_step(
             let named = run.named_context(&from).cloned();
             let layers = match (stage, named) {
                 (Some(stage), _) => stage.layers,
-                (None, Some(context)) => run.named_context_result(&context, &location)?.layers,
+                (None, Some(context)) => run.named_context_result(&context, inst.span)?.layers,
                 (None, None) => {
                     let r = store::Reference::parse(&from)
                         .map_err(|x| e(format!("COPY --from={from}: {x}")))?;
-                    let manifest = run.resolve_image(&r, &run.location(inst.span.start))?;
+                    let manifest =
+                        run.resolve_image(&r, run.build.platform, &run.location(inst.span.start))?;
                     run.build.store.image(&manifest)?.layers
                 }
             };
