@@ -58,8 +58,7 @@ pub(super) fn run_step(
             continue;
         }
         if let Some(context) = run.named_context(&from).cloned() {
-            let location = run.location(inst.span.start);
-            named.insert(from, run.named_context_result(&context, &location)?);
+            named.insert(from, run.named_context_result(&context, inst.span)?);
         }
     }
     let mounts = run_mounts::resolve(run, state, &r.mounts, done, &named, ctx)
