@@ -394,6 +394,9 @@ pub struct ImportArgs {
     /// Apply Dockerfile instruction to the created image (CMD, ENV, WORKDIR, ...)
     #[arg(short = 'c', long = "change")]
     pub changes: Vec<String>,
+    /// Set platform of the imported image (os/arch[/variant]); default: this host's
+    #[arg(long)]
+    pub platform: Option<String>,
 }
 
 #[derive(Debug, Args)]

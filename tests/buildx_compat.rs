@@ -175,7 +175,7 @@ fn build_takes_buildx_flags_and_writes_the_metadata_file() {
 }
 
 #[test]
-fn build_refuses_other_platforms_and_attestations() {
+fn build_refuses_local_multi_platform_images_and_attestations() {
     let env = TestEnv::new();
     let ctx = context(&env);
     let other = if host_platform() == "linux/s390x" {
@@ -184,28 +184,37 @@ fn build_refuses_other_platforms_and_attestations() {
         "linux/s390x"
     };
     let list = format!("{},{other}", host_platform());
-    let cases: [(&[&str], &str); 4] = [
-        (
-            &["--platform", other],
-            "multi-platform and cross-platform builds are not supported yet",
-        ),
+    let cases: [(&[&str], &str, i32); 3] = [
         (
             &["--platform", &list],
-            "multi-platform and cross-platform builds are not supported yet",
+            "storing a multi-platform image in the local store is not supported: add --push",
+            2,
         ),
-        (&["--sbom", "true"], "attestations are not supported yet"),
+        (&["--sbom", "true"], "attestations are not supported yet", 1),
         (
             &["--attest", "type=sbom"],
             "attestations are not supported yet",
+            1,
         ),
     ];
-    for (args, message) in cases {
+    for (args, message, code) in cases {
         let out = env.build(&ctx, args);
-        assert_eq!(out.status, Some(1), "{args:?}\n{out}");
+        assert_eq!(out.status, Some(code), "{args:?}\n{out}");
         assert!(out.stderr.contains(message), "{args:?}\n{out}");
     }
     let images = env.strata(&["images", "-q"]);
     assert_eq!(images.stdout.trim(), "", "a refused build stores nothing");
+
+    // One other platform, and nothing to run: built without emulation, for that platform.
+    env.build(&ctx, &["--platform", other, "-t", "other:1"])
+        .assert_ok();
+    let config = util::image_config(&env.root, "other:1");
+    let (os, arch) = other.split_once('/').expect("os/arch");
+    assert_eq!(
+        (config["os"].as_str(), config["architecture"].as_str()),
+        (Some(os), Some(arch)),
+        "{config}"
+    );
 }
 
 #[test]

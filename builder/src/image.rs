@@ -124,25 +124,30 @@ fn default_os() -> String {
 }
 
 /// The OCI/Go name of the host's architecture (one definition, in the store).
-pub use store::platform::host_architecture;
+pub use store::platform::{host_architecture, Platform};
 
-/// BuildKit's automatic platform ARGs for a build on this machine for this machine:
-/// `BUILDPLATFORM`, `BUILDOS`, `BUILDARCH`, `BUILDVARIANT` and the same four `TARGET…`.
-/// The variant is empty except on 32-bit arm (containerd normalises arm64's `v8` away).
-pub fn platform_args() -> Vec<(String, String)> {
-    let arch = host_architecture();
-    let variant = if arch == "arm" { "v7" } else { "" };
-    let platform = if variant.is_empty() {
-        format!("linux/{arch}")
-    } else {
-        format!("linux/{arch}/{variant}")
-    };
+/// The platform of this machine as a build names it (`BUILDPLATFORM`, and the target when
+/// no `--platform` is given): 32-bit arm is `v7`.
+pub fn build_platform() -> Platform {
+    let mut p = Platform::host();
+    if p.architecture == "arm" {
+        p.variant = Some("v7".to_string());
+    }
+    p
+}
+
+/// BuildKit's automatic platform ARGs for a build on this machine for `target`:
+/// `BUILDPLATFORM`, `BUILDOS`, `BUILDARCH`, `BUILDVARIANT` (this host) and the same four
+/// `TARGET…` (`target`). The host's variant is empty except on 32-bit arm (containerd
+/// normalises arm64's `v8` away).
+pub fn platform_args(target: &Platform) -> Vec<(String, String)> {
+    let build = build_platform();
     let mut args = Vec::new();
-    for prefix in ["TARGET", "BUILD"] {
-        args.push((format!("{prefix}PLATFORM"), platform.clone()));
-        args.push((format!("{prefix}OS"), "linux".to_string()));
-        args.push((format!("{prefix}ARCH"), arch.to_string()));
-        args.push((format!("{prefix}VARIANT"), variant.to_string()));
+    for (prefix, p) in [("TARGET", target), ("BUILD", &build)] {
+        args.push((format!("{prefix}PLATFORM"), p.to_string()));
+        args.push((format!("{prefix}OS"), p.os.clone()));
+        args.push((format!("{prefix}ARCH"), p.architecture.clone()));
+        args.push((format!("{prefix}VARIANT"), p.variant_or_empty().to_string()));
     }
     args
 }

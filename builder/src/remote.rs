@@ -2,6 +2,7 @@
 //! records of `--cache-from` caches. The builder talks to no registry (it depends on
 //! `store` alone); the `engine` crate implements [`Remote`] over its registry client.
 
+use store::platform::Platform;
 use store::{Digest, Reference};
 
 use crate::remote_cache::CacheSource;
@@ -10,9 +11,11 @@ pub use crate::remote_cache::RemoteError;
 /// The registries one build may reach.
 /// `Sync`: stages running side by side resolve their bases through one `Remote`.
 pub trait Remote: Sync {
-    /// Brings `reference` into the store (a pull) and returns its manifest digest. Called
-    /// for a `FROM` image the store lacks, and for every `FROM` image under `--pull`.
-    fn fetch_base(&self, reference: &Reference) -> Result<Digest, RemoteError>;
+    /// Brings `reference` into the store (a pull of its `platform` manifest when it is an
+    /// index) and returns its manifest digest. Called for a `FROM` image the store lacks
+    /// (or holds for another platform), and for every `FROM` image under `--pull`.
+    fn fetch_base(&self, reference: &Reference, platform: &Platform)
+        -> Result<Digest, RemoteError>;
     /// The `--cache-from` caches to consult when a step's key is not in the local cache.
     fn cache(&self) -> Option<&dyn CacheSource>;
 }
@@ -26,7 +29,11 @@ pub struct Offline;
 pub struct NotInStore;
 
 impl Remote for Offline {
-    fn fetch_base(&self, _reference: &Reference) -> Result<Digest, RemoteError> {
+    fn fetch_base(
+        &self,
+        _reference: &Reference,
+        _platform: &Platform,
+    ) -> Result<Digest, RemoteError> {
         Err(Box::new(NotInStore))
     }
 

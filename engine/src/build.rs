@@ -60,13 +60,87 @@ struct BuildRemote<'r> {
 }
 
 impl Remote for BuildRemote<'_> {
-    fn fetch_base(&self, reference: &Reference) -> std::result::Result<Digest, RemoteError> {
-        Ok(self.registry.pull(self.store, reference, None)?)
+    fn fetch_base(
+        &self,
+        reference: &Reference,
+        platform: &store::platform::Platform,
+    ) -> std::result::Result<Digest, RemoteError> {
+        Ok(self
+            .registry
+            .pull(self.store, reference, Some(platform.clone()))?)
     }
 
     fn cache(&self) -> Option<&dyn CacheSource> {
         self.cache.as_ref().map(|c| c as &dyn CacheSource)
     }
+}
+
+/// What a build for several platforms cannot do (yet), refused before it starts: the
+/// images go out as one index, pushed (the store tags no index, as buildx's docker
+/// exporter stores none: `--push` is required).
+fn check_multi_platform(request: &BuildRequest) -> Result<()> {
+    let platforms = &request.options.platforms;
+    if platforms.len() < 2 {
+        return Ok(());
+    }
+    let platforms: Vec<String> = platforms.iter().map(|p| p.to_string()).collect();
+    let unsupported = if !request.push {
+        Some("storing a multi-platform image in the local store is not supported: add --push (or build one platform)")
+    } else if !request
+        .outputs
+        .iter()
+        .all(|o| matches!(o, Output::Image { .. }))
+    {
+        Some(
+            "--output of a multi-platform build: only type=image/registry (with push) is supported",
+        )
+    } else if !request.cache_to.is_empty() {
+        Some("--cache-to with several platforms is not supported yet")
+    } else if request.provenance.is_some() {
+        Some("provenance attestations with several platforms are not supported yet")
+    } else {
+        None
+    };
+    if let Some(why) = unsupported {
+        return Err(EngineError::Usage(format!(
+            "--platform {}: {why}",
+            platforms.join(",")
+        )));
+    }
+    if request.options.tags.is_empty() {
+        return Err(EngineError::Usage(
+            "--push needs a name: add -t REGISTRY/NAME:TAG".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// The end of a build for several platforms (see [`check_multi_platform`]): every tag
+/// gets the index of the platforms' images.
+fn finish_multi_platform(
+    store: &Store,
+    registry: &Registry,
+    request: &BuildRequest,
+    mut results: Vec<BuildResult>,
+    started: String,
+) -> Result<Built> {
+    let finished = store::archive::import::now_rfc3339();
+    let mut pushed_index = None;
+    for tag in &request.options.tags {
+        pushed_index = Some(crate::image_index::push(store, registry, tag, &results)?);
+    }
+    if let (Some(path), Some(index)) = (&request.iidfile, &pushed_index) {
+        std::fs::write(path, index.digest.to_string()).map_err(|source| EngineError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(Built {
+        result: results.remove(0),
+        pushed_index,
+        started,
+        finished,
+    })
 }
 
 /// Builds, tags, writes the iidfile, exports the cache and pushes. `--push` without a
@@ -77,6 +151,7 @@ pub fn build(
     request: &BuildRequest,
     reporter: &mut dyn Reporter,
 ) -> Result<Built> {
+    check_multi_platform(request)?;
     let started = store::archive::import::now_rfc3339();
     let exports_to_registry = request.cache_to.iter().any(|t| t.reference.is_some());
     let cache = if request.cache_from.is_empty() && !exports_to_registry {
@@ -95,7 +170,11 @@ pub fn build(
         store,
         cache,
     };
-    let result = builder::solve::build(store, &request.options, &remote, reporter)?;
+    let mut results = builder::solve::build(store, &request.options, &remote, reporter)?;
+    if results.len() > 1 {
+        return finish_multi_platform(store, registry, request, results, started);
+    }
+    let result = results.remove(0);
     let finished = store::archive::import::now_rfc3339();
     if let Some(path) = &request.iidfile {
         std::fs::write(path, result.image_id.to_string()).map_err(|source| EngineError::Write {

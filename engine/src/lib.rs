@@ -28,6 +28,7 @@ pub mod cache_flags;
 pub mod changes;
 pub mod contexts;
 pub mod error;
+pub mod image_index;
 pub mod outputs;
 pub mod provenance;
 pub mod registry;

@@ -187,3 +187,9 @@ impl RegistryError {
         }
     }
 }
+
+impl From<store::platform::PlatformError> for RegistryError {
+    fn from(e: store::platform::PlatformError) -> RegistryError {
+        RegistryError::InvalidPlatform { input: e.input }
+    }
+}

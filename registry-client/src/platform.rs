@@ -1,110 +1,14 @@
-//! Platforms (`os/arch[/variant]`) and choosing one entry of an image index / manifest
-//! list, the way containerd's default matcher does: os and architecture must be equal;
+//! Choosing one entry of an image index / manifest list for a [`Platform`] (the type is
+//! the store's, shared by every crate), the way containerd's default matcher does: os and architecture must be equal;
 //! a requested variant must be equal (arm64's missing variant means `v8`); with no
 //! variant requested, an entry without a variant is preferred, else the highest variant
 //! the host could run is not guessed: the first entry in index order is taken.
-
-use std::fmt;
 
 use oci_client::manifest::{ImageIndexEntry, OciImageIndex};
 
 use crate::error::{RegistryError, Result};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    /// `linux/amd64`, `linux/arm/v7`, `linux/arm64/v8`.
-    pub fn parse(s: &str) -> Result<Platform> {
-        let bad = || RegistryError::InvalidPlatform {
-            input: s.to_string(),
-        };
-        let parts: Vec<&str> = s.trim().split('/').collect();
-        if parts.iter().any(|p| p.is_empty()) {
-            return Err(bad());
-        }
-        let (os, arch, variant) = match parts.as_slice() {
-            [os, arch] => (*os, *arch, None),
-            [os, arch, v] => (*os, *arch, Some(v.to_string())),
-            _ => return Err(bad()),
-        };
-        Ok(Platform {
-            os: os.to_ascii_lowercase(),
-            architecture: normalize_arch(&arch.to_ascii_lowercase()),
-            variant,
-        }
-        .normalized())
-    }
-
-    /// The platform of this machine (docker's default for `pull`): linux plus the
-    /// running architecture in Go's naming.
-    pub fn host() -> Platform {
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "arm" => "arm",
-            "powerpc64" => "ppc64le",
-            "s390x" => "s390x",
-            "riscv64" => "riscv64",
-            other => other,
-        };
-        Platform {
-            os: "linux".into(),
-            architecture: arch.into(),
-            variant: None,
-        }
-    }
-
-    fn normalized(mut self) -> Platform {
-        if self.architecture == "arm64" && self.variant.as_deref() == Some("v8") {
-            self.variant = None;
-        }
-        self
-    }
-
-    /// Whether an image of `os`/`arch`/`variant` runs on this platform (a platform without
-    /// a variant takes any variant).
-    pub fn matches(&self, os: &str, arch: &str, variant: Option<&str>) -> bool {
-        let other = Platform {
-            os: os.to_ascii_lowercase(),
-            architecture: normalize_arch(&arch.to_ascii_lowercase()),
-            variant: variant.filter(|v| !v.is_empty()).map(str::to_string),
-        }
-        .normalized();
-        if other.os != self.os || other.architecture != self.architecture {
-            return false;
-        }
-        match &self.variant {
-            Some(v) => other.variant.as_deref() == Some(v.as_str()),
-            None => true,
-        }
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
-fn normalize_arch(a: &str) -> String {
-    match a {
-        "x86_64" | "x86-64" => "amd64".into(),
-        "aarch64" => "arm64".into(),
-        "armhf" => "arm".into(),
-        "i386" => "386".into(),
-        other => other.into(),
-    }
-}
+pub use store::platform::Platform;
 
 fn entry_platform(e: &ImageIndexEntry) -> Option<(String, String, Option<String>)> {
     let p = e.platform.as_ref()?;
@@ -210,13 +114,6 @@ mod tests {
                 expect.map(|c| c.chars().next().expect("char")),
                 "platform {want}"
             );
-        }
-    }
-
-    #[test]
-    fn rejects_bad_platforms() {
-        for bad in ["", "linux", "linux/", "/amd64", "a/b/c/d"] {
-            assert!(Platform::parse(bad).is_err(), "{bad:?}");
         }
     }
 

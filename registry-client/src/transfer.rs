@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, StatusCode};
+use sha2::{Digest as _, Sha256};
 use store::{Descriptor, Digest, Lease, Store};
 use tokio::task::JoinSet;
 
@@ -349,15 +350,19 @@ pub async fn upload(
 
 /// Starts pushing a blob that is being made while it is sent: `POST`, one `PATCH` whose
 /// chunked body is what `produce` writes to its sink (on a blocking thread), then
-/// `PUT ?digest=` with the digest of the descriptor `produce` returns. So a layer
+/// `PUT ?digest=` with the digest of the bytes sent, hashed as they pass. So a layer
 /// compressed for its first push costs about the longer of compressing and uploading,
-/// not their sum.
+/// not their sum, and the `PUT` overlaps the store making the blob durable.
 ///
-/// `produce` returns the blob (committed to the store) and whether it wrote all of it to
-/// the sink. Returns that descriptor and whether the registry now has the blob; when it
-/// has not (`produce` wrote nothing, the connection failed, the registry refused the
-/// stream or its digest) the caller pushes the stored blob with [`upload`], which
-/// retries. No HEAD or mount first: the digest is not known until the blob is made.
+/// `produce` flushes the sink after the last byte and then drops it (see
+/// `Store::compressed_layer_copied`): only that ends a whole body; a sink dropped without
+/// the flush, or one that saw no bytes, is never `PUT`. `produce` returns the blob
+/// (committed to the store) and whether it wrote all of it to the sink. Returns that
+/// descriptor and whether the registry now has the blob; when it has not (`produce`
+/// wrote nothing, the connection failed, the registry refused the stream or its digest,
+/// or the bytes sent are not the blob's) the caller pushes the stored blob with
+/// [`upload`], which retries. No HEAD or mount first: the digest is not known until the
+/// blob is made.
 pub async fn upload_streamed<F>(
     session: &Session,
     repository: &str,
@@ -366,17 +371,20 @@ pub async fn upload_streamed<F>(
     produce: F,
 ) -> Result<(Descriptor, bool)>
 where
-    F: FnOnce(&mut dyn Write) -> store::Result<(Descriptor, bool)> + Send + 'static,
+    F: FnOnce(Box<dyn Write + Send>) -> store::Result<(Descriptor, bool)> + Send + 'static,
 {
     let base = session.base().await?.to_string();
     let up = start_upload(session, &base, repository, scopes).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(STREAM_QUEUE);
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
     let producing = tokio::task::spawn_blocking(move || {
-        let mut sink = ChannelSink { tx: Some(tx) };
-        let made = produce(&mut sink);
-        let is_whole = sink.tx.is_some();
-        drop(sink); // ends the body
-        made.map(|(desc, wrote)| (desc, wrote && is_whole))
+        produce(Box::new(ChannelSink {
+            tx: Some(tx),
+            hasher: Sha256::new(),
+            size: 0,
+            is_flushed: false,
+            ended: Some(ended_tx),
+        }))
     });
     let counted = bar.clone();
     let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -395,24 +403,37 @@ where
             reqwest::Body::wrap_stream(chunks),
         )))));
     req.retry_transport = false;
-    let (sent, produced) = tokio::join!(session.send(&req), producing);
-    let (desc, is_whole) = produced.expect("the producing task does not panic")?;
-    if !is_whole {
-        return Ok((desc, false));
+    // The PATCH ends when the sink is dropped; the PUT goes out while `produce` still
+    // commits the blob to the store.
+    let uploading = async {
+        let sent = session.send(&req).await;
+        let Ok(Some(sent_blob)) = ended_rx.await else {
+            return Ok(None);
+        };
+        let Ok(resp) = outcome(session, &req, sent, StatusCode::ACCEPTED).await else {
+            return Ok(None);
+        };
+        let location = match location(&resp) {
+            Some(loc) => session.absolute(&loc).await?,
+            None => up.location.clone(),
+        };
+        let put = Request::new(Method::PUT, with_digest(&location, &sent_blob.0), scopes);
+        let sent = session.send(&put).await;
+        let is_pushed = outcome(session, &put, sent, StatusCode::CREATED)
+            .await
+            .is_ok();
+        Ok::<_, RegistryError>(Some((sent_blob, is_pushed)))
+    };
+    let (uploaded, produced) = tokio::join!(uploading, producing);
+    let (desc, wrote) = produced.expect("the producing task does not panic")?;
+    match uploaded? {
+        Some(((digest, size), is_pushed))
+            if wrote && digest == desc.digest && size == desc.size =>
+        {
+            Ok((desc, is_pushed))
+        }
+        _ => Ok((desc, false)),
     }
-    let Ok(resp) = outcome(session, &req, sent, StatusCode::ACCEPTED).await else {
-        return Ok((desc, false));
-    };
-    let location = match location(&resp) {
-        Some(loc) => session.absolute(&loc).await?,
-        None => up.location,
-    };
-    let put = Request::new(Method::PUT, with_digest(&location, &desc.digest), scopes);
-    let sent = session.send(&put).await;
-    let is_pushed = outcome(session, &put, sent, StatusCode::CREATED)
-        .await
-        .is_ok();
-    Ok((desc, is_pushed))
 }
 
 /// How many written pieces of a streamed blob wait for the connection before the
@@ -420,15 +441,24 @@ where
 const STREAM_QUEUE: usize = 16;
 
 /// The sink `upload_streamed` hands its producer: each write becomes one piece of the
-/// request body. Once the request is gone (it failed or was answered), writes still
-/// succeed and go nowhere, and `tx` is `None`: the copy is short.
+/// request body, hashed on the way. Once the request is gone (it failed or was
+/// answered), writes still succeed and go nowhere, and `tx` is `None`: the copy is
+/// short. Dropping it ends the body and reports the digest and size of what was sent
+/// when the body is whole (flushed after the last write, nothing lost, not empty).
 struct ChannelSink {
     tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    hasher: Sha256,
+    size: u64,
+    is_flushed: bool,
+    ended: Option<tokio::sync::oneshot::Sender<Option<(Digest, u64)>>>,
 }
 
 impl Write for ChannelSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.is_flushed = false;
         if let Some(tx) = &self.tx {
+            self.hasher.update(buf);
+            self.size += buf.len() as u64;
             if tx.blocking_send(Bytes::copy_from_slice(buf)).is_err() {
                 self.tx = None;
             }
@@ -437,7 +467,23 @@ impl Write for ChannelSink {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
+        self.is_flushed = true;
         Ok(())
+    }
+}
+
+impl Drop for ChannelSink {
+    fn drop(&mut self) {
+        // Ends the body before the digest is reported.
+        let is_whole = self.tx.take().is_some() && self.is_flushed && self.size > 0;
+        let sent = is_whole.then(|| {
+            let hash = std::mem::take(&mut self.hasher).finalize();
+            (Digest::from_sha256(hash.into()), self.size)
+        });
+        if let Some(ended) = self.ended.take() {
+            // The upload may be gone already: then nobody waits for the digest.
+            let _ = ended.send(sent);
+        }
     }
 }
 

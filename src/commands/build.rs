@@ -1,9 +1,9 @@
 //! `strata build`: `--check` goes to the front end only; otherwise build, tag, print the ID.
 //!
 //! buildx's flags that CI scripts pass on every build are accepted where strata does what
-//! they ask (`--load`, `--platform` of this host, `--output`, `--label`, `--annotation`,
-//! provenance, `--metadata-file`) and refused with a clear error where it cannot yet
-//! (other platforms, SBOM).
+//! they ask (`--load`, `--platform`, `--output`, `--label`, `--annotation`, provenance,
+//! `--metadata-file`) and refused with a clear error where it cannot yet (SBOM; a
+//! multi-platform image kept in the local store).
 
 use std::collections::BTreeMap;
 
@@ -23,7 +23,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     if args.check {
         return super::check::run(ctx, args);
     }
-    check_platforms(&args.platforms)?;
+    let platforms = parse_platforms(&args.platforms)?;
     let runtime = parse_runtime_flags(args)?;
     if args.no_cache && !args.no_cache_filter.is_empty() {
         anyhow::bail!("--no-cache and --no-cache-filter cannot currently be used together");
@@ -144,6 +144,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             .map_or_else(builder::solve::schedule::default_jobs, |n| n as usize),
         labels: parse_labels(&args.labels)?,
         manifest_annotations: parse_annotations(&args.annotations)?,
+        platforms,
         named_contexts: contexts.named.clone(),
     };
     let request = BuildRequest {
@@ -257,23 +258,22 @@ fn choose_sandbox(store: &Store, args: &BuildArgs) -> Result<(exec::Isolation, e
     Ok((isolation, snapshotter))
 }
 
-/// `--platform`: this host's platform (one or several times, or in a comma list) builds
-/// as without the flag; any other is refused until multi-platform builds exist.
-fn check_platforms(raw: &[String]) -> Result<()> {
-    let host = registry_client::Platform::host();
+/// `--platform`: one or several times, or in a comma list (`local` is this machine's);
+/// duplicates build once. Empty: this machine's platform.
+fn parse_platforms(raw: &[String]) -> Result<Vec<store::platform::Platform>> {
+    let mut out: Vec<store::platform::Platform> = Vec::new();
     for p in raw.iter().flat_map(|p| p.split(',')).map(str::trim) {
-        if p == "local" {
-            continue;
-        }
-        let platform = registry_client::Platform::parse(p)
-            .map_err(|e| UsageError(format!("invalid --platform {p:?}: {e}")))?;
-        if platform != host {
-            anyhow::bail!(
-                "--platform {p}: strata builds only for this host's platform ({host}); multi-platform and cross-platform builds are not supported yet"
-            );
+        let platform = if p == "local" {
+            builder::image::build_platform()
+        } else {
+            store::platform::Platform::parse(p)
+                .map_err(|e| UsageError(format!("invalid --platform {p:?}: {e}")))?
+        };
+        if !out.contains(&platform) {
+            out.push(platform);
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// `--add-host`, `--shm-size`, `--ulimit` with docker's syntax and messages (exit 2), and
@@ -493,7 +493,7 @@ fn parse_annotations(raw: &[String]) -> Result<BTreeMap<String, String>> {
                 .into());
             };
             if !platform.is_empty() {
-                check_platforms(&[platform.to_string()])?;
+                parse_platforms(&[platform.to_string()])?;
             }
             match level {
                 "" | "manifest" => {}

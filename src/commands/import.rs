@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 
 use super::Ctx;
 use crate::cli::ImportArgs;
+use crate::output::UsageError;
 
 pub fn run(ctx: &Ctx, args: &ImportArgs) -> Result<()> {
     let reference = args
@@ -15,6 +16,11 @@ pub fn run(ctx: &Ctx, args: &ImportArgs) -> Result<()> {
         .map(super::parse_reference)
         .transpose()?;
     let config = engine::ConfigChanges::parse(&args.changes)?;
+    let platform = args
+        .platform
+        .as_deref()
+        .map(|p| store::platform::Platform::parse(p).map_err(|e| UsageError(e.to_string())))
+        .transpose()?;
     let store = super::open_store(ctx)?;
     let source = args.file.display().to_string();
     let input: Box<dyn Read> = if source == "-" {
@@ -27,6 +33,7 @@ pub fn run(ctx: &Ctx, args: &ImportArgs) -> Result<()> {
         message: args.message.clone(),
         config: config.to_json(),
         source: source.clone(),
+        platform,
     };
     let image = store
         .import(input, &opts)

@@ -54,21 +54,25 @@ impl Store {
     /// lease, it stays as long as an image or a cache record holds the layer (see the
     /// module doc).
     pub fn compressed_layer(&self, lease: &Lease, layer: &LayerRef) -> Result<LayerRef> {
-        self.compressed_layer_copied(lease, layer, &mut io::sink())
+        self.compressed_layer_copied(lease, layer, io::sink())
             .map(|(layer, _)| layer)
     }
 
     /// Like [`Store::compressed_layer`], and when this call compresses the layer, every
     /// gzip byte is also written to `copy` as it is made: a push uploads the layer while
     /// it is written to the store, instead of after. The first error of `copy` stops the
-    /// copy (the caller then knows its copy is short), never the compression. Returns
+    /// copy (the caller then knows its copy is short), never the compression. Once the
+    /// last byte is written and the plain tar checked, `copy` is flushed and dropped,
+    /// before the gzip blob is made durable: a flush followed by the drop tells the
+    /// reader of `copy` that it has the whole gzip (so a push can finish its upload while
+    /// the store fsyncs); a drop without it means the copy is short. Returns
     /// whether this call compressed the layer (and so wrote all of it to `copy`, unless
     /// `copy` failed); false when it found a stored form or the layer needs none.
     pub fn compressed_layer_copied(
         &self,
         lease: &Lease,
         layer: &LayerRef,
-        copy: &mut dyn Write,
+        copy: impl Write,
     ) -> Result<(LayerRef, bool)> {
         let Some(gzip_type) = gzip_media_type(&layer.blob.media_type) else {
             return Ok((layer.clone(), false));
@@ -121,7 +125,7 @@ impl Store {
         lease: &Lease,
         layer: &LayerRef,
         gzip_type: &str,
-        copy: &mut dyn Write,
+        copy: impl Write,
     ) -> Result<Descriptor> {
         let src = self.blob_path(&layer.blob.digest);
         let mut input = BufReader::with_capacity(1 << 20, self.open_blob(&layer.blob.digest)?);
@@ -155,10 +159,13 @@ impl Store {
                 ),
             });
         }
-        let out = gzw
+        let Copying { out, copy } = gzw
             .finish()
-            .map_err(StoreError::io("writing gzip layer", &ingest))?
-            .out;
+            .map_err(StoreError::io("writing gzip layer", &ingest))?;
+        if let Some(mut copy) = copy {
+            // A copy that fails its flush is short, like one that failed a write.
+            let _ = copy.flush();
+        }
         out.commit_unrecorded(None, None)
     }
 
@@ -189,12 +196,12 @@ impl Store {
 }
 
 /// Writes to `out`, and the same bytes to `copy` until `copy` fails once.
-struct Copying<'a, W: Write> {
+struct Copying<W: Write, C: Write> {
     out: W,
-    copy: Option<&'a mut dyn Write>,
+    copy: Option<C>,
 }
 
-impl<W: Write> Write for Copying<'_, W> {
+impl<W: Write, C: Write> Write for Copying<W, C> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.out.write(buf)?;
         if let Some(copy) = self.copy.as_mut() {

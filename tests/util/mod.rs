@@ -8,6 +8,7 @@
 //! builds on [`strata_command`], [`Output`], [`require_tool`] and [`run`] from here.
 #![allow(dead_code)]
 
+pub mod foreign;
 pub mod git;
 pub mod http;
 pub mod test_dir;

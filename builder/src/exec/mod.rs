@@ -22,6 +22,7 @@
 //!
 //! Nothing here touches the store or its database; the caller owns every directory it passes in.
 
+pub mod binfmt;
 mod chroot;
 mod copy_snapshotter;
 pub mod mounts;

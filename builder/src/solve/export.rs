@@ -5,7 +5,8 @@
 //! runs. So the exported manifest is itself cached, under a key made of the last step's key
 //! and the config without its timestamps: the same inputs find the same manifest.
 
-use store::{media_types, CacheRecord, Descriptor, Digest, Lease, Store};
+use store::platform::Platform;
+use store::{media_types, CacheRecord, Descriptor, Digest, Lease, Reference, Store};
 
 use super::history_text::rfc3339;
 use super::state::{now_or_epoch, StageResult};
@@ -20,10 +21,18 @@ pub struct Exported {
     pub config: Digest,
 }
 
+/// Where an exported image goes: the platform its config names, and its tags (none for
+/// one platform of several: the caller makes the index).
+pub struct Target<'a> {
+    pub platform: &'a Platform,
+    pub tags: &'a [Reference],
+}
+
 pub fn export(
     store: &Store,
     stage: &StageResult,
     opts: &BuildOptions,
+    to: &Target<'_>,
     lease: &Lease,
     inline_cache: Option<&[RemoteRecord]>,
     reporter: &mut dyn Reporter,
@@ -31,8 +40,9 @@ pub fn export(
     let mut config = stage.config.clone();
     config.rootfs.kind = "layers".to_string();
     config.rootfs.diff_ids = stage.layers.iter().map(|l| l.diff_id.to_string()).collect();
-    config.os = "linux".to_string();
-    config.architecture = crate::image::host_architecture().to_string();
+    config.os = to.platform.os.clone();
+    config.architecture = to.platform.architecture.clone();
+    config.variant = to.platform.variant.clone();
     config.config.labels.extend(opts.labels.clone());
     let inline = inline_cache.map(remote_cache::inline_field);
     let mut fingerprinted = fingerprint(&config);
@@ -69,10 +79,10 @@ pub fn export(
     lease.add_digest(&exported.manifest)?;
     reporter.note(&format!("writing image {} done", exported.config));
     // A rebuild that changes nothing writes nothing: no record, no index.json rewrite.
-    if opts.tags.is_empty() && store.image(&exported.manifest).is_err() {
+    if to.tags.is_empty() && store.image(&exported.manifest).is_err() {
         store.add_image(&exported.manifest, None)?;
     }
-    for tag in &opts.tags {
+    for tag in to.tags {
         if store.resolve(tag).ok().as_ref() != Some(&exported.manifest) {
             store.add_image(&exported.manifest, Some(tag))?;
         }

@@ -32,6 +32,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use store::platform::Platform;
 use store::{Digest, Reference, Store};
 
 use crate::dockerfile::{self, Command, Dockerfile, ParseError, Span};
@@ -83,13 +84,18 @@ pub struct BuildOptions {
     pub labels: BTreeMap<String, String>,
     /// `--annotation` (manifest level): the image manifest's `annotations`.
     pub manifest_annotations: BTreeMap<String, String>,
+    /// `--platform`: the platforms to build, each a solve of its own (empty: this
+    /// machine's). With more than one, no tag is set: the caller makes the index.
+    pub platforms: Vec<Platform>,
     /// `--build-context NAME=…`, by [`named_context::context_key`] of NAME.
     pub named_contexts: BTreeMap<String, NamedContext>,
 }
 
-/// What the build produced.
+/// What the build produced for one platform.
 #[derive(Debug, Clone)]
 pub struct BuildResult {
+    /// The platform the image is for (its config's os/architecture/variant).
+    pub platform: Platform,
     pub manifest: Digest,
     /// docker's image ID: the config digest.
     pub image_id: Digest,
@@ -195,6 +201,14 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// A stage of a foreign platform runs RUN, and this kernel cannot run its binaries:
+    /// found before the first step.
+    #[error("{location}: {source}")]
+    Emulation {
+        location: String,
+        #[source]
+        source: exec::binfmt::BinfmtError,
+    },
     /// A layer of an imported build cache could not be downloaded after its step hit.
     #[error("importing build cache")]
     CacheImport(#[source] RemoteError),
@@ -215,14 +229,17 @@ fn output_section(output: &str) -> String {
     }
 }
 
-/// Build the image. Base images the store lacks and `--cache-from` records come through
-/// `remote`. Progress goes to `reporter`; nothing is printed directly.
+/// Build the image, once per platform of `opts.platforms` (this machine's when empty), the
+/// platforms side by side; the results come in `opts.platforms` order. Base images the store
+/// lacks and `--cache-from` records come through `remote`. Progress goes to `reporter`;
+/// nothing is printed directly. Each platform's build checks first that RUN can run its
+/// binaries ([`exec::binfmt`]); none starts a step when one cannot.
 pub fn build(
     store: &Store,
     opts: &BuildOptions,
     remote: &dyn Remote,
     reporter: &mut dyn Reporter,
-) -> Result<BuildResult> {
+) -> Result<Vec<BuildResult>> {
     let dockerfile_path = opts
         .dockerfile
         .clone()
@@ -236,41 +253,157 @@ pub fn build(
         .file_name()
         .map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned());
     let dockerfile = dockerfile::parse(&text, &file_name)?;
-    build_parsed(store, opts, remote, &dockerfile, &dockerfile_path, reporter)
+    let platforms = match opts.platforms.is_empty() {
+        true => vec![crate::image::build_platform()],
+        false => opts.platforms.clone(),
+    };
+    let is_multi = platforms.len() > 1;
+    let solves = platforms
+        .into_iter()
+        .map(|platform| {
+            let meta_args = stage::resolve_meta_args(&dockerfile, opts, &platform)?;
+            let target = target_index(&dockerfile, opts.target.as_deref())?;
+            let needed = needed_stages(&dockerfile, target, &meta_args, &opts.named_contexts);
+            check_emulation(&dockerfile, &needed, &meta_args, &platform)?;
+            Ok(Solve {
+                // Held for the whole build; dropping it (also on error) ends the lease.
+                lease: store.lease(Duration::from_secs(6 * 3600))?,
+                platform,
+                meta_args,
+                target,
+                needed,
+                label: None,
+                tags: if is_multi { &[][..] } else { &opts.tags[..] },
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let progress = state::Progress::new(reporter);
+    let stop = exec::Stopper::new();
+    if !is_multi {
+        let result = build_parsed(
+            store,
+            opts,
+            remote,
+            &dockerfile,
+            &dockerfile_path,
+            &progress,
+            &stop,
+            &solves[0],
+        )?;
+        return Ok(vec![result]);
+    }
+    // Platforms side by side, each on a thread of its own (their stages may fan out
+    // further); one failure stops the others at their next step.
+    let solves: Vec<Solve> = solves
+        .into_iter()
+        .map(|s| Solve {
+            label: Some(s.platform.to_string()),
+            ..s
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = solves
+            .iter()
+            .map(|solve| {
+                let (progress, path, dockerfile, stop) =
+                    (&progress, &dockerfile_path, &dockerfile, &stop);
+                scope.spawn(move || {
+                    build_parsed(store, opts, remote, dockerfile, path, progress, stop, solve)
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        let mut first_error = None;
+        for h in handles {
+            match h.join().expect("a platform's build thread does not panic") {
+                Ok(r) => out.push(r),
+                Err(BuildError::Stopped) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    })
 }
 
-fn build_parsed(
-    store: &Store,
-    opts: &BuildOptions,
-    remote: &dyn Remote,
+/// One platform's solve of the Dockerfile.
+struct Solve<'a> {
+    lease: store::Lease,
+    platform: Platform,
+    /// The meta ARGs with this platform's `TARGET*` values.
+    meta_args: Vec<(String, String)>,
+    target: usize,
+    needed: Vec<usize>,
+    /// Shown in front of every step (`[linux/arm64 build 2/3]`) when several platforms build.
+    label: Option<String>,
+    tags: &'a [Reference],
+}
+
+/// Every needed stage that RUNs for a platform this machine does not run natively must
+/// have a binfmt_misc handler for it: checked before any step, so a build that would fail
+/// at its first foreign RUN does no work.
+fn check_emulation(
     dockerfile: &Dockerfile,
+    needed: &[usize],
+    meta_args: &[(String, String)],
+    target: &Platform,
+) -> Result<()> {
+    for &i in needed {
+        let stage = &dockerfile.stages[i];
+        let platform = stage::stage_platform(dockerfile, stage, meta_args, target)?;
+        let has_run = stage
+            .instructions
+            .iter()
+            .any(|inst| matches!(inst.command, Command::Run(_)));
+        if has_run {
+            exec::binfmt::check(&platform, std::path::Path::new(exec::binfmt::BINFMT_MISC))
+                .map_err(|source| BuildError::Emulation {
+                    location: format!("{}:{}", dockerfile.file_name, stage.span.start),
+                    source,
+                })?;
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_parsed<'a>(
+    store: &'a Store,
+    opts: &'a BuildOptions,
+    remote: &'a dyn Remote,
+    dockerfile: &'a Dockerfile,
     dockerfile_path: &std::path::Path,
-    reporter: &mut dyn Reporter,
+    progress: &'a state::Progress<'_>,
+    stop: &'a exec::Stopper,
+    solve: &'a Solve<'a>,
 ) -> Result<BuildResult> {
-    let target = target_index(dockerfile, opts.target.as_deref())?;
-    let meta_args = stage::resolve_meta_args(dockerfile, opts)?;
-    let needed = needed_stages(dockerfile, target, &meta_args, &opts.named_contexts);
+    let target = solve.target;
+    let meta_args = &solve.meta_args;
+    let needed = &solve.needed;
     let deps: Vec<Vec<usize>> = (0..dockerfile.stages.len())
-        .map(|i| stage_deps(dockerfile, i, &meta_args, &opts.named_contexts))
+        .map(|i| stage_deps(dockerfile, i, meta_args, &opts.named_contexts))
         .collect();
-    // Held for the whole build; dropping it (also on error) ends the lease.
-    let lease = store.lease(Duration::from_secs(6 * 3600))?;
+    let lease = &solve.lease;
     let mut ctx = context::Context::open(store, &opts.context, dockerfile_path)?;
-    let stop = exec::Stopper::new();
-    let progress = state::Progress::new(reporter);
     let build = state::Build {
         store,
         opts,
         remote,
         dockerfile,
-        lease: &lease,
-        meta_args: &meta_args,
-        progress: &progress,
-        stop: &stop,
+        lease,
+        meta_args,
+        platform: &solve.platform,
+        label: solve.label.as_deref(),
+        progress,
+        stop,
     };
     // Each stage hashes context files into its own copy of the stat cache; the copies'
     // new records are saved together at the end.
-    let (mut results, stages) = schedule::run(&needed, &deps, opts.jobs, &stop, |index, done| {
+    let (mut results, stages) = schedule::run(needed, &deps, opts.jobs, stop, |index, done| {
         let mut stage_ctx = ctx.fork();
         let mut run = build.stage_run();
         let result = run.stage(index, done, &mut stage_ctx)?;
@@ -293,14 +426,27 @@ fn build_parsed(
     ctx.save(store)?;
     wait_for_cache_imports(remote)?;
     let finished = results[target].take().expect("the target stage was built");
-    let total_steps = step_count(dockerfile, &needed);
+    let total_steps = step_count(dockerfile, needed);
     let inline = opts
         .inline_cache
         .then(|| crate::remote_cache::select(&steps, &finished.layers, ExportMode::Min));
     let image = progress.with_reporter(|reporter| {
-        export::export(store, &finished, opts, &lease, inline.as_deref(), reporter)
+        let to = export::Target {
+            platform: &solve.platform,
+            tags: solve.tags,
+        };
+        export::export(
+            store,
+            &finished,
+            opts,
+            &to,
+            lease,
+            inline.as_deref(),
+            reporter,
+        )
     })?;
     Ok(BuildResult {
+        platform: solve.platform.clone(),
         manifest: image.manifest,
         image_id: image.config,
         cached_steps,

@@ -90,7 +90,8 @@ impl BuildRun<'_> {
         };
         match context {
             NamedContext::Image(reference) => {
-                let (manifest, image) = self.leased_image(reference, location)?;
+                let (manifest, image) =
+                    self.leased_image(reference, self.build.platform, location)?;
                 from_image(self, manifest, image)
             }
             NamedContext::Manifest { manifest, source } => {

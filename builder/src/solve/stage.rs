@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use store::platform::Platform;
 use store::{LayerRef, Reference};
 
 use super::context::Context;
@@ -32,6 +33,12 @@ impl BuildRun<'_> {
             (_, 1) => String::new(),
             (Some(name), _) => name.clone(),
             (None, _) => format!("stage-{index}"),
+        };
+        // BuildKit's `[linux/arm64 build 2/5]` when several platforms build.
+        let stage_name = match self.build.label {
+            Some(label) if stage_name.is_empty() => label.to_string(),
+            Some(label) => format!("{label} {stage_name}"),
+            None => stage_name,
         };
         // BuildKit matches the names without regard to case and ignores unknown ones.
         self.is_cache_ignored = stage.name.as_ref().is_some_and(|name| {
@@ -204,9 +211,14 @@ impl BuildRun<'_> {
                 escape: self.build.dockerfile.escape,
             }
         };
-        let platform = format!("linux/{}", crate::image::host_architecture());
+        let platform = stage_platform(
+            self.build.dockerfile,
+            stage,
+            self.build.meta_args,
+            self.build.platform,
+        )?;
         if name == "scratch" {
-            let key = CacheKey::for_base("scratch", &platform);
+            let key = CacheKey::for_base("scratch", &platform.to_string());
             // BuildKit's empty image has WorkingDir "/".
             let mut config = ImageConfigFile::default();
             config.config.working_dir = "/".to_string();
@@ -232,7 +244,7 @@ impl BuildRun<'_> {
             reason,
         })?;
         let was_local = !self.build.opts.pull && self.build.store.resolve(&reference).is_ok();
-        let (manifest, image) = self.leased_image(&reference, &location)?;
+        let (manifest, image) = self.leased_image(&reference, &platform, &location)?;
         let config: ImageConfigFile = serde_json::from_slice(
             &self.build.store.read_blob(&image.config.digest)?,
         )
@@ -242,7 +254,7 @@ impl BuildRun<'_> {
             name: name.clone(),
             reason,
         })?;
-        let key = CacheKey::for_base(manifest.as_str(), &platform);
+        let key = CacheKey::for_base(manifest.as_str(), &platform.to_string());
         Ok((fresh(image.layers, config, key), was_local))
     }
 }
@@ -256,14 +268,40 @@ pub(super) fn is_step(inst: &Instruction) -> bool {
     )
 }
 
+/// The platform stage `stage` builds for: `FROM --platform=…` expanded with the meta ARGs
+/// (`$BUILDPLATFORM` is this machine's), else the build's `target`.
+pub fn stage_platform(
+    dockerfile: &Dockerfile,
+    stage: &Stage,
+    meta_args: &[(String, String)],
+    target: &Platform,
+) -> Result<Platform> {
+    let Some(raw) = &stage.platform else {
+        return Ok(target.clone());
+    };
+    let location = || format!("{}:{}", dockerfile.file_name, stage.span.start);
+    let expanded =
+        expand_word(raw, meta_args, dockerfile.escape).map_err(|e| BuildError::Step {
+            span: stage.span,
+            location: location(),
+            message: e.to_string(),
+        })?;
+    Platform::parse(&expanded).map_err(|e| BuildError::Step {
+        span: stage.span,
+        location: location(),
+        message: format!("FROM --platform={raw}: {e}"),
+    })
+}
+
 /// ARGs before the first FROM, after BuildKit's automatic platform ARGs (which
 /// `--build-arg` may set too): `--build-arg` wins over the default; defaults may use
 /// earlier meta ARGs.
 pub fn resolve_meta_args(
     dockerfile: &Dockerfile,
     opts: &BuildOptions,
+    target: &Platform,
 ) -> Result<Vec<(String, String)>> {
-    let mut values: Vec<(String, String)> = crate::image::platform_args()
+    let mut values: Vec<(String, String)> = crate::image::platform_args(target)
         .into_iter()
         .map(|(k, v)| {
             let v = opts.build_args.get(&k).cloned().unwrap_or(v);

@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use store::platform::Platform;
 use store::{LayerRef, Lease, Reference, Store};
 
 use super::{BuildError, BuildOptions, Result};
@@ -103,7 +104,14 @@ pub struct Build<'a> {
     /// Values of the ARGs before the first FROM and the automatic platform ARGs
     /// (`resolve_meta_args`; the build sets them before the first stage).
     pub meta_args: &'a [(String, String)],
-    pub progress: &'a Progress<'a>,
+    /// The platform this solve builds for (`TARGETPLATFORM`); a stage's own is
+    /// `FROM --platform`'s, else this one.
+    pub platform: &'a Platform,
+    /// Shown in front of each stage's name in the progress when several platforms build.
+    pub label: Option<&'a str>,
+    /// The build's [`Progress`], behind a trait object so that it may outlive the
+    /// per-platform state (leases, meta ARGs) of builds that share it.
+    pub progress: &'a (dyn StepProgress + Sync + 'a),
     /// Fired when a stage fails: the other stages stop at their next step, and their
     /// running RUN steps are killed.
     pub stop: &'a exec::Stopper,
@@ -144,8 +152,27 @@ impl<'a> Progress<'a> {
         }
     }
 
+    /// Runs `f` with the reporter (for work after the stages: the export).
+    pub fn with_reporter<T>(&self, f: impl FnOnce(&mut dyn Reporter) -> T) -> T {
+        f(&mut *self.lock().reporter)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ProgressState<'a>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What the stages of a build report as they go (implemented by [`Progress`]).
+pub trait StepProgress {
     /// Number the next step and report that it started.
-    pub(super) fn start(&self, stage: &str, index: usize, total: usize, text: &str) -> StepInfo {
+    fn start(&self, stage: &str, index: usize, total: usize, text: &str) -> StepInfo;
+    fn finished(&self, info: &StepInfo, end: StepEnd);
+    fn output(&self, info: &StepInfo, line: &[u8]);
+    fn note(&self, text: &str);
+}
+
+impl StepProgress for Progress<'_> {
+    fn start(&self, stage: &str, index: usize, total: usize, text: &str) -> StepInfo {
         let mut state = self.lock();
         state.step_number += 1;
         let info = StepInfo {
@@ -159,25 +186,16 @@ impl<'a> Progress<'a> {
         info
     }
 
-    pub(super) fn finished(&self, info: &StepInfo, end: StepEnd) {
+    fn finished(&self, info: &StepInfo, end: StepEnd) {
         self.lock().reporter.step_finished(info, end);
     }
 
-    pub fn output(&self, info: &StepInfo, line: &[u8]) {
+    fn output(&self, info: &StepInfo, line: &[u8]) {
         self.lock().reporter.step_output(info, line);
     }
 
-    pub fn note(&self, text: &str) {
+    fn note(&self, text: &str) {
         self.lock().reporter.note(text);
-    }
-
-    /// Runs `f` with the reporter (for work after the stages: the export).
-    pub fn with_reporter<T>(&self, f: impl FnOnce(&mut dyn Reporter) -> T) -> T {
-        f(&mut *self.lock().reporter)
-    }
-
-    fn lock(&self) -> MutexGuard<'_, ProgressState<'a>> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -239,12 +257,13 @@ impl<'a> BuildRun<'a> {
     pub fn leased_image(
         &self,
         reference: &Reference,
+        platform: &Platform,
         location: &str,
     ) -> Result<(store::Digest, store::ImageRecord)> {
         const ATTEMPTS: usize = 3;
         let mut attempt = 1;
         loop {
-            let manifest = self.resolve_image(reference, location)?;
+            let manifest = self.resolve_image(reference, platform, location)?;
             self.build.lease.add_digest(&manifest)?;
             let image = match self.build.store.image(&manifest) {
                 Ok(image) => image,
@@ -272,24 +291,47 @@ impl<'a> BuildRun<'a> {
         }
     }
 
-    /// The manifest digest of `reference`: from the store, else (or with --pull) fetched.
-    pub fn resolve_image(&self, reference: &Reference, location: &str) -> Result<store::Digest> {
+    /// The manifest digest of `reference` for `platform`: from the store when the image
+    /// there is for that platform, else (or with --pull) fetched for it.
+    pub fn resolve_image(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+        location: &str,
+    ) -> Result<store::Digest> {
         if !self.build.opts.pull {
             match self.build.store.resolve(reference) {
-                Ok(d) => return Ok(d),
+                Ok(d) if self.is_for_platform(&d, platform) => return Ok(d),
+                Ok(_) => {}
                 Err(e) if e.kind() == store::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
         }
         self.build
             .remote
-            .fetch_base(reference)
+            .fetch_base(reference, platform)
             .map_err(|source| BuildError::BaseImage {
                 location: location.to_string(),
                 reference: reference.familiar(),
                 full: reference.to_string(),
                 source,
             })
+    }
+
+    /// Whether the image recorded under `manifest` runs on `platform` (its config's
+    /// os/architecture/variant; a config naming none is taken for any platform).
+    fn is_for_platform(&self, manifest: &store::Digest, platform: &Platform) -> bool {
+        let Ok(image) = self.build.store.image(manifest) else {
+            return true;
+        };
+        let Ok(bytes) = self.build.store.read_blob(&image.config.digest) else {
+            return true;
+        };
+        let config: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        match Platform::from_json(&config) {
+            Some(p) => platform.matches(&p.os, &p.architecture, p.variant.as_deref()),
+            None => true,
+        }
     }
 
     pub fn step_error(&self, inst: &Instruction, message: String) -> BuildError {

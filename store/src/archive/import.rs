@@ -12,7 +12,7 @@ use crate::digest::Sha256Writer;
 use crate::error::{Result, StoreError};
 use crate::manifest::build_manifest;
 use crate::media_types::Compression;
-use crate::platform::host_architecture;
+use crate::platform::Platform;
 use crate::{media_types, Digest, ImageRecord, Reference, Store};
 
 /// What `import` writes besides the layer.
@@ -26,6 +26,8 @@ pub struct ImportOptions {
     pub config: serde_json::Map<String, serde_json::Value>,
     /// Where the tar came from, for the history entry (a path or "-").
     pub source: String,
+    /// `--platform`: the os/architecture/variant the config names; `None` is this host's.
+    pub platform: Option<Platform>,
 }
 
 /// RFC 3339 UTC now, with nanoseconds like docker.
@@ -102,14 +104,18 @@ impl Store {
         if let Some(m) = &opts.message {
             history["comment"] = m.clone().into();
         }
-        let config = serde_json::json!({
-            "architecture": host_architecture(),
-            "os": "linux",
+        let platform = opts.platform.clone().unwrap_or_else(Platform::host);
+        let mut config = serde_json::json!({
+            "architecture": platform.architecture,
+            "os": platform.os,
             "created": created,
             "config": opts.config,
             "rootfs": { "type": "layers", "diff_ids": [diff_id] },
             "history": [history],
         });
+        if let Some(v) = &platform.variant {
+            config["variant"] = v.clone().into();
+        }
         let config_bytes = serde_json::to_vec(&config).expect("config serializes");
         let config_desc = self.put_blob(&lease, &config_bytes, media_types::OCI_CONFIG)?;
         let manifest = build_manifest(&config_desc, &[layer]);

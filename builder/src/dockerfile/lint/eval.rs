@@ -238,7 +238,7 @@ impl Eval<'_> {
     /// BuildKit's predefined platform args (this host is both build and target platform).
     fn default_args(&mut self, target: usize) -> Env {
         let mut env = Env::default();
-        for (k, v) in crate::image::platform_args() {
+        for (k, v) in crate::image::platform_args(&crate::image::build_platform()) {
             env.set(&k, v);
         }
         let target_name = self.df.stages[target].name.clone().unwrap_or_default();

@@ -308,7 +308,7 @@ fn bind_mount(
             let r =
                 store::Reference::parse(from).map_err(|e| format!("--mount from={from}: {e}"))?;
             let (manifest, image) = run
-                .leased_image(&r, &run.build.dockerfile.file_name)
+                .leased_image(&r, run.build.platform, &run.build.dockerfile.file_name)
                 .map_err(|e| e.to_string())?;
             (image.layers, manifest.to_string())
         }

@@ -161,7 +161,8 @@ pub(super) fn copy_step(
                 (None, None) => {
                     let r = store::Reference::parse(&from)
                         .map_err(|x| e(format!("COPY --from={from}: {x}")))?;
-                    let manifest = run.resolve_image(&r, &run.location(inst.span.start))?;
+                    let manifest =
+                        run.resolve_image(&r, run.build.platform, &run.location(inst.span.start))?;
                     run.build.store.image(&manifest)?.layers
                 }
             };
