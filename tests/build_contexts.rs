@@ -448,3 +448,24 @@ fn named_contexts_replace_images_and_stages_and_are_keyed_by_content() {
         assert_fails(&out, wanted);
     }
 }
+
+#[test]
+fn run_mount_from_a_named_context() {
+    let env = TestEnv::with_busybox();
+    let libs = dir(&env, "libs", &[("lib.txt", "mounted\n")]);
+    let ctx = dir(
+        &env,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=from=libs,target=/m cp /m/lib.txt /copied\n",
+        )],
+    );
+    let libs_arg = format!("libs={}", libs.display());
+    env.build(&ctx, &["-t", "mount:1", "--build-context", &libs_arg])
+        .assert_ok();
+    assert_eq!(
+        read(image_rootfs(&env.root, "mount:1").path(), "copied"),
+        "mounted\n"
+    );
+}

@@ -25,6 +25,7 @@ use std::fs;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use builder::solve::named_context::context_key;
 use builder::solve::{fetch, NamedContext};
 use store::media_types::Compression;
 use store::{Reference, Store};
@@ -142,21 +143,22 @@ pub enum ContextError {
 
 pub type Result<T> = std::result::Result<T, ContextError>;
 
-/// `--build-context NAME=VALUE` values by their name's key
-/// ([`builder::solve::named_context::context_key`]), as buildx parses them.
+/// `--build-context NAME=VALUE` values by their name's key ([`context_key`]), as buildx
+/// parses them.
 pub fn parse_named(raw: &[String]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for value in raw.iter().filter(|v| !v.is_empty()) {
         let (name, target) = value
             .split_once('=')
             .ok_or_else(|| ContextError::InvalidValue(value.clone()))?;
-        let reference = Reference::parse(name).map_err(|source| ContextError::InvalidName {
+        Reference::parse(name).map_err(|source| ContextError::InvalidName {
             name: name.to_string(),
             source,
         })?;
-        let familiar = reference.familiar();
-        let key = familiar.strip_suffix(":latest").unwrap_or(&familiar);
-        out.insert(key.to_string(), target.to_string());
+        // `scratch` and `context` parse but never name a context (BuildKit ignores them).
+        if let Some(key) = context_key(name) {
+            out.insert(key, target.to_string());
+        }
     }
     Ok(out)
 }
@@ -367,7 +369,7 @@ impl Resolver<'_> {
                 reason: "target: contexts exist only in `docker buildx bake`".to_string(),
             });
         }
-        if is_remote(value) || value.starts_with("git@") {
+        if is_remote(value) {
             let (dir, dockerfile) = self.remote(value)?;
             // BuildKit keeps a body that is no archive as one file named `context`.
             if let Some(file) = dockerfile {

@@ -558,7 +558,7 @@ fn stage_deps(
 }
 
 /// The `from=` of a `--mount` spec, if any.
-fn mount_from(spec: &str) -> Option<&str> {
+pub(crate) fn mount_from(spec: &str) -> Option<&str> {
     spec.split(',').find_map(|kv| kv.strip_prefix("from="))
 }
 

@@ -2,6 +2,7 @@
 //! sources, and describe them all for the step's cache key. Nothing is created on disk here
 //! (`activate.rs` does that when the step runs).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 
@@ -67,11 +68,13 @@ pub(super) enum Planned {
 
 /// Parse and check the `--mount`s of a RUN and compute their key text. Secrets are read
 /// here (so a missing one fails before anything runs); nothing is created on disk.
+/// `named`: the named contexts `from=` names (by the name as written), already resolved.
 pub fn resolve(
     run: &BuildRun,
     state: &StageState,
     specs: &[String],
     done: &[Option<StageResult>],
+    named: &BTreeMap<String, StageResult>,
     ctx: &mut Context,
 ) -> Result<Resolved, String> {
     let env = state.expand_env();
@@ -102,7 +105,7 @@ pub fn resolve(
                 target: target.ok_or("tmpfs mount needs a target")?,
                 size: m.size.as_deref().map(parse_size).transpose()?,
             },
-            MountType::Bind => bind_mount(run, &m, target, done, ctx, &mut key)?,
+            MountType::Bind => bind_mount(run, &m, target, done, named, ctx, &mut key)?,
             MountType::Secret => match secret_mount(run, &m, target)? {
                 Some(p) => p,
                 None => continue,
@@ -258,6 +261,7 @@ fn bind_mount(
     m: &Mount,
     target: Option<String>,
     done: &[Option<StageResult>],
+    named: &BTreeMap<String, StageResult>,
     ctx: &mut Context,
     key: &mut Vec<String>,
 ) -> Result<Planned, String> {
@@ -304,6 +308,10 @@ fn bind_mount(
         .and_then(|i| done.get(i).cloned().flatten())
     {
         Some(stage) => (stage.layers, stage.key.as_str().to_string()),
+        None if named.contains_key(from) => {
+            let context = &named[from];
+            (context.layers.clone(), context.key.as_str().to_string())
+        }
         None => {
             let r =
                 store::Reference::parse(from).map_err(|e| format!("--mount from={from}: {e}"))?;

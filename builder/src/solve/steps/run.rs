@@ -44,7 +44,24 @@ pub(super) fn run_step(
             "RUN --network=host is not allowed: pass --allow network.host".into(),
         ));
     }
-    let mounts = run_mounts::resolve(run, state, &r.mounts, done, ctx)
+    // `--mount=from=NAME` of a named context that is no stage: made ready here, since a
+    // directory context may build its layer.
+    let mut named = std::collections::BTreeMap::new();
+    for from in r
+        .mounts
+        .iter()
+        .filter_map(|spec| crate::solve::mount_from(spec))
+    {
+        let from = crate::dockerfile::expand_word(from, &state.expand_env(), state.escape)
+            .unwrap_or_else(|_| from.to_string());
+        if crate::solve::stage_ref(run.build.dockerfile, &from, usize::MAX).is_some() {
+            continue;
+        }
+        if let Some(context) = run.named_context(&from).cloned() {
+            named.insert(from, run.named_context_result(&context, inst.span)?);
+        }
+    }
+    let mounts = run_mounts::resolve(run, state, &r.mounts, done, &named, ctx)
         .map_err(|m| run.step_error(inst, m))?;
     let script = match (&r.cmd, r.heredocs.is_empty()) {
         (_, true) => None,
