@@ -101,7 +101,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             Some("1" | "true")
         );
     let allowed = parse_allow(&args.allow)?;
-    let (isolation, snapshotter) = choose_sandbox(&store, args)?;
+    let sandbox = choose_sandbox(&store, args)?;
     let options = BuildOptions {
         context: contexts.context.clone(),
         dockerfile: contexts.dockerfile.clone(),
@@ -122,8 +122,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             Network::None => exec::Network::None,
             Network::Host => exec::Network::Host,
         },
-        snapshotter,
-        isolation,
+        sandbox,
         runtime,
         source_date_epoch,
         secrets: args
@@ -215,47 +214,31 @@ fn progress_mode(flag: Progress) -> Result<Progress> {
 }
 
 /// `--isolation` and `--snapshotter`, each as given or, when not given, what this host
-/// allows (probed once, with a one-line note when it is not namespaces and overlay).
-fn choose_sandbox(store: &Store, args: &BuildArgs) -> Result<(exec::Isolation, exec::Snapshotter)> {
-    let support = std::cell::OnceCell::new();
-    let probe = || {
-        *support.get_or_init(|| {
-            exec::probe::probe(&store.layout().snapshot_temp(store::layout::RUN_TEMP_PREFIX))
-        })
-    };
-    let isolation = match args.isolation {
-        Some(Isolation::Oci | Isolation::Rootless) => exec::Isolation::Namespaces,
-        Some(Isolation::Chroot) => exec::Isolation::Chroot,
-        None if probe().has_namespaces => exec::Isolation::Namespaces,
-        None => {
-            eprintln!(
-                "strata: note: namespaces or mounts are refused here (an unprivileged \
-                 container?): RUN uses --isolation chroot and the copy snapshotter, shares \
-                 this network and has no /proc"
-            );
-            exec::Isolation::Chroot
-        }
-    };
-    let snapshotter = match (args.snapshotter, isolation) {
-        (Some(Snapshotter::Overlay), exec::Isolation::Chroot) => {
-            return Err(UsageError(
-                "--isolation chroot cannot mount overlayfs: use --snapshotter copy".into(),
-            )
-            .into())
-        }
-        (Some(Snapshotter::Overlay), _) => exec::Snapshotter::Overlay,
-        (Some(Snapshotter::Copy), _) | (None, exec::Isolation::Chroot) => exec::Snapshotter::Copy,
-        (None, exec::Isolation::Namespaces) if probe().has_overlay => exec::Snapshotter::Overlay,
-        (None, exec::Isolation::Namespaces) => {
-            eprintln!(
-                "strata: note: overlayfs does not mount on {}'s filesystem: RUN uses the copy \
-                 snapshotter",
-                store.layout().root().display()
-            );
-            exec::Snapshotter::Copy
-        }
-    };
-    Ok((isolation, snapshotter))
+/// allows: probed when the first RUN executes (a build whose steps are all cached never
+/// pays for the probe), with a one-line note when it is not namespaces and overlay.
+fn choose_sandbox(store: &Store, args: &BuildArgs) -> Result<exec::probe::SandboxChoice> {
+    let isolation = args.isolation.map(|i| match i {
+        Isolation::Oci | Isolation::Rootless => exec::Isolation::Namespaces,
+        Isolation::Chroot => exec::Isolation::Chroot,
+    });
+    let snapshotter = args.snapshotter.map(|s| match s {
+        Snapshotter::Overlay => exec::Snapshotter::Overlay,
+        Snapshotter::Copy => exec::Snapshotter::Copy,
+    });
+    if isolation == Some(exec::Isolation::Chroot) && snapshotter == Some(exec::Snapshotter::Overlay)
+    {
+        return Err(UsageError(
+            "--isolation chroot cannot mount overlayfs: use --snapshotter copy".into(),
+        )
+        .into());
+    }
+    Ok(exec::probe::SandboxChoice::new(
+        isolation,
+        snapshotter,
+        store.layout().snapshot_temp(store::layout::RUN_TEMP_PREFIX),
+        store.layout().root().to_path_buf(),
+        |note| eprintln!("strata: note: {note}"),
+    ))
 }
 
 /// `--platform`: one or several times, or in a comma list (`local` is this machine's);

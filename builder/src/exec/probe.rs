@@ -1,17 +1,93 @@
-//! What this host lets a RUN use, probed once per build: the build picks
-//! [`Isolation::Chroot`](super::Isolation::Chroot) when namespaces are refused and
-//! [`Snapshotter::Copy`](super::Snapshotter::Copy) when overlayfs is.
+//! What this host lets a RUN use, probed at most once per build, when the first RUN
+//! executes: the build picks [`Isolation::Chroot`] when namespaces are refused and
+//! [`Snapshotter::Copy`] when overlayfs is.
 //!
 //! Each probe forks a child that tries the real calls in throwaway namespaces and exits;
-//! nothing is left behind. Together about two milliseconds.
+//! nothing is left behind. The child's mount namespace is torn down when it exits, which
+//! takes tens of milliseconds on some kernels: that is why a build whose steps are all
+//! cached never probes ([`SandboxChoice`]).
 
 use std::ffi::CString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use rustix::thread::UnshareFlags;
 
 use super::namespaces;
 use super::sandbox::{exit_now, reap};
+use super::{Isolation, Snapshotter};
+
+/// `--isolation` and `--snapshotter` as the user gave them; what is not given is decided by
+/// [`probe`] the first time a RUN asks ([`SandboxChoice::get`]), with a one-line note
+/// through `note` when it is not namespaces and overlay.
+#[derive(Debug)]
+pub struct SandboxChoice {
+    isolation: Option<Isolation>,
+    snapshotter: Option<Snapshotter>,
+    /// A new directory path on the filesystem the upperdirs live on (see [`probe`]).
+    scratch: PathBuf,
+    /// The store root, named in the copy-snapshotter note.
+    root: PathBuf,
+    note: fn(&str),
+    chosen: OnceLock<(Isolation, Snapshotter)>,
+}
+
+impl SandboxChoice {
+    /// `isolation`/`snapshotter`: the user's choice, `None` to probe. Chroot with overlay is
+    /// the caller's to refuse (a chroot cannot mount).
+    pub fn new(
+        isolation: Option<Isolation>,
+        snapshotter: Option<Snapshotter>,
+        scratch: PathBuf,
+        root: PathBuf,
+        note: fn(&str),
+    ) -> Self {
+        SandboxChoice {
+            isolation,
+            snapshotter,
+            scratch,
+            root,
+            note,
+            chosen: OnceLock::new(),
+        }
+    }
+
+    /// The isolation and snapshotter every RUN of the build uses; probes on the first call
+    /// only when the user left one of them open.
+    pub fn get(&self) -> (Isolation, Snapshotter) {
+        *self.chosen.get_or_init(|| self.choose())
+    }
+
+    fn choose(&self) -> (Isolation, Snapshotter) {
+        let support = OnceLock::new();
+        let probe = || *support.get_or_init(|| probe(&self.scratch));
+        let isolation = match self.isolation {
+            Some(i) => i,
+            None if probe().has_namespaces => Isolation::Namespaces,
+            None => {
+                (self.note)(
+                    "namespaces or mounts are refused here (an unprivileged container?): RUN \
+                     uses --isolation chroot and the copy snapshotter, shares this network and \
+                     has no /proc",
+                );
+                Isolation::Chroot
+            }
+        };
+        let snapshotter = match (self.snapshotter, isolation) {
+            (Some(s), _) => s,
+            (None, Isolation::Chroot) => Snapshotter::Copy,
+            (None, Isolation::Namespaces) if probe().has_overlay => Snapshotter::Overlay,
+            (None, Isolation::Namespaces) => {
+                (self.note)(&format!(
+                    "overlayfs does not mount on {}'s filesystem: RUN uses the copy snapshotter",
+                    self.root.display()
+                ));
+                Snapshotter::Copy
+            }
+        };
+        (isolation, snapshotter)
+    }
+}
 
 /// What [`probe`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -59,10 +59,10 @@ pub struct BuildOptions {
     /// `--pull`: ask `resolve_base` even when the image is in the store.
     pub pull: bool,
     pub network: exec::Network,
-    pub snapshotter: exec::Snapshotter,
+    /// `--isolation` and `--snapshotter`, probed on the first RUN that executes.
+    pub sandbox: exec::probe::SandboxChoice,
     /// `--add-host`, `--shm-size`, `--ulimit`: given to every RUN.
     pub runtime: exec::RuntimeOptions,
-    pub isolation: exec::Isolation,
     /// SOURCE_DATE_EPOCH: timestamps in the image and layers are clamped to it.
     pub source_date_epoch: Option<i64>,
     /// `--secret`: by id, where each value comes from (read only by the steps that mount it).

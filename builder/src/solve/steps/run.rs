@@ -149,6 +149,7 @@ pub(super) fn run_step(
     }
     let mut run_env = state.run_env();
     run_env.extend(active.env.iter().cloned());
+    let (isolation, snapshotter) = run.build.opts.sandbox.get();
     let spec = RunSpec {
         lowerdirs: lower,
         upperdir: upper.clone(),
@@ -167,8 +168,8 @@ pub(super) fn run_step(
             _ => exec::Security::Sandbox,
         },
         hostname: "strata".to_string(),
-        snapshotter: run.build.opts.snapshotter,
-        isolation: run.build.opts.isolation,
+        snapshotter,
+        isolation,
         extra_mounts,
         runtime: run.build.opts.runtime.clone(),
         stop: Some(run.build.stop.clone()),
