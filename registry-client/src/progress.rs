@@ -2,6 +2,7 @@
 //! plain status lines (`abc123def456: Pull complete`) otherwise, nothing when quiet.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -21,6 +22,10 @@ pub enum ProgressMode {
 pub struct Progress {
     mode: ProgressMode,
     multi: Option<Arc<MultiProgress>>,
+    /// Bars drawn and not finished. While there are none, lines go straight to stdout, so
+    /// the final lines (`digest:`, `Status:`) are plain text and not padded to the width
+    /// as indicatif pads the lines it draws.
+    live: Arc<AtomicUsize>,
 }
 
 impl Progress {
@@ -32,14 +37,18 @@ impl Progress {
         };
         let multi = (mode == ProgressMode::Bars)
             .then(|| Arc::new(MultiProgress::with_draw_target(ProgressDrawTarget::stdout())));
-        Progress { mode, multi }
+        Progress {
+            mode,
+            multi,
+            live: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     /// Prints a whole line (headers like `latest: Pulling from library/busybox`).
     pub fn line(&self, text: &str) {
         match (&self.mode, &self.multi) {
             (ProgressMode::Quiet, _) => {}
-            (_, Some(m)) => {
+            (_, Some(m)) if self.live.load(Ordering::SeqCst) > 0 => {
                 let _ = m.println(text);
             }
             _ => {
@@ -53,13 +62,8 @@ impl Progress {
     pub fn done(&self, id: &str, status: &str) {
         match (&self.mode, &self.multi) {
             (ProgressMode::Quiet, _) => {}
-            (_, Some(m)) => {
-                let b = m.add(ProgressBar::new(0));
-                b.set_style(
-                    ProgressStyle::with_template("{prefix}: {msg}").expect("the template is valid"),
-                );
-                b.set_prefix(id.to_string());
-                b.finish_with_message(status.to_string());
+            (_, Some(m)) if self.live.load(Ordering::SeqCst) > 0 => {
+                let _ = m.println(format!("{id}: {status}"));
             }
             _ => {
                 let mut out = std::io::stdout().lock();
@@ -81,12 +85,14 @@ impl Progress {
             );
             b.set_prefix(id.to_string());
             b.set_message(status.to_string());
+            self.live.fetch_add(1, Ordering::SeqCst);
             b
         });
         let b = Bar {
             id: id.to_string(),
             bar,
             plain: self.mode == ProgressMode::Plain,
+            live: self.live.clone(),
         };
         if b.plain {
             b.print(status);
@@ -101,6 +107,7 @@ pub struct Bar {
     id: String,
     bar: Option<ProgressBar>,
     plain: bool,
+    live: Arc<AtomicUsize>,
 }
 
 impl Bar {
@@ -110,6 +117,7 @@ impl Bar {
             id: String::new(),
             bar: None,
             plain: false,
+            live: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -142,11 +150,13 @@ impl Bar {
 
     /// Ends the bar with a final status (`Pull complete`, `Pushed`, `Already exists`).
     pub fn finish(&self, status: &str) {
-        if let Some(b) = &self.bar {
-            b.set_style(
-                ProgressStyle::with_template("{prefix}: {msg}").expect("the template is valid"),
-            );
-            b.finish_with_message(status.to_string());
+        if let Some(b) = self.bar.as_ref().filter(|b| !b.is_finished()) {
+            // The final line is printed above the live bars, where it stays as the terminal's
+            // own text; the bar goes. A finished bar kept in the live area would be erased
+            // and redrawn (padded to the width) by every later line.
+            b.println(format!("{}: {status}", self.id));
+            b.finish_and_clear();
+            self.live.fetch_sub(1, Ordering::SeqCst);
         } else if self.plain {
             self.print(status);
         }
