@@ -44,12 +44,6 @@ pub fn push(
     tag: &Reference,
     results: &[BuildResult],
 ) -> Result<Descriptor> {
-    let push_error = |source| EngineError::Push {
-        reference: tag.familiar(),
-        source: Box::new(source),
-    };
-    let client = registry.client()?;
-    let runtime = registry.runtime()?;
     let mut pushed = Vec::with_capacity(results.len());
     for r in results {
         let mut by_digest = tag.clone();
@@ -57,12 +51,7 @@ pub fn push(
         by_digest.digest = Some(r.manifest.clone());
         let digest = registry.push(store, &by_digest)?;
         by_digest.digest = Some(digest.clone());
-        let manifest = runtime
-            .block_on(client.fetch_manifest(&by_digest))
-            .map_err(push_error)?
-            .ok_or_else(|| {
-                EngineError::Usage(format!("{by_digest} is not in the registry after its push"))
-            })?;
+        let manifest = fetch_pushed(registry, tag, &by_digest)?;
         let descriptor = Descriptor {
             media_type: manifest.media_type,
             digest,
@@ -70,16 +59,27 @@ pub fn push(
         };
         pushed.push((descriptor, r.platform.clone()));
     }
-    let index = index_json(&pushed);
-    let bytes = Bytes::from(serde_json::to_vec(&index).expect("an index serializes"));
+    push_index(store, registry, tag, &index_json(&pushed))
+}
+
+/// Pushes `index` (an OCI image index whose manifests are in the registry) under `tag`;
+/// returns its descriptor.
+pub(crate) fn push_index(
+    store: &Store,
+    registry: &Registry,
+    tag: &Reference,
+    index: &serde_json::Value,
+) -> Result<Descriptor> {
+    let bytes = Bytes::from(serde_json::to_vec(index).expect("an index serializes"));
     let descriptor = Descriptor {
         media_type: media_types::OCI_INDEX.to_string(),
         digest: Digest::sha256_of(&bytes),
         size: bytes.len() as u64,
     };
-    runtime
+    registry
+        .runtime()?
         .block_on(push_manifest(
-            client,
+            registry.client()?,
             store,
             tag,
             &[],
@@ -87,6 +87,29 @@ pub fn push(
             media_types::OCI_INDEX,
             &PushOptions::default(),
         ))
-        .map_err(push_error)?;
+        .map_err(|source| push_error(tag, source))?;
     Ok(descriptor)
+}
+
+/// The manifest `by_digest` names, fetched back from the registry it was just pushed to.
+pub(crate) fn fetch_pushed(
+    registry: &Registry,
+    tag: &Reference,
+    by_digest: &Reference,
+) -> Result<registry_client::RemoteManifest> {
+    registry
+        .runtime()?
+        .block_on(registry.client()?.fetch_manifest(by_digest))
+        .map_err(|source| push_error(tag, source))?
+        .ok_or_else(|| {
+            EngineError::Usage(format!("{by_digest} is not in the registry after its push"))
+        })
+}
+
+/// A failed push of `tag`.
+pub(crate) fn push_error(tag: &Reference, source: registry_client::RegistryError) -> EngineError {
+    EngineError::Push {
+        reference: tag.familiar(),
+        source: Box::new(source),
+    }
 }

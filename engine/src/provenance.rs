@@ -25,6 +25,7 @@ use registry_client::{push_manifest, PushOptions};
 use store::{media_types, Descriptor, Digest, Lease, Reference, Store};
 
 use crate::error::{EngineError, Result};
+use crate::image_index::{fetch_pushed, push_error, push_index};
 use crate::outputs::csv_fields;
 use crate::registry::Registry;
 
@@ -277,23 +278,9 @@ pub fn push_attested(
     pushed: &Digest,
     statement: &serde_json::Value,
 ) -> Result<Descriptor> {
-    let push_error = |source| EngineError::Push {
-        reference: tag.familiar(),
-        source: Box::new(source),
-    };
-    let client = registry.client()?;
-    let runtime = registry.runtime()?;
     let mut by_digest = tag.clone();
     by_digest.digest = Some(pushed.clone());
-    let image = runtime
-        .block_on(client.fetch_manifest(&by_digest))
-        .map_err(push_error)?
-        .ok_or_else(|| {
-            EngineError::Usage(format!(
-                "{} is not in the registry after its push",
-                by_digest
-            ))
-        })?;
+    let image = fetch_pushed(registry, tag, &by_digest)?;
     let lease: Lease = store.lease(std::time::Duration::from_secs(3600))?;
     let statement_bytes = serde_json::to_vec(statement).expect("a statement serializes");
     let statement_desc = store.put_blob(&lease, &statement_bytes, IN_TOTO_MEDIA_TYPE)?;
@@ -324,18 +311,18 @@ pub fn push_attested(
     let mut attestation_ref = tag.clone();
     attestation_ref.tag = None;
     attestation_ref.digest = Some(attestation_digest.clone());
-    let opts = PushOptions::default();
-    runtime
+    registry
+        .runtime()?
         .block_on(push_manifest(
-            client,
+            registry.client()?,
             store,
             &attestation_ref,
             &[config_desc.clone(), statement_desc],
             attestation_bytes.clone(),
             media_types::OCI_MANIFEST,
-            &opts,
+            &PushOptions::default(),
         ))
-        .map_err(push_error)?;
+        .map_err(|source| push_error(tag, source))?;
     let host = registry_client::Platform::host();
     let index = serde_json::json!({
         "schemaVersion": 2,
@@ -359,24 +346,7 @@ pub fn push_attested(
             },
         ],
     });
-    let index_bytes = Bytes::from(serde_json::to_vec(&index).expect("an index serializes"));
-    let index_desc = Descriptor {
-        media_type: media_types::OCI_INDEX.to_string(),
-        digest: Digest::sha256_of(&index_bytes),
-        size: index_bytes.len() as u64,
-    };
-    runtime
-        .block_on(push_manifest(
-            client,
-            store,
-            tag,
-            &[],
-            index_bytes,
-            media_types::OCI_INDEX,
-            &opts,
-        ))
-        .map_err(push_error)?;
-    Ok(index_desc)
+    push_index(store, registry, tag, &index)
 }
 
 #[cfg(test)]
