@@ -26,7 +26,8 @@
 #
 # Every tool builds FROM busybox:bench (debian:bench), imported from the same tar.
 # Env: STRATA (binary; default target/release/strata), RUNS (best of N, default 5),
-# RUNS_BIG (for the 1 GiB and debian cases, default 3), TOOLS (default "strata buildkit buildah").
+# RUNS_BIG (for the 1 GiB and debian cases, default 3), TOOLS (default "strata rootless buildkit
+# buildah"; rootless is strata run by an ordinary user with a subuid range, see lib.sh).
 # A strata that cannot build yet shows as "fail"/"n/a"; the peers are still measured.
 . "$(dirname "$0")/lib.sh"
 
@@ -36,6 +37,7 @@ RUNS_BIG=${RUNS_BIG:-3}
 
 install_peers
 check_strata
+if uses rootless; then setup_rootless; fi
 if uses buildkit; then start_dockerd; fi
 import_base
 
@@ -120,6 +122,12 @@ bench_case() {
         measure "$name" buildah buildah_reset_cache \
             buildah_ bud --pull-never --isolation chroot --layers -t "$tag" -f "$df" "$ctx"
         buildah_reset_cache
+    fi
+
+    if uses rootless && [ "$STRATA_OK" = 1 ]; then
+        measure "$name" rootless rootless_fresh_root \
+            rootless_ build --progress plain --network none -t "$tag" -f "$df" "$ctx"
+        rm -rf "$ROOTLESS_ROOT"
     fi
 
     if uses strata; then

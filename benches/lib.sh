@@ -22,8 +22,9 @@ DOCKER=${DOCKER:-/usr/bin/docker}
 
 log() { printf '== %s\n' "$*" >&2; }
 
-# uses TOOL: whether TOOL (strata, buildkit, buildah) is in $TOOLS (default: all three).
-TOOLS=${TOOLS:-strata buildkit buildah}
+# uses TOOL: whether TOOL (strata, rootless, buildkit, buildah) is in $TOOLS (default: all).
+# rootless is strata run by an ordinary user (benches/build.sh only).
+TOOLS=${TOOLS:-strata rootless buildkit buildah}
 uses() { [[ " $TOOLS " == *" $1 "* ]]; }
 
 # need CMD PACKAGE: install PACKAGE from Debian when CMD is missing.
@@ -129,6 +130,29 @@ buildah_reset_cache() {
 
 STRATA_BENCH_ROOT=$BENCH_WORK/strata
 strata_() { "$STRATA" --root "$STRATA_BENCH_ROOT" "$@"; }
+
+# rootless: the same binary run by an ordinary user with a subuid range (made here if missing
+# and then removed at exit), in a root of its own. Its builds take --network none: this
+# machine's /dev/net/tun is 0600, and slirp4netns needs it open as that user (Debian's
+# default is 0666).
+ROOTLESS_USER=strata-bench
+ROOTLESS_ROOT=$BENCH_WORK/rootless/root
+rootless_() { runuser -u "$ROOTLESS_USER" -- "$STRATA" --root "$ROOTLESS_ROOT" "$@"; }
+setup_rootless() {
+    if ! id "$ROOTLESS_USER" >/dev/null 2>&1; then
+        useradd -m "$ROOTLESS_USER"
+        at_exit "userdel -r $ROOTLESS_USER >/dev/null 2>&1"
+    fi
+    chmod 755 "$BENCH_WORK"
+    install -d -o "$ROOTLESS_USER" "$BENCH_WORK/rootless"
+}
+
+# rootless_fresh_root: strata_fresh_root for the rootless user's root.
+rootless_fresh_root() {
+    rm -rf "$ROOTLESS_ROOT"
+    local b
+    for b in "${STRATA_BASES[@]}"; do rootless_ import "${b%%|*}" "${b#*|}" >/dev/null || return 1; done
+}
 
 # Whether strata can build at all right now; the bench prints n/a for it otherwise.
 STRATA_OK=0
@@ -251,17 +275,20 @@ lookup() { # lookup CASE MODE TOOL
 # than the peer (>1 is better).
 print_table() {
     local seen=() r c m key s b h
-    printf '\n%-22s %-9s %10s %10s %10s %12s %12s\n' case mode strata buildkit buildah 'vs buildkit' 'vs buildah'
+    local rl
+    printf '\n%-22s %-9s %10s %10s %10s %10s %12s %12s\n' case mode strata rootless buildkit buildah \
+        'vs buildkit' 'vs buildah'
     for r in "${RESULTS[@]}"; do
         IFS='|' read -r c m _ _ <<<"$r"
         key="$c|$m"
         [[ " ${seen[*]-} " == *" $key "* ]] && continue
         seen+=("$key")
         s=$(lookup "$c" "$m" strata)
+        rl=$(lookup "$c" "$m" rootless)
         b=$(lookup "$c" "$m" buildkit)
         h=$(lookup "$c" "$m" buildah)
-        printf '%-22s %-9s %10s %10s %10s %12s %12s\n' "$c" "$m" "$(fmt_ms "$s")" "$(fmt_ms "$b")" \
-            "$(fmt_ms "$h")" "$(ratio "$s" "$b")" "$(ratio "$s" "$h")"
+        printf '%-22s %-9s %10s %10s %10s %10s %12s %12s\n' "$c" "$m" "$(fmt_ms "$s")" "$(fmt_ms "$rl")" \
+            "$(fmt_ms "$b")" "$(fmt_ms "$h")" "$(ratio "$s" "$b")" "$(ratio "$s" "$h")"
     done
     printf '(best of %s wall-clock runs; ratio = peer time / strata time, >1 means strata is faster)\n' "$RUNS"
 }
