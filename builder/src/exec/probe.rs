@@ -3,9 +3,8 @@
 //! [`Snapshotter::Copy`] when overlayfs is.
 //!
 //! Each probe forks a child that tries the real calls in throwaway namespaces and exits;
-//! nothing is left behind. The child's mount namespace is torn down when it exits, which
-//! takes tens of milliseconds on some kernels: that is why a build whose steps are all
-//! cached never probes ([`SandboxChoice`]).
+//! nothing is left behind. That is a fork and a few mounts and their teardown, which a build
+//! whose steps are all cached need not pay: it never probes ([`SandboxChoice`]).
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
