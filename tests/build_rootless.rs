@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use util::{busybox_rootfs, require_tool, run, strata_command, Output, TestEnv};
+use util::{busybox_rootfs, require_tool, run, strata_at, strata_command, Output, TestEnv};
 
 /// A user made for one test; removed (with its subuid/subgid ranges) on drop.
 struct TestUser {
@@ -163,12 +163,7 @@ fn a_user_with_a_subuid_range_builds_the_image_root_builds() {
         .assert_ok();
     };
 
-    let as_root = |root: &Path, args: &[&str]| {
-        let mut cmd = strata_command(root);
-        cmd.args(args);
-        let shown = format!("{cmd:?}");
-        Output::from_process(shown.clone(), cmd.output().expect(&shown))
-    };
+    let as_root = strata_at;
     let root_store = shared.join("root-store");
     with_base(&as_root, &root_store);
     let (want, _) = build_case_no_base(&as_root, &root_store, &ctx);
@@ -287,12 +282,7 @@ fn chroot_isolation_builds_the_image_namespaces_build() {
     let shared = shared_dir(&env);
     let base = base_context(&shared);
     let ctx = write_context(&shared.join("case"), CHROOT_DOCKERFILE, &[("a.txt", "a\n")]);
-    let as_root = |root: &Path, args: &[&str]| {
-        let mut cmd = strata_command(root);
-        cmd.args(args);
-        let shown = format!("{cmd:?}");
-        Output::from_process(shown.clone(), cmd.output().expect(&shown))
-    };
+    let as_root = strata_at;
     let mut digests = Vec::new();
     for isolation in ["oci", "chroot"] {
         let root = shared.join(format!("store-{isolation}"));
@@ -410,12 +400,7 @@ fn an_unprivileged_container_builds_the_image_root_builds() {
     let shared = shared_dir(&env);
     let base = base_context(&shared);
     let ctx = write_context(&shared.join("case"), CHROOT_DOCKERFILE, &[("a.txt", "a\n")]);
-    let as_root = |root: &Path, args: &[&str]| {
-        let mut cmd = strata_command(root);
-        cmd.args(args);
-        let shown = format!("{cmd:?}");
-        Output::from_process(shown.clone(), cmd.output().expect(&shown))
-    };
+    let as_root = strata_at;
     let root = shared.join("root-store");
     let base_arg = base.to_str().expect("utf-8");
     let base_args = [

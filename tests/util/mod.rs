@@ -110,9 +110,7 @@ impl TestEnv {
     }
 
     pub fn strata(&self, args: &[&str]) -> Output {
-        let mut cmd = strata_command(&self.root);
-        cmd.args(args);
-        capture(cmd)
+        strata_at(&self.root, args)
     }
 
     /// `strata build --progress plain ARGS CONTEXT`.
@@ -153,6 +151,14 @@ pub fn strata_command(root: &Path) -> Command {
         cmd.env_remove(var);
     }
     cmd
+}
+
+/// strata on the store at `root` with `args`, run to its end (success is the caller's to
+/// assert).
+pub fn strata_at(root: &Path, args: &[&str]) -> Output {
+    let mut cmd = strata_command(root);
+    cmd.args(args);
+    capture(cmd)
 }
 
 fn capture(mut cmd: Command) -> Output {
