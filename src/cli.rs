@@ -74,10 +74,31 @@ pub enum Command {
     /// Manage image manifests in registries
     #[command(subcommand)]
     Manifest(ManifestCommand),
+    /// List the platforms this machine runs (natively or through QEMU in binfmt_misc), or register QEMU for more
+    Binfmt(BinfmtArgs),
     /// Print the shell completion script (bash, zsh or fish) to stdout
     Completion(CompletionArgs),
     /// Write the man pages (strata.1, strata-build.1, ...) into a directory
     Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BinfmtArgs {
+    #[command(subcommand)]
+    pub command: Option<BinfmtCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BinfmtCommand {
+    /// Register qemu-user-static's emulators in binfmt_misc (with the F flag; mounts binfmt_misc if needed; root)
+    Install(BinfmtInstallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BinfmtInstallArgs {
+    /// Platforms to register, e.g. linux/arm64 (repeatable, comma-separated) [default: every foreign platform qemu-user-static describes]
+    #[arg(long = "platform", value_name = "PLATFORM", value_delimiter = ',')]
+    pub platforms: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

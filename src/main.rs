@@ -59,6 +59,7 @@ fn main() {
         Command::Manifest(ManifestCommand::Inspect(args)) => {
             commands::manifest::inspect(&ctx, args)
         }
+        Command::Binfmt(args) => commands::binfmt::run(args),
         Command::Completion(args) => commands::docs::completion(args.shell),
         Command::Man(args) => commands::docs::man(&args.dir),
         Command::Version => {

@@ -214,6 +214,44 @@ pub fn select(
         .collect()
 }
 
+/// The records of several lists (one per platform built) as one: one per key, the first
+/// list's first, in order.
+pub fn merge(lists: Vec<Vec<RemoteRecord>>) -> Vec<RemoteRecord> {
+    let mut seen = std::collections::HashSet::new();
+    lists
+        .into_iter()
+        .flatten()
+        .filter(|r| seen.insert(r.key.clone()))
+        .collect()
+}
+
+/// The image manifests an index named by `--cache-from` lists, in order: every entry but
+/// those without a real platform (attestation manifests are `unknown/unknown`).
+pub fn index_images(bytes: &[u8]) -> FormatResult<Vec<Digest>> {
+    #[derive(Deserialize)]
+    struct Index {
+        manifests: Vec<Entry>,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        digest: Digest,
+        #[serde(default)]
+        platform: Option<EntryPlatform>,
+    }
+    #[derive(Deserialize)]
+    struct EntryPlatform {
+        #[serde(default)]
+        os: String,
+    }
+    let index: Index = json("the image index", serde_json::from_slice(bytes))?;
+    Ok(index
+        .manifests
+        .into_iter()
+        .filter(|e| e.platform.as_ref().is_none_or(|p| p.os != "unknown"))
+        .map(|e| e.digest)
+        .collect())
+}
+
 /// The config blob and manifest of a cache holding `records`; `config` is the
 /// descriptor of the config bytes once stored. Layers are listed once each, in order.
 pub fn cache_manifest(records: &[RemoteRecord], config: &Descriptor) -> Vec<u8> {
@@ -355,6 +393,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("no inline build cache"), "{err}");
+    }
+
+    #[test]
+    fn platforms_merge_into_one_record_per_key_and_index_images_skip_attestations() {
+        let (a, b, shared) = (rec("ka", "a"), rec("kb", "b"), rec("ks", "s"));
+        let merged = merge(vec![
+            vec![shared.clone(), a.clone()],
+            vec![shared.clone(), b.clone()],
+        ]);
+        assert_eq!(merged, vec![shared, a, b]);
+
+        let d = |s: &str| Digest::sha256_of(s.as_bytes());
+        let index = serde_json::json!({"manifests": [
+            {"digest": d("amd64"), "platform": {"os": "linux", "architecture": "amd64"}},
+            {"digest": d("arm64"), "platform": {"os": "linux", "architecture": "arm64"}},
+            {"digest": d("att"), "platform": {"os": "unknown", "architecture": "unknown"}},
+        ]});
+        assert_eq!(
+            index_images(&serde_json::to_vec(&index).unwrap()).unwrap(),
+            vec![d("amd64"), d("arm64")]
+        );
     }
 
     #[test]

@@ -94,10 +94,6 @@ fn check_multi_platform(request: &BuildRequest) -> Result<()> {
         Some(
             "--output of a multi-platform build: only type=image/registry (with push) is supported",
         )
-    } else if !request.cache_to.is_empty() {
-        Some("--cache-to with several platforms is not supported yet")
-    } else if request.provenance.is_some() {
-        Some("provenance attestations with several platforms are not supported yet")
     } else {
         None
     };
@@ -115,19 +111,66 @@ fn check_multi_platform(request: &BuildRequest) -> Result<()> {
     Ok(())
 }
 
+/// The Dockerfile the provenance names: `-f`, else `CONTEXT/Dockerfile`.
+fn dockerfile_path(request: &BuildRequest) -> PathBuf {
+    request
+        .options
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| request.options.context.join("Dockerfile"))
+}
+
+/// What the provenance of `result` says about its build.
+fn facts<'a>(
+    request: &'a BuildRequest,
+    result: &'a BuildResult,
+    dockerfile: &'a std::path::Path,
+    times: (&str, &str),
+) -> BuildFacts<'a> {
+    BuildFacts {
+        build_args: &request.options.build_args,
+        target: request.options.target.as_deref(),
+        dockerfile,
+        materials: &result.materials,
+        platform: &result.platform,
+        started: times.0.to_string(),
+        finished: times.1.to_string(),
+    }
+}
+
 /// The end of a build for several platforms (see [`check_multi_platform`]): every tag
-/// gets the index of the platforms' images.
+/// gets the index of the platforms' images, and of one provenance attestation per image
+/// when asked for.
 fn finish_multi_platform(
     store: &Store,
     registry: &Registry,
     request: &BuildRequest,
     mut results: Vec<BuildResult>,
     started: String,
+    finished: String,
 ) -> Result<Built> {
-    let finished = store::archive::import::now_rfc3339();
+    let dockerfile = dockerfile_path(request);
     let mut pushed_index = None;
     for tag in &request.options.tags {
-        pushed_index = Some(crate::image_index::push(store, registry, tag, &results)?);
+        let images = crate::image_index::push_images(store, registry, tag, &results)?;
+        let mut attestations = Vec::new();
+        if let Some(p) = &request.provenance {
+            for ((image, _), result) in images.iter().zip(&results) {
+                let facts = facts(request, result, &dockerfile, (&started, &finished));
+                let statement = provenance::statement(p, tag, &image.digest, &facts);
+                attestations.push(provenance::push_attestation(
+                    store,
+                    registry,
+                    tag,
+                    &image.digest,
+                    &statement,
+                )?);
+            }
+        }
+        let index = provenance::index_json(&images, &attestations);
+        pushed_index = Some(crate::image_index::push_index(
+            store, registry, tag, &index,
+        )?);
     }
     if let (Some(path), Some(index)) = (&request.iidfile, &pushed_index) {
         std::fs::write(path, index.digest.to_string()).map_err(|source| EngineError::Write {
@@ -141,6 +184,26 @@ fn finish_multi_platform(
         started,
         finished,
     })
+}
+
+/// Pushes every `--cache-to type=registry` cache: one cache manifest per reference whose
+/// records cover every platform built (their keys differ by platform; a step every
+/// platform shares, as in a `FROM --platform=$BUILDPLATFORM` stage, is one record).
+fn export_caches(
+    cache: Option<&RegistryCache>,
+    request: &BuildRequest,
+    results: &[BuildResult],
+) -> Result<()> {
+    for to in &request.cache_to {
+        let (Some(reference), Some(cache)) = (&to.reference, cache) else {
+            continue;
+        };
+        match cache.export(results, reference, to.mode) {
+            Err(e) if to.ignore_error => eprintln!("WARNING: {}", error_chain(&e)),
+            other => other?,
+        }
+    }
+    Ok(())
 }
 
 /// Builds, tags, writes the iidfile, exports the cache and pushes. `--push` without a
@@ -171,26 +234,21 @@ pub fn build(
         cache,
     };
     let mut results = builder::solve::build(store, &request.options, &remote, reporter)?;
-    if results.len() > 1 {
-        return finish_multi_platform(store, registry, request, results, started);
-    }
-    let result = results.remove(0);
     let finished = store::archive::import::now_rfc3339();
+    if results.len() > 1 {
+        export_caches(remote.cache.as_ref(), request, &results)?;
+        return finish_multi_platform(store, registry, request, results, started, finished);
+    }
     if let Some(path) = &request.iidfile {
-        std::fs::write(path, result.image_id.to_string()).map_err(|source| EngineError::Write {
-            path: path.clone(),
-            source,
+        std::fs::write(path, results[0].image_id.to_string()).map_err(|source| {
+            EngineError::Write {
+                path: path.clone(),
+                source,
+            }
         })?;
     }
-    for to in &request.cache_to {
-        let (Some(reference), Some(cache)) = (&to.reference, &remote.cache) else {
-            continue;
-        };
-        match cache.export(&result, reference, to.mode) {
-            Err(e) if to.ignore_error => eprintln!("WARNING: {}", error_chain(&e)),
-            other => other?,
-        }
-    }
+    export_caches(remote.cache.as_ref(), request, &results)?;
+    let result = results.remove(0);
     crate::outputs::export(store, &result, &request.outputs)?;
     if request.push {
         if request.options.tags.is_empty() {
@@ -198,26 +256,20 @@ pub fn build(
                 "--push needs a name: add -t REGISTRY/NAME:TAG".to_string(),
             ));
         }
+        let dockerfile = dockerfile_path(request);
         let mut pushed_index = None;
         for tag in &request.options.tags {
             let pushed = registry.push(store, tag)?;
             if let Some(p) = &request.provenance {
-                let dockerfile = request
-                    .options
-                    .dockerfile
-                    .clone()
-                    .unwrap_or_else(|| request.options.context.join("Dockerfile"));
-                let facts = BuildFacts {
-                    build_args: &request.options.build_args,
-                    target: request.options.target.as_deref(),
-                    dockerfile: &dockerfile,
-                    materials: &result.materials,
-                    started: started.clone(),
-                    finished: finished.clone(),
-                };
+                let facts = facts(request, &result, &dockerfile, (&started, &finished));
                 let statement = provenance::statement(p, tag, &pushed, &facts);
                 pushed_index = Some(provenance::push_attested(
-                    store, registry, tag, &pushed, &statement,
+                    store,
+                    registry,
+                    tag,
+                    &pushed,
+                    &result.platform,
+                    &statement,
                 )?);
             }
         }

@@ -3,7 +3,7 @@
 //! each tag).
 //!
 //! The store keeps the per-platform images (untagged); only the registry gets the index
-//! and the tag.
+//! and the tag. [`crate::provenance::index_json`] adds the attestations to the index.
 
 use bytes::Bytes;
 use registry_client::{push_manifest, PushOptions};
@@ -35,15 +35,18 @@ pub fn index_json(manifests: &[(Descriptor, Platform)]) -> serde_json::Value {
     })
 }
 
-/// Pushes every platform's image by digest into `tag`'s repository, then the index of the
-/// manifests as pushed (a push may compress layers, which makes a new manifest) under
-/// `tag`. Returns the index's descriptor.
-pub fn push(
+/// One platform's image as pushed: its manifest's descriptor (as the registry has it)
+/// and its platform.
+pub type PushedImage = (Descriptor, Platform);
+
+/// Pushes every platform's image by digest into `tag`'s repository; returns the manifests
+/// as pushed (a push may compress layers, which makes a new manifest), in order.
+pub fn push_images(
     store: &Store,
     registry: &Registry,
     tag: &Reference,
     results: &[BuildResult],
-) -> Result<Descriptor> {
+) -> Result<Vec<PushedImage>> {
     let mut pushed = Vec::with_capacity(results.len());
     for r in results {
         let mut by_digest = tag.clone();
@@ -59,7 +62,7 @@ pub fn push(
         };
         pushed.push((descriptor, r.platform.clone()));
     }
-    push_index(store, registry, tag, &index_json(&pushed))
+    Ok(pushed)
 }
 
 /// Pushes `index` (an OCI image index whose manifests are in the registry) under `tag`;

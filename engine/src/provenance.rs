@@ -2,7 +2,9 @@
 //! provenance predicate about the built image manifest, in an attestation manifest that an
 //! image index lists beside the image (`vnd.docker.reference.type: attestation-manifest`,
 //! platform `unknown/unknown`). `build --push` pushes the statement, the attestation
-//! manifest and then the index under each tag; the local store keeps the plain image, as
+//! manifest and then the index under each tag; a build for several platforms makes one
+//! statement per platform's image (its subject, its platform, its materials) and lists
+//! the images first, then their attestations, as BuildKit does; the local store keeps the plain image, as
 //! docker's image store does after `--load`.
 //!
 //! The flags, as buildx and docker/build-push-action spell them:
@@ -22,10 +24,11 @@ use std::path::Path;
 use base64::Engine;
 use bytes::Bytes;
 use registry_client::{push_manifest, PushOptions};
+use store::platform::Platform;
 use store::{media_types, Descriptor, Digest, Lease, Reference, Store};
 
 use crate::error::{EngineError, Result};
-use crate::image_index::{fetch_pushed, push_error, push_index};
+use crate::image_index::{fetch_pushed, push_error, push_index, PushedImage};
 use crate::outputs::csv_fields;
 use crate::registry::Registry;
 
@@ -155,6 +158,8 @@ pub struct BuildFacts<'a> {
     /// The Dockerfile's path and, in max mode, its bytes.
     pub dockerfile: &'a Path,
     pub materials: &'a [(Reference, Digest)],
+    /// The platform the image is for (`invocation.environment.platform` and the purls').
+    pub platform: &'a Platform,
     pub started: String,
     pub finished: String,
 }
@@ -181,7 +186,7 @@ pub fn statement(
     subject: &Digest,
     facts: &BuildFacts,
 ) -> serde_json::Value {
-    let platform = registry_client::Platform::host().to_string();
+    let platform = facts.platform.to_string();
     serde_json::json!({
         "_type": STATEMENT_TYPE,
         "predicateType": PREDICATE_TYPE,
@@ -197,7 +202,7 @@ pub fn statement(
 /// (arguments, Dockerfile name, platform), materials, and `metadata` (times,
 /// completeness; the Dockerfile itself in max mode).
 pub fn predicate(provenance: &Provenance, facts: &BuildFacts) -> serde_json::Value {
-    let platform = registry_client::Platform::host().to_string();
+    let platform = facts.platform.to_string();
     let mut args = serde_json::Map::new();
     for (k, v) in facts.build_args {
         args.insert(format!("build-arg:{k}"), v.clone().into());
@@ -261,14 +266,6 @@ pub fn predicate(provenance: &Provenance, facts: &BuildFacts) -> serde_json::Val
     predicate
 }
 
-fn platform_json(p: &registry_client::Platform) -> serde_json::Value {
-    let mut v = serde_json::json!({ "architecture": p.architecture, "os": p.os });
-    if let Some(variant) = &p.variant {
-        v["variant"] = variant.clone().into();
-    }
-    v
-}
-
 /// Pushes the attestation of the image already pushed as `tag` (manifest `pushed`), then
 /// an index listing both under `tag`. Returns the index's descriptor.
 pub fn push_attested(
@@ -276,11 +273,38 @@ pub fn push_attested(
     registry: &Registry,
     tag: &Reference,
     pushed: &Digest,
+    platform: &Platform,
     statement: &serde_json::Value,
 ) -> Result<Descriptor> {
     let mut by_digest = tag.clone();
     by_digest.digest = Some(pushed.clone());
     let image = fetch_pushed(registry, tag, &by_digest)?;
+    let image = Descriptor {
+        media_type: image.media_type,
+        digest: image.digest,
+        size: image.bytes.len() as u64,
+    };
+    let attestation = push_attestation(store, registry, tag, &image.digest, statement)?;
+    let index = index_json(&[(image, platform.clone())], &[attestation]);
+    push_index(store, registry, tag, &index)
+}
+
+/// An attestation manifest pushed by digest: its descriptor and the image manifest it is
+/// about.
+pub struct PushedAttestation {
+    pub manifest: Descriptor,
+    pub subject: Digest,
+}
+
+/// Pushes `statement` about the image manifest `subject` into `tag`'s repository as an
+/// attestation manifest (by digest; the index that lists it is pushed by the caller).
+pub fn push_attestation(
+    store: &Store,
+    registry: &Registry,
+    tag: &Reference,
+    subject: &Digest,
+    statement: &serde_json::Value,
+) -> Result<PushedAttestation> {
     let lease: Lease = store.lease(std::time::Duration::from_secs(3600))?;
     let statement_bytes = serde_json::to_vec(statement).expect("a statement serializes");
     let statement_desc = store.put_blob(&lease, &statement_bytes, IN_TOTO_MEDIA_TYPE)?;
@@ -307,10 +331,14 @@ pub fn push_attested(
         }],
     });
     let attestation_bytes = Bytes::from(serde_json::to_vec(&attestation).expect("serializes"));
-    let attestation_digest = Digest::sha256_of(&attestation_bytes);
+    let manifest = Descriptor {
+        media_type: media_types::OCI_MANIFEST.to_string(),
+        digest: Digest::sha256_of(&attestation_bytes),
+        size: attestation_bytes.len() as u64,
+    };
     let mut attestation_ref = tag.clone();
     attestation_ref.tag = None;
-    attestation_ref.digest = Some(attestation_digest.clone());
+    attestation_ref.digest = Some(manifest.digest.clone());
     registry
         .runtime()?
         .block_on(push_manifest(
@@ -318,35 +346,38 @@ pub fn push_attested(
             store,
             &attestation_ref,
             &[config_desc.clone(), statement_desc],
-            attestation_bytes.clone(),
+            attestation_bytes,
             media_types::OCI_MANIFEST,
             &PushOptions::default(),
         ))
         .map_err(|source| push_error(tag, source))?;
-    let host = registry_client::Platform::host();
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": media_types::OCI_INDEX,
-        "manifests": [
-            {
-                "mediaType": image.media_type,
-                "digest": image.digest.to_string(),
-                "size": image.bytes.len(),
-                "platform": platform_json(&host),
+    Ok(PushedAttestation {
+        manifest,
+        subject: subject.clone(),
+    })
+}
+
+/// An image index as BuildKit writes one with attestations: every image (with its
+/// platform), then every attestation manifest (platform `unknown/unknown`, annotated with
+/// the image manifest it is about).
+pub fn index_json(images: &[PushedImage], attestations: &[PushedAttestation]) -> serde_json::Value {
+    let mut index = crate::image_index::index_json(images);
+    let entries = index["manifests"]
+        .as_array_mut()
+        .expect("an index has manifests");
+    for a in attestations {
+        entries.push(serde_json::json!({
+            "mediaType": a.manifest.media_type,
+            "digest": a.manifest.digest.to_string(),
+            "size": a.manifest.size,
+            "annotations": {
+                REFERENCE_DIGEST_ANNOTATION: a.subject.to_string(),
+                REFERENCE_TYPE_ANNOTATION: ATTESTATION_MANIFEST,
             },
-            {
-                "mediaType": media_types::OCI_MANIFEST,
-                "digest": attestation_digest.to_string(),
-                "size": attestation_bytes.len(),
-                "annotations": {
-                    REFERENCE_DIGEST_ANNOTATION: image.digest.to_string(),
-                    REFERENCE_TYPE_ANNOTATION: ATTESTATION_MANIFEST,
-                },
-                "platform": { "architecture": "unknown", "os": "unknown" },
-            },
-        ],
-    });
-    push_index(store, registry, tag, &index)
+            "platform": { "architecture": "unknown", "os": "unknown" },
+        }));
+    }
+    index
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use builder::cache::CacheKey;
 use builder::remote::{error_chain, RemoteError};
 use builder::remote_cache::{
-    self, CacheManifest, CacheSource, ExportMode, RecordIndex, RemoteRecord,
+    self, CacheFormatError, CacheManifest, CacheSource, ExportMode, RecordIndex, RemoteRecord,
 };
 use builder::solve::BuildResult;
 use registry_client::PushOptions;
@@ -35,6 +35,44 @@ pub struct RegistryCache<'r> {
     pending: Mutex<Vec<(Descriptor, Download)>>,
     /// Bounds the downloads in flight.
     slots: Arc<tokio::sync::Semaphore>,
+    /// Downloads not finished yet, whoever waits for them: platforms built side by side
+    /// share the cache, and one's `wait` may take the other's downloads from `pending`.
+    in_flight: Arc<InFlight>,
+}
+
+/// A count of unfinished downloads, and the signal that it changed.
+#[derive(Default)]
+struct InFlight {
+    count: Mutex<usize>,
+    changed: std::sync::Condvar,
+}
+
+/// Counts one download in flight until dropped (when the download's task ends, however).
+struct InFlightGuard(Arc<InFlight>);
+
+impl InFlightGuard {
+    fn new(in_flight: &Arc<InFlight>) -> InFlightGuard {
+        *in_flight.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        InFlightGuard(in_flight.clone())
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let mut count = self.0.count.lock().unwrap_or_else(|p| p.into_inner());
+        *count -= 1;
+        self.0.changed.notify_all();
+    }
+}
+
+impl InFlight {
+    /// Returns once no download is in flight.
+    fn wait_idle(&self) {
+        let mut count = self.count.lock().unwrap_or_else(|p| p.into_inner());
+        while *count > 0 {
+            count = self.changed.wait(count).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
 type Download = tokio::task::JoinHandle<Result<()>>;
@@ -48,6 +86,7 @@ impl<'r> RegistryCache<'r> {
             index: RecordIndex::default(),
             pending: Mutex::new(Vec::new()),
             slots: Arc::new(tokio::sync::Semaphore::new(PARALLEL_FETCHES)),
+            in_flight: Arc::default(),
         }
     }
 
@@ -74,32 +113,75 @@ impl<'r> RegistryCache<'r> {
     }
 
     fn read_config(&self, reference: &Reference) -> Result<remote_cache::CacheConfig> {
+        let manifest = self.fetch_manifest(reference)?;
+        if !media_types::is_index(&manifest.media_type) {
+            return self.read_manifest_config(reference, &manifest.bytes);
+        }
+        // An image index (a multi-platform image with inline caches): the records of
+        // every platform's image, as BuildKit imports them; entries without a platform of
+        // their own (attestations are `unknown/unknown`) carry no cache.
+        let images = remote_cache::index_images(&manifest.bytes)?;
+        let mut merged = Vec::new();
+        let mut without_cache = None;
+        for digest in images {
+            let mut by_digest = reference.clone();
+            by_digest.tag = None;
+            by_digest.digest = Some(digest);
+            let image = self.fetch_manifest(&by_digest)?;
+            match self.read_manifest_config(reference, &image.bytes) {
+                Ok(config) => merged.push(config.records),
+                Err(e @ EngineError::CacheFormat(CacheFormatError::NoInlineCache)) => {
+                    without_cache = Some(e)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let (true, Some(e)) = (merged.is_empty(), without_cache) {
+            return Err(e);
+        }
+        Ok(remote_cache::CacheConfig {
+            records: remote_cache::merge(merged),
+        })
+    }
+
+    fn fetch_manifest(&self, reference: &Reference) -> Result<registry_client::RemoteManifest> {
         let (client, runtime) = (self.registry.client()?, self.registry.runtime()?);
-        let manifest = runtime
+        runtime
             .block_on(client.fetch_manifest(reference))?
-            .ok_or(EngineError::CacheNotFound)?;
-        let kind = remote_cache::cache_manifest_kind(&manifest.bytes)?;
+            .ok_or(EngineError::CacheNotFound)
+    }
+
+    /// The records of the cache manifest or image manifest `bytes` (from `reference`'s
+    /// repository).
+    fn read_manifest_config(
+        &self,
+        reference: &Reference,
+        bytes: &[u8],
+    ) -> Result<remote_cache::CacheConfig> {
+        let (client, runtime) = (self.registry.client()?, self.registry.runtime()?);
+        let kind = remote_cache::cache_manifest_kind(bytes)?;
         let (CacheManifest::Registry(config) | CacheManifest::Image(config)) = &kind;
         // The config is small; it goes through the store like every blob (verified), and
         // a later GC sweeps it unless a local image refers to it.
         let lease = self.store.lease(Duration::from_secs(600))?;
         lease.add_digest(&config.digest)?;
         runtime.block_on(client.fetch_blob(&self.store, &lease, reference, config))?;
-        let bytes = self.store.read_blob(&config.digest)?;
+        let config_bytes = self.store.read_blob(&config.digest)?;
         Ok(match kind {
-            CacheManifest::Registry(_) => remote_cache::parse_config(&bytes)?,
-            CacheManifest::Image(_) => remote_cache::inline_records(&manifest.bytes, &bytes)?,
+            CacheManifest::Registry(_) => remote_cache::parse_config(&config_bytes)?,
+            CacheManifest::Image(_) => remote_cache::inline_records(bytes, &config_bytes)?,
         })
     }
 
-    /// Pushes the records `mode` selects from `result` as a cache manifest at `reference`.
+    /// Pushes the records `mode` selects from each of `results` (one per platform) as one
+    /// cache manifest at `reference`, as BuildKit exports a multi-platform build.
     pub fn export(
         &self,
-        result: &BuildResult,
+        results: &[BuildResult],
         reference: &Reference,
         mode: ExportMode,
     ) -> Result<()> {
-        self.export_records(result, reference, mode)
+        self.export_records(results, reference, mode)
             .map_err(|e| EngineError::CacheExport {
                 reference: reference.to_string(),
                 source: Box::new(e),
@@ -108,11 +190,15 @@ impl<'r> RegistryCache<'r> {
 
     fn export_records(
         &self,
-        result: &BuildResult,
+        results: &[BuildResult],
         reference: &Reference,
         mode: ExportMode,
     ) -> Result<()> {
-        let mut records = remote_cache::select(&result.steps, &result.layers, mode);
+        let selected: Vec<Vec<RemoteRecord>> = results
+            .iter()
+            .map(|r| remote_cache::select(&r.steps, &r.layers, mode))
+            .collect();
+        let mut records = remote_cache::merge(selected);
         self.say(&format!(
             "exporting cache to {} ({} records)",
             reference,
@@ -169,7 +255,9 @@ impl<'r> RegistryCache<'r> {
         let client = self.registry.client()?.clone();
         let (store, slots, lease) = (self.store.clone(), self.slots.clone(), lease.clone());
         let (reference, layer) = (self.sources[*source].clone(), record.layer.clone());
+        let in_flight = InFlightGuard::new(&self.in_flight);
         let task = self.registry.runtime()?.spawn(async move {
+            let _in_flight = in_flight;
             let _slot = slots.acquire_owned().await.expect("never closed");
             client
                 .fetch_blob(&store, &lease, &reference, &layer)
@@ -190,6 +278,8 @@ impl<'r> RegistryCache<'r> {
     fn wait_all(&self) -> Result<()> {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         if pending.is_empty() {
+            // Another platform's wait may have taken downloads this one's steps use.
+            self.in_flight.wait_idle();
             return Ok(());
         }
         let runtime = self.registry.runtime()?;
@@ -206,6 +296,7 @@ impl<'r> RegistryCache<'r> {
                 first_error = Some(e);
             }
         }
+        self.in_flight.wait_idle();
         first_error.map_or(Ok(()), Err)
     }
 }

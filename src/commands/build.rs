@@ -328,6 +328,7 @@ fn metadata_provenance(
         target: request.options.target.as_deref(),
         dockerfile: &dockerfile,
         materials: &built.result.materials,
+        platform: &built.result.platform,
         started: built.started.clone(),
         finished: built.finished.clone(),
     };

@@ -1,6 +1,7 @@
 //! One module per command family. Each `run` takes the parsed arguments, calls the library
 //! crates, and prints docker-style output. No business logic lives here.
 
+pub mod binfmt;
 pub mod build;
 pub mod check;
 pub mod docs;

@@ -26,7 +26,7 @@ pub const QEMU_PACKAGE: &str = "qemu-user-static";
 pub enum BinfmtError {
     /// The kernel cannot run `platform`'s binaries: no handler is registered for it.
     #[error(
-        "cannot run {platform} binaries on this {host} machine: no binfmt_misc handler is registered for {platform} in {dir}{}; install QEMU user emulation (`apt-get install {QEMU_PACKAGE}`, which registers its handlers), or build that platform elsewhere",
+        "cannot run {platform} binaries on this {host} machine: no binfmt_misc handler is registered for {platform} in {dir}{}; install QEMU user emulation (`apt-get install {QEMU_PACKAGE}`, which registers its handlers; `strata binfmt install --platform {platform}` registers them where the package did not), or build that platform elsewhere",
         if *is_mounted { "" } else { " (binfmt_misc is not mounted there: `mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc`)" }
     )]
     NoHandler {
@@ -61,7 +61,7 @@ pub fn check(platform: &Platform, dir: &Path) -> Result<(), BinfmtError> {
             host: Platform::host().to_string(),
         });
     };
-    if handlers(dir).iter().any(|h| h.matches(&header)) {
+    if handler_for(&header, dir).is_some() {
         return Ok(());
     }
     Err(BinfmtError::NoHandler {
@@ -73,8 +73,13 @@ pub fn check(platform: &Platform, dir: &Path) -> Result<(), BinfmtError> {
 }
 
 /// One registered entry, as `/proc/sys/fs/binfmt_misc/NAME` shows it.
-#[derive(Debug, PartialEq)]
-struct Handler {
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handler {
+    /// The entry's name (`qemu-aarch64`).
+    pub name: String,
+    pub interpreter: String,
+    /// The registration flags (`POCF`; `F`: the interpreter was opened at registration).
+    pub flags: String,
     offset: usize,
     magic: Vec<u8>,
     mask: Vec<u8>,
@@ -83,7 +88,7 @@ struct Handler {
 impl Handler {
     /// Reads one entry file: `enabled`, `interpreter …`, `flags: …`, `offset N`,
     /// `magic HEX`, `mask HEX`. `None` for a disabled or extension-matched entry.
-    fn parse(text: &str) -> Option<Handler> {
+    fn parse(name: &str, text: &str) -> Option<Handler> {
         let mut lines = text.lines();
         if lines.next()? != "enabled" {
             return None;
@@ -91,9 +96,12 @@ impl Handler {
         let mut offset = 0;
         let mut magic = None;
         let mut mask = None;
+        let (mut interpreter, mut flags) = (String::new(), String::new());
         for line in lines {
             let (key, value) = line.split_once(' ').unwrap_or((line, ""));
             match key {
+                "interpreter" => interpreter = value.trim().to_string(),
+                "flags:" => flags = value.trim().to_string(),
                 "offset" => offset = value.trim().parse().ok()?,
                 "magic" => magic = hex::decode(value.trim()).ok(),
                 "mask" => mask = hex::decode(value.trim()).ok(),
@@ -103,6 +111,9 @@ impl Handler {
         let magic = magic?;
         let mask = mask.unwrap_or_else(|| vec![0xff; magic.len()]);
         Some(Handler {
+            name: name.to_string(),
+            interpreter,
+            flags,
             offset,
             magic,
             mask,
@@ -133,44 +144,137 @@ fn handlers(dir: &Path) -> Vec<Handler> {
     entries
         .flatten()
         .filter(|e| !matches!(e.file_name().to_str(), Some("status" | "register")))
-        .filter_map(|e| fs::read_to_string(e.path()).ok())
-        .filter_map(|text| Handler::parse(&text))
+        .filter_map(|e| {
+            let text = fs::read_to_string(e.path()).ok()?;
+            Handler::parse(&e.file_name().to_string_lossy(), &text)
+        })
         .collect()
+}
+
+/// The enabled handler the kernel would run an executable starting with `header` through.
+fn handler_for(header: &[u8], dir: &Path) -> Option<Handler> {
+    handlers(dir).into_iter().find(|h| h.matches(header))
+}
+
+/// An architecture strata knows the ELF signature of.
+struct Architecture {
+    /// Go's name, as platforms spell it (`arm64`).
+    name: &'static str,
+    /// QEMU's name (`aarch64`): `qemu-aarch64` is its binfmt_misc entry and emulator.
+    qemu: &'static str,
+    is_64: bool,
+    is_big_endian: bool,
+    /// `e_machine`.
+    machine: u16,
+}
+
+const fn arch(
+    name: &'static str,
+    qemu: &'static str,
+    is_64: bool,
+    is_big_endian: bool,
+    machine: u16,
+) -> Architecture {
+    Architecture {
+        name,
+        qemu,
+        is_64,
+        is_big_endian,
+        machine,
+    }
+}
+
+/// Every architecture strata looks handlers up for, in the order `strata binfmt` lists them.
+const ARCHITECTURES: &[Architecture] = &[
+    arch("amd64", "x86_64", true, false, 62),
+    arch("386", "i386", false, false, 3),
+    arch("arm64", "aarch64", true, false, 183),
+    arch("arm", "arm", false, false, 40),
+    arch("riscv64", "riscv64", true, false, 243),
+    arch("ppc64le", "ppc64le", true, false, 21),
+    arch("ppc64", "ppc64", true, true, 21),
+    arch("s390x", "s390x", true, true, 22),
+    arch("mips64le", "mips64el", true, false, 8),
+    arch("mips64", "mips64", true, true, 8),
+    arch("mipsle", "mipsel", false, false, 8),
+    arch("mips", "mips", false, true, 8),
+    arch("loong64", "loongarch64", true, false, 258),
+];
+
+fn architecture(platform: &Platform) -> Option<&'static Architecture> {
+    ARCHITECTURES
+        .iter()
+        .find(|a| a.name == platform.architecture)
+}
+
+/// QEMU's name for `platform`'s architecture (`aarch64` for arm64), if strata knows it.
+pub fn qemu_name(platform: &Platform) -> Option<&'static str> {
+    architecture(platform).map(|a| a.qemu)
 }
 
 /// The first 20 bytes of an ELF executable of `platform`: identification (class,
 /// byte order), `e_type` EXEC and `e_machine`.
 fn elf_header(platform: &Platform) -> Option<[u8; 20]> {
-    // (is 64-bit, is big-endian, e_machine)
-    let (is_64, is_be, machine): (bool, bool, u16) = match platform.architecture.as_str() {
-        "amd64" => (true, false, 62),
-        "386" => (false, false, 3),
-        "arm64" => (true, false, 183),
-        "arm" => (false, false, 40),
-        "ppc64le" => (true, false, 21),
-        "ppc64" => (true, true, 21),
-        "s390x" => (true, true, 22),
-        "riscv64" => (true, false, 243),
-        "mips64le" => (true, false, 8),
-        "mips64" => (true, true, 8),
-        "mipsle" => (false, false, 8),
-        "mips" => (false, true, 8),
-        "loong64" => (true, false, 258),
-        _ => return None,
-    };
+    let a = architecture(platform)?;
     let mut h = [0u8; 20];
     h[..4].copy_from_slice(b"\x7fELF");
-    h[4] = if is_64 { 2 } else { 1 };
-    h[5] = if is_be { 2 } else { 1 };
+    h[4] = if a.is_64 { 2 } else { 1 };
+    h[5] = if a.is_big_endian { 2 } else { 1 };
     h[6] = 1;
-    let (e_type, e_machine) = if is_be {
-        (2u16.to_be_bytes(), machine.to_be_bytes())
+    let (e_type, e_machine) = if a.is_big_endian {
+        (2u16.to_be_bytes(), a.machine.to_be_bytes())
     } else {
-        (2u16.to_le_bytes(), machine.to_le_bytes())
+        (2u16.to_le_bytes(), a.machine.to_le_bytes())
     };
     h[16..18].copy_from_slice(&e_type);
     h[18..20].copy_from_slice(&e_machine);
     Some(h)
+}
+
+/// How this machine runs one platform's binaries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Support {
+    Native,
+    /// Through this binfmt_misc handler.
+    Emulated(Handler),
+}
+
+/// `platform`'s support here, if it runs at all: natively, or through the handler in `dir`
+/// (normally [`BINFMT_MISC`]) the kernel would pick.
+pub fn support(platform: &Platform, dir: &Path) -> Option<Support> {
+    if is_native(platform) {
+        return Some(Support::Native);
+    }
+    handler_for(&elf_header(platform)?, dir).map(Support::Emulated)
+}
+
+/// Every known platform this machine runs (`strata binfmt`), in [`ARCHITECTURES`] order.
+pub fn supported(dir: &Path) -> Vec<(Platform, Support)> {
+    ARCHITECTURES
+        .iter()
+        .filter_map(|a| {
+            let platform = Platform {
+                os: "linux".into(),
+                architecture: a.name.into(),
+                variant: None,
+            };
+            let how = support(&platform, dir)?;
+            Some((platform, how))
+        })
+        .collect()
+}
+
+/// Every known platform this machine would run only through emulation.
+pub fn foreign_platforms() -> Vec<Platform> {
+    ARCHITECTURES
+        .iter()
+        .map(|a| Platform {
+            os: "linux".into(),
+            architecture: a.name.into(),
+            variant: None,
+        })
+        .filter(|p| !is_native(p))
+        .collect()
 }
 
 #[cfg(test)]
@@ -245,5 +349,26 @@ mod tests {
         assert!(text.contains(foreign), "{text}");
         assert!(text.contains(QEMU_PACKAGE), "{text}");
         assert!(text.contains("not mounted"), "{text}");
+        assert!(text.contains("strata binfmt install"), "{text}");
+    }
+
+    #[test]
+    fn supported_lists_native_and_emulated_platforms_with_their_handler() {
+        let dir = dir_with(&[("qemu-aarch64", AARCH64)], Some("enabled\n"));
+        let listed = supported(dir.path());
+        assert!(listed.contains(&(Platform::host(), Support::Native)));
+        if Platform::host().architecture != "arm64" {
+            let (_, arm64) = listed
+                .iter()
+                .find(|(p, _)| p.architecture == "arm64")
+                .expect("arm64 listed");
+            let Support::Emulated(h) = arm64 else {
+                panic!("arm64 is emulated: {arm64:?}")
+            };
+            assert_eq!(h.name, "qemu-aarch64");
+            assert_eq!(h.interpreter, "/usr/libexec/qemu-binfmt/aarch64-binfmt-P");
+            assert_eq!(h.flags, "POCF");
+        }
+        assert!(!listed.iter().any(|(p, _)| p.architecture == "riscv64"));
     }
 }

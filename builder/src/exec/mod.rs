@@ -23,6 +23,7 @@
 //! Nothing here touches the store or its database; the caller owns every directory it passes in.
 
 pub mod binfmt;
+pub mod binfmt_install;
 mod chroot;
 mod copy_snapshotter;
 pub mod mounts;

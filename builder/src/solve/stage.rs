@@ -23,6 +23,12 @@ impl BuildRun<'_> {
         ctx: &mut Context,
     ) -> Result<StageResult> {
         let stage = &self.build.dockerfile.stages[index];
+        self.platform = stage_platform(
+            self.build.dockerfile,
+            stage,
+            self.build.meta_args,
+            self.build.platform,
+        )?;
         // A named context of the stage's name replaces the stage (BuildKit's rule).
         let replacement = stage.name.as_deref().and_then(|n| self.named_context(n));
         if let Some(context) = replacement.cloned() {

@@ -124,6 +124,7 @@ impl<'a> Build<'a> {
             step_number: 0,
             cached: 0,
             is_cache_ignored: false,
+            platform: self.platform.clone(),
             built: Vec::new(),
             materials: RefCell::new(Vec::new()),
         }
@@ -209,6 +210,9 @@ pub struct BuildRun<'a> {
     /// This stage is named by `--no-cache-filter`: its steps run again (see
     /// [`CacheKey::for_rebuilt`](crate::cache::CacheKey::for_rebuilt)).
     pub is_cache_ignored: bool,
+    /// The platform of the stage being built: `FROM --platform`'s, else the build's. A
+    /// `COPY --from=IMAGE` reads the image for it, as BuildKit does.
+    pub platform: Platform,
     /// The cache record of every layer step of this stage (for `--cache-to`).
     built: Vec<RemoteRecord>,
     /// Every image the build read (bases, `COPY --from` images) and its manifest digest:

@@ -163,7 +163,7 @@ pub(super) fn copy_step(
                     let r = store::Reference::parse(&from)
                         .map_err(|x| e(format!("COPY --from={from}: {x}")))?;
                     let manifest =
-                        run.resolve_image(&r, run.build.platform, &run.location(inst.span.start))?;
+                        run.resolve_image(&r, &run.platform, &run.location(inst.span.start))?;
                     run.build.store.image(&manifest)?.layers
                 }
             };
