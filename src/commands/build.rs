@@ -466,8 +466,8 @@ fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>> {
 
 /// `--annotation [TYPES:]KEY=VALUE` as buildx parses it, TYPES a comma list of `manifest`,
 /// `manifest-descriptor`, `index`, `index-descriptor`, each with an optional `[PLATFORM]`.
-/// strata builds one single-platform manifest without an index, so only the manifest level
-/// (the default) applies; the others are refused rather than dropped.
+/// Only the manifest level (the default) is applied, to every platform's manifest; the
+/// index and descriptor levels are refused rather than dropped.
 fn parse_annotations(raw: &[String]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for annotation in raw {
@@ -501,7 +501,7 @@ fn parse_annotations(raw: &[String]) -> Result<BTreeMap<String, String>> {
                 "" | "manifest" => {}
                 "index" | "index-descriptor" | "manifest-descriptor" => {
                     anyhow::bail!(
-                        "--annotation {annotation}: {level} annotations are not supported: strata builds a single-platform image without an index (use manifest annotations)"
+                        "--annotation {annotation}: {level} annotations are not supported yet (use manifest annotations)"
                     )
                 }
                 other => {
