@@ -1,4 +1,4 @@
-//! push and pull on a terminal leave docker's final screen: every layer keeps one line with
+//! push, pull and image copy on a terminal leave docker's final screen: every layer keeps one line with
 //! its final status, the bars are replaced by those lines, and the `digest:` / `Status:`
 //! lines come after them; nothing is drawn over. The command runs under
 //! `script` (bsdutils; a real pty) and its output is replayed into a terminal emulator (vt100).
@@ -113,4 +113,16 @@ fn push_and_pull_leave_every_layer_line_on_a_terminal() {
         .map(|id| one_line(&pushed, &raw, &format!("{id}: Pushed")))
         .collect();
     final_line(&pushed, &raw, "2: digest: sha256:", &layers);
+
+    // `image copy` shows push's screen: a line per layer, then the digest line.
+    let copied = format!("{}/copied/app:3", other.addr);
+    let (screen, raw) = screen_after(
+        &s,
+        &["image", "copy", &format!("{}/src/app:1", reg.addr), &copied],
+    );
+    let layers: Vec<usize> = ids
+        .iter()
+        .map(|id| one_line(&screen, &raw, &format!("{id}: Pushed")))
+        .collect();
+    final_line(&screen, &raw, "3: digest: sha256:", &layers);
 }
