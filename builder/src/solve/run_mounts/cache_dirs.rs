@@ -54,11 +54,9 @@ pub fn remove_all(root: &Path) -> io::Result<u64> {
 }
 
 /// An `id=` names a directory under ROOT/cache-mounts: no `/`, no `..`, not empty.
-pub fn check_cache_id(id: &str) -> Result<(), String> {
+pub fn check_cache_id(id: &str) -> Result<(), RunMountError> {
     if id.is_empty() || id == "." || id.contains('/') || id.contains("..") || id.contains('\0') {
-        return Err(format!(
-            "invalid cache mount id {id:?}: it may not be empty or contain '/' or '..'"
-        ));
+        return Err(RunMountError::CacheId(id.to_string()));
     }
     Ok(())
 }
