@@ -335,10 +335,8 @@ impl Extractor {
                     return Err(self.unsafe_entry(&raw, UnsafeReason::HardLinkToRoot));
                 };
                 let tdir = self.open_dir(tparent, false).map_err(|e| match e {
-                    rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => self.unsafe_entry(
-                        &raw,
-                        UnsafeReason::HardLinkThroughSymlink(target.clone()),
-                    ),
+                    rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => self
+                        .unsafe_entry(&raw, UnsafeReason::HardLinkThroughSymlink(target.clone())),
                     e => self.io_err("opening hard link target directory", tparent, e),
                 })?;
                 self.clear(&dir, parent, name, false)?;

@@ -48,7 +48,9 @@ pub enum InstructionError {
     EmptyVolume,
     #[error("SHELL requires the arguments to be in JSON form")]
     ShellNotJson,
-    #[error("invalid name for build stage: {0:?}, name can't start with a number or contain symbols")]
+    #[error(
+        "invalid name for build stage: {0:?}, name can't start with a number or contain symbols"
+    )]
     StageName(String),
     #[error("FROM requires either one or three arguments")]
     FromArguments,

@@ -295,10 +295,7 @@ impl<'a, E: EnvLookup + ?Sized> ShellWord<'a, E> {
         out
     }
 
-    fn stop_on_inner(
-        &mut self,
-        stop: Option<char>,
-    ) -> Result<(String, Vec<String>), ExpandReason> {
+    fn stop_on_inner(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), ExpandReason> {
         let mut result = String::new();
         let mut words = Words::default();
         while let Some(ch) = self.peek() {
@@ -525,11 +522,10 @@ impl<'a, E: EnvLookup + ?Sized> ShellWord<'a, E> {
                     Some(rest) => (true, rest),
                     None => (false, word.as_str()),
                 };
-                let pattern = Pattern::compile(pat)
-                    .map_err(|reason| ExpandReason::Pattern {
-                        pattern: pat.to_string(),
-                        reason,
-                    })?;
+                let pattern = Pattern::compile(pat).map_err(|reason| ExpandReason::Pattern {
+                    pattern: pat.to_string(),
+                    reason,
+                })?;
                 let value = value.unwrap_or_default();
                 Ok(if ch == '%' {
                     pattern.trim_suffix(&value, longest)
@@ -548,9 +544,7 @@ impl<'a, E: EnvLookup + ?Sized> ShellWord<'a, E> {
         }
         let pattern = match self.process_stop_on(Some('/'), true) {
             Ok((p, _)) => p,
-            Err(_) if self.peek().is_none() => {
-                return Err(ExpandReason::MissingSlash)
-            }
+            Err(_) if self.peek().is_none() => return Err(ExpandReason::MissingSlash),
             Err(e) => return Err(e),
         };
         let replacement = match self.process_stop_on(Some('}'), true) {
@@ -562,11 +556,10 @@ impl<'a, E: EnvLookup + ?Sized> ShellWord<'a, E> {
         if self.lex.skip_unset_env && value.is_none() {
             return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
         }
-        let compiled = Pattern::compile(&pattern)
-            .map_err(|reason| ExpandReason::Pattern {
-                pattern: pattern.clone(),
-                reason,
-            })?;
+        let compiled = Pattern::compile(&pattern).map_err(|reason| ExpandReason::Pattern {
+            pattern: pattern.clone(),
+            reason,
+        })?;
         Ok(compiled.replace(&value.unwrap_or_default(), &replacement, all))
     }
 }

@@ -145,7 +145,11 @@ mod tests {
             (vec!["-x"], "arg should start with -- : -x"),
         ];
         for (args, want) in cases {
-            assert_eq!(parse(&args).expect_err("invalid").to_string(), want, "{args:?}");
+            assert_eq!(
+                parse(&args).expect_err("invalid").to_string(),
+                want,
+                "{args:?}"
+            );
         }
     }
 }

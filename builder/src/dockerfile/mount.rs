@@ -28,7 +28,10 @@ pub enum MountError {
     #[error("{message}")]
     Unknown { message: String },
     #[error("{name} not allowed for {kind:?} type mounts")]
-    NotAllowed { name: &'static str, kind: &'static str },
+    NotAllowed {
+        name: &'static str,
+        kind: &'static str,
+    },
     #[error("secret mount should not have a from")]
     SecretFrom,
     #[error("secret mount should not define sharing")]

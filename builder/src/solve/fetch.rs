@@ -90,8 +90,11 @@ pub enum FetchError {
         #[source]
         source: io::Error,
     },
+    /// The download's record (`meta.json`) could not be written.
     #[error("{0}")]
-    Meta(#[source] io::Error),
+    MetaJson(#[source] serde_json::Error),
+    #[error("{0}")]
+    MetaWrite(#[source] store::StoreError),
     /// The request failed or broke off; `reason` is kept out of the error chain so the
     /// message stays one line.
     #[error("downloading {url}: {reason}")]
@@ -132,10 +135,11 @@ pub enum FetchError {
     Git { args: String, stderr: String },
 }
 
-fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FetchError + '_ {
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FetchError {
+    let path = path.to_path_buf();
     move |source| FetchError::Io {
         action,
-        path: path.to_path_buf(),
+        path,
         source,
     }
 }
@@ -154,8 +158,7 @@ pub fn download(
         Some(c) => Some(parse_checksum(c)?),
     };
     let dir = downloads_dir(root).join(hex::encode(Sha256::digest(url.as_bytes())));
-    let lock = lock_dir(&dir, FlockOperation::LockShared)
-        .map_err(io_error("locking", &dir))?;
+    let lock = lock_dir(&dir, FlockOperation::LockShared).map_err(io_error("locking", &dir))?;
     let data = dir.join("data");
     let meta_path = dir.join("meta.json");
     let old: Option<Meta> = fs::read(&meta_path)
@@ -252,8 +255,8 @@ pub fn download(
         etag,
         last_modified: last_modified.clone(),
     };
-    let bytes = serde_json::to_vec(&meta).map_err(|e| FetchError::Meta(e.into()))?;
-    store::layout::write_atomic(&meta_path, &bytes).map_err(FetchError::Meta)?;
+    let bytes = serde_json::to_vec(&meta).map_err(FetchError::MetaJson)?;
+    store::layout::write_atomic(&meta_path, &bytes).map_err(FetchError::MetaWrite)?;
     Ok(Download {
         path: data,
         _lock: lock,

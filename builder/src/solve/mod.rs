@@ -199,7 +199,7 @@ pub enum BuildError {
         location: String,
         span: Span,
         #[source]
-        source: StepError,
+        source: Box<StepError>,
     },
     #[error(transparent)]
     Store(#[from] store::StoreError),

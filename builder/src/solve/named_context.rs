@@ -80,10 +80,10 @@ impl BuildRun<'_> {
                 serde_json::from_slice(&bytes).map_err(|source| BuildError::Step {
                     location: location.to_string(),
                     span,
-                    source: StepError::NamedContextConfig {
+                    source: Box::new(StepError::NamedContextConfig {
                         manifest: manifest.clone(),
                         source,
-                    },
+                    }),
                 })?;
             Ok(StageResult {
                 layers: image.layers,
@@ -106,10 +106,10 @@ impl BuildRun<'_> {
                     .map_err(|e| BuildError::Step {
                         location: location.to_string(),
                         span,
-                        source: StepError::NamedContextImage {
+                        source: Box::new(StepError::NamedContextImage {
                             name: source.to_string(),
                             source: e,
-                        },
+                        }),
                     })?;
                 for d in std::iter::once(&image.config.digest)
                     .chain(image.layers.iter().map(|l| &l.blob.digest))
@@ -132,7 +132,7 @@ impl BuildRun<'_> {
         let e = |source: StepError| BuildError::Step {
             location: location.to_string(),
             span,
-            source,
+            source: Box::new(source),
         };
         let ignore = DockerIgnore::load(dir, None).map_err(|source| {
             e(StepError::NamedContextIgnore {
@@ -155,8 +155,7 @@ impl BuildRun<'_> {
             epoch: self.build.opts.source_date_epoch,
             ..CopyOptions::default()
         };
-        let plan = copy::plan(&tree, &[".".to_string()], "/", true, &opts)
-            .map_err(dir_error)?;
+        let plan = copy::plan(&tree, &[".".to_string()], "/", true, &opts).map_err(dir_error)?;
         let fingerprint = plan
             .fingerprint(&mut super::context::sha256_file)
             .map_err(dir_error)?;

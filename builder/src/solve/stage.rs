@@ -284,15 +284,15 @@ pub fn stage_platform(
         expand_word(raw, meta_args, dockerfile.escape).map_err(|e| BuildError::Step {
             span: stage.span,
             location: location(),
-            source: e.into(),
+            source: Box::new(e.into()),
         })?;
     Platform::parse(&expanded).map_err(|source| BuildError::Step {
         span: stage.span,
         location: location(),
-        source: StepError::Platform {
+        source: Box::new(StepError::Platform {
             raw: raw.clone(),
             source,
-        },
+        }),
     })
 }
 

@@ -338,7 +338,7 @@ impl<'a> BuildRun<'a> {
         BuildError::Step {
             location: self.location(inst.span.start),
             span: inst.span,
-            source: source.into(),
+            source: Box::new(source.into()),
         }
     }
 }

@@ -12,6 +12,8 @@ use store::dir_lock::{
     allocated_bytes, allocated_bytes_inside, lock_dir, try_lock_dir, FlockOperation,
 };
 
+use super::error::RunMountError;
+
 /// `ROOT/cache-mounts`: every cache mount's directories. Nothing else lives there.
 pub fn cache_mounts_dir(root: &Path) -> PathBuf {
     store::Layout::new(root).cache_mounts_dir()

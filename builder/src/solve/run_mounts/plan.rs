@@ -119,9 +119,7 @@ pub fn resolve(
                         socket: socket.clone(),
                         target,
                     },
-                    None if m.required => {
-                        return Err(RunMountError::NoSshKey(id))
-                    }
+                    None if m.required => return Err(RunMountError::NoSshKey(id)),
                     None => continue,
                 }
             }
@@ -220,9 +218,7 @@ fn secret_mount(
         (None, None) => return Err(RunMountError::SecretId),
     };
     let data = match run.build.opts.secrets.get(&id) {
-        None if m.required => {
-            return Err(RunMountError::SecretMissing(id))
-        }
+        None if m.required => return Err(RunMountError::SecretMissing(id)),
         None => return Ok(None),
         Some(SecretSource::File(path)) => {
             fs::read(path).map_err(|source| RunMountError::SecretRead {
@@ -321,20 +317,18 @@ fn bind_mount(
             (context.layers.clone(), context.key.as_str().to_string())
         }
         None => {
-            let r = store::Reference::parse(from).map_err(|source| {
-                RunMountError::FromReference {
+            let r =
+                store::Reference::parse(from).map_err(|source| RunMountError::FromReference {
                     from: from.clone(),
                     source,
-                }
-            })?;
+                })?;
             let (manifest, image) = run
                 .leased_image(&r, run.build.platform, &run.build.dockerfile.file_name)
                 .map_err(|e| RunMountError::From(Box::new(e)))?;
             (image.layers, manifest.to_string())
         }
     };
-    let lowerdirs =
-        steps::lowerdirs(run, &layers).map_err(|e| RunMountError::From(Box::new(e)))?;
+    let lowerdirs = steps::lowerdirs(run, &layers).map_err(|e| RunMountError::From(Box::new(e)))?;
     let union = UnionFs::new(lowerdirs.clone());
     let subpath = union
         .resolve_path(&rel)

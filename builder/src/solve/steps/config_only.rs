@@ -258,7 +258,7 @@ mod tests {
         assert_eq!(text, "EXPOSE map[80/tcp:{} 8000/udp:{} 8001/udp:{}]");
         assert_eq!(s.config.config.exposed_ports.len(), 3);
         let err = expose(&mut s, &["9-8".into()]).unwrap_err();
-        assert_eq!(err, "invalid port spec \"9-8\"");
+        assert_eq!(err.to_string(), "invalid port spec \"9-8\"");
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub(super) fn copy_step(
     let e = |source: StepError| BuildError::Step {
         location: location.clone(),
         span: inst.span,
-        source,
+        source: Box::new(source),
     };
     let mut srcs: Vec<String> = Vec::new();
     for s in spec.srcs {
@@ -138,7 +138,7 @@ pub(super) fn copy_step(
     let dest_is_dir = !spec.link && below.is_dir(&dest_abs).unwrap_or(false);
     let source_count = srcs.len() + urls.len() + gits.len() + spec.heredocs.len();
     if source_count > 1 && !dest_abs.ends_with('/') && !dest_is_dir {
-        return Err(e(copy::CopyError::DestinationNotDir.to_string()));
+        return Err(e(copy::CopyError::DestinationNotDir.into()));
     }
     let opts = CopyOptions {
         chown,
@@ -159,13 +159,12 @@ pub(super) fn copy_step(
                 (Some(stage), _) => stage.layers,
                 (None, Some(context)) => run.named_context_result(&context, inst.span)?.layers,
                 (None, None) => {
-                    let r = store::Reference::parse(&from)
-                        .map_err(|source| {
-                            e(StepError::FromReference {
-                                from: from.clone(),
-                                source,
-                            })
-                        })?;
+                    let r = store::Reference::parse(&from).map_err(|source| {
+                        e(StepError::FromReference {
+                            from: from.clone(),
+                            source,
+                        })
+                    })?;
                     let manifest =
                         run.resolve_image(&r, run.build.platform, &run.location(inst.span.start))?;
                     run.build.store.image(&manifest)?.layers
@@ -239,8 +238,8 @@ pub(super) fn copy_step(
     let mut downloads = Vec::new();
     for url in &urls {
         let root = run.build.store.layout().root();
-        let got =
-            fetch::download(root, url, spec.checksum, &run.build.opts.build_args).map_err(|x| e(x.into()))?;
+        let got = fetch::download(root, url, spec.checksum, &run.build.opts.build_args)
+            .map_err(|x| e(x.into()))?;
         copy_flags::add_file(
             &mut plan,
             got.path.clone(),
@@ -284,9 +283,7 @@ pub(super) fn copy_step(
             sha256_file(p)
         }
     };
-    let mut fingerprint = plan
-        .fingerprint(&mut content)
-        .map_err(|x| e(x.into()))?;
+    let mut fingerprint = plan.fingerprint(&mut content).map_err(|x| e(x.into()))?;
     for (g, commit) in gits.iter().zip(&git_commits) {
         fingerprint.push_str(&format!(" git:{g}@{commit}:{}", spec.keep_git_dir));
     }
@@ -328,7 +325,8 @@ pub(super) fn copy_step(
     }
     let mut checkouts = Vec::new();
     for (g, commit) in gits.iter().zip(&git_commits) {
-        let co = fetch::git_checkout(g, commit, spec.keep_git_dir, &scratch.0).map_err(|x| e(x.into()))?;
+        let co = fetch::git_checkout(g, commit, spec.keep_git_dir, &scratch.0)
+            .map_err(|x| e(x.into()))?;
         let tree = DirTree {
             root: co.dir.clone(),
             is_excluded: &|_| false,
@@ -339,8 +337,7 @@ pub(super) fn copy_step(
             co.subdir.clone()
         };
         let dir_dest = format!("{}/", dest_abs.trim_end_matches('/'));
-        let mut p =
-            copy::plan(&tree, &[src], &dir_dest, true, &opts).map_err(|x| e(x.into()))?;
+        let mut p = copy::plan(&tree, &[src], &dir_dest, true, &opts).map_err(|x| e(x.into()))?;
         if let Some(c) = &chmod_flag {
             for item in p.items.values_mut() {
                 item.mode = copy_flags::apply_chmod(c, item.mode, item.kind == copy::ItemKind::Dir);
@@ -373,8 +370,7 @@ pub(super) fn copy_step(
             for (i, a) in archives.iter().enumerate() {
                 let f = crate::rootfs::open_nofollow(a).map_err(StepError::io("opening", a))?;
                 let mut out = Vec::new();
-                retar_under(f, &archive_dest, &mut out)
-                    .map_err(StepError::io("extracting", a))?;
+                retar_under(f, &archive_dest, &mut out).map_err(StepError::io("extracting", a))?;
                 if i + 1 < archives.len() {
                     out.truncate(out.len().saturating_sub(1024));
                 }

@@ -20,8 +20,8 @@ pub(super) fn workdir_step(
     inst: &Instruction,
     dir: &str,
 ) -> Result<Outcome> {
-    let dir = expand_word(dir, &state.expand_env(), state.escape)
-        .map_err(|e| run.step_error(inst, e))?;
+    let dir =
+        expand_word(dir, &state.expand_env(), state.escape).map_err(|e| run.step_error(inst, e))?;
     let current = if state.config.config.working_dir.is_empty() {
         "/".to_string()
     } else {
