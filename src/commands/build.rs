@@ -140,12 +140,17 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         secrets: args
             .secrets
             .iter()
-            .map(|s| builder::solve::run_mounts::parse_secret_flag(s).map_err(UsageError))
+            .map(|s| {
+                builder::solve::run_mounts::parse_secret_flag(s)
+                    .map_err(|e| UsageError(e.to_string()))
+            })
             .collect::<Result<_, _>>()?,
         ssh: args
             .ssh
             .iter()
-            .map(|s| builder::solve::run_mounts::parse_ssh_flag(s).map_err(UsageError))
+            .map(|s| {
+                builder::solve::run_mounts::parse_ssh_flag(s).map_err(|e| UsageError(e.to_string()))
+            })
             .collect::<Result<_, _>>()?,
         allow_insecure: allowed.is_insecure_allowed,
         allow_network_host: allowed.is_network_host_allowed,
