@@ -38,6 +38,9 @@ pub struct BuildRequest {
     pub outputs: Vec<Output>,
     /// `--provenance` / `--attest type=provenance`: pushed with the image.
     pub provenance: Option<Provenance>,
+    /// `--annotation index:…` / `manifest-descriptor:…`: on the pushed index (of several
+    /// platforms, or of the image and its provenance).
+    pub index_annotations: crate::image_index::IndexAnnotations,
 }
 
 /// A finished build and what its push made of it.
@@ -167,7 +170,8 @@ fn finish_multi_platform(
                 )?);
             }
         }
-        let index = provenance::index_json(&images, &attestations);
+        let mut index = provenance::index_json(&images, &attestations);
+        request.index_annotations.apply(&mut index);
         pushed_index = Some(crate::image_index::push_index(
             store, registry, tag, &index,
         )?);
@@ -270,6 +274,7 @@ pub fn build(
                     &pushed,
                     &result.platform,
                     &statement,
+                    &request.index_annotations,
                 )?);
             }
         }

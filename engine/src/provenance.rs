@@ -275,6 +275,7 @@ pub fn push_attested(
     pushed: &Digest,
     platform: &Platform,
     statement: &serde_json::Value,
+    annotations: &crate::image_index::IndexAnnotations,
 ) -> Result<Descriptor> {
     let mut by_digest = tag.clone();
     by_digest.digest = Some(pushed.clone());
@@ -285,7 +286,8 @@ pub fn push_attested(
         size: image.bytes.len() as u64,
     };
     let attestation = push_attestation(store, registry, tag, &image.digest, statement)?;
-    let index = index_json(&[(image, platform.clone())], &[attestation]);
+    let mut index = index_json(&[(image, platform.clone())], &[attestation]);
+    annotations.apply(&mut index);
     push_index(store, registry, tag, &index)
 }
 

@@ -4,6 +4,7 @@
 pub mod binfmt;
 pub mod build;
 pub mod check;
+pub mod copy;
 pub mod docs;
 pub mod history;
 pub mod images;
