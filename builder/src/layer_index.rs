@@ -164,7 +164,7 @@ impl LayerIndex {
             entry: raw.clone(),
             reason,
         };
-        check_entry(&raw, kind, &link).map_err(bad)?;
+        check_entry(&raw, kind, &link).map_err(|r| bad(r.to_string()))?;
         let comps = safe_components(&raw).map_err(|r| bad(r.to_string()))?;
         let Some((name, parent)) = comps.split_last() else {
             return Ok(()); // "." — the snapshot root keeps its own mode.

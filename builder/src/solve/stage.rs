@@ -8,7 +8,7 @@ use store::{LayerRef, Reference};
 
 use super::context::Context;
 use super::state::{one_line, BuildRun, StageResult, StageState};
-use super::{stage_ref, steps, BuildError, BuildOptions, Result};
+use super::{stage_ref, steps, BuildError, BuildOptions, Result, StepError};
 use crate::cache::CacheKey;
 use crate::dockerfile::{expand_word, Command, Dockerfile, Instruction, Stage};
 use crate::image::{ImageConfigFile, DEFAULT_PATH};
@@ -26,7 +26,11 @@ impl BuildRun<'_> {
         // A named context of the stage's name replaces the stage (BuildKit's rule).
         let replacement = stage.name.as_deref().and_then(|n| self.named_context(n));
         if let Some(context) = replacement.cloned() {
-            return self.named_context_result(&context, stage.span);
+            return self.named_context_result(
+                stage.name.as_deref().unwrap_or_default(),
+                &context,
+                stage.span,
+            );
         }
         // docker's labels: `[2/5]` in a single-stage Dockerfile, `[build 2/5]` otherwise.
         let stage_name = match (&stage.name, self.build.dockerfile.stages.len()) {
@@ -235,7 +239,7 @@ impl BuildRun<'_> {
         }
         let location = format!("{}:{}", self.build.dockerfile.file_name, stage.span.start);
         if let Some(context) = self.named_context(&name).cloned() {
-            let r = self.named_context_result(&context, stage.span)?;
+            let r = self.named_context_result(&name, &context, stage.span)?;
             return Ok((fresh(r.layers, r.config, r.key), true));
         }
         let reference = Reference::parse(&name).map_err(|reason| BuildError::InvalidReference {
@@ -284,12 +288,15 @@ pub fn stage_platform(
         expand_word(raw, meta_args, dockerfile.escape).map_err(|e| BuildError::Step {
             span: stage.span,
             location: location(),
-            message: e.to_string(),
+            source: Box::new(e.into()),
         })?;
-    Platform::parse(&expanded).map_err(|e| BuildError::Step {
+    Platform::parse(&expanded).map_err(|source| BuildError::Step {
         span: stage.span,
         location: location(),
-        message: format!("FROM --platform={raw}: {e}"),
+        source: Box::new(StepError::Platform {
+            raw: raw.clone(),
+            source,
+        }),
     })
 }
 

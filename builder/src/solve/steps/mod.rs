@@ -23,8 +23,9 @@ use crate::below::Below;
 use crate::cache::CacheKey;
 use crate::dockerfile::{Command, Instruction, ShellOrExec};
 use crate::exec;
+use crate::exec::user::UserError;
 use crate::image_tree::ImageTree;
-use crate::layer_index::LayerIndex;
+use crate::layer_index::{IndexError, LayerIndex};
 use crate::progress::StepInfo;
 use crate::rootfs::UnionFs;
 use crate::solve::context::Context;
@@ -77,7 +78,7 @@ pub fn dispatch(
         Command::Healthcheck(h) => c::healthcheck(state, h),
         Command::Maintainer(m) => c::maintainer(state, m),
     }
-    .map_err(|m| run.step_error(inst, m))?;
+    .map_err(|e| run.step_error(inst, e))?;
     record_config_step(run, state, &history_text);
     Ok(Outcome::Done)
 }
@@ -104,12 +105,12 @@ fn argv(state: &StageState, cmd: &ShellOrExec) -> Vec<String> {
 
 /// The image of `layers` as COPY, ADD and WORKDIR read it (`crate::below`): the layers
 /// unpacked already through their snapshots, the others through their tars, but for big
-/// compressed layers, which are unpacked (with those below them). `Err` is the message of
-/// a layer that cannot be read.
+/// compressed layers, which are unpacked (with those below them). The inner `Err` is a
+/// layer that cannot be read.
 pub fn below<'a>(
     run: &BuildRun<'a>,
     layers: &[LayerRef],
-) -> Result<std::result::Result<Below<'a>, String>> {
+) -> Result<std::result::Result<Below<'a>, IndexError>> {
     crate::solve::wait_for_cache_imports(run.build.remote)?;
     let store = run.build.store;
     let mut unpacked = store.unpacked_layer_snapshots(run.build.lease, layers)?;
@@ -127,7 +128,7 @@ pub fn below<'a>(
     if upper.is_empty() {
         return Ok(Ok(Below::unpacked(store, lower)));
     }
-    Ok(Below::new(store, lower, upper).map_err(|e| crate::remote::error_chain(&e)))
+    Ok(Below::new(store, lower, upper))
 }
 
 /// The snapshot dirs of `layers`, top first, unpacking any that are missing.
@@ -140,7 +141,7 @@ pub fn lowerdirs(run: &BuildRun, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
 }
 
 /// `--chown=user[:group]` to numbers, looked up in the image's /etc/passwd and /etc/group.
-fn resolve_chown(root: &dyn ImageTree, spec: &str) -> std::result::Result<(u32, u32), String> {
+fn resolve_chown(root: &dyn ImageTree, spec: &str) -> std::result::Result<(u32, u32), UserError> {
     let read = |p: &str| {
         root.read(p)
             .ok()
@@ -148,7 +149,6 @@ fn resolve_chown(root: &dyn ImageTree, spec: &str) -> std::result::Result<(u32, 
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     };
-    let user = exec::user::resolve(spec, &read("/etc/passwd"), &read("/etc/group"))
-        .map_err(|e| e.to_string())?;
+    let user = exec::user::resolve(spec, &read("/etc/passwd"), &read("/etc/group"))?;
     Ok((user.uid, user.gid))
 }
