@@ -225,6 +225,49 @@ impl Reporter for RawJsonReporter {
     }
 }
 
+/// The build checks' warnings as BuildKit's frontend reports them in a `SolveStatus`:
+/// each on the `[internal] load build definition from NAME` vertex, level 1, `short` the
+/// line docker prints (`Rule: message (line N)`), `detail` the rule's description, its
+/// `url`, and the Dockerfile as `sourceInfo` with the finding's line `range` (byte
+/// fields base64, as Go encodes `[]byte`). Nothing without warnings.
+pub fn raw_json_warnings(report: &builder::dockerfile::CheckReport, dockerfile: &[u8]) {
+    use base64::Engine;
+    if report.warnings.is_empty() {
+        return;
+    }
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let name = format!("[internal] load build definition from {}", report.file_name);
+    let vertex = vertex_digest("definition", &name);
+    let now = now_rfc3339();
+    RawJsonReporter::emit(serde_json::json!({"vertexes": [{
+        "digest": vertex,
+        "name": name,
+        "started": now,
+        "completed": now,
+    }]}));
+    let warnings: Vec<serde_json::Value> = report
+        .warnings
+        .iter()
+        .map(|w| {
+            let short = format!("{}: {} (line {})", w.rule, w.message, w.span.start);
+            serde_json::json!({
+                "vertex": vertex,
+                "level": 1,
+                "short": b64(short.as_bytes()),
+                "detail": [b64(w.description.as_bytes())],
+                "url": w.url,
+                "sourceInfo": {
+                    "filename": report.file_name,
+                    "data": b64(dockerfile),
+                    "language": "Dockerfile",
+                },
+                "range": [{"start": {"line": w.span.start}, "end": {"line": w.span.end}}],
+            })
+        })
+        .collect();
+    RawJsonReporter::emit(serde_json::json!({ "warnings": warnings }));
+}
+
 /// docker's step label: `[2/5]` in a single-stage build, `[builder 2/5]` otherwise.
 fn label(step: &StepInfo) -> String {
     if step.stage.is_empty() {

@@ -94,6 +94,11 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             return Err(anyhow::anyhow!(err.clone()));
         }
     }
+    let progress = progress_mode(args.progress)?;
+    if let (Some(report), Progress::Rawjson, false) = (&checks, progress, args.quiet) {
+        let text = std::fs::read(&dockerfile).unwrap_or_default();
+        crate::progress::raw_json_warnings(report, &text);
+    }
     // BuildKit's inline cache: `--cache-to type=inline`, or the build arg docker users set.
     let inline_cache = cache_to.iter().any(|t| t.reference.is_none())
         || matches!(
@@ -155,7 +160,6 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         outputs,
         provenance,
     };
-    let progress = progress_mode(args.progress)?;
     let mut reporter: Box<dyn Reporter> = match (args.quiet, progress) {
         (true, _) | (_, Progress::Quiet) => Box::new(Silent),
         (_, Progress::Plain) => Box::new(PlainReporter::new()),
