@@ -119,12 +119,17 @@ impl Reporter for TtyReporter {
 }
 
 impl TtyReporter {
-    /// One line above the spinners of the steps still running (straight to stderr when
-    /// none runs, or when the spinners are not drawn).
+    /// One line above the spinners of the steps still running: they are cleared, the line
+    /// goes straight to stderr as plain text, and they are drawn again below it
+    /// (`MultiProgress::println` would draw it padded to the terminal's width).
     fn print(&self, line: &str) {
-        let is_drawn = !self.running.is_empty() && !self.bars.is_hidden();
-        if !is_drawn || self.bars.println(line).is_err() {
+        let write = || {
             let _ = writeln!(std::io::stderr(), "{line}");
+        };
+        if self.running.is_empty() || self.bars.is_hidden() {
+            write();
+        } else {
+            self.bars.suspend(write);
         }
     }
 }
