@@ -5,6 +5,8 @@
 //! The store keeps the per-platform images (untagged); only the registry gets the index
 //! and the tag.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use registry_client::{push_manifest, PushOptions};
 use store::platform::Platform;
@@ -14,6 +16,45 @@ use builder::solve::BuildResult;
 
 use crate::error::{EngineError, Result};
 use crate::registry::Registry;
+
+/// `--annotation index:KEY=VALUE` and `manifest-descriptor:KEY=VALUE`: set on a pushed
+/// image index and on its entries for images (attestation manifests' entries keep only
+/// their own), as BuildKit's image exporter sets them.
+#[derive(Debug, Clone, Default)]
+pub struct IndexAnnotations {
+    pub index: BTreeMap<String, String>,
+    pub manifest_descriptor: BTreeMap<String, String>,
+}
+
+impl IndexAnnotations {
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty() && self.manifest_descriptor.is_empty()
+    }
+
+    /// Adds the annotations to `index`, an image index's JSON.
+    pub fn apply(&self, index: &mut serde_json::Value) {
+        fn extend(target: &mut serde_json::Value, add: &BTreeMap<String, String>) {
+            if add.is_empty() {
+                return;
+            }
+            if !target["annotations"].is_object() {
+                target["annotations"] = serde_json::json!({});
+            }
+            for (k, v) in add {
+                target["annotations"][k] = v.clone().into();
+            }
+        }
+        if let Some(entries) = index["manifests"].as_array_mut() {
+            for entry in entries
+                .iter_mut()
+                .filter(|e| e["annotations"]["vnd.docker.reference.type"].is_null())
+            {
+                extend(entry, &self.manifest_descriptor);
+            }
+        }
+        extend(index, &self.index);
+    }
+}
 
 /// An OCI index listing `manifests` (descriptor and platform), in order.
 pub fn index_json(manifests: &[(Descriptor, Platform)]) -> serde_json::Value {
@@ -43,6 +84,7 @@ pub fn push(
     registry: &Registry,
     tag: &Reference,
     results: &[BuildResult],
+    annotations: &IndexAnnotations,
 ) -> Result<Descriptor> {
     let mut pushed = Vec::with_capacity(results.len());
     for r in results {
@@ -59,7 +101,9 @@ pub fn push(
         };
         pushed.push((descriptor, r.platform.clone()));
     }
-    push_index(store, registry, tag, &index_json(&pushed))
+    let mut index = index_json(&pushed);
+    annotations.apply(&mut index);
+    push_index(store, registry, tag, &index)
 }
 
 /// Pushes `index` (an OCI image index whose manifests are in the registry) under `tag`;
