@@ -9,6 +9,9 @@
 #              no-op (the same build again)
 #   one-run    `FROM busybox:bench` + `RUN true`, built with --no-cache: the fixed cost of
 #              a build with one RUN (sandbox set-up, seccomp, network)
+#   three-stage  testdata/bench/three-stage, cold (fresh root): three stages that each
+#              `RUN sleep 1` side by side, then the final stage's three COPY --from; what is
+#              above one second is the build's own time on its critical path
 #
 # Env: RUNS (interleaved rounds, default 10); B_ARGS, extra `build` arguments for NEW only
 # (e.g. `--network host`, to see a change apart from what a new default costs). Prints best
@@ -57,6 +60,10 @@ sample() {
     ten-step/no-op)
         t=$(with_binary "$which" time_once strata_ build -q $(build_args "$which") -t ab:ten "$BENCH_REPO/testdata/bench/ten-step")
         ;;
+    three-stage/cold)
+        with_binary "$which" strata_fresh_root
+        t=$(with_binary "$which" time_once strata_ build -q $(build_args "$which") -t ab:three "$BENCH_REPO/testdata/bench/three-stage")
+        ;;
     one-run/no-cache)
         t=$(with_binary "$which" time_once strata_ build -q $(build_args "$which") --no-cache -t ab:one "$ONE_RUN")
         ;;
@@ -73,6 +80,7 @@ modes_of() {
     case $1 in
     ten-step) echo cold no-op ;;
     one-run) echo no-cache ;;
+    three-stage) echo cold ;;
     *) echo "unknown case $1" >&2; exit 2 ;;
     esac
 }

@@ -27,7 +27,8 @@
 # Every tool builds FROM busybox:bench (debian:bench), imported from the same tar.
 # Env: STRATA (binary; default target/release/strata), RUNS (best of N, default 5),
 # RUNS_BIG (for the 1 GiB and debian cases, default 3), TOOLS (default "strata rootless buildkit
-# buildah"; rootless is strata run by an ordinary user with a subuid range, see lib.sh).
+# buildah"; rootless is strata run by an ordinary user with a subuid range, see lib.sh),
+# DEBIAN_TAR (a debootstrap base made before, for debian-two-stage).
 # A strata that cannot build yet shows as "fail"/"n/a"; the peers are still measured.
 . "$(dirname "$0")/lib.sh"
 
@@ -63,20 +64,26 @@ EOF
 # edit_one_file: new content for one file of the 1 GiB context (same size, new bytes).
 edit_one_file() { head -c 1048576 /dev/urandom >"$CTX_1G/data/d5/f50.bin"; }
 
-# The debootstrap base of debian-two-stage, imported into every tool once.
-DEBIAN_TAR=$BENCH_WORK/debian-minbase.tar
+# The debootstrap base of debian-two-stage, imported into every tool once (here, not in a
+# subshell: import_image adds it to the bases of every fresh strata root). DEBIAN_TAR may
+# name a tar made before (examples/make-base.sh with PACKAGES=) to skip the debootstrap.
+DEBIAN_TAR=${DEBIAN_TAR:-$BENCH_WORK/debian-minbase.tar}
+DEBIAN_IMPORTED=0
 make_debian_base() {
-    [ -f "$DEBIAN_TAR" ] && return 0
-    log "debootstrap bookworm minbase (examples/make-base.sh, PACKAGES=)"
-    PACKAGES= sh "$BENCH_REPO/examples/make-base.sh" "$DEBIAN_TAR"
+    [ "$DEBIAN_IMPORTED" = 1 ] && return 0
+    if [ ! -f "$DEBIAN_TAR" ]; then
+        log "debootstrap bookworm minbase (examples/make-base.sh, PACKAGES=)"
+        PACKAGES= sh "$BENCH_REPO/examples/make-base.sh" "$DEBIAN_TAR"
+    fi
     import_image "$DEBIAN_TAR" debian:bench
+    DEBIAN_IMPORTED=1
 }
 
 ctx_for() {
     case $1 in
     ten-step | multi-stage | three-stage) echo "$BENCH_REPO/testdata/bench/$1" ;;
     copy-1g | edit-1g) make_ctx_1g >&2 && echo "$CTX_1G" ;;
-    debian-two-stage) make_debian_base >&2 && echo "$BENCH_REPO/testdata/bench/$1" ;;
+    debian-two-stage) echo "$BENCH_REPO/testdata/bench/$1" ;;
     *) echo "unknown case $1" >&2; exit 2 ;;
     esac
 }
@@ -109,6 +116,7 @@ measure() {
 
 bench_case() {
     local name=$1 ctx tag=bench-$1
+    if [ "$name" = debian-two-stage ]; then make_debian_base >&2; fi
     ctx=$(ctx_for "$name")
     local df=$ctx/Dockerfile
 

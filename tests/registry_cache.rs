@@ -113,6 +113,24 @@ fn a_second_runner_builds_from_the_registry_cache_without_running_a_step() {
         a_diff_ids,
         "B's image is made of A's layers"
     );
+    // The COPY hits read their parent directories from the layer tars: of the final
+    // stage only the base is unpacked (COPY --from=deps reads deps's files from its
+    // snapshots); app.txt's and the RUN's layers, taken from the cache, never are.
+    let diff_ids: Vec<store::Digest> = a_diff_ids
+        .as_array()
+        .expect("diff_ids")
+        .iter()
+        .map(|d| d.as_str().expect("diff_id").parse().expect("digest"))
+        .collect();
+    let chains = store::Store::chain_ids(&diff_ids);
+    let unpacked = |c: &store::ChainId| b.root.join("snapshots").join(c.hex()).is_dir();
+    assert!(
+        unpacked(&chains[0]),
+        "the base is unpacked: COPY --from=deps reads deps's files from its snapshots"
+    );
+    for (i, c) in chains.iter().enumerate().skip(1) {
+        assert!(!unpacked(c), "layer {i} of the final image was unpacked");
+    }
     // What B fetched is now in B's own cache: no registry needed for a rebuild.
     let again = b.build(&ctx_b, &["-t", "app:1"]);
     again.assert_ok();

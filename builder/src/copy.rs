@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::image_tree::ImageTree;
 use crate::rootfs::{open_nofollow, Found, UnionFs};
 
 #[derive(Debug, thiserror::Error)]
@@ -227,7 +228,7 @@ impl CopyPlan {
 
     /// Make sure every parent directory of every entry is in the layer: taken from the image
     /// below when it has it (so the layer does not change its mode), 0755 root otherwise.
-    pub fn add_parents(&mut self, below: &UnionFs, opts: &CopyOptions) -> io::Result<()> {
+    pub fn add_parents(&mut self, below: &dyn ImageTree, opts: &CopyOptions) -> io::Result<()> {
         let mut parents: Vec<String> = Vec::new();
         for dest in self.items.keys() {
             let mut p = Path::new(dest).parent();
@@ -247,17 +248,22 @@ impl CopyPlan {
 
     /// Directory `dir` (no leading `/`) as the image below has it, else created 0755 (owned
     /// by root or --chown).
-    pub fn add_dir(&mut self, dir: &str, below: &UnionFs, opts: &CopyOptions) -> io::Result<()> {
-        let existing = below.lookup_follow(&format!("/{dir}"))?;
+    pub fn add_dir(
+        &mut self,
+        dir: &str,
+        below: &dyn ImageTree,
+        opts: &CopyOptions,
+    ) -> io::Result<()> {
+        let existing = below.stat_follow(&format!("/{dir}"))?;
         let item = match existing {
-            Some(f) if f.metadata.is_dir() => CopyItem {
+            Some(s) if s.is_dir() => CopyItem {
                 dest: dir.to_string(),
                 real: None,
                 kind: ItemKind::Dir,
-                mode: f.metadata.mode() & 0o7777,
-                uid: f.metadata.uid(),
-                gid: f.metadata.gid(),
-                mtime: clamp(f.metadata.mtime(), opts.epoch),
+                mode: s.mode,
+                uid: s.uid,
+                gid: s.gid,
+                mtime: clamp(s.mtime, opts.epoch),
             },
             _ => fresh_dir(dir, opts),
         };

@@ -7,6 +7,7 @@
 //! → `differ` (upperdir → layer tar) → `store` ingest → the image export.
 //! (Not `build/`: tools and people take a folder of that name for build output.)
 
+pub mod below;
 pub mod cache;
 pub mod copy;
 pub mod csv;
@@ -15,6 +16,8 @@ pub mod dockerfile;
 pub mod dockerignore;
 pub mod exec;
 pub mod image;
+pub mod image_tree;
+pub mod layer_index;
 pub mod layers;
 pub mod progress;
 pub mod remote;

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, StatusCode};
-use sha2::{Digest as _, Sha256};
+use store::compressed::GzipCopy;
 use store::{Descriptor, Digest, Lease, Store};
 use tokio::task::JoinSet;
 
@@ -350,13 +350,15 @@ pub async fn upload(
 
 /// Starts pushing a blob that is being made while it is sent: `POST`, one `PATCH` whose
 /// chunked body is what `produce` writes to its sink (on a blocking thread), then
-/// `PUT ?digest=` with the digest of the bytes sent, hashed as they pass. So a layer
-/// compressed for its first push costs about the longer of compressing and uploading,
-/// not their sum, and the `PUT` overlaps the store making the blob durable.
+/// `PUT ?digest=` with the digest the store hashed while writing the same bytes (one
+/// hash, not two). So a layer compressed for its first push costs about the longer of
+/// compressing and uploading, not their sum, and the `PUT` overlaps the store making the
+/// blob durable.
 ///
-/// `produce` flushes the sink after the last byte and then drops it (see
+/// `produce` calls `GzipCopy::whole` after the last byte and then drops the sink (see
 /// `Store::compressed_layer_copied`): only that ends a whole body; a sink dropped without
-/// the flush, or one that saw no bytes, is never `PUT`. `produce` returns the blob
+/// it, one that saw no bytes, or one whose byte count is not the size it is told, is
+/// never `PUT`. `produce` returns the blob
 /// (committed to the store) and whether it wrote all of it to the sink. Returns that
 /// descriptor and whether the registry now has the blob; when it has not (`produce`
 /// wrote nothing, the connection failed, the registry refused the stream or its digest,
@@ -371,7 +373,7 @@ pub async fn upload_streamed<F>(
     produce: F,
 ) -> Result<(Descriptor, bool)>
 where
-    F: FnOnce(Box<dyn Write + Send>) -> store::Result<(Descriptor, bool)> + Send + 'static,
+    F: FnOnce(Box<dyn GzipCopy + Send>) -> store::Result<(Descriptor, bool)> + Send + 'static,
 {
     let base = session.base().await?.to_string();
     let up = start_upload(session, &base, repository, scopes).await?;
@@ -380,9 +382,7 @@ where
     let producing = tokio::task::spawn_blocking(move || {
         produce(Box::new(ChannelSink {
             tx: Some(tx),
-            hasher: Sha256::new(),
             size: 0,
-            is_flushed: false,
             ended: Some(ended_tx),
         }))
     });
@@ -441,23 +441,19 @@ where
 const STREAM_QUEUE: usize = 16;
 
 /// The sink `upload_streamed` hands its producer: each write becomes one piece of the
-/// request body, hashed on the way. Once the request is gone (it failed or was
-/// answered), writes still succeed and go nowhere, and `tx` is `None`: the copy is
-/// short. Dropping it ends the body and reports the digest and size of what was sent
-/// when the body is whole (flushed after the last write, nothing lost, not empty).
+/// request body. Once the request is gone (it failed or was answered), writes still
+/// succeed and go nowhere, and `tx` is `None`: the copy is short. `whole` ends the body
+/// and reports the digest and size it is told when the body is whole (nothing lost, as
+/// many bytes as told, not empty); dropping it without `whole` ends the body as short.
 struct ChannelSink {
     tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
-    hasher: Sha256,
     size: u64,
-    is_flushed: bool,
     ended: Option<tokio::sync::oneshot::Sender<Option<(Digest, u64)>>>,
 }
 
 impl Write for ChannelSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.is_flushed = false;
         if let Some(tx) = &self.tx {
-            self.hasher.update(buf);
             self.size += buf.len() as u64;
             if tx.blocking_send(Bytes::copy_from_slice(buf)).is_err() {
                 self.tx = None;
@@ -467,22 +463,26 @@ impl Write for ChannelSink {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.is_flushed = true;
         Ok(())
+    }
+}
+
+impl GzipCopy for ChannelSink {
+    fn whole(&mut self, digest: &Digest, size: u64) {
+        // Ends the body before the digest is reported.
+        let is_whole = self.tx.take().is_some() && self.size == size && size > 0;
+        if let Some(ended) = self.ended.take() {
+            // The upload may be gone already: then nobody waits for the digest.
+            let _ = ended.send(is_whole.then(|| (digest.clone(), size)));
+        }
     }
 }
 
 impl Drop for ChannelSink {
     fn drop(&mut self) {
-        // Ends the body before the digest is reported.
-        let is_whole = self.tx.take().is_some() && self.is_flushed && self.size > 0;
-        let sent = is_whole.then(|| {
-            let hash = std::mem::take(&mut self.hasher).finalize();
-            (Digest::from_sha256(hash.into()), self.size)
-        });
+        self.tx.take();
         if let Some(ended) = self.ended.take() {
-            // The upload may be gone already: then nobody waits for the digest.
-            let _ = ended.send(sent);
+            let _ = ended.send(None);
         }
     }
 }

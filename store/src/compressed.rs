@@ -17,7 +17,7 @@
 use std::io::{self, BufReader, Read, Write};
 
 use crate::archive::gzip::ParallelGzWriter;
-use crate::digest::Sha256Writer;
+use crate::digest::{Digest, Sha256Writer};
 use crate::error::{Result, StoreError};
 use crate::media_types::{self, Compression};
 use crate::meta::{self, RECORD_VERSION};
@@ -54,7 +54,7 @@ impl Store {
     /// lease, it stays as long as an image or a cache record holds the layer (see the
     /// module doc).
     pub fn compressed_layer(&self, lease: &Lease, layer: &LayerRef) -> Result<LayerRef> {
-        self.compressed_layer_copied(lease, layer, io::sink())
+        self.compressed_layer_copied(lease, layer, NoCopy)
             .map(|(layer, _)| layer)
     }
 
@@ -62,17 +62,17 @@ impl Store {
     /// gzip byte is also written to `copy` as it is made: a push uploads the layer while
     /// it is written to the store, instead of after. The first error of `copy` stops the
     /// copy (the caller then knows its copy is short), never the compression. Once the
-    /// last byte is written and the plain tar checked, `copy` is flushed and dropped,
-    /// before the gzip blob is made durable: a flush followed by the drop tells the
-    /// reader of `copy` that it has the whole gzip (so a push can finish its upload while
-    /// the store fsyncs); a drop without it means the copy is short. Returns
+    /// last byte is written and the plain tar checked, `copy` is told the digest and size
+    /// of the whole gzip ([`GzipCopy::whole`], from the hash the store takes anyway) and
+    /// dropped, before the gzip blob is made durable, so a push can finish its upload
+    /// while the store fsyncs; a drop without `whole` means the copy is short. Returns
     /// whether this call compressed the layer (and so wrote all of it to `copy`, unless
     /// `copy` failed); false when it found a stored form or the layer needs none.
     pub fn compressed_layer_copied(
         &self,
         lease: &Lease,
         layer: &LayerRef,
-        copy: impl Write,
+        copy: impl GzipCopy,
     ) -> Result<(LayerRef, bool)> {
         let Some(gzip_type) = gzip_media_type(&layer.blob.media_type) else {
             return Ok((layer.clone(), false));
@@ -125,7 +125,7 @@ impl Store {
         lease: &Lease,
         layer: &LayerRef,
         gzip_type: &str,
-        copy: impl Write,
+        copy: impl GzipCopy,
     ) -> Result<Descriptor> {
         let src = self.blob_path(&layer.blob.digest);
         let mut input = BufReader::with_capacity(1 << 20, self.open_blob(&layer.blob.digest)?);
@@ -163,8 +163,7 @@ impl Store {
             .finish()
             .map_err(StoreError::io("writing gzip layer", &ingest))?;
         if let Some(mut copy) = copy {
-            // A copy that fails its flush is short, like one that failed a write.
-            let _ = copy.flush();
+            copy.whole(&out.digest_so_far(), out.written());
         }
         out.commit_unrecorded(None, None)
     }
@@ -193,6 +192,37 @@ impl Store {
             m.put(meta::LAYERS, &layer.diff_id, &rec)
         })
     }
+}
+
+/// Where [`Store::compressed_layer_copied`] copies a gzip form while it makes it.
+pub trait GzipCopy: Write {
+    /// Every byte is written: `digest` and `size` are those of the whole gzip as the
+    /// store hashed it. Called once, before the blob is made durable, and only when no
+    /// write failed; the copy is dropped right after.
+    fn whole(&mut self, digest: &Digest, size: u64);
+}
+
+impl<T: GzipCopy + ?Sized> GzipCopy for Box<T> {
+    fn whole(&mut self, digest: &Digest, size: u64) {
+        (**self).whole(digest, size)
+    }
+}
+
+/// The copy of [`Store::compressed_layer`]: none.
+struct NoCopy;
+
+impl Write for NoCopy {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl GzipCopy for NoCopy {
+    fn whole(&mut self, _: &Digest, _: u64) {}
 }
 
 /// Writes to `out`, and the same bytes to `copy` until `copy` fails once.

@@ -68,6 +68,14 @@ impl BlobWriter {
         self.out.as_ref().map(|o| o.written()).unwrap_or(0)
     }
 
+    /// The digest of every byte written so far (hashed as written: no flush, no read).
+    pub fn digest_so_far(&self) -> Digest {
+        self.out
+            .as_ref()
+            .expect("writer is live until commit")
+            .digest_so_far()
+    }
+
     /// The temp file being written (for error messages).
     pub fn ingest_path(&self) -> &std::path::Path {
         &self.path

@@ -38,6 +38,28 @@ impl Store {
         self.ensure_layer_snapshots(lease, &self.image(manifest)?.layers)
     }
 
+    /// The snapshots of the bottom layers of `layers` (bottom first) that are unpacked
+    /// already, up to the first one that is not: their directories, top first. Unpacks
+    /// nothing; each snapshot is leased by `lease` before it is looked for.
+    pub fn unpacked_layer_snapshots(
+        &self,
+        lease: &Lease,
+        layers: &[LayerRef],
+    ) -> Result<Vec<PathBuf>> {
+        let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        let mut dirs = Vec::new();
+        for chain in chain_ids(&diff_ids) {
+            lease.add_snapshot(&chain)?;
+            let dir = self.snapshot_dir(&chain);
+            if !dir.is_dir() {
+                break;
+            }
+            dirs.push(dir);
+        }
+        dirs.reverse();
+        Ok(dirs)
+    }
+
     /// `ensure_snapshots` for a stack of layers that need not be an image yet (a
     /// build between steps): bottom layer first in, lowerdirs top first out.
     pub fn ensure_layer_snapshots(

@@ -36,9 +36,10 @@ pub const SLIRP4NETNS: &str = "slirp4netns";
 /// slirp4netns's DNS forwarder inside the namespace (it forwards to the host's resolvers).
 pub const SLIRP_DNS: &str = "10.0.2.3";
 
-/// The running slirp4netns of one step. Dropping it stops and reaps the process.
+/// The running slirp4netns of one step. Dropping it kills the process; a thread of its
+/// own reaps it.
 pub struct UserNet {
-    child: Child,
+    child: Option<Child>,
     /// slirp4netns exits when the last write end of this pipe closes.
     exit_w: Option<OwnedFd>,
 }
@@ -84,16 +85,13 @@ impl UserNet {
             })
         })?;
         drop((ready_w, exit_r));
-        let mut net = UserNet {
-            child,
-            exit_w: Some(exit_w),
-        };
         let mut byte = [0u8; 1];
         if File::from(ready_r).read_exact(&mut byte).is_err() {
-            let _ = net.child.kill();
-            let _ = net.child.wait();
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
             let mut stderr = String::new();
-            if let Some(mut e) = net.child.stderr.take() {
+            if let Some(mut e) = child.stderr.take() {
                 let _ = e.read_to_string(&mut stderr);
             }
             return Err(fail(format!(
@@ -101,15 +99,29 @@ impl UserNet {
                 stderr.trim()
             )));
         }
-        Ok(net)
+        Ok(UserNet {
+            child: Some(child),
+            exit_w: Some(exit_w),
+        })
     }
 }
 
 impl Drop for UserNet {
     fn drop(&mut self) {
         self.exit_w.take();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = child.kill();
+        // slirp4netns takes milliseconds to die after SIGKILL (the kernel tears down its
+        // tap device and the step's network namespace): the step's layer need not wait
+        // for that. A zombie left when strata exits first (or when no thread can be
+        // made) is reaped by init.
+        let _ = std::thread::Builder::new()
+            .name("slirp4netns reaper".into())
+            .spawn(move || {
+                let _ = child.wait();
+            });
     }
 }
 

@@ -18,6 +18,7 @@ use crate::differ::DiffError;
 use crate::dockerfile::ExpandError;
 use crate::dockerignore::IgnoreError;
 use crate::exec::user::UserError;
+use crate::layer_index::IndexError;
 use crate::layers::LayerError;
 use crate::remote::error_chain;
 
@@ -50,6 +51,9 @@ pub enum StepError {
     /// Reading the tree below the destination (the parents a COPY adds).
     #[error("{0}")]
     Tree(#[from] io::Error),
+    /// A layer below the step, read from its tar (`crate::below`), is unreadable or bad.
+    #[error("{}", error_chain(.0))]
+    LayerIndex(#[from] IndexError),
     #[error("{}", error_chain(.0))]
     Store(#[from] StoreError),
     /// The layer's bytes could not be written to the store.
@@ -130,5 +134,50 @@ impl StepError {
             path,
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+    use crate::dockerfile::Span;
+    use crate::solve::BuildError;
+
+    #[test]
+    fn a_step_error_reads_file_line_then_its_cause_and_keeps_the_cause_typed() {
+        let err = BuildError::Step {
+            location: "Dockerfile:2".into(),
+            span: Span::line(2),
+            source: Box::new(StepError::Chmod("zz".into())),
+        };
+        assert_eq!(
+            err.to_string(),
+            "Dockerfile:2: invalid --chmod \"zz\": want octal (0755) or symbolic (u+x,go-w)"
+        );
+        assert_eq!(
+            err.source().map(|s| s.to_string()).as_deref(),
+            Some("invalid --chmod \"zz\": want octal (0755) or symbolic (u+x,go-w)")
+        );
+        let BuildError::Step { source, .. } = &err else {
+            panic!("not a step error: {err:?}");
+        };
+        assert!(
+            matches!(&**source, StepError::Chmod(v) if v == "zz"),
+            "{source:?}"
+        );
+    }
+
+    #[test]
+    fn a_cause_with_causes_of_its_own_shows_them_once() {
+        let io = io::Error::new(io::ErrorKind::PermissionDenied, "denied");
+        let copy = CopyError::Io {
+            op: "reading",
+            path: "a/b".into(),
+            source: io,
+        };
+        let err = StepError::Copy(copy);
+        assert_eq!(err.to_string(), "reading a/b: denied");
     }
 }

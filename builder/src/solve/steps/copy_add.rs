@@ -4,9 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use super::{lowerdirs, resolve_chown, Outcome};
+use crate::below::Below;
 use crate::cache::CacheKey;
 use crate::copy::{self, CopyOptions, CopyPlan, DirTree};
 use crate::dockerfile::{expand_word, Instruction};
+use crate::image_tree::ImageTree;
 use crate::layers::{commit_layer, is_archive, retar_under, LayerError};
 use crate::rootfs::UnionFs;
 use crate::solve::cache_hit::{add_layer, cache_hit, Origin};
@@ -118,7 +120,7 @@ pub(super) fn copy_step(
         dest_abs
     };
 
-    let below = UnionFs::new(lowerdirs(run, &state.layers)?);
+    let below = super::below(run, &state.layers)?.map_err(|x| e(x.into()))?;
     let chown = match spec.chown {
         None => None,
         Some(c) => {
@@ -264,18 +266,15 @@ pub(super) fn copy_step(
             item.mode = copy_flags::apply_chmod(c, item.mode, item.kind == copy::ItemKind::Dir);
         }
     }
-    let below_for_parents = if spec.link {
-        UnionFs::default()
-    } else {
-        below.clone()
-    };
+    let nothing_below = Below::unpacked(run.build.store, UnionFs::default());
+    let below_for_parents: &dyn ImageTree = if spec.link { &nothing_below } else { &below };
     // An extracted archive lands in the destination directory, which the layer holds too.
     let archive_dir = copy::clean_abs(&dest_abs);
     if !archives.is_empty() && !archive_dir.is_empty() && !plan.items.contains_key(&archive_dir) {
-        plan.add_dir(&archive_dir, &below_for_parents, &opts)
+        plan.add_dir(&archive_dir, below_for_parents, &opts)
             .map_err(|x| e(x.into()))?;
     }
-    plan.add_parents(&below_for_parents, &opts)
+    plan.add_parents(below_for_parents, &opts)
         .map_err(|x| e(x.into()))?;
     drop(dir_tree);
     let mut content = |p: &Path| {
@@ -349,7 +348,7 @@ pub(super) fn copy_step(
         checkouts.push(co);
     }
     if !checkouts.is_empty() {
-        plan.add_parents(&below_for_parents, &opts)
+        plan.add_parents(below_for_parents, &opts)
             .map_err(|x| e(x.into()))?;
     }
     let archive_dest = dest_abs.clone();

@@ -19,10 +19,13 @@ use std::path::PathBuf;
 
 use store::LayerRef;
 
+use crate::below::Below;
 use crate::cache::CacheKey;
 use crate::dockerfile::{Command, Instruction, ShellOrExec};
 use crate::exec;
 use crate::exec::user::UserError;
+use crate::image_tree::ImageTree;
+use crate::layer_index::{IndexError, LayerIndex};
 use crate::progress::StepInfo;
 use crate::rootfs::UnionFs;
 use crate::solve::context::Context;
@@ -100,6 +103,34 @@ fn argv(state: &StageState, cmd: &ShellOrExec) -> Vec<String> {
     }
 }
 
+/// The image of `layers` as COPY, ADD and WORKDIR read it (`crate::below`): the layers
+/// unpacked already through their snapshots, the others through their tars, but for big
+/// compressed layers, which are unpacked (with those below them). The inner `Err` is a
+/// layer that cannot be read.
+pub fn below<'a>(
+    run: &BuildRun<'a>,
+    layers: &[LayerRef],
+) -> Result<std::result::Result<Below<'a>, IndexError>> {
+    crate::solve::wait_for_cache_imports(run.build.remote)?;
+    let store = run.build.store;
+    let mut unpacked = store.unpacked_layer_snapshots(run.build.lease, layers)?;
+    // A big compressed layer (a pulled base) is unpacked as before: reading it means
+    // decompressing all of it, and the next RUN would do that again to unpack it.
+    let must_unpack = layers
+        .iter()
+        .rposition(|l| !LayerIndex::is_cheap(l))
+        .map_or(0, |i| i + 1);
+    if must_unpack > unpacked.len() {
+        unpacked = store.ensure_layer_snapshots(run.build.lease, &layers[..must_unpack])?;
+    }
+    let upper = &layers[unpacked.len()..];
+    let lower = UnionFs::new(unpacked);
+    if upper.is_empty() {
+        return Ok(Ok(Below::unpacked(store, lower)));
+    }
+    Ok(Below::new(store, lower, upper))
+}
+
 /// The snapshot dirs of `layers`, top first, unpacking any that are missing.
 pub fn lowerdirs(run: &BuildRun, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
     crate::solve::wait_for_cache_imports(run.build.remote)?;
@@ -110,7 +141,7 @@ pub fn lowerdirs(run: &BuildRun, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
 }
 
 /// `--chown=user[:group]` to numbers, looked up in the image's /etc/passwd and /etc/group.
-fn resolve_chown(root: &UnionFs, spec: &str) -> std::result::Result<(u32, u32), UserError> {
+fn resolve_chown(root: &dyn ImageTree, spec: &str) -> std::result::Result<(u32, u32), UserError> {
     let read = |p: &str| {
         root.read(p)
             .ok()

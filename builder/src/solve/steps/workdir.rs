@@ -1,12 +1,12 @@
 //! WORKDIR: sets the config's working directory and, as BuildKit's mkdir does, makes a layer
 //! holding the directories it creates.
 
-use super::{lowerdirs, record_config_step, resolve_chown, Outcome};
+use super::{record_config_step, resolve_chown, Outcome};
 use crate::cache::CacheKey;
 use crate::copy::{self, CopyOptions, CopyPlan};
 use crate::dockerfile::{expand_word, Instruction};
+use crate::image_tree::ImageTree;
 use crate::layers::commit_layer;
-use crate::rootfs::UnionFs;
 use crate::solve::cache_hit::{add_layer, cache_hit, Origin};
 use crate::solve::state::{now_or_epoch, BuildRun, StageState};
 use crate::solve::{Result, StepError};
@@ -40,8 +40,8 @@ pub(super) fn workdir_step(
         record_config_step(run, state, &created_by);
         return Ok(Outcome::Done);
     }
-    let lower = lowerdirs(run, &state.layers)?;
-    let union = UnionFs::new(lower);
+    let union = super::below(run, &state.layers)?
+        .map_err(|e| run.step_error(inst, StepError::LayerIndex(e)))?;
     let exists = union
         .is_dir(path)
         .map_err(|e| run.step_error(inst, StepError::io("checking", path)(e)))?;
