@@ -42,7 +42,10 @@ pub struct BuildRequest {
 
 /// A finished build and what its push made of it.
 pub struct Built {
+    /// The image of the first platform (the only one of a single-platform build).
     pub result: BuildResult,
+    /// The image index a build for several platforms stored under its tags.
+    pub index: Option<store::Descriptor>,
     /// The image index pushed under the tags when a provenance attestation went with the
     /// image (BuildKit reports that index as `containerimage.digest`).
     pub pushed_index: Option<store::Descriptor>,
@@ -75,26 +78,30 @@ impl Remote for BuildRemote<'_> {
     }
 }
 
-/// What a build for several platforms cannot do (yet), refused before it starts: the
-/// images go out as one index, pushed (the store tags no index, as buildx's docker
-/// exporter stores none: `--push` is required).
+/// What a build for several platforms cannot do (yet), refused before it starts. The
+/// images are stored as one image index under the tags (and pushed with `--push`).
 fn check_multi_platform(request: &BuildRequest) -> Result<()> {
     let platforms = &request.options.platforms;
     if platforms.len() < 2 {
         return Ok(());
     }
     let platforms: Vec<String> = platforms.iter().map(|p| p.to_string()).collect();
-    let unsupported = if !request.push {
-        Some("storing a multi-platform image in the local store is not supported: add --push (or build one platform)")
-    } else if !request
-        .outputs
-        .iter()
-        .all(|o| matches!(o, Output::Image { .. }))
-    {
-        Some(
-            "--output of a multi-platform build: only type=image/registry (with push) is supported",
+    let is_docker_archive = |o: &Output| {
+        matches!(
+            o,
+            Output::Archive {
+                format: store::archive::ArchiveFormat::Docker,
+                ..
+            }
         )
-    } else if !request.cache_to.is_empty() {
+    };
+    if request.outputs.iter().any(is_docker_archive) {
+        // BuildKit's docker exporter refuses an index with these words.
+        return Err(EngineError::Usage(
+            "docker exporter does not currently support exporting manifest lists".to_string(),
+        ));
+    }
+    let unsupported = if !request.cache_to.is_empty() {
         Some("--cache-to with several platforms is not supported yet")
     } else if request.provenance.is_some() {
         Some("provenance attestations with several platforms are not supported yet")
@@ -107,7 +114,7 @@ fn check_multi_platform(request: &BuildRequest) -> Result<()> {
             platforms.join(",")
         )));
     }
-    if request.options.tags.is_empty() {
+    if request.push && request.options.tags.is_empty() {
         return Err(EngineError::Usage(
             "--push needs a name: add -t REGISTRY/NAME:TAG".to_string(),
         ));
@@ -115,8 +122,9 @@ fn check_multi_platform(request: &BuildRequest) -> Result<()> {
     Ok(())
 }
 
-/// The end of a build for several platforms (see [`check_multi_platform`]): every tag
-/// gets the index of the platforms' images.
+/// The end of a build for several platforms (see [`check_multi_platform`]): the index of
+/// the platforms' images is stored under the tags, then the iidfile (the index digest), the
+/// outputs (every platform) and the push of every tag.
 fn finish_multi_platform(
     store: &Store,
     registry: &Registry,
@@ -125,18 +133,23 @@ fn finish_multi_platform(
     started: String,
 ) -> Result<Built> {
     let finished = store::archive::import::now_rfc3339();
-    let mut pushed_index = None;
-    for tag in &request.options.tags {
-        pushed_index = Some(crate::image_index::push(store, registry, tag, &results)?);
-    }
-    if let (Some(path), Some(index)) = (&request.iidfile, &pushed_index) {
+    let index = crate::image_index::store_index(store, &request.options.tags, &results)?;
+    if let Some(path) = &request.iidfile {
         std::fs::write(path, index.digest.to_string()).map_err(|source| EngineError::Write {
             path: path.clone(),
             source,
         })?;
     }
+    crate::outputs::export_platforms(store, &results, &index.digest, &request.outputs)?;
+    let mut pushed_index = None;
+    if request.push {
+        for tag in &request.options.tags {
+            pushed_index = Some(crate::image_index::push(store, registry, tag, &results)?);
+        }
+    }
     Ok(Built {
         result: results.remove(0),
+        index: Some(index),
         pushed_index,
         started,
         finished,
@@ -223,6 +236,7 @@ pub fn build(
         }
         return Ok(Built {
             result,
+            index: None,
             pushed_index,
             started,
             finished,
@@ -230,6 +244,7 @@ pub fn build(
     }
     Ok(Built {
         result,
+        index: None,
         pushed_index: None,
         started,
         finished,

@@ -2,8 +2,8 @@
 //! pushed as buildx pushes it (every platform's manifest by digest, then the index under
 //! each tag).
 //!
-//! The store keeps the per-platform images (untagged); only the registry gets the index
-//! and the tag.
+//! The store keeps the index too, tagged, as one image ([`store_index`]); its platforms'
+//! images are recorded untagged, and GC keeps them as long as the index.
 
 use bytes::Bytes;
 use registry_client::{push_manifest, PushOptions};
@@ -15,8 +15,17 @@ use builder::solve::BuildResult;
 use crate::error::{EngineError, Result};
 use crate::registry::Registry;
 
-/// An OCI index listing `manifests` (descriptor and platform), in order.
+/// An image index listing `manifests` (descriptor and platform), in order: a Docker
+/// manifest list when every manifest is Docker schema2, else an OCI index.
 pub fn index_json(manifests: &[(Descriptor, Platform)]) -> serde_json::Value {
+    let media_type = if manifests
+        .iter()
+        .all(|(d, _)| d.media_type == media_types::DOCKER_MANIFEST)
+    {
+        media_types::DOCKER_MANIFEST_LIST
+    } else {
+        media_types::OCI_INDEX
+    };
     let entries: Vec<serde_json::Value> = manifests
         .iter()
         .map(|(d, platform)| {
@@ -30,9 +39,38 @@ pub fn index_json(manifests: &[(Descriptor, Platform)]) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": media_types::OCI_INDEX,
+        "mediaType": media_type,
         "manifests": entries,
     })
+}
+
+/// Writes the index of `results` (one image per platform, each recorded in the store) into
+/// the store and points `tags` at it. Returns its descriptor.
+pub fn store_index(
+    store: &Store,
+    tags: &[Reference],
+    results: &[BuildResult],
+) -> Result<Descriptor> {
+    let mut manifests = Vec::with_capacity(results.len());
+    for r in results {
+        let image = store.image(&r.manifest)?;
+        let descriptor = Descriptor {
+            media_type: image.media_type,
+            digest: r.manifest.clone(),
+            size: image.manifest_size,
+        };
+        manifests.push((descriptor, r.platform.clone()));
+    }
+    let index = index_json(&manifests);
+    let media_type = index["mediaType"]
+        .as_str()
+        .unwrap_or(media_types::OCI_INDEX)
+        .to_string();
+    let bytes = serde_json::to_vec(&index).expect("an index serializes");
+    let lease = store.lease(std::time::Duration::from_secs(3600))?;
+    let descriptor = store.put_blob(&lease, &bytes, &media_type)?;
+    store.add_index(&descriptor.digest, tags)?;
+    Ok(descriptor)
 }
 
 /// Pushes every platform's image by digest into `tag`'s repository, then the index of the
@@ -44,11 +82,57 @@ pub fn push(
     tag: &Reference,
     results: &[BuildResult],
 ) -> Result<Descriptor> {
-    let mut pushed = Vec::with_capacity(results.len());
-    for r in results {
+    let manifests: Vec<(Digest, Platform)> = results
+        .iter()
+        .map(|r| (r.manifest.clone(), r.platform.clone()))
+        .collect();
+    push_platforms(store, registry, tag, &manifests)
+}
+
+/// `push` of an image index kept in the store (`strata push NAME` of a multi-platform
+/// image): its platforms' manifests, then the index under `tag`. The registry prints
+/// docker's `TAG: digest: … size: …` line of the index last.
+pub fn push_stored(
+    store: &Store,
+    registry: &Registry,
+    tag: &Reference,
+    image: &store::ImageRecord,
+) -> Result<Descriptor> {
+    let manifests = image
+        .platforms
+        .iter()
+        .map(|c| {
+            let platform = c.platform().ok_or_else(|| {
+                EngineError::Usage(format!(
+                    "{}: the index entry {} names no platform",
+                    tag.familiar(),
+                    c.manifest.digest
+                ))
+            })?;
+            Ok((c.manifest.digest.clone(), platform))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let pushed = push_platforms(store, registry, tag, &manifests)?;
+    if !registry.is_quiet() {
+        let name = tag.tag.clone().unwrap_or_else(|| pushed.digest.to_string());
+        println!("{name}: digest: {} size: {}", pushed.digest, pushed.size);
+    }
+    Ok(pushed)
+}
+
+/// Every `(manifest, platform)` pushed by digest into `tag`'s repository, then the index
+/// of the manifests as pushed under `tag`.
+fn push_platforms(
+    store: &Store,
+    registry: &Registry,
+    tag: &Reference,
+    manifests: &[(Digest, Platform)],
+) -> Result<Descriptor> {
+    let mut pushed = Vec::with_capacity(manifests.len());
+    for (manifest, platform) in manifests {
         let mut by_digest = tag.clone();
         by_digest.tag = None;
-        by_digest.digest = Some(r.manifest.clone());
+        by_digest.digest = Some(manifest.clone());
         let digest = registry.push(store, &by_digest)?;
         by_digest.digest = Some(digest.clone());
         let manifest = fetch_pushed(registry, tag, &by_digest)?;
@@ -57,7 +141,7 @@ pub fn push(
             digest,
             size: manifest.bytes.len() as u64,
         };
-        pushed.push((descriptor, r.platform.clone()));
+        pushed.push((descriptor, platform.clone()));
     }
     push_index(store, registry, tag, &index_json(&pushed))
 }
