@@ -138,6 +138,23 @@ pub enum ImageCommand {
     Pull(PullArgs),
     /// Upload an image to a registry
     Push(PushArgs),
+    /// Copy an image from one registry or repository to another, without storing it
+    #[command(alias = "cp")]
+    Copy(CopyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Image to copy (NAME[:TAG|@DIGEST] in a registry)
+    pub source: String,
+    /// Where to copy it (NAME[:TAG|@DIGEST] in a registry)
+    pub destination: String,
+    /// Copy only this platform's image out of a multi-platform one (os/arch[/variant])
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Suppress the progress output; print only the copied manifest's digest
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]

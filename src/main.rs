@@ -52,6 +52,7 @@ fn main() {
         Command::Image(ImageCommand::Import(args)) => commands::import::run(&ctx, args),
         Command::Image(ImageCommand::Pull(args)) => commands::pull::run(&ctx, args),
         Command::Image(ImageCommand::Push(args)) => commands::push::run(&ctx, args),
+        Command::Image(ImageCommand::Copy(args)) => commands::copy::run(&ctx, args),
         Command::Builder(BuilderCommand::Prune(args)) => commands::prune::builder_prune(&ctx, args),
         Command::System(SystemCommand::Prune(args)) => commands::prune::system_prune(&ctx, args),
         Command::System(SystemCommand::Df(args)) => commands::system::df(&ctx, args),

@@ -119,12 +119,17 @@ impl Reporter for TtyReporter {
 }
 
 impl TtyReporter {
-    /// One line above the spinners of the steps still running (straight to stderr when
-    /// none runs, or when the spinners are not drawn).
+    /// One line above the spinners of the steps still running: they are cleared, the line
+    /// goes straight to stderr as plain text, and they are drawn again below it
+    /// (`MultiProgress::println` would draw it padded to the terminal's width).
     fn print(&self, line: &str) {
-        let is_drawn = !self.running.is_empty() && !self.bars.is_hidden();
-        if !is_drawn || self.bars.println(line).is_err() {
+        let write = || {
             let _ = writeln!(std::io::stderr(), "{line}");
+        };
+        if self.running.is_empty() || self.bars.is_hidden() {
+            write();
+        } else {
+            self.bars.suspend(write);
         }
     }
 }
@@ -223,6 +228,49 @@ impl Reporter for RawJsonReporter {
             "completed": now,
         }]}));
     }
+}
+
+/// The build checks' warnings as BuildKit's frontend reports them in a `SolveStatus`:
+/// each on the `[internal] load build definition from NAME` vertex, level 1, `short` the
+/// line docker prints (`Rule: message (line N)`), `detail` the rule's description, its
+/// `url`, and the Dockerfile as `sourceInfo` with the finding's line `range` (byte
+/// fields base64, as Go encodes `[]byte`). Nothing without warnings.
+pub fn raw_json_warnings(report: &builder::dockerfile::CheckReport, dockerfile: &[u8]) {
+    use base64::Engine;
+    if report.warnings.is_empty() {
+        return;
+    }
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let name = format!("[internal] load build definition from {}", report.file_name);
+    let vertex = vertex_digest("definition", &name);
+    let now = now_rfc3339();
+    RawJsonReporter::emit(serde_json::json!({"vertexes": [{
+        "digest": vertex,
+        "name": name,
+        "started": now,
+        "completed": now,
+    }]}));
+    let warnings: Vec<serde_json::Value> = report
+        .warnings
+        .iter()
+        .map(|w| {
+            let short = format!("{}: {} (line {})", w.rule, w.message, w.span.start);
+            serde_json::json!({
+                "vertex": vertex,
+                "level": 1,
+                "short": b64(short.as_bytes()),
+                "detail": [b64(w.description.as_bytes())],
+                "url": w.url,
+                "sourceInfo": {
+                    "filename": report.file_name,
+                    "data": b64(dockerfile),
+                    "language": "Dockerfile",
+                },
+                "range": [{"start": {"line": w.span.start}, "end": {"line": w.span.end}}],
+            })
+        })
+        .collect();
+    RawJsonReporter::emit(serde_json::json!({ "warnings": warnings }));
 }
 
 /// docker's step label: `[2/5]` in a single-stage build, `[builder 2/5]` otherwise.

@@ -380,7 +380,14 @@ fn named_contexts_replace_images_and_stages_and_are_keyed_by_content() {
         "--build-context",
         "alpine:3.20=docker-image://local/base:1",
     ];
-    env.build(&ctx, &args).assert_ok();
+    let out = env.build(&ctx, &args);
+    out.assert_ok();
+    // BuildKit's progress line for a directory context, by the name the Dockerfile uses.
+    assert!(
+        out.stderr.contains("[context libs] load from client")
+            && out.stderr.contains("[context deps] load from client"),
+        "{out}"
+    );
     let rootfs = image_rootfs(&env.root, "named:1");
     assert_eq!(read(rootfs.path(), "from-libs"), "lib one\n");
     assert_eq!(

@@ -1,5 +1,6 @@
 //! End-to-end tests of `strata build --check`: the real binary on real files, checking exit
-//! codes, docker-style output and the JSON form. The check never needs a store or context.
+//! codes, docker-style output and the JSON form. A local context is never read; `-` and URL
+//! contexts are, for their Dockerfile.
 
 mod util;
 
@@ -232,4 +233,114 @@ fn issue_12_deep_substitution_nesting_is_refused() {
             .contains("variable substitution nested deeper than 64 levels"),
         "{out}"
     );
+}
+
+/// `--check -` reads the Dockerfile piped in; `--check URL` reads the one the URL serves,
+/// as a build would.
+#[test]
+fn check_reads_the_dockerfile_of_stdin_and_url_contexts() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let env = TestEnv::new();
+    let text = "FROM alpine\nCMD echo hi\n";
+    let mut cmd = util::strata_command(&env.root);
+    cmd.args(["build", "--check", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("starting strata");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("writing stdin");
+    let out = util::Output::from_process(
+        format!("{cmd:?}"),
+        child.wait_with_output().expect("waiting for strata"),
+    );
+    assert_eq!(out.status, Some(1), "{out}");
+    assert!(
+        out.stdout
+            .contains("WARNING: JSONArgsRecommended - JSON arguments recommended for CMD")
+            && out.stdout.contains("(line 2)"),
+        "{out}"
+    );
+
+    let (port, _) = util::http::serve(vec![("/Dockerfile".into(), text.as_bytes().to_vec())]);
+    let url = format!("http://127.0.0.1:{port}/Dockerfile");
+    let out = env.strata(&["build", "--check", &url]);
+    assert_eq!(out.status, Some(1), "{out}");
+    assert!(out.stdout.contains("JSONArgsRecommended"), "{out}");
+    let out = env.strata(&[
+        "build",
+        "--check",
+        &format!("http://127.0.0.1:{port}/missing"),
+    ]);
+    assert_eq!(out.status, Some(1), "{out}");
+    assert!(!out.stdout.contains("Check complete"), "{out}");
+}
+
+/// `--progress rawjson` carries the build checks' warnings as BuildKit's `SolveStatus`
+/// `warnings`: on a vertex, level 1, the short line and description base64-encoded, the
+/// rule's URL and the finding's line range.
+#[test]
+fn rawjson_progress_carries_the_check_warnings() {
+    use base64::Engine;
+    let env = TestEnv::new();
+    let ctx = env.scratch.join("ctx");
+    fs::create_dir_all(&ctx).expect("mkdir");
+    fs::write(ctx.join("a"), "a\n").expect("write");
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY a /\nCMD echo hi\n",
+    )
+    .expect("write");
+    let out = env.strata(&["build", "--progress", "rawjson", &ctx.to_string_lossy()]);
+    out.assert_ok();
+    let statuses: Vec<serde_json::Value> = out
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}\n{out}")))
+        .collect();
+    let warnings: Vec<&serde_json::Value> = statuses
+        .iter()
+        .filter_map(|s| s["warnings"].as_array())
+        .flatten()
+        .collect();
+    assert_eq!(warnings.len(), 1, "{out}");
+    let w = warnings[0];
+    let decode = |v: &serde_json::Value| {
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap_or_default())
+            .expect("base64");
+        String::from_utf8(b).expect("utf-8")
+    };
+    assert_eq!(
+        decode(&w["short"]),
+        "JSONArgsRecommended: JSON arguments recommended for CMD to prevent unintended behavior related to OS signals (line 3)"
+    );
+    assert_eq!(w["level"], 1);
+    assert_eq!(w["range"][0]["start"]["line"], 3);
+    assert!(
+        w["url"]
+            .as_str()
+            .is_some_and(|u| u.contains("json-args-recommended")),
+        "{w}"
+    );
+    assert_eq!(
+        decode(&w["sourceInfo"]["data"]),
+        "FROM scratch\nCOPY a /\nCMD echo hi\n"
+    );
+    let vertex = w["vertex"].as_str().expect("vertex digest");
+    assert!(
+        statuses
+            .iter()
+            .filter_map(|s| s["vertexes"].as_array())
+            .flatten()
+            .any(|v| v["digest"] == vertex),
+        "the warning's vertex is never announced:\n{out}"
+    );
+    // No plain-text summary mixed into the JSON lines.
+    assert!(!out.stderr.contains("warning found"), "{out}");
 }

@@ -1,4 +1,4 @@
-//! push and pull on a terminal leave docker's final screen: every layer keeps one line with
+//! push, pull and image copy on a terminal leave docker's final screen: every layer keeps one line with
 //! its final status, the bars are replaced by those lines, and the `digest:` / `Status:`
 //! lines come after them; nothing is drawn over. The command runs under
 //! `script` (bsdutils; a real pty) and its output is replayed into a terminal emulator (vt100).
@@ -57,8 +57,14 @@ fn final_line(screen: &[String], raw: &str, prefix: &str, above: &[usize]) {
     );
 }
 
-/// The index of the one line equal to `want`; fails when there are none or several.
-fn one_line(screen: &[String], want: &str) -> usize {
+/// The index of the one line equal to `want`; fails when there are none or several, or
+/// when it was written padded with spaces to the terminal's width (as indicatif pads the
+/// lines it draws) rather than as plain text ended by its newline.
+fn one_line(screen: &[String], raw: &str, want: &str) -> usize {
+    assert!(
+        raw.contains(&format!("{want}\r\n")),
+        "{want:?} padded or not ended by a newline:\n{raw:?}"
+    );
     let at: Vec<usize> = (0..screen.len()).filter(|&i| screen[i] == want).collect();
     assert_eq!(
         at.len(),
@@ -92,7 +98,7 @@ fn push_and_pull_leave_every_layer_line_on_a_terminal() {
     let (pulled, raw) = screen_after(&s, &["pull", &format!("{}/src/app:1", reg.addr)]);
     let layers: Vec<usize> = ids
         .iter()
-        .map(|id| one_line(&pulled, &format!("{id}: Pull complete")))
+        .map(|id| one_line(&pulled, &raw, &format!("{id}: Pull complete")))
         .collect();
     final_line(&pulled, &raw, "Digest: sha256:", &layers);
 
@@ -104,7 +110,19 @@ fn push_and_pull_leave_every_layer_line_on_a_terminal() {
     let (pushed, raw) = screen_after(&s, &["push", &dst]);
     let layers: Vec<usize> = ids
         .iter()
-        .map(|id| one_line(&pushed, &format!("{id}: Pushed")))
+        .map(|id| one_line(&pushed, &raw, &format!("{id}: Pushed")))
         .collect();
     final_line(&pushed, &raw, "2: digest: sha256:", &layers);
+
+    // `image copy` shows push's screen: a line per layer, then the digest line.
+    let copied = format!("{}/copied/app:3", other.addr);
+    let (screen, raw) = screen_after(
+        &s,
+        &["image", "copy", &format!("{}/src/app:1", reg.addr), &copied],
+    );
+    let layers: Vec<usize> = ids
+        .iter()
+        .map(|id| one_line(&screen, &raw, &format!("{id}: Pushed")))
+        .collect();
+    final_line(&screen, &raw, "3: digest: sha256:", &layers);
 }

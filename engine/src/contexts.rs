@@ -217,7 +217,7 @@ pub fn resolve(store: &Store, args: &ContextArgs, stdin: &mut dyn Read) -> Resul
 }
 
 /// A URL context: git (by BuildKit's rules, see [`fetch::is_git_url`]) or http(s).
-fn is_remote(value: &str) -> bool {
+pub fn is_remote(value: &str) -> bool {
     fetch::is_git_url(value) || fetch::is_url(value)
 }
 

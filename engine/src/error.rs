@@ -23,6 +23,13 @@ pub enum EngineError {
         #[source]
         source: Box<RegistryError>,
     },
+    #[error("copying {from} to {to}")]
+    Copy {
+        from: String,
+        to: String,
+        #[source]
+        source: Box<RegistryError>,
+    },
     #[error("pushing {reference}")]
     Push {
         reference: String,

@@ -5,7 +5,10 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use registry_client::{Client, ClientOptions, Platform, ProgressMode, PullOptions, PushOptions};
+use registry_client::{
+    Client, ClientOptions, CopyOptions, CopyReport, Platform, ProgressMode, PullOptions,
+    PushOptions,
+};
 use store::{Digest, Reference, Store};
 
 use crate::error::{EngineError, Result};
@@ -138,5 +141,23 @@ impl Registry {
                 source: Box::new(source),
             })?;
         Ok(report.digest)
+    }
+
+    /// Copies the image `src` names to `dst`, registry to registry, storing nothing
+    /// locally (`image copy`); `platform` picks one manifest out of an index.
+    pub fn copy(
+        &self,
+        src: &Reference,
+        dst: &Reference,
+        platform: Option<Platform>,
+    ) -> Result<CopyReport> {
+        let client = self.client()?;
+        self.runtime()?
+            .block_on(client.copy(src, dst, &CopyOptions { platform }))
+            .map_err(|source| EngineError::Copy {
+                from: src.familiar(),
+                to: dst.familiar(),
+                source: Box::new(source),
+            })
     }
 }

@@ -11,6 +11,8 @@
 //!              monolithic or chunked, restart/resume)
 //! pull.rs      manifest / index → platform → blobs in parallel → tag
 //! push.rs      blobs in parallel → manifest; `push_manifest` for builder/cache pushes
+//! copy.rs      registry → registry without the store: HEAD, mount, or GET streamed into
+//!              PUT; child manifests, then the top one, byte for byte
 //! platform.rs  os/arch/variant parsing and index entry choice
 //! progress.rs  indicatif bars on a TTY, docker's plain lines otherwise
 //! ```
@@ -20,6 +22,7 @@
 
 pub mod artifact;
 pub mod auth;
+pub mod copy;
 pub mod error;
 pub mod limits;
 pub mod platform;
@@ -38,6 +41,7 @@ use std::time::Duration;
 
 pub use artifact::RemoteManifest;
 pub use auth::{Credential, DockerConfig};
+pub use copy::{CopyOptions, CopyReport};
 pub use error::{ErrorKind, RegistryError, Result};
 pub use platform::Platform;
 pub use progress::{Progress, ProgressMode};

@@ -48,9 +48,7 @@ impl Progress {
     pub fn line(&self, text: &str) {
         match (&self.mode, &self.multi) {
             (ProgressMode::Quiet, _) => {}
-            (_, Some(m)) if self.live.load(Ordering::SeqCst) > 0 => {
-                let _ = m.println(text);
-            }
+            (_, Some(m)) if self.live.load(Ordering::SeqCst) > 0 => above_bars(m, text),
             _ => {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{text}");
@@ -63,7 +61,7 @@ impl Progress {
         match (&self.mode, &self.multi) {
             (ProgressMode::Quiet, _) => {}
             (_, Some(m)) if self.live.load(Ordering::SeqCst) > 0 => {
-                let _ = m.println(format!("{id}: {status}"));
+                above_bars(m, &format!("{id}: {status}"))
             }
             _ => {
                 let mut out = std::io::stdout().lock();
@@ -91,6 +89,7 @@ impl Progress {
         let b = Bar {
             id: id.to_string(),
             bar,
+            multi: self.multi.clone(),
             plain: self.mode == ProgressMode::Plain,
             live: self.live.clone(),
         };
@@ -106,6 +105,8 @@ impl Progress {
 pub struct Bar {
     id: String,
     bar: Option<ProgressBar>,
+    /// The display `bar` is drawn in.
+    multi: Option<Arc<MultiProgress>>,
     plain: bool,
     live: Arc<AtomicUsize>,
 }
@@ -116,6 +117,7 @@ impl Bar {
         Bar {
             id: String::new(),
             bar: None,
+            multi: None,
             plain: false,
             live: Arc::new(AtomicUsize::new(0)),
         }
@@ -154,8 +156,12 @@ impl Bar {
             // The final line is printed above the live bars, where it stays as the terminal's
             // own text; the bar goes. A finished bar kept in the live area would be erased
             // and redrawn (padded to the width) by every later line.
-            b.println(format!("{}: {status}", self.id));
             b.finish_and_clear();
+            let line = format!("{}: {status}", self.id);
+            match &self.multi {
+                Some(m) => above_bars(m, &line),
+                None => b.println(line),
+            }
             self.live.fetch_sub(1, Ordering::SeqCst);
         } else if self.plain {
             self.print(status);
@@ -166,4 +172,14 @@ impl Bar {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}: {status}", self.id);
     }
+}
+
+/// Writes `text` as a plain line above the live bars: the bars are cleared, the line goes
+/// straight to stdout, the bars are drawn again below it. (`MultiProgress::println` would
+/// draw the line itself, padded with spaces to the terminal's width.)
+fn above_bars(multi: &MultiProgress, text: &str) {
+    multi.suspend(|| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+    });
 }

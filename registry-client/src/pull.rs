@@ -143,7 +143,7 @@ pub(crate) async fn fetch_manifest(
     }
 }
 
-fn parse_digest(s: &str, display: &str) -> Result<Digest> {
+pub(crate) fn parse_digest(s: &str, display: &str) -> Result<Digest> {
     s.parse::<Digest>()
         .map_err(|e| RegistryError::InvalidManifest {
             reference: display.to_string(),
@@ -153,7 +153,10 @@ fn parse_digest(s: &str, display: &str) -> Result<Digest> {
 
 /// A manifest's blob descriptor, refused when its size is negative or beyond
 /// [`limits::MAX_BLOB_SIZE`] (before anything is downloaded).
-fn descriptor(d: &oci_client::manifest::OciDescriptor, display: &str) -> Result<Descriptor> {
+pub(crate) fn descriptor(
+    d: &oci_client::manifest::OciDescriptor,
+    display: &str,
+) -> Result<Descriptor> {
     let invalid = |reason: String| RegistryError::InvalidManifest {
         reference: display.to_string(),
         reason,
@@ -386,7 +389,7 @@ pub(crate) fn short(d: &Digest) -> &str {
 }
 
 /// `PlatformMismatch` unless the image config `bytes` is of a platform `want` runs.
-fn check_config_platform(bytes: &[u8], want: &Platform, display: &str) -> Result<()> {
+pub(crate) fn check_config_platform(bytes: &[u8], want: &Platform, display: &str) -> Result<()> {
     let config: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| RegistryError::InvalidManifest {
             reference: display.to_string(),

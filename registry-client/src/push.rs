@@ -464,7 +464,7 @@ impl Target {
     }
 }
 
-async fn put_manifest(
+pub(crate) async fn put_manifest(
     session: &Session,
     repo: &str,
     tag: &str,

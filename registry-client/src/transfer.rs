@@ -243,8 +243,8 @@ fn content_range_start(headers: &reqwest::header::HeaderMap) -> Option<u64> {
 }
 
 /// Where one upload stands.
-struct UploadSession {
-    location: String,
+pub(crate) struct UploadSession {
+    pub(crate) location: String,
 }
 
 /// Pushes one committed blob to `repository`: HEAD, then mount from `mount_from` (same
@@ -507,14 +507,14 @@ impl From<RegistryError> for Attempt {
     }
 }
 
-fn location(resp: &reqwest::Response) -> Option<String> {
+pub(crate) fn location(resp: &reqwest::Response) -> Option<String> {
     resp.headers()
         .get(LOCATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
 }
 
-async fn start_upload(
+pub(crate) async fn start_upload(
     session: &Session,
     base: &str,
     repository: &str,
@@ -541,7 +541,7 @@ async fn start_upload(
     })
 }
 
-fn with_digest(location: &str, digest: &Digest) -> String {
+pub(crate) fn with_digest(location: &str, digest: &Digest) -> String {
     let sep = if location.contains('?') { '&' } else { '?' };
     format!("{location}{sep}digest={digest}")
 }

@@ -94,6 +94,11 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             return Err(anyhow::anyhow!(err.clone()));
         }
     }
+    let progress = progress_mode(args.progress)?;
+    if let (Some(report), Progress::Rawjson, false) = (&checks, progress, args.quiet) {
+        let text = std::fs::read(&dockerfile).unwrap_or_default();
+        crate::progress::raw_json_warnings(report, &text);
+    }
     // BuildKit's inline cache: `--cache-to type=inline`, or the build arg docker users set.
     let inline_cache = cache_to.iter().any(|t| t.reference.is_none())
         || matches!(
@@ -155,7 +160,6 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         outputs,
         provenance,
     };
-    let progress = progress_mode(args.progress)?;
     let mut reporter: Box<dyn Reporter> = match (args.quiet, progress) {
         (true, _) | (_, Progress::Quiet) => Box::new(Silent),
         (_, Progress::Plain) => Box::new(PlainReporter::new()),
@@ -466,8 +470,8 @@ fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>> {
 
 /// `--annotation [TYPES:]KEY=VALUE` as buildx parses it, TYPES a comma list of `manifest`,
 /// `manifest-descriptor`, `index`, `index-descriptor`, each with an optional `[PLATFORM]`.
-/// strata builds one single-platform manifest without an index, so only the manifest level
-/// (the default) applies; the others are refused rather than dropped.
+/// Only the manifest level (the default) is applied, to every platform's manifest; the
+/// index and descriptor levels are refused rather than dropped.
 fn parse_annotations(raw: &[String]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for annotation in raw {
@@ -501,7 +505,7 @@ fn parse_annotations(raw: &[String]) -> Result<BTreeMap<String, String>> {
                 "" | "manifest" => {}
                 "index" | "index-descriptor" | "manifest-descriptor" => {
                     anyhow::bail!(
-                        "--annotation {annotation}: {level} annotations are not supported: strata builds a single-platform image without an index (use manifest annotations)"
+                        "--annotation {annotation}: {level} annotations are not supported yet (use manifest annotations)"
                     )
                 }
                 other => {

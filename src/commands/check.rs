@@ -1,5 +1,6 @@
 //! `strata build --check`: parse and evaluate the Dockerfile with BuildKit's build checks,
-//! without building, pulling or reading the context. Exit 0 when no rule fires, 1 on a
+//! without building or pulling. A local context is not read; `-` and URL contexts are
+//! fetched as a build fetches them, for the Dockerfile they carry. Exit 0 when no rule fires, 1 on a
 //! warning or an error, as `docker build --check` does. A plain build runs the same checks
 //! first ([`for_build`]).
 
@@ -13,9 +14,31 @@ use super::Ctx;
 use crate::cli::{BuildArgs, OutputFormat};
 use crate::output::Exit;
 
-pub fn run(_ctx: &Ctx, args: &BuildArgs) -> Result<()> {
-    let (text, name) = read_dockerfile(args)?;
-    let report = check(&text, &name, &options(args));
+pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
+    let context = args.context.to_string_lossy();
+    let report = if context == "-" || engine::contexts::is_remote(&context) {
+        // The Dockerfile these contexts carry: made local under ROOT as a build does,
+        // removed when `contexts` is dropped.
+        let store = super::open_store(ctx)?;
+        let contexts = engine::contexts::resolve(
+            &store,
+            &engine::contexts::ContextArgs {
+                context: &context,
+                dockerfile: args.file.as_deref(),
+                named: &[],
+                build_args: &Default::default(),
+            },
+            &mut std::io::stdin().lock(),
+        )?;
+        let dockerfile = contexts
+            .dockerfile
+            .clone()
+            .unwrap_or_else(|| contexts.context.join("Dockerfile"));
+        for_build(args, &dockerfile)?
+    } else {
+        let (text, name) = read_dockerfile(args)?;
+        check(&text, &name, &options(args))
+    };
     let has_warnings = !report.warnings.is_empty();
     match args.format {
         OutputFormat::Json => {

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod check;
+pub mod copy;
 pub mod docs;
 pub mod history;
 pub mod images;

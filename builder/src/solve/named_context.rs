@@ -66,9 +66,11 @@ impl BuildRun<'_> {
     }
 
     /// A named context as a finished stage: its layers and config, keyed by its content
-    /// (a directory) or manifest (an image). Errors name the instruction at `span`.
+    /// (a directory) or manifest (an image). `name` is how the Dockerfile calls it (for
+    /// BuildKit's `[context NAME]` progress line). Errors name the instruction at `span`.
     pub fn named_context_result(
         &mut self,
+        name: &str,
         context: &NamedContext,
         span: Span,
     ) -> Result<StageResult> {
@@ -112,7 +114,10 @@ impl BuildRun<'_> {
                 }
                 from_image(self, manifest.clone(), image)
             }
-            NamedContext::Dir(dir) => self.dir_context(dir, location, span),
+            NamedContext::Dir(dir) => {
+                self.note(&format!("[context {name}] load from client"));
+                self.dir_context(dir, location, span)
+            }
         }
     }
 

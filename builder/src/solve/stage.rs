@@ -26,7 +26,11 @@ impl BuildRun<'_> {
         // A named context of the stage's name replaces the stage (BuildKit's rule).
         let replacement = stage.name.as_deref().and_then(|n| self.named_context(n));
         if let Some(context) = replacement.cloned() {
-            return self.named_context_result(&context, stage.span);
+            return self.named_context_result(
+                stage.name.as_deref().unwrap_or_default(),
+                &context,
+                stage.span,
+            );
         }
         // docker's labels: `[2/5]` in a single-stage Dockerfile, `[build 2/5]` otherwise.
         let stage_name = match (&stage.name, self.build.dockerfile.stages.len()) {
@@ -235,7 +239,7 @@ impl BuildRun<'_> {
         }
         let location = format!("{}:{}", self.build.dockerfile.file_name, stage.span.start);
         if let Some(context) = self.named_context(&name).cloned() {
-            let r = self.named_context_result(&context, stage.span)?;
+            let r = self.named_context_result(&name, &context, stage.span)?;
             return Ok((fresh(r.layers, r.config, r.key), true));
         }
         let reference = Reference::parse(&name).map_err(|reason| BuildError::InvalidReference {

@@ -158,7 +158,9 @@ pub(super) fn copy_step(
             let named = run.named_context(&from).cloned();
             let layers = match (stage, named) {
                 (Some(stage), _) => stage.layers,
-                (None, Some(context)) => run.named_context_result(&context, inst.span)?.layers,
+                (None, Some(context)) => {
+                    run.named_context_result(&from, &context, inst.span)?.layers
+                }
                 (None, None) => {
                     let r = store::Reference::parse(&from)
                         .map_err(|x| e(format!("COPY --from={from}: {x}")))?;

@@ -59,7 +59,8 @@ pub(super) fn run_step(
             continue;
         }
         if let Some(context) = run.named_context(&from).cloned() {
-            named.insert(from, run.named_context_result(&context, inst.span)?);
+            let result = run.named_context_result(&from, &context, inst.span)?;
+            named.insert(from, result);
         }
     }
     let mounts = run_mounts::resolve(run, state, &r.mounts, done, &named, ctx)
