@@ -91,6 +91,10 @@ fn two_platforms_build_into_one_pushed_index() {
         "--push",
         "-t",
         &tag,
+        "--annotation",
+        "index:org.opencontainers.image.description=both",
+        "--annotation",
+        "manifest-descriptor:org.example.entry=yes",
     ];
     let first = env.build(&ctx, &args);
     first.assert_ok();
@@ -126,6 +130,18 @@ fn two_platforms_build_into_one_pushed_index() {
         })
         .collect();
     assert_eq!(platforms, ["linux/amd64", "linux/arm64"], "{index}");
+    assert_eq!(
+        index["annotations"]["org.opencontainers.image.description"], "both",
+        "{index}"
+    );
+    assert!(
+        index["manifests"]
+            .as_array()
+            .expect("manifests")
+            .iter()
+            .all(|m| m["annotations"]["org.example.entry"] == "yes"),
+        "{index}"
+    );
 
     // Each platform's image: its RUN ran on that architecture, its artifact natively.
     for (platform, arch, uname) in [

@@ -480,7 +480,7 @@ fn build_sets_labels_and_manifest_annotations() {
     assert_ne!(env.manifest_digest("app:1"), env.manifest_digest("app:2"));
     assert_eq!(env.image_id("app:1"), env.image_id("app:2"), "same config");
 
-    let cases: [(&[&str], i32, &str); 5] = [
+    let cases: [(&[&str], i32, &str); 7] = [
         (
             &["--label", "=x"],
             2,
@@ -497,10 +497,21 @@ fn build_sets_labels_and_manifest_annotations() {
             2,
             "invalid annotation type",
         ),
+        // BuildKit's rule: no index without several platforms or a pushed provenance.
         (
             &["--annotation", "index:k=v"],
             1,
-            "index annotations are not supported",
+            "index annotations not supported for single platform export",
+        ),
+        (
+            &["--annotation", "manifest-descriptor:k=v"],
+            1,
+            "index annotations not supported for single platform export",
+        ),
+        (
+            &["--annotation", "index-descriptor:k=v"],
+            1,
+            "index-descriptor annotations are not supported yet",
         ),
     ];
     for (args, status, message) in cases {

@@ -59,6 +59,10 @@ fn build_push_attaches_slsa_provenance_in_an_image_index() {
             &format!("type=provenance,mode=max,builder-id={builder_id}"),
             "--build-arg",
             "GREETING=hi",
+            "--annotation",
+            "index:org.opencontainers.image.description=demo",
+            "--annotation",
+            "manifest-descriptor:org.example.entry=image",
             "--metadata-file",
             &meta.to_string_lossy(),
         ],
@@ -85,6 +89,19 @@ fn build_push_attaches_slsa_provenance_in_an_image_index() {
     assert_eq!(
         attestation["platform"],
         serde_json::json!({"architecture": "unknown", "os": "unknown"})
+    );
+    // `index:` on the index, `manifest-descriptor:` on the image's entry only.
+    assert_eq!(
+        index["annotations"]["org.opencontainers.image.description"], "demo",
+        "{index}"
+    );
+    assert_eq!(
+        image["annotations"]["org.example.entry"], "image",
+        "{index}"
+    );
+    assert!(
+        attestation["annotations"]["org.example.entry"].is_null(),
+        "{index}"
     );
     // The metadata file names the pushed index, as buildx's does.
     let metadata: serde_json::Value =

@@ -38,6 +38,9 @@ pub struct BuildRequest {
     pub outputs: Vec<Output>,
     /// `--provenance` / `--attest type=provenance`: pushed with the image.
     pub provenance: Option<Provenance>,
+    /// `--annotation index:…` / `manifest-descriptor:…`: on the pushed index (of several
+    /// platforms, or of the image and its provenance).
+    pub index_annotations: crate::image_index::IndexAnnotations,
 }
 
 /// A finished build and what its push made of it.
@@ -144,7 +147,13 @@ fn finish_multi_platform(
     let mut pushed_index = None;
     if request.push {
         for tag in &request.options.tags {
-            pushed_index = Some(crate::image_index::push(store, registry, tag, &results)?);
+            pushed_index = Some(crate::image_index::push(
+                store,
+                registry,
+                tag,
+                &results,
+                &request.index_annotations,
+            )?);
         }
     }
     Ok(Built {
@@ -230,7 +239,12 @@ pub fn build(
                 };
                 let statement = provenance::statement(p, tag, &pushed, &facts);
                 pushed_index = Some(provenance::push_attested(
-                    store, registry, tag, &pushed, &statement,
+                    store,
+                    registry,
+                    tag,
+                    &pushed,
+                    &statement,
+                    &request.index_annotations,
                 )?);
             }
         }

@@ -118,9 +118,13 @@ pub enum ContextError {
         #[source]
         source: store::StoreError,
     },
-    /// A git or URL source could not be fetched (`message` names the URL and the cause).
-    #[error("{message}")]
-    Fetch { url: String, message: String },
+    /// A git or URL source could not be fetched (`source` names the URL and the cause).
+    #[error("{source}")]
+    Fetch {
+        url: String,
+        #[source]
+        source: fetch::FetchError,
+    },
     #[error("git context {url}: subdirectory {subdir:?} {reason}")]
     GitSubdir {
         url: String,
@@ -288,9 +292,9 @@ impl Resolver<'_> {
         if fetch::is_git_url(url) {
             return Ok((self.git(url)?, None));
         }
-        let fetch_err = |message: String| ContextError::Fetch {
+        let fetch_err = |source| ContextError::Fetch {
             url: url.to_string(),
-            message,
+            source,
         };
         let download = fetch::download(self.store.layout().root(), url, None, self.build_args)
             .map_err(fetch_err)?;
@@ -322,9 +326,9 @@ impl Resolver<'_> {
     /// A checkout of `url`'s ref (default HEAD) without `.git`; `#ref:subdir` makes the
     /// subdirectory the context.
     fn git(&mut self, url: &str) -> Result<PathBuf> {
-        let fetch_err = |message: String| ContextError::Fetch {
+        let fetch_err = |source| ContextError::Fetch {
             url: url.to_string(),
-            message,
+            source,
         };
         let commit = fetch::git_resolve(url).map_err(fetch_err)?;
         let temp = self.temp()?;

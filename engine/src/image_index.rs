@@ -5,6 +5,8 @@
 //! The store keeps the index too, tagged, as one image ([`store_index`]); its platforms'
 //! images are recorded untagged, and GC keeps them as long as the index.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use registry_client::{push_manifest, PushOptions};
 use store::platform::Platform;
@@ -14,6 +16,45 @@ use builder::solve::BuildResult;
 
 use crate::error::{EngineError, Result};
 use crate::registry::Registry;
+
+/// `--annotation index:KEY=VALUE` and `manifest-descriptor:KEY=VALUE`: set on a pushed
+/// image index and on its entries for images (attestation manifests' entries keep only
+/// their own), as BuildKit's image exporter sets them.
+#[derive(Debug, Clone, Default)]
+pub struct IndexAnnotations {
+    pub index: BTreeMap<String, String>,
+    pub manifest_descriptor: BTreeMap<String, String>,
+}
+
+impl IndexAnnotations {
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty() && self.manifest_descriptor.is_empty()
+    }
+
+    /// Adds the annotations to `index`, an image index's JSON.
+    pub fn apply(&self, index: &mut serde_json::Value) {
+        fn extend(target: &mut serde_json::Value, add: &BTreeMap<String, String>) {
+            if add.is_empty() {
+                return;
+            }
+            if !target["annotations"].is_object() {
+                target["annotations"] = serde_json::json!({});
+            }
+            for (k, v) in add {
+                target["annotations"][k] = v.clone().into();
+            }
+        }
+        if let Some(entries) = index["manifests"].as_array_mut() {
+            for entry in entries
+                .iter_mut()
+                .filter(|e| e["annotations"]["vnd.docker.reference.type"].is_null())
+            {
+                extend(entry, &self.manifest_descriptor);
+            }
+        }
+        extend(index, &self.index);
+    }
+}
 
 /// An image index listing `manifests` (descriptor and platform), in order: a Docker
 /// manifest list when every manifest is Docker schema2, else an OCI index.
@@ -81,12 +122,13 @@ pub fn push(
     registry: &Registry,
     tag: &Reference,
     results: &[BuildResult],
+    annotations: &IndexAnnotations,
 ) -> Result<Descriptor> {
     let manifests: Vec<(Digest, Platform)> = results
         .iter()
         .map(|r| (r.manifest.clone(), r.platform.clone()))
         .collect();
-    push_platforms(store, registry, tag, &manifests)
+    push_platforms(store, registry, tag, &manifests, annotations)
 }
 
 /// `push` of an image index kept in the store (`strata push NAME` of a multi-platform
@@ -112,7 +154,13 @@ pub fn push_stored(
             Ok((c.manifest.digest.clone(), platform))
         })
         .collect::<Result<Vec<_>>>()?;
-    let pushed = push_platforms(store, registry, tag, &manifests)?;
+    let pushed = push_platforms(
+        store,
+        registry,
+        tag,
+        &manifests,
+        &IndexAnnotations::default(),
+    )?;
     if !registry.is_quiet() {
         let name = tag.tag.clone().unwrap_or_else(|| pushed.digest.to_string());
         println!("{name}: digest: {} size: {}", pushed.digest, pushed.size);
@@ -127,6 +175,7 @@ fn push_platforms(
     registry: &Registry,
     tag: &Reference,
     manifests: &[(Digest, Platform)],
+    annotations: &IndexAnnotations,
 ) -> Result<Descriptor> {
     let mut pushed = Vec::with_capacity(manifests.len());
     for (manifest, platform) in manifests {
@@ -143,7 +192,9 @@ fn push_platforms(
         };
         pushed.push((descriptor, platform.clone()));
     }
-    push_index(store, registry, tag, &index_json(&pushed))
+    let mut index = index_json(&pushed);
+    annotations.apply(&mut index);
+    push_index(store, registry, tag, &index)
 }
 
 /// Pushes `index` (an OCI image index whose manifests are in the registry) under `tag`;

@@ -277,6 +277,7 @@ pub fn push_attested(
     tag: &Reference,
     pushed: &Digest,
     statement: &serde_json::Value,
+    annotations: &crate::image_index::IndexAnnotations,
 ) -> Result<Descriptor> {
     let mut by_digest = tag.clone();
     by_digest.digest = Some(pushed.clone());
@@ -324,7 +325,7 @@ pub fn push_attested(
         ))
         .map_err(|source| push_error(tag, source))?;
     let host = registry_client::Platform::host();
-    let index = serde_json::json!({
+    let mut index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": media_types::OCI_INDEX,
         "manifests": [
@@ -346,6 +347,7 @@ pub fn push_attested(
             },
         ],
     });
+    annotations.apply(&mut index);
     push_index(store, registry, tag, &index)
 }
 

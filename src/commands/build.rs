@@ -54,6 +54,13 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     if tags.is_empty() {
         tags = output_names;
     }
+    let (manifest_annotations, index_annotations) = parse_annotations(&args.annotations)?;
+    // BuildKit's rule: index annotations need an index, which only a push of several
+    // platforms, or of an image with its provenance, makes.
+    let makes_index = (args.push || output_push) && (platforms.len() > 1 || provenance.is_some());
+    if !index_annotations.is_empty() && !makes_index {
+        anyhow::bail!("index annotations not supported for single platform export");
+    }
     let build_args = parse_build_args(&args.build_args)?;
     let source_date_epoch = build_args
         .get("SOURCE_DATE_EPOCH")
@@ -133,12 +140,17 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         secrets: args
             .secrets
             .iter()
-            .map(|s| builder::solve::run_mounts::parse_secret_flag(s).map_err(UsageError))
+            .map(|s| {
+                builder::solve::run_mounts::parse_secret_flag(s)
+                    .map_err(|e| UsageError(e.to_string()))
+            })
             .collect::<Result<_, _>>()?,
         ssh: args
             .ssh
             .iter()
-            .map(|s| builder::solve::run_mounts::parse_ssh_flag(s).map_err(UsageError))
+            .map(|s| {
+                builder::solve::run_mounts::parse_ssh_flag(s).map_err(|e| UsageError(e.to_string()))
+            })
             .collect::<Result<_, _>>()?,
         allow_insecure: allowed.is_insecure_allowed,
         allow_network_host: allowed.is_network_host_allowed,
@@ -147,7 +159,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             .jobs
             .map_or_else(builder::solve::schedule::default_jobs, |n| n as usize),
         labels: parse_labels(&args.labels)?,
-        manifest_annotations: parse_annotations(&args.annotations)?,
+        manifest_annotations,
         platforms,
         named_contexts: contexts.named.clone(),
     };
@@ -159,6 +171,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         push: args.push || output_push,
         outputs,
         provenance,
+        index_annotations,
     };
     let mut reporter: Box<dyn Reporter> = match (args.quiet, progress) {
         (true, _) | (_, Progress::Quiet) => Box::new(Silent),
@@ -470,10 +483,17 @@ fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>> {
 
 /// `--annotation [TYPES:]KEY=VALUE` as buildx parses it, TYPES a comma list of `manifest`,
 /// `manifest-descriptor`, `index`, `index-descriptor`, each with an optional `[PLATFORM]`.
-/// Only the manifest level (the default) is applied, to every platform's manifest; the
-/// index and descriptor levels are refused rather than dropped.
-fn parse_annotations(raw: &[String]) -> Result<BTreeMap<String, String>> {
+/// The manifest level (the default) goes on every platform's manifest; `index` and
+/// `manifest-descriptor` on the pushed image index (see `IndexAnnotations`);
+/// `index-descriptor` is refused rather than dropped.
+fn parse_annotations(
+    raw: &[String],
+) -> Result<(
+    BTreeMap<String, String>,
+    engine::image_index::IndexAnnotations,
+)> {
     let mut out = BTreeMap::new();
+    let mut index = engine::image_index::IndexAnnotations::default();
     for annotation in raw {
         let (k, v) = annotation.split_once('=').ok_or_else(|| {
             UsageError(format!(
@@ -502,10 +522,20 @@ fn parse_annotations(raw: &[String]) -> Result<BTreeMap<String, String>> {
                 parse_platforms(&[platform.to_string()])?;
             }
             match level {
-                "" | "manifest" => {}
-                "index" | "index-descriptor" | "manifest-descriptor" => {
+                "" | "manifest" => {
+                    out.insert(key.to_string(), v.to_string());
+                }
+                "index" => {
+                    index.index.insert(key.to_string(), v.to_string());
+                }
+                "manifest-descriptor" => {
+                    index
+                        .manifest_descriptor
+                        .insert(key.to_string(), v.to_string());
+                }
+                "index-descriptor" => {
                     anyhow::bail!(
-                        "--annotation {annotation}: {level} annotations are not supported yet (use manifest annotations)"
+                        "--annotation {annotation}: index-descriptor annotations are not supported yet (strata writes no OCI layout of an index)"
                     )
                 }
                 other => {
@@ -513,9 +543,8 @@ fn parse_annotations(raw: &[String]) -> Result<BTreeMap<String, String>> {
                 }
             }
         }
-        out.insert(key.to_string(), v.to_string());
     }
-    Ok(out)
+    Ok((out, index))
 }
 
 /// `KEY=VALUE`, or `KEY` alone to take the value from the environment (docker's rule; a

@@ -86,7 +86,7 @@ pub enum StoreError {
     UnsafeEntry {
         layer: String,
         entry: String,
-        reason: String,
+        reason: crate::unsafe_entry::UnsafeReason,
     },
     #[error("archive {path}: {reason}")]
     InvalidArchive { path: PathBuf, reason: String },

@@ -21,6 +21,7 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 
 use crate::error::{Result, StoreError};
+use crate::unsafe_entry::UnsafeReason;
 
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
@@ -107,25 +108,28 @@ pub fn check_entry(
     name: &str,
     kind: tar::EntryType,
     link: &str,
-) -> std::result::Result<(), String> {
-    let comps = safe_components(name).map_err(str::to_string)?;
+) -> std::result::Result<(), UnsafeReason> {
+    let comps = safe_components(name).map_err(UnsafeReason::Name)?;
     let Some((base, parent)) = comps.split_last() else {
         return Ok(());
     };
     if base != OPAQUE_WHITEOUT {
         if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX) {
             if matches!(hidden, "" | "." | "..") {
-                return Err(format!("whiteout of {hidden:?} is not a file name"));
+                return Err(UnsafeReason::Whiteout(hidden.to_string()));
             }
         }
     }
     match kind {
         tar::EntryType::Symlink if symlink_escapes(parent, link) => {
-            Err(format!("symlink to {link:?} points outside the layer root"))
+            Err(UnsafeReason::SymlinkOutside(link.to_string()))
         }
         tar::EntryType::Link => match safe_components(link.trim_start_matches('/')) {
-            Err(r) => Err(format!("hard link target {link:?}: {r}")),
-            Ok(t) if t.is_empty() => Err("hard link to the layer root".to_string()),
+            Err(reason) => Err(UnsafeReason::HardLinkTarget {
+                target: link.to_string(),
+                reason,
+            }),
+            Ok(t) if t.is_empty() => Err(UnsafeReason::HardLinkToRoot),
             Ok(_) => Ok(()),
         },
         _ => Ok(()),
@@ -151,11 +155,11 @@ impl Extractor {
         }
     }
 
-    fn unsafe_entry(&self, entry: &str, reason: impl Into<String>) -> StoreError {
+    fn unsafe_entry(&self, entry: &str, reason: UnsafeReason) -> StoreError {
         StoreError::UnsafeEntry {
             layer: self.layer.clone(),
             entry: entry.to_string(),
-            reason: reason.into(),
+            reason,
         }
     }
 
@@ -195,10 +199,9 @@ impl Extractor {
     /// The parent's fd for an entry, refusing any symlink on the way.
     fn parent_fd(&self, name: &str, parent: &[String]) -> Result<OwnedFd> {
         self.open_dir(parent, true).map_err(|e| match e {
-            rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => self.unsafe_entry(
-                name,
-                "a parent directory is a symlink or not a directory; refusing to follow it",
-            ),
+            rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
+                self.unsafe_entry(name, UnsafeReason::SymlinkParent)
+            }
             e => self.io_err("opening parent directory", parent, e),
         })
     }
@@ -235,7 +238,8 @@ impl Extractor {
         let header = entry.header().clone();
         let kind = header.entry_type();
         check_entry(&raw, kind, &link_name(entry)).map_err(|r| self.unsafe_entry(&raw, r))?;
-        let comps = safe_components(&raw).map_err(|r| self.unsafe_entry(&raw, r))?;
+        let comps =
+            safe_components(&raw).map_err(|r| self.unsafe_entry(&raw, UnsafeReason::Name(r)))?;
         self.stats.entries += 1;
         let Some((name, parent)) = comps.split_last() else {
             return Ok(()); // "." — the snapshot root keeps its own mode.
@@ -323,17 +327,16 @@ impl Extractor {
             }
             T::Link => {
                 let target = link_name(entry);
-                let tcomps = safe_components(target.trim_start_matches('/')).map_err(|r| {
-                    self.unsafe_entry(&raw, format!("hard link target {target:?}: {r}"))
+                let tcomps = safe_components(target.trim_start_matches('/')).map_err(|reason| {
+                    let target = target.clone();
+                    self.unsafe_entry(&raw, UnsafeReason::HardLinkTarget { target, reason })
                 })?;
                 let Some((tname, tparent)) = tcomps.split_last() else {
-                    return Err(self.unsafe_entry(&raw, "hard link to the layer root"));
+                    return Err(self.unsafe_entry(&raw, UnsafeReason::HardLinkToRoot));
                 };
                 let tdir = self.open_dir(tparent, false).map_err(|e| match e {
-                    rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => self.unsafe_entry(
-                        &raw,
-                        format!("hard link target {target:?} goes through a symlink"),
-                    ),
+                    rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => self
+                        .unsafe_entry(&raw, UnsafeReason::HardLinkThroughSymlink(target.clone())),
                     e => self.io_err("opening hard link target directory", tparent, e),
                 })?;
                 self.clear(&dir, parent, name, false)?;

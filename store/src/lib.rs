@@ -34,6 +34,7 @@ pub mod records;
 pub mod reference;
 pub mod single_flight;
 pub mod snapshot;
+pub mod unsafe_entry;
 pub mod verify;
 
 use std::fs::File;

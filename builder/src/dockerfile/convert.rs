@@ -1,11 +1,68 @@
 //! Nodes → typed instructions (BuildKit's `instructions/parse.go`), one small handler per
 //! instruction, chosen from `HANDLERS`.
 
+use super::duration::IntervalError;
 use super::error::{with_suggestion, Located};
-use super::flags::{parse_flags, FlagValues, Kind};
+use super::flags::{parse_flags, FlagError, FlagValues, Kind};
 use super::heredoc::{parse_heredoc, Heredoc};
 use super::instructions::*;
+use super::mount::MountError;
 use super::node::{Args, Node};
+
+/// An instruction whose arguments or flags BuildKit refuses, in BuildKit's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InstructionError {
+    #[error("{0} requires at least one argument")]
+    AtLeastOne(&'static str),
+    #[error("{0} requires exactly one argument")]
+    ExactlyOne(&'static str),
+    #[error("{0} requires at least two arguments, but only one was provided. Destination could not be determined")]
+    NoDestination(&'static str),
+    #[error("Bad input to {0}, too many arguments")]
+    TooMany(&'static str),
+    #[error("{0} names can not be blank")]
+    BlankName(&'static str),
+    #[error("{0} cannot accept a heredoc as a destination")]
+    HeredocDestination(&'static str),
+    #[error("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")]
+    OnbuildChain,
+    #[error("{0} isn't allowed as an ONBUILD trigger")]
+    OnbuildTrigger(String),
+    #[error("invalid network mode {0:?}")]
+    NetworkMode(String),
+    #[error("security {0:?} is not valid")]
+    Security(String),
+    #[error("HEALTHCHECK NONE takes no arguments")]
+    HealthcheckNoneArgs,
+    #[error("Unknown type {0:?} in HEALTHCHECK (try CMD)")]
+    HealthcheckType(String),
+    #[error("Missing command after HEALTHCHECK CMD")]
+    HealthcheckNoCommand,
+    #[error("strconv.ParseInt: parsing {0:?}: invalid syntax")]
+    RetriesSyntax(String),
+    #[error("strconv.ParseInt: parsing {0:?}: value out of range")]
+    RetriesRange(String),
+    #[error("--retries cannot be negative ({0})")]
+    RetriesNegative(i64),
+    #[error("VOLUME specified can not be an empty string")]
+    EmptyVolume,
+    #[error("SHELL requires the arguments to be in JSON form")]
+    ShellNotJson,
+    #[error(
+        "invalid name for build stage: {0:?}, name can't start with a number or contain symbols"
+    )]
+    StageName(String),
+    #[error("FROM requires either one or three arguments")]
+    FromArguments,
+    #[error(transparent)]
+    Flag(#[from] FlagError),
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error(transparent)]
+    Interval(#[from] IntervalError),
+}
+
+use InstructionError as E;
 
 /// What a handler sees: the node and its flattened arguments.
 pub(crate) struct Request<'a> {
@@ -14,7 +71,7 @@ pub(crate) struct Request<'a> {
 }
 
 impl Request<'_> {
-    fn flags(&self, declared: &[(&'static str, Kind)]) -> Result<FlagValues, String> {
+    fn flags(&self, declared: &[(&'static str, Kind)]) -> Result<FlagValues, FlagError> {
         parse_flags(&self.node.flags, declared)
     }
 
@@ -30,7 +87,7 @@ impl Request<'_> {
     }
 }
 
-type Handler = fn(&Request) -> Result<Command, String>;
+type Handler = fn(&Request) -> Result<Command, InstructionError>;
 
 /// The instruction table. FROM is not here: it starts a stage (see `parse_from`).
 const HANDLERS: [(&str, Handler); 17] = [
@@ -67,7 +124,7 @@ pub(crate) fn instruction(node: &Node) -> Result<Instruction, Located> {
         node,
         args: node.arg_list(),
     };
-    let command = handler(&req).map_err(|e| Located::at(e, node.span))?;
+    let command = handler(&req).map_err(|e| Located::at(e.to_string(), node.span))?;
     Ok(Instruction {
         command,
         keyword: node.keyword.clone(),
@@ -77,24 +134,16 @@ pub(crate) fn instruction(node: &Node) -> Result<Instruction, Located> {
     })
 }
 
-fn at_least_one(name: &str) -> String {
-    format!("{name} requires at least one argument")
-}
-
-fn exactly_one(name: &str) -> String {
-    format!("{name} requires exactly one argument")
-}
-
-fn key_values(args: &[String], name: &str) -> Result<Vec<KeyValue>, String> {
+fn key_values(args: &[String], name: &'static str) -> Result<Vec<KeyValue>, InstructionError> {
     if args.is_empty() {
-        return Err(at_least_one(name));
+        return Err(E::AtLeastOne(name));
     }
     if !args.len().is_multiple_of(3) {
-        return Err(format!("Bad input to {name}, too many arguments"));
+        return Err(E::TooMany(name));
     }
     args.chunks(3)
         .map(|c| match c {
-            [k, _, _] if k.is_empty() => Err(format!("{name} names can not be blank")),
+            [k, _, _] if k.is_empty() => Err(E::BlankName(name)),
             [k, v, sep] => Ok(KeyValue {
                 key: k.clone(),
                 value: v.clone(),
@@ -105,19 +154,19 @@ fn key_values(args: &[String], name: &str) -> Result<Vec<KeyValue>, String> {
         .collect()
 }
 
-fn env(r: &Request) -> Result<Command, String> {
+fn env(r: &Request) -> Result<Command, InstructionError> {
     r.flags(&[])?;
     key_values(&r.args, "ENV").map(Command::Env)
 }
 
-fn label(r: &Request) -> Result<Command, String> {
+fn label(r: &Request) -> Result<Command, InstructionError> {
     r.flags(&[])?;
     key_values(&r.args, "LABEL").map(Command::Label)
 }
 
-fn maintainer(r: &Request) -> Result<Command, String> {
+fn maintainer(r: &Request) -> Result<Command, InstructionError> {
     if r.args.len() != 1 {
-        return Err(exactly_one("MAINTAINER"));
+        return Err(E::ExactlyOne("MAINTAINER"));
     }
     r.flags(&[])?;
     Ok(Command::Maintainer(r.args[0].clone()))
@@ -126,11 +175,11 @@ fn maintainer(r: &Request) -> Result<Command, String> {
 /// Split COPY/ADD arguments into paths, heredoc sources and the destination.
 fn sources_and_dest(
     r: &Request,
-    name: &str,
-) -> Result<(Vec<String>, Vec<Heredoc>, String), String> {
-    let (dest, srcs) = r.args.split_last().ok_or_else(|| no_destination(name))?;
+    name: &'static str,
+) -> Result<(Vec<String>, Vec<Heredoc>, String), InstructionError> {
+    let (dest, srcs) = r.args.split_last().ok_or(E::NoDestination(name))?;
     if parse_heredoc(dest).ok().flatten().is_some() {
-        return Err(format!("{name} cannot accept a heredoc as a destination"));
+        return Err(E::HeredocDestination(name));
     }
     let mut paths = Vec::new();
     let mut docs = Vec::new();
@@ -147,19 +196,15 @@ fn sources_and_dest(
     Ok((paths, docs, dest.clone()))
 }
 
-fn no_destination(name: &str) -> String {
-    format!("{name} requires at least two arguments, but only one was provided. Destination could not be determined")
-}
-
 /// COPY's and ADD's common front: at least a source and a destination, the instruction's
 /// `declared` flags, then the sources (heredocs among them) and the destination.
 fn file_transfer(
     r: &Request,
-    name: &str,
+    name: &'static str,
     declared: &[(&'static str, Kind)],
-) -> Result<(FlagValues, Vec<String>, Vec<Heredoc>, String), String> {
+) -> Result<(FlagValues, Vec<String>, Vec<Heredoc>, String), InstructionError> {
     if r.args.len() < 2 {
-        return Err(no_destination(name));
+        return Err(E::NoDestination(name));
     }
     let f = r.flags(declared)?;
     let (srcs, heredocs, dest) = sources_and_dest(r, name)?;
@@ -187,7 +232,7 @@ const COPY_FLAGS: [(&str, Kind); 6] = [
     ("parents", Kind::Bool),
 ];
 
-fn add(r: &Request) -> Result<Command, String> {
+fn add(r: &Request) -> Result<Command, InstructionError> {
     let (f, srcs, heredocs, dest) = file_transfer(r, "ADD", &ADD_FLAGS)?;
     Ok(Command::Add(Add {
         srcs,
@@ -203,7 +248,7 @@ fn add(r: &Request) -> Result<Command, String> {
     }))
 }
 
-fn copy(r: &Request) -> Result<Command, String> {
+fn copy(r: &Request) -> Result<Command, InstructionError> {
     let (f, srcs, heredocs, dest) = file_transfer(r, "COPY", &COPY_FLAGS)?;
     Ok(Command::Copy(Copy {
         srcs,
@@ -218,17 +263,15 @@ fn copy(r: &Request) -> Result<Command, String> {
     }))
 }
 
-fn onbuild(r: &Request) -> Result<Command, String> {
+fn onbuild(r: &Request) -> Result<Command, InstructionError> {
     let Args::Sub(Some(child)) = &r.node.args else {
-        return Err(at_least_one("ONBUILD"));
+        return Err(E::AtLeastOne("ONBUILD"));
     };
     r.flags(&[])?;
     let trigger = child.keyword.trim().to_ascii_uppercase();
     match trigger.as_str() {
-        "ONBUILD" => return Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into()),
-        "MAINTAINER" | "FROM" => {
-            return Err(format!("{trigger} isn't allowed as an ONBUILD trigger"))
-        }
+        "ONBUILD" => return Err(E::OnbuildChain),
+        "MAINTAINER" | "FROM" => return Err(E::OnbuildTrigger(trigger)),
         _ => {}
     }
     let mut expression = strip_onbuild(&r.node.original).to_string();
@@ -258,15 +301,15 @@ fn strip_onbuild(original: &str) -> &str {
     }
 }
 
-fn workdir(r: &Request) -> Result<Command, String> {
+fn workdir(r: &Request) -> Result<Command, InstructionError> {
     if r.args.len() != 1 {
-        return Err(exactly_one("WORKDIR"));
+        return Err(E::ExactlyOne("WORKDIR"));
     }
     r.flags(&[])?;
     Ok(Command::Workdir(r.args[0].clone()))
 }
 
-fn run(r: &Request) -> Result<Command, String> {
+fn run(r: &Request) -> Result<Command, InstructionError> {
     let f = r.flags(&[
         ("mount", Kind::Strings),
         ("network", Kind::Str),
@@ -277,13 +320,13 @@ fn run(r: &Request) -> Result<Command, String> {
         Some("default") => Some(NetworkMode::Default),
         Some("none") => Some(NetworkMode::None),
         Some("host") => Some(NetworkMode::Host),
-        Some(other) => return Err(format!("invalid network mode {other:?}")),
+        Some(other) => return Err(E::NetworkMode(other.to_string())),
     };
     let security = match f.string("security").as_deref() {
         None => None,
         Some("sandbox") => Some(SecurityMode::Sandbox),
         Some("insecure") => Some(SecurityMode::Insecure),
-        Some(other) => return Err(format!("security {other:?} is not valid")),
+        Some(other) => return Err(E::Security(other.to_string())),
     };
     let mounts = f.strings("mount");
     for m in &mounts {
@@ -298,24 +341,24 @@ fn run(r: &Request) -> Result<Command, String> {
     }))
 }
 
-fn cmd(r: &Request) -> Result<Command, String> {
+fn cmd(r: &Request) -> Result<Command, InstructionError> {
     r.flags(&[])?;
     Ok(Command::Cmd(r.cmdline()))
 }
 
-fn entrypoint(r: &Request) -> Result<Command, String> {
+fn entrypoint(r: &Request) -> Result<Command, InstructionError> {
     r.flags(&[])?;
     Ok(Command::Entrypoint(r.cmdline()))
 }
 
-fn healthcheck(r: &Request) -> Result<Command, String> {
+fn healthcheck(r: &Request) -> Result<Command, InstructionError> {
     let Some((typ, rest)) = r.args.split_first() else {
-        return Err(at_least_one("HEALTHCHECK"));
+        return Err(E::AtLeastOne("HEALTHCHECK"));
     };
     let typ = typ.to_ascii_uppercase();
     if typ == "NONE" {
         if !rest.is_empty() {
-            return Err("HEALTHCHECK NONE takes no arguments".into());
+            return Err(E::HealthcheckNoneArgs);
         }
         return Ok(Command::Healthcheck(Healthcheck::None));
     }
@@ -328,7 +371,7 @@ fn healthcheck(r: &Request) -> Result<Command, String> {
     ];
     let f = r.flags(&names.map(|n| (n, Kind::Str)))?;
     if typ != "CMD" {
-        return Err(format!("Unknown type {typ:?} in HEALTHCHECK (try CMD)"));
+        return Err(E::HealthcheckType(typ));
     }
     let test = if r.node.is_json {
         rest.to_vec()
@@ -338,21 +381,18 @@ fn healthcheck(r: &Request) -> Result<Command, String> {
         vec![rest.join(" ")]
     };
     if test.is_empty() {
-        return Err("Missing command after HEALTHCHECK CMD".into());
+        return Err(E::HealthcheckNoCommand);
     }
     let kind = if r.node.is_json { "CMD" } else { "CMD-SHELL" };
     let interval = |n: &str| super::duration::interval(n, f.string(n).as_deref());
     let retries = match f.string("retries") {
         None => 0,
         Some(v) => {
-            let n: i64 = v
-                .parse()
-                .map_err(|_| format!("strconv.ParseInt: parsing {v:?}: invalid syntax"))?;
+            let n: i64 = v.parse().map_err(|_| E::RetriesSyntax(v.clone()))?;
             if n < 0 {
-                return Err(format!("--retries cannot be negative ({n})"));
+                return Err(E::RetriesNegative(n));
             }
-            u32::try_from(n)
-                .map_err(|_| format!("strconv.ParseInt: parsing {v:?}: value out of range"))?
+            u32::try_from(n).map_err(|_| E::RetriesRange(v.clone()))?
         }
     };
     let options = HealthcheckOptions {
@@ -366,9 +406,9 @@ fn healthcheck(r: &Request) -> Result<Command, String> {
     Ok(Command::Healthcheck(Healthcheck::Cmd { test, options }))
 }
 
-fn expose(r: &Request) -> Result<Command, String> {
+fn expose(r: &Request) -> Result<Command, InstructionError> {
     if r.args.is_empty() {
-        return Err(at_least_one("EXPOSE"));
+        return Err(E::AtLeastOne("EXPOSE"));
     }
     r.flags(&[])?;
     let mut ports = r.args.clone();
@@ -376,42 +416,42 @@ fn expose(r: &Request) -> Result<Command, String> {
     Ok(Command::Expose(ports))
 }
 
-fn user(r: &Request) -> Result<Command, String> {
+fn user(r: &Request) -> Result<Command, InstructionError> {
     if r.args.len() != 1 {
-        return Err(exactly_one("USER"));
+        return Err(E::ExactlyOne("USER"));
     }
     r.flags(&[])?;
     Ok(Command::User(r.args[0].clone()))
 }
 
-fn volume(r: &Request) -> Result<Command, String> {
+fn volume(r: &Request) -> Result<Command, InstructionError> {
     if r.args.is_empty() {
-        return Err(at_least_one("VOLUME"));
+        return Err(E::AtLeastOne("VOLUME"));
     }
     r.flags(&[])?;
     let vols: Vec<String> = r.args.iter().map(|v| v.trim().to_string()).collect();
     if vols.iter().any(String::is_empty) {
-        return Err("VOLUME specified can not be an empty string".into());
+        return Err(E::EmptyVolume);
     }
     Ok(Command::Volume(vols))
 }
 
 /// STOPSIGNAL, like ARG, does not check flags in BuildKit.
-fn stopsignal(r: &Request) -> Result<Command, String> {
+fn stopsignal(r: &Request) -> Result<Command, InstructionError> {
     if r.args.len() != 1 {
-        return Err(exactly_one("STOPSIGNAL"));
+        return Err(E::ExactlyOne("STOPSIGNAL"));
     }
     Ok(Command::StopSignal(r.args[0].clone()))
 }
 
-fn arg(r: &Request) -> Result<Command, String> {
+fn arg(r: &Request) -> Result<Command, InstructionError> {
     if r.args.is_empty() {
-        return Err(at_least_one("ARG"));
+        return Err(E::AtLeastOne("ARG"));
     }
     r.args
         .iter()
         .map(|a| match a.split_once('=') {
-            Some(("", _)) => Err("ARG names can not be blank".to_string()),
+            Some(("", _)) => Err(E::BlankName("ARG")),
             Some((k, v)) => Ok(ArgDef {
                 name: k.to_string(),
                 default: Some(v.to_string()),
@@ -425,36 +465,34 @@ fn arg(r: &Request) -> Result<Command, String> {
         .map(Command::Arg)
 }
 
-fn shell(r: &Request) -> Result<Command, String> {
+fn shell(r: &Request) -> Result<Command, InstructionError> {
     r.flags(&[])?;
     if r.args.is_empty() {
-        return Err(at_least_one("SHELL"));
+        return Err(E::AtLeastOne("SHELL"));
     }
     if !r.node.is_json {
-        return Err("SHELL requires the arguments to be in JSON form".into());
+        return Err(E::ShellNotJson);
     }
     Ok(Command::Shell(r.args.clone()))
 }
 
 /// FROM [--platform=P] image [AS name]
 pub(crate) fn parse_from(node: &Node) -> Result<Stage, Located> {
-    from_inner(node).map_err(|e| Located::at(e, node.span))
+    from_inner(node).map_err(|e| Located::at(e.to_string(), node.span))
 }
 
-fn from_inner(node: &Node) -> Result<Stage, String> {
+fn from_inner(node: &Node) -> Result<Stage, InstructionError> {
     let args = node.arg_list();
     let (name, name_as_written, as_keyword) = match args.as_slice() {
         [_, kw, name] if kw.eq_ignore_ascii_case("as") => {
             let lower = name.to_ascii_lowercase();
             if !valid_stage_name(&lower) {
-                return Err(format!(
-                    "invalid name for build stage: {name:?}, name can't start with a number or contain symbols"
-                ));
+                return Err(E::StageName(name.clone()));
             }
             (Some(lower), Some(name.clone()), Some(kw.clone()))
         }
         [_] => (None, None, None),
-        _ => return Err("FROM requires either one or three arguments".into()),
+        _ => return Err(E::FromArguments),
     };
     let f = parse_flags(&node.flags, &[("platform", Kind::Str)])?;
     Ok(Stage {

@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 
 use super::error::Span;
+use super::syntax_error::SyntaxError;
 
 /// One directive as written: lower-cased name, value, and its line.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -37,7 +38,7 @@ pub(crate) struct DirectiveParser {
 
 impl DirectiveParser {
     /// Feed the next physical line (without its newline, leading blanks already trimmed).
-    pub fn parse_line(&mut self, line: &str) -> Result<Option<Directive>, String> {
+    pub fn parse_line(&mut self, line: &str) -> Result<Option<Directive>, SyntaxError> {
         self.line += 1;
         if self.done {
             return Ok(None);
@@ -55,7 +56,7 @@ impl DirectiveParser {
             return Ok(None);
         }
         if !self.seen.insert(name.clone()) {
-            return Err(format!("only one {name} parser directive can be used"));
+            return Err(SyntaxError::RepeatedDirective(name));
         }
         Ok(Some(Directive {
             name,
@@ -95,8 +96,17 @@ pub struct CheckConfig {
     pub error: bool,
 }
 
+/// A `# check=` option BuildKit refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckOptionError {
+    #[error("invalid check option {0:?}")]
+    Invalid(String),
+    #[error("failed to parse check option {option:?}: invalid syntax {value:?}")]
+    Bool { option: String, value: String },
+}
+
 impl CheckConfig {
-    pub fn parse(options: &str) -> Result<CheckConfig, String> {
+    pub fn parse(options: &str) -> Result<CheckConfig, CheckOptionError> {
         let mut cfg = CheckConfig::default();
         let options = options.trim();
         if options.is_empty() {
@@ -105,7 +115,7 @@ impl CheckConfig {
         for part in options.splitn(3, ';') {
             let (k, v) = part
                 .split_once('=')
-                .ok_or_else(|| format!("invalid check option {part:?}"))?;
+                .ok_or_else(|| CheckOptionError::Invalid(part.to_string()))?;
             let v = v.trim();
             let list = || {
                 v.split(',')
@@ -118,11 +128,12 @@ impl CheckConfig {
                 "experimental" if v == "all" => cfg.experimental_all = true,
                 "experimental" => cfg.experimental = list(),
                 "error" => {
-                    cfg.error = parse_go_bool(v).ok_or_else(|| {
-                        format!("failed to parse check option {part:?}: invalid syntax {v:?}")
+                    cfg.error = parse_go_bool(v).ok_or_else(|| CheckOptionError::Bool {
+                        option: part.to_string(),
+                        value: v.to_string(),
                     })?
                 }
-                other => return Err(format!("invalid check option {other:?}")),
+                other => return Err(CheckOptionError::Invalid(other.to_string())),
             }
         }
         Ok(cfg)
@@ -150,7 +161,7 @@ fn parse_go_bool(v: &str) -> Option<bool> {
 mod tests {
     use super::*;
 
-    fn parse_all(lines: &[&str]) -> Result<Vec<(String, String)>, String> {
+    fn parse_all(lines: &[&str]) -> Result<Vec<(String, String)>, SyntaxError> {
         let mut p = DirectiveParser::default();
         let mut out = Vec::new();
         for l in lines {
@@ -186,7 +197,10 @@ mod tests {
     #[test]
     fn repeated_directive_is_an_error() {
         let err = parse_all(&["# escape=`", "# escape=\\"]).expect_err("repeat");
-        assert_eq!(err, "only one escape parser directive can be used");
+        assert_eq!(
+            err.to_string(),
+            "only one escape parser directive can be used"
+        );
     }
 
     #[test]

@@ -59,7 +59,33 @@ impl EnvLookup for NoEnv {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpandError {
     pub word: String,
-    pub reason: String,
+    pub reason: ExpandReason,
+}
+
+/// Why a word did not expand (BuildKit's shell lexer wording).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpandReason {
+    #[error("variable substitution nested deeper than {MAX_NESTING} levels")]
+    TooDeep,
+    /// A quote or `${…}` never closed; what was looked for.
+    #[error("unexpected end of statement while looking for matching {0}")]
+    Unterminated(String),
+    #[error("syntax error: missing '}}'")]
+    MissingBrace,
+    #[error("syntax error: missing '/' in ${{}}")]
+    MissingSlash,
+    #[error("syntax error: bad substitution")]
+    BadSubstitution,
+    #[error("unsupported modifier ({0}) in substitution")]
+    Modifier(String),
+    /// `${NAME?message}` / `${NAME:?message}` of an unset (or empty) variable.
+    #[error("{name}: {message}")]
+    Required { name: String, message: String },
+    #[error("invalid pattern ({pattern}) in substitution: {reason}")]
+    Pattern {
+        pattern: String,
+        reason: super::pattern::PatternError,
+    },
 }
 
 impl fmt::Display for ExpandError {
@@ -208,11 +234,11 @@ struct ShellWord<'a, E: ?Sized> {
     unmatched: BTreeSet<String>,
 }
 
-type Step = Result<String, String>;
+type Step = Result<String, ExpandReason>;
 
 /// BuildKit's error for a quote that is never closed.
-fn unterminated(quote: &str) -> String {
-    format!("unexpected end of statement while looking for matching {quote}")
+fn unterminated(quote: &str) -> ExpandReason {
+    ExpandReason::Unterminated(quote.to_string())
 }
 
 impl<'a, E: EnvLookup + ?Sized> ShellWord<'a, E> {
@@ -257,11 +283,9 @@ impl<'a, E: EnvLookup + ?Sized> ShellWord<'a, E> {
         &mut self,
         stop: Option<char>,
         raw_escapes: bool,
-    ) -> Result<(String, Vec<String>), String> {
+    ) -> Result<(String, Vec<String>), ExpandReason> {
         if self.depth >= MAX_NESTING {
-            return Err(format!(
-                "variable substitution nested deeper than {MAX_NESTING} levels"
-            ));
+            return Err(ExpandReason::TooDeep);
         }
         let saved = (self.raw_escapes, self.depth);
         self.raw_escapes = raw_escapes;
@@ -271,7 +295,7 @@ impl<'a, E: EnvLookup + ?Sized> ShellWord<'a, E> {
         out
     }
 
-    fn stop_on_inner(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), String> {
+    fn stop_on_inner(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), ExpandReason> {
         let mut result = String::new();
         let mut words = Words::default();
         while let Some(ch) = self.peek() {
@@ -311,9 +335,7 @@ impl<'a, E: EnvLookup + ?Sized> ShellWord<'a, E> {
             }
         }
         if let Some(stop) = stop {
-            return Err(format!(
-                "unexpected end of statement while looking for matching {stop}"
-            ));
+            return Err(ExpandReason::Unterminated(stop.to_string()));
         }
         Ok((result, words.finish()))
     }
@@ -431,14 +453,14 @@ impl<'a, E: EnvLookup + ?Sized> ShellWord<'a, E> {
         }
         self.next();
         match self.peek() {
-            None => return Err("syntax error: missing '}'".into()),
-            Some('{' | '}' | ':') => return Err("syntax error: bad substitution".into()),
+            None => return Err(ExpandReason::MissingBrace),
+            Some('{' | '}' | ':') => return Err(ExpandReason::BadSubstitution),
             _ => {}
         }
         let name = self.process_name();
         let ch = self.next();
         match ch {
-            None => Err("syntax error: missing '}'".into()),
+            None => Err(ExpandReason::MissingBrace),
             Some('}') => match self.get_env(&name) {
                 None if self.lex.skip_unset_env => Ok(format!("${{{name}}}")),
                 v => Ok(v.unwrap_or_default()),
@@ -456,7 +478,7 @@ impl<'a, E: EnvLookup + ?Sized> ShellWord<'a, E> {
     fn modifier(&mut self, name: &str, ch: Option<char>, null_is_unset: bool) -> Step {
         let chs = format!("{}{}", if null_is_unset { ":" } else { "" }, show(ch));
         let Some(ch) = ch else {
-            return Err("syntax error: missing '}'".into());
+            return Err(ExpandReason::MissingBrace);
         };
         let raw = ch == '#' || ch == '%';
         if null_is_unset && raw {
@@ -464,7 +486,7 @@ impl<'a, E: EnvLookup + ?Sized> ShellWord<'a, E> {
         }
         let word = match self.process_stop_on(Some('}'), raw) {
             Ok((w, _)) => w,
-            Err(_) if self.peek().is_none() => return Err("syntax error: missing '}'".into()),
+            Err(_) if self.peek().is_none() => return Err(ExpandReason::MissingBrace),
             Err(e) => return Err(e),
         };
         let value = self.get_env(name);
@@ -490,15 +512,20 @@ impl<'a, E: EnvLookup + ?Sized> ShellWord<'a, E> {
                 } else {
                     word.as_str()
                 };
-                Err(format!("{name}: {message}"))
+                Err(ExpandReason::Required {
+                    name: name.to_string(),
+                    message: message.to_string(),
+                })
             }
             '#' | '%' => {
                 let (longest, pat) = match word.strip_prefix(ch) {
                     Some(rest) => (true, rest),
                     None => (false, word.as_str()),
                 };
-                let pattern = Pattern::compile(pat)
-                    .map_err(|e| format!("invalid pattern ({pat}) in substitution: {e}"))?;
+                let pattern = Pattern::compile(pat).map_err(|reason| ExpandReason::Pattern {
+                    pattern: pat.to_string(),
+                    reason,
+                })?;
                 let value = value.unwrap_or_default();
                 Ok(if ch == '%' {
                     pattern.trim_suffix(&value, longest)
@@ -517,22 +544,22 @@ impl<'a, E: EnvLookup + ?Sized> ShellWord<'a, E> {
         }
         let pattern = match self.process_stop_on(Some('/'), true) {
             Ok((p, _)) => p,
-            Err(_) if self.peek().is_none() => {
-                return Err("syntax error: missing '/' in ${}".into())
-            }
+            Err(_) if self.peek().is_none() => return Err(ExpandReason::MissingSlash),
             Err(e) => return Err(e),
         };
         let replacement = match self.process_stop_on(Some('}'), true) {
             Ok((r, _)) => r,
-            Err(_) if self.peek().is_none() => return Err("syntax error: missing '}'".into()),
+            Err(_) if self.peek().is_none() => return Err(ExpandReason::MissingBrace),
             Err(e) => return Err(e),
         };
         let value = self.get_env(name);
         if self.lex.skip_unset_env && value.is_none() {
             return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
         }
-        let compiled = Pattern::compile(&pattern)
-            .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
+        let compiled = Pattern::compile(&pattern).map_err(|reason| ExpandReason::Pattern {
+            pattern: pattern.clone(),
+            reason,
+        })?;
         Ok(compiled.replace(&value.unwrap_or_default(), &replacement, all))
     }
 }
@@ -541,8 +568,8 @@ fn show(c: Option<char>) -> String {
     c.map(String::from).unwrap_or_else(|| "end of input".into())
 }
 
-fn unsupported(modifier: &str) -> String {
-    format!("unsupported modifier ({modifier}) in substitution")
+fn unsupported(modifier: &str) -> ExpandReason {
+    ExpandReason::Modifier(modifier.to_string())
 }
 
 #[cfg(test)]

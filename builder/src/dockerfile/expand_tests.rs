@@ -134,7 +134,7 @@ fn nesting_up_to_the_limit_expands() {
 fn nesting_beyond_the_limit_is_an_error() {
     let err = expand_word(&nested(MAX_NESTING + 1), &NoEnv, '\\').expect_err("too deep");
     assert_eq!(
-        err.reason,
+        err.reason.to_string(),
         format!("variable substitution nested deeper than {MAX_NESTING} levels")
     );
 }

@@ -32,18 +32,34 @@ impl FlagValues {
     }
 }
 
+/// A flag an instruction does not take, or takes in another form (BuildKit's wording).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlagError {
+    #[error("arg should start with -- : {0}")]
+    NoDashes(String),
+    /// `message` carries BuildKit's "(did you mean …?)" when a declared flag is close.
+    #[error("{message}")]
+    Unknown { message: String },
+    #[error("duplicate flag specified: {0}")]
+    Duplicate(String),
+    #[error("missing a value on flag: {0}")]
+    MissingValue(String),
+    #[error("expecting boolean value for flag {flag}, not: {value}")]
+    NotBool { flag: String, value: String },
+}
+
 /// Parse `args` against the declared flags.
 pub(crate) fn parse_flags(
     args: &[String],
     declared: &[(&'static str, Kind)],
-) -> Result<FlagValues, String> {
+) -> Result<FlagValues, FlagError> {
     let mut out = FlagValues::default();
     for a in args {
         if a == "--" {
             break;
         }
         let Some(body) = a.strip_prefix("--") else {
-            return Err(format!("arg should start with -- : {a}"));
+            return Err(FlagError::NoDashes(a.clone()));
         };
         let (name, value) = match body.split_once('=') {
             Some((n, v)) => (n, Some(v)),
@@ -52,29 +68,27 @@ pub(crate) fn parse_flags(
         let flag_name = format!("--{name}");
         let Some(&(key, kind)) = declared.iter().find(|(n, _)| *n == name) else {
             let names: Vec<&str> = declared.iter().map(|(n, _)| *n).collect();
-            return Err(with_suggestion(
-                format!("unknown flag: {flag_name}"),
-                name,
-                &names,
-                true,
-            ));
+            return Err(FlagError::Unknown {
+                message: with_suggestion(format!("unknown flag: {flag_name}"), name, &names, true),
+            });
         };
         if out.strings.contains_key(key) && kind != Kind::Strings {
-            return Err(format!("duplicate flag specified: {flag_name}"));
+            return Err(FlagError::Duplicate(flag_name));
         }
         let stored = match (kind, value) {
-            (Kind::Bool, Some("")) => return Err(format!("missing a value on flag: {flag_name}")),
+            (Kind::Bool, Some("")) => return Err(FlagError::MissingValue(flag_name)),
             (Kind::Bool, None) => "true".to_string(),
             (Kind::Bool, Some(v)) => match v.to_ascii_lowercase().as_str() {
                 "true" => "true".to_string(),
                 "false" => "false".to_string(),
                 _ => {
-                    return Err(format!(
-                        "expecting boolean value for flag {flag_name}, not: {v}"
-                    ))
+                    return Err(FlagError::NotBool {
+                        flag: flag_name,
+                        value: v.to_string(),
+                    })
                 }
             },
-            (_, None) => return Err(format!("missing a value on flag: {flag_name}")),
+            (_, None) => return Err(FlagError::MissingValue(flag_name)),
             (_, Some(v)) => v.to_string(),
         };
         out.strings.entry(key).or_default().push(stored);
@@ -92,7 +106,7 @@ mod tests {
         ("exclude", Kind::Strings),
     ];
 
-    fn parse(args: &[&str]) -> Result<FlagValues, String> {
+    fn parse(args: &[&str]) -> Result<FlagValues, FlagError> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         parse_flags(&args, &DECL)
     }
@@ -131,7 +145,11 @@ mod tests {
             (vec!["-x"], "arg should start with -- : -x"),
         ];
         for (args, want) in cases {
-            assert_eq!(parse(&args).expect_err("invalid"), want, "{args:?}");
+            assert_eq!(
+                parse(&args).expect_err("invalid").to_string(),
+                want,
+                "{args:?}"
+            );
         }
     }
 }

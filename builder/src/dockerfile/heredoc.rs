@@ -6,6 +6,7 @@
 //! instruction in the same order, each ending at a line equal to its delimiter.
 
 use super::expand::{Lexer, NoEnv};
+use super::syntax_error::SyntaxError;
 
 /// One heredoc attached to a RUN, COPY or ADD.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -37,7 +38,7 @@ impl Heredoc {
 
 /// Parse one word as a heredoc marker (`^(\d*)<<(-?)\s*([^<]*)$`); `Ok(None)` when it is
 /// not one.
-pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
+pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, SyntaxError> {
     let digits = word.len() - word.trim_start_matches(|c: char| c.is_ascii_digit()).len();
     let Some(rest) = word[digits..].strip_prefix("<<") else {
         return Ok(None);
@@ -54,16 +55,14 @@ pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
 
     let mut lex = Lexer::new('\\');
     lex.skip_unset_env = true;
-    let words = lex.process_words(rest, &NoEnv).map_err(|e| e.to_string())?;
+    let words = lex.process_words(rest, &NoEnv)?;
     if words.len() != 1 {
         return Ok(None);
     }
     lex.raw_quotes = true;
-    let raw = lex.process_words(rest, &NoEnv).map_err(|e| e.to_string())?;
+    let raw = lex.process_words(rest, &NoEnv)?;
     if raw.len() != 1 {
-        return Err(format!(
-            "internal lexing of heredoc produced inconsistent results: {rest}"
-        ));
+        return Err(SyntaxError::HeredocLexing(rest.to_string()));
     }
     let quotes = |s: &str| s.chars().filter(|&c| c == '\'' || c == '"').count();
     let expand = quotes(&words[0]) == quotes(&raw[0]);
@@ -77,7 +76,7 @@ pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
 }
 
 /// Every heredoc marker on an instruction line, in order.
-pub fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
+pub fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, SyntaxError> {
     let mut lex = Lexer::new('\\');
     lex.raw_quotes = true;
     lex.raw_escapes = true;

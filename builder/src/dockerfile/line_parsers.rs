@@ -4,9 +4,10 @@
 
 use super::error::Span;
 use super::node::{Args, Node};
+use super::syntax_error::SyntaxError;
 
 /// What a line parser returns: the arguments and whether they were a JSON array.
-pub(crate) type Parsed = Result<(Args, bool), String>;
+pub(crate) type Parsed = Result<(Args, bool), SyntaxError>;
 
 /// A line parser receives the arguments (flags already removed) and the escape character.
 pub(crate) type LineParser = fn(&str, char) -> Parsed;
@@ -205,7 +206,7 @@ fn label(rest: &str, escape: char) -> Parsed {
     name_val(rest, "LABEL", escape)
 }
 
-fn name_val(rest: &str, key: &str, escape: char) -> Parsed {
+fn name_val(rest: &str, key: &'static str, escape: char) -> Parsed {
     let words = parse_words(rest, escape);
     let Some(first) = words.first() else {
         return Ok((Args::List(Vec::new()), false));
@@ -213,16 +214,14 @@ fn name_val(rest: &str, key: &str, escape: char) -> Parsed {
     if !first.contains('=') {
         let parts = split_blank_n2(rest);
         let Some((k, v)) = parts else {
-            return Err(format!("{key} must have two arguments"));
+            return Err(SyntaxError::NoValue(key));
         };
         return Ok((Args::List(vec![k, v, String::new()]), false));
     }
     let mut out = Vec::with_capacity(words.len() * 3);
     for word in words {
         let Some((k, v)) = word.split_once('=') else {
-            return Err(format!(
-                "Syntax error - can't find = in {word:?}. Must be of the form: name=value"
-            ));
+            return Err(SyntaxError::NoEquals(word));
         };
         out.extend([k.to_string(), v.to_string(), "=".to_string()]);
     }
@@ -256,12 +255,9 @@ fn string(rest: &str, _: char) -> Parsed {
     Ok((Args::List(args), false))
 }
 
-const NOT_STRING_ARRAY: &str =
-    "when using JSON array syntax, arrays must be comprised of strings only";
-
 /// `Ok(Some(..))` for a JSON array of strings, `Ok(None)` when the text is not JSON (the
 /// caller falls back to shell form), an error for a JSON array holding non-strings.
-pub(crate) fn parse_json(rest: &str) -> Result<Option<Vec<String>>, String> {
+pub(crate) fn parse_json(rest: &str) -> Result<Option<Vec<String>>, SyntaxError> {
     let rest = rest.trim_start();
     if !rest.starts_with('[') {
         return Ok(None);
@@ -273,7 +269,7 @@ pub(crate) fn parse_json(rest: &str) -> Result<Option<Vec<String>>, String> {
         .into_iter()
         .map(|v| match v {
             serde_json::Value::String(s) => Ok(s),
-            _ => Err(NOT_STRING_ARRAY.to_string()),
+            _ => Err(SyntaxError::NotStringArray),
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
@@ -315,7 +311,7 @@ fn health_config(rest: &str, escape: char) -> Parsed {
 }
 
 /// The node for an ONBUILD trigger, parsed like a line of its own.
-pub(crate) fn sub_command(rest: &str, escape: char) -> Result<Option<Node>, String> {
+pub(crate) fn sub_command(rest: &str, escape: char) -> Result<Option<Node>, SyntaxError> {
     if rest.is_empty() {
         return Ok(None);
     }
@@ -328,7 +324,7 @@ pub(crate) fn node_from_line(
     line: &str,
     escape: char,
     comments: Vec<String>,
-) -> Result<Node, String> {
+) -> Result<Node, SyntaxError> {
     let (keyword, flags, rest) = split_command(line, escape);
     let lower = keyword.to_ascii_lowercase();
     let (args, is_json) = match line_parser(&lower) {

@@ -25,10 +25,13 @@ pub mod mount;
 pub mod node;
 pub mod parse;
 pub mod pattern;
+mod syntax_error;
 
 pub use directives::{CheckConfig, Directive, Directives};
 pub use error::{ParseError, Span};
-pub use expand::{expand_word, expand_words, EnvLookup, ExpandError, Expansion, Lexer};
+pub use expand::{
+    expand_word, expand_words, EnvLookup, ExpandError, ExpandReason, Expansion, Lexer,
+};
 pub use heredoc::Heredoc;
 pub use instructions::*;
 pub use lint::{check, CheckOptions, CheckReport, Finding};

@@ -6,6 +6,45 @@
 use serde::Serialize;
 
 use super::error::with_suggestion;
+use super::expand::ExpandError;
+
+/// A `--mount` spec that does not parse or does not fit its type (BuildKit's wording).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MountError {
+    #[error("'from' doesn't support variable expansion, define alias stage instead")]
+    FromVariable,
+    #[error("failed to parse csv mounts: extraneous or missing \" in quoted-field: {0}")]
+    Csv(String),
+    #[error("invalid value for {key}: {value}")]
+    NotBool { key: String, value: String },
+    #[error("invalid value {value} for {what}")]
+    NotNumber { value: String, what: &'static str },
+    #[error("unexpected key '{key}' for mount type '{kind}'")]
+    KeyForType { key: String, kind: &'static str },
+    #[error("invalid field '{0}' must be a key=value pair")]
+    NotKeyValue(String),
+    /// An unknown type, sharing value or key; `message` carries BuildKit's "(did you
+    /// mean …?)" when a known one is close.
+    #[error("{message}")]
+    Unknown { message: String },
+    #[error("{name} not allowed for {kind:?} type mounts")]
+    NotAllowed {
+        name: &'static str,
+        kind: &'static str,
+    },
+    #[error("secret mount should not have a from")]
+    SecretFrom,
+    #[error("secret mount should not define sharing")]
+    SecretSharing,
+    #[error("invalid secret mount. one of source, target required")]
+    SecretNoTarget,
+    #[error("both source and id can't be set")]
+    SourceAndId,
+    #[error("invalid cache sharing set for {0} mount")]
+    SharingNotCache(&'static str),
+    #[error(transparent)]
+    Expand(#[from] ExpandError),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum MountType {
@@ -70,16 +109,13 @@ const KEYS: [&str; 19] = [
 ];
 
 /// The parse-time check: `from=` may not use a variable.
-pub(crate) fn check_unexpanded(spec: &str) -> Result<(), String> {
+pub(crate) fn check_unexpanded(spec: &str) -> Result<(), MountError> {
     for field in csv_fields(spec)? {
         if let Some((k, v)) = field.split_once('=') {
             if k.eq_ignore_ascii_case("from") {
                 if let Some(i) = v.find('$') {
                     if i != v.len() - 1 {
-                        return Err(
-                            "'from' doesn't support variable expansion, define alias stage instead"
-                                .into(),
-                        );
+                        return Err(MountError::FromVariable);
                     }
                 }
             }
@@ -89,29 +125,33 @@ pub(crate) fn check_unexpanded(spec: &str) -> Result<(), String> {
 }
 
 /// The fields of a `--mount` spec, with BuildKit's error for an unclosed quote.
-fn csv_fields(spec: &str) -> Result<Vec<String>, String> {
-    crate::csv::fields(spec).ok_or_else(|| {
-        format!("failed to parse csv mounts: extraneous or missing \" in quoted-field: {spec}")
-    })
+fn csv_fields(spec: &str) -> Result<Vec<String>, MountError> {
+    crate::csv::fields(spec).ok_or_else(|| MountError::Csv(spec.to_string()))
 }
 
-fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
+fn parse_bool(key: &str, v: &str) -> Result<bool, MountError> {
     match v {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err(format!("invalid value for {key}: {v}")),
+        _ => Err(MountError::NotBool {
+            key: key.to_string(),
+            value: v.to_string(),
+        }),
     }
 }
 
-fn parse_u32(v: &str, radix: u32, what: &str) -> Result<u32, String> {
-    u32::from_str_radix(v, radix).map_err(|_| format!("invalid value {v} for {what}"))
+fn parse_u32(v: &str, radix: u32, what: &'static str) -> Result<u32, MountError> {
+    u32::from_str_radix(v, radix).map_err(|_| MountError::NotNumber {
+        value: v.to_string(),
+        what,
+    })
 }
 
 /// Parse a mount spec, expanding each value with `expand`.
 pub fn parse_mount(
     spec: &str,
-    expand: &mut dyn FnMut(&str) -> Result<String, String>,
-) -> Result<Mount, String> {
+    expand: &mut dyn FnMut(&str) -> Result<String, ExpandError>,
+) -> Result<Mount, MountError> {
     let mut m = Mount {
         kind: MountType::Bind,
         from: None,
@@ -137,12 +177,12 @@ pub fn parse_mount(
                     m.required = true
                 }
                 "required" => {
-                    return Err(format!(
-                        "unexpected key 'required' for mount type '{}'",
-                        m.kind.name()
-                    ))
+                    return Err(MountError::KeyForType {
+                        key: "required".into(),
+                        kind: m.kind.name(),
+                    })
                 }
-                _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
+                _ => return Err(MountError::NotKeyValue(field)),
             }
             continue;
         };
@@ -160,9 +200,11 @@ fn set_field(
     value: String,
     field: &str,
     ro_auto: &mut bool,
-) -> Result<(), String> {
-    let unexpected =
-        |m: &Mount| format!("unexpected key '{key}' for mount type '{}'", m.kind.name());
+) -> Result<(), MountError> {
+    let unexpected = |m: &Mount| MountError::KeyForType {
+        key: key.to_string(),
+        kind: m.kind.name(),
+    };
     match key {
         "type" => {
             m.kind = match value.to_ascii_lowercase().as_str() {
@@ -173,12 +215,14 @@ fn set_field(
                 "ssh" => MountType::Ssh,
                 _ => {
                     let msg = format!("unsupported mount type {value:?}");
-                    return Err(with_suggestion(
-                        msg,
-                        &value,
-                        &["bind", "cache", "tmpfs", "secret", "ssh"],
-                        true,
-                    ));
+                    return Err(MountError::Unknown {
+                        message: with_suggestion(
+                            msg,
+                            &value,
+                            &["bind", "cache", "tmpfs", "secret", "ssh"],
+                            true,
+                        ),
+                    });
                 }
             }
         }
@@ -197,12 +241,9 @@ fn set_field(
             let lower = value.to_ascii_lowercase();
             if !["shared", "private", "locked"].contains(&lower.as_str()) {
                 let msg = format!("unsupported sharing value {value:?}");
-                return Err(with_suggestion(
-                    msg,
-                    &value,
-                    &["shared", "private", "locked"],
-                    true,
-                ));
+                return Err(MountError::Unknown {
+                    message: with_suggestion(msg, &value, &["shared", "private", "locked"], true),
+                });
             }
             m.sharing = Some(lower);
         }
@@ -211,18 +252,20 @@ fn set_field(
         "gid" => m.gid = Some(parse_u32(&value, 10, "gid")?),
         "env" => m.env = Some(value),
         _ => {
-            return Err(with_suggestion(
-                format!("unexpected key '{key}' in '{field}'"),
-                key,
-                &KEYS,
-                true,
-            ));
+            return Err(MountError::Unknown {
+                message: with_suggestion(
+                    format!("unexpected key '{key}' in '{field}'"),
+                    key,
+                    &KEYS,
+                    true,
+                ),
+            });
         }
     }
     Ok(())
 }
 
-fn validate(m: &mut Mount, ro_auto: bool) -> Result<(), String> {
+fn validate(m: &mut Mount, ro_auto: bool) -> Result<(), MountError> {
     let kind = m.kind.name();
     if !matches!(
         m.kind,
@@ -234,7 +277,7 @@ fn validate(m: &mut Mount, ro_auto: bool) -> Result<(), String> {
             ("gid", m.gid.is_some()),
         ] {
             if set {
-                return Err(format!("{name} not allowed for {kind:?} type mounts"));
+                return Err(MountError::NotAllowed { name, kind });
             }
         }
     }
@@ -243,20 +286,20 @@ fn validate(m: &mut Mount, ro_auto: bool) -> Result<(), String> {
     }
     if m.kind == MountType::Secret {
         if m.from.is_some() {
-            return Err("secret mount should not have a from".into());
+            return Err(MountError::SecretFrom);
         }
         if m.sharing.is_some() {
-            return Err("secret mount should not define sharing".into());
+            return Err(MountError::SecretSharing);
         }
         if m.source.is_none() && m.target.is_none() && m.id.is_none() {
-            return Err("invalid secret mount. one of source, target required".into());
+            return Err(MountError::SecretNoTarget);
         }
         if m.source.is_some() && m.id.is_some() {
-            return Err("both source and id can't be set".into());
+            return Err(MountError::SourceAndId);
         }
     }
     if m.sharing.is_some() && m.kind != MountType::Cache {
-        return Err(format!("invalid cache sharing set for {kind} mount"));
+        return Err(MountError::SharingNotCache(kind));
     }
     Ok(())
 }
@@ -265,7 +308,7 @@ fn validate(m: &mut Mount, ro_auto: bool) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn parse(spec: &str) -> Result<Mount, String> {
+    fn parse(spec: &str) -> Result<Mount, MountError> {
         parse_mount(spec, &mut |v| Ok(v.to_string()))
     }
 
@@ -316,7 +359,7 @@ mod tests {
             ("target", "invalid field 'target' must be a key=value pair"),
         ];
         for (spec, want) in cases {
-            assert_eq!(parse(spec).expect_err(spec), want, "{spec}");
+            assert_eq!(parse(spec).expect_err(spec).to_string(), want, "{spec}");
         }
         assert!(check_unexpanded("from=$STAGE").is_err());
         assert!(check_unexpanded("from=build,target=/x").is_ok());

@@ -13,6 +13,7 @@ use super::error::{Located, Span};
 use super::heredoc::{heredocs_from_line, Heredoc};
 use super::line_parsers::node_from_line;
 use super::node::Node;
+use super::syntax_error::SyntaxError;
 
 /// Everything the line-level pass finds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +39,7 @@ impl LineState {
         &mut self,
         raw: &'a str,
         strip_left: bool,
-    ) -> Result<(&'a str, bool), String> {
+    ) -> Result<(&'a str, bool), SyntaxError> {
         let mut token = raw.trim_end_matches(['\r', '\n']);
         if strip_left {
             token = token.trim_start();
@@ -75,13 +76,11 @@ impl LineState {
     }
 }
 
-fn escape_token(value: &str) -> Result<char, String> {
+fn escape_token(value: &str) -> Result<char, SyntaxError> {
     match value {
         "`" => Ok('`'),
         "\\" => Ok('\\'),
-        other => Err(format!(
-            "invalid escape token '{other}' does not match ` or \\"
-        )),
+        other => Err(SyntaxError::EscapeToken(other.to_string())),
     }
 }
 
@@ -121,7 +120,7 @@ pub fn parse_lines(text: &str) -> Result<ParsedLines, Located> {
         }
         let (first, is_directive) = st
             .process_line(raw, true)
-            .map_err(|e| Located::at(e, Span::line(current + 1)))?;
+            .map_err(|e| Located::at(e.to_string(), Span::line(current + 1)))?;
         if is_directive {
             comments.pop();
         }
@@ -138,7 +137,7 @@ pub fn parse_lines(text: &str) -> Result<ParsedLines, Located> {
             idx += 1;
             let (line, _) = st
                 .process_line(raw, false)
-                .map_err(|e| Located::at(e, Span::line(current + 1)))?;
+                .map_err(|e| Located::at(e.to_string(), Span::line(current + 1)))?;
             current += 1;
             if is_comment(raw) {
                 continue;
@@ -156,9 +155,9 @@ pub fn parse_lines(text: &str) -> Result<ParsedLines, Located> {
         }
         let span = Span::new(start, current);
         let mut node = node_from_line(&buf, st.escape, std::mem::take(&mut comments))
-            .map_err(|e| Located::at(e, span))?;
+            .map_err(|e| Located::at(e.to_string(), span))?;
         if node.can_contain_heredoc() && buf.contains("<<") {
-            let docs = heredocs_from_line(&buf).map_err(|e| Located::at(e, span))?;
+            let docs = heredocs_from_line(&buf).map_err(|e| Located::at(e.to_string(), span))?;
             for mut doc in docs {
                 let (content, used) = read_heredoc(&lines[idx..], &doc).ok_or_else(|| {
                     Located::at(

@@ -22,6 +22,8 @@ pub enum UserError {
     NoSuchGroup(String),
 }
 
+impl std::error::Error for UserError {}
+
 impl fmt::Display for UserError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

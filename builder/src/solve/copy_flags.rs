@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::copy::{self, CopyItem, CopyOptions, CopyPlan, ItemKind, SourceTree};
 use crate::dockerfile::Heredoc;
 use crate::dockerignore::DockerIgnore;
+use crate::solve::StepError;
 
 /// `--chmod=0755` or `--chmod=u+x,g-w,o=r` (chmod(1)'s symbolic form, `a` when no who).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +26,8 @@ pub struct Clause {
     perms: String,
 }
 
-pub fn parse_chmod(s: &str) -> Result<Chmod, String> {
-    let bad = || format!("invalid --chmod {s:?}: want octal (0755) or symbolic (u+x,go-w)");
+pub fn parse_chmod(s: &str) -> Result<Chmod, StepError> {
+    let bad = || StepError::Chmod(s.to_string());
     if !s.is_empty() && s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
         return u32::from_str_radix(s, 8)
             .ok()
@@ -110,8 +111,8 @@ impl ExcludeTree<'_> {
         inner: &'a dyn SourceTree,
         patterns: &[String],
         sources: &[String],
-    ) -> Result<ExcludeTree<'a>, String> {
-        let ignore = DockerIgnore::new(patterns).map_err(|e| format!("--exclude: {e}"))?;
+    ) -> Result<ExcludeTree<'a>, StepError> {
+        let ignore = DockerIgnore::new(patterns).map_err(StepError::Exclude)?;
         Ok(ExcludeTree {
             inner,
             ignore,
@@ -177,7 +178,7 @@ pub fn plan_parents(
     srcs: &[String],
     dest_abs: &str,
     opts: &CopyOptions,
-) -> Result<CopyPlan, String> {
+) -> Result<CopyPlan, StepError> {
     let mut out = CopyPlan::default();
     let dest = dest_abs.trim_end_matches('/');
     for src in srcs {
@@ -185,9 +186,9 @@ pub fn plan_parents(
             Some((p, r)) => (copy::clean_rel(p).unwrap_or_default(), format!("{p}/{r}")),
             None => (String::new(), src.clone()),
         };
-        let matched = copy::expand_source(tree, &full).map_err(|e| e.to_string())?;
+        let matched = copy::expand_source(tree, &full)?;
         if matched.is_empty() {
-            return Err(copy::CopyError::SourceNotFound(src.clone()).to_string());
+            return Err(copy::CopyError::SourceNotFound(src.clone()).into());
         }
         for m in matched {
             let kept = if pivot.is_empty() {
@@ -205,8 +206,7 @@ pub fn plan_parents(
             } else {
                 format!("{dest}/{parent}/")
             };
-            let p = copy::plan(tree, std::slice::from_ref(&m), &d, true, opts)
-                .map_err(|e| e.to_string())?;
+            let p = copy::plan(tree, std::slice::from_ref(&m), &d, true, opts)?;
             out.items.extend(p.items);
         }
     }
@@ -233,9 +233,9 @@ pub fn add_file(
     mode: u32,
     opts: &CopyOptions,
     mtime: i64,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let size = fs::metadata(&real)
-        .map_err(|e| format!("reading {}: {e}", real.display()))?
+        .map_err(StepError::io("reading", &real))?
         .len();
     let dest = file_dest(dest_abs, dest_is_dir, name);
     let (uid, gid) = opts.chown.unwrap_or((0, 0));
@@ -266,12 +266,12 @@ pub fn add_heredocs(
     dest_is_dir: bool,
     opts: &CopyOptions,
     mtime: i64,
-) -> Result<(), String> {
-    fs::create_dir_all(scratch).map_err(|e| format!("creating {}: {e}", scratch.display()))?;
+) -> Result<(), StepError> {
+    fs::create_dir_all(scratch).map_err(StepError::io("creating", scratch))?;
     for (i, doc) in docs.iter().enumerate() {
         let body = super::heredocs::copy_body(doc, env)?;
         let real = scratch.join(format!("heredoc-{i}"));
-        fs::write(&real, body).map_err(|e| format!("writing {}: {e}", real.display()))?;
+        fs::write(&real, body).map_err(StepError::io("writing", &real))?;
         add_file(
             plan,
             real,

@@ -73,6 +73,77 @@ pub fn is_url(src: &str) -> bool {
     src.starts_with("http://") || src.starts_with("https://")
 }
 
+/// An `ADD <url>` or git source that could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// A file or directory of the download cache or the checkout could not be made.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("keeping the download of {url}: {source}")]
+    Keep {
+        url: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The download's record (`meta.json`) could not be written.
+    #[error("{0}")]
+    MetaJson(#[source] serde_json::Error),
+    #[error("{0}")]
+    MetaWrite(#[source] store::StoreError),
+    /// The request failed or broke off; `reason` is kept out of the error chain so the
+    /// message stays one line.
+    #[error("downloading {url}: {reason}")]
+    Download { url: String, reason: String },
+    #[error("downloading {url}: the server answered {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("checksum of {url} does not match: expected {expected}, got {got}")]
+    Checksum {
+        url: String,
+        expected: String,
+        got: String,
+    },
+    #[error("unsupported --checksum {0:?}: want sha256:<64 hex digits>")]
+    ChecksumAlgorithm(String),
+    #[error("invalid --checksum {0:?}: want sha256:<64 hex digits>")]
+    ChecksumSyntax(String),
+    #[error("invalid proxy build arg: {0}")]
+    Proxy(String),
+    #[error("setting up HTTP: {0}")]
+    Http(String),
+    #[error(
+        "git source {0}: file:// and other local transports are not allowed \
+         (a build may not read repositories on the host); serve the repository over \
+         git://, ssh:// or http(s)://"
+    )]
+    GitTransport(String),
+    #[error("git ref {want:?} not found in {url}")]
+    GitRef { want: String, url: String },
+    #[error("a git source (ADD or build context) needs `git` on PATH")]
+    NoGit,
+    #[error("running git: {0}")]
+    RunGit(#[source] io::Error),
+    /// A git command exited non-zero; `stderr` is what it printed.
+    #[error("git {args}: {stderr}")]
+    Git { args: String, stderr: String },
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FetchError {
+    let path = path.to_path_buf();
+    move |source| FetchError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
 /// Download `url` (or reuse the download), checking `checksum` (`sha256:HEX`) before the
 /// file is kept. `args` are the build args: HTTP_PROXY, HTTPS_PROXY, NO_PROXY (either case)
 /// are used as docker does.
@@ -81,14 +152,13 @@ pub fn download(
     url: &str,
     checksum: Option<&str>,
     args: &BTreeMap<String, String>,
-) -> Result<Download, String> {
+) -> Result<Download, FetchError> {
     let want = match checksum {
         None => None,
         Some(c) => Some(parse_checksum(c)?),
     };
     let dir = downloads_dir(root).join(hex::encode(Sha256::digest(url.as_bytes())));
-    let lock = lock_dir(&dir, FlockOperation::LockShared)
-        .map_err(|e| format!("locking {}: {e}", dir.display()))?;
+    let lock = lock_dir(&dir, FlockOperation::LockShared).map_err(io_error("locking", &dir))?;
     let data = dir.join("data");
     let meta_path = dir.join("meta.json");
     let old: Option<Meta> = fs::read(&meta_path)
@@ -116,7 +186,10 @@ pub fn download(
             req = req.header("If-Modified-Since", l);
         }
     }
-    let mut resp = req.send().map_err(|e| format!("downloading {url}: {e}"))?;
+    let mut resp = req.send().map_err(|e| FetchError::Download {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
     let status = resp.status();
     if status.as_u16() == 304 {
         if let Some(old) = old {
@@ -130,7 +203,10 @@ pub fn download(
         }
     }
     if !status.is_success() {
-        return Err(format!("downloading {url}: the server answered {status}"));
+        return Err(FetchError::Status {
+            url: url.to_string(),
+            status,
+        });
     }
     let header = |n: &str| {
         resp.headers()
@@ -140,23 +216,23 @@ pub fn download(
     };
     let etag = header("etag");
     let last_modified = header("last-modified");
-    fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    fs::create_dir_all(&dir).map_err(io_error("creating", &dir))?;
     let tmp = dir.join(store::layout::unique_name("data.tmp-"));
-    let result = (|| -> Result<String, String> {
-        let mut out =
-            fs::File::create(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+    let result = (|| -> Result<String, FetchError> {
+        let mut out = fs::File::create(&tmp).map_err(io_error("creating", &tmp))?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
         loop {
-            let n = resp
-                .read(&mut buf)
-                .map_err(|e| format!("downloading {url}: {e}"))?;
+            let n = resp.read(&mut buf).map_err(|e| FetchError::Download {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
             if n == 0 {
                 break;
             }
             hasher.update(&buf[..n]);
             out.write_all(&buf[..n])
-                .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+                .map_err(io_error("writing", &tmp))?;
         }
         let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
         check(&digest, want.as_deref(), url)?;
@@ -169,15 +245,18 @@ pub fn download(
             return Err(e);
         }
     };
-    fs::rename(&tmp, &data).map_err(|e| format!("keeping the download of {url}: {e}"))?;
+    fs::rename(&tmp, &data).map_err(|source| FetchError::Keep {
+        url: url.to_string(),
+        source,
+    })?;
     let meta = Meta {
         url: url.to_string(),
         digest: digest.clone(),
         etag,
         last_modified: last_modified.clone(),
     };
-    let bytes = serde_json::to_vec(&meta).map_err(|e| e.to_string())?;
-    store::layout::write_atomic(&meta_path, &bytes).map_err(|e| e.to_string())?;
+    let bytes = serde_json::to_vec(&meta).map_err(FetchError::MetaJson)?;
+    store::layout::write_atomic(&meta_path, &bytes).map_err(FetchError::MetaWrite)?;
     Ok(Download {
         path: data,
         _lock: lock,
@@ -213,28 +292,28 @@ pub fn remove_unused(root: &Path) -> io::Result<u64> {
     Ok(freed)
 }
 
-fn check(got: &str, want: Option<&str>, url: &str) -> Result<(), String> {
+fn check(got: &str, want: Option<&str>, url: &str) -> Result<(), FetchError> {
     match want {
-        Some(w) if w != got => Err(format!(
-            "checksum of {url} does not match: expected {w}, got {got}"
-        )),
+        Some(w) if w != got => Err(FetchError::Checksum {
+            url: url.to_string(),
+            expected: w.to_string(),
+            got: got.to_string(),
+        }),
         _ => Ok(()),
     }
 }
 
-fn parse_checksum(c: &str) -> Result<String, String> {
+fn parse_checksum(c: &str) -> Result<String, FetchError> {
     let hexpart = c
         .strip_prefix("sha256:")
-        .ok_or_else(|| format!("unsupported --checksum {c:?}: want sha256:<64 hex digits>"))?;
+        .ok_or_else(|| FetchError::ChecksumAlgorithm(c.to_string()))?;
     if hexpart.len() != 64 || !hexpart.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!(
-            "invalid --checksum {c:?}: want sha256:<64 hex digits>"
-        ));
+        return Err(FetchError::ChecksumSyntax(c.to_string()));
     }
     Ok(format!("sha256:{}", hexpart.to_ascii_lowercase()))
 }
 
-fn client(args: &BTreeMap<String, String>) -> Result<reqwest::blocking::Client, String> {
+fn client(args: &BTreeMap<String, String>) -> Result<reqwest::blocking::Client, FetchError> {
     let arg = |k: &str| {
         args.get(k)
             .or_else(|| args.get(&k.to_ascii_lowercase()))
@@ -251,8 +330,8 @@ fn client(args: &BTreeMap<String, String>) -> Result<reqwest::blocking::Client, 
     if http.is_some() || https.is_some() || all.is_some() {
         b = b.no_proxy();
         let no = no.as_deref().and_then(reqwest::NoProxy::from_string);
-        let mut add = |p: reqwest::Result<reqwest::Proxy>| -> Result<(), String> {
-            let p = p.map_err(|e| format!("invalid proxy build arg: {e}"))?;
+        let mut add = |p: reqwest::Result<reqwest::Proxy>| -> Result<(), FetchError> {
+            let p = p.map_err(|e| FetchError::Proxy(e.to_string()))?;
             b = std::mem::take(&mut b).proxy(p.no_proxy(no.clone()));
             Ok(())
         };
@@ -266,7 +345,7 @@ fn client(args: &BTreeMap<String, String>) -> Result<reqwest::blocking::Client, 
             add(reqwest::Proxy::all(p))?;
         }
     }
-    b.build().map_err(|e| format!("setting up HTTP: {e}"))
+    b.build().map_err(|e| FetchError::Http(e.to_string()))
 }
 
 fn url_file_name(url: &str) -> String {
@@ -319,21 +398,17 @@ const GIT_PROTOCOLS: &str = "git:http:https:ssh";
 
 /// Refuse a git source that names a repository on the host (`file://…`), as BuildKit's git
 /// source does: a Dockerfile may not read what is outside its context.
-fn check_git_transport(url: &str) -> Result<(), String> {
+fn check_git_transport(url: &str) -> Result<(), FetchError> {
     let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
     match scheme.as_deref() {
         Some("git" | "http" | "https" | "ssh") => Ok(()),
         None if url.starts_with("git@") => Ok(()),
-        _ => Err(format!(
-            "git source {url}: file:// and other local transports are not allowed \
-             (a build may not read repositories on the host); serve the repository over \
-             git://, ssh:// or http(s)://"
-        )),
+        _ => Err(FetchError::GitTransport(url.to_string())),
     }
 }
 
 /// The commit `src`'s ref names, without fetching (the cache key of the ADD).
-pub fn git_resolve(src: &str) -> Result<String, String> {
+pub fn git_resolve(src: &str) -> Result<String, FetchError> {
     let (url, r, _) = split_git(src);
     check_git_transport(&url)?;
     let want = r.unwrap_or_else(|| "HEAD".to_string());
@@ -356,7 +431,7 @@ pub fn git_resolve(src: &str) -> Result<String, String> {
         .or(lines.first());
     match pick {
         Some((sha, _)) => Ok(sha.to_string()),
-        None => Err(format!("git ref {want:?} not found in {url}")),
+        None => Err(FetchError::GitRef { want, url }),
     }
 }
 
@@ -366,11 +441,11 @@ pub fn git_checkout(
     commit: &str,
     keep_git_dir: bool,
     scratch_parent: &Path,
-) -> Result<Checkout, String> {
+) -> Result<Checkout, FetchError> {
     let (url, _, subdir) = split_git(src);
     check_git_transport(&url)?;
     let dir = scratch_parent.join(store::layout::unique_name("git-"));
-    fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    fs::create_dir_all(&dir).map_err(io_error("creating", &dir))?;
     let checkout = Checkout {
         dir: dir.clone(),
         subdir,
@@ -383,12 +458,12 @@ pub fn git_checkout(
     }
     git(Some(&dir), &["checkout", "-q", "--detach", commit])?;
     if !keep_git_dir {
-        fs::remove_dir_all(dir.join(".git")).map_err(|e| format!("removing .git: {e}"))?;
+        fs::remove_dir_all(dir.join(".git")).map_err(io_error("removing", Path::new(".git")))?;
     }
     Ok(checkout)
 }
 
-fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
+fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, FetchError> {
     let mut cmd = Command::new("git");
     if let Some(d) = dir {
         cmd.current_dir(d);
@@ -400,17 +475,14 @@ fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
         .args(["-c", "advice.detachedHead=false"])
         .args(args);
     let out = cmd.output().map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => {
-            "a git source (ADD or build context) needs `git` on PATH".to_string()
-        }
-        _ => format!("running git: {e}"),
+        io::ErrorKind::NotFound => FetchError::NoGit,
+        _ => FetchError::RunGit(e),
     })?;
     if !out.status.success() {
-        return Err(format!(
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(FetchError::Git {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

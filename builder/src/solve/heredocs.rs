@@ -10,6 +10,7 @@
 
 use crate::dockerfile::heredoc::parse_heredoc;
 use crate::dockerfile::{expand_word, Heredoc};
+use crate::solve::StepError;
 
 /// Where a shebang heredoc is put inside the step (BuildKit's path).
 pub const PIPES_DIR: &str = "/dev/pipes";
@@ -63,7 +64,7 @@ pub fn run_script(shell: &[String], cmdline: &str, heredocs: &[Heredoc]) -> RunS
 
 /// The bytes `COPY <<NAME` writes: the body, tabs stripped for `<<-`, and expanded with the
 /// stage's variables unless the delimiter was quoted.
-pub fn copy_body(doc: &Heredoc, env: &[(String, String)]) -> Result<Vec<u8>, String> {
+pub fn copy_body(doc: &Heredoc, env: &[(String, String)]) -> Result<Vec<u8>, StepError> {
     let body = doc.body();
     if !doc.expand {
         return Ok(body.into_bytes());
@@ -73,7 +74,7 @@ pub fn copy_body(doc: &Heredoc, env: &[(String, String)]) -> Result<Vec<u8>, Str
 
 /// `$VAR`, `${VAR}` and `${VAR:-default}`-style expansion of a heredoc body; quotes and
 /// backslashes other than `\$` are kept as written.
-fn expand_heredoc(body: &str, env: &[(String, String)]) -> Result<String, String> {
+fn expand_heredoc(body: &str, env: &[(String, String)]) -> Result<String, StepError> {
     let mut out = String::with_capacity(body.len());
     let mut rest = body;
     while let Some(i) = rest.find(['$', '\\']) {
@@ -93,7 +94,7 @@ fn expand_heredoc(body: &str, env: &[(String, String)]) -> Result<String, String
         let len = if let Some(inner) = tail.strip_prefix("${") {
             match inner.find('}') {
                 Some(end) => end + 3,
-                None => return Err(format!("unterminated ${{ in heredoc: {tail:.20}")),
+                None => return Err(StepError::HeredocUnterminated(format!("{tail:.20}"))),
             }
         } else {
             1 + tail[1..]
@@ -105,7 +106,7 @@ fn expand_heredoc(body: &str, env: &[(String, String)]) -> Result<String, String
         } else {
             // A heredoc body is the file's text, not Dockerfile syntax: its escape is `\`
             // whatever the `# escape=` directive says, as for `\$` above.
-            out.push_str(&expand_word(&tail[..len], env, '\\').map_err(|e| e.to_string())?);
+            out.push_str(&expand_word(&tail[..len], env, '\\')?);
         }
         rest = &tail[len..];
     }

@@ -26,6 +26,7 @@ pub mod run_mounts;
 pub mod schedule;
 mod stage;
 mod state;
+mod step_error;
 mod steps;
 
 use std::collections::BTreeMap;
@@ -43,6 +44,7 @@ use crate::remote_cache::{ExportMode, RemoteRecord};
 
 pub use named_context::NamedContext;
 pub use state::StageResult;
+pub use step_error::StepError;
 
 /// What to build and how.
 pub struct BuildOptions {
@@ -191,13 +193,13 @@ pub enum BuildError {
         path: String,
         reason: crate::dockerignore::IgnoreError,
     },
-    /// A step's instruction failed for a reason its handler words itself (a bad flag, a
-    /// missing source, a write error); `location` is `Dockerfile:LINE`.
-    #[error("{location}: {message}")]
+    /// A step (or a stage's `FROM --platform`) failed; `location` is `Dockerfile:LINE`.
+    #[error("{location}: {source}")]
     Step {
         location: String,
         span: Span,
-        message: String,
+        #[source]
+        source: Box<StepError>,
     },
     #[error(transparent)]
     Store(#[from] store::StoreError),

@@ -20,7 +20,7 @@ use store::{Digest, Reference};
 
 use super::cache_hit::{add_layer, cache_hit, Origin};
 use super::state::{BuildRun, StageResult, StageState};
-use super::{BuildError, Result};
+use super::{BuildError, Result, StepError};
 use crate::cache::CacheKey;
 use crate::copy::{self, CopyOptions, DirTree};
 use crate::dockerfile::Span;
@@ -79,10 +79,13 @@ impl BuildRun<'_> {
         let from_image = |run: &Self, manifest: Digest, image: store::ImageRecord| {
             let bytes = run.build.store.read_blob(&image.config.digest)?;
             let config: ImageConfigFile =
-                serde_json::from_slice(&bytes).map_err(|e| BuildError::Step {
+                serde_json::from_slice(&bytes).map_err(|source| BuildError::Step {
                     location: location.to_string(),
                     span,
-                    message: format!("named context image {manifest}: bad config: {e}"),
+                    source: Box::new(StepError::NamedContextConfig {
+                        manifest: manifest.clone(),
+                        source,
+                    }),
                 })?;
             Ok(StageResult {
                 layers: image.layers,
@@ -105,7 +108,10 @@ impl BuildRun<'_> {
                     .map_err(|e| BuildError::Step {
                         location: location.to_string(),
                         span,
-                        message: format!("named context {source}: {e}"),
+                        source: Box::new(StepError::NamedContextImage {
+                            name: source.to_string(),
+                            source: e,
+                        }),
                     })?;
                 for d in std::iter::once(&image.config.digest)
                     .chain(image.layers.iter().map(|l| &l.blob.digest))
@@ -128,13 +134,23 @@ impl BuildRun<'_> {
         location: &str,
         span: Span,
     ) -> Result<StageResult> {
-        let e = |message: String| BuildError::Step {
+        let e = |source: StepError| BuildError::Step {
             location: location.to_string(),
             span,
-            message,
+            source: Box::new(source),
         };
-        let ignore = DockerIgnore::load(dir, None)
-            .map_err(|x| e(format!("{}: {x}", dir.join(".dockerignore").display())))?;
+        let ignore = DockerIgnore::load(dir, None).map_err(|source| {
+            e(StepError::NamedContextIgnore {
+                path: dir.join(".dockerignore"),
+                source,
+            })
+        })?;
+        let dir_error = |source| {
+            e(StepError::NamedContextDir {
+                dir: dir.to_path_buf(),
+                source,
+            })
+        };
         let excluded = |rel: &str| ignore.is_hidden(dir, rel);
         let tree = DirTree {
             root: dir.to_path_buf(),
@@ -144,11 +160,10 @@ impl BuildRun<'_> {
             epoch: self.build.opts.source_date_epoch,
             ..CopyOptions::default()
         };
-        let plan = copy::plan(&tree, &[".".to_string()], "/", true, &opts)
-            .map_err(|x| e(format!("named context {}: {x}", dir.display())))?;
+        let plan = copy::plan(&tree, &[".".to_string()], "/", true, &opts).map_err(dir_error)?;
         let fingerprint = plan
             .fingerprint(&mut super::context::sha256_file)
-            .map_err(|x| e(format!("named context {}: {x}", dir.display())))?;
+            .map_err(dir_error)?;
         let key = CacheKey::for_step(
             &CacheKey::for_base("scratch", ""),
             "named-context-dir",
@@ -172,11 +187,9 @@ impl BuildRun<'_> {
                 let layer = commit_layer(
                     self.build.store,
                     self.build.lease,
-                    |w: &mut dyn std::io::Write| {
-                        plan.write_tar(w).map(drop).map_err(|x| x.to_string())
-                    },
+                    |w: &mut dyn std::io::Write| plan.write_tar(w).map(drop),
                 )
-                .map_err(|x| e(x.to_string()))?;
+                .map_err(|x| e(StepError::Layer(x)))?;
                 (layer, Origin::Built)
             }
         };

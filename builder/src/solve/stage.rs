@@ -8,7 +8,7 @@ use store::{LayerRef, Reference};
 
 use super::context::Context;
 use super::state::{one_line, BuildRun, StageResult, StageState};
-use super::{stage_ref, steps, BuildError, BuildOptions, Result};
+use super::{stage_ref, steps, BuildError, BuildOptions, Result, StepError};
 use crate::cache::CacheKey;
 use crate::dockerfile::{expand_word, Command, Dockerfile, Instruction, Stage};
 use crate::image::{ImageConfigFile, DEFAULT_PATH};
@@ -288,12 +288,15 @@ pub fn stage_platform(
         expand_word(raw, meta_args, dockerfile.escape).map_err(|e| BuildError::Step {
             span: stage.span,
             location: location(),
-            message: e.to_string(),
+            source: Box::new(e.into()),
         })?;
-    Platform::parse(&expanded).map_err(|e| BuildError::Step {
+    Platform::parse(&expanded).map_err(|source| BuildError::Step {
         span: stage.span,
         location: location(),
-        message: format!("FROM --platform={raw}: {e}"),
+        source: Box::new(StepError::Platform {
+            raw: raw.clone(),
+            source,
+        }),
     })
 }
 

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use store::platform::Platform;
 use store::{LayerRef, Lease, Reference, Store};
 
-use super::{BuildError, BuildOptions, Result};
+use super::{BuildError, BuildOptions, Result, StepError};
 use crate::cache::CacheKey;
 use crate::dockerfile::{Dockerfile, Instruction};
 use crate::exec;
@@ -344,11 +344,11 @@ impl<'a> BuildRun<'a> {
         }
     }
 
-    pub fn step_error(&self, inst: &Instruction, message: String) -> BuildError {
+    pub fn step_error(&self, inst: &Instruction, source: impl Into<StepError>) -> BuildError {
         BuildError::Step {
             location: self.location(inst.span.start),
             span: inst.span,
-            message,
+            source: Box::new(source.into()),
         }
     }
 }

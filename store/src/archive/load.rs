@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::sync::Arc;
 
 use super::tarcheck::TarCheck;
 use crate::decompress::{self, plain_reader, PlainWriter};
@@ -44,7 +45,7 @@ enum Content {
         digest: Digest,
         size: u64,
         compression: Compression,
-        plain: Option<std::result::Result<(Digest, u64), String>>,
+        plain: Option<std::result::Result<(Digest, u64), Undecodable>>,
     },
 }
 
@@ -55,7 +56,21 @@ struct Resolved {
     /// What the content's first bytes say (archive entries carry no media type).
     compression: Compression,
     /// (diff_id, uncompressed size), or why it cannot be known.
-    plain: std::result::Result<(Digest, u64), String>,
+    plain: std::result::Result<(Digest, u64), Undecodable>,
+}
+
+/// Why a compressed entry's uncompressed digest cannot be known; kept with the entry (so
+/// shared, not owned) until a layer names it.
+#[derive(Debug, Clone, thiserror::Error)]
+enum Undecodable {
+    /// The decoder refused the bytes as they were read.
+    #[error("{0}")]
+    Decode(Arc<io::Error>),
+    #[error("corrupt {compression} stream: {source}")]
+    Corrupt {
+        compression: Compression,
+        source: Arc<io::Error>,
+    },
 }
 
 struct Archive<'a> {
@@ -197,7 +212,7 @@ impl Archive<'_> {
         // Decompressed on the side to learn the diff_id; the first decode error is
         // kept (and decoding stops) but the entry is still stored as it came.
         let mut decoder: Option<PlainWriter<Sha256Writer<io::Sink>>> = None;
-        let mut decode_err: Option<String> = None;
+        let mut decode_err: Option<Undecodable> = None;
         loop {
             let n = match entry.read(&mut buf) {
                 Ok(0) => break,
@@ -211,13 +226,13 @@ impl Archive<'_> {
                 if c != Compression::None {
                     match PlainWriter::new(c, Sha256Writer::new(io::sink())) {
                         Ok(d) => decoder = Some(d),
-                        Err(e) => decode_err = Some(e.to_string()),
+                        Err(e) => decode_err = Some(Undecodable::Decode(Arc::new(e))),
                     }
                 }
             }
             if let Some(d) = decoder.as_mut() {
                 if let Err(e) = d.write_all(&buf[..n]) {
-                    decode_err = Some(e.to_string());
+                    decode_err = Some(Undecodable::Decode(Arc::new(e)));
                     decoder = None;
                 }
             }
@@ -231,7 +246,7 @@ impl Archive<'_> {
                     let (_, d, n) = h.finish();
                     Ok((d, n))
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(Undecodable::Decode(Arc::new(e))),
             }),
             (None, Some(e)) => Some(Err(e)),
             (None, None) => None,
@@ -319,7 +334,10 @@ impl Archive<'_> {
                             let (_, d, n) = out.finish();
                             Ok((d, n))
                         }
-                        Err(e) => Err(format!("corrupt {compression} stream: {e}")),
+                        Err(e) => Err(Undecodable::Corrupt {
+                            compression,
+                            source: Arc::new(e),
+                        }),
                     }
                 };
                 let mut w = self.store.writer(&self.lease)?;

@@ -5,10 +5,28 @@
 //! them. It sees bytes as they pass (import hashes, checks and compresses in one pass).
 
 use crate::extract::check_entry;
+use crate::unsafe_entry::UnsafeReason;
 
 /// GNU long names and PAX headers bigger than this are refused (tar's own limit is 1 MiB
 /// for PAX extensions in practice; no real name comes near it).
 const MAX_META: u64 = 1 << 20;
+
+/// Why a stream is not a whole tar archive; `at` is the header's byte offset.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TarError {
+    #[error("bad header checksum field at byte {0}")]
+    ChecksumField(u64),
+    #[error("header checksum mismatch at byte {0}")]
+    ChecksumMismatch(u64),
+    #[error("bad entry size at byte {0}")]
+    Size(u64),
+    #[error("{size}-byte name record at byte {at}")]
+    NameRecord { size: u64, at: u64 },
+    #[error("truncated: the stream ends inside an entry at byte {0}")]
+    Truncated(u64),
+    #[error("empty input")]
+    Empty,
+}
 
 /// Feeds on the raw tar stream; `finish` says whether it was a whole archive.
 #[derive(Debug, Default)]
@@ -19,7 +37,7 @@ pub struct TarCheck {
     entries: u64,
     ended: bool,
     offset: u64,
-    error: Option<String>,
+    error: Option<TarError>,
     /// The data of the current GNU long-name (`L`), long-link (`K`) or PAX (`x`) entry.
     meta: Option<(u8, Vec<u8>)>,
     /// Data bytes of `meta` still to come (the rest of `skip` is padding).
@@ -27,7 +45,7 @@ pub struct TarCheck {
     long_name: Option<String>,
     long_link: Option<String>,
     /// The first entry that could not be extracted safely, and why.
-    unsafe_entry: Option<(String, String)>,
+    unsafe_entry: Option<(String, UnsafeReason)>,
 }
 
 impl TarCheck {
@@ -76,7 +94,7 @@ impl TarCheck {
         let stored = match parse_octal(&h[148..156]) {
             Some(v) => v,
             None => {
-                self.error = Some(format!("bad header checksum field at byte {at}"));
+                self.error = Some(TarError::ChecksumField(at));
                 return;
             }
         };
@@ -92,11 +110,11 @@ impl TarCheck {
             })
             .sum();
         if sum != stored {
-            self.error = Some(format!("header checksum mismatch at byte {at}"));
+            self.error = Some(TarError::ChecksumMismatch(at));
             return;
         }
         let Some(size) = parse_size(&h[124..136]) else {
-            self.error = Some(format!("bad entry size at byte {at}"));
+            self.error = Some(TarError::Size(at));
             return;
         };
         // Directories, links and devices carry no data whatever size says.
@@ -111,7 +129,7 @@ impl TarCheck {
         match typeflag {
             b'L' | b'K' | b'x' => {
                 if size > MAX_META {
-                    self.error = Some(format!("{size}-byte name record at byte {at}"));
+                    self.error = Some(TarError::NameRecord { size, at });
                     return;
                 }
                 self.meta = Some((typeflag, Vec::new()));
@@ -189,23 +207,20 @@ impl TarCheck {
     }
 
     /// The first entry extraction would refuse, and why.
-    pub fn unsafe_entry(&self) -> Option<&(String, String)> {
+    pub fn unsafe_entry(&self) -> Option<&(String, UnsafeReason)> {
         self.unsafe_entry.as_ref()
     }
 
     /// `Ok(entries)` when the stream was a complete archive.
-    pub fn finish(&self) -> Result<u64, String> {
+    pub fn finish(&self) -> Result<u64, TarError> {
         if let Some(e) = &self.error {
             return Err(e.clone());
         }
         if self.skip > 0 || !self.header.is_empty() {
-            return Err(format!(
-                "truncated: the stream ends inside an entry at byte {}",
-                self.offset
-            ));
+            return Err(TarError::Truncated(self.offset));
         }
         if self.entries == 0 && !self.ended {
-            return Err("empty input".to_string());
+            return Err(TarError::Empty);
         }
         Ok(self.entries)
     }
@@ -284,7 +299,7 @@ mod tests {
         bad[10] ^= 1;
         let mut c = TarCheck::default();
         c.feed(&bad);
-        assert!(c.finish().unwrap_err().contains("checksum"));
+        assert!(c.finish().unwrap_err().to_string().contains("checksum"));
         let mut c = TarCheck::default();
         c.feed(b"hello, this is not a tar archive at all");
         assert!(c.finish().is_err());

@@ -49,7 +49,7 @@ impl Eval<'_> {
             Command::Volume(vs) => vs.iter().try_for_each(|v| self.word(st, inst, v).map(drop)),
             Command::StopSignal(s) => {
                 let sig = self.word(st, inst, s)?;
-                support::check_signal(&sig).map_err(Located::new)
+                support::check_signal(&sig).map_err(|e| Located::new(e.to_string()))
             }
             Command::Expose(ports) => self.expose(st, inst, ports),
             Command::Run(r) => self.run(st, inst, r),
@@ -223,7 +223,7 @@ impl Eval<'_> {
                 .process_words(item, &st.env)
                 .map_err(|e| Located::new(e.to_string()))?;
             for raw in words {
-                let spec = support::parse_port(&raw).map_err(Located::new)?;
+                let spec = support::parse_port(&raw).map_err(|e| Located::new(e.to_string()))?;
                 if !spec.proto_is_lower {
                     self.warn_at(inst, &rules::EXPOSE_PROTO_CASING, &[&raw]);
                 }
@@ -242,12 +242,12 @@ impl Eval<'_> {
             let lexer = self.lexer;
             let env = &st.env;
             let result = parse_mount(spec, &mut |v: &str| {
-                let e = lexer.process_word(v, env).map_err(|e| e.to_string())?;
+                let e = lexer.process_word(v, env)?;
                 unmatched.extend(e.unmatched);
                 Ok(e.result)
             });
             self.report_unmatched(st, inst, unmatched.iter());
-            result.map_err(Located::new)?;
+            result.map_err(|e| Located::new(e.to_string()))?;
         }
         Ok(())
     }

@@ -103,13 +103,35 @@ const SIGNALS: [&str; 35] = [
     "TTIN", "TTOU", "UNUSED", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ",
 ];
 
+/// A STOPSIGNAL or EXPOSE value BuildKit refuses when it checks the stage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("Invalid signal: {0}")]
+    Signal(String),
+    #[error("invalid port: {raw:?}: {reason}")]
+    Port { raw: String, reason: PortProblem },
+}
+
+/// What is wrong with an EXPOSE item (docker's nat.ParsePortSpec wording).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortProblem {
+    #[error("no port specified")]
+    NoPort,
+    #[error("invalid proto: {0}")]
+    Proto(String),
+    #[error("invalid containerPort: {0}")]
+    ContainerPort(String),
+    #[error("invalid hostPort: {0}")]
+    HostPort(String),
+}
+
 /// `signal.ParseSignal`: a number, a name with or without `SIG`, or `RTMIN+n`.
-pub fn check_signal(s: &str) -> Result<(), String> {
+pub fn check_signal(s: &str) -> Result<(), ValueError> {
     if let Ok(n) = s.parse::<i64>() {
         return if n > 0 {
             Ok(())
         } else {
-            Err(format!("Invalid signal: {s}"))
+            Err(ValueError::Signal(s.to_string()))
         };
     }
     let up = s.to_ascii_uppercase();
@@ -123,7 +145,7 @@ pub fn check_signal(s: &str) -> Result<(), String> {
     {
         Ok(())
     } else {
-        Err(format!("Invalid signal: {s}"))
+        Err(ValueError::Signal(s.to_string()))
     }
 }
 
@@ -134,7 +156,7 @@ pub struct PortSpec {
     pub has_host_part: bool,
 }
 
-pub fn parse_port(raw: &str) -> Result<PortSpec, String> {
+pub fn parse_port(raw: &str) -> Result<PortSpec, ValueError> {
     let parts: Vec<&str> = raw.split(':').collect();
     let (ip, host, container) = match parts.as_slice() {
         [c] => ("", "", *c),
@@ -143,24 +165,27 @@ pub fn parse_port(raw: &str) -> Result<PortSpec, String> {
         [] => ("", "", ""),
     };
     let (port, proto) = container.split_once('/').unwrap_or((container, ""));
-    let wrap = |e: String| format!("invalid port: {raw:?}: {e}");
+    let wrap = |reason| ValueError::Port {
+        raw: raw.to_string(),
+        reason,
+    };
     if port.is_empty() {
-        return Err(wrap("no port specified".into()));
+        return Err(wrap(PortProblem::NoPort));
     }
     if !matches!(
         proto.to_ascii_lowercase().as_str(),
         "" | "tcp" | "udp" | "sctp"
     ) {
-        return Err(wrap(format!("invalid proto: {proto}")));
+        return Err(wrap(PortProblem::Proto(proto.to_string())));
     }
     let range = |r: &str| -> Option<(u32, u32)> {
         let (a, b) = r.split_once('-').unwrap_or((r, r));
         let (a, b) = (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?);
         (a <= 65535 && b <= 65535 && a <= b).then_some((a, b))
     };
-    range(port).ok_or_else(|| wrap(format!("invalid containerPort: {port}")))?;
+    range(port).ok_or_else(|| wrap(PortProblem::ContainerPort(port.to_string())))?;
     if !host.is_empty() {
-        range(host).ok_or_else(|| wrap(format!("invalid hostPort: {host}")))?;
+        range(host).ok_or_else(|| wrap(PortProblem::HostPort(host.to_string())))?;
     }
     Ok(PortSpec {
         proto_is_lower: proto == proto.to_ascii_lowercase(),

@@ -6,6 +6,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use super::cache_dirs::open_cache;
+use super::error::RunMountError;
 use super::plan::{Planned, Resolved};
 use crate::exec::MountSpec;
 
@@ -25,7 +26,7 @@ pub fn activate(
     resolved: Resolved,
     scratch: &Path,
     on_wait: &mut dyn FnMut(&str),
-) -> Result<Active, String> {
+) -> Result<Active, RunMountError> {
     let mut active = Active {
         specs: Vec::new(),
         env: Vec::new(),
@@ -45,7 +46,10 @@ pub fn activate(
                 gid,
             } => {
                 let (dir, lock) = open_cache(root, &name, &id, &sharing, (mode, uid, gid), on_wait)
-                    .map_err(|e| format!("cache mount {id:?}: {e}"))?;
+                    .map_err(|source| RunMountError::CacheOpen {
+                        id: id.clone(),
+                        source,
+                    })?;
                 active._locks.push(lock);
                 active.specs.push(MountSpec::Bind {
                     source: dir,
@@ -89,7 +93,7 @@ pub fn activate(
                 let (upper, work) = throwaway(scratch, i)?;
                 if lowerdirs.is_empty() {
                     let empty = scratch.join(format!("mount-{i}-empty"));
-                    fs::create_dir_all(&empty).map_err(|e| e.to_string())?;
+                    fs::create_dir_all(&empty).map_err(RunMountError::EmptyLower)?;
                     lowerdirs.push(empty);
                 }
                 active.specs.push(MountSpec::Overlay {
@@ -141,11 +145,14 @@ pub fn activate(
     Ok(active)
 }
 
-fn throwaway(scratch: &Path, i: usize) -> Result<(PathBuf, PathBuf), String> {
+fn throwaway(scratch: &Path, i: usize) -> Result<(PathBuf, PathBuf), RunMountError> {
     let upper = scratch.join(format!("mount-{i}-upper"));
     let work = scratch.join(format!("mount-{i}-work"));
     for d in [&upper, &work] {
-        fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+        fs::create_dir_all(d).map_err(|source| RunMountError::Create {
+            path: d.clone(),
+            source,
+        })?;
     }
     Ok((upper, work))
 }

@@ -12,6 +12,8 @@ use store::dir_lock::{
     allocated_bytes, allocated_bytes_inside, lock_dir, try_lock_dir, FlockOperation,
 };
 
+use super::error::RunMountError;
+
 /// `ROOT/cache-mounts`: every cache mount's directories. Nothing else lives there.
 pub fn cache_mounts_dir(root: &Path) -> PathBuf {
     store::Layout::new(root).cache_mounts_dir()
@@ -54,11 +56,9 @@ pub fn remove_all(root: &Path) -> io::Result<u64> {
 }
 
 /// An `id=` names a directory under ROOT/cache-mounts: no `/`, no `..`, not empty.
-pub fn check_cache_id(id: &str) -> Result<(), String> {
+pub fn check_cache_id(id: &str) -> Result<(), RunMountError> {
     if id.is_empty() || id == "." || id.contains('/') || id.contains("..") || id.contains('\0') {
-        return Err(format!(
-            "invalid cache mount id {id:?}: it may not be empty or contain '/' or '..'"
-        ));
+        return Err(RunMountError::CacheId(id.to_string()));
     }
     Ok(())
 }

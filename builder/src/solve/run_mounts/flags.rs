@@ -11,10 +11,25 @@ pub enum SecretSource {
     Env(String),
 }
 
+/// A `--secret` or `--ssh` value not in buildx's form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MountFlagError {
+    #[error("invalid --secret {flag:?}: {field:?} is not KEY=VALUE")]
+    SecretField { flag: String, field: String },
+    #[error("invalid --secret {flag:?}: unexpected key {key:?}")]
+    SecretKey { flag: String, key: String },
+    #[error("invalid --secret {0:?}: id= is required")]
+    SecretId(String),
+    #[error("invalid --ssh {0:?}: no socket given and SSH_AUTH_SOCK is not set")]
+    SshNoSocket(String),
+    #[error("invalid --ssh {0:?}: want ID[=SOCKET]")]
+    Ssh(String),
+}
+
 /// `--secret id=ID[,src=FILE|,env=VAR][,type=file|env]`, as `docker buildx build` takes it.
 /// With only an id, the value comes from the environment variable of that name when set,
 /// else from a file of that name (buildx's rule).
-pub fn parse_secret_flag(flag: &str) -> Result<(String, SecretSource), String> {
+pub fn parse_secret_flag(flag: &str) -> Result<(String, SecretSource), MountFlagError> {
     let mut id = None;
     let mut src = None;
     let mut env = None;
@@ -22,18 +37,26 @@ pub fn parse_secret_flag(flag: &str) -> Result<(String, SecretSource), String> {
     for field in flag.split(',') {
         let (k, v) = field
             .split_once('=')
-            .ok_or_else(|| format!("invalid --secret {flag:?}: {field:?} is not KEY=VALUE"))?;
+            .ok_or_else(|| MountFlagError::SecretField {
+                flag: flag.to_string(),
+                field: field.to_string(),
+            })?;
         match k.to_ascii_lowercase().as_str() {
             "id" => id = Some(v.to_string()),
             "src" | "source" => src = Some(v.to_string()),
             "env" => env = Some(v.to_string()),
             "type" if v == "file" || v == "env" => kind = Some(v.to_string()),
-            _ => return Err(format!("invalid --secret {flag:?}: unexpected key {k:?}")),
+            _ => {
+                return Err(MountFlagError::SecretKey {
+                    flag: flag.to_string(),
+                    key: k.to_string(),
+                })
+            }
         }
     }
     let id = match id.or_else(|| src.clone()).or_else(|| env.clone()) {
         Some(id) if !id.is_empty() => id,
-        _ => return Err(format!("invalid --secret {flag:?}: id= is required")),
+        _ => return Err(MountFlagError::SecretId(flag.to_string())),
     };
     let source = match (kind.as_deref(), src, env) {
         (Some("env"), Some(v), _) | (_, None, Some(v)) => SecretSource::Env(v),
@@ -46,20 +69,16 @@ pub fn parse_secret_flag(flag: &str) -> Result<(String, SecretSource), String> {
 }
 
 /// `--ssh default|ID[=SOCKET]`: without a socket, `$SSH_AUTH_SOCK`.
-pub fn parse_ssh_flag(flag: &str) -> Result<(String, PathBuf), String> {
+pub fn parse_ssh_flag(flag: &str) -> Result<(String, PathBuf), MountFlagError> {
     let (id, path) = match flag.split_once('=') {
         Some((id, p)) => (id.to_string(), PathBuf::from(p)),
         None => match std::env::var_os("SSH_AUTH_SOCK") {
             Some(p) => (flag.to_string(), PathBuf::from(p)),
-            None => {
-                return Err(format!(
-                    "invalid --ssh {flag:?}: no socket given and SSH_AUTH_SOCK is not set"
-                ))
-            }
+            None => return Err(MountFlagError::SshNoSocket(flag.to_string())),
         },
     };
     if id.is_empty() || path.as_os_str().is_empty() {
-        return Err(format!("invalid --ssh {flag:?}: want ID[=SOCKET]"));
+        return Err(MountFlagError::Ssh(flag.to_string()));
     }
     Ok((id, path))
 }

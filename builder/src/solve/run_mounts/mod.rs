@@ -19,10 +19,12 @@
 
 mod activate;
 mod cache_dirs;
+mod error;
 mod flags;
 mod plan;
 
 pub use activate::{activate, Active};
 pub use cache_dirs::{remove_all, usage};
-pub use flags::{parse_secret_flag, parse_ssh_flag, SecretSource, Secrets};
+pub use error::RunMountError;
+pub use flags::{parse_secret_flag, parse_ssh_flag, MountFlagError, SecretSource, Secrets};
 pub use plan::{resolve, Resolved};

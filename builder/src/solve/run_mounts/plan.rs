@@ -7,6 +7,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use super::cache_dirs::{check_cache_id, encode_name};
+use super::error::RunMountError;
 use super::flags::SecretSource;
 use crate::copy::{self, CopyOptions, DirTree};
 use crate::dockerfile::mount::{parse_mount, Mount, MountType};
@@ -76,7 +77,7 @@ pub fn resolve(
     done: &[Option<StageResult>],
     named: &BTreeMap<String, StageResult>,
     ctx: &mut Context,
-) -> Result<Resolved, String> {
+) -> Result<Resolved, RunMountError> {
     let env = state.expand_env();
     let workdir = if state.config.config.working_dir.is_empty() {
         "/".to_string()
@@ -87,9 +88,7 @@ pub fn resolve(
     let mut key = Vec::new();
     let mut ssh_count = 0;
     for spec in specs {
-        let mut expand = |w: &str| {
-            crate::dockerfile::expand_word(w, &env, state.escape).map_err(|e| e.to_string())
-        };
+        let mut expand = |w: &str| crate::dockerfile::expand_word(w, &env, state.escape);
         let m = parse_mount(spec, &mut expand)?;
         let target = m.target.as_deref().map(|t| {
             let t = if t.starts_with('/') {
@@ -102,7 +101,7 @@ pub fn resolve(
         let planned = match m.kind {
             MountType::Cache => cache_mount(&m, target)?,
             MountType::Tmpfs => Planned::Tmpfs {
-                target: target.ok_or("tmpfs mount needs a target")?,
+                target: target.ok_or(RunMountError::NoTarget("tmpfs"))?,
                 size: m.size.as_deref().map(parse_size).transpose()?,
             },
             MountType::Bind => bind_mount(run, &m, target, done, named, ctx, &mut key)?,
@@ -120,11 +119,7 @@ pub fn resolve(
                         socket: socket.clone(),
                         target,
                     },
-                    None if m.required => {
-                        return Err(format!(
-                            "no SSH key {id:?} forwarded from the client: pass --ssh {id}[=SOCKET]"
-                        ))
-                    }
+                    None if m.required => return Err(RunMountError::NoSshKey(id)),
                     None => continue,
                 }
             }
@@ -169,11 +164,11 @@ fn describe(m: &Mount, p: &Planned) -> String {
     }
 }
 
-fn cache_mount(m: &Mount, target: Option<String>) -> Result<Planned, String> {
-    let target = target.ok_or("cache mount needs a target")?;
+fn cache_mount(m: &Mount, target: Option<String>) -> Result<Planned, RunMountError> {
+    let target = target.ok_or(RunMountError::NoTarget("cache"))?;
     if m.from.is_some() || m.source.is_some() {
         // TODO(features): seeding a cache mount from a stage (from=, source=).
-        return Err("cache mounts with from= or source= are not supported yet".into());
+        return Err(RunMountError::CacheFrom);
     }
     let id = match &m.id {
         Some(id) => {
@@ -195,7 +190,7 @@ fn cache_mount(m: &Mount, target: Option<String>) -> Result<Planned, String> {
 }
 
 /// `64m`, `1g`, `4096`: bytes (go-units RAMInBytes, binary multiples).
-fn parse_size(s: &str) -> Result<u64, String> {
+fn parse_size(s: &str) -> Result<u64, RunMountError> {
     let lower = s.trim().to_ascii_lowercase();
     let lower = lower.trim_end_matches('b').trim_end_matches('i');
     let (num, mult) = match lower.chars().last() {
@@ -209,34 +204,36 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok()
         .filter(|n| *n >= 0.0)
         .map(|n| (n * mult as f64) as u64)
-        .ok_or_else(|| format!("invalid tmpfs size {s:?}"))
+        .ok_or_else(|| RunMountError::TmpfsSize(s.to_string()))
 }
 
 fn secret_mount(
     run: &BuildRun,
     m: &Mount,
     target: Option<String>,
-) -> Result<Option<Planned>, String> {
+) -> Result<Option<Planned>, RunMountError> {
     let id = match (&m.id, &target) {
         (Some(id), _) => id.clone(),
         (None, Some(t)) => t.rsplit('/').next().unwrap_or_default().to_string(),
-        (None, None) => return Err("secret mount needs an id or a target".into()),
+        (None, None) => return Err(RunMountError::SecretId),
     };
     let data = match run.build.opts.secrets.get(&id) {
-        None if m.required => {
-            return Err(format!(
-                "secret {id:?} is required but was not provided: pass --secret id={id},src=FILE"
-            ))
-        }
+        None if m.required => return Err(RunMountError::SecretMissing(id)),
         None => return Ok(None),
-        Some(SecretSource::File(path)) => fs::read(path)
-            .map_err(|e| format!("reading secret {id:?} from {}: {e}", path.display()))?,
+        Some(SecretSource::File(path)) => {
+            fs::read(path).map_err(|source| RunMountError::SecretRead {
+                id: id.clone(),
+                path: path.clone(),
+                source,
+            })?
+        }
         Some(SecretSource::Env(var)) => match std::env::var_os(var) {
             Some(v) => std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec(),
             None => {
-                return Err(format!(
-                    "secret {id:?}: environment variable {var} is not set"
-                ))
+                return Err(RunMountError::SecretEnv {
+                    id,
+                    var: var.clone(),
+                })
             }
         },
     };
@@ -264,20 +261,30 @@ fn bind_mount(
     named: &BTreeMap<String, StageResult>,
     ctx: &mut Context,
     key: &mut Vec<String>,
-) -> Result<Planned, String> {
-    let target = target.ok_or("bind mount needs a target")?;
+) -> Result<Planned, RunMountError> {
+    let target = target.ok_or(RunMountError::NoTarget("bind"))?;
     let source = m.source.clone().unwrap_or_else(|| ".".to_string());
-    let rel = copy::clean_rel(&source).ok_or_else(|| {
-        format!("bind source {source:?} is outside of its stage or the build context")
-    })?;
+    let rel = copy::clean_rel(&source).ok_or_else(|| RunMountError::BindOutside(source.clone()))?;
+    let lookup = |place: String| {
+        let path = source.clone();
+        move |source| RunMountError::BindLookup {
+            path,
+            place,
+            source,
+        }
+    };
+    let not_found = |place: String| RunMountError::BindNotFound {
+        path: source.clone(),
+        place,
+    };
     let is_readonly = m.readonly;
     let Some(from) = &m.from else {
         // Resolved as COPY resolves its sources: inside the context, never out of it.
         let context = UnionFs::new(vec![ctx.root.clone()]);
         let resolved = context
             .resolve_path(&rel)
-            .map_err(|e| format!("bind source {source:?} in the build context: {e}"))?
-            .ok_or_else(|| format!("bind source {source:?} not found in the build context"))?;
+            .map_err(lookup("in the build context".into()))?
+            .ok_or_else(|| not_found("in the build context".into()))?;
         let canonical = ctx.root.join(&resolved);
         // The content of what is bound is part of the key, as for COPY.
         let fingerprint = {
@@ -291,12 +298,9 @@ fn bind_mount(
             } else {
                 rel.clone()
             };
-            copy::plan(&tree, &[src], "/m/", true, &CopyOptions::default())
-                .map_err(|e| e.to_string())?
+            copy::plan(&tree, &[src], "/m/", true, &CopyOptions::default())?
         };
-        let fp = fingerprint
-            .fingerprint(&mut |p| ctx.digest(p))
-            .map_err(|e| e.to_string())?;
+        let fp = fingerprint.fingerprint(&mut |p| ctx.digest(p))?;
         key.push(format!("bind-context {rel} {fp}"));
         return Ok(Planned::HostBind {
             source: canonical,
@@ -314,22 +318,25 @@ fn bind_mount(
         }
         None => {
             let r =
-                store::Reference::parse(from).map_err(|e| format!("--mount from={from}: {e}"))?;
+                store::Reference::parse(from).map_err(|source| RunMountError::FromReference {
+                    from: from.clone(),
+                    source,
+                })?;
             let (manifest, image) = run
                 .leased_image(&r, run.build.platform, &run.build.dockerfile.file_name)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| RunMountError::From(Box::new(e)))?;
             (image.layers, manifest.to_string())
         }
     };
-    let lowerdirs = steps::lowerdirs(run, &layers).map_err(|e| e.to_string())?;
+    let lowerdirs = steps::lowerdirs(run, &layers).map_err(|e| RunMountError::From(Box::new(e)))?;
     let union = UnionFs::new(lowerdirs.clone());
     let subpath = union
         .resolve_path(&rel)
-        .map_err(|e| format!("bind source {source:?} from {from}: {e}"))?
-        .ok_or_else(|| format!("bind source {source:?} not found in {from}"))?;
+        .map_err(lookup(format!("from {from}")))?
+        .ok_or_else(|| not_found(format!("in {from}")))?;
     let is_dir = union
         .lookup(&format!("/{subpath}"))
-        .map_err(|e| e.to_string())?
+        .map_err(RunMountError::BindStat)?
         .is_some_and(|f| f.metadata.is_dir())
         || subpath.is_empty();
     key.push(format!("bind-from {from_key} {subpath}"));

@@ -3,7 +3,7 @@
 //!
 //! Each handler applies its instruction to the stage and returns the history text BuildKit
 //! writes for it (`crate::solve::history_text`); the dispatcher moves the cache key with that
-//! text and records an empty-layer history entry. An `Err` is the message of a step error.
+//! text and records an empty-layer history entry. An `Err` is the cause of a step error.
 //! Words are expanded with the variables from before the instruction: `ENV A=1 B=$A` sees
 //! the old `A`, as in docker.
 
@@ -14,11 +14,12 @@ use crate::dockerfile::{expand_word, expand_words, ArgDef, Healthcheck, KeyValue
 use crate::image::{Empty, HealthConfig};
 use crate::solve::history_text;
 use crate::solve::state::StageState;
+use crate::solve::StepError;
 
-type Text = Result<String, String>;
+type Text = Result<String, StepError>;
 
 fn word(env: &[(String, String)], escape: char, w: &str) -> Text {
-    expand_word(w, env, escape).map_err(|e| e.to_string())
+    Ok(expand_word(w, env, escape)?)
 }
 
 pub(super) fn env(state: &mut StageState, pairs: &[KeyValue]) -> Text {
@@ -85,7 +86,7 @@ pub(super) fn expose(state: &mut StageState, ports: &[String]) -> Text {
     let env = state.expand_env();
     let mut added = Vec::new();
     for p in ports {
-        for spec in expand_words(p, &env, state.escape).map_err(|e| e.to_string())? {
+        for spec in expand_words(p, &env, state.escape)? {
             added.extend(port_specs(&spec)?);
         }
     }
@@ -98,9 +99,9 @@ pub(super) fn expose(state: &mut StageState, ports: &[String]) -> Text {
 
 /// EXPOSE's port specs as docker parses them: `80` is `80/tcp`, `8000-8002/udp` is three
 /// ports.
-fn port_specs(spec: &str) -> Result<Vec<String>, String> {
+fn port_specs(spec: &str) -> Result<Vec<String>, StepError> {
     let (ports, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
-    let bad = || format!("invalid port spec {spec:?}");
+    let bad = || StepError::PortSpec(spec.to_string());
     let port = |p: &str| p.parse::<u16>().map_err(|_| bad());
     let (start, end) = match ports.split_once('-') {
         Some((a, b)) => (port(a)?, port(b)?),
@@ -257,7 +258,7 @@ mod tests {
         assert_eq!(text, "EXPOSE map[80/tcp:{} 8000/udp:{} 8001/udp:{}]");
         assert_eq!(s.config.config.exposed_ports.len(), 3);
         let err = expose(&mut s, &["9-8".into()]).unwrap_err();
-        assert_eq!(err, "invalid port spec \"9-8\"");
+        assert_eq!(err.to_string(), "invalid port spec \"9-8\"");
     }
 
     #[test]

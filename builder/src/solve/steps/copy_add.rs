@@ -8,12 +8,11 @@ use crate::cache::CacheKey;
 use crate::copy::{self, CopyOptions, CopyPlan, DirTree};
 use crate::dockerfile::{expand_word, Instruction};
 use crate::layers::{commit_layer, is_archive, retar_under, LayerError};
-use crate::remote::error_chain;
 use crate::rootfs::UnionFs;
 use crate::solve::cache_hit::{add_layer, cache_hit, Origin};
 use crate::solve::context::{sha256_file, Context};
 use crate::solve::state::{now_or_epoch, BuildRun, StageResult, StageState};
-use crate::solve::{copy_flags, fetch, stage_ref, BuildError, Result};
+use crate::solve::{copy_flags, fetch, stage_ref, BuildError, Result, StepError};
 
 /// What COPY and ADD share; ADD alone fetches URLs and git and extracts archives.
 pub(super) struct CopySpec<'a> {
@@ -78,14 +77,14 @@ pub(super) fn copy_step(
     let name = if spec.is_add { "ADD" } else { "COPY" };
     let env = state.expand_env();
     let location = run.location(inst.span.start);
-    let e = |message: String| BuildError::Step {
+    let e = |source: StepError| BuildError::Step {
         location: location.clone(),
         span: inst.span,
-        message,
+        source: Box::new(source),
     };
     let mut srcs: Vec<String> = Vec::new();
     for s in spec.srcs {
-        srcs.push(expand_word(s, &env, state.escape).map_err(|x| e(error_chain(&x)))?);
+        srcs.push(expand_word(s, &env, state.escape).map_err(|x| e(x.into()))?);
     }
     // ADD of URLs and git repositories (fetch.rs); the rest are local sources.
     let (gits, urls): (Vec<String>, Vec<String>) = if spec.is_add {
@@ -100,9 +99,9 @@ pub(super) fn copy_step(
         (Vec::new(), Vec::new())
     };
     if spec.checksum.is_some() && (urls.len() != 1 || !gits.is_empty() || !srcs.is_empty()) {
-        return Err(e("ADD --checksum needs exactly one http(s) source".into()));
+        return Err(e(StepError::ChecksumSources));
     }
-    let dest = expand_word(spec.dest, &env, state.escape).map_err(|x| e(error_chain(&x)))?;
+    let dest = expand_word(spec.dest, &env, state.escape).map_err(|x| e(x.into()))?;
     let workdir = if state.config.config.working_dir.is_empty() {
         "/".to_string()
     } else {
@@ -123,8 +122,8 @@ pub(super) fn copy_step(
     let chown = match spec.chown {
         None => None,
         Some(c) => {
-            let c = expand_word(c, &env, state.escape).map_err(|x| e(error_chain(&x)))?;
-            Some(resolve_chown(&below, &c).map_err(e)?)
+            let c = expand_word(c, &env, state.escape).map_err(|x| e(x.into()))?;
+            Some(resolve_chown(&below, &c).map_err(|x| e(x.into()))?)
         }
     };
     let chmod_flag = match spec.chmod {
@@ -139,7 +138,7 @@ pub(super) fn copy_step(
     let dest_is_dir = !spec.link && below.is_dir(&dest_abs).unwrap_or(false);
     let source_count = srcs.len() + urls.len() + gits.len() + spec.heredocs.len();
     if source_count > 1 && !dest_abs.ends_with('/') && !dest_is_dir {
-        return Err(e(copy::CopyError::DestinationNotDir.to_string()));
+        return Err(e(copy::CopyError::DestinationNotDir.into()));
     }
     let opts = CopyOptions {
         chown,
@@ -152,7 +151,7 @@ pub(super) fn copy_step(
     let from_union = match spec.from {
         None => None,
         Some(from) => {
-            let from = expand_word(from, &env, state.escape).map_err(|x| e(error_chain(&x)))?;
+            let from = expand_word(from, &env, state.escape).map_err(|x| e(x.into()))?;
             let stage = stage_ref(run.build.dockerfile, &from, usize::MAX)
                 .and_then(|i| done.get(i).cloned().flatten());
             let named = run.named_context(&from).cloned();
@@ -162,8 +161,12 @@ pub(super) fn copy_step(
                     run.named_context_result(&from, &context, inst.span)?.layers
                 }
                 (None, None) => {
-                    let r = store::Reference::parse(&from)
-                        .map_err(|x| e(format!("COPY --from={from}: {x}")))?;
+                    let r = store::Reference::parse(&from).map_err(|source| {
+                        e(StepError::FromReference {
+                            from: from.clone(),
+                            source,
+                        })
+                    })?;
                     let manifest =
                         run.resolve_image(&r, run.build.platform, &run.location(inst.span.start))?;
                     run.build.store.image(&manifest)?.layers
@@ -197,7 +200,7 @@ pub(super) fn copy_step(
         let archive = match copy::clean_rel(s) {
             Some(rel) if spec.is_add && from_union.is_none() => tree
                 .stat_follow(&rel)
-                .map_err(|x| e(format!("reading {s}: {x}")))?
+                .map_err(|x| e(StepError::io("reading", s)(x)))?
                 .filter(|(real, meta)| meta.is_file() && is_archive(real).unwrap_or(false))
                 .map(|(real, _)| real),
             _ => None,
@@ -212,7 +215,7 @@ pub(super) fn copy_step(
     } else if spec.parents {
         copy_flags::plan_parents(tree, &plain, &dest_abs, &opts).map_err(e)?
     } else {
-        copy::plan(tree, &plain, &dest_abs, dest_is_dir, &opts).map_err(|x| e(error_chain(&x)))?
+        copy::plan(tree, &plain, &dest_abs, dest_is_dir, &opts).map_err(|x| e(x.into()))?
     };
     drop(excluding);
     let scratch = copy_flags::Scratch(
@@ -237,8 +240,8 @@ pub(super) fn copy_step(
     let mut downloads = Vec::new();
     for url in &urls {
         let root = run.build.store.layout().root();
-        let got =
-            fetch::download(root, url, spec.checksum, &run.build.opts.build_args).map_err(e)?;
+        let got = fetch::download(root, url, spec.checksum, &run.build.opts.build_args)
+            .map_err(|x| e(x.into()))?;
         copy_flags::add_file(
             &mut plan,
             got.path.clone(),
@@ -254,7 +257,7 @@ pub(super) fn copy_step(
     }
     let mut git_commits = Vec::new();
     for g in &gits {
-        git_commits.push(fetch::git_resolve(g).map_err(e)?);
+        git_commits.push(fetch::git_resolve(g).map_err(|x| e(x.into()))?);
     }
     if let Some(c) = &chmod_flag {
         for item in plan.items.values_mut() {
@@ -270,10 +273,10 @@ pub(super) fn copy_step(
     let archive_dir = copy::clean_abs(&dest_abs);
     if !archives.is_empty() && !archive_dir.is_empty() && !plan.items.contains_key(&archive_dir) {
         plan.add_dir(&archive_dir, &below_for_parents, &opts)
-            .map_err(|x| e(error_chain(&x)))?;
+            .map_err(|x| e(x.into()))?;
     }
     plan.add_parents(&below_for_parents, &opts)
-        .map_err(|x| e(error_chain(&x)))?;
+        .map_err(|x| e(x.into()))?;
     drop(dir_tree);
     let mut content = |p: &Path| {
         if from_union.is_none() && p.starts_with(&ctx.root) {
@@ -282,9 +285,7 @@ pub(super) fn copy_step(
             sha256_file(p)
         }
     };
-    let mut fingerprint = plan
-        .fingerprint(&mut content)
-        .map_err(|x| e(error_chain(&x)))?;
+    let mut fingerprint = plan.fingerprint(&mut content).map_err(|x| e(x.into()))?;
     for (g, commit) in gits.iter().zip(&git_commits) {
         fingerprint.push_str(&format!(" git:{g}@{commit}:{}", spec.keep_git_dir));
     }
@@ -294,7 +295,7 @@ pub(super) fn copy_step(
     for a in &archives {
         fingerprint.push_str(&format!(
             " archive:{}",
-            sha256_file(a).map_err(|x| e(format!("reading {}: {x}", a.display())))?
+            sha256_file(a).map_err(|x| e(StepError::io("reading", a)(x)))?
         ));
     }
     let created_by = format!("{name} {} {} # buildkit", srcs.join(" "), dest);
@@ -326,7 +327,8 @@ pub(super) fn copy_step(
     }
     let mut checkouts = Vec::new();
     for (g, commit) in gits.iter().zip(&git_commits) {
-        let co = fetch::git_checkout(g, commit, spec.keep_git_dir, &scratch.0).map_err(e)?;
+        let co = fetch::git_checkout(g, commit, spec.keep_git_dir, &scratch.0)
+            .map_err(|x| e(x.into()))?;
         let tree = DirTree {
             root: co.dir.clone(),
             is_excluded: &|_| false,
@@ -337,8 +339,7 @@ pub(super) fn copy_step(
             co.subdir.clone()
         };
         let dir_dest = format!("{}/", dest_abs.trim_end_matches('/'));
-        let mut p =
-            copy::plan(&tree, &[src], &dir_dest, true, &opts).map_err(|x| e(error_chain(&x)))?;
+        let mut p = copy::plan(&tree, &[src], &dir_dest, true, &opts).map_err(|x| e(x.into()))?;
         if let Some(c) = &chmod_flag {
             for item in p.items.values_mut() {
                 item.mode = copy_flags::apply_chmod(c, item.mode, item.kind == copy::ItemKind::Dir);
@@ -349,44 +350,42 @@ pub(super) fn copy_step(
     }
     if !checkouts.is_empty() {
         plan.add_parents(&below_for_parents, &opts)
-            .map_err(|x| e(error_chain(&x)))?;
+            .map_err(|x| e(x.into()))?;
     }
     let archive_dest = dest_abs.clone();
     let layer = commit_layer(
         run.build.store,
         run.build.lease,
-        |w: &mut dyn std::io::Write| -> std::result::Result<(), String> {
+        |w: &mut dyn std::io::Write| -> std::result::Result<(), StepError> {
             if archives.is_empty() {
-                plan.write_tar(w).map_err(|x| error_chain(&x))?;
+                plan.write_tar(w)?;
                 return Ok(());
             }
             // Entries of the plan first, then each archive's entries re-rooted under dest; a
             // tar reader takes the concatenation once the end-of-archive blocks between are cut.
             let mut buf = Vec::new();
             if !plan.items.is_empty() {
-                plan.write_tar(&mut buf).map_err(|x| error_chain(&x))?;
+                plan.write_tar(&mut buf)?;
                 buf.truncate(buf.len().saturating_sub(1024));
-                w.write_all(&buf).map_err(|x| error_chain(&x))?;
+                w.write_all(&buf).map_err(StepError::Tree)?;
             }
             for (i, a) in archives.iter().enumerate() {
-                let f = crate::rootfs::open_nofollow(a)
-                    .map_err(|x| format!("opening {}: {x}", a.display()))?;
+                let f = crate::rootfs::open_nofollow(a).map_err(StepError::io("opening", a))?;
                 let mut out = Vec::new();
-                retar_under(f, &archive_dest, &mut out)
-                    .map_err(|x| format!("extracting {}: {x}", a.display()))?;
+                retar_under(f, &archive_dest, &mut out).map_err(StepError::io("extracting", a))?;
                 if i + 1 < archives.len() {
                     out.truncate(out.len().saturating_sub(1024));
                 }
-                w.write_all(&out).map_err(|x| error_chain(&x))?;
+                w.write_all(&out).map_err(StepError::Tree)?;
             }
             Ok(())
         },
     )
     .map_err(|x| {
         e(match x {
-            LayerError::Write(message) => message,
-            LayerError::Store(source) => error_chain(&source),
-            LayerError::Io(source) => format!("writing layer: {source}"),
+            LayerError::Write(step) => step,
+            LayerError::Store(source) => StepError::Store(source),
+            LayerError::Io(source) => StepError::LayerIo(source),
         })
     })?;
     drop(checkouts);

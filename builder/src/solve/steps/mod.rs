@@ -22,6 +22,7 @@ use store::LayerRef;
 use crate::cache::CacheKey;
 use crate::dockerfile::{Command, Instruction, ShellOrExec};
 use crate::exec;
+use crate::exec::user::UserError;
 use crate::progress::StepInfo;
 use crate::rootfs::UnionFs;
 use crate::solve::context::Context;
@@ -74,7 +75,7 @@ pub fn dispatch(
         Command::Healthcheck(h) => c::healthcheck(state, h),
         Command::Maintainer(m) => c::maintainer(state, m),
     }
-    .map_err(|m| run.step_error(inst, m))?;
+    .map_err(|e| run.step_error(inst, e))?;
     record_config_step(run, state, &history_text);
     Ok(Outcome::Done)
 }
@@ -109,7 +110,7 @@ pub fn lowerdirs(run: &BuildRun, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
 }
 
 /// `--chown=user[:group]` to numbers, looked up in the image's /etc/passwd and /etc/group.
-fn resolve_chown(root: &UnionFs, spec: &str) -> std::result::Result<(u32, u32), String> {
+fn resolve_chown(root: &UnionFs, spec: &str) -> std::result::Result<(u32, u32), UserError> {
     let read = |p: &str| {
         root.read(p)
             .ok()
@@ -117,7 +118,6 @@ fn resolve_chown(root: &UnionFs, spec: &str) -> std::result::Result<(u32, u32), 
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     };
-    let user = exec::user::resolve(spec, &read("/etc/passwd"), &read("/etc/group"))
-        .map_err(|e| e.to_string())?;
+    let user = exec::user::resolve(spec, &read("/etc/passwd"), &read("/etc/group"))?;
     Ok((user.uid, user.gid))
 }

@@ -11,11 +11,10 @@ use crate::dockerfile::{Instruction, ShellOrExec};
 use crate::exec::{self, RunSpec};
 use crate::layers::commit_layer;
 use crate::progress::StepInfo;
-use crate::remote::error_chain;
 use crate::solve::cache_hit::{add_layer, cache_hit, chain_of, Origin};
 use crate::solve::context::Context;
 use crate::solve::state::{BuildRun, StageResult, StageState};
-use crate::solve::{heredocs, run_mounts, BuildError, Result};
+use crate::solve::{heredocs, run_mounts, BuildError, Result, StepError};
 
 fn json(v: Option<&Vec<String>>) -> String {
     serde_json::to_string(&v.cloned().unwrap_or_default()).unwrap_or_default()
@@ -33,17 +32,11 @@ pub(super) fn run_step(
     if r.security == Some(crate::dockerfile::SecurityMode::Insecure)
         && !run.build.opts.allow_insecure
     {
-        return Err(run.step_error(
-            inst,
-            "RUN --security=insecure is not allowed: pass --allow security.insecure".into(),
-        ));
+        return Err(run.step_error(inst, StepError::InsecureNotAllowed));
     }
     if r.network == Some(crate::dockerfile::NetworkMode::Host) && !run.build.opts.allow_network_host
     {
-        return Err(run.step_error(
-            inst,
-            "RUN --network=host is not allowed: pass --allow network.host".into(),
-        ));
+        return Err(run.step_error(inst, StepError::NetworkHostNotAllowed));
     }
     // `--mount=from=NAME` of a named context that is no stage: made ready here, since a
     // directory context may build its layer.
@@ -64,7 +57,7 @@ pub(super) fn run_step(
         }
     }
     let mounts = run_mounts::resolve(run, state, &r.mounts, done, &named, ctx)
-        .map_err(|m| run.step_error(inst, m))?;
+        .map_err(|e| run.step_error(inst, e))?;
     let script = match (&r.cmd, r.heredocs.is_empty()) {
         (_, true) => None,
         (ShellOrExec::Shell(line), false) => Some(heredocs::run_script(
@@ -73,7 +66,7 @@ pub(super) fn run_step(
             &r.heredocs,
         )),
         (ShellOrExec::Exec(_), false) => {
-            return Err(run.step_error(inst, "RUN heredocs need the shell form".into()))
+            return Err(run.step_error(inst, StepError::HeredocExecForm))
         }
     };
     let argv = match &script {
@@ -126,17 +119,17 @@ pub(super) fn run_step(
         .snapshot_temp(store::layout::RUN_TEMP_PREFIX);
     let upper = scratch.join("fs");
     let work = scratch.join("work");
-    let io_err = |op: &str, p: &Path, e: std::io::Error| {
-        run.step_error(inst, format!("{op} {}: {e}", p.display()))
+    let io_err = |op: &'static str, p: &Path, e: std::io::Error| {
+        run.step_error(inst, StepError::io(op, p)(e))
     };
     std::fs::create_dir_all(&upper).map_err(|e| io_err("creating", &upper, e))?;
     std::fs::create_dir_all(&work).map_err(|e| io_err("creating", &work, e))?;
     let root = run.build.store.layout().root().to_path_buf();
     let mut waits = Vec::new();
     let active = run_mounts::activate(&root, mounts, &scratch, &mut |m| waits.push(m.to_string()))
-        .map_err(|m| {
+        .map_err(|e| {
             let _ = std::fs::remove_dir_all(&scratch);
-            run.step_error(inst, m)
+            run.step_error(inst, e)
         })?;
     let mut extra_mounts = active.specs.clone();
     if let Some((target, data)) = script.and_then(|s| s.file) {
@@ -220,7 +213,7 @@ pub(super) fn run_step(
         Ok(l) => l,
         Err(e) => {
             cleanup();
-            return Err(run.step_error(inst, format!("writing the layer: {}", error_chain(&e))));
+            return Err(run.step_error(inst, StepError::RunLayer(e)));
         }
     };
     let chain = chain_of(&state.layers, &layer);

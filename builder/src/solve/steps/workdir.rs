@@ -9,7 +9,7 @@ use crate::layers::commit_layer;
 use crate::rootfs::UnionFs;
 use crate::solve::cache_hit::{add_layer, cache_hit, Origin};
 use crate::solve::state::{now_or_epoch, BuildRun, StageState};
-use crate::solve::Result;
+use crate::solve::{Result, StepError};
 
 /// WORKDIR makes a layer for any directory but `/`, as BuildKit's mkdir does: the missing
 /// directories (owned by the current USER, as BuildKit creates them), or nothing when the
@@ -20,8 +20,8 @@ pub(super) fn workdir_step(
     inst: &Instruction,
     dir: &str,
 ) -> Result<Outcome> {
-    let dir = expand_word(dir, &state.expand_env(), state.escape)
-        .map_err(|e| run.step_error(inst, e.to_string()))?;
+    let dir =
+        expand_word(dir, &state.expand_env(), state.escape).map_err(|e| run.step_error(inst, e))?;
     let current = if state.config.config.working_dir.is_empty() {
         "/".to_string()
     } else {
@@ -44,12 +44,12 @@ pub(super) fn workdir_step(
     let union = UnionFs::new(lower);
     let exists = union
         .is_dir(path)
-        .map_err(|e| run.step_error(inst, format!("checking {path}: {e}")))?;
+        .map_err(|e| run.step_error(inst, StepError::io("checking", path)(e)))?;
     let user = state.config.config.user.clone();
     let owner = if user.is_empty() || exists {
         None
     } else {
-        Some(resolve_chown(&union, &user).map_err(|m| run.step_error(inst, m))?)
+        Some(resolve_chown(&union, &user).map_err(|e| run.step_error(inst, e))?)
     };
     let key_text = format!("{created_by}\0{user}\0{exists}");
     let key = CacheKey::for_step(&state.key, &key_text, &state.args, Some("mkdir"));
@@ -68,12 +68,12 @@ pub(super) fn workdir_step(
         dir.mtime = now_or_epoch(run.build.opts.source_date_epoch);
         plan.items.insert(dir.dest.clone(), dir);
         plan.add_parents(&union, &opts)
-            .map_err(|e| run.step_error(inst, e.to_string()))?;
+            .map_err(|e| run.step_error(inst, StepError::Tree(e)))?;
     }
     let layer = commit_layer(run.build.store, run.build.lease, |w| {
         plan.write_tar(w).map(|_| ())
     })
-    .map_err(|e| run.step_error(inst, e.to_string()))?;
+    .map_err(|e| run.step_error(inst, StepError::Layer(e)))?;
     add_layer(run, state, key, layer, &created_by, Origin::Built)?;
     Ok(Outcome::Done)
 }
