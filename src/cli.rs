@@ -322,7 +322,7 @@ pub struct BuildArgs {
     /// Cache import source (type=registry,ref=REF)
     #[arg(long = "cache-from")]
     pub cache_from: Vec<String>,
-    /// Target platform (os/arch[/variant]); only this host's platform, multi-platform builds are not supported yet
+    /// Target platform(s) (os/arch[/variant], comma-separated: several make one image index)
     #[arg(long = "platform", value_name = "PLATFORM")]
     pub platforms: Vec<String>,
     /// Output destination (type=local|tar|oci|docker|image|registry,dest=…; DIR; - for a tar on stdout)

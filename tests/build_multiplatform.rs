@@ -114,6 +114,7 @@ fn two_platforms_build_into_one_pushed_index() {
     let ctx = env.scratch.join("ctx");
     fs::create_dir_all(&ctx).expect("mkdir ctx");
     fs::write(ctx.join("Dockerfile"), DOCKERFILE).expect("write Dockerfile");
+    let images_before = images_bytes(&env);
     let reg = Registry::start(RegistryOptions::default());
     let tag = format!("{}/mp:1", reg.addr);
     let args = [
@@ -226,6 +227,241 @@ fn two_platforms_build_into_one_pushed_index() {
         second.cached_steps(),
         started,
         "second build fully cached:\n{second}"
+    );
+
+    kept_in_the_store(&env, &ctx, &tag, images_before);
+}
+
+/// `system df`'s Images size in bytes.
+fn images_bytes(env: &TestEnv) -> u64 {
+    let out = env.strata(&["system", "df", "--format", "json"]);
+    out.assert_ok();
+    out.stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON row"))
+        .find(|r| r["Type"] == "Images")
+        .and_then(|r| r["SizeBytes"].as_u64())
+        .unwrap_or_else(|| panic!("no Images row:\n{out}"))
+}
+
+/// The platforms of the index an OCI archive or layout holds, per `skopeo inspect --raw`.
+fn index_platforms(skopeo_ref: &str) -> Vec<String> {
+    let raw = util::run_tool("skopeo", &["inspect", "--raw", skopeo_ref]);
+    let index: serde_json::Value = serde_json::from_str(&raw).expect("index JSON");
+    assert_eq!(index["mediaType"], store::media_types::OCI_INDEX, "{index}");
+    index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| {
+            format!("{}/{}", m["platform"]["os"], m["platform"]["architecture"]).replace('"', "")
+        })
+        .collect()
+}
+
+/// After the pushed build (the same steps, all cached): the store keeps the index under
+/// its tags as one image; `images`, `inspect`, `history`, `save`, `-o`, FROM, GC and `rmi`
+/// treat it as one multi-platform image (issue 16).
+fn kept_in_the_store(env: &TestEnv, ctx: &std::path::Path, pushed: &str, images_before: u64) {
+    let both = ["linux/amd64", "linux/arm64"];
+    let refused = env.build(
+        ctx,
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-o",
+            "type=docker,dest=x.tar",
+        ],
+    );
+    assert_ne!(refused.status, Some(0), "{refused}");
+    assert!(
+        refused
+            .stderr
+            .contains("docker exporter does not currently support exporting manifest lists"),
+        "{refused}"
+    );
+
+    let files = env.scratch.join("files");
+    let oci = env.scratch.join("built-oci.tar");
+    let iid = env.scratch.join("iid");
+    let local = env.build(
+        ctx,
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            "mp-local:1",
+            "--iidfile",
+            &iid.to_string_lossy(),
+            "-o",
+            &format!("type=local,dest={}", files.display()),
+            "-o",
+            &format!("type=oci,dest={}", oci.display()),
+        ],
+    );
+    local.assert_ok();
+    for (dir, uname) in [("linux_amd64", "x86_64"), ("linux_arm64", "aarch64")] {
+        let arch = fs::read_to_string(files.join(dir).join("arch"))
+            .unwrap_or_else(|e| panic!("{dir}/arch: {e}\n{local}"));
+        assert_eq!(
+            arch.trim(),
+            uname,
+            "type=local writes one directory per platform"
+        );
+    }
+    assert_eq!(
+        index_platforms(&format!("oci-archive:{}", oci.display())),
+        both
+    );
+
+    // One image under both names: the index, whose id is its digest.
+    let index = env.manifest_digest("mp-local:1");
+    assert_eq!(
+        env.manifest_digest(pushed),
+        index,
+        "the pushed tag names the same index"
+    );
+    assert_eq!(fs::read_to_string(&iid).expect("iidfile").trim(), index);
+    let listed = env.strata(&[
+        "images",
+        "--no-trunc",
+        "--format",
+        "{{.Repository}}:{{.Tag}} {{.ID}}",
+    ]);
+    listed.assert_ok();
+    let rows: Vec<&str> = listed
+        .stdout
+        .lines()
+        .filter(|l| l.ends_with(&index))
+        .collect();
+    assert_eq!(rows.len(), 2, "one row per tag of the index:\n{listed}");
+    assert!(
+        !listed.stdout.contains("<none>"),
+        "no platform listed on its own:\n{listed}"
+    );
+
+    let inspect = env.strata(&["inspect", "mp-local:1"]);
+    inspect.assert_ok();
+    let inspect: serde_json::Value = serde_json::from_str(&inspect.stdout).expect("inspect JSON");
+    assert_eq!(inspect[0]["Id"], index.as_str(), "{inspect}");
+    assert_eq!(
+        inspect[0]["Architecture"],
+        store::platform::host_architecture(),
+        "{inspect}"
+    );
+    let platforms: Vec<String> = inspect[0]["Manifests"]
+        .as_array()
+        .expect("Manifests")
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["Descriptor"]["platform"]["os"], m["Descriptor"]["platform"]["architecture"]
+            )
+            .replace('"', "")
+        })
+        .collect();
+    assert_eq!(platforms, both, "{inspect}");
+    let history = env.strata(&["history", "--no-trunc", "mp-local:1"]);
+    history.assert_ok();
+    assert!(history.stdout.contains("uname -m"), "{history}");
+
+    // Other OCI tools read the index out of the store and out of `save --format oci`.
+    let layout = format!("oci:{}:mp-local:1", env.root.display());
+    assert_eq!(index_platforms(&layout), both);
+    let umoci = util::run_tool("umoci", &["ls", "--layout", &env.root.to_string_lossy()]);
+    assert!(umoci.lines().any(|l| l == "mp-local:1"), "{umoci}");
+    let saved = env.scratch.join("saved-oci.tar");
+    env.strata(&[
+        "save",
+        "--format",
+        "oci",
+        "-o",
+        &saved.to_string_lossy(),
+        "mp-local:1",
+    ])
+    .assert_ok();
+    assert_eq!(
+        index_platforms(&format!("oci-archive:{}", saved.display())),
+        both
+    );
+
+    // FROM a local multi-platform image takes the build's platform out of it.
+    let from = env.scratch.join("from");
+    fs::create_dir_all(&from).expect("mkdir");
+    fs::write(
+        from.join("Dockerfile"),
+        "FROM mp-local:1\nCOPY Dockerfile /df\n",
+    )
+    .expect("write");
+    let picked = env.scratch.join("picked");
+    env.build(
+        &from,
+        &[
+            "--platform",
+            "linux/arm64",
+            "-o",
+            &format!("type=local,dest={}", picked.display()),
+        ],
+    )
+    .assert_ok();
+    let arch = fs::read_to_string(picked.join("arch")).expect("arch");
+    assert_eq!(arch.trim(), "aarch64");
+
+    // `push NAME` of a stored index: every platform, then the index.
+    let again = pushed.replace("/mp:1", "/mp:2");
+    env.strata(&["tag", "mp-local:1", &again]).assert_ok();
+    env.strata(&["push", &again]).assert_ok();
+    let raw = util::run_tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            &format!("docker://{again}"),
+        ],
+    );
+    let remote: serde_json::Value = serde_json::from_str(&raw).expect("index JSON");
+    assert_eq!(
+        remote["manifests"].as_array().map(Vec::len),
+        Some(2),
+        "{remote}"
+    );
+    env.strata(&["rmi", &again]).assert_ok();
+
+    // GC keeps every platform of a tagged index; removing its names frees them all.
+    env.strata(&["image", "prune", "-f"]).assert_ok();
+    env.strata(&["system", "verify"]).assert_ok();
+    assert_eq!(env.manifest_digest("mp-local:1"), index);
+    assert_eq!(index_platforms(&layout), both);
+    let index_json = util::read_blob_json(&env.root, &index);
+    let mut only_its_own = vec![index.clone()];
+    for m in index_json["manifests"].as_array().expect("manifests") {
+        let digest = m["digest"].as_str().expect("digest");
+        let manifest = util::read_blob_json(&env.root, digest);
+        only_its_own.push(digest.to_string());
+        only_its_own.push(
+            manifest["config"]["digest"]
+                .as_str()
+                .expect("config")
+                .to_string(),
+        );
+    }
+    let held = images_bytes(env);
+    env.strata(&["rmi", "mp-local:1", pushed]).assert_ok();
+    env.strata(&["image", "prune", "-f"]).assert_ok();
+    let blob = |d: &str| {
+        env.root
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    for d in &only_its_own {
+        assert!(!blob(d).exists(), "{d} is gone after rmi and prune");
+    }
+    let left = images_bytes(env);
+    assert!(
+        left < held && left >= images_before,
+        "rmi and prune give the index's space back: {held} → {left} (busybox alone: {images_before})"
     );
 }
 

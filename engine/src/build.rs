@@ -45,7 +45,10 @@ pub struct BuildRequest {
 
 /// A finished build and what its push made of it.
 pub struct Built {
+    /// The image of the first platform (the only one of a single-platform build).
     pub result: BuildResult,
+    /// The image index a build for several platforms stored under its tags.
+    pub index: Option<store::Descriptor>,
     /// The image index pushed under the tags when a provenance attestation went with the
     /// image (BuildKit reports that index as `containerimage.digest`).
     pub pushed_index: Option<store::Descriptor>,
@@ -78,35 +81,28 @@ impl Remote for BuildRemote<'_> {
     }
 }
 
-/// What a build for several platforms cannot do (yet), refused before it starts: the
-/// images go out as one index, pushed (the store tags no index, as buildx's docker
-/// exporter stores none: `--push` is required).
+/// What a build for several platforms cannot do, refused before it starts. The images
+/// are stored as one image index under the tags (and pushed with `--push`).
 fn check_multi_platform(request: &BuildRequest) -> Result<()> {
-    let platforms = &request.options.platforms;
-    if platforms.len() < 2 {
+    if request.options.platforms.len() < 2 {
         return Ok(());
     }
-    let platforms: Vec<String> = platforms.iter().map(|p| p.to_string()).collect();
-    let unsupported = if !request.push {
-        Some("storing a multi-platform image in the local store is not supported: add --push (or build one platform)")
-    } else if !request
-        .outputs
-        .iter()
-        .all(|o| matches!(o, Output::Image { .. }))
-    {
-        Some(
-            "--output of a multi-platform build: only type=image/registry (with push) is supported",
+    let is_docker_archive = |o: &Output| {
+        matches!(
+            o,
+            Output::Archive {
+                format: store::archive::ArchiveFormat::Docker,
+                ..
+            }
         )
-    } else {
-        None
     };
-    if let Some(why) = unsupported {
-        return Err(EngineError::Usage(format!(
-            "--platform {}: {why}",
-            platforms.join(",")
-        )));
+    if request.outputs.iter().any(is_docker_archive) {
+        // BuildKit's docker exporter refuses an index with these words.
+        return Err(EngineError::Usage(
+            "docker exporter does not currently support exporting manifest lists".to_string(),
+        ));
     }
-    if request.options.tags.is_empty() {
+    if request.push && request.options.tags.is_empty() {
         return Err(EngineError::Usage(
             "--push needs a name: add -t REGISTRY/NAME:TAG".to_string(),
         ));
@@ -141,9 +137,11 @@ fn facts<'a>(
     }
 }
 
-/// The end of a build for several platforms (see [`check_multi_platform`]): every tag
-/// gets the index of the platforms' images, and of one provenance attestation per image
-/// when asked for.
+/// The end of a build for several platforms (see [`check_multi_platform`]): the index of
+/// the platforms' images is stored under the tags, the outputs get every platform, and
+/// with `--push` every tag gets the platforms' images and their index, with one provenance
+/// attestation per image when asked for. The iidfile names the pushed index, else the
+/// stored one.
 fn finish_multi_platform(
     store: &Store,
     registry: &Registry,
@@ -152,38 +150,48 @@ fn finish_multi_platform(
     started: String,
     finished: String,
 ) -> Result<Built> {
+    let index = crate::image_index::store_index(store, &request.options.tags, &results)?;
+    crate::outputs::export_platforms(store, &results, &index.digest, &request.outputs)?;
     let dockerfile = dockerfile_path(request);
+    let manifests: Vec<(store::Digest, store::platform::Platform)> = results
+        .iter()
+        .map(|r| (r.manifest.clone(), r.platform.clone()))
+        .collect();
     let mut pushed_index = None;
-    for tag in &request.options.tags {
-        let images = crate::image_index::push_images(store, registry, tag, &results)?;
-        let mut attestations = Vec::new();
-        if let Some(p) = &request.provenance {
-            for ((image, _), result) in images.iter().zip(&results) {
-                let facts = facts(request, result, &dockerfile, (&started, &finished));
-                let statement = provenance::statement(p, tag, &image.digest, &facts);
-                attestations.push(provenance::push_attestation(
-                    store,
-                    registry,
-                    tag,
-                    &image.digest,
-                    &statement,
-                )?);
+    if request.push {
+        for tag in &request.options.tags {
+            let images = crate::image_index::push_images(store, registry, tag, &manifests)?;
+            let mut attestations = Vec::new();
+            if let Some(p) = &request.provenance {
+                for ((image, _), result) in images.iter().zip(&results) {
+                    let facts = facts(request, result, &dockerfile, (&started, &finished));
+                    let statement = provenance::statement(p, tag, &image.digest, &facts);
+                    attestations.push(provenance::push_attestation(
+                        store,
+                        registry,
+                        tag,
+                        &image.digest,
+                        &statement,
+                    )?);
+                }
             }
+            let mut pushed = provenance::index_json(&images, &attestations);
+            request.index_annotations.apply(&mut pushed);
+            pushed_index = Some(crate::image_index::push_index(
+                store, registry, tag, &pushed,
+            )?);
         }
-        let mut index = provenance::index_json(&images, &attestations);
-        request.index_annotations.apply(&mut index);
-        pushed_index = Some(crate::image_index::push_index(
-            store, registry, tag, &index,
-        )?);
     }
-    if let (Some(path), Some(index)) = (&request.iidfile, &pushed_index) {
-        std::fs::write(path, index.digest.to_string()).map_err(|source| EngineError::Write {
+    if let Some(path) = &request.iidfile {
+        let digest = pushed_index.as_ref().unwrap_or(&index).digest.to_string();
+        std::fs::write(path, digest).map_err(|source| EngineError::Write {
             path: path.clone(),
             source,
         })?;
     }
     Ok(Built {
         result: results.remove(0),
+        index: Some(index),
         pushed_index,
         started,
         finished,
@@ -280,6 +288,7 @@ pub fn build(
         }
         return Ok(Built {
             result,
+            index: None,
             pushed_index,
             started,
             finished,
@@ -287,6 +296,7 @@ pub fn build(
     }
     Ok(Built {
         result,
+        index: None,
         pushed_index: None,
         started,
         finished,

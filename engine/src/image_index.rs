@@ -2,8 +2,9 @@
 //! pushed as buildx pushes it (every platform's manifest by digest, then the index under
 //! each tag).
 //!
-//! The store keeps the per-platform images (untagged); only the registry gets the index
-//! and the tag. [`crate::provenance::index_json`] adds the attestations to the index.
+//! The store keeps the index too, tagged, as one image ([`store_index`]); its platforms'
+//! images are recorded untagged, and GC keeps them as long as the index. The pushed index
+//! may differ from the stored one: [`crate::provenance::index_json`] adds the attestations.
 
 use std::collections::BTreeMap;
 
@@ -56,8 +57,17 @@ impl IndexAnnotations {
     }
 }
 
-/// An OCI index listing `manifests` (descriptor and platform), in order.
+/// An image index listing `manifests` (descriptor and platform), in order: a Docker
+/// manifest list when every manifest is Docker schema2, else an OCI index.
 pub fn index_json(manifests: &[(Descriptor, Platform)]) -> serde_json::Value {
+    let media_type = if manifests
+        .iter()
+        .all(|(d, _)| d.media_type == media_types::DOCKER_MANIFEST)
+    {
+        media_types::DOCKER_MANIFEST_LIST
+    } else {
+        media_types::OCI_INDEX
+    };
     let entries: Vec<serde_json::Value> = manifests
         .iter()
         .map(|(d, platform)| {
@@ -71,28 +81,89 @@ pub fn index_json(manifests: &[(Descriptor, Platform)]) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": media_types::OCI_INDEX,
+        "mediaType": media_type,
         "manifests": entries,
     })
+}
+
+/// Writes the index of `results` (one image per platform, each recorded in the store) into
+/// the store and points `tags` at it. Returns its descriptor.
+pub fn store_index(
+    store: &Store,
+    tags: &[Reference],
+    results: &[BuildResult],
+) -> Result<Descriptor> {
+    let mut manifests = Vec::with_capacity(results.len());
+    for r in results {
+        let image = store.image(&r.manifest)?;
+        let descriptor = Descriptor {
+            media_type: image.media_type,
+            digest: r.manifest.clone(),
+            size: image.manifest_size,
+        };
+        manifests.push((descriptor, r.platform.clone()));
+    }
+    let index = index_json(&manifests);
+    let media_type = index["mediaType"]
+        .as_str()
+        .unwrap_or(media_types::OCI_INDEX)
+        .to_string();
+    let bytes = serde_json::to_vec(&index).expect("an index serializes");
+    let lease = store.lease(std::time::Duration::from_secs(3600))?;
+    let descriptor = store.put_blob(&lease, &bytes, &media_type)?;
+    store.add_index(&descriptor.digest, tags)?;
+    Ok(descriptor)
 }
 
 /// One platform's image as pushed: its manifest's descriptor (as the registry has it)
 /// and its platform.
 pub type PushedImage = (Descriptor, Platform);
 
-/// Pushes every platform's image by digest into `tag`'s repository; returns the manifests
-/// as pushed (a push may compress layers, which makes a new manifest), in order.
+/// `push` of an image index kept in the store (`strata push NAME` of a multi-platform
+/// image): its platforms' manifests, then the index under `tag`. The registry prints
+/// docker's `TAG: digest: … size: …` line of the index last.
+pub fn push_stored(
+    store: &Store,
+    registry: &Registry,
+    tag: &Reference,
+    image: &store::ImageRecord,
+) -> Result<Descriptor> {
+    let manifests = image
+        .platforms
+        .iter()
+        .map(|c| {
+            let platform = c.platform().ok_or_else(|| {
+                EngineError::Usage(format!(
+                    "{}: the index entry {} names no platform",
+                    tag.familiar(),
+                    c.manifest.digest
+                ))
+            })?;
+            Ok((c.manifest.digest.clone(), platform))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let images = push_images(store, registry, tag, &manifests)?;
+    let pushed = push_index(store, registry, tag, &index_json(&images))?;
+    if !registry.is_quiet() {
+        let name = tag.tag.clone().unwrap_or_else(|| pushed.digest.to_string());
+        println!("{name}: digest: {} size: {}", pushed.digest, pushed.size);
+    }
+    Ok(pushed)
+}
+
+/// Pushes every `(manifest, platform)` by digest into `tag`'s repository; returns the
+/// manifests as pushed (a push may compress layers, which makes a new manifest), in order.
 pub fn push_images(
     store: &Store,
     registry: &Registry,
     tag: &Reference,
-    results: &[BuildResult],
+    manifests: &[(Digest, Platform)],
 ) -> Result<Vec<PushedImage>> {
-    let mut pushed = Vec::with_capacity(results.len());
-    for r in results {
+    let mut pushed = Vec::with_capacity(manifests.len());
+    for (manifest, platform) in manifests {
         let mut by_digest = tag.clone();
         by_digest.tag = None;
-        by_digest.digest = Some(r.manifest.clone());
+        by_digest.digest = Some(manifest.clone());
         let digest = registry.push(store, &by_digest)?;
         by_digest.digest = Some(digest.clone());
         let manifest = fetch_pushed(registry, tag, &by_digest)?;
@@ -101,12 +172,12 @@ pub fn push_images(
             digest,
             size: manifest.bytes.len() as u64,
         };
-        pushed.push((descriptor, r.platform.clone()));
+        pushed.push((descriptor, platform.clone()));
     }
     Ok(pushed)
 }
 
-/// Pushes `index` (an OCI image index whose manifests are in the registry) under `tag`;
+/// Pushes `index` (an image index whose manifests are in the registry) under `tag`;
 /// returns its descriptor.
 pub(crate) fn push_index(
     store: &Store,
@@ -114,9 +185,13 @@ pub(crate) fn push_index(
     tag: &Reference,
     index: &serde_json::Value,
 ) -> Result<Descriptor> {
+    let media_type = index["mediaType"]
+        .as_str()
+        .unwrap_or(media_types::OCI_INDEX)
+        .to_string();
     let bytes = Bytes::from(serde_json::to_vec(index).expect("an index serializes"));
     let descriptor = Descriptor {
-        media_type: media_types::OCI_INDEX.to_string(),
+        media_type: media_type.clone(),
         digest: Digest::sha256_of(&bytes),
         size: bytes.len() as u64,
     };
@@ -128,7 +203,7 @@ pub(crate) fn push_index(
             tag,
             &[],
             bytes,
-            media_types::OCI_INDEX,
+            &media_type,
             &PushOptions::default(),
         ))
         .map_err(|source| push_error(tag, source))?;

@@ -331,27 +331,125 @@ pub fn export(store: &Store, result: &BuildResult, outputs: &[Output]) -> Result
                 format,
                 dest,
                 names,
-            } => {
-                let items = [SaveItem {
-                    manifest: result.manifest.clone(),
-                    tags: names.clone(),
-                }];
-                match dest {
-                    ArchiveDestination::Tar(Destination::File(path)) => store
-                        .save_to_file(&items, *format, path)
-                        .map_err(|e| write_error(path, io::Error::other(e)))?,
-                    ArchiveDestination::Tar(dest) => write_to(dest, |w| {
-                        store.save(&items, *format, w).map_err(io::Error::other)
-                    })?,
-                    ArchiveDestination::Dir(dir) => unpack_into(dir, |w| {
-                        store.save(&items, *format, w).map_err(io::Error::other)
-                    })?,
-                }
-            }
+            } => write_archive(store, &result.manifest, *format, dest, names)?,
             Output::Image { .. } => {}
         }
     }
     Ok(())
+}
+
+/// The file and directory outputs of a build for several platforms, as buildx writes
+/// them: `type=local` and `type=tar` put each platform's filesystem under a directory
+/// named after it (`linux_amd64/`, `linux_arm64/`); `type=oci` is the image index `index`
+/// with every platform. (`type=docker` is refused before the build starts.)
+pub fn export_platforms(
+    store: &Store,
+    results: &[BuildResult],
+    index: &store::Digest,
+    outputs: &[Output],
+) -> Result<()> {
+    for output in outputs {
+        match output {
+            Output::Local { dir } => {
+                for r in results {
+                    export_local(store, r, &dir.join(platform_dir(&r.platform)))?;
+                }
+            }
+            Output::Tar { dest } => write_to(dest, |w| write_platform_tars(store, results, w))?,
+            Output::Archive {
+                format,
+                dest,
+                names,
+            } => write_archive(store, index, *format, dest, names)?,
+            Output::Image { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// buildx's directory name for a platform's files: `linux/arm/v7` → `linux_arm_v7`.
+pub fn platform_dir(platform: &store::platform::Platform) -> String {
+    platform.to_string().replace('/', "_")
+}
+
+/// `manifest` (an image or an image index) as an archive under `names`.
+fn write_archive(
+    store: &Store,
+    manifest: &store::Digest,
+    format: ArchiveFormat,
+    dest: &ArchiveDestination,
+    names: &[Reference],
+) -> Result<()> {
+    let items = [SaveItem {
+        manifest: manifest.clone(),
+        tags: names.to_vec(),
+    }];
+    match dest {
+        ArchiveDestination::Tar(Destination::File(path)) => store
+            .save_to_file(&items, format, path)
+            .map_err(|e| write_error(path, io::Error::other(e))),
+        ArchiveDestination::Tar(dest) => write_to(dest, |w| {
+            store.save(&items, format, w).map_err(io::Error::other)
+        }),
+        ArchiveDestination::Dir(dir) => unpack_into(dir, |w| {
+            store.save(&items, format, w).map_err(io::Error::other)
+        }),
+    }
+}
+
+/// Every platform's filesystem in one tar, each under its [`platform_dir`]: each
+/// platform's tar (as [`write_rootfs_tar`] makes it) is read back through a pipe and its
+/// entries appended with the directory in front of their names (and of hard links'
+/// targets).
+fn write_platform_tars(
+    store: &Store,
+    results: &[BuildResult],
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let mut outer = tar::Builder::new(out);
+    for r in results {
+        let prefix = PathBuf::from(platform_dir(&r.platform));
+        let mut dir = tar::Header::new_gnu();
+        dir.set_entry_type(tar::EntryType::Directory);
+        dir.set_mode(0o755);
+        dir.set_size(0);
+        outer.append_data(&mut dir, &prefix, io::empty())?;
+        let (reader, mut writer) = io::pipe()?;
+        std::thread::scope(|s| -> io::Result<()> {
+            let producer = s.spawn(move || {
+                let r = write_rootfs_tar(store, r, &mut writer);
+                drop(writer);
+                r
+            });
+            let mut inner = tar::Archive::new(reader);
+            let copied = (|| -> io::Result<()> {
+                for entry in inner.entries()? {
+                    let mut entry = entry?;
+                    let path = prefix.join(entry.path()?.as_ref());
+                    let mut header = entry.header().clone();
+                    let kind = header.entry_type();
+                    if kind.is_hard_link() || kind.is_symlink() {
+                        let target = entry.link_name()?.unwrap_or_default().into_owned();
+                        let target = match kind.is_hard_link() {
+                            true => prefix.join(target),
+                            false => target,
+                        };
+                        outer.append_link(&mut header, &path, &target)?;
+                    } else {
+                        outer.append_data(&mut header, &path, &mut entry)?;
+                    }
+                }
+                Ok(())
+            })();
+            let mut rest = inner.into_inner();
+            let _ = io::copy(&mut rest, &mut io::sink());
+            let produced = producer
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the filesystem writer panicked")));
+            produced.and(copied)
+        })?;
+    }
+    outer.finish()
 }
 
 fn write_error(path: &Path, source: io::Error) -> EngineError {

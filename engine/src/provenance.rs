@@ -364,6 +364,10 @@ pub fn push_attestation(
 /// the image manifest it is about).
 pub fn index_json(images: &[PushedImage], attestations: &[PushedAttestation]) -> serde_json::Value {
     let mut index = crate::image_index::index_json(images);
+    if !attestations.is_empty() {
+        // Attestation manifests are OCI manifests: their index is an OCI index.
+        index["mediaType"] = media_types::OCI_INDEX.into();
+    }
     let entries = index["manifests"]
         .as_array_mut()
         .expect("an index has manifests");

@@ -119,8 +119,19 @@ impl Registry {
             })
     }
 
-    /// Pushes the local image `reference` and returns the pushed manifest's digest.
+    /// Pushes the local image `reference` and returns the pushed manifest's digest. A
+    /// multi-platform image goes as buildx pushes one: every platform's manifest by digest,
+    /// then the index under the tag (`image_index::push_stored`).
     pub fn push(&self, store: &Store, reference: &Reference) -> Result<Digest> {
+        if reference.digest.is_none() {
+            match store.resolve(reference).and_then(|d| store.image(&d)) {
+                Ok(image) if image.is_index() => {
+                    return crate::image_index::push_stored(store, self, reference, &image)
+                        .map(|d| d.digest);
+                }
+                _ => {}
+            }
+        }
         let client = self.client()?;
         let report = self
             .runtime()?

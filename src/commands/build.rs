@@ -3,7 +3,7 @@
 //! buildx's flags that CI scripts pass on every build are accepted where strata does what
 //! they ask (`--load`, `--platform`, `--output`, `--label`, `--annotation`, provenance,
 //! `--metadata-file`) and refused with a clear error where it cannot yet (SBOM; a
-//! multi-platform image kept in the local store).
+//! docker-archive of a multi-platform image, as buildx refuses it).
 
 use std::collections::BTreeMap;
 
@@ -208,7 +208,11 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             .with_context(|| format!("writing the metadata file {}", path.display()))?;
     }
     if args.quiet {
-        println!("{}", result.image_id);
+        // buildx prints the index digest of a multi-platform build.
+        match &built.index {
+            Some(index) => println!("{}", index.digest),
+            None => println!("{}", result.image_id),
+        }
     }
     Ok(())
 }
@@ -409,7 +413,7 @@ fn metadata(
             out["containerimage.descriptor"]["platform"] = platform;
         }
     }
-    if let Some(index) = &built.pushed_index {
+    if let Some(index) = built.pushed_index.as_ref().or(built.index.as_ref()) {
         // BuildKit names the index it pushed, attestation and all.
         out["containerimage.digest"] = index.digest.to_string().into();
         out["containerimage.descriptor"] = serde_json::json!({

@@ -14,7 +14,9 @@ use crate::template::Format;
 pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<()> {
     let store = super::open_store(ctx)?;
     let manifest = super::resolve_image(&store, &args.image)?;
-    let image = store.image(&manifest)?;
+    let listed = store.image(&manifest)?;
+    // A multi-platform image: this machine's platform, as docker shows it.
+    let image = super::host_image(&store, &listed, &args.image)?;
     let config: Value = serde_json::from_slice(&store.read_blob(&image.config.digest)?)
         .with_context(|| format!("config {} is not JSON", image.config.digest))?;
     let history = config["history"].as_array().cloned().unwrap_or_default();
@@ -67,9 +69,9 @@ pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<()> {
     rows.reverse();
     if let Some(top) = rows.first_mut() {
         top[0] = if args.no_trunc {
-            image.id().to_string()
+            listed.id().to_string()
         } else {
-            image.id().short().to_string()
+            listed.id().short().to_string()
         };
     }
     if args.quiet {

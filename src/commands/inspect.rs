@@ -52,13 +52,17 @@ pub fn run(ctx: &Ctx, args: &InspectArgs) -> Result<()> {
 
 fn inspect_one(store: &store::Store, input: &str) -> Result<Value> {
     let manifest = super::resolve_image(store, input)?;
-    let image = store.image(&manifest)?;
+    let listed = store.image(&manifest)?;
+    // A multi-platform image shows as docker 25+ (containerd store) shows one: its id,
+    // names and descriptor are the index's, Config and the rest this machine's
+    // platform's, and `Manifests` lists every platform (docker's ManifestSummary).
+    let image = super::host_image(store, &listed, input)?;
     let config: Value = serde_json::from_slice(&store.read_blob(&image.config.digest)?)
         .with_context(|| format!("config {} is not JSON", image.config.digest))?;
     let manifest_json: Value = serde_json::from_slice(&store.read_blob(&manifest)?)
         .with_context(|| format!("manifest {manifest} is not JSON"))?;
-    let repo_tags: Vec<String> = image.tags.iter().map(|t| t.familiar()).collect();
-    let mut repo_digests: Vec<String> = image
+    let repo_tags: Vec<String> = listed.tags.iter().map(|t| t.familiar()).collect();
+    let mut repo_digests: Vec<String> = listed
         .tags
         .iter()
         .map(|t| format!("{}@{}", t.repository_familiar(), manifest))
@@ -70,8 +74,8 @@ fn inspect_one(store: &store::Store, input: &str) -> Result<Value> {
             .cloned()
             .unwrap_or(Value::String(String::new()))
     };
-    Ok(json!({
-        "Id": image.id(),
+    let mut out = json!({
+        "Id": listed.id(),
         "RepoTags": repo_tags,
         "RepoDigests": repo_digests,
         "Parent": "",
@@ -88,13 +92,48 @@ fn inspect_one(store: &store::Store, input: &str) -> Result<Value> {
             "Type": config.pointer("/rootfs/type").cloned().unwrap_or(json!("layers")),
             "Layers": image.diff_ids(),
         },
-        "Metadata": { "LastTagTime": chrono::DateTime::from_timestamp(image.added_at, 0).map(|t| t.to_rfc3339()).unwrap_or_default() },
+        "Metadata": { "LastTagTime": chrono::DateTime::from_timestamp(listed.added_at, 0).map(|t| t.to_rfc3339()).unwrap_or_default() },
         "Descriptor": {
-            "mediaType": image.media_type,
+            "mediaType": listed.media_type,
             "digest": manifest,
-            "size": image.manifest_size,
+            "size": listed.manifest_size,
         },
         "Manifest": manifest_json,
+    });
+    if listed.is_index() {
+        out["Manifests"] = Value::Array(
+            listed
+                .platforms
+                .iter()
+                .map(|c| manifest_summary(store, c))
+                .collect::<Result<_>>()?,
+        );
+    }
+    Ok(out)
+}
+
+/// One platform of a multi-platform image, in the shape of docker's `ManifestSummary`.
+fn manifest_summary(store: &store::Store, c: &store::records::IndexChild) -> Result<Value> {
+    let image = store.image(&c.manifest.digest)?;
+    let mut descriptor = json!({
+        "mediaType": c.manifest.media_type,
+        "digest": c.manifest.digest,
+        "size": c.manifest.size,
+    });
+    if let Some(p) = &c.platform {
+        descriptor["platform"] = p.clone();
+    }
+    Ok(json!({
+        "ID": c.manifest.digest,
+        "Descriptor": descriptor,
+        "Available": true,
+        "Size": { "Total": image.size, "Content": image.size },
+        "Kind": "image",
+        "ImageData": {
+            "Platform": c.platform.clone().unwrap_or(Value::Null),
+            "Containers": [],
+            "Size": { "Unpacked": image.size },
+        },
     }))
 }
 

@@ -103,3 +103,30 @@ pub fn resolve_image(store: &store::Store, s: &str) -> Result<store::Digest> {
         Err(e) => Err(e.into()),
     }
 }
+
+/// The image of `image` for this machine's platform: itself when it is a single-platform
+/// image, else its index's manifest for this platform, as docker picks one of a
+/// multi-platform image; an index without one is an error naming the platforms it has.
+pub fn host_image(
+    store: &store::Store,
+    image: &store::ImageRecord,
+    input: &str,
+) -> Result<store::ImageRecord> {
+    let host = store::platform::Platform::host();
+    match image.manifest_for(&host) {
+        Some(d) if *d == image.manifest => Ok(image.clone()),
+        Some(d) => Ok(store.image(d)?),
+        None => {
+            let have: Vec<String> = image
+                .platforms
+                .iter()
+                .filter_map(|c| c.platform())
+                .map(|p| p.to_string())
+                .collect();
+            anyhow::bail!(
+                "{input} is a multi-platform image without {host} (it has {})",
+                have.join(", ")
+            )
+        }
+    }
+}

@@ -58,6 +58,8 @@ pub enum StoreError {
     TagNotFound { reference: String },
     #[error("conflict: unable to delete {id} (must be forced): image is referenced in multiple repositories ({tags})")]
     ImageInUse { id: String, tags: String },
+    #[error("conflict: unable to delete {manifest}: it is one platform of the multi-platform image {index}")]
+    PartOfIndex { manifest: String, index: String },
     #[error("metadata database {path}: {source}")]
     Meta {
         path: PathBuf,
@@ -125,7 +127,7 @@ impl StoreError {
             | InvalidArchive { .. }
             | UnsafeRootMode { .. } => ErrorKind::InvalidArgument,
             BlobMissing { .. } | ImageNotFound { .. } | TagNotFound { .. } => ErrorKind::NotFound,
-            ImageInUse { .. } => ErrorKind::AlreadyExists,
+            ImageInUse { .. } | PartOfIndex { .. } => ErrorKind::AlreadyExists,
             CorruptRecord { .. } | CorruptBlob { .. } => ErrorKind::Corrupt,
         }
     }

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, StoreError};
 use crate::media_types;
 use crate::meta::{self, Meta};
-use crate::records::{LayerRecord, LayerRef, ManifestRecord, TagRecord};
+use crate::platform::Platform;
+use crate::records::{IndexChild, LayerRecord, LayerRef, ManifestRecord, TagRecord};
 use crate::{Descriptor, Digest, Reference, Store};
 
 /// An image as the CLI shows it.
@@ -31,10 +32,33 @@ pub struct ImageRecord {
     pub size: u64,
     /// Every tag that names this image, sorted.
     pub tags: Vec<Reference>,
+    /// An image index's per-platform manifests; empty for a single-platform image
+    /// (`ManifestRecord::manifests`).
+    pub platforms: Vec<IndexChild>,
 }
 
 impl ImageRecord {
-    /// docker's IMAGE ID: the config digest.
+    /// Whether this image is an image index (a multi-platform image).
+    pub fn is_index(&self) -> bool {
+        !self.platforms.is_empty()
+    }
+
+    /// The manifest of this image for `platform`: itself when it is a single-platform
+    /// image, else the first of its index's manifests that runs on `platform`.
+    pub fn manifest_for(&self, platform: &Platform) -> Option<&Digest> {
+        if !self.is_index() {
+            return Some(&self.manifest);
+        }
+        self.platforms
+            .iter()
+            .find(|c| {
+                c.platform()
+                    .is_some_and(|p| platform.matches(&p.os, &p.architecture, p.variant.as_deref()))
+            })
+            .map(|c| &c.manifest.digest)
+    }
+
+    /// docker's IMAGE ID: the config digest (the index digest for an image index).
     pub fn id(&self) -> &Digest {
         &self.config.digest
     }
@@ -55,6 +79,7 @@ impl ImageRecord {
             added_at: rec.added_at,
             size: rec.image_size,
             tags,
+            platforms: rec.manifests,
         }
     }
 }
@@ -271,6 +296,89 @@ impl Store {
         })
     }
 
+    /// Records the image index `index` as one image and points `tags` at it
+    /// (docs/design.md §1): its blob and every manifest it lists (with their blobs) are
+    /// committed. Each platform's manifest is recorded too, untagged: `images` lists the
+    /// index once, and GC keeps the manifests as long as the index is kept.
+    pub fn add_index(&self, index: &Digest, tags: &[Reference]) -> Result<ImageRecord> {
+        for t in tags {
+            check_taggable(t)?;
+        }
+        let bytes = self.read_blob(index)?;
+        let invalid = |reason: String| StoreError::InvalidManifest {
+            digest: index.clone(),
+            reason,
+        };
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| invalid(format!("not JSON: {e}")))?;
+        let media_type = match v["mediaType"].as_str() {
+            Some(t) if media_types::is_index(t) => t.to_string(),
+            Some(t) => return Err(invalid(format!("{t} is not an image index"))),
+            None => media_types::OCI_INDEX.to_string(),
+        };
+        let entries = v["manifests"]
+            .as_array()
+            .filter(|e| !e.is_empty())
+            .ok_or_else(|| invalid("lists no manifests".to_string()))?;
+        let mut children = Vec::with_capacity(entries.len());
+        let mut parsed = Vec::with_capacity(entries.len());
+        for e in entries {
+            let digest: Digest = e["digest"]
+                .as_str()
+                .ok_or_else(|| invalid("an entry has no digest".to_string()))?
+                .parse()
+                .map_err(|e: crate::DigestError| invalid(e.to_string()))?;
+            let child_type = e["mediaType"].as_str().unwrap_or(media_types::OCI_MANIFEST);
+            children.push(IndexChild {
+                manifest: Descriptor {
+                    media_type: child_type.to_string(),
+                    digest: digest.clone(),
+                    size: e["size"].as_u64().unwrap_or_default(),
+                },
+                platform: e.get("platform").cloned(),
+            });
+            parsed.push((digest.clone(), self.parse_image(&digest)?));
+        }
+        meta::write(self, |m| {
+            let now = meta::now();
+            let mut image_size = 0;
+            let mut created: Option<String> = None;
+            for (d, p) in parsed {
+                let rec = match m.get(meta::MANIFESTS, &d)? {
+                    Some(rec) => rec,
+                    None => record_image(m, &d, p, &BTreeMap::new(), now)?,
+                };
+                image_size += rec.image_size;
+                created = created.max(rec.created);
+            }
+            let added_at = m
+                .get(meta::MANIFESTS, index)?
+                .map(|r| r.added_at)
+                .unwrap_or(now);
+            let rec = ManifestRecord {
+                v: meta::RECORD_VERSION,
+                media_type: media_type.clone(),
+                size: bytes.len() as u64,
+                config: Descriptor {
+                    media_type,
+                    digest: index.clone(),
+                    size: bytes.len() as u64,
+                },
+                layers: Vec::new(),
+                created,
+                added_at,
+                image_size,
+                manifests: children,
+            };
+            m.put(meta::MANIFESTS, index, &rec)?;
+            for t in tags {
+                m.put(meta::TAGS, &t.to_string(), &tag_record(index, now))?;
+            }
+            self.write_index(m)?;
+            Ok(ImageRecord::from_record(index, rec, tags_of(m, index)?))
+        })
+    }
+
     /// Tag or digest → manifest digest. A digest reference resolves when the
     /// manifest is recorded, whatever its repository.
     pub fn resolve(&self, r: &Reference) -> Result<Digest> {
@@ -311,8 +419,19 @@ impl Store {
                         .push(r);
                 }
             }
+            let records = m.all(meta::MANIFESTS)?;
+            // A platform's manifest of a recorded index is part of that image, not an
+            // image of its own, unless a tag names it.
+            let children: std::collections::HashSet<String> = records
+                .iter()
+                .flat_map(|(_, rec)| &rec.manifests)
+                .map(|c| c.manifest.digest.to_string())
+                .collect();
             let mut out = Vec::new();
-            for (key, rec) in m.all(meta::MANIFESTS)? {
+            for (key, rec) in records {
+                if children.contains(&key) && !by_manifest.contains_key(&key) {
+                    continue;
+                }
                 let d: Digest =
                     key.parse()
                         .map_err(|e: crate::DigestError| StoreError::CorruptRecord {
@@ -371,6 +490,12 @@ impl Store {
         meta::write(self, |m| {
             let manifest = resolve_str_in(m, input)?;
             let tags = tags_of(m, &manifest)?;
+            // A platform of a kept image index stays recorded while the index lists it.
+            let holder = m
+                .all(meta::MANIFESTS)?
+                .into_iter()
+                .find(|(_, r)| r.manifests.iter().any(|c| c.manifest.digest == manifest))
+                .map(|(key, _)| key);
             let by_tag = Reference::parse(input)
                 .ok()
                 .filter(|r| r.digest.is_none() && tags.contains(r));
@@ -385,6 +510,12 @@ impl Store {
                     }
                 }
                 None => {
+                    if let Some(index) = holder {
+                        return Err(StoreError::PartOfIndex {
+                            manifest: manifest.to_string(),
+                            index,
+                        });
+                    }
                     if tags.len() > 1 && !force {
                         let rec = m.get(meta::MANIFESTS, &manifest)?;
                         return Err(StoreError::ImageInUse {
@@ -404,14 +535,45 @@ impl Store {
                     }
                 }
             }
-            if let Some(rec) = m.get(meta::MANIFESTS, &manifest)? {
+            let record = match holder {
+                Some(_) => None,
+                None => m.get(meta::MANIFESTS, &manifest)?,
+            };
+            if let Some(rec) = record {
                 m.remove(meta::MANIFESTS, &manifest)?;
+                remove_index_children(m, &rec)?;
                 out.push(Removed::Deleted(rec.config.digest));
             }
             self.write_index(m)?;
             Ok(out)
         })
     }
+}
+
+/// Removes the records of the platforms' manifests of `rec` (an image index just removed)
+/// that no tag and no other recorded index names: they were part of that image.
+fn remove_index_children(m: &Meta, rec: &ManifestRecord) -> Result<()> {
+    if !rec.is_index() {
+        return Ok(());
+    }
+    let tagged: std::collections::HashSet<Digest> = m
+        .all(meta::TAGS)?
+        .into_iter()
+        .map(|(_, t)| t.manifest)
+        .collect();
+    let held: std::collections::HashSet<Digest> = m
+        .all(meta::MANIFESTS)?
+        .into_iter()
+        .flat_map(|(_, r)| r.manifests)
+        .map(|c| c.manifest.digest)
+        .collect();
+    for c in &rec.manifests {
+        let d = &c.manifest.digest;
+        if !tagged.contains(d) && !held.contains(d) {
+            m.remove(meta::MANIFESTS, d)?;
+        }
+    }
+    Ok(())
 }
 
 /// Another manifest already recorded with config `config`: the same image in another
@@ -479,6 +641,7 @@ pub(crate) fn record_image(
         created: parsed.created,
         added_at,
         image_size,
+        manifests: Vec::new(),
     };
     m.put(meta::MANIFESTS, manifest, &rec)?;
     Ok(rec)

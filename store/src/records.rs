@@ -45,7 +45,30 @@ pub struct LayerRef {
     pub diff_id: Digest,
 }
 
+/// One platform's manifest in an image index (`ManifestRecord::manifests`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexChild {
+    pub manifest: Descriptor,
+    /// The entry's `platform` object (`{"architecture", "os"[, "variant"]}`), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<serde_json::Value>,
+}
+
+impl IndexChild {
+    pub fn platform(&self) -> Option<crate::platform::Platform> {
+        self.platform
+            .as_ref()
+            .and_then(crate::platform::Platform::from_json)
+    }
+}
+
 /// `manifests`: manifest digest → what the image is made of.
+///
+/// An image index (a multi-platform image) is recorded here too, so that it is tagged,
+/// listed, resolved and removed as one image: `manifests` lists its platforms' manifests
+/// (each recorded under its own key), `config` is the index's own descriptor (docker's
+/// image id of a multi-platform image is the index digest), `layers` is empty and
+/// `image_size` is the sum of its manifests' (docs/design.md §1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManifestRecord {
     #[serde(default = "v1")]
@@ -60,6 +83,16 @@ pub struct ManifestRecord {
     pub added_at: i64,
     /// docker's SIZE: uncompressed layer sizes where known, else stored sizes.
     pub image_size: u64,
+    /// An image index's manifests, in index order; empty for a single-platform image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manifests: Vec<IndexChild>,
+}
+
+impl ManifestRecord {
+    /// Whether this record is an image index (see the type's doc).
+    pub fn is_index(&self) -> bool {
+        !self.manifests.is_empty()
+    }
 }
 
 /// `layers`: diff_id → the stored (usually compressed) forms of that layer.

@@ -296,7 +296,8 @@ impl<'a> BuildRun<'a> {
     }
 
     /// The manifest digest of `reference` for `platform`: from the store when the image
-    /// there is for that platform, else (or with --pull) fetched for it.
+    /// there is for that platform (or is a multi-platform image holding it), else (or with
+    /// --pull) fetched for it.
     pub fn resolve_image(
         &self,
         reference: &Reference,
@@ -304,8 +305,17 @@ impl<'a> BuildRun<'a> {
         location: &str,
     ) -> Result<store::Digest> {
         if !self.build.opts.pull {
-            match self.build.store.resolve(reference) {
-                Ok(d) if self.is_for_platform(&d, platform) => return Ok(d),
+            let stored =
+                self.build
+                    .store
+                    .resolve(reference)
+                    .map(|d| match self.build.store.image(&d) {
+                        Ok(image) if image.is_index() => image.manifest_for(platform).cloned(),
+                        _ => Some(d),
+                    });
+            match stored {
+                Ok(None) => {}
+                Ok(Some(d)) if self.is_for_platform(&d, platform) => return Ok(d),
                 Ok(_) => {}
                 Err(e) if e.kind() == store::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),

@@ -3,8 +3,9 @@
 //! docker-archive (default): `manifest.json` naming, per image, the config and
 //! the layers as *uncompressed* tars at `blobs/sha256/<hex>` (the layout docker 25+
 //! writes; older `docker load` reads any path manifest.json names), plus
-//! `repositories` for docker < 1.10-era readers. OCI archive: `oci-layout`,
-//! `index.json` and every blob as stored.
+//! `repositories` for docker < 1.10-era readers; an image index goes in as this machine's
+//! platform. OCI archive: `oci-layout`, `index.json` and every blob as stored (an image
+//! index with every platform's image).
 //!
 //! Writing to a file goes to a temp file beside it and is renamed at the end, so
 //! an interrupted save never leaves a half archive under the requested name.
@@ -63,10 +64,28 @@ impl Store {
 
     /// Writes the archive to `out`.
     pub fn save(&self, items: &[SaveItem], format: ArchiveFormat, out: impl Write) -> Result<()> {
-        let images: Vec<(ImageRecord, &SaveItem)> = items
+        let mut images: Vec<(ImageRecord, &SaveItem)> = items
             .iter()
             .map(|i| self.image(&i.manifest).map(|img| (img, i)))
             .collect::<Result<_>>()?;
+        if format == ArchiveFormat::Docker {
+            // A docker-archive holds single-platform images: an image index is saved as its
+            // manifest for this machine (the OCI archive keeps the whole index).
+            for (img, _) in &mut images {
+                if img.is_index() {
+                    let host = crate::platform::Platform::host();
+                    let child = img.manifest_for(&host).cloned().ok_or_else(|| {
+                        StoreError::InvalidManifest {
+                            digest: img.manifest.clone(),
+                            reason: format!(
+                                "is a multi-platform image without {host}: save it with --format oci"
+                            ),
+                        }
+                    })?;
+                    *img = self.image(&child)?;
+                }
+            }
+        }
         let mut tar = tar::Builder::new(out);
         tar.mode(tar::HeaderMode::Deterministic);
         let result = match format {
@@ -143,13 +162,23 @@ impl Store {
         let mut written = BTreeSet::new();
         let mut manifests = Vec::new();
         for (img, item) in images {
-            let blobs = std::iter::once(Descriptor {
-                media_type: img.media_type.clone(),
-                digest: img.manifest.clone(),
-                size: img.manifest_size,
-            })
-            .chain(std::iter::once(img.config.clone()))
-            .chain(img.layers.iter().map(|l| l.blob.clone()));
+            // An image index: its blob, then each platform's image.
+            let mut parts = vec![img.clone()];
+            for c in &img.platforms {
+                parts.push(self.image(&c.manifest.digest)?);
+            }
+            let blobs: Vec<Descriptor> = parts
+                .iter()
+                .flat_map(|p| {
+                    std::iter::once(Descriptor {
+                        media_type: p.media_type.clone(),
+                        digest: p.manifest.clone(),
+                        size: p.manifest_size,
+                    })
+                    .chain(std::iter::once(p.config.clone()))
+                    .chain(p.layers.iter().map(|l| l.blob.clone()))
+                })
+                .collect();
             for d in blobs {
                 if written.insert(d.digest.clone()) {
                     let path = format!("blobs/sha256/{}", d.digest.hex());

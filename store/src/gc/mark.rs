@@ -81,6 +81,8 @@ mod tests {
         Layer(&'static str, Vec<&'static str>),
         /// `snapshots` record: chain → parent.
         Parent(&'static str, &'static str),
+        /// An image index and its platforms' manifests.
+        Index(&'static str, Vec<&'static str>),
     }
     use Fact::*;
 
@@ -98,6 +100,17 @@ mod tests {
                                 .iter()
                                 .map(|(b, diff, chain)| (d(b), d(diff), ChainId(d(chain))))
                                 .collect(),
+                            children: Vec::new(),
+                        },
+                    );
+                }
+                Index(i, children) => {
+                    g.manifests.insert(
+                        d(i),
+                        crate::gc::roots::ManifestRefs {
+                            config: d(i),
+                            layers: Vec::new(),
+                            children: children.iter().map(|c| d(c)).collect(),
                         },
                     );
                 }
@@ -112,7 +125,7 @@ mod tests {
             }
         }
         let names: BTreeMap<String, String> = [
-            "m1", "m2", "c1", "c2", "l1", "l2", "l3", "gz1", "s1", "s12", "s123", "x",
+            "m1", "m2", "c1", "c2", "l1", "l2", "l3", "gz1", "s1", "s12", "s123", "x", "i",
         ]
         .iter()
         .map(|n| (d(n).to_string(), n.to_string()))
@@ -143,6 +156,31 @@ mod tests {
                 set(&[
                     "blob:m1", "blob:c1", "blob:l1", "blob:l2", "layer:l1", "layer:l2", "snap:s1",
                     "snap:s12",
+                ]),
+            ),
+            (
+                "a tagged index keeps every platform's manifest and what each holds",
+                vec![
+                    base(),
+                    Image("m2", "c2", vec![("l3", "l3", "s123")]),
+                    Index("i", vec!["m1", "m2"]),
+                    Root(blob("i")),
+                ],
+                set(&[
+                    "blob:i",
+                    "blob:m1",
+                    "blob:c1",
+                    "blob:l1",
+                    "blob:l2",
+                    "layer:l1",
+                    "layer:l2",
+                    "snap:s1",
+                    "snap:s12",
+                    "blob:m2",
+                    "blob:c2",
+                    "blob:l3",
+                    "layer:l3",
+                    "snap:s123",
                 ]),
             ),
             (

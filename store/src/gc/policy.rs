@@ -28,11 +28,12 @@ use super::usage;
 pub enum ImagePolicy {
     #[default]
     Keep,
-    /// Untagged images that no other image's index refers to. The store records
-    /// only single-platform manifests today, so no index refers to any image and
-    /// this equals `Untagged`; it stays separate so recorded indexes slot in.
+    /// Untagged images that no kept image index refers to: an untagged index is
+    /// dangling, and the platforms' manifests of a kept index are part of that image, not
+    /// dangling images of their own.
     Dangling,
-    /// Every image without a tag.
+    /// Every image without a tag; a kept index's platform manifests stay with it, as
+    /// for `Dangling`.
     Untagged,
     /// Every image, tagged or not, with its tags (`image prune -a`, `system prune
     /// -a`): docker removes every image no container uses, and strata runs no
@@ -108,8 +109,19 @@ pub fn choose(store: &Store, w: &World, g: &Graph, opts: &super::PruneOptions) -
     let tagged: HashSet<&Digest> = w.tags.iter().map(|(_, t)| &t.manifest).collect();
     let mut images = Vec::new();
     if opts.images != ImagePolicy::Keep {
+        // Indexes and single images first; a platform's manifest of an index goes only
+        // with every index that lists it (below).
+        let is_child: HashSet<&Digest> = w
+            .manifests
+            .values()
+            .flat_map(|r| &r.manifests)
+            .map(|c| &c.manifest.digest)
+            .collect();
         for (d, rec) in &w.manifests {
-            if leased.contains(d) || (tagged.contains(d) && opts.images != ImagePolicy::All) {
+            if is_child.contains(d)
+                || leased.contains(d)
+                || (tagged.contains(d) && opts.images != ImagePolicy::All)
+            {
                 continue;
             }
             let created = rec
@@ -124,6 +136,20 @@ pub fn choose(store: &Store, w: &World, g: &Graph, opts: &super::PruneOptions) -
                 config_labels(store, &rec.config.digest)
             };
             if opts.image_filter.allows(created, &labels) {
+                images.push(d.clone());
+            }
+        }
+        let chosen: HashSet<Digest> = images.iter().cloned().collect();
+        for (d, _) in w.manifests.iter().filter(|(d, _)| is_child.contains(d)) {
+            let all_holders_go = w
+                .manifests
+                .iter()
+                .filter(|(_, r)| r.manifests.iter().any(|c| c.manifest.digest == *d))
+                .all(|(i, _)| chosen.contains(i));
+            if all_holders_go
+                && !leased.contains(d)
+                && (!tagged.contains(d) || opts.images == ImagePolicy::All)
+            {
                 images.push(d.clone());
             }
         }

@@ -10,7 +10,11 @@
 //! cache (layer) ───► Blob(layer), Layer(diff_id), Snapshot(chain id)
 //! lease ───────────► Blob(each digest) (a manifest digest expands as above), Snapshot(each)
 //! Snapshot ────────► Snapshot(parent), when a `snapshots` record names one
+//! Blob(index) ─────► Blob(manifest) of every platform (then as above)
 //! ```
+//!
+//! An image index is recorded as an image whose record lists its platforms' manifests
+//! (`ManifestRecord::manifests`): a tag, lease or record holding the index holds them all.
 //!
 //! A manifest's edges come from its `manifests` record, never from reading the
 //! blob: GC walks metadata, not files (docs/design.md §4.7).
@@ -43,6 +47,8 @@ pub struct ManifestRefs {
     pub config: Digest,
     /// (stored blob, diff_id, chain id of the stack up to this layer), bottom first.
     pub layers: Vec<(Digest, Digest, ChainId)>,
+    /// An image index's platform manifests; empty for a single-platform image.
+    pub children: Vec<Digest>,
 }
 
 impl ManifestRefs {
@@ -56,6 +62,11 @@ impl ManifestRefs {
                 .iter()
                 .zip(chains)
                 .map(|(l, c)| (l.blob.digest.clone(), l.diff_id.clone(), c))
+                .collect(),
+            children: rec
+                .manifests
+                .iter()
+                .map(|c| c.manifest.digest.clone())
                 .collect(),
         }
     }
@@ -78,8 +89,9 @@ impl Graph {
             Node::Blob(d) => match self.manifests.get(d) {
                 None => Vec::new(),
                 Some(m) => {
-                    let mut out = Vec::with_capacity(1 + 3 * m.layers.len());
+                    let mut out = Vec::with_capacity(1 + 3 * m.layers.len() + m.children.len());
                     out.push(Node::Blob(m.config.clone()));
+                    out.extend(m.children.iter().cloned().map(Node::Blob));
                     for (blob, diff_id, chain) in &m.layers {
                         out.push(Node::Blob(blob.clone()));
                         out.push(Node::Layer(diff_id.clone()));

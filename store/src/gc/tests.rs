@@ -347,3 +347,103 @@ fn disk_usage_counts_every_referenced_byte_once() {
     let r = s.prune(&image_prune()).unwrap();
     assert_eq!(r.reclaimed, u.images_reclaimable);
 }
+
+/// An index over `manifests` (amd64, arm64 in turn), stored and recorded with `tags`.
+fn index(store: &Store, manifests: &[Digest], tags: &[&str]) -> Digest {
+    let archs = ["amd64", "arm64"];
+    let entries: Vec<serde_json::Value> = manifests
+        .iter()
+        .zip(archs)
+        .map(|(m, arch)| {
+            let size = store.read_blob(m).unwrap().len();
+            serde_json::json!({
+                "mediaType": media_types::OCI_MANIFEST, "digest": m, "size": size,
+                "platform": {"os": "linux", "architecture": arch},
+            })
+        })
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": media_types::OCI_INDEX, "manifests": entries,
+    });
+    let i = put(
+        store,
+        &serde_json::to_vec(&index).unwrap(),
+        media_types::OCI_INDEX,
+    );
+    let tags: Vec<Reference> = tags.iter().map(|t| Reference::parse(t).unwrap()).collect();
+    store.add_index(&i.digest, &tags).unwrap();
+    i.digest
+}
+
+#[test]
+fn an_index_is_one_image_whose_platforms_go_with_it() {
+    let f = fixture();
+    let amd = image(&f.store, &["a1", "shared"], None, serde_json::json!({}));
+    let arm = image(&f.store, &["b1", "shared"], None, serde_json::json!({}));
+    let i = index(&f.store, &[amd.clone(), arm.clone()], &["multi:1"]);
+    let listed: Vec<Digest> = f
+        .store
+        .images()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.manifest)
+        .collect();
+    assert_eq!(listed, vec![i.clone()], "images lists the index once");
+    let rec = f.store.image(&i).unwrap();
+    assert_eq!(rec.id(), &i, "the image id of an index is its digest");
+    assert_eq!(
+        rec.manifest_for(&crate::platform::Platform::parse("linux/arm64").unwrap()),
+        Some(&arm)
+    );
+    let err = f.store.remove_image(amd.as_str(), true).unwrap_err();
+    assert!(
+        matches!(err, crate::StoreError::PartOfIndex { .. }),
+        "{err}"
+    );
+    let before = blobs_on_disk(&f.store);
+
+    let report = f.store.prune(&image_prune()).unwrap();
+    assert!(
+        report.images_deleted.is_empty(),
+        "{:?}",
+        report.images_deleted
+    );
+    assert_eq!(
+        blobs_on_disk(&f.store),
+        before,
+        "a tagged index keeps every platform"
+    );
+    assert!(f.store.verify().unwrap().faults.is_empty());
+
+    f.store.remove_image("multi:1", false).unwrap();
+    assert!(
+        f.store.images().unwrap().is_empty(),
+        "rmi of the tag removes the lot"
+    );
+    f.store.prune(&image_prune()).unwrap();
+    assert_eq!(blobs_on_disk(&f.store), 0, "and prune frees every blob");
+}
+
+#[test]
+fn an_untagged_index_is_dangling_with_its_platforms() {
+    let f = fixture();
+    let amd = image(&f.store, &["a1"], None, serde_json::json!({}));
+    let arm = image(&f.store, &["b1"], None, serde_json::json!({}));
+    let i = index(&f.store, &[amd.clone(), arm.clone()], &[]);
+    let kept = image(&f.store, &["k"], Some("keep:1"), serde_json::json!({}));
+    let report = f.store.prune(&image_prune()).unwrap();
+    let deleted: BTreeSet<Digest> = report
+        .images_deleted
+        .into_iter()
+        .map(|d| d.manifest)
+        .collect();
+    assert_eq!(deleted, BTreeSet::from([i, amd, arm]));
+    let listed: Vec<Digest> = f
+        .store
+        .images()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.manifest)
+        .collect();
+    assert_eq!(listed, vec![kept]);
+}

@@ -119,7 +119,17 @@ fn compute(store: &Store, w: &World) -> DiskUsage {
             .unwrap_or(l.blob.size)
     };
     let mut out = DiskUsage::default();
+    // A platform's manifest of an image index is part of that image (as in `images`).
+    let children: HashSet<&Digest> = w
+        .manifests
+        .values()
+        .flat_map(|r| &r.manifests)
+        .map(|c| &c.manifest.digest)
+        .collect();
     for d in objects.keys() {
+        if children.contains(d) && !tags.contains_key(d) {
+            continue;
+        }
         let rec = &w.manifests[*d];
         let mut t = tags.get(d).cloned().unwrap_or_default();
         t.sort();

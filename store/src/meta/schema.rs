@@ -7,7 +7,9 @@
 //! ├── foreign_index "sha256:<entry json>"            → ForeignEntryRecord { v:1, entry, digests }
 //! ├── manifests  "sha256:<manifest>"                → ManifestRecord { v:1, media_type, size,
 //! │                                                     config: Descriptor, layers: [LayerRef { blob: Descriptor, diff_id }],
-//! │                                                     created (from config), added_at, image_size }
+//! │                                                     created (from config), added_at, image_size,
+//! │                                                     manifests: [IndexChild { manifest: Descriptor, platform }]
+//! │                                                     (an image index only; absent on older records) }
 //! ├── layers     "sha256:<diff_id>"                 → LayerRecord    { v:1, blobs: [Descriptor] (compressed forms),
 //! │                                                     uncompressed_size }
 //! ├── blobs      "sha256:<digest>"                  → BlobRecord     { v:1, size, media_type, added_at }
