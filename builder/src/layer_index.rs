@@ -44,6 +44,12 @@ pub struct LayerIndex {
     layer: LayerRef,
 }
 
+/// A tar entry whose parent the layers below make a symlink or a file, which unpacking
+/// refuses.
+#[derive(Debug, thiserror::Error)]
+#[error("a parent directory is a symlink or not a directory")]
+pub struct ParentNotDirectory;
+
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     #[error(transparent)]
@@ -170,7 +176,7 @@ impl LayerIndex {
             return Ok(()); // "." — the snapshot root keeps its own mode.
         };
         let parent = parent.join("/");
-        self.make_parents(&parent).map_err(bad)?;
+        self.make_parents(&parent).map_err(|e| bad(e.to_string()))?;
         let join = |n: &str| match parent.is_empty() {
             true => n.to_string(),
             false => format!("{parent}/{n}"),
@@ -252,7 +258,7 @@ impl LayerIndex {
     }
 
     /// Unpacking creates the parents a tar does not list: 0755 directories owned by root.
-    fn make_parents(&mut self, parent: &str) -> Result<(), String> {
+    fn make_parents(&mut self, parent: &str) -> Result<(), ParentNotDirectory> {
         let mut at = String::new();
         for c in parent.split('/').filter(|c| !c.is_empty()) {
             if !at.is_empty() {
@@ -261,9 +267,7 @@ impl LayerIndex {
             at.push_str(c);
             match self.entries.get(&at) {
                 Some(e) if e.stat.is_dir() => {}
-                Some(_) => {
-                    return Err("a parent directory is a symlink or not a directory".to_string())
-                }
+                Some(_) => return Err(ParentNotDirectory),
                 None => {
                     self.whiteouts.remove(&at);
                     self.entries.insert(

@@ -32,7 +32,7 @@ pub enum InstallError {
         source: std::io::Error,
     },
     #[error("{path}: {reason}")]
-    BadEntry { path: PathBuf, reason: String },
+    BadEntry { path: PathBuf, reason: EntryError },
     #[error("mounting binfmt_misc on {dir} (run as root)")]
     Mount {
         dir: PathBuf,
@@ -99,11 +99,26 @@ fn unescape(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// What is wrong with a Debian binfmts entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    #[error("a bad magic escape")]
+    MagicEscape,
+    #[error("a bad mask escape")]
+    MaskEscape,
+    #[error("a bad offset")]
+    Offset,
+    #[error("no magic line")]
+    NoMagic,
+    #[error("no interpreter line")]
+    NoInterpreter,
+}
+
 /// Reads Debian's entry text (`interpreter`, `magic`, `mask`, `offset`, `credentials`,
 /// `preserve` lines) as the registration named `name`, with the `F` flag, `P` when the
 /// entry preserves argv[0] (Debian's `-binfmt-P` interpreters expect it) and `C` when it
 /// asks for the binary's credentials.
-pub fn parse_debian_entry(name: &str, text: &str) -> Result<Registration, String> {
+pub fn parse_debian_entry(name: &str, text: &str) -> Result<Registration, EntryError> {
     let (mut interpreter, mut magic, mut mask) = (None, None, None);
     let (mut offset, mut flags) = (0, String::new());
     for line in text.lines() {
@@ -111,23 +126,23 @@ pub fn parse_debian_entry(name: &str, text: &str) -> Result<Registration, String
         let value = value.trim();
         match key {
             "interpreter" => interpreter = Some(PathBuf::from(value)),
-            "magic" => magic = Some(unescape(value).ok_or("a bad magic escape")?),
-            "mask" => mask = Some(unescape(value).ok_or("a bad mask escape")?),
-            "offset" => offset = value.parse().map_err(|_| "a bad offset")?,
+            "magic" => magic = Some(unescape(value).ok_or(EntryError::MagicEscape)?),
+            "mask" => mask = Some(unescape(value).ok_or(EntryError::MaskEscape)?),
+            "offset" => offset = value.parse().map_err(|_| EntryError::Offset)?,
             "preserve" if value == "yes" => flags.push('P'),
             "credentials" if value == "yes" => flags.push('C'),
             _ => {}
         }
     }
     flags.push('F');
-    let magic = magic.ok_or("no magic line")?;
+    let magic = magic.ok_or(EntryError::NoMagic)?;
     let mask = mask.unwrap_or_else(|| vec![0xff; magic.len()]);
     Ok(Registration {
         name: name.to_string(),
         offset,
         magic,
         mask,
-        interpreter: interpreter.ok_or("no interpreter line")?,
+        interpreter: interpreter.ok_or(EntryError::NoInterpreter)?,
         flags,
     })
 }
@@ -223,7 +238,8 @@ mod tests {
             ":qemu-aarch64:M:0:\\x7f\\x45\\x4c\\x46\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00:\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff:/usr/libexec/qemu-binfmt/aarch64-binfmt-P:PF"
         );
         let no_magic = parse_debian_entry("x", "interpreter /bin/x\n").unwrap_err();
-        assert!(no_magic.contains("magic"), "{no_magic}");
+        assert_eq!(no_magic, EntryError::NoMagic);
+        assert_eq!(no_magic.to_string(), "no magic line");
     }
 
     #[test]
