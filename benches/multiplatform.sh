@@ -2,9 +2,9 @@
 # Two-platform build (linux/amd64 + linux/arm64, arm64's RUNs through QEMU user emulation):
 # strata's one `build --platform linux/amd64,linux/arm64 --push` vs BuildKit in Debian's
 # docker 20.10, which builds one platform per `DOCKER_BUILDKIT=1 docker build --platform`:
-# its column is the two builds one after the other (no push: its image store keeps each
-# platform's image locally, which strata's store does not do for an index; strata's time
-# includes pushing both manifests and the index to a local docker-registry).
+# its column is the two builds one after the other, kept in its image store and not pushed;
+# strata's time also includes pushing both manifests and the index to a local
+# docker-registry.
 #
 #   bash benches/multiplatform.sh
 #

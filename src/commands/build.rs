@@ -536,7 +536,7 @@ fn parse_annotations(
                 }
                 "index-descriptor" => {
                     anyhow::bail!(
-                        "--annotation {annotation}: index-descriptor annotations are not supported yet (strata writes no OCI layout of an index)"
+                        "--annotation {annotation}: index-descriptor annotations are not supported yet"
                     )
                 }
                 other => {
