@@ -110,15 +110,6 @@ fn check_multi_platform(request: &BuildRequest) -> Result<()> {
     Ok(())
 }
 
-/// The Dockerfile the provenance names: `-f`, else `CONTEXT/Dockerfile`.
-fn dockerfile_path(request: &BuildRequest) -> PathBuf {
-    request
-        .options
-        .dockerfile
-        .clone()
-        .unwrap_or_else(|| request.options.context.join("Dockerfile"))
-}
-
 /// What the provenance of `result` says about its build.
 fn facts<'a>(
     request: &'a BuildRequest,
@@ -152,7 +143,7 @@ fn finish_multi_platform(
 ) -> Result<Built> {
     let index = crate::image_index::store_index(store, &request.options.tags, &results)?;
     crate::outputs::export_platforms(store, &results, &index.digest, &request.outputs)?;
-    let dockerfile = dockerfile_path(request);
+    let dockerfile = request.options.dockerfile_path();
     let manifests: Vec<(store::Digest, store::platform::Platform)> = results
         .iter()
         .map(|r| (r.manifest.clone(), r.platform.clone()))
@@ -268,7 +259,7 @@ pub fn build(
                 "--push needs a name: add -t REGISTRY/NAME:TAG".to_string(),
             ));
         }
-        let dockerfile = dockerfile_path(request);
+        let dockerfile = request.options.dockerfile_path();
         let mut pushed_index = None;
         for tag in &request.options.tags {
             let pushed = registry.push(store, tag)?;

@@ -53,6 +53,16 @@ pub struct Contexts {
     _held: Vec<Held>,
 }
 
+impl Contexts {
+    /// The Dockerfile of these contexts: `-f` (or the one a `-` context carried), else
+    /// `CONTEXT/Dockerfile`.
+    pub fn dockerfile_path(&self) -> PathBuf {
+        self.dockerfile
+            .clone()
+            .unwrap_or_else(|| self.context.join("Dockerfile"))
+    }
+}
+
 /// Kept only for what dropping them does (remove, unlock).
 #[allow(dead_code)]
 enum Held {

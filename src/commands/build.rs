@@ -85,10 +85,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         },
         &mut std::io::stdin().lock(),
     )?;
-    let dockerfile = contexts
-        .dockerfile
-        .clone()
-        .unwrap_or_else(|| contexts.context.join("Dockerfile"));
+    let dockerfile = contexts.dockerfile_path();
     // BuildKit runs the build checks in every build; `# check=error=true` fails it before
     // anything is built. A Dockerfile that does not parse is left to the build's own error.
     let checks = super::check::for_build(args, &dockerfile).ok();
@@ -339,11 +336,7 @@ fn metadata_provenance(
         "disabled" | "false" | "0" | "f" | "F" | "FALSE" | "False" => return None,
         _ => engine::provenance::ProvenanceMode::Min,
     };
-    let dockerfile = request
-        .options
-        .dockerfile
-        .clone()
-        .unwrap_or_else(|| request.options.context.join("Dockerfile"));
+    let dockerfile = request.options.dockerfile_path();
     let facts = engine::provenance::BuildFacts {
         build_args: &request.options.build_args,
         target: request.options.target.as_deref(),

@@ -30,10 +30,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             },
             &mut std::io::stdin().lock(),
         )?;
-        let dockerfile = contexts
-            .dockerfile
-            .clone()
-            .unwrap_or_else(|| contexts.context.join("Dockerfile"));
+        let dockerfile = contexts.dockerfile_path();
         for_build(args, &dockerfile)?
     } else {
         let (text, name) = read_dockerfile(args)?;

@@ -93,6 +93,15 @@ pub struct BuildOptions {
     pub named_contexts: BTreeMap<String, NamedContext>,
 }
 
+impl BuildOptions {
+    /// The Dockerfile this build reads: `-f`, else `CONTEXT/Dockerfile`.
+    pub fn dockerfile_path(&self) -> PathBuf {
+        self.dockerfile
+            .clone()
+            .unwrap_or_else(|| self.context.join("Dockerfile"))
+    }
+}
+
 /// What the build produced for one platform.
 #[derive(Debug, Clone)]
 pub struct BuildResult {
