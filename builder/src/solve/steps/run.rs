@@ -116,7 +116,15 @@ pub(super) fn run_step(
         add_layer(run, state, key, layer, &created_by, origin)?;
         return Ok(Outcome::Cached);
     }
-    let lower = lowerdirs(run, &state.layers)?;
+    // The build's first RUN probes what the host allows (probe.rs) while the layers below
+    // unpack, rather than after: a cold build's first step waits on both.
+    let sandbox = &run.build.opts.sandbox;
+    let lower = std::thread::scope(|scope| {
+        if !sandbox.is_chosen() {
+            scope.spawn(|| sandbox.get());
+        }
+        lowerdirs(run, &state.layers)
+    })?;
     let scratch = run
         .build
         .store
