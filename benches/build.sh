@@ -25,6 +25,12 @@
 # edit       (edit-1g) one file of the context rewritten (new random bytes) after a build.
 #
 # Every tool builds FROM busybox:bench (debian:bench), imported from the same tar.
+#
+# Network: the same work for every tool. The bench's dockerd has no bridge (--bridge=none),
+# so BuildKit's RUNs take `--network host`; strata's do too (`build --network host`), while
+# its default gives every RUN its own network namespace and a slirp4netns. That default is
+# measured as well, in the "+slirp" rows (strata only; cases with a RUN); buildah runs with
+# its default (host network under --isolation chroot); rootless strata with --network none.
 # Env: STRATA (binary; default target/release/strata), RUNS (best of N, default 5),
 # RUNS_BIG (for the 1 GiB and debian cases, default 3), TOOLS (default "strata rootless buildkit
 # buildah"; rootless is strata run by an ordinary user with a subuid range, see lib.sh),
@@ -88,6 +94,9 @@ ctx_for() {
     esac
 }
 
+# has_run DOCKERFILE: whether it has a RUN (only then does the network mode matter).
+has_run() { grep -qiE '^[[:space:]]*RUN[[:space:]]' "$1"; }
+
 # measure NAME TOOL COLD-PREP BUILD...: cold and no-op (edit-1g: edit) of one tool.
 measure() {
     local name=$1 tool=$2 prep=$3 n=$RUNS
@@ -141,8 +150,13 @@ bench_case() {
     if uses strata; then
         if [ "$STRATA_OK" = 1 ]; then
             measure "$name" strata strata_fresh_root \
-                strata_ build --progress plain -t "$tag" -f "$df" "$ctx"
+                strata_ build --progress plain --network host -t "$tag" -f "$df" "$ctx"
             strata_fresh_root >/dev/null 2>&1 || true
+            if has_run "$df"; then
+                measure "$name" strata+slirp strata_fresh_root \
+                    strata_ build --progress plain -t "$tag" -f "$df" "$ctx"
+                strata_fresh_root >/dev/null 2>&1 || true
+            fi
         else
             record "$name" "$([ "$name" = edit-1g ] && echo edit || echo cold)" strata n/a
         fi

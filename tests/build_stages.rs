@@ -153,14 +153,47 @@ COPY --from=failing /etc/hostname /failing
             .any(|l| l.starts_with(&format!("{slow} ERROR"))),
         "the slow step ({slow}) was not stopped:\n{out}"
     );
+    // The final stage starts once both have started (its FROM may run), but its COPY
+    // steps wait for their stages, which never finish.
     assert!(
-        !out.stderr.contains("[stage-2"),
-        "the final stage started:\n{out}"
+        !out.stderr.contains("[stage-2 2/3]") && !out.stderr.contains("[stage-2 3/3]"),
+        "a COPY --from of a stage that did not finish started:\n{out}"
     );
     assert_eq!(
         temps(&env.root),
         Vec::<String>::new(),
         "temp left under the root"
+    );
+}
+
+/// A stage does not wait for the stage it copies from before running its own steps, as
+/// BuildKit runs every step whose inputs are ready: `first` can only finish once the
+/// second stage's RUN has run (a shared cache mount), and the second stage copies from
+/// `first` after it. Waiting for `first` before starting the second stage fails the build.
+#[test]
+fn a_stage_runs_its_steps_before_the_stage_it_copies_from_is_done() {
+    let env = TestEnv::with_busybox();
+    let dockerfile = "\
+FROM busybox AS first
+RUN --mount=type=cache,target=/sync,id=overlap i=0; until [ -e /sync/second-ran ] || [ $i -ge 600 ]; do sleep 0.05; i=$((i+1)); done; test -e /sync/second-ran && echo first > /first.txt
+FROM busybox
+RUN --mount=type=cache,target=/sync,id=overlap touch /sync/second-ran
+COPY --from=first /first.txt /
+";
+    let ctx = context(&env, "overlap", dockerfile);
+    let out = env.build(&ctx, &["--jobs", "2", "-t", "overlap:1"]);
+    out.assert_ok();
+    let copy = step_number(&out.stderr, "COPY --from=first");
+    let first_done = step_number(&out.stderr, "until [ -e /sync/second-ran ]");
+    let line_of = |prefix: &str| {
+        out.stderr
+            .lines()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix:?} in:\n{out}"))
+    };
+    assert!(
+        line_of(&format!("{first_done} DONE")) < line_of(&format!("{copy} [")),
+        "the COPY --from started before its stage was done:\n{out}"
     );
 }
 

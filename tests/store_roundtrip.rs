@@ -5,6 +5,28 @@ mod util;
 
 use util::test_dir::TestDir;
 
+/// Like `docker import`, an imported image is ready to run: its layer is unpacked at
+/// import (docker's layer store does the same), not inside the first build that uses it.
+#[test]
+fn import_unpacks_the_layer() {
+    let t = TestDir::new();
+    let rootfs = t.busybox_rootfs("rootfs.tar", Some(("etc/hello", b"hi\n")));
+    t.strata(&["import", rootfs.to_str().unwrap(), "busybox:test"])
+        .ok();
+    let snapshots: Vec<std::path::PathBuf> = std::fs::read_dir(t.root.join("snapshots"))
+        .expect("snapshots/")
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    assert_eq!(
+        std::fs::read(snapshots[0].join("fs/etc/hello")).expect("the imported file"),
+        b"hi\n"
+    );
+}
+
 #[test]
 fn import_images_save_load_round_trip() {
     let t = TestDir::new();

@@ -10,13 +10,20 @@
 //!   under the root, so they are fine);
 //! - a hard link must name an entry inside the root, found the same no-follow way.
 //!
+//! The directories of the last parent opened stay open ([`Extractor::open_dirs`]): a
+//! layer's entries come grouped by directory, so most entries open no directory at all.
+//! Those descriptors were opened the no-follow way; the only thing that could make one
+//! stale, removing a directory this extraction made (a later entry replacing it), drops
+//! them all.
+//!
 //! OCI whiteouts become overlay whiteouts: `.wh.NAME` → a 0:0 character device
 //! `NAME`; `.wh..wh..opq` → `trusted.overlay.opaque=y` on its directory.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 
@@ -45,12 +52,14 @@ pub fn extract_tar(tar: impl Read, target: &Path, layer: &str) -> Result<Extract
     )
     .map_err(|e| StoreError::io("opening extraction target", target)(e.into()))?;
     let mut x = Extractor {
-        root,
+        root: Rc::new(root),
+        open_dirs: Vec::new(),
         target: target.to_path_buf(),
         layer: layer.to_string(),
         stats: ExtractStats::default(),
         dir_times: Vec::new(),
         is_root: rustix::process::geteuid().is_root(),
+        buf: vec![0; COPY_BUFFER],
     };
     let mut archive = tar::Archive::new(tar);
     let entries = archive
@@ -70,12 +79,18 @@ pub fn extract_tar(tar: impl Read, target: &Path, layer: &str) -> Result<Extract
 }
 
 struct Extractor {
-    root: OwnedFd,
+    root: Rc<OwnedFd>,
+    /// The directories of the last path opened under the root, outermost first, each
+    /// opened no-follow from the one before: a cache of `open_dir`.
+    open_dirs: Vec<(String, Rc<OwnedFd>)>,
     target: PathBuf,
     layer: String,
     stats: ExtractStats,
     dir_times: Vec<(Vec<String>, u64)>,
     is_root: bool,
+    /// Between an entry's content and its file: large enough that a file of a few
+    /// hundred KiB is one read and one write.
+    buf: Vec<u8>,
 }
 
 /// Splits a tar name into safe components, or says why it is unsafe.
@@ -172,33 +187,49 @@ impl Extractor {
     }
 
     /// Opens the directory at `rel` under the root without following any symlink;
-    /// with `create`, missing directories are made (0755, like docker).
+    /// with `create`, missing directories are made (0755, like docker). The components
+    /// `rel` shares with the last directory opened are not opened again.
     fn open_dir(
-        &self,
+        &mut self,
         rel: &[String],
         create: bool,
-    ) -> std::result::Result<OwnedFd, rustix::io::Errno> {
+    ) -> std::result::Result<Rc<OwnedFd>, rustix::io::Errno> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let mut fd = rustix::fs::openat(&self.root, ".", flags, Mode::empty())?;
-        for c in rel {
-            fd = match rustix::fs::openat(&fd, c.as_str(), flags, Mode::empty()) {
+        let shared = self
+            .open_dirs
+            .iter()
+            .zip(rel)
+            .take_while(|((name, _), c)| name == *c)
+            .count();
+        self.open_dirs.truncate(shared);
+        for c in &rel[shared..] {
+            let fd = match self.open_dirs.last() {
+                Some((_, fd)) => fd,
+                None => &self.root,
+            };
+            let next = match rustix::fs::openat(fd, c.as_str(), flags, Mode::empty()) {
                 Ok(next) => next,
                 Err(rustix::io::Errno::NOENT) if create => {
-                    match rustix::fs::mkdirat(&fd, c.as_str(), Mode::from_raw_mode(0o755)) {
+                    match rustix::fs::mkdirat(fd, c.as_str(), Mode::from_raw_mode(0o755)) {
                         Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                         Err(e) => return Err(e),
                     }
-                    rustix::fs::openat(&fd, c.as_str(), flags, Mode::empty())?
+                    rustix::fs::openat(fd, c.as_str(), flags, Mode::empty())?
                 }
                 Err(e) => return Err(e),
             };
+            self.open_dirs.push((c.clone(), Rc::new(next)));
         }
-        Ok(fd)
+        Ok(match self.open_dirs.last() {
+            Some((_, fd)) => fd.clone(),
+            None => self.root.clone(),
+        })
     }
 
     /// The parent's fd for an entry, refusing any symlink on the way.
-    fn parent_fd(&self, name: &str, parent: &[String]) -> Result<OwnedFd> {
-        self.open_dir(parent, true).map_err(|e| match e {
+    fn parent_fd(&mut self, name: &str, parent: &[String]) -> Result<Rc<OwnedFd>> {
+        let opened = self.open_dir(parent, true);
+        opened.map_err(|e| match e {
             rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
                 self.unsafe_entry(name, UnsafeReason::SymlinkParent)
             }
@@ -208,7 +239,13 @@ impl Extractor {
 
     /// Removes whatever this layer already put at `name` (duplicate entries:
     /// the last one wins, like tar), unless both are directories.
-    fn clear(&self, dir: &OwnedFd, parent: &[String], name: &str, keep_dir: bool) -> Result<()> {
+    fn clear(
+        &mut self,
+        dir: &OwnedFd,
+        parent: &[String],
+        name: &str,
+        keep_dir: bool,
+    ) -> Result<()> {
         let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(rustix::io::Errno::NOENT) => return Ok(()),
@@ -219,6 +256,8 @@ impl Extractor {
             return Ok(());
         }
         if is_dir {
+            // A cached descriptor may be this directory or one below it.
+            self.open_dirs.clear();
             // No symlink on the way (parent opened no-follow); remove_dir_all does
             // not follow symlinks inside.
             let mut p = self.target.clone();
@@ -230,6 +269,25 @@ impl Extractor {
         } else {
             rustix::fs::unlinkat(dir, name, AtFlags::empty())
                 .map_err(|e| self.io_err("removing", parent, e))
+        }
+    }
+
+    /// Runs `make`, which creates `name` in `dir`; when something is there already (a
+    /// duplicate entry: the last one wins, like tar), removes it and runs `make` again.
+    /// Creating first spares a stat of every new name.
+    fn replacing<T>(
+        &mut self,
+        dir: &OwnedFd,
+        parent: &[String],
+        name: &str,
+        make: impl Fn() -> rustix::io::Result<T>,
+    ) -> Result<rustix::io::Result<T>> {
+        match make() {
+            Err(rustix::io::Errno::EXIST) => {
+                self.clear(dir, parent, name, false)?;
+                Ok(make())
+            }
+            other => Ok(other),
         }
     }
 
@@ -258,15 +316,16 @@ impl Extractor {
         }
         if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
             self.stats.whiteouts += 1;
-            self.clear(&dir, parent, hidden, false)?;
-            return rustix::fs::mknodat(
-                &dir,
-                hidden,
-                FileType::CharacterDevice,
-                Mode::empty(),
-                rustix::fs::makedev(0, 0),
-            )
-            .map_err(|e| self.io_err("creating whiteout", parent, e));
+            let made = self.replacing(&dir, parent, hidden, || {
+                rustix::fs::mknodat(
+                    &dir,
+                    hidden,
+                    FileType::CharacterDevice,
+                    Mode::empty(),
+                    rustix::fs::makedev(0, 0),
+                )
+            })?;
+            return made.map_err(|e| self.io_err("creating whiteout", parent, e));
         }
 
         let mode = Mode::from_raw_mode(header.mode().unwrap_or(0o644) & 0o7777);
@@ -279,34 +338,39 @@ impl Extractor {
         use tar::EntryType as T;
         match kind {
             T::Directory => {
-                self.clear(&dir, parent, name, true)?;
-                match rustix::fs::mkdirat(&dir, name.as_str(), mode) {
+                let mut made = rustix::fs::mkdirat(&dir, name.as_str(), mode);
+                if made == Err(rustix::io::Errno::EXIST) {
+                    // A directory there stays (its entries too); anything else goes.
+                    self.clear(&dir, parent, name, true)?;
+                    made = rustix::fs::mkdirat(&dir, name.as_str(), mode);
+                }
+                match made {
                     Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                     Err(e) => return Err(self.io_err("creating directory", &rel, e)),
                 }
-                let fd = self
-                    .open_dir(&rel, false)
-                    .map_err(|e| self.io_err("opening directory", &rel, e))?;
+                let opened = self.open_dir(&rel, false);
+                let fd = opened.map_err(|e| self.io_err("opening directory", &rel, e))?;
                 self.own_and_mode(&fd, &rel, uid, gid, mode)?;
                 self.set_xattrs(&fd, &rel, &xattrs)?;
                 self.dir_times.push((rel, mtime));
             }
             T::Regular | T::Continuous | T::GNUSparse => {
-                self.clear(&dir, parent, name, false)?;
-                let fd = rustix::fs::openat(
-                    &dir,
-                    name.as_str(),
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|e| self.io_err("creating file", &rel, e))?;
+                let made = self.replacing(&dir, parent, name, || {
+                    rustix::fs::openat(
+                        &dir,
+                        name.as_str(),
+                        OFlags::WRONLY
+                            | OFlags::CREATE
+                            | OFlags::EXCL
+                            | OFlags::NOFOLLOW
+                            | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )
+                })?;
+                let fd = made.map_err(|e| self.io_err("creating file", &rel, e))?;
                 let mut file = File::from(fd);
-                let n =
-                    io::copy(entry, &mut file).map_err(|e| self.io_err("writing file", &rel, e))?;
+                let n = copy_content(entry, &mut file, &mut self.buf)
+                    .map_err(|e| self.io_err("writing file", &rel, e))?;
                 self.stats.bytes += n;
                 self.own_and_mode(&file, &rel, uid, gid, mode)?;
                 self.set_xattrs(&file, &rel, &xattrs)?;
@@ -314,9 +378,10 @@ impl Extractor {
             }
             T::Symlink => {
                 let target = link_name(entry);
-                self.clear(&dir, parent, name, false)?;
-                rustix::fs::symlinkat(target.as_str(), &dir, name.as_str())
-                    .map_err(|e| self.io_err("creating symlink", &rel, e))?;
+                let made = self.replacing(&dir, parent, name, || {
+                    rustix::fs::symlinkat(target.as_str(), &dir, name.as_str())
+                })?;
+                made.map_err(|e| self.io_err("creating symlink", &rel, e))?;
                 self.chown_at(&dir, &rel, uid, gid)?;
                 let _ = rustix::fs::utimensat(
                     &dir,
@@ -334,17 +399,18 @@ impl Extractor {
                 let Some((tname, tparent)) = tcomps.split_last() else {
                     return Err(self.unsafe_entry(&raw, UnsafeReason::HardLinkToRoot));
                 };
-                let tdir = self.open_dir(tparent, false).map_err(|e| match e {
+                let opened = self.open_dir(tparent, false);
+                let tdir = opened.map_err(|e| match e {
                     rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => self
                         .unsafe_entry(&raw, UnsafeReason::HardLinkThroughSymlink(target.clone())),
                     e => self.io_err("opening hard link target directory", tparent, e),
                 })?;
-                self.clear(&dir, parent, name, false)?;
-                rustix::fs::linkat(&tdir, tname.as_str(), &dir, name.as_str(), AtFlags::empty())
-                    .map_err(|e| self.io_err("creating hard link", &rel, e))?;
+                let made = self.replacing(&dir, parent, name, || {
+                    rustix::fs::linkat(&tdir, tname.as_str(), &dir, name.as_str(), AtFlags::empty())
+                })?;
+                made.map_err(|e| self.io_err("creating hard link", &rel, e))?;
             }
             T::Char | T::Block | T::Fifo => {
-                self.clear(&dir, parent, name, false)?;
                 let ft = match kind {
                     T::Char => FileType::CharacterDevice,
                     T::Block => FileType::BlockDevice,
@@ -354,8 +420,10 @@ impl Extractor {
                     header.device_major().ok().flatten().unwrap_or(0),
                     header.device_minor().ok().flatten().unwrap_or(0),
                 );
-                rustix::fs::mknodat(&dir, name.as_str(), ft, mode, dev)
-                    .map_err(|e| self.io_err("creating device node", &rel, e))?;
+                let made = self.replacing(&dir, parent, name, || {
+                    rustix::fs::mknodat(&dir, name.as_str(), ft, mode, dev)
+                })?;
+                made.map_err(|e| self.io_err("creating device node", &rel, e))?;
                 self.chown_at(&dir, &rel, uid, gid)?;
                 let _ = rustix::fs::chmodat(&dir, name.as_str(), mode, AtFlags::empty());
             }
@@ -417,6 +485,24 @@ impl Extractor {
             }
         }
         Ok(())
+    }
+}
+
+/// Size of [`Extractor::buf`].
+const COPY_BUFFER: usize = 256 << 10;
+
+/// Copies `from` to `to` through `buf`; returns the bytes copied.
+fn copy_content(from: &mut impl Read, to: &mut impl Write, buf: &mut [u8]) -> io::Result<u64> {
+    let mut total = 0;
+    loop {
+        let n = match from.read(buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        total += n as u64;
     }
 }
 

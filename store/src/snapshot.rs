@@ -199,7 +199,9 @@ impl Store {
             }
             Err(e) => return Err(StoreError::io("publishing snapshot", &dest)(e)),
         }
-        meta::write(self, |m| {
+        // Deferred (no fsync): the snapshot's files are not durable either (docs/design.md
+        // §1), and the cache record or image that names its chain commits with an fsync.
+        meta::write_deferred(self, |m| {
             if m.get(meta::SNAPSHOTS, chain)?.is_none() {
                 m.put(
                     meta::SNAPSHOTS,

@@ -398,6 +398,9 @@ fn build_parsed<'a>(
     let deps: Vec<Vec<usize>> = (0..dockerfile.stages.len())
         .map(|i| stage_deps(dockerfile, i, meta_args, &opts.named_contexts))
         .collect();
+    let starts_after: Vec<Vec<usize>> = (0..dockerfile.stages.len())
+        .map(|i| Vec::from_iter(base_stage(dockerfile, i, meta_args, &opts.named_contexts)))
+        .collect();
     let lease = &solve.lease;
     let mut ctx = context::Context::open(store, &opts.context, dockerfile_path)?;
     let build = state::Build {
@@ -414,13 +417,20 @@ fn build_parsed<'a>(
     };
     // Each stage hashes context files into its own copy of the stat cache; the copies'
     // new records are saved together at the end.
-    let (mut results, stages) = schedule::run(needed, &deps, opts.jobs, stop, |index, done| {
-        let mut stage_ctx = ctx.fork();
-        let mut run = build.stage_run();
-        let result = run.stage(index, done, &mut stage_ctx)?;
-        let built = run.take_built_steps();
-        Ok((result, (stage_ctx, run.cached, built, run.take_materials())))
-    })?;
+    let (mut results, stages) = schedule::run(
+        needed,
+        &deps,
+        &starts_after,
+        opts.jobs,
+        stop,
+        |index, done| {
+            let mut stage_ctx = ctx.fork();
+            let mut run = build.stage_run();
+            let result = run.stage(index, done, &mut stage_ctx)?;
+            let built = run.take_built_steps();
+            Ok((result, (stage_ctx, run.cached, built, run.take_materials())))
+        },
+    )?;
     let mut cached_steps = 0;
     let mut steps = Vec::new();
     let mut materials: Vec<(Reference, Digest)> = Vec::new();
@@ -537,17 +547,10 @@ fn stage_deps(
     named: &BTreeMap<String, NamedContext>,
 ) -> Vec<usize> {
     let stage = &dockerfile.stages[i];
-    let is_replaced = stage
-        .name
-        .as_deref()
-        .and_then(named_context::context_key)
-        .is_some_and(|k| named.contains_key(&k));
-    if is_replaced {
+    if is_replaced(dockerfile, i, named) {
         return Vec::new();
     }
-    // FROM may name a stage through a global ARG (`FROM base-$TARGETARCH`).
-    let base = dockerfile::expand_word(&stage.base, meta_args, dockerfile.escape)
-        .unwrap_or_else(|_| stage.base.clone());
+    let base = base_word(dockerfile, i, meta_args);
     let mut refs: Vec<&str> = vec![base.as_str()];
     for inst in &stage.instructions {
         if let Command::Copy(copy) = &inst.command {
@@ -566,6 +569,38 @@ fn stage_deps(
     deps.sort_unstable();
     deps.dedup();
     deps
+}
+
+/// The earlier stage stage `i` builds on (`FROM stage`), if any: it must be done before
+/// stage `i` starts, while the stages it takes files from need only have started
+/// (schedule.rs).
+fn base_stage(
+    dockerfile: &Dockerfile,
+    i: usize,
+    meta_args: &[(String, String)],
+    named: &BTreeMap<String, NamedContext>,
+) -> Option<usize> {
+    if is_replaced(dockerfile, i, named) {
+        return None;
+    }
+    stage_ref(dockerfile, &base_word(dockerfile, i, meta_args), i)
+}
+
+/// Whether a named context of stage `i`'s name replaces the stage.
+fn is_replaced(dockerfile: &Dockerfile, i: usize, named: &BTreeMap<String, NamedContext>) -> bool {
+    dockerfile.stages[i]
+        .name
+        .as_deref()
+        .and_then(named_context::context_key)
+        .is_some_and(|k| named.contains_key(&k))
+}
+
+/// Stage `i`'s FROM word, expanded: FROM may name a stage through a global ARG (`FROM
+/// base-$TARGETARCH`).
+fn base_word(dockerfile: &Dockerfile, i: usize, meta_args: &[(String, String)]) -> String {
+    let stage = &dockerfile.stages[i];
+    dockerfile::expand_word(&stage.base, meta_args, dockerfile.escape)
+        .unwrap_or_else(|_| stage.base.clone())
 }
 
 /// The `from=` of a `--mount` spec, if any.

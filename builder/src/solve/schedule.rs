@@ -1,18 +1,24 @@
-//! Running the stages of a build as a graph, BuildKit's way: a stage starts once every
-//! stage it builds on (`FROM stage`) or takes files from (`COPY --from`, `RUN
-//! --mount=from=`) is done, at most `jobs` at once, each on a thread of its own. Among
-//! the stages that are ready, the earliest in the Dockerfile starts first, so `jobs = 1`
-//! builds them one after another in Dockerfile order.
+//! Running the stages of a build as a graph, BuildKit's way: a stage starts once the stage
+//! it builds on (`FROM stage`) is done and every stage it takes files from (`COPY
+//! --from`, `RUN --mount=from=`) has started, at most `jobs` at once, each on a thread of
+//! its own; it waits for one of those only at the step that reads it ([`Done::get`]), as
+//! BuildKit runs every vertex whose own inputs are ready (a stage's `RUN apt-get install`
+//! overlaps the stage it later copies a binary from). Among the stages that are ready,
+//! the earliest in the Dockerfile starts first, so `jobs = 1` builds them one after
+//! another in Dockerfile order.
+//!
+//! Waiting cannot deadlock: a stage waits only for stages that have started, which are
+//! earlier in the Dockerfile, so every chain of waits ends at a stage that is running.
 //!
 //! The first stage to fail fails the build: the [`Stopper`] fires, so the running stages
-//! end at their next step (their running RUN is killed), no further stage starts, and
-//! the first error is returned once every started stage has ended and cleaned up after
-//! itself.
+//! end at their next step (their running RUN is killed, a stage waiting for another's
+//! result gets [`BuildError::Stopped`]), no further stage starts, and the first error is
+//! returned once every started stage has ended and cleaned up after itself.
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc;
+use std::sync::{mpsc, Condvar, Mutex, MutexGuard};
 
-use super::{Result, StageResult};
+use super::{BuildError, Result, StageResult};
 use crate::exec::Stopper;
 
 /// How many stages run at once when `--jobs` is not given: twice the cores, since a
@@ -21,20 +27,72 @@ pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()) * 2
 }
 
+/// The results of the stages built so far, shared by the running stages.
+struct Shared {
+    results: Mutex<Vec<Option<StageResult>>>,
+    /// Signalled when a stage is done and when the build stops.
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Vec<Option<StageResult>>> {
+        // A stage that panicked holding the lock left the results as they were.
+        self.results.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What a running stage sees of the others: the results of the stages it needs.
+pub struct Done<'a> {
+    shared: &'a Shared,
+    deps: &'a [usize],
+    stop: &'a Stopper,
+}
+
+impl Done<'_> {
+    /// The result of stage `i`, waiting until it is built when this stage needs it (it
+    /// is one of the stage's dependencies); `None` for a stage it does not need.
+    /// `Err(Stopped)` when the build stops first.
+    pub fn get(&self, i: usize) -> Result<Option<StageResult>> {
+        if !self.deps.contains(&i) {
+            return Ok(None);
+        }
+        let mut results = self.shared.lock();
+        loop {
+            if let Some(r) = &results[i] {
+                return Ok(Some(r.clone()));
+            }
+            if self.stop.is_stopped() {
+                return Err(BuildError::Stopped);
+            }
+            results = self
+                .shared
+                .changed
+                .wait(results)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
 /// Builds the stages in `order` (the stages the target needs, in Dockerfile order);
-/// `deps[i]` are the stages stage `i` needs first. `build(i, done)` builds stage `i`,
-/// with `done[d]` set for every `d` in `deps[i]`, and returns its result and what else
-/// the caller wants back from it (`T`).
+/// `deps[i]` are the stages stage `i` needs, `starts_after[i]` those of them that must be
+/// done before it starts (its `FROM stage`); the others must have started. `build(i,
+/// done)` builds stage `i`, getting the results of `deps[i]` from `done`, and returns its
+/// result and what else the caller wants back from it (`T`).
 ///
 /// Returns every stage's result (indexed by stage) and the `T`s in `order`.
 pub fn run<T: Send>(
     order: &[usize],
     deps: &[Vec<usize>],
+    starts_after: &[Vec<usize>],
     jobs: usize,
     stop: &Stopper,
-    build: impl Fn(usize, &[Option<StageResult>]) -> Result<(StageResult, T)> + Sync,
+    build: impl Fn(usize, &Done) -> Result<(StageResult, T)> + Sync,
 ) -> Result<(Vec<Option<StageResult>>, Vec<T>)> {
     let jobs = jobs.max(1);
+    let shared = Shared {
+        results: Mutex::new(vec![None; deps.len()]),
+        changed: Condvar::new(),
+    };
     let mut results: Vec<Option<StageResult>> = vec![None; deps.len()];
     let mut extras: Vec<Option<T>> = (0..deps.len()).map(|_| None).collect();
     let mut first_error = None;
@@ -50,16 +108,18 @@ pub fn run<T: Send>(
                     if running >= jobs {
                         break;
                     }
-                    let is_ready = deps[i].iter().all(|d| results[*d].is_some());
+                    let is_ready = starts_after[i].iter().all(|d| results[*d].is_some())
+                        && deps[i].iter().all(|d| is_started[*d]);
                     if is_started[i] || !is_ready {
                         continue;
                     }
                     is_started[i] = true;
                     running += 1;
-                    let mut done: Vec<Option<StageResult>> = vec![None; deps.len()];
-                    for d in &deps[i] {
-                        done[*d] = results[*d].clone();
-                    }
+                    let done = Done {
+                        shared: &shared,
+                        deps: &deps[i],
+                        stop,
+                    };
                     let tx = tx.clone();
                     scope.spawn(move || {
                         let out = panic::catch_unwind(AssertUnwindSafe(|| build(i, &done)));
@@ -75,11 +135,16 @@ pub fn run<T: Send>(
             running -= 1;
             match out {
                 Ok(Ok((result, extra))) => {
+                    shared.lock()[i] = Some(result.clone());
+                    shared.changed.notify_all();
                     results[i] = Some(result);
                     extras[i] = Some(extra);
                 }
                 Ok(Err(e)) => {
                     stop.stop();
+                    // Under the lock: a waiter has either seen the stop or is waiting.
+                    drop(shared.lock());
+                    shared.changed.notify_all();
                     // A stage stopped because of the first failure reports `Stopped`;
                     // the first real error is the build's.
                     if first_error.is_none() {
@@ -88,6 +153,8 @@ pub fn run<T: Send>(
                 }
                 Err(payload) => {
                     stop.stop();
+                    drop(shared.lock());
+                    shared.changed.notify_all();
                     panicked.get_or_insert(payload);
                 }
             }

@@ -7,6 +7,7 @@ use store::platform::Platform;
 use store::{LayerRef, Reference};
 
 use super::context::Context;
+use super::schedule::Done;
 use super::state::{one_line, BuildRun, StageResult, StageState};
 use super::{stage_ref, steps, BuildError, BuildOptions, Result, StepError};
 use crate::cache::CacheKey;
@@ -15,13 +16,8 @@ use crate::image::{ImageConfigFile, DEFAULT_PATH};
 use crate::progress::{StepEnd, StepInfo};
 
 impl BuildRun<'_> {
-    /// Build stage `index`; `done` holds the earlier stages it may refer to.
-    pub fn stage(
-        &mut self,
-        index: usize,
-        done: &[Option<StageResult>],
-        ctx: &mut Context,
-    ) -> Result<StageResult> {
+    /// Build stage `index`; `done` gives the earlier stages it refers to.
+    pub fn stage(&mut self, index: usize, done: &Done, ctx: &mut Context) -> Result<StageResult> {
         let stage = &self.build.dockerfile.stages[index];
         self.platform = stage_platform(
             self.build.dockerfile,
@@ -107,6 +103,7 @@ impl BuildRun<'_> {
             }
             position += 1;
             self.check_stopped()?;
+            steps::wait_for_inputs(self, &state, inst, done)?;
             let info = self.next_step(&stage_name, position, count, &inst.original);
             let started = Instant::now();
             match steps::dispatch(self, &mut state, inst, &info, done, ctx) {
@@ -199,12 +196,7 @@ impl BuildRun<'_> {
 
     /// FROM: scratch, an earlier stage, or an image from the store (fetched if missing).
     /// Also says whether the base was already local (docker's `CACHED` for FROM).
-    fn base(
-        &mut self,
-        stage: &Stage,
-        index: usize,
-        done: &[Option<StageResult>],
-    ) -> Result<(StageState, bool)> {
+    fn base(&mut self, stage: &Stage, index: usize, done: &Done) -> Result<(StageState, bool)> {
         let name = self.base_name(stage)?;
         let fresh = |layers: Vec<LayerRef>, mut config: ImageConfigFile, key: CacheKey| {
             // BuildKit gives every image a PATH, even FROM scratch or a base without one.
@@ -235,9 +227,9 @@ impl BuildRun<'_> {
             return Ok((fresh(Vec::new(), config, key), true));
         }
         if let Some(dep) = stage_ref(self.build.dockerfile, &name, index) {
-            let r = done[dep]
-                .as_ref()
-                .expect("stages are built in dependency order");
+            let r = done
+                .get(dep)?
+                .expect("a stage starts once the stage it builds on is done");
             return Ok((
                 fresh(r.layers.clone(), r.config.clone(), r.key.clone()),
                 true,

@@ -1,7 +1,8 @@
 //! `import`: a root filesystem tar (plain or gzip) becomes a one-layer image, like
 //! `docker import`. One pass over the input: decompress if needed, check the tar
 //! framing, hash the plain tar (the diff_id), gzip it on two cores into ingest
-//! (the hash of the gzip is the blob digest).
+//! (the hash of the gzip is the blob digest). The layer is then unpacked into its
+//! snapshot, as docker's layer store does at import.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -121,7 +122,14 @@ impl Store {
         let manifest = build_manifest(&config_desc, &[layer]);
         let manifest_desc = self.put_blob(&lease, &manifest, media_types::OCI_MANIFEST)?;
         let sizes = BTreeMap::from([(diff_id, tar_size)]);
-        self.add_image_with_sizes(&manifest_desc.digest, opts.reference.as_ref(), &sizes)
+        let record =
+            self.add_image_with_sizes(&manifest_desc.digest, opts.reference.as_ref(), &sizes)?;
+        // Like `docker import`, the image is ready to run: its layer is unpacked now, not
+        // by the first build that uses it (the record keeps the snapshot). If it cannot be
+        // unpacked here (e.g. device nodes without privileges), a build that needs it
+        // unpacks it and reports why.
+        let _ = self.ensure_snapshots(&lease, &manifest_desc.digest);
+        Ok(record)
     }
 }
 

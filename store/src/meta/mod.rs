@@ -16,7 +16,11 @@
 //!   hides the files, then lets go);
 //! - [`write`] commits with `synchronous=FULL` (the WAL is fsynced before it returns);
 //!   [`write_deferred`] with `NORMAL` (durable against a killed process, not against a
-//!   lost machine): for leases, which protect only a live process anyway.
+//!   lost machine): for leases, which protect only a live process anyway, and for blob and
+//!   snapshot records, which nothing durable names until a later `write` does. The WAL is
+//!   one sequence of checksummed frames that recovery replays up to the first bad one, so
+//!   the fsync of a later commit makes every earlier transaction durable with it
+//!   (docs/design.md §3).
 //!
 //! A process keeps one connection open between transactions, shared by its threads (one
 //! transaction at a time); an open connection blocks nobody.
@@ -77,7 +81,8 @@ enum Mode {
     Read,
     /// Fsynced before returning: tags, images, cache records.
     Write,
-    /// Not fsynced: records that mean nothing after the process is gone (leases).
+    /// Not fsynced: records that mean nothing after the process is gone (leases), or that
+    /// only a later fsynced commit makes anyone rely on (blob and snapshot records).
     WriteDeferred,
 }
 
@@ -105,17 +110,22 @@ pub fn write<T>(store: &Store, f: impl FnOnce(&Meta) -> Result<T>) -> Result<T> 
 }
 
 /// Like `write`, without the fsync: for records that protect only a live process
-/// (leases). Other processes see them as soon as this returns.
+/// (leases), and for records that no durable record names yet (a blob's, a snapshot's):
+/// the `write` that first names them fsyncs the WAL, and with it every transaction
+/// before it. Other processes see them as soon as this returns.
 pub fn write_deferred<T>(store: &Store, f: impl FnOnce(&Meta) -> Result<T>) -> Result<T> {
     with_meta(store, Mode::WriteDeferred, f)
 }
 
-/// Records committed blobs in one transaction.
+/// Records committed blobs in one transaction, without an fsync of its own: a blob's record
+/// protects nothing by itself (GC sweeps a blob nothing references), and the fsynced commit
+/// of the record that first references the blob (a layer step's cache record, an image, a
+/// tag) makes this one durable too. The blob's bytes are durable before this runs (ingest).
 pub fn record_blobs(store: &Store, blobs: &[Descriptor]) -> Result<()> {
     if blobs.is_empty() {
         return Ok(());
     }
-    write(store, |m| {
+    write_deferred(store, |m| {
         let now = now();
         for d in blobs {
             if m.get(BLOBS, &d.digest)?.is_none() {

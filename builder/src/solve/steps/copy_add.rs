@@ -13,7 +13,8 @@ use crate::layers::{commit_layer, is_archive, retar_under, LayerError};
 use crate::rootfs::UnionFs;
 use crate::solve::cache_hit::{add_layer, cache_hit, Origin};
 use crate::solve::context::{sha256_file, Context};
-use crate::solve::state::{now_or_epoch, BuildRun, StageResult, StageState};
+use crate::solve::schedule::Done;
+use crate::solve::state::{now_or_epoch, BuildRun, StageState};
 use crate::solve::{copy_flags, fetch, stage_ref, BuildError, Result, StepError};
 
 /// What COPY and ADD share; ADD alone fetches URLs and git and extracts archives.
@@ -73,7 +74,7 @@ pub(super) fn copy_step(
     state: &mut StageState,
     inst: &Instruction,
     spec: CopySpec,
-    done: &[Option<StageResult>],
+    done: &Done,
     ctx: &mut Context,
 ) -> Result<Outcome> {
     let name = if spec.is_add { "ADD" } else { "COPY" };
@@ -154,8 +155,11 @@ pub(super) fn copy_step(
         None => None,
         Some(from) => {
             let from = expand_word(from, &env, state.escape).map_err(|x| e(x.into()))?;
-            let stage = stage_ref(run.build.dockerfile, &from, usize::MAX)
-                .and_then(|i| done.get(i).cloned().flatten());
+            // Waits for the stage when this one started before it was done (schedule.rs).
+            let stage = match stage_ref(run.build.dockerfile, &from, usize::MAX) {
+                Some(i) => done.get(i)?,
+                None => None,
+            };
             let named = run.named_context(&from).cloned();
             let layers = match (stage, named) {
                 (Some(stage), _) => stage.layers,

@@ -30,7 +30,8 @@ use crate::progress::StepInfo;
 use crate::rootfs::UnionFs;
 use crate::solve::context::Context;
 use crate::solve::history_text::push_history;
-use crate::solve::state::{now_or_epoch, BuildRun, StageResult, StageState};
+use crate::solve::schedule::Done;
+use crate::solve::state::{now_or_epoch, BuildRun, StageState};
 use crate::solve::Result;
 use copy_add::CopySpec;
 
@@ -40,13 +41,44 @@ pub enum Outcome {
     Done,
 }
 
+/// Waits until the stages `inst` takes files from (`COPY --from=stage`, `RUN
+/// --mount=from=stage`) are built: the stage may have started before them (schedule.rs),
+/// and the step starts (its time counts) once its inputs are ready, as a BuildKit vertex.
+/// A `from` that does not expand is left for the step to report.
+pub fn wait_for_inputs(
+    run: &BuildRun,
+    state: &StageState,
+    inst: &Instruction,
+    done: &Done,
+) -> Result<()> {
+    let froms: Vec<&str> = match &inst.command {
+        Command::Copy(c) => c.from.as_deref().into_iter().collect(),
+        Command::Run(r) => r
+            .mounts
+            .iter()
+            .filter_map(|m| crate::solve::mount_from(m))
+            .collect(),
+        _ => return Ok(()),
+    };
+    let env = state.expand_env();
+    for from in froms {
+        let Ok(from) = crate::dockerfile::expand_word(from, &env, state.escape) else {
+            continue;
+        };
+        if let Some(i) = crate::solve::stage_ref(run.build.dockerfile, &from, usize::MAX) {
+            done.get(i)?;
+        }
+    }
+    Ok(())
+}
+
 /// Run one instruction on `state`.
 pub fn dispatch(
     run: &mut BuildRun,
     state: &mut StageState,
     inst: &Instruction,
     info: &StepInfo,
-    done: &[Option<StageResult>],
+    done: &Done,
     ctx: &mut Context,
 ) -> Result<Outcome> {
     use config_only as c;

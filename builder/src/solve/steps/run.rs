@@ -13,6 +13,7 @@ use crate::layers::commit_layer;
 use crate::progress::StepInfo;
 use crate::solve::cache_hit::{add_layer, cache_hit, chain_of, Origin};
 use crate::solve::context::Context;
+use crate::solve::schedule::Done;
 use crate::solve::state::{BuildRun, StageResult, StageState};
 use crate::solve::{heredocs, run_mounts, BuildError, Result, StepError};
 
@@ -26,7 +27,7 @@ pub(super) fn run_step(
     inst: &Instruction,
     info: &StepInfo,
     r: &crate::dockerfile::Run,
-    done: &[Option<StageResult>],
+    done: &Done,
     ctx: &mut Context,
 ) -> Result<Outcome> {
     if r.security == Some(crate::dockerfile::SecurityMode::Insecure)
@@ -41,6 +42,9 @@ pub(super) fn run_step(
     // `--mount=from=NAME` of a named context that is no stage: made ready here, since a
     // directory context may build its layer.
     let mut named = std::collections::BTreeMap::new();
+    // The stages `--mount=from=` names, waited for here: this stage may have started
+    // before they were done (schedule.rs).
+    let mut stages: Vec<Option<StageResult>> = vec![None; run.build.dockerfile.stages.len()];
     for from in r
         .mounts
         .iter()
@@ -48,7 +52,8 @@ pub(super) fn run_step(
     {
         let from = crate::dockerfile::expand_word(from, &state.expand_env(), state.escape)
             .unwrap_or_else(|_| from.to_string());
-        if crate::solve::stage_ref(run.build.dockerfile, &from, usize::MAX).is_some() {
+        if let Some(i) = crate::solve::stage_ref(run.build.dockerfile, &from, usize::MAX) {
+            stages[i] = done.get(i)?;
             continue;
         }
         if let Some(context) = run.named_context(&from).cloned() {
@@ -56,7 +61,7 @@ pub(super) fn run_step(
             named.insert(from, result);
         }
     }
-    let mounts = run_mounts::resolve(run, state, &r.mounts, done, &named, ctx)
+    let mounts = run_mounts::resolve(run, state, &r.mounts, &stages, &named, ctx)
         .map_err(|e| run.step_error(inst, e))?;
     let script = match (&r.cmd, r.heredocs.is_empty()) {
         (_, true) => None,
@@ -111,7 +116,15 @@ pub(super) fn run_step(
         add_layer(run, state, key, layer, &created_by, origin)?;
         return Ok(Outcome::Cached);
     }
-    let lower = lowerdirs(run, &state.layers)?;
+    // The build's first RUN probes what the host allows (probe.rs) while the layers below
+    // unpack, rather than after: a cold build's first step waits on both.
+    let sandbox = &run.build.opts.sandbox;
+    let lower = std::thread::scope(|scope| {
+        if !sandbox.is_chosen() {
+            scope.spawn(|| sandbox.get());
+        }
+        lowerdirs(run, &state.layers)
+    })?;
     let scratch = run
         .build
         .store

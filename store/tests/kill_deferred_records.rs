@@ -1,0 +1,80 @@
+//! kill -9 in the window a layer step leaves between its deferred records (the blob's and
+//! the snapshot's, committed without an fsync, docs/design.md §3) and the fsynced cache
+//! record that names them: the killed process's records are all there and the root
+//! verifies clean.
+//!
+//! The process killed is this test binary again, started with `CHILD_ROOT` set: it commits
+//! a layer blob and its snapshot through the store's own paths, then SIGKILLs itself.
+
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use store::media_types::OCI_LAYER_TAR;
+use store::{meta, Digest, Store};
+
+const TEST_NAME: &str = "sigkill_after_deferred_records_leaves_them_and_a_clean_root";
+/// Set in the child: the root to write into.
+const CHILD_ROOT: &str = "STRATA_TEST_KILL_CHILD_ROOT";
+const LAYER: &[u8] = b"the bytes of a layer tar";
+
+#[test]
+fn sigkill_after_deferred_records_leaves_them_and_a_clean_root() {
+    if let Some(root) = std::env::var_os(CHILD_ROOT) {
+        commit_layer_and_die(Path::new(&root));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ROOT, &root)
+        .status()
+        .unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "the child did not get as far as its kill: {status:?}"
+    );
+
+    let store = Store::open(&root).unwrap();
+    let digest = Digest::sha256_of(LAYER);
+    let chain = Store::chain_ids(std::slice::from_ref(&digest))
+        .pop()
+        .unwrap();
+    assert!(store.has_blob(&digest), "blob file missing");
+    let blob = meta::read(&store, |m| m.get(meta::BLOBS, &digest)).unwrap();
+    assert_eq!(
+        blob.map(|b| b.size),
+        Some(LAYER.len() as u64),
+        "the blob's deferred record did not survive the kill"
+    );
+    let snapshot = meta::read(&store, |m| m.get(meta::SNAPSHOTS, &chain)).unwrap();
+    assert!(
+        snapshot.is_some(),
+        "the snapshot's deferred record did not survive the kill"
+    );
+    assert!(store.snapshot_dir(&chain).join("file").is_file());
+    let report = store.verify().unwrap();
+    assert!(report.faults.is_empty(), "{:?}", report.faults);
+}
+
+/// The child: a layer blob committed as a build commits one (fsync, rename, deferred
+/// record), its snapshot published (deferred record), then SIGKILL before any fsynced
+/// commit could make those records durable by the way.
+fn commit_layer_and_die(root: &Path) -> ! {
+    let store = Store::open(root).unwrap();
+    let lease = store.lease(Duration::from_secs(60)).unwrap();
+    let mut writer = store.writer(&lease).unwrap().with_media_type(OCI_LAYER_TAR);
+    writer.write_all(LAYER).unwrap();
+    let blob = writer.commit(None, None).unwrap();
+    let chain = Store::chain_ids(&[blob.digest]).pop().unwrap();
+    let upper = root.join("snapshots").join("build-kill-test");
+    std::fs::create_dir_all(&upper).unwrap();
+    std::fs::write(upper.join("file"), b"content").unwrap();
+    store.commit_snapshot(&lease, &chain, None, &upper).unwrap();
+    // SAFETY: kill(2) on our own pid; nothing after it runs.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    unreachable!("SIGKILL ends the process")
+}
