@@ -440,34 +440,41 @@ where
 /// writer blocks.
 const STREAM_QUEUE: usize = 16;
 
-/// The sink `upload_streamed` hands its producer: each write becomes one piece of the
-/// request body. Once the request is gone (it failed or was answered), writes still
-/// succeed and go nowhere, and `tx` is `None`: the copy is short. `whole` ends the body
-/// and reports the digest and size it is told when the body is whole (nothing lost, as
-/// many bytes as told, not empty); dropping it without `whole` ends the body as short.
+/// The sink `upload_streamed` hands its producer: each gzip member becomes one piece of
+/// the request body, shared with the store's write of it (no copy). Once the request is
+/// gone (it failed or was answered), members still succeed and go nowhere, and `tx` is
+/// `None`: the copy is short. `whole` ends the body and reports the digest and size it is
+/// told when the body is whole (nothing lost, as many bytes as told, not empty); dropping
+/// it without `whole` ends the body as short.
 struct ChannelSink {
     tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
     size: u64,
     ended: Option<tokio::sync::oneshot::Sender<Option<(Digest, u64)>>>,
 }
 
-impl Write for ChannelSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Some(tx) = &self.tx {
-            self.size += buf.len() as u64;
-            if tx.blocking_send(Bytes::copy_from_slice(buf)).is_err() {
-                self.tx = None;
-            }
-        }
-        Ok(buf.len())
-    }
+/// A member shared between the store's writer and the request body.
+struct SharedMember(Arc<Vec<u8>>);
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+impl AsRef<[u8]> for SharedMember {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 
 impl GzipCopy for ChannelSink {
+    fn member(&mut self, member: Arc<Vec<u8>>) -> std::io::Result<()> {
+        if let Some(tx) = &self.tx {
+            self.size += member.len() as u64;
+            if tx
+                .blocking_send(Bytes::from_owner(SharedMember(member)))
+                .is_err()
+            {
+                self.tx = None;
+            }
+        }
+        Ok(())
+    }
+
     fn whole(&mut self, digest: &Digest, size: u64) {
         // Ends the body before the digest is reported.
         let is_whole = self.tx.take().is_some() && self.size == size && size > 0;

@@ -14,11 +14,15 @@
 //! push does not compress again, and pruning the last image of a layer frees both
 //! forms. `system df` counts the gzip form under the images that hold the layer.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
+use std::sync::Arc;
 
-use crate::archive::gzip::ParallelGzWriter;
-use crate::digest::{Digest, Sha256Writer};
+use sha2::{Digest as _, Sha256};
+
+use crate::archive::gzip::{MemberSink, ParallelGzWriter, CHUNK};
+use crate::digest::Digest;
 use crate::error::{Result, StoreError};
+use crate::ingest::BlobWriter;
 use crate::media_types::{self, Compression};
 use crate::meta::{self, RECORD_VERSION};
 use crate::records::{BlobRecord, LayerRecord, LayerRef};
@@ -128,27 +132,34 @@ impl Store {
         copy: impl GzipCopy,
     ) -> Result<Descriptor> {
         let src = self.blob_path(&layer.blob.digest);
-        let mut input = BufReader::with_capacity(1 << 20, self.open_blob(&layer.blob.digest)?);
+        let mut input = self.open_blob(&layer.blob.digest)?;
         let out = self.writer(lease)?.with_media_type(gzip_type);
         let ingest = out.ingest_path().to_path_buf();
-        // Hash the tar as it passes (the gzip is hashed by the BlobWriter): a damaged
-        // plain blob must not become a gzip blob that claims its diff_id.
-        let mut gz = Sha256Writer::new(ParallelGzWriter::new(Copying {
+        let mut gz = ParallelGzWriter::new(Members {
             out,
             copy: Some(copy),
-        }));
-        let mut buf = vec![0u8; 1 << 20];
+        });
+        // Hash the tar as it passes (the gzip is hashed by the BlobWriter): a damaged
+        // plain blob must not become a gzip blob that claims its diff_id.
+        let mut plain = Sha256::new();
+        let mut read_size = 0u64;
         loop {
-            let n = match input.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(StoreError::io("reading layer", &src)(e)),
-            };
-            gz.write_all(&buf[..n])
-                .map_err(StoreError::io("writing gzip layer", &ingest))?;
+            // Read straight into the chunk the workers compress: no copy of the tar.
+            let mut chunk = gz.chunk_buffer();
+            let n =
+                read_full(&mut input, &mut chunk).map_err(StoreError::io("reading layer", &src))?;
+            chunk.truncate(n);
+            plain.update(&chunk);
+            read_size += n as u64;
+            if n > 0 {
+                gz.write_chunk(chunk)
+                    .map_err(StoreError::io("writing gzip layer", &ingest))?;
+            }
+            if n < CHUNK {
+                break;
+            }
         }
-        let (gzw, read_digest, read_size) = gz.finish();
+        let read_digest = Digest::from_sha256(plain.finalize().into());
         if read_digest != layer.blob.digest || read_size != layer.blob.size {
             return Err(StoreError::CorruptBlob {
                 digest: layer.blob.digest.clone(),
@@ -159,7 +170,7 @@ impl Store {
                 ),
             });
         }
-        let Copying { out, copy } = gzw
+        let Members { out, copy } = gz
             .finish()
             .map_err(StoreError::io("writing gzip layer", &ingest))?;
         if let Some(mut copy) = copy {
@@ -195,7 +206,11 @@ impl Store {
 }
 
 /// Where [`Store::compressed_layer_copied`] copies a gzip form while it makes it.
-pub trait GzipCopy: Write {
+pub trait GzipCopy {
+    /// The next gzip member (a run of the blob's bytes, in order), shared with the store's
+    /// write of it rather than copied. An error stops the copy: nothing more is handed on.
+    fn member(&mut self, member: Arc<Vec<u8>>) -> io::Result<()>;
+
     /// Every byte is written: `digest` and `size` are those of the whole gzip as the
     /// store hashed it. Called once, before the blob is made durable, and only when no
     /// write failed; the copy is dropped right after.
@@ -203,6 +218,10 @@ pub trait GzipCopy: Write {
 }
 
 impl<T: GzipCopy + ?Sized> GzipCopy for Box<T> {
+    fn member(&mut self, member: Arc<Vec<u8>>) -> io::Result<()> {
+        (**self).member(member)
+    }
+
     fn whole(&mut self, digest: &Digest, size: u64) {
         (**self).whole(digest, size)
     }
@@ -211,40 +230,45 @@ impl<T: GzipCopy + ?Sized> GzipCopy for Box<T> {
 /// The copy of [`Store::compressed_layer`]: none.
 struct NoCopy;
 
-impl Write for NoCopy {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
+impl GzipCopy for NoCopy {
+    fn member(&mut self, _: Arc<Vec<u8>>) -> io::Result<()> {
         Ok(())
     }
-}
 
-impl GzipCopy for NoCopy {
     fn whole(&mut self, _: &Digest, _: u64) {}
 }
 
-/// Writes to `out`, and the same bytes to `copy` until `copy` fails once.
-struct Copying<W: Write, C: Write> {
-    out: W,
+/// The gzip members go to the copy (until it fails once), then to `out`: the copy gets
+/// each member first so the upload does not wait for the store's write.
+struct Members<C: GzipCopy> {
+    out: BlobWriter,
     copy: Option<C>,
 }
 
-impl<W: Write, C: Write> Write for Copying<W, C> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.out.write(buf)?;
+impl<C: GzipCopy> MemberSink for Members<C> {
+    fn member(&mut self, member: Vec<u8>) -> io::Result<()> {
+        let member = Arc::new(member);
         if let Some(copy) = self.copy.as_mut() {
-            if copy.write_all(&buf[..n]).is_err() {
+            if copy.member(member.clone()).is_err() {
                 self.copy = None;
             }
         }
-        Ok(n)
+        self.out.write_all(&member)
     }
+}
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
     }
+    Ok(filled)
 }
 
 #[cfg(test)]

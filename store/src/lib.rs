@@ -164,8 +164,10 @@ impl Store {
         meta::read(self, |m| m.get(meta::CACHE, key))
     }
 
+    /// Records a build cache record, without an fsync: the build's image commit makes it
+    /// durable (docs/design.md §3); a machine lost before that costs a cache miss.
     pub fn cache_put(&self, key: &str, rec: &CacheRecord) -> Result<()> {
-        meta::write(self, |m| m.put(meta::CACHE, key, rec))
+        meta::write_deferred(self, |m| m.put(meta::CACHE, key, rec))
     }
 
     // ---- context stat cache ----
@@ -175,8 +177,10 @@ impl Store {
         meta::read(self, |m| m.ctxstats(context))
     }
 
+    /// Records context file stats, without an fsync (like `cache_put`): a lost record
+    /// only means the file is hashed again.
     pub fn ctxstat_put_many(&self, context: &str, recs: &[(String, StatRecord)]) -> Result<()> {
-        meta::write(self, |m| {
+        meta::write_deferred(self, |m| {
             for (path, rec) in recs {
                 m.put_ctxstat(context, path, rec)?;
             }

@@ -200,7 +200,7 @@ impl Store {
             Err(e) => return Err(StoreError::io("publishing snapshot", &dest)(e)),
         }
         // Deferred (no fsync): the snapshot's files are not durable either (docs/design.md
-        // §1), and the cache record or image that names its chain commits with an fsync.
+        // §1), and the build's image commit fsyncs the WAL (§3).
         meta::write_deferred(self, |m| {
             if m.get(meta::SNAPSHOTS, chain)?.is_none() {
                 m.put(

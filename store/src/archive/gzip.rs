@@ -14,12 +14,12 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
+use std::mem::MaybeUninit;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
+use flate2::{Compress, Compression, FlushCompress};
 
 pub const CHUNK: usize = 4 << 20;
 /// Level 1: zlib-rs does ≈ 236 MB/s per core at 1 and ≈ 87 MB/s at 6 (docs/design.md §4.4);
@@ -29,23 +29,47 @@ pub const LEVEL: u32 = 1;
 /// `2 × IN_FLIGHT × CHUNK`).
 const IN_FLIGHT: usize = 4;
 
+/// Where [`ParallelGzWriter`] puts the finished members, in order, each whole and owned
+/// (a sink that hands them on keeps them without a copy).
+pub trait MemberSink {
+    fn member(&mut self, member: Vec<u8>) -> io::Result<()>;
+}
+
+/// A [`MemberSink`] writing each member to a `Write`.
+pub struct WriteMembers<W>(pub W);
+
+impl<W: Write> MemberSink for WriteMembers<W> {
+    fn member(&mut self, member: Vec<u8>) -> io::Result<()> {
+        self.0.write_all(&member)
+    }
+}
+
 /// A `Write` that gzips into `out` on worker threads (one per core, two to four).
 ///
-/// The caller's thread cuts chunks and writes finished members to `out` in order while
+/// The caller's thread cuts chunks and hands finished members to `out` in order while
 /// the workers compress the next ones, so hashing around this writer (the caller's input
 /// digest, `out`'s blob digest) overlaps the compression. The output does not depend on
 /// the number of threads. Dropping the writer without `finish` stops the workers.
-pub struct ParallelGzWriter<W: Write> {
-    out: W,
+///
+/// Besides `Write`, a caller that reads its input itself can fill whole chunks in place
+/// ([`ParallelGzWriter::chunk_buffer`], [`ParallelGzWriter::write_chunk`]): the same
+/// output without copying the input once more. Chunk buffers are reused once their
+/// member is out, so a long input touches a few buffers' worth of fresh memory.
+pub struct ParallelGzWriter<S: MemberSink> {
+    out: S,
     current: Vec<u8>,
     /// Started at the first full chunk: a small input is compressed inline.
     pool: Option<Pool>,
     /// The members being compressed, oldest first.
-    waiting: VecDeque<Receiver<io::Result<Vec<u8>>>>,
+    waiting: VecDeque<Receiver<io::Result<Compressed>>>,
+    /// Chunk buffers whose member is out, for the next chunks.
+    free: Vec<Vec<u8>>,
     members: u64,
 }
 
-type Job = (Vec<u8>, Sender<io::Result<Vec<u8>>>);
+/// A finished member and the chunk buffer it was made from.
+type Compressed = (Vec<u8>, Vec<u8>);
+type Job = (Vec<u8>, Sender<io::Result<Compressed>>);
 
 /// The compression threads, fed through one bounded queue.
 struct Pool {
@@ -69,18 +93,22 @@ impl Pool {
             let rx = rx.clone();
             let worker = std::thread::Builder::new()
                 .name(format!("gzip-{i}"))
-                .spawn(move || loop {
-                    let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    let Ok((chunk, reply)) = job else { return };
-                    // The writer may be gone (an error elsewhere): nothing to tell.
-                    let _ = reply.send(compress(&chunk));
+                .spawn(move || {
+                    let mut deflater = Deflater::new();
+                    loop {
+                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((chunk, reply)) = job else { return };
+                        let member = deflater.member(&chunk).map(|m| (m, chunk));
+                        // The writer may be gone (an error elsewhere): nothing to tell.
+                        let _ = reply.send(member);
+                    }
                 })?;
             pool.workers.push(worker);
         }
         Ok(pool)
     }
 
-    fn submit(&self, chunk: Vec<u8>) -> io::Result<Receiver<io::Result<Vec<u8>>>> {
+    fn submit(&self, chunk: Vec<u8>) -> io::Result<Receiver<io::Result<Compressed>>> {
         let (tx, rx) = mpsc::channel();
         self.jobs
             .as_ref()
@@ -104,19 +132,35 @@ fn worker_gone() -> io::Error {
     io::Error::other("gzip worker thread panicked")
 }
 
-fn compress(chunk: &[u8]) -> io::Result<Vec<u8>> {
-    let level = if is_incompressible(chunk)? { 0 } else { LEVEL };
-    deflate(chunk, level)
-}
-
-impl<W: Write> ParallelGzWriter<W> {
-    pub fn new(out: W) -> Self {
+impl<S: MemberSink> ParallelGzWriter<S> {
+    pub fn new(out: S) -> Self {
         ParallelGzWriter {
             out,
-            current: Vec::with_capacity(CHUNK),
+            current: Vec::new(),
             pool: None,
             waiting: VecDeque::new(),
+            free: Vec::new(),
             members: 0,
+        }
+    }
+
+    /// A buffer of `CHUNK` bytes to fill with the next chunk and hand to
+    /// [`ParallelGzWriter::write_chunk`] (its content is left over from earlier chunks).
+    pub fn chunk_buffer(&mut self) -> Vec<u8> {
+        let mut buf = self.free.pop().unwrap_or_default();
+        buf.resize(CHUNK, 0);
+        buf
+    }
+
+    /// The next `chunk` of the input, whole: `CHUNK` bytes, or fewer for the last one
+    /// (then only `finish` may follow). Not to be mixed with `Write` in one stream.
+    pub fn write_chunk(&mut self, chunk: Vec<u8>) -> io::Result<()> {
+        debug_assert!(self.current.is_empty() && chunk.len() <= CHUNK);
+        if chunk.len() == CHUNK {
+            self.submit(chunk)
+        } else {
+            self.current = chunk;
+            Ok(())
         }
     }
 
@@ -133,9 +177,9 @@ impl<W: Write> ParallelGzWriter<W> {
         self.waiting.push_back(rx);
         while let Some(front) = self.waiting.front() {
             match front.try_recv() {
-                Ok(member) => {
+                Ok(done) => {
                     self.waiting.pop_front();
-                    self.write_member(member?)?;
+                    self.write_member(done?)?;
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return Err(worker_gone()),
@@ -146,23 +190,27 @@ impl<W: Write> ParallelGzWriter<W> {
 
     fn write_oldest(&mut self) -> io::Result<()> {
         let rx = self.waiting.pop_front().expect("a member is waiting");
-        let member = rx.recv().map_err(|_| worker_gone())??;
-        self.write_member(member)
+        let done = rx.recv().map_err(|_| worker_gone())??;
+        self.write_member(done)
     }
 
-    fn write_member(&mut self, member: Vec<u8>) -> io::Result<()> {
-        self.out.write_all(&member)?;
+    fn write_member(&mut self, (member, chunk): Compressed) -> io::Result<()> {
+        if chunk.capacity() >= CHUNK && self.free.len() < IN_FLIGHT + 2 {
+            self.free.push(chunk);
+        }
+        self.out.member(member)?;
         self.members += 1;
         Ok(())
     }
 
     /// Compresses the last chunk, writes every member in order, stops the workers and
-    /// returns the inner writer. An empty input gives one empty gzip member.
-    pub fn finish(mut self) -> io::Result<W> {
+    /// returns the sink. An empty input gives one empty gzip member.
+    pub fn finish(mut self) -> io::Result<S> {
         let last = std::mem::take(&mut self.current);
         if self.pool.is_none() {
             // Never filled a chunk: one member, compressed here.
-            self.write_member(compress(&last)?)?;
+            let member = Deflater::new().member(&last)?;
+            self.write_member((member, last))?;
         } else {
             if !last.is_empty() {
                 self.submit(last)?;
@@ -172,53 +220,136 @@ impl<W: Write> ParallelGzWriter<W> {
             }
         }
         self.pool.take();
-        self.out.flush()?;
         Ok(self.out)
     }
 }
 
-/// One gzip member of `data` at `level` (0: stored blocks).
-fn deflate(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
-    let cap = if level == 0 {
+/// Output window of each deflate call: what flate2's `write::GzEncoder` and
+/// `write::DeflateEncoder` give zlib (their 32 KiB buffer). Stored blocks are cut by
+/// it, so it is part of the format: `Deflater` feeds zlib exactly as those writers do
+/// (all remaining input, this much output room, then `Finish` until nothing comes) and
+/// writes straight into the member instead of through their buffer.
+const WINDOW: usize = 32 << 10;
+
+/// The deflate streams of one thread, reset for each chunk or sample.
+struct Deflater {
+    /// Raw deflate at `LEVEL`, for members and for the samples of `is_incompressible`.
+    deflate: Compress,
+    /// Raw deflate at level 0: stored blocks.
+    store: Compress,
+    sample: Vec<u8>,
+}
+
+impl Deflater {
+    fn new() -> Deflater {
+        Deflater {
+            deflate: Compress::new(Compression::new(LEVEL), false),
+            store: Compress::new(Compression::new(0), false),
+            sample: Vec::with_capacity(SAMPLE + WINDOW),
+        }
+    }
+
+    /// The gzip member of one chunk: stored when `is_incompressible`, else deflated.
+    fn member(&mut self, chunk: &[u8]) -> io::Result<Vec<u8>> {
+        if self.is_incompressible(chunk)? {
+            gzip_member(&mut self.store, chunk, 0)
+        } else {
+            gzip_member(&mut self.deflate, chunk, LEVEL)
+        }
+    }
+
+    /// Whether deflating `chunk` would gain less than 2%, judged from three samples
+    /// (start, middle, end) deflated at `LEVEL`. Chunks too small to sample are never
+    /// stored: they are cheap to deflate anyway.
+    fn is_incompressible(&mut self, chunk: &[u8]) -> io::Result<bool> {
+        if chunk.len() < 4 * SAMPLE {
+            return Ok(false);
+        }
+        let starts = [0, chunk.len() / 2 - SAMPLE / 2, chunk.len() - SAMPLE];
+        let mut deflated = 0;
+        for s in starts {
+            self.sample.clear();
+            deflate_raw(&mut self.deflate, &chunk[s..s + SAMPLE], &mut self.sample)?;
+            deflated += self.sample.len();
+        }
+        Ok(deflated * 100 >= 3 * SAMPLE * 98)
+    }
+}
+
+/// One gzip member of `data` at `level` (0: stored blocks), byte for byte what flate2's
+/// `GzEncoder` with the default header writes: mtime 0, no name, OS 255.
+fn gzip_member(c: &mut Compress, data: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    let body = if level == 0 {
         data.len() + data.len() / 6_000 + 64
     } else {
         data.len() / 2 + 64
     };
-    let mut e = GzEncoder::new(Vec::with_capacity(cap), Compression::new(level));
-    e.write_all(data)?;
-    e.finish()
+    let mut out = Vec::with_capacity(10 + body + WINDOW + 8);
+    // The extra flags say "fastest" for levels up to 1, as flate2 writes them.
+    let xfl = if level >= 9 {
+        2
+    } else if level <= 1 {
+        4
+    } else {
+        0
+    };
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 255]);
+    deflate_raw(c, data, &mut out)?;
+    out.extend_from_slice(&zlib_rs::crc32::crc32(0, data).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    Ok(out)
+}
+
+/// Appends the raw deflate stream of `data` to `out`, feeding `c` (reset first) as the
+/// flate2 writers do (see `WINDOW`).
+fn deflate_raw(c: &mut Compress, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    c.reset();
+    let mut input = data;
+    while !input.is_empty() {
+        let (used, _) = deflate_step(c, input, out, FlushCompress::None)?;
+        input = &input[used..];
+    }
+    while deflate_step(c, &[], out, FlushCompress::Finish)?.1 > 0 {}
+    Ok(())
+}
+
+/// One call of `c` with `WINDOW` bytes of output room at the end of `out`; returns the
+/// input bytes used and the output bytes added.
+fn deflate_step(
+    c: &mut Compress,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    flush: FlushCompress,
+) -> io::Result<(usize, usize)> {
+    out.reserve(WINDOW);
+    let (in_before, out_before) = (c.total_in(), c.total_out());
+    let room: &mut [MaybeUninit<u8>] = &mut out.spare_capacity_mut()[..WINDOW];
+    c.compress_uninit(input, room, flush)
+        .map_err(io::Error::other)?;
+    let added = (c.total_out() - out_before) as usize;
+    // SAFETY: zlib wrote (initialized) exactly `added` bytes at the start of `room`, the
+    // spare capacity right after `out`'s length, and `added <= WINDOW` fits in it.
+    unsafe { out.set_len(out.len() + added) };
+    Ok(((c.total_in() - in_before) as usize, added))
 }
 
 /// Bytes in each of the three samples `is_incompressible` deflates.
 const SAMPLE: usize = 32 << 10;
 
-/// Whether deflating `chunk` would gain less than 2%, judged from three samples (start,
-/// middle, end) deflated at `LEVEL`. Chunks too small to sample are never stored: they
-/// are cheap to deflate anyway.
-fn is_incompressible(chunk: &[u8]) -> io::Result<bool> {
-    if chunk.len() < 4 * SAMPLE {
-        return Ok(false);
-    }
-    let starts = [0, chunk.len() / 2 - SAMPLE / 2, chunk.len() - SAMPLE];
-    let mut deflated = 0;
-    for s in starts {
-        let mut e = flate2::write::DeflateEncoder::new(
-            Vec::with_capacity(SAMPLE + 64),
-            Compression::new(LEVEL),
-        );
-        e.write_all(&chunk[s..s + SAMPLE])?;
-        deflated += e.finish()?.len();
-    }
-    Ok(deflated * 100 >= 3 * SAMPLE * 98)
-}
-
-impl<W: Write> Write for ParallelGzWriter<W> {
+impl<S: MemberSink> Write for ParallelGzWriter<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.current.capacity() < CHUNK {
+            let mut spare = self.free.pop().unwrap_or_default();
+            spare.clear();
+            spare.reserve_exact(CHUNK);
+            spare.extend_from_slice(&self.current);
+            self.current = spare;
+        }
         let room = CHUNK - self.current.len();
         let n = room.min(buf.len());
         self.current.extend_from_slice(&buf[..n]);
         if self.current.len() == CHUNK {
-            let full = std::mem::replace(&mut self.current, Vec::with_capacity(CHUNK));
+            let full = std::mem::take(&mut self.current);
             self.submit(full)?;
         }
         Ok(n)
@@ -238,9 +369,9 @@ mod tests {
     fn members_decode_to_the_input() {
         for len in [0usize, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17] {
             let input: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
-            let mut w = ParallelGzWriter::new(Vec::new());
+            let mut w = ParallelGzWriter::new(WriteMembers(Vec::new()));
             w.write_all(&input).unwrap();
-            let gz = w.finish().unwrap();
+            let gz = w.finish().unwrap().0;
             let mut out = Vec::new();
             flate2::read::MultiGzDecoder::new(&gz[..])
                 .read_to_end(&mut out)
@@ -281,8 +412,13 @@ mod tests {
             ("too small to sample", random(3 * SAMPLE, 3), false),
         ];
         for (name, chunk, stored) in cases {
-            assert_eq!(is_incompressible(&chunk).unwrap(), stored, "{name}");
-            let gz = compress(&chunk).unwrap();
+            let mut deflater = Deflater::new();
+            assert_eq!(
+                deflater.is_incompressible(&chunk).unwrap(),
+                stored,
+                "{name}"
+            );
+            let gz = deflater.member(&chunk).unwrap();
             if stored {
                 // Stored blocks: 5 bytes per block (zlib-rs: ≈ 32 KiB), plus header and trailer.
                 assert!(gz.len() <= chunk.len() + chunk.len() / 6_000 + 64, "{name}");
@@ -292,6 +428,82 @@ mod tests {
                 .read_to_end(&mut out)
                 .unwrap();
             assert!(out == chunk, "{name} must decode to its input");
+        }
+    }
+
+    /// What flate2's `GzEncoder` (default header) writes for `data` at `level`.
+    fn gz_encoder(data: &[u8], level: u32) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// The blob digest of a gzip form depends on every byte: a member must be what
+    /// `GzEncoder` writes, at both levels, for every kind and size of chunk, also from
+    /// a `Deflater` that made other members before.
+    #[test]
+    fn members_are_the_bytes_gz_encoder_writes() {
+        let text = b"the quick brown fox jumps over the lazy dog 0123\n".repeat(CHUNK / 48 + 1);
+        let mut mixed = random(CHUNK, 9);
+        mixed[CHUNK / 3..CHUNK / 2].copy_from_slice(&text[..CHUNK / 2 - CHUNK / 3]);
+        let inputs: [(&str, &[u8]); 8] = [
+            ("empty", &[]),
+            ("one byte", b"x"),
+            ("small text", &text[..100_000]),
+            ("text chunk", &text[..CHUNK]),
+            ("random chunk", &random(CHUNK, 4)),
+            ("random, one short of a chunk", &random(CHUNK - 1, 5)),
+            ("random 1 MiB + 1", &random((1 << 20) + 1, 6)),
+            ("mixed chunk", &mixed),
+        ];
+        let mut deflater = Deflater::new();
+        for (name, data) in inputs {
+            for level in [0, LEVEL] {
+                let c = if level == 0 {
+                    &mut deflater.store
+                } else {
+                    &mut deflater.deflate
+                };
+                let ours = gzip_member(c, data, level).unwrap();
+                assert!(ours == gz_encoder(data, level), "{name} at level {level}");
+            }
+            let want = gz_encoder(data, u32::from(!deflater.is_incompressible(data).unwrap()));
+            assert!(deflater.member(data).unwrap() == want, "{name}");
+        }
+    }
+
+    /// Whole chunks read in place give the same stream as `Write`, for inputs that end
+    /// on, before and after a chunk boundary (buffers are reused on the way).
+    #[test]
+    fn chunks_in_place_give_the_written_stream() {
+        let text = b"a line of text, many times over\n".repeat(CHUNK / 32 + 1);
+        for len in [0, 17, CHUNK, 2 * CHUNK + 5, 9 * CHUNK] {
+            let input: Vec<u8> = random(len, 7)
+                .iter()
+                .zip(text.iter().cycle())
+                .enumerate()
+                .map(|(i, (r, t))| {
+                    if (i / CHUNK).is_multiple_of(2) {
+                        *r
+                    } else {
+                        *t
+                    }
+                })
+                .collect();
+            let mut w = ParallelGzWriter::new(WriteMembers(Vec::new()));
+            w.write_all(&input).unwrap();
+            let written = w.finish().unwrap().0;
+
+            let mut w = ParallelGzWriter::new(WriteMembers(Vec::new()));
+            for piece in input.chunks(CHUNK) {
+                let mut buf = w.chunk_buffer();
+                assert_eq!(buf.len(), CHUNK);
+                buf.truncate(piece.len());
+                buf.copy_from_slice(piece);
+                w.write_chunk(buf).unwrap();
+            }
+            let in_place = w.finish().unwrap().0;
+            assert!(in_place == written, "len {len}");
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 
-use super::gzip::ParallelGzWriter;
+use super::gzip::{ParallelGzWriter, WriteMembers};
 use super::tarcheck::TarCheck;
 use crate::digest::Sha256Writer;
 use crate::error::{Result, StoreError};
@@ -61,7 +61,7 @@ impl Store {
         let blob = self
             .writer(&lease)?
             .with_media_type(media_types::OCI_LAYER_GZIP);
-        let mut gz = Sha256Writer::new(ParallelGzWriter::new(blob));
+        let mut gz = Sha256Writer::new(ParallelGzWriter::new(WriteMembers(blob)));
         let mut check = TarCheck::default();
         let mut buf = vec![0u8; 1 << 20];
         loop {
@@ -92,7 +92,7 @@ impl Store {
             });
         }
         let (gzw, diff_id, tar_size) = gz.finish();
-        let blob = gzw
+        let WriteMembers(blob) = gzw
             .finish()
             .map_err(StoreError::io("writing layer", self.layout().ingest_dir()))?;
         let layer = blob.commit(None, None)?;

@@ -16,11 +16,11 @@
 //!   hides the files, then lets go);
 //! - [`write`] commits with `synchronous=FULL` (the WAL is fsynced before it returns);
 //!   [`write_deferred`] with `NORMAL` (durable against a killed process, not against a
-//!   lost machine): for leases, which protect only a live process anyway, and for blob and
-//!   snapshot records, which nothing durable names until a later `write` does. The WAL is
-//!   one sequence of checksummed frames that recovery replays up to the first bad one, so
-//!   the fsync of a later commit makes every earlier transaction durable with it
-//!   (docs/design.md §3).
+//!   lost machine): for leases, which protect only a live process anyway, and for the
+//!   records a build writes on the way (blobs, snapshots, cache, context stats), which its
+//!   image commit makes durable. The WAL is one sequence of checksummed frames that
+//!   recovery replays up to the first bad one, so the fsync of a later commit makes every
+//!   earlier transaction durable with it (docs/design.md §3).
 //!
 //! A process keeps one connection open between transactions, shared by its threads (one
 //! transaction at a time); an open connection blocks nobody.
@@ -79,10 +79,10 @@ static CONNECTION: Mutex<Option<Meta>> = Mutex::new(None);
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Read,
-    /// Fsynced before returning: tags, images, cache records.
+    /// Fsynced before returning: tags, images.
     Write,
     /// Not fsynced: records that mean nothing after the process is gone (leases), or that
-    /// only a later fsynced commit makes anyone rely on (blob and snapshot records).
+    /// a later fsynced commit makes durable (blob, snapshot, cache, context-stat records).
     WriteDeferred,
 }
 
@@ -118,9 +118,9 @@ pub fn write_deferred<T>(store: &Store, f: impl FnOnce(&Meta) -> Result<T>) -> R
 }
 
 /// Records committed blobs in one transaction, without an fsync of its own: a blob's record
-/// protects nothing by itself (GC sweeps a blob nothing references), and the fsynced commit
-/// of the record that first references the blob (a layer step's cache record, an image, a
-/// tag) makes this one durable too. The blob's bytes are durable before this runs (ingest).
+/// protects nothing by itself (GC sweeps a blob nothing references), and the next fsynced
+/// commit (the build's, pull's or load's image, a tag) makes this one durable too, before
+/// or with any record that names the blob. The blob's bytes are durable before this runs (ingest).
 pub fn record_blobs(store: &Store, blobs: &[Descriptor]) -> Result<()> {
     if blobs.is_empty() {
         return Ok(());
