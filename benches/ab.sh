@@ -12,6 +12,10 @@
 #   three-stage  testdata/bench/three-stage, cold (fresh root): three stages that each
 #              `RUN sleep 1` side by side, then the final stage's three COPY --from; what is
 #              above one second is the build's own time on its critical path
+#   debian-two-stage  testdata/bench/debian-two-stage, cold (fresh root holding the
+#              bookworm minbase as debian:bench): needs a Debian mirror and DEBIAN_TAR (a base
+#              made by examples/make-base.sh with PACKAGES=); the apt downloads vary with the
+#              mirror, so run it with several rounds
 #
 # Env: RUNS (interleaved rounds, default 10); ARGS, extra `build` arguments for both (e.g.
 # `--network host`, the network benches/build.sh gives BuildKit); B_ARGS, extra `build`
@@ -52,6 +56,10 @@ with_binary() {
 
 make_base
 STRATA_BASES=("$BASE_TAR|busybox:bench")
+if [[ " ${CASES[*]} " == *" debian-two-stage "* ]]; then
+    [ -f "${DEBIAN_TAR:-}" ] || { echo "debian-two-stage needs DEBIAN_TAR=a bookworm minbase tar" >&2; exit 2; }
+    STRATA_BASES+=("$DEBIAN_TAR|debian:bench")
+fi
 STRATA_OK=1
 
 # samples CASE MODE WHICH: append one timed run to $BENCH_WORK/CASE-MODE-WHICH.
@@ -69,6 +77,10 @@ sample() {
         with_binary "$which" strata_fresh_root
         t=$(with_binary "$which" time_once strata_ build -q $(build_args "$which") -t ab:three "$BENCH_REPO/testdata/bench/three-stage")
         ;;
+    debian-two-stage/cold)
+        with_binary "$which" strata_fresh_root
+        t=$(with_binary "$which" time_once strata_ build -q $(build_args "$which") -t ab:debian "$BENCH_REPO/testdata/bench/debian-two-stage")
+        ;;
     one-run/no-cache)
         t=$(with_binary "$which" time_once strata_ build -q $(build_args "$which") --no-cache -t ab:one "$ONE_RUN")
         ;;
@@ -85,7 +97,7 @@ modes_of() {
     case $1 in
     ten-step) echo cold no-op ;;
     one-run) echo no-cache ;;
-    three-stage) echo cold ;;
+    three-stage | debian-two-stage) echo cold ;;
     *) echo "unknown case $1" >&2; exit 2 ;;
     esac
 }
