@@ -219,6 +219,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result
 }
 
+/// Replaces `path` with `bytes` for readers of the running system (temp file in the same
+/// directory, rename: never a torn file), with no fsync: for a file that only caches what
+/// can be worked out again, which a lost machine may take back to an older version or to
+/// nothing.
+pub fn write_atomic_cached(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_beside(path);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(StoreError::io("creating", &tmp))?;
+        f.write_all(bytes)
+            .map_err(StoreError::io("writing", &tmp))?;
+        drop(f);
+        fs::rename(&tmp, path).map_err(StoreError::io("renaming into place", path))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Like `write_atomic` but only if `path` does not exist yet (a hard link, which
 /// fails instead of replacing): for files whose first version must not overwrite
 /// a newer one written by a concurrent process.

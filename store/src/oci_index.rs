@@ -27,7 +27,7 @@ use std::io;
 
 use crate::error::{Result, StoreError};
 use crate::image::record_image;
-use crate::layout::write_atomic;
+use crate::layout::{write_atomic, write_atomic_cached};
 use crate::meta::{self, Meta};
 use crate::records::{BlobRecord, ForeignEntryRecord, TagRecord};
 use crate::{media_types, Digest, Reference, Store};
@@ -227,8 +227,12 @@ impl Store {
             .is_ok_and(|s| s.trim() == Digest::sha256_of(bytes).as_str())
     }
 
+    /// Without an fsync: the fingerprint only saves work. One that a lost machine takes
+    /// back or leaves out makes the next open compare `index.json` with the metadata once
+    /// (`adopt_index`), which finds nothing to adopt in what strata wrote; `index.json` itself
+    /// is durable before this runs.
     fn remember_index(&self, bytes: &[u8]) -> Result<()> {
-        write_atomic(
+        write_atomic_cached(
             &self.layout().index_fingerprint(),
             Digest::sha256_of(bytes).as_str().as_bytes(),
         )
