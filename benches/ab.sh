@@ -12,9 +12,14 @@
 #   three-stage  testdata/bench/three-stage, cold (fresh root): three stages that each
 #              `RUN sleep 1` side by side, then the final stage's three COPY --from; what is
 #              above one second is the build's own time on its critical path
+#   debian-two-stage  testdata/bench/debian-two-stage, cold (fresh root holding the
+#              bookworm minbase as debian:bench): needs a Debian mirror and DEBIAN_TAR (a base
+#              made by examples/make-base.sh with PACKAGES=); the apt downloads vary with the
+#              mirror, so run it with several rounds
 #
-# Env: RUNS (interleaved rounds, default 10); B_ARGS, extra `build` arguments for NEW only
-# (e.g. `--network host`, to see a change apart from what a new default costs). Prints best
+# Env: RUNS (interleaved rounds, default 10); ARGS, extra `build` arguments for both (e.g.
+# `--network host`, the network benches/build.sh gives BuildKit); B_ARGS, extra `build`
+# arguments for NEW only (to see a change apart from what a new default costs). Prints best
 # and median per binary and the ratio NEW/OLD (below 1.00 is faster).
 . "$(dirname "$0")/lib.sh"
 
@@ -30,10 +35,14 @@ ONE_RUN=$BENCH_WORK/one-run
 mkdir -p "$ONE_RUN"
 printf 'FROM busybox:bench\nRUN true\n' >"$ONE_RUN/Dockerfile"
 
+read -r -a BOTH_EXTRA <<<"${ARGS:-}"
 read -r -a B_EXTRA <<<"${B_ARGS:-}"
 
 # build_args A|B: the extra build arguments of that binary.
-build_args() { if [ "$1" = B ]; then echo "${B_EXTRA[@]}"; fi; }
+build_args() {
+    echo "${BOTH_EXTRA[@]}"
+    if [ "$1" = B ]; then echo "${B_EXTRA[@]}"; fi
+}
 
 # with_binary A|B CMD...: run CMD with STRATA and the root of that binary (each its own root:
 # two versions need not share a store format).
@@ -47,6 +56,10 @@ with_binary() {
 
 make_base
 STRATA_BASES=("$BASE_TAR|busybox:bench")
+if [[ " ${CASES[*]} " == *" debian-two-stage "* ]]; then
+    [ -f "${DEBIAN_TAR:-}" ] || { echo "debian-two-stage needs DEBIAN_TAR=a bookworm minbase tar" >&2; exit 2; }
+    STRATA_BASES+=("$DEBIAN_TAR|debian:bench")
+fi
 STRATA_OK=1
 
 # samples CASE MODE WHICH: append one timed run to $BENCH_WORK/CASE-MODE-WHICH.
@@ -64,6 +77,10 @@ sample() {
         with_binary "$which" strata_fresh_root
         t=$(with_binary "$which" time_once strata_ build -q $(build_args "$which") -t ab:three "$BENCH_REPO/testdata/bench/three-stage")
         ;;
+    debian-two-stage/cold)
+        with_binary "$which" strata_fresh_root
+        t=$(with_binary "$which" time_once strata_ build -q $(build_args "$which") -t ab:debian "$BENCH_REPO/testdata/bench/debian-two-stage")
+        ;;
     one-run/no-cache)
         t=$(with_binary "$which" time_once strata_ build -q $(build_args "$which") --no-cache -t ab:one "$ONE_RUN")
         ;;
@@ -80,7 +97,7 @@ modes_of() {
     case $1 in
     ten-step) echo cold no-op ;;
     one-run) echo no-cache ;;
-    three-stage) echo cold ;;
+    three-stage | debian-two-stage) echo cold ;;
     *) echo "unknown case $1" >&2; exit 2 ;;
     esac
 }

@@ -113,6 +113,7 @@ fn write_tree(
     });
     let mut stats = LayerStats::default();
     let mut links: HashMap<(u64, u64), String> = HashMap::new();
+    let mut buf = vec![0u8; COPY_BUFFER];
     for entry in WalkDir::new(dir).min_depth(1).sort_by_file_name() {
         let entry = entry.map_err(|e| DiffError::Read {
             path: e.path().unwrap_or(dir).to_path_buf(),
@@ -198,18 +199,20 @@ fn write_tree(
         header.set_cksum();
         if header.entry_type() == tar::EntryType::Regular {
             let file = std::fs::File::open(path).map_err(read_err(path))?;
-            let mut limited = io::Read::take(file, md.len());
-            let mut counted = CountingReader {
-                inner: &mut limited,
-                count: 0,
-            };
-            tar.append(&header, &mut counted).map_err(w)?;
-            if counted.count != md.len() {
-                return Err(DiffError::Changed {
+            append_file(tar.get_mut(), &header, file, md.len(), &mut buf).map_err(|e| match e {
+                FileError::Read(source) => DiffError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                },
+                FileError::Write(source) => DiffError::Write {
+                    name: name.clone(),
+                    source,
+                },
+                FileError::Changed => DiffError::Changed {
                     path: path.to_path_buf(),
                     expected: md.len(),
-                });
-            }
+                },
+            })?;
             stats.content_bytes += md.len();
         } else {
             tar.append(&header, io::empty()).map_err(w)?;
@@ -233,17 +236,46 @@ fn write_tree(
     Ok(stats)
 }
 
-struct CountingReader<'a, R> {
-    inner: &'a mut R,
-    count: u64,
+/// Size of the buffer file content is read through: a file of a few hundred KiB is one
+/// read (the tar crate's `append` reads 8 KiB at a time).
+const COPY_BUFFER: usize = 256 << 10;
+
+enum FileError {
+    Read(io::Error),
+    Write(io::Error),
+    /// The file does not have the `len` bytes its header says.
+    Changed,
 }
 
-impl<R: io::Read> io::Read for CountingReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count += n as u64;
-        Ok(n)
+/// Appends a regular file's entry to the tar stream `out` as `tar::Builder::append`
+/// does (header, `len` bytes of content, zeros to the next 512-byte block), reading
+/// through `buf`.
+fn append_file(
+    out: &mut impl Write,
+    header: &tar::Header,
+    file: std::fs::File,
+    len: u64,
+    buf: &mut [u8],
+) -> std::result::Result<(), FileError> {
+    out.write_all(header.as_bytes()).map_err(FileError::Write)?;
+    let mut file = io::Read::take(file, len);
+    let mut copied = 0u64;
+    loop {
+        let n = match io::Read::read(&mut file, buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(FileError::Read(e)),
+        };
+        out.write_all(&buf[..n]).map_err(FileError::Write)?;
+        copied += n as u64;
     }
+    if copied != len {
+        return Err(FileError::Changed);
+    }
+    let pad = (512 - len % 512) % 512;
+    out.write_all(&[0u8; 512][..pad as usize])
+        .map_err(FileError::Write)
 }
 
 fn clamp_mtime(md: &Metadata, opts: &DiffOptions) -> u64 {
@@ -593,5 +625,50 @@ mod tests {
         write_dir_layer(tmp.path(), &mut buf, &DiffOptions::default()).expect("layer");
         let e = entries(&buf);
         assert_eq!((e[0].0.as_str(), e[0].1), ("node", tar::EntryType::Char));
+    }
+
+    /// File content is copied through a buffer, not `tar::Builder::append`: every size
+    /// around a 512-byte block and above the buffer reads back whole, and the layer is
+    /// what `append` writes, byte for byte.
+    #[test]
+    fn file_content_and_padding_match_the_tar_crate() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sizes = [0usize, 1, 511, 512, 513, COPY_BUFFER + 700];
+        for (i, n) in sizes.iter().enumerate() {
+            let content: Vec<u8> = (0..*n).map(|k| (k * 7 + i) as u8).collect();
+            std::fs::write(tmp.path().join(format!("f{i}")), content).expect("write");
+        }
+        let opts = DiffOptions {
+            source_date_epoch: Some(1_000),
+        };
+        let mut layer = Vec::new();
+        write_dir_layer(tmp.path(), &mut layer, &opts).expect("layer");
+        let mut want = tar::Builder::new(Vec::new());
+        for (i, _) in sizes.iter().enumerate() {
+            let path = tmp.path().join(format!("f{i}"));
+            let md = std::fs::symlink_metadata(&path).expect("stat");
+            let mut h = base_header(&md, &opts);
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(md.len());
+            set_name(&mut h, &format!("f{i}"), &mut Vec::new());
+            h.set_cksum();
+            want.append(&h, std::fs::File::open(&path).expect("open"))
+                .expect("append");
+        }
+        assert!(
+            layer == want.into_inner().expect("finish"),
+            "layer bytes differ"
+        );
+        let mut archive = tar::Archive::new(&layer[..]);
+        for (i, entry) in archive.entries().expect("entries").enumerate() {
+            let mut entry = entry.expect("entry");
+            let mut got = Vec::new();
+            io::Read::read_to_end(&mut entry, &mut got).expect("read");
+            assert_eq!(got.len(), sizes[i], "f{i}");
+            assert!(
+                got.iter().enumerate().all(|(k, b)| *b == (k * 7 + i) as u8),
+                "f{i}"
+            );
+        }
     }
 }
