@@ -17,8 +17,9 @@
 #              made by examples/make-base.sh with PACKAGES=); the apt downloads vary with the
 #              mirror, so run it with several rounds
 #
-# Env: RUNS (interleaved rounds, default 10); B_ARGS, extra `build` arguments for NEW only
-# (e.g. `--network host`, to see a change apart from what a new default costs). Prints best
+# Env: RUNS (interleaved rounds, default 10); ARGS, extra `build` arguments for both (e.g.
+# `--network host`, the network benches/build.sh gives BuildKit); B_ARGS, extra `build`
+# arguments for NEW only (to see a change apart from what a new default costs). Prints best
 # and median per binary and the ratio NEW/OLD (below 1.00 is faster).
 . "$(dirname "$0")/lib.sh"
 
@@ -34,10 +35,14 @@ ONE_RUN=$BENCH_WORK/one-run
 mkdir -p "$ONE_RUN"
 printf 'FROM busybox:bench\nRUN true\n' >"$ONE_RUN/Dockerfile"
 
+read -r -a BOTH_EXTRA <<<"${ARGS:-}"
 read -r -a B_EXTRA <<<"${B_ARGS:-}"
 
 # build_args A|B: the extra build arguments of that binary.
-build_args() { if [ "$1" = B ]; then echo "${B_EXTRA[@]}"; fi; }
+build_args() {
+    echo "${BOTH_EXTRA[@]}"
+    if [ "$1" = B ]; then echo "${B_EXTRA[@]}"; fi
+}
 
 # with_binary A|B CMD...: run CMD with STRATA and the root of that binary (each its own root:
 # two versions need not share a store format).

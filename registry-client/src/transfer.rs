@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, StatusCode};
+use store::archive::gzip::Member;
 use store::compressed::GzipCopy;
 use store::{Descriptor, Digest, Lease, Store};
 use tokio::task::JoinSet;
@@ -453,7 +454,7 @@ struct ChannelSink {
 }
 
 /// A member shared between the store's writer and the request body.
-struct SharedMember(Arc<Vec<u8>>);
+struct SharedMember(Arc<Member>);
 
 impl AsRef<[u8]> for SharedMember {
     fn as_ref(&self) -> &[u8] {
@@ -462,7 +463,7 @@ impl AsRef<[u8]> for SharedMember {
 }
 
 impl GzipCopy for ChannelSink {
-    fn member(&mut self, member: Arc<Vec<u8>>) -> std::io::Result<()> {
+    fn member(&mut self, member: Arc<Member>) -> std::io::Result<()> {
         if let Some(tx) = &self.tx {
             self.size += member.len() as u64;
             if tx

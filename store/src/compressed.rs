@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::archive::gzip::{MemberSink, ParallelGzWriter, CHUNK};
+use crate::archive::gzip::{Member, MemberSink, ParallelGzWriter, CHUNK};
 use crate::digest::Digest;
 use crate::error::{Result, StoreError};
 use crate::ingest::BlobWriter;
@@ -209,7 +209,7 @@ impl Store {
 pub trait GzipCopy {
     /// The next gzip member (a run of the blob's bytes, in order), shared with the store's
     /// write of it rather than copied. An error stops the copy: nothing more is handed on.
-    fn member(&mut self, member: Arc<Vec<u8>>) -> io::Result<()>;
+    fn member(&mut self, member: Arc<Member>) -> io::Result<()>;
 
     /// Every byte is written: `digest` and `size` are those of the whole gzip as the
     /// store hashed it. Called once, before the blob is made durable, and only when no
@@ -218,7 +218,7 @@ pub trait GzipCopy {
 }
 
 impl<T: GzipCopy + ?Sized> GzipCopy for Box<T> {
-    fn member(&mut self, member: Arc<Vec<u8>>) -> io::Result<()> {
+    fn member(&mut self, member: Arc<Member>) -> io::Result<()> {
         (**self).member(member)
     }
 
@@ -231,7 +231,7 @@ impl<T: GzipCopy + ?Sized> GzipCopy for Box<T> {
 struct NoCopy;
 
 impl GzipCopy for NoCopy {
-    fn member(&mut self, _: Arc<Vec<u8>>) -> io::Result<()> {
+    fn member(&mut self, _: Arc<Member>) -> io::Result<()> {
         Ok(())
     }
 
@@ -246,7 +246,7 @@ struct Members<C: GzipCopy> {
 }
 
 impl<C: GzipCopy> MemberSink for Members<C> {
-    fn member(&mut self, member: Vec<u8>) -> io::Result<()> {
+    fn member(&mut self, member: Member) -> io::Result<()> {
         let member = Arc::new(member);
         if let Some(copy) = self.copy.as_mut() {
             if copy.member(member.clone()).is_err() {

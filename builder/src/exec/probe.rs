@@ -102,13 +102,118 @@ pub struct HostSupport {
     pub has_overlay: bool,
 }
 
-/// Probe both, with `scratch` a new directory path on the filesystem the upperdirs will
-/// live on (created and removed).
+/// Probe both in one child, with `scratch` a new directory path on the filesystem the
+/// upperdirs will live on (created and removed). The child does what
+/// [`namespaces_supported`] does, with its tmpfs on `scratch/t`, then, if that worked, what
+/// [`overlay_supported`] does with the overlay's upper and work directories on `scratch` and
+/// its lower directory and mount point in the tmpfs. One fork and three directories on
+/// disk, where the two probes one after the other took two forks and seven: on a busy
+/// filesystem each directory operation waits on its journal, and a cold build's first RUN
+/// waits on the probe.
 pub fn probe(scratch: &Path) -> HostSupport {
-    let has_namespaces = namespaces_supported(scratch);
+    let support = probe_in(scratch);
+    let _ = std::fs::remove_dir_all(scratch);
+    support
+}
+
+/// Exit code of the probe child when namespaces work and overlay does not.
+const NO_OVERLAY: i32 = 2;
+
+fn probe_in(scratch: &Path) -> HostSupport {
+    let unsupported = HostSupport {
+        has_namespaces: false,
+        has_overlay: false,
+    };
+    let (tmp, upper, work) = (
+        scratch.join("t"),
+        scratch.join("upper"),
+        scratch.join("work"),
+    );
+    if [&tmp, &upper, &work]
+        .iter()
+        .any(|d| std::fs::create_dir_all(d).is_err())
+    {
+        return unsupported;
+    }
+    let (lower, merged) = (tmp.join("lower"), tmp.join("merged"));
+    let mut data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    for option in super::mounts::overlay_tuning() {
+        data.push(',');
+        data.push_str(&option);
+    }
+    let c = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).ok();
+    let (Some(tmp_c), Some(proc_c), Some(lower_c), Some(merged_c), Ok(data)) = (
+        c(&tmp),
+        c(&tmp.join("proc")),
+        c(&lower),
+        c(&merged),
+        CString::new(data),
+    ) else {
+        return unsupported;
+    };
+    // SAFETY: the children make only raw syscalls on prepared C strings, then _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        use rustix::fs::{mkdir, Mode};
+        use rustix::mount::{mount, mount_change, MountFlags, MountPropagationFlags as P};
+        if namespaces::unshare(UnshareFlags::NEWNS | UnshareFlags::NEWPID).is_err()
+            || mount_change(c"/", P::PRIVATE | P::REC).is_err()
+        {
+            exit_now(1);
+        }
+        // SAFETY: as above; the grandchild is pid 1 of the new pid namespace.
+        let inner = unsafe { libc::fork() };
+        if inner == 0 {
+            let dir_mode = Mode::from_raw_mode(0o755);
+            let has_namespaces = mount(
+                c"tmpfs",
+                tmp_c.as_c_str(),
+                c"tmpfs",
+                MountFlags::empty(),
+                None,
+            )
+            .is_ok()
+                && mkdir(proc_c.as_c_str(), dir_mode).is_ok()
+                && mount(
+                    c"proc",
+                    proc_c.as_c_str(),
+                    c"proc",
+                    MountFlags::empty(),
+                    None,
+                )
+                .is_ok();
+            if !has_namespaces {
+                exit_now(1);
+            }
+            let has_overlay = mkdir(lower_c.as_c_str(), dir_mode).is_ok()
+                && mkdir(merged_c.as_c_str(), dir_mode).is_ok()
+                && mount(
+                    c"overlay",
+                    merged_c.as_c_str(),
+                    c"overlay",
+                    MountFlags::empty(),
+                    Some(data.as_c_str()),
+                )
+                .is_ok();
+            exit_now(if has_overlay { 0 } else { NO_OVERLAY });
+        }
+        let status = if inner > 0 { reap(inner) } else { -1 };
+        exit_now(if inner > 0 && libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            1
+        });
+    }
+    let status = if pid > 0 { reap(pid) } else { -1 };
+    let code = (pid > 0 && libc::WIFEXITED(status)).then(|| libc::WEXITSTATUS(status));
     HostSupport {
-        has_namespaces,
-        has_overlay: has_namespaces && overlay_supported(scratch),
+        has_namespaces: matches!(code, Some(0) | Some(NO_OVERLAY)),
+        has_overlay: code == Some(0),
     }
 }
 

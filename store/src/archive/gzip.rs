@@ -32,15 +32,75 @@ const IN_FLIGHT: usize = 4;
 /// Where [`ParallelGzWriter`] puts the finished members, in order, each whole and owned
 /// (a sink that hands them on keeps them without a copy).
 pub trait MemberSink {
-    fn member(&mut self, member: Vec<u8>) -> io::Result<()>;
+    fn member(&mut self, member: Member) -> io::Result<()>;
 }
 
 /// A [`MemberSink`] writing each member to a `Write`.
 pub struct WriteMembers<W>(pub W);
 
 impl<W: Write> MemberSink for WriteMembers<W> {
-    fn member(&mut self, member: Vec<u8>) -> io::Result<()> {
+    fn member(&mut self, member: Member) -> io::Result<()> {
         self.0.write_all(&member)
+    }
+}
+
+/// One finished gzip member. Dropping it, wherever that happens (after the upload sent
+/// it, say), gives its buffer back to the writer's workers for a later member: a long
+/// input touches a few members' worth of fresh memory, not its whole size.
+pub struct Member {
+    bytes: Vec<u8>,
+    pool: MemberPool,
+}
+
+impl std::ops::Deref for Member {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.pool.put(std::mem::take(&mut self.bytes));
+    }
+}
+
+/// Member buffers a [`MemberPool`] keeps at most (a push queues up to 16 members).
+const KEPT_MEMBERS: usize = 32;
+
+/// Member buffers given back. No more are ever made than are out at once (being made,
+/// waiting to be written, queued for an upload), so keeping them costs no more memory
+/// than the busiest moment did; `KEPT_MEMBERS` bounds it anyway.
+#[derive(Clone, Default)]
+struct MemberPool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl MemberPool {
+    /// An empty buffer with room for `capacity` bytes.
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        let mut buf = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default();
+        buf.clear();
+        buf.reserve(capacity);
+        buf
+    }
+
+    fn put(&self, buf: Vec<u8>) {
+        let mut free = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if buf.capacity() > 0 && free.len() < KEPT_MEMBERS {
+            free.push(buf);
+        }
+    }
+
+    fn member(&self, bytes: Vec<u8>) -> Member {
+        Member {
+            bytes,
+            pool: self.clone(),
+        }
     }
 }
 
@@ -64,11 +124,13 @@ pub struct ParallelGzWriter<S: MemberSink> {
     waiting: VecDeque<Receiver<io::Result<Compressed>>>,
     /// Chunk buffers whose member is out, for the next chunks.
     free: Vec<Vec<u8>>,
+    /// Member buffers given back, shared with the workers.
+    member_pool: MemberPool,
     members: u64,
 }
 
 /// A finished member and the chunk buffer it was made from.
-type Compressed = (Vec<u8>, Vec<u8>);
+type Compressed = (Member, Vec<u8>);
 type Job = (Vec<u8>, Sender<io::Result<Compressed>>);
 
 /// The compression threads, fed through one bounded queue.
@@ -78,7 +140,7 @@ struct Pool {
 }
 
 impl Pool {
-    fn start() -> io::Result<Pool> {
+    fn start(member_pool: &MemberPool) -> io::Result<Pool> {
         let n = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
@@ -91,10 +153,11 @@ impl Pool {
         };
         for i in 0..n {
             let rx = rx.clone();
+            let member_pool = member_pool.clone();
             let worker = std::thread::Builder::new()
                 .name(format!("gzip-{i}"))
                 .spawn(move || {
-                    let mut deflater = Deflater::new();
+                    let mut deflater = Deflater::new(member_pool);
                     loop {
                         let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
                         let Ok((chunk, reply)) = job else { return };
@@ -140,6 +203,7 @@ impl<S: MemberSink> ParallelGzWriter<S> {
             pool: None,
             waiting: VecDeque::new(),
             free: Vec::new(),
+            member_pool: MemberPool::default(),
             members: 0,
         }
     }
@@ -171,7 +235,7 @@ impl<S: MemberSink> ParallelGzWriter<S> {
             self.write_oldest()?;
         }
         if self.pool.is_none() {
-            self.pool = Some(Pool::start()?);
+            self.pool = Some(Pool::start(&self.member_pool)?);
         }
         let rx = self.pool.as_ref().expect("started above").submit(chunk)?;
         self.waiting.push_back(rx);
@@ -209,7 +273,7 @@ impl<S: MemberSink> ParallelGzWriter<S> {
         let last = std::mem::take(&mut self.current);
         if self.pool.is_none() {
             // Never filled a chunk: one member, compressed here.
-            let member = Deflater::new().member(&last)?;
+            let member = Deflater::new(self.member_pool.clone()).member(&last)?;
             self.write_member((member, last))?;
         } else {
             if !last.is_empty() {
@@ -238,24 +302,28 @@ struct Deflater {
     /// Raw deflate at level 0: stored blocks.
     store: Compress,
     sample: Vec<u8>,
+    pool: MemberPool,
 }
 
 impl Deflater {
-    fn new() -> Deflater {
+    fn new(pool: MemberPool) -> Deflater {
         Deflater {
             deflate: Compress::new(Compression::new(LEVEL), false),
             store: Compress::new(Compression::new(0), false),
             sample: Vec::with_capacity(SAMPLE + WINDOW),
+            pool,
         }
     }
 
     /// The gzip member of one chunk: stored when `is_incompressible`, else deflated.
-    fn member(&mut self, chunk: &[u8]) -> io::Result<Vec<u8>> {
-        if self.is_incompressible(chunk)? {
-            gzip_member(&mut self.store, chunk, 0)
+    fn member(&mut self, chunk: &[u8]) -> io::Result<Member> {
+        let (c, level) = if self.is_incompressible(chunk)? {
+            (&mut self.store, 0)
         } else {
-            gzip_member(&mut self.deflate, chunk, LEVEL)
-        }
+            (&mut self.deflate, LEVEL)
+        };
+        let buf = self.pool.take(member_capacity(chunk.len(), level));
+        Ok(self.pool.member(gzip_member(c, chunk, level, buf)?))
     }
 
     /// Whether deflating `chunk` would gain less than 2%, judged from three samples
@@ -276,15 +344,24 @@ impl Deflater {
     }
 }
 
-/// One gzip member of `data` at `level` (0: stored blocks), byte for byte what flate2's
-/// `GzEncoder` with the default header writes: mtime 0, no name, OS 255.
-fn gzip_member(c: &mut Compress, data: &[u8], level: u32) -> io::Result<Vec<u8>> {
+/// Room for the member of `len` bytes at `level` without growing on the way: header,
+/// stored blocks (5 bytes per ≈ 32 KiB) or a generous guess at deflate, one `WINDOW` of
+/// slack, trailer.
+fn member_capacity(len: usize, level: u32) -> usize {
     let body = if level == 0 {
-        data.len() + data.len() / 6_000 + 64
+        len + len / 6_000 + 64
     } else {
-        data.len() / 2 + 64
+        len / 2 + 64
     };
-    let mut out = Vec::with_capacity(10 + body + WINDOW + 8);
+    10 + body + WINDOW + 8
+}
+
+/// One gzip member of `data` at `level` (0: stored blocks), byte for byte what flate2's
+/// `GzEncoder` with the default header writes: mtime 0, no name, OS 255. Written into
+/// `out` (emptied first).
+fn gzip_member(c: &mut Compress, data: &[u8], level: u32, mut out: Vec<u8>) -> io::Result<Vec<u8>> {
+    out.clear();
+    out.reserve(member_capacity(data.len(), level));
     // The extra flags say "fastest" for levels up to 1, as flate2 writes them.
     let xfl = if level >= 9 {
         2
@@ -412,7 +489,7 @@ mod tests {
             ("too small to sample", random(3 * SAMPLE, 3), false),
         ];
         for (name, chunk, stored) in cases {
-            let mut deflater = Deflater::new();
+            let mut deflater = Deflater::new(MemberPool::default());
             assert_eq!(
                 deflater.is_incompressible(&chunk).unwrap(),
                 stored,
@@ -456,7 +533,7 @@ mod tests {
             ("random 1 MiB + 1", &random((1 << 20) + 1, 6)),
             ("mixed chunk", &mixed),
         ];
-        let mut deflater = Deflater::new();
+        let mut deflater = Deflater::new(MemberPool::default());
         for (name, data) in inputs {
             for level in [0, LEVEL] {
                 let c = if level == 0 {
@@ -464,11 +541,11 @@ mod tests {
                 } else {
                     &mut deflater.deflate
                 };
-                let ours = gzip_member(c, data, level).unwrap();
+                let ours = gzip_member(c, data, level, Vec::new()).unwrap();
                 assert!(ours == gz_encoder(data, level), "{name} at level {level}");
             }
             let want = gz_encoder(data, u32::from(!deflater.is_incompressible(data).unwrap()));
-            assert!(deflater.member(data).unwrap() == want, "{name}");
+            assert!(*deflater.member(data).unwrap() == want[..], "{name}");
         }
     }
 
