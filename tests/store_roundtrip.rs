@@ -13,18 +13,23 @@ fn import_unpacks_the_layer() {
     let rootfs = t.busybox_rootfs("rootfs.tar", Some(("etc/hello", b"hi\n")));
     t.strata(&["import", rootfs.to_str().unwrap(), "busybox:test"])
         .ok();
-    let snapshots: Vec<std::path::PathBuf> = std::fs::read_dir(t.root.join("snapshots"))
-        .expect("snapshots/")
-        .flatten()
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
+    let snapshots = snapshot_dirs(&t.root);
     assert_eq!(snapshots.len(), 1, "{snapshots:?}");
     assert_eq!(
         std::fs::read(snapshots[0].join("fs/etc/hello")).expect("the imported file"),
         b"hi\n"
     );
+}
+
+/// The snapshot directories of a root (`ROOT/snapshots/<chain hex>`, no temps).
+fn snapshot_dirs(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(root.join("snapshots"))
+        .expect("snapshots/")
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect()
 }
 
 #[test]
@@ -74,6 +79,11 @@ fn import_images_save_load_round_trip() {
             .ok()
             .stdout_has("Loaded image: busybox:test")
             .stdout_has("Loaded image: localhost:5000/a/b:t");
+        assert_eq!(
+            snapshot_dirs(&root2).len(),
+            1,
+            "{format}: load unpacks the layer, as docker load does"
+        );
         let ids2 = t.strata_on(&root2, &["images", "-q", "--no-trunc"]).ok();
         assert_eq!(
             util::test_dir::ids(&ids2),

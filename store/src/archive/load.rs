@@ -8,7 +8,9 @@
 //! `blobs/sha256/<hex>` name against its content, every layer's diff_id against
 //! its config. Only then are the referenced blobs committed, recorded, and the
 //! images and tags added in one metadata transaction: all or nothing. On failure the
-//! blobs this load created (and nobody recorded meanwhile) are removed again.
+//! blobs this load created (and nobody recorded meanwhile) are removed again. Last,
+//! the images' layers are unpacked into their snapshots, as docker's layer store does
+//! at load.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -137,6 +139,13 @@ impl Archive<'_> {
         };
         self.store.record_blobs(&self.committed)?;
         let records = self.store.add_images(&images)?;
+        // Like `docker load`, the images are ready to run: their layers are unpacked now,
+        // not by the first build that uses them (the image records keep the snapshots). A
+        // layer that cannot be unpacked here (e.g. device nodes without privileges) is
+        // unpacked by a build that needs it, which reports why.
+        for image in &images {
+            let _ = self.store.ensure_snapshots(&self.lease, &image.manifest);
+        }
         Ok(images
             .into_iter()
             .zip(records)
