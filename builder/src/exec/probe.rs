@@ -2,7 +2,7 @@
 //! executes: the build picks [`Isolation::Chroot`] when namespaces are refused and
 //! [`Snapshotter::Copy`] when overlayfs is.
 //!
-//! Each probe forks a child that tries the real calls in throwaway namespaces and exits;
+//! The probe forks a child that tries the real calls in throwaway namespaces and exits;
 //! nothing is left behind. That is a fork and a few mounts and their teardown, which a build
 //! whose steps are all cached need not pay: it never probes ([`SandboxChoice`]).
 
@@ -103,13 +103,17 @@ pub struct HostSupport {
 }
 
 /// Probe both in one child, with `scratch` a new directory path on the filesystem the
-/// upperdirs will live on (created and removed). The child does what
-/// [`namespaces_supported`] does, with its tmpfs on `scratch/t`, then, if that worked, what
-/// [`overlay_supported`] does with the overlay's upper and work directories on `scratch` and
-/// its lower directory and mount point in the tmpfs. One fork and three directories on
-/// disk, where the two probes one after the other took two forks and seven: on a busy
-/// filesystem each directory operation waits on its journal, and a cold build's first RUN
-/// waits on the probe.
+/// upperdirs will live on (created and removed). The child unshares mount and pid
+/// namespaces and, as pid 1 of the new pid namespace, mounts a tmpfs on `scratch/t` and
+/// /proc (docker's default seccomp profile refuses the unshare; a user namespace inside a
+/// container may refuse the proc mount); if that worked, it mounts an overlay with its
+/// upper and work directories on `scratch` (overlayfs refuses an upper on overlayfs itself,
+/// on some network filesystems, or without CAP_SYS_ADMIN) and its lower directory and mount
+/// point in the tmpfs, with the options every step mounts with (userxattr when rootless,
+/// and `volatile`: without it the namespace's teardown would sync the whole upper
+/// filesystem, the base layer just unpacked included). One fork and three directories on
+/// disk: on a busy filesystem each directory operation waits on its journal, and a cold
+/// build's first RUN waits on the probe.
 pub fn probe(scratch: &Path) -> HostSupport {
     let support = probe_in(scratch);
     let _ = std::fs::remove_dir_all(scratch);
@@ -215,117 +219,4 @@ fn probe_in(scratch: &Path) -> HostSupport {
         has_namespaces: matches!(code, Some(0) | Some(NO_OVERLAY)),
         has_overlay: code == Some(0),
     }
-}
-
-/// Whether a step's namespaces work here: unshare mount and pid namespaces, then, as pid 1
-/// of the new pid namespace, mount a tmpfs and /proc. docker's default seccomp profile
-/// refuses the unshare; a user namespace inside a container may refuse the proc mount.
-pub fn namespaces_supported(scratch: &Path) -> bool {
-    let (tmp, proc) = (scratch.join("tmp"), scratch.join("proc"));
-    if [&tmp, &proc]
-        .iter()
-        .any(|d| std::fs::create_dir_all(d).is_err())
-    {
-        return false;
-    }
-    let (Ok(tmp_c), Ok(proc_c)) = (
-        CString::new(tmp.as_os_str().as_encoded_bytes()),
-        CString::new(proc.as_os_str().as_encoded_bytes()),
-    ) else {
-        return false;
-    };
-    // SAFETY: the children make only raw syscalls on prepared C strings, then _exit.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        use rustix::mount::{mount, mount_change, MountFlags, MountPropagationFlags as P};
-        if namespaces::unshare(UnshareFlags::NEWNS | UnshareFlags::NEWPID).is_err()
-            || mount_change(c"/", P::PRIVATE | P::REC).is_err()
-        {
-            exit_now(1);
-        }
-        // SAFETY: as above; the grandchild is pid 1 of the new pid namespace.
-        let inner = unsafe { libc::fork() };
-        if inner == 0 {
-            let ok = mount(
-                c"tmpfs",
-                tmp_c.as_c_str(),
-                c"tmpfs",
-                MountFlags::empty(),
-                None,
-            )
-            .is_ok()
-                && mount(
-                    c"proc",
-                    proc_c.as_c_str(),
-                    c"proc",
-                    MountFlags::empty(),
-                    None,
-                )
-                .is_ok();
-            exit_now(if ok { 0 } else { 1 });
-        }
-        let status = if inner > 0 { reap(inner) } else { -1 };
-        exit_now(if inner > 0 && exited_zero(status) {
-            0
-        } else {
-            1
-        });
-    }
-    let status = if pid > 0 { reap(pid) } else { -1 };
-    let _ = std::fs::remove_dir_all(scratch);
-    pid > 0 && exited_zero(status)
-}
-
-/// Whether overlayfs can mount here with `scratch`'s filesystem as the upper layer (it
-/// cannot on overlayfs itself, on some network filesystems, or without CAP_SYS_ADMIN).
-/// Tries a real mount in a throwaway mount namespace under `scratch` (a new directory on
-/// the filesystem the upperdirs will live on); leaves nothing behind. ~1 ms.
-pub fn overlay_supported(scratch: &Path) -> bool {
-    let dirs = ["lower", "upper", "work", "merged"].map(|d| scratch.join(d));
-    if dirs.iter().any(|d| std::fs::create_dir_all(d).is_err()) {
-        return false;
-    }
-    // The options every step's overlay mounts with (userxattr when rootless, and
-    // `volatile`): the probe checks what a step will mount, and without `volatile` the
-    // probe's mount namespace teardown syncs the whole upper filesystem (the base layer
-    // just unpacked included), ~70 ms before the first RUN of a cold build.
-    let mut data = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        dirs[0].display(),
-        dirs[1].display(),
-        dirs[2].display(),
-    );
-    for option in super::mounts::overlay_tuning() {
-        data.push(',');
-        data.push_str(&option);
-    }
-    let (Ok(data), Ok(target)) = (
-        CString::new(data),
-        CString::new(dirs[3].as_os_str().as_encoded_bytes()),
-    ) else {
-        return false;
-    };
-    // SAFETY: the child makes only raw syscalls on prepared C strings, then _exits.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        use rustix::mount::{mount, mount_change, MountFlags, MountPropagationFlags as P};
-        let ok = namespaces::unshare(UnshareFlags::NEWNS).is_ok()
-            && mount_change(c"/", P::PRIVATE | P::REC).is_ok()
-            && mount(
-                c"overlay",
-                target.as_c_str(),
-                c"overlay",
-                MountFlags::empty(),
-                Some(data.as_c_str()),
-            )
-            .is_ok();
-        exit_now(if ok { 0 } else { 1 });
-    }
-    let status = if pid > 0 { reap(pid) } else { -1 };
-    let _ = std::fs::remove_dir_all(scratch);
-    pid > 0 && exited_zero(status)
-}
-
-fn exited_zero(status: i32) -> bool {
-    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
 }

@@ -571,7 +571,7 @@ fn stage_deps(
     deps
 }
 
-/// The earlier stage stage `i` builds on (`FROM stage`), if any: it must be done before
+/// The earlier stage that stage `i` builds on (`FROM stage`), if any: it must be done before
 /// stage `i` starts, while the stages it takes files from need only have started
 /// (schedule.rs).
 fn base_stage(
