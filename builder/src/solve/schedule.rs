@@ -39,6 +39,19 @@ impl Shared {
         // A stage that panicked holding the lock left the results as they were.
         self.results.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Records stage `i`'s result and wakes the stages waiting for one.
+    fn publish(&self, i: usize, result: StageResult) {
+        self.lock()[i] = Some(result);
+        self.changed.notify_all();
+    }
+
+    /// Wakes every waiting stage once the build has stopped. Under the lock: a waiter has
+    /// either seen the stop or is waiting, and so is woken.
+    fn wake_all(&self) {
+        drop(self.lock());
+        self.changed.notify_all();
+    }
 }
 
 /// What a running stage sees of the others: the results of the stages it needs.
@@ -93,7 +106,6 @@ pub fn run<T: Send>(
         results: Mutex::new(vec![None; deps.len()]),
         changed: Condvar::new(),
     };
-    let mut results: Vec<Option<StageResult>> = vec![None; deps.len()];
     let mut extras: Vec<Option<T>> = (0..deps.len()).map(|_| None).collect();
     let mut first_error = None;
     let mut panicked = None;
@@ -104,6 +116,7 @@ pub fn run<T: Send>(
         let mut running = 0;
         loop {
             if first_error.is_none() && panicked.is_none() {
+                let results = shared.lock();
                 for &i in order {
                     if running >= jobs {
                         break;
@@ -127,6 +140,7 @@ pub fn run<T: Send>(
                         let _ = tx.send((i, out));
                     });
                 }
+                drop(results);
             }
             if running == 0 {
                 break;
@@ -135,16 +149,12 @@ pub fn run<T: Send>(
             running -= 1;
             match out {
                 Ok(Ok((result, extra))) => {
-                    shared.lock()[i] = Some(result.clone());
-                    shared.changed.notify_all();
-                    results[i] = Some(result);
+                    shared.publish(i, result);
                     extras[i] = Some(extra);
                 }
                 Ok(Err(e)) => {
                     stop.stop();
-                    // Under the lock: a waiter has either seen the stop or is waiting.
-                    drop(shared.lock());
-                    shared.changed.notify_all();
+                    shared.wake_all();
                     // A stage stopped because of the first failure reports `Stopped`;
                     // the first real error is the build's.
                     if first_error.is_none() {
@@ -153,8 +163,7 @@ pub fn run<T: Send>(
                 }
                 Err(payload) => {
                     stop.stop();
-                    drop(shared.lock());
-                    shared.changed.notify_all();
+                    shared.wake_all();
                     panicked.get_or_insert(payload);
                 }
             }
@@ -167,5 +176,9 @@ pub fn run<T: Send>(
         return Err(e);
     }
     let extras = order.iter().filter_map(|i| extras[*i].take()).collect();
+    let results = shared
+        .results
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
     Ok((results, extras))
 }

@@ -155,7 +155,7 @@ pub(super) fn copy_step(
         None => None,
         Some(from) => {
             let from = expand_word(from, &env, state.escape).map_err(|x| e(x.into()))?;
-            // Waits for the stage when this one started before it was done (schedule.rs).
+            // `wait_for_inputs` waited for the stage before the step began; `get` reads it.
             let stage = match stage_ref(run.build.dockerfile, &from, usize::MAX) {
                 Some(i) => done.get(i)?,
                 None => None,

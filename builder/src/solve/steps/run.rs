@@ -42,8 +42,8 @@ pub(super) fn run_step(
     // `--mount=from=NAME` of a named context that is no stage: made ready here, since a
     // directory context may build its layer.
     let mut named = std::collections::BTreeMap::new();
-    // The stages `--mount=from=` names, waited for here: this stage may have started
-    // before they were done (schedule.rs).
+    // The stages `--mount=from=` names (`wait_for_inputs` waited for them before the step
+    // began; `get` reads their results).
     let mut stages: Vec<Option<StageResult>> = vec![None; run.build.dockerfile.stages.len()];
     for from in r
         .mounts
