@@ -8,6 +8,7 @@
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
+use store::read_full::read_full;
 use store::{media_types, Descriptor, LayerRef, Lease, Store};
 
 use crate::copy::clean_abs;
@@ -120,17 +121,6 @@ pub fn is_archive(path: &Path) -> io::Result<bool> {
         Err(_) => return Ok(false),
     };
     Ok(n >= 262 && &head[257..262] == b"ustar")
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 /// A reader of the plain tar inside `input`, decompressing gzip or zstd by their magic.

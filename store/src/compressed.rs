@@ -14,7 +14,7 @@
 //! push does not compress again, and pruning the last image of a layer frees both
 //! forms. `system df` counts the gzip form under the images that hold the layer.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
@@ -25,6 +25,7 @@ use crate::error::{Result, StoreError};
 use crate::ingest::BlobWriter;
 use crate::media_types::{self, Compression};
 use crate::meta::{self, RECORD_VERSION};
+use crate::read_full::read_full;
 use crate::records::{BlobRecord, LayerRecord, LayerRef};
 use crate::{Descriptor, Lease, Store};
 
@@ -255,20 +256,6 @@ impl<C: GzipCopy> MemberSink for Members<C> {
         }
         self.out.write_all(&member)
     }
-}
-
-/// Reads until `buf` is full or the input ends; returns the bytes read.
-fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match input.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]

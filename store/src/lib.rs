@@ -30,6 +30,7 @@ pub mod meta;
 pub mod oci_index;
 pub mod overlay_xattr;
 pub mod platform;
+pub mod read_full;
 pub mod records;
 pub mod reference;
 pub mod single_flight;

@@ -16,10 +16,11 @@
 //! - in the chain but gone, under a directory that is still the same directory → whiteout.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use store::read_full::read_full;
 use walkdir::WalkDir;
 
 use super::sys::set_times;
@@ -380,17 +381,6 @@ fn same_content(a: &Path, b: &Path) -> Result<bool> {
             return Ok(true);
         }
     }
-}
-
-fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 /// Apply `changes` (in walk order: parents before children) to `upper`.
