@@ -206,17 +206,7 @@ pub fn temp_beside(path: &Path) -> PathBuf {
 /// a torn one, even across a crash: temp file in the same directory, fsync,
 /// rename, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = temp_beside(path);
-    let result = (|| {
-        write_durable(&tmp, bytes)?;
-        fs::rename(&tmp, path).map_err(StoreError::io("renaming into place", path))?;
-        fsync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    replace_through_temp(path, bytes, true)
 }
 
 /// Replaces `path` with `bytes` for readers of the running system (temp file in the same
@@ -224,17 +214,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// can be worked out again, which a lost machine may take back to an older version or to
 /// nothing.
 pub fn write_atomic_cached(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace_through_temp(path, bytes, false)
+}
+
+/// `write_atomic` (`durable`: the file and the rename fsynced) or `write_atomic_cached`.
+fn replace_through_temp(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = temp_beside(path);
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(StoreError::io("creating", &tmp))?;
-        f.write_all(bytes)
-            .map_err(StoreError::io("writing", &tmp))?;
-        drop(f);
-        fs::rename(&tmp, path).map_err(StoreError::io("renaming into place", path))
+        create_temp(&tmp, bytes, durable)?;
+        fs::rename(&tmp, path).map_err(StoreError::io("renaming into place", path))?;
+        if durable {
+            fsync_dir(dir)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -249,7 +242,7 @@ pub fn write_new_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(unique_name(".new.tmp-"));
     let result = (|| {
-        write_durable(&tmp, bytes)?;
+        create_temp(&tmp, bytes, true)?;
         match fs::hard_link(&tmp, path) {
             Ok(()) => fsync_dir(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
@@ -260,16 +253,19 @@ pub fn write_new_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result
 }
 
-/// Create `tmp` (it must not exist), write `bytes`, fsync: the first half of both
-/// atomic writes above.
-fn write_durable(tmp: &Path, bytes: &[u8]) -> Result<()> {
+/// Creates `tmp` (which must not exist) holding `bytes`, fsynced when `durable`: the first
+/// half of the atomic writes above.
+fn create_temp(tmp: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(tmp)
         .map_err(StoreError::io("creating", tmp))?;
     f.write_all(bytes).map_err(StoreError::io("writing", tmp))?;
-    f.sync_all().map_err(StoreError::io("fsync", tmp))
+    if durable {
+        f.sync_all().map_err(StoreError::io("fsync", tmp))?;
+    }
+    Ok(())
 }
 
 /// fsync a directory so a rename inside it survives a crash.
