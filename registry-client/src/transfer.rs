@@ -354,7 +354,10 @@ pub async fn upload(
 /// `PUT ?digest=` with the digest the store hashed while writing the same bytes (one
 /// hash, not two). So a layer compressed for its first push costs about the longer of
 /// compressing and uploading, not their sum, and the `PUT` overlaps the store making the
-/// blob durable.
+/// blob durable. The compression never waits for the upload: members the request cannot
+/// take yet are read back from the store's ingest file when it can (`ChannelSink`), so
+/// while the registry is busy with bytes that were cheap to make (stored chunks), the
+/// cores go on with the costly ones behind them.
 ///
 /// `produce` calls `GzipCopy::whole` after the last byte and then drops the sink (see
 /// `Store::compressed_layer_copied`): only that ends a whole body; a sink dropped without
@@ -378,20 +381,11 @@ where
 {
     let base = session.base().await?.to_string();
     let up = start_upload(session, &base, repository, scopes).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(STREAM_QUEUE);
-    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
-    let producing = tokio::task::spawn_blocking(move || {
-        produce(Box::new(ChannelSink {
-            tx: Some(tx),
-            size: 0,
-            ended: Some(ended_tx),
-        }))
-    });
+    let (sink, body, ended_rx) = streamed_body(STREAM_QUEUE);
+    let producing = tokio::task::spawn_blocking(move || produce(Box::new(sink)));
     let counted = bar.clone();
-    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
+    let pieces = futures_util::stream::unfold(body, |mut body| async move {
+        body.next().await.map(|piece| (piece, body))
     })
     .inspect(move |b| {
         if let Ok(b) = b {
@@ -401,7 +395,7 @@ where
     let mut req = Request::new(Method::PATCH, &up.location, scopes)
         .header(CONTENT_TYPE, "application/octet-stream")
         .body(Body::Stream(Arc::new(std::sync::Mutex::new(Some(
-            reqwest::Body::wrap_stream(chunks),
+            reqwest::Body::wrap_stream(pieces),
         )))));
     req.retry_transport = false;
     // The PATCH ends when the sink is dropped; the PUT goes out while `produce` still
@@ -437,19 +431,67 @@ where
     }
 }
 
-/// How many written pieces of a streamed blob wait for the connection before the
-/// writer blocks.
+/// How many members of a streamed blob wait in memory for the connection; a member
+/// that finds the queue full, and every one after it, is read back from the file.
 const STREAM_QUEUE: usize = 16;
 
-/// The sink `upload_streamed` hands its producer: each gzip member becomes one piece of
-/// the request body, shared with the store's write of it (no copy). Once the request is
-/// gone (it failed or was answered), members still succeed and go nowhere, and `tx` is
-/// `None`: the copy is short. `whole` ends the body and reports the digest and size it is
-/// told when the body is whole (nothing lost, as many bytes as told, not empty); dropping
-/// it without `whole` ends the body as short.
+/// The sink a producer writes a streamed blob to, the request body that sends it (at
+/// most `queue` members held in memory), and where the sink's `whole` (or drop) says
+/// what the body was.
+fn streamed_body(queue: usize) -> (ChannelSink, BodyPieces, Ended) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(queue);
+    let (filed_tx, filed_rx) = tokio::sync::watch::channel(Filed::default());
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
+    let sink = ChannelSink {
+        queue: Some(tx),
+        filed: filed_tx,
+        size: 0,
+        is_gone: false,
+        ended: Some(ended_tx),
+    };
+    let body = BodyPieces {
+        queue: Some(rx),
+        filed: filed_rx,
+        at: None,
+    };
+    (sink, body, ended_rx)
+}
+
+/// The digest and size of a whole streamed body, `None` for a short one.
+type Ended = tokio::sync::oneshot::Receiver<Option<(Digest, u64)>>;
+
+/// The most bytes of a streamed blob read back from its file at once (one body piece).
+const READ_BACK: u64 = 1 << 20;
+
+/// What the producer of a streamed blob has put in the store's ingest file, shared with
+/// the request body (`BodyPieces`).
+#[derive(Clone, Default)]
+struct Filed {
+    /// A read handle on the ingest file (`GzipCopy::file`).
+    file: Option<Arc<std::fs::File>>,
+    /// Bytes of the blob in the file (counted from the point the body reads it back).
+    written: u64,
+    /// Set when the queue was once full: the body goes on from the file at this offset.
+    from: Option<u64>,
+    /// No more bytes come: the sink got `whole` or was dropped.
+    done: bool,
+}
+
+/// The sink `upload_streamed` hands its producer. Each gzip member, already in the
+/// store's ingest file, becomes the next piece of the request body through a bounded
+/// queue, shared with the store's buffer (no copy) while the request keeps up. When the
+/// queue is full the member is not waited on: from then on the body reads the bytes back
+/// from the file (`Filed`), and the sink only counts them. Once the request is gone (it
+/// failed or was answered), members still succeed and go nowhere (`is_gone`): the copy is
+/// short. `whole` ends the body and reports the digest and size it is told when the body
+/// is whole (nothing lost, as many bytes as told, not empty); dropping it without `whole`
+/// ends the body as short.
 struct ChannelSink {
-    tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    /// Until the queue is full once (or the request is gone).
+    queue: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    filed: tokio::sync::watch::Sender<Filed>,
     size: u64,
+    is_gone: bool,
     ended: Option<tokio::sync::oneshot::Sender<Option<(Digest, u64)>>>,
 }
 
@@ -463,22 +505,52 @@ impl AsRef<[u8]> for SharedMember {
 }
 
 impl GzipCopy for ChannelSink {
+    fn file(&mut self, file: std::fs::File) {
+        let file = Arc::new(file);
+        self.filed.send_modify(|f| f.file = Some(file));
+    }
+
     fn member(&mut self, member: Arc<Member>) -> std::io::Result<()> {
-        if let Some(tx) = &self.tx {
-            self.size += member.len() as u64;
-            if tx
-                .blocking_send(Bytes::from_owner(SharedMember(member)))
-                .is_err()
-            {
-                self.tx = None;
+        use tokio::sync::mpsc::error::TrySendError;
+        if self.is_gone {
+            return Ok(());
+        }
+        let at = self.size;
+        self.size += member.len() as u64;
+        if let Some(queue) = &self.queue {
+            match queue.try_send(Bytes::from_owner(SharedMember(member))) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Closed(_)) => {
+                    self.queue = None;
+                    self.is_gone = true;
+                    return Ok(());
+                }
+                Err(TrySendError::Full(_)) => {
+                    // Say where the file takes over before the queue closes behind it.
+                    let size = self.size;
+                    self.filed.send_modify(|f| {
+                        f.from = Some(at);
+                        f.written = size;
+                    });
+                    self.queue = None;
+                    return Ok(());
+                }
             }
         }
+        if self.filed.is_closed() {
+            self.is_gone = true; // the body was dropped: the request is gone
+            return Ok(());
+        }
+        let size = self.size;
+        self.filed.send_modify(|f| f.written = size);
         Ok(())
     }
 
     fn whole(&mut self, digest: &Digest, size: u64) {
+        let is_whole = !self.is_gone && !self.filed.is_closed() && self.size == size && size > 0;
         // Ends the body before the digest is reported.
-        let is_whole = self.tx.take().is_some() && self.size == size && size > 0;
+        self.queue.take();
+        self.filed.send_modify(|f| f.done = true);
         if let Some(ended) = self.ended.take() {
             // The upload may be gone already: then nobody waits for the digest.
             let _ = ended.send(is_whole.then(|| (digest.clone(), size)));
@@ -488,11 +560,66 @@ impl GzipCopy for ChannelSink {
 
 impl Drop for ChannelSink {
     fn drop(&mut self) {
-        self.tx.take();
+        self.queue.take();
+        self.filed.send_modify(|f| f.done = true);
         if let Some(ended) = self.ended.take() {
             let _ = ended.send(None);
         }
     }
+}
+
+/// The request body of `upload_streamed`: the queued members, then (when the queue was
+/// full once) the rest of the blob read back from the ingest file as it is written.
+struct BodyPieces {
+    queue: Option<tokio::sync::mpsc::Receiver<Bytes>>,
+    filed: tokio::sync::watch::Receiver<Filed>,
+    /// Where the next read from the file starts, once the queue is drained.
+    at: Option<u64>,
+}
+
+impl BodyPieces {
+    /// The next piece of the body; `None` at its end.
+    async fn next(&mut self) -> Option<std::io::Result<Bytes>> {
+        if let Some(queue) = &mut self.queue {
+            if let Some(piece) = queue.recv().await {
+                return Some(Ok(piece));
+            }
+            // The sink set `from` before it closed the queue, if it did so to go on
+            // from the file.
+            self.queue = None;
+            self.at = self.filed.borrow().from;
+        }
+        loop {
+            let at = self.at?;
+            let (file, written, done) = {
+                let f = self.filed.borrow_and_update();
+                (f.file.clone(), f.written, f.done)
+            };
+            if at < written {
+                let len = (written - at).min(READ_BACK);
+                let piece = read_back(file, at, len).await;
+                self.at = piece.is_ok().then_some(at + len);
+                return Some(piece);
+            }
+            if done || self.filed.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+/// `len` bytes of the ingest file from `at` (written and flushed before they were
+/// counted, so a short read is an error).
+async fn read_back(file: Option<Arc<std::fs::File>>, at: u64, len: u64) -> std::io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let file = file.ok_or_else(|| std::io::Error::other("the streamed blob has no file"))?;
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; len as usize];
+        file.read_exact_at(&mut buf, at)?;
+        Ok(Bytes::from(buf))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 enum Attempt {
@@ -710,4 +837,141 @@ async fn upload_offset(
     // "0-0" is what distribution sends for an empty session.
     let received = if range.trim() == "0-0" { 0 } else { end + 1 };
     Some((received, loc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store::{media_types, LayerRef, Store};
+
+    /// xorshift bytes: stored, not deflated, by the gzip writer.
+    fn random(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// A plain layer of five gzip members and a bit (random, then text).
+    fn plain_layer(st: &Store, lease: &Lease) -> LayerRef {
+        let chunk = store::archive::gzip::CHUNK;
+        let mut tar = random(3 * chunk, 5);
+        tar.extend(
+            b"some text, many times\n"
+                .iter()
+                .cycle()
+                .take(2 * chunk + 999),
+        );
+        let blob = st
+            .put_blob(lease, &tar, media_types::OCI_LAYER_TAR)
+            .expect("put");
+        LayerRef {
+            diff_id: blob.digest.clone(),
+            blob,
+        }
+    }
+
+    async fn read_all(mut body: BodyPieces) -> std::io::Result<Vec<u8>> {
+        let mut all = Vec::new();
+        while let Some(piece) = body.next().await {
+            all.extend_from_slice(&piece?);
+        }
+        Ok(all)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    /// A body that takes nothing while the layer is made (nobody reads it) gets the
+    /// members its queue holds and the rest from the file, and one whose queue never
+    /// fills gets them all from memory: either way the stored blob's bytes, and a whole
+    /// body with its digest.
+    #[test]
+    fn a_body_that_falls_behind_reads_the_rest_from_the_file() {
+        let rt = runtime();
+        for (queue, is_read_back) in [(1, true), (64, false)] {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let st = Store::open(tmp.path()).expect("store");
+            let lease = st.lease(std::time::Duration::from_secs(60)).expect("lease");
+            let layer = plain_layer(&st, &lease);
+            let (sink, body, ended) = streamed_body(queue);
+            let (gz, wrote) = st
+                .compressed_layer_copied(&lease, &layer, sink)
+                .expect("compress");
+            assert!(wrote, "queue {queue}");
+            assert_eq!(
+                body.filed.borrow().from.is_some(),
+                is_read_back,
+                "queue {queue}"
+            );
+            let sent = rt.block_on(read_all(body)).expect("body");
+            let stored = std::fs::read(st.blob_path(&gz.blob.digest)).expect("blob");
+            assert!(sent == stored, "queue {queue}: the body is the blob");
+            assert_eq!(
+                rt.block_on(ended).expect("ended"),
+                Some((gz.blob.digest.clone(), gz.blob.size)),
+                "queue {queue}"
+            );
+        }
+    }
+
+    /// Drops the request body after `after` members, as a failed request does.
+    struct DropsBody {
+        sink: ChannelSink,
+        body: Option<BodyPieces>,
+        after: usize,
+    }
+
+    impl GzipCopy for DropsBody {
+        fn file(&mut self, file: std::fs::File) {
+            self.sink.file(file)
+        }
+
+        fn member(&mut self, member: Arc<Member>) -> std::io::Result<()> {
+            self.sink.member(member)?;
+            self.after = self.after.saturating_sub(1);
+            if self.after == 0 {
+                self.body = None;
+            }
+            Ok(())
+        }
+
+        fn whole(&mut self, digest: &Digest, size: u64) {
+            self.sink.whole(digest, size)
+        }
+    }
+
+    /// A body gone before the last member (its request failed), whether its members went
+    /// through the queue or were being read back from the file, is short: `whole` reports
+    /// no digest, so nothing is `PUT`, and the layer is still compressed and stored.
+    #[test]
+    fn a_body_dropped_midway_is_short() {
+        let rt = runtime();
+        for (queue, after) in [(64, 2), (1, 3)] {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let st = Store::open(tmp.path()).expect("store");
+            let lease = st.lease(std::time::Duration::from_secs(60)).expect("lease");
+            let layer = plain_layer(&st, &lease);
+            let (sink, body, ended) = streamed_body(queue);
+            let copy = DropsBody {
+                sink,
+                body: Some(body),
+                after,
+            };
+            let (gz, _) = st
+                .compressed_layer_copied(&lease, &layer, copy)
+                .expect("compress");
+            assert!(st.has_blob(&gz.blob.digest));
+            assert_eq!(rt.block_on(ended).expect("ended"), None, "queue {queue}");
+        }
+    }
 }

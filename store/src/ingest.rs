@@ -32,13 +32,17 @@ pub struct BlobWriter {
     path: PathBuf,
     out: Option<Sha256Writer<BufWriter<File>>>,
     media_type: String,
+    /// Bytes `start_writeback` has asked the disk to take so far.
+    writeback_from: u64,
 }
 
 impl BlobWriter {
     pub(crate) fn create(store: &Store, lease: &Lease) -> Result<BlobWriter> {
         let dir = store.layout().ingest_dir();
         let path = dir.join(unique_name(""));
+        // Readable too: `read_handle` gives readers of the bytes as they are written.
         let file = OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .open(&path)
@@ -49,6 +53,7 @@ impl BlobWriter {
             path,
             out: Some(Sha256Writer::new(BufWriter::with_capacity(BUFFER, file))),
             media_type: media_types::OCTET_STREAM.to_string(),
+            writeback_from: 0,
         })
     }
 
@@ -74,6 +79,49 @@ impl BlobWriter {
             .as_ref()
             .expect("writer is live until commit")
             .digest_so_far()
+    }
+
+    /// A second handle on the temp file, for reading what is written while it is
+    /// written (`FileExt::read_at`; the bytes are there once `flush` returned). It
+    /// stays readable after the commit renames the file, and after a failed writer
+    /// removes it.
+    pub fn read_handle(&self) -> io::Result<File> {
+        self.out
+            .as_ref()
+            .expect("writer is live until commit")
+            .get_ref()
+            .get_ref()
+            .try_clone()
+    }
+
+    /// Flushes what is written and starts writing it back to disk without waiting
+    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)` on the bytes not yet asked for): a
+    /// writer that calls this as it goes leaves the fsync of its commit little to wait
+    /// for, instead of every dirty page of a large blob at once. Durability is still the
+    /// commit's fsync; this only starts it early.
+    pub fn start_writeback(&mut self) -> io::Result<()> {
+        let out = self.out.as_mut().expect("writer is live until commit");
+        out.flush()?;
+        let written = out.written();
+        let (from, len) = (self.writeback_from, written - self.writeback_from);
+        if len == 0 {
+            return Ok(());
+        }
+        let fd = std::os::fd::AsRawFd::as_raw_fd(out.get_ref().get_ref());
+        // SAFETY: `fd` is the open ingest file this writer owns; the call reads no memory.
+        let rc = unsafe {
+            libc::sync_file_range(
+                fd,
+                from as libc::off64_t,
+                len as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.writeback_from = written;
+        Ok(())
     }
 
     /// The temp file being written (for error messages).
