@@ -24,3 +24,4 @@ pub mod remote;
 pub mod remote_cache;
 pub mod rootfs;
 pub mod solve;
+pub mod unwritten;

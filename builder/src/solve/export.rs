@@ -64,6 +64,7 @@ pub fn export(
                 diff_id: None,
                 chain_id: None,
                 layer: None,
+                unwritten: None,
                 config_delta: serde_json::json!({
                     "manifest": written.manifest.to_string(),
                     "config": written.config.to_string(),
@@ -148,6 +149,15 @@ fn write_image(
     let config_bytes = serde_json::to_vec(&config).expect("config serializes");
     let config_desc = store.put_blob(lease, &config_bytes, media_types::OCI_CONFIG)?;
     let layers: Vec<Descriptor> = stage.layers.iter().map(|l| l.blob.clone()).collect();
+    // Every layer of an image is a blob other OCI tools can read (docs/design.md §1): the
+    // exported stages write theirs (§4.8), which this holds to.
+    if let Some(l) = layers.iter().find(|l| !store.has_blob(&l.digest)) {
+        return Err(store::StoreError::BlobMissing {
+            digest: l.digest.clone(),
+            root: store.root().to_path_buf(),
+        }
+        .into());
+    }
     let manifest_bytes = store::manifest::build_manifest_with_annotations(
         &config_desc,
         &layers,
