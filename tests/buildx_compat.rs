@@ -521,6 +521,82 @@ fn build_sets_labels_and_manifest_annotations() {
     }
 }
 
+/// `manifest[PLATFORM]:` as BuildKit counts it: in a build of several platforms the
+/// annotation goes on that platform's manifest only and wins over an unqualified one; a
+/// platform the build does not make is an error; a single-platform build drops it.
+#[test]
+fn a_platform_qualified_annotation_goes_on_that_platform_only() {
+    let env = TestEnv::new();
+    let ctx = context(&env);
+    let both = "linux/amd64,linux/arm64";
+    let annotations = |root: &std::path::Path, digest: &str| {
+        util::read_blob_json(root, digest)["annotations"].clone()
+    };
+    env.build(
+        &ctx,
+        &[
+            "-t",
+            "mp:1",
+            "--platform",
+            both,
+            "--annotation",
+            "org.example.k=all",
+            "--annotation",
+            "manifest[linux/arm64]:org.example.k=arm",
+            "--annotation",
+            "manifest[linux/arm64/v8]:org.example.url=u",
+        ],
+    )
+    .assert_ok();
+    let index = util::read_blob_json(&env.root, &env.manifest_digest("mp:1"));
+    let entries = index["manifests"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2, "{index}");
+    for entry in entries {
+        let digest = entry["digest"].as_str().expect("digest");
+        let want = match entry["platform"]["architecture"].as_str() {
+            Some("arm64") => serde_json::json!({"org.example.k": "arm", "org.example.url": "u"}),
+            _ => serde_json::json!({"org.example.k": "all"}),
+        };
+        assert_eq!(annotations(&env.root, digest), want, "{entry}");
+    }
+
+    let out = env.build(
+        &ctx,
+        &[
+            "--platform",
+            both,
+            "--annotation",
+            "manifest[linux/s390x]:k=v",
+        ],
+    );
+    assert_eq!(out.status, Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains("invalid annotation: no platform linux/s390x found in source"),
+        "{out}"
+    );
+
+    let host = host_platform();
+    env.build(
+        &ctx,
+        &[
+            "-t",
+            "single:1",
+            "--annotation",
+            "org.example.k=all",
+            "--annotation",
+            &format!("manifest[{host}]:org.example.k=host"),
+            "--annotation",
+            "manifest[linux/s390x]:org.example.other=x",
+        ],
+    )
+    .assert_ok();
+    assert_eq!(
+        annotations(&env.root, &env.manifest_digest("single:1")),
+        serde_json::json!({"org.example.k": "all"})
+    );
+}
+
 /// `--progress rawjson` and `BUILDKIT_PROGRESS`: every stderr line is one BuildKit
 /// `SolveStatus` object; each step is a vertex that starts and completes under one digest.
 #[test]

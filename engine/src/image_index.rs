@@ -13,6 +13,7 @@ use registry_client::{push_manifest, PushOptions};
 use store::platform::Platform;
 use store::{media_types, Descriptor, Digest, Reference, Store};
 
+use builder::annotations::PlatformAnnotations;
 use builder::solve::BuildResult;
 
 use crate::error::{EngineError, Result};
@@ -24,7 +25,8 @@ use crate::registry::Registry;
 #[derive(Debug, Clone, Default)]
 pub struct IndexAnnotations {
     pub index: BTreeMap<String, String>,
-    pub manifest_descriptor: BTreeMap<String, String>,
+    /// On each image entry, by the entry's platform (`manifest-descriptor[PLATFORM]:…`).
+    pub manifest_descriptor: PlatformAnnotations,
 }
 
 impl IndexAnnotations {
@@ -50,7 +52,11 @@ impl IndexAnnotations {
                 .iter_mut()
                 .filter(|e| e["annotations"]["vnd.docker.reference.type"].is_null())
             {
-                extend(entry, &self.manifest_descriptor);
+                let platform = Platform::from_json(&entry["platform"]);
+                extend(
+                    entry,
+                    &self.manifest_descriptor.for_platform(platform.as_ref()),
+                );
             }
         }
         extend(index, &self.index);
