@@ -19,19 +19,23 @@ use builder::solve::BuildResult;
 use crate::error::{EngineError, Result};
 use crate::registry::Registry;
 
-/// `--annotation index:KEY=VALUE` and `manifest-descriptor:KEY=VALUE`: set on a pushed
-/// image index and on its entries for images (attestation manifests' entries keep only
-/// their own), as BuildKit's image exporter sets them.
+/// `--annotation index:KEY=VALUE` and `manifest-descriptor:KEY=VALUE`: set on an image
+/// index (stored or pushed) and on its entries for images (attestation manifests' entries
+/// keep only their own), as BuildKit's image exporter sets them; `index-descriptor:` on
+/// the index's entry in an OCI archive's `index.json`.
 #[derive(Debug, Clone, Default)]
 pub struct IndexAnnotations {
     pub index: BTreeMap<String, String>,
     /// On each image entry, by the entry's platform (`manifest-descriptor[PLATFORM]:…`).
     pub manifest_descriptor: PlatformAnnotations,
+    pub index_descriptor: BTreeMap<String, String>,
 }
 
 impl IndexAnnotations {
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty() && self.manifest_descriptor.is_empty()
+        self.index.is_empty()
+            && self.manifest_descriptor.is_empty()
+            && self.index_descriptor.is_empty()
     }
 
     /// Adds the annotations to `index`, an image index's JSON.
@@ -92,12 +96,13 @@ pub fn index_json(manifests: &[(Descriptor, Platform)]) -> serde_json::Value {
     })
 }
 
-/// Writes the index of `results` (one image per platform, each recorded in the store) into
-/// the store and points `tags` at it. Returns its descriptor.
+/// Writes the index of `results` (one image per platform, each recorded in the store),
+/// with `annotations`, into the store and points `tags` at it. Returns its descriptor.
 pub fn store_index(
     store: &Store,
     tags: &[Reference],
     results: &[BuildResult],
+    annotations: &IndexAnnotations,
 ) -> Result<Descriptor> {
     let mut manifests = Vec::with_capacity(results.len());
     for r in results {
@@ -109,7 +114,8 @@ pub fn store_index(
         };
         manifests.push((descriptor, r.platform.clone()));
     }
-    let index = index_json(&manifests);
+    let mut index = index_json(&manifests);
+    annotations.apply(&mut index);
     let media_type = index["mediaType"]
         .as_str()
         .unwrap_or(media_types::OCI_INDEX)

@@ -56,10 +56,14 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     }
     let (manifest_annotations, index_annotations) =
         parse_annotations(&args.annotations, &platforms)?;
-    // BuildKit's rule: index annotations need an index, which only a push of several
-    // platforms, or of an image with its provenance, makes.
-    let makes_index = (args.push || output_push) && (platforms.len() > 1 || provenance.is_some());
-    if !index_annotations.is_empty() && !makes_index {
+    // BuildKit's rule: index annotations need an index, which a build of several
+    // platforms (stored, pushed or written as an OCI archive) or the push of an image with
+    // its provenance makes; the index descriptor exists only in the first case.
+    let several = platforms.len() > 1;
+    let makes_index = several || ((args.push || output_push) && provenance.is_some());
+    if (!index_annotations.is_empty() && !makes_index)
+        || (!index_annotations.index_descriptor.is_empty() && !several)
+    {
         anyhow::bail!("index annotations not supported for single platform export");
     }
     let build_args = parse_build_args(&args.build_args)?;
@@ -479,8 +483,8 @@ fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>> {
 /// `--annotation [TYPES:]KEY=VALUE` as buildx parses it, TYPES a comma list of `manifest`,
 /// `manifest-descriptor`, `index`, `index-descriptor`, each with an optional `[PLATFORM]`.
 /// The manifest level (the default) goes on every platform's manifest; `index` and
-/// `manifest-descriptor` on the pushed image index (see `IndexAnnotations`);
-/// `index-descriptor` is refused rather than dropped.
+/// `manifest-descriptor` on the image index (see `IndexAnnotations`); `index-descriptor`
+/// on the index's entry in an OCI archive output.
 ///
 /// A `[PLATFORM]` qualifier counts as in BuildKit's image exporter: in a build of several
 /// `platforms` the annotation goes on that platform's manifest (or index entry) only, and
@@ -550,9 +554,9 @@ fn parse_annotations(
                 }
                 "" | "manifest" | "manifest-descriptor" => {}
                 "index-descriptor" => {
-                    anyhow::bail!(
-                        "--annotation {annotation}: index-descriptor annotations are not supported yet"
-                    )
+                    index
+                        .index_descriptor
+                        .insert(key.to_string(), v.to_string());
                 }
                 other => {
                     return Err(UsageError(format!("unknown annotation type {other:?}")).into())
