@@ -432,6 +432,15 @@ fn kept_in_the_store(env: &TestEnv, ctx: &std::path::Path, pushed: &str, images_
         Some(2),
         "{remote}"
     );
+    // The stored index's annotations go with it.
+    assert_eq!(
+        remote["annotations"]["org.opencontainers.image.description"], "both",
+        "{remote}"
+    );
+    assert_eq!(
+        remote["manifests"][1]["annotations"]["org.example.entry"], "yes",
+        "{remote}"
+    );
     env.strata(&["rmi", &again]).assert_ok();
 
     // GC keeps every platform of a tagged index; removing its names frees them all.

@@ -155,12 +155,37 @@ pub fn push_stored(
         })
         .collect::<Result<Vec<_>>>()?;
     let images = push_images(store, registry, tag, &manifests)?;
-    let pushed = push_index(store, registry, tag, &index_json(&images))?;
+    let mut index = index_json(&images);
+    // The store parsed this index when it recorded it.
+    let stored = serde_json::from_slice(&store.read_blob(&image.manifest)?)
+        .unwrap_or(serde_json::Value::Null);
+    keep_annotations(&stored, &mut index);
+    let pushed = push_index(store, registry, tag, &index)?;
     if !registry.is_quiet() {
         let name = tag.tag.clone().unwrap_or_else(|| pushed.digest.to_string());
         println!("{name}: digest: {} size: {}", pushed.digest, pushed.size);
     }
     Ok(pushed)
+}
+
+/// Gives `pushed` (the index of the images as pushed, whose digests a push may change) the
+/// annotations of `stored`: its own, and each entry's, matched by platform.
+fn keep_annotations(stored: &serde_json::Value, pushed: &mut serde_json::Value) {
+    if stored["annotations"].is_object() {
+        pushed["annotations"] = stored["annotations"].clone();
+    }
+    let Some(entries) = pushed["manifests"].as_array_mut() else {
+        return;
+    };
+    let stored_entries = stored["manifests"].as_array().map_or(&[][..], |v| v);
+    for entry in entries {
+        let found = stored_entries
+            .iter()
+            .find(|s| s["platform"] == entry["platform"] && s["annotations"].is_object());
+        if let Some(s) = found {
+            entry["annotations"] = s["annotations"].clone();
+        }
+    }
 }
 
 /// Pushes every `(manifest, platform)` by digest into `tag`'s repository; returns the
