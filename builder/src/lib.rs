@@ -7,6 +7,7 @@
 //! → `differ` (upperdir → layer tar) → `store` ingest → the image export.
 //! (Not `build/`: tools and people take a folder of that name for build output.)
 
+pub mod annotations;
 pub mod below;
 pub mod cache;
 pub mod copy;

@@ -84,8 +84,9 @@ pub struct BuildOptions {
     pub jobs: usize,
     /// `--label`: set on the image config after the Dockerfile's own `LABEL`s.
     pub labels: BTreeMap<String, String>,
-    /// `--annotation` (manifest level): the image manifest's `annotations`.
-    pub manifest_annotations: BTreeMap<String, String>,
+    /// `--annotation` (manifest level): the image manifest's `annotations`, some perhaps
+    /// for one platform only.
+    pub manifest_annotations: crate::annotations::PlatformAnnotations,
     /// `--platform`: the platforms to build, each a solve of its own (empty: this
     /// machine's). With more than one, no tag is set: the caller makes the index.
     pub platforms: Vec<Platform>,
