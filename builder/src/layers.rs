@@ -8,7 +8,6 @@
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
-use store::digest::Sha256Writer;
 use store::read_full::read_full;
 use store::{media_types, Descriptor, LayerRef, Lease, Store};
 
@@ -51,9 +50,9 @@ pub fn commit_layer<E>(
 pub fn hash_layer<E>(
     write_tar: impl FnOnce(&mut dyn Write) -> Result<(), E>,
 ) -> Result<LayerRef, LayerError<E>> {
-    let mut hasher = Sha256Writer::new(io::sink());
+    let mut hasher = crate::hash_thread::HashThread::new().map_err(LayerError::Io)?;
     write_tar(&mut hasher).map_err(LayerError::Write)?;
-    let (_, digest, size) = hasher.finish();
+    let (digest, size) = hasher.finish().map_err(LayerError::Io)?;
     Ok(LayerRef {
         blob: crate::unwritten::planned_blob(&digest, size),
         diff_id: digest,

@@ -16,6 +16,7 @@ pub mod differ;
 pub mod dockerfile;
 pub mod dockerignore;
 pub mod exec;
+pub mod hash_thread;
 pub mod image;
 pub mod image_tree;
 pub mod layer_index;
