@@ -12,6 +12,9 @@
 #   three-stage  testdata/bench/three-stage, cold (fresh root): three stages that each
 #              `RUN sleep 1` side by side, then the final stage's three COPY --from; what is
 #              above one second is the build's own time on its critical path
+#   unexported-400m  two stages, cold: the first `RUN`s 400 MiB of files, the final stage
+#              copies one small file from it; the first stage's layer is not exported, so
+#              what is above the RUN's own time is making (or only hashing) that layer
 #   debian-two-stage  testdata/bench/debian-two-stage, cold (fresh root holding the
 #              bookworm minbase as debian:bench): needs a Debian mirror and DEBIAN_TAR (a base
 #              made by examples/make-base.sh with PACKAGES=); the apt downloads vary with the
@@ -34,6 +37,10 @@ RUNS=${RUNS:-10}
 ONE_RUN=$BENCH_WORK/one-run
 mkdir -p "$ONE_RUN"
 printf 'FROM busybox:bench\nRUN true\n' >"$ONE_RUN/Dockerfile"
+
+UNEXPORTED=$BENCH_WORK/unexported-400m
+mkdir -p "$UNEXPORTED"
+printf 'FROM busybox:bench AS build\nRUN mkdir /d && for i in 0 1 2 3; do head -c 104857600 /dev/zero > /d/$i; done && echo hi > /small\nFROM busybox:bench\nCOPY --from=build /small /small\n' >"$UNEXPORTED/Dockerfile"
 
 read -r -a BOTH_EXTRA <<<"${ARGS:-}"
 read -r -a B_EXTRA <<<"${B_ARGS:-}"
@@ -77,6 +84,10 @@ sample() {
         with_binary "$which" strata_fresh_root
         t=$(with_binary "$which" time_once strata_ build -q $(build_args "$which") -t ab:three "$BENCH_REPO/testdata/bench/three-stage")
         ;;
+    unexported-400m/cold)
+        with_binary "$which" strata_fresh_root
+        t=$(with_binary "$which" time_once strata_ build -q $(build_args "$which") -t ab:unexported "$UNEXPORTED")
+        ;;
     debian-two-stage/cold)
         with_binary "$which" strata_fresh_root
         t=$(with_binary "$which" time_once strata_ build -q $(build_args "$which") -t ab:debian "$BENCH_REPO/testdata/bench/debian-two-stage")
@@ -97,7 +108,7 @@ modes_of() {
     case $1 in
     ten-step) echo cold no-op ;;
     one-run) echo no-cache ;;
-    three-stage | debian-two-stage) echo cold ;;
+    three-stage | unexported-400m | debian-two-stage) echo cold ;;
     *) echo "unknown case $1" >&2; exit 2 ;;
     esac
 }

@@ -291,6 +291,11 @@ fn kept_in_the_store(env: &TestEnv, ctx: &std::path::Path, pushed: &str, images_
             "linux/amd64,linux/arm64",
             "-t",
             "mp-local:1",
+            // The pushed build's annotations, which its stored index carries too.
+            "--annotation",
+            "index:org.opencontainers.image.description=both",
+            "--annotation",
+            "manifest-descriptor:org.example.entry=yes",
             "--iidfile",
             &iid.to_string_lossy(),
             "-o",
@@ -425,6 +430,15 @@ fn kept_in_the_store(env: &TestEnv, ctx: &std::path::Path, pushed: &str, images_
     assert_eq!(
         remote["manifests"].as_array().map(Vec::len),
         Some(2),
+        "{remote}"
+    );
+    // The stored index's annotations go with it.
+    assert_eq!(
+        remote["annotations"]["org.opencontainers.image.description"], "both",
+        "{remote}"
+    );
+    assert_eq!(
+        remote["manifests"][1]["annotations"]["org.example.entry"], "yes",
         "{remote}"
     );
     env.strata(&["rmi", &again]).assert_ok();

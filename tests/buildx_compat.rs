@@ -511,7 +511,7 @@ fn build_sets_labels_and_manifest_annotations() {
         (
             &["--annotation", "index-descriptor:k=v"],
             1,
-            "index-descriptor annotations are not supported yet",
+            "index annotations not supported for single platform export",
         ),
     ];
     for (args, status, message) in cases {
@@ -519,6 +519,118 @@ fn build_sets_labels_and_manifest_annotations() {
         assert_eq!(out.status, Some(status), "{args:?}\n{out}");
         assert!(out.stderr.contains(message), "{args:?}\n{out}");
     }
+}
+
+/// `manifest[PLATFORM]:` as BuildKit counts it: in a build of several platforms the
+/// annotation goes on that platform's manifest only and wins over an unqualified one; a
+/// platform the build does not make is an error; a single-platform build drops it. The
+/// build's index (stored, no push needed) gets `index:` and `manifest-descriptor:`, and an
+/// OCI archive's `index.json` entry `index-descriptor:`.
+#[test]
+fn a_platform_qualified_annotation_goes_on_that_platform_only() {
+    let env = TestEnv::new();
+    let ctx = context(&env);
+    let both = "linux/amd64,linux/arm64";
+    let annotations = |root: &std::path::Path, digest: &str| {
+        util::read_blob_json(root, digest)["annotations"].clone()
+    };
+    let oci = env.scratch.join("mp-oci.tar");
+    env.build(
+        &ctx,
+        &[
+            "-t",
+            "mp:1",
+            "--platform",
+            both,
+            "--annotation",
+            "org.example.k=all",
+            "--annotation",
+            "manifest[linux/arm64]:org.example.k=arm",
+            "--annotation",
+            "manifest[linux/arm64/v8]:org.example.url=u",
+            "--annotation",
+            "index:org.example.i=index",
+            "--annotation",
+            "manifest-descriptor[linux/amd64]:org.example.d=amd",
+            "--annotation",
+            "index-descriptor:org.example.x=top",
+            "-o",
+            &format!("type=oci,dest={}", oci.display()),
+        ],
+    )
+    .assert_ok();
+    let index = util::read_blob_json(&env.root, &env.manifest_digest("mp:1"));
+    assert_eq!(
+        index["annotations"],
+        serde_json::json!({"org.example.i": "index"})
+    );
+    let entries = index["manifests"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2, "{index}");
+    for entry in entries {
+        let digest = entry["digest"].as_str().expect("digest");
+        let (want, descriptor) = match entry["platform"]["architecture"].as_str() {
+            Some("arm64") => (
+                serde_json::json!({"org.example.k": "arm", "org.example.url": "u"}),
+                serde_json::Value::Null,
+            ),
+            _ => (
+                serde_json::json!({"org.example.k": "all"}),
+                serde_json::json!({"org.example.d": "amd"}),
+            ),
+        };
+        assert_eq!(annotations(&env.root, digest), want, "{entry}");
+        assert_eq!(entry["annotations"], descriptor, "{entry}");
+    }
+    let listed = std::process::Command::new("tar")
+        .args(["-xOf", &oci.to_string_lossy(), "index.json"])
+        .output()
+        .expect("tar");
+    let top: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("index.json");
+    assert_eq!(
+        top["manifests"][0]["annotations"]["org.example.x"], "top",
+        "{top}"
+    );
+    assert_eq!(
+        top["manifests"][0]["digest"],
+        env.manifest_digest("mp:1"),
+        "{top}"
+    );
+
+    let out = env.build(
+        &ctx,
+        &[
+            "--platform",
+            both,
+            "--annotation",
+            "manifest[linux/s390x]:k=v",
+        ],
+    );
+    assert_eq!(out.status, Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains("invalid annotation: no platform linux/s390x found in source"),
+        "{out}"
+    );
+
+    let host = host_platform();
+    env.build(
+        &ctx,
+        &[
+            "-t",
+            "single:1",
+            "--annotation",
+            "org.example.k=all",
+            "--annotation",
+            &format!("manifest[{host}]:org.example.k=host"),
+            "--annotation",
+            "manifest[linux/s390x]:org.example.other=x",
+        ],
+    )
+    .assert_ok();
+    assert_eq!(
+        annotations(&env.root, &env.manifest_digest("single:1")),
+        serde_json::json!({"org.example.k": "all"})
+    );
 }
 
 /// `--progress rawjson` and `BUILDKIT_PROGRESS`: every stderr line is one BuildKit

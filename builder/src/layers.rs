@@ -43,6 +43,44 @@ pub fn commit_layer<E>(
     })
 }
 
+/// The layer `write_tar` writes, hashed but stored nowhere: the diff_id and size of a layer
+/// of a stage the build does not export, whose blob is made only when something needs
+/// its bytes (`crate::unwritten`, docs/design.md §4.8). The returned blob descriptor is the
+/// plain tar the layer will be once written.
+pub fn hash_layer<E>(
+    write_tar: impl FnOnce(&mut dyn Write) -> Result<(), E>,
+) -> Result<LayerRef, LayerError<E>> {
+    let mut hasher = crate::hash_thread::HashThread::new().map_err(LayerError::Io)?;
+    write_tar(&mut hasher).map_err(LayerError::Write)?;
+    let (digest, size) = hasher.finish().map_err(LayerError::Io)?;
+    Ok(LayerRef {
+        blob: crate::unwritten::planned_blob(&digest, size),
+        diff_id: digest,
+    })
+}
+
+/// `commit_layer` of a layer whose digest and size are known: a tar that comes out
+/// otherwise is refused (`StoreError::DigestMismatch`/`SizeMismatch`) and not stored.
+pub fn commit_layer_expecting<E>(
+    store: &Store,
+    lease: &Lease,
+    expected: &Descriptor,
+    write_tar: impl FnOnce(&mut dyn Write) -> Result<(), E>,
+) -> Result<Descriptor, LayerError<E>> {
+    let writer = store
+        .writer(lease)
+        .map_err(LayerError::Store)?
+        .with_media_type(&expected.media_type);
+    let mut buffered = BufWriter::with_capacity(WRITE_BUFFER, writer);
+    write_tar(&mut buffered).map_err(LayerError::Write)?;
+    let writer = buffered
+        .into_inner()
+        .map_err(|e| LayerError::Io(e.into_error()))?;
+    writer
+        .commit(Some(expected.size), Some(&expected.digest))
+        .map_err(LayerError::Store)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError<E> {
     #[error(transparent)]

@@ -7,6 +7,7 @@
 //! → `differ` (upperdir → layer tar) → `store` ingest → the image export.
 //! (Not `build/`: tools and people take a folder of that name for build output.)
 
+pub mod annotations;
 pub mod below;
 pub mod cache;
 pub mod copy;
@@ -15,6 +16,7 @@ pub mod differ;
 pub mod dockerfile;
 pub mod dockerignore;
 pub mod exec;
+pub mod hash_thread;
 pub mod image;
 pub mod image_tree;
 pub mod layer_index;
@@ -24,3 +26,4 @@ pub mod remote;
 pub mod remote_cache;
 pub mod rootfs;
 pub mod solve;
+pub mod unwritten;

@@ -141,8 +141,19 @@ fn finish_multi_platform(
     started: String,
     finished: String,
 ) -> Result<Built> {
-    let index = crate::image_index::store_index(store, &request.options.tags, &results)?;
-    crate::outputs::export_platforms(store, &results, &index.digest, &request.outputs)?;
+    let index = crate::image_index::store_index(
+        store,
+        &request.options.tags,
+        &results,
+        &request.index_annotations,
+    )?;
+    crate::outputs::export_platforms(
+        store,
+        &results,
+        &index.digest,
+        &request.index_annotations.index_descriptor,
+        &request.outputs,
+    )?;
     let dockerfile = request.options.dockerfile_path();
     let manifests: Vec<(store::Digest, store::platform::Platform)> = results
         .iter()

@@ -13,23 +13,29 @@ use registry_client::{push_manifest, PushOptions};
 use store::platform::Platform;
 use store::{media_types, Descriptor, Digest, Reference, Store};
 
+use builder::annotations::PlatformAnnotations;
 use builder::solve::BuildResult;
 
 use crate::error::{EngineError, Result};
 use crate::registry::Registry;
 
-/// `--annotation index:KEY=VALUE` and `manifest-descriptor:KEY=VALUE`: set on a pushed
-/// image index and on its entries for images (attestation manifests' entries keep only
-/// their own), as BuildKit's image exporter sets them.
+/// `--annotation index:KEY=VALUE` and `manifest-descriptor:KEY=VALUE`: set on an image
+/// index (stored or pushed) and on its entries for images (attestation manifests' entries
+/// keep only their own), as BuildKit's image exporter sets them; `index-descriptor:` on
+/// the index's entry in an OCI archive's `index.json`.
 #[derive(Debug, Clone, Default)]
 pub struct IndexAnnotations {
     pub index: BTreeMap<String, String>,
-    pub manifest_descriptor: BTreeMap<String, String>,
+    /// On each image entry, by the entry's platform (`manifest-descriptor[PLATFORM]:…`).
+    pub manifest_descriptor: PlatformAnnotations,
+    pub index_descriptor: BTreeMap<String, String>,
 }
 
 impl IndexAnnotations {
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty() && self.manifest_descriptor.is_empty()
+        self.index.is_empty()
+            && self.manifest_descriptor.is_empty()
+            && self.index_descriptor.is_empty()
     }
 
     /// Adds the annotations to `index`, an image index's JSON.
@@ -50,7 +56,11 @@ impl IndexAnnotations {
                 .iter_mut()
                 .filter(|e| e["annotations"]["vnd.docker.reference.type"].is_null())
             {
-                extend(entry, &self.manifest_descriptor);
+                let platform = Platform::from_json(&entry["platform"]);
+                extend(
+                    entry,
+                    &self.manifest_descriptor.for_platform(platform.as_ref()),
+                );
             }
         }
         extend(index, &self.index);
@@ -86,12 +96,13 @@ pub fn index_json(manifests: &[(Descriptor, Platform)]) -> serde_json::Value {
     })
 }
 
-/// Writes the index of `results` (one image per platform, each recorded in the store) into
-/// the store and points `tags` at it. Returns its descriptor.
+/// Writes the index of `results` (one image per platform, each recorded in the store),
+/// with `annotations`, into the store and points `tags` at it. Returns its descriptor.
 pub fn store_index(
     store: &Store,
     tags: &[Reference],
     results: &[BuildResult],
+    annotations: &IndexAnnotations,
 ) -> Result<Descriptor> {
     let mut manifests = Vec::with_capacity(results.len());
     for r in results {
@@ -103,7 +114,8 @@ pub fn store_index(
         };
         manifests.push((descriptor, r.platform.clone()));
     }
-    let index = index_json(&manifests);
+    let mut index = index_json(&manifests);
+    annotations.apply(&mut index);
     let media_type = index["mediaType"]
         .as_str()
         .unwrap_or(media_types::OCI_INDEX)
@@ -143,12 +155,37 @@ pub fn push_stored(
         })
         .collect::<Result<Vec<_>>>()?;
     let images = push_images(store, registry, tag, &manifests)?;
-    let pushed = push_index(store, registry, tag, &index_json(&images))?;
+    let mut index = index_json(&images);
+    // The store parsed this index when it recorded it.
+    let stored = serde_json::from_slice(&store.read_blob(&image.manifest)?)
+        .unwrap_or(serde_json::Value::Null);
+    keep_annotations(&stored, &mut index);
+    let pushed = push_index(store, registry, tag, &index)?;
     if !registry.is_quiet() {
         let name = tag.tag.clone().unwrap_or_else(|| pushed.digest.to_string());
         println!("{name}: digest: {} size: {}", pushed.digest, pushed.size);
     }
     Ok(pushed)
+}
+
+/// Gives `pushed` (the index of the images as pushed, whose digests a push may change) the
+/// annotations of `stored`: its own, and each entry's, matched by platform.
+fn keep_annotations(stored: &serde_json::Value, pushed: &mut serde_json::Value) {
+    if stored["annotations"].is_object() {
+        pushed["annotations"] = stored["annotations"].clone();
+    }
+    let Some(entries) = pushed["manifests"].as_array_mut() else {
+        return;
+    };
+    let stored_entries = stored["manifests"].as_array().map_or(&[][..], |v| v);
+    for entry in entries {
+        let found = stored_entries
+            .iter()
+            .find(|s| s["platform"] == entry["platform"] && s["annotations"].is_object());
+        if let Some(s) = found {
+            entry["annotations"] = s["annotations"].clone();
+        }
+    }
 }
 
 /// Pushes every `(manifest, platform)` by digest into `tag`'s repository; returns the

@@ -13,6 +13,7 @@
 //! Several outputs are written one after the other, as BuildKit 0.13+ does; two of them
 //! writing to stdout are refused, as buildx refuses them.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -331,7 +332,14 @@ pub fn export(store: &Store, result: &BuildResult, outputs: &[Output]) -> Result
                 format,
                 dest,
                 names,
-            } => write_archive(store, &result.manifest, *format, dest, names)?,
+            } => write_archive(
+                store,
+                &result.manifest,
+                *format,
+                dest,
+                names,
+                &BTreeMap::new(),
+            )?,
             Output::Image { .. } => {}
         }
     }
@@ -341,11 +349,14 @@ pub fn export(store: &Store, result: &BuildResult, outputs: &[Output]) -> Result
 /// The file and directory outputs of a build for several platforms, as buildx writes
 /// them: `type=local` and `type=tar` put each platform's filesystem under a directory
 /// named after it (`linux_amd64/`, `linux_arm64/`); `type=oci` is the image index `index`
-/// with every platform. (`type=docker` is refused before the build starts.)
+/// with every platform, its `index.json` entry carrying `index_descriptor` (the
+/// `--annotation index-descriptor:` ones). (`type=docker` is refused before the build
+/// starts.)
 pub fn export_platforms(
     store: &Store,
     results: &[BuildResult],
     index: &store::Digest,
+    index_descriptor: &BTreeMap<String, String>,
     outputs: &[Output],
 ) -> Result<()> {
     for output in outputs {
@@ -360,7 +371,7 @@ pub fn export_platforms(
                 format,
                 dest,
                 names,
-            } => write_archive(store, index, *format, dest, names)?,
+            } => write_archive(store, index, *format, dest, names, index_descriptor)?,
             Output::Image { .. } => {}
         }
     }
@@ -372,17 +383,20 @@ pub fn platform_dir(platform: &store::platform::Platform) -> String {
     platform.to_string().replace('/', "_")
 }
 
-/// `manifest` (an image or an image index) as an archive under `names`.
+/// `manifest` (an image or an image index) as an archive under `names`, its entries in an
+/// OCI archive's `index.json` with `annotations`.
 fn write_archive(
     store: &Store,
     manifest: &store::Digest,
     format: ArchiveFormat,
     dest: &ArchiveDestination,
     names: &[Reference],
+    annotations: &BTreeMap<String, String>,
 ) -> Result<()> {
     let items = [SaveItem {
         manifest: manifest.clone(),
         tags: names.to_vec(),
+        annotations: annotations.clone(),
     }];
     match dest {
         ArchiveDestination::Tar(Destination::File(path)) => store

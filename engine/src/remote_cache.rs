@@ -208,6 +208,12 @@ impl<'r> RegistryCache<'r> {
         let mut blobs: Vec<Descriptor> = Vec::new();
         for r in &mut records {
             lease.add_digest(&r.layer.digest)?;
+            // A layer of a stage the image does not hold was recorded unwritten: its blob
+            // is made now (docs/design.md §4.8).
+            if !self.store.has_blob(&r.layer.digest) {
+                r.layer = builder::unwritten::materialise(&self.store, &lease, &r.key)
+                    .map_err(|e| EngineError::from(builder::solve::BuildError::from(e)))?;
+            }
             // Layers travel gzip'd, as docker pushes them (made once, then reused).
             let compressed = self
                 .store

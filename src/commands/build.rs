@@ -54,11 +54,16 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     if tags.is_empty() {
         tags = output_names;
     }
-    let (manifest_annotations, index_annotations) = parse_annotations(&args.annotations)?;
-    // BuildKit's rule: index annotations need an index, which only a push of several
-    // platforms, or of an image with its provenance, makes.
-    let makes_index = (args.push || output_push) && (platforms.len() > 1 || provenance.is_some());
-    if !index_annotations.is_empty() && !makes_index {
+    let (manifest_annotations, index_annotations) =
+        parse_annotations(&args.annotations, &platforms)?;
+    // BuildKit's rule: index annotations need an index, which a build of several
+    // platforms (stored, pushed or written as an OCI archive) or the push of an image with
+    // its provenance makes; the index descriptor exists only in the first case.
+    let several = platforms.len() > 1;
+    let makes_index = several || ((args.push || output_push) && provenance.is_some());
+    if (!index_annotations.is_empty() && !makes_index)
+        || (!index_annotations.index_descriptor.is_empty() && !several)
+    {
         anyhow::bail!("index annotations not supported for single platform export");
     }
     let build_args = parse_build_args(&args.build_args)?;
@@ -478,15 +483,21 @@ fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>> {
 /// `--annotation [TYPES:]KEY=VALUE` as buildx parses it, TYPES a comma list of `manifest`,
 /// `manifest-descriptor`, `index`, `index-descriptor`, each with an optional `[PLATFORM]`.
 /// The manifest level (the default) goes on every platform's manifest; `index` and
-/// `manifest-descriptor` on the pushed image index (see `IndexAnnotations`);
-/// `index-descriptor` is refused rather than dropped.
+/// `manifest-descriptor` on the image index (see `IndexAnnotations`); `index-descriptor`
+/// on the index's entry in an OCI archive output.
+///
+/// A `[PLATFORM]` qualifier counts as in BuildKit's image exporter: in a build of several
+/// `platforms` the annotation goes on that platform's manifest (or index entry) only, and
+/// a platform the build does not make is an error; a single-platform build's result has
+/// no per-platform parts, so there it is dropped. On `index` it is ignored.
 fn parse_annotations(
     raw: &[String],
+    platforms: &[store::platform::Platform],
 ) -> Result<(
-    BTreeMap<String, String>,
+    builder::annotations::PlatformAnnotations,
     engine::image_index::IndexAnnotations,
 )> {
-    let mut out = BTreeMap::new();
+    let mut out = builder::annotations::PlatformAnnotations::default();
     let mut index = engine::image_index::IndexAnnotations::default();
     for annotation in raw {
         let (k, v) = annotation.split_once('=').ok_or_else(|| {
@@ -512,25 +523,40 @@ fn parse_annotations(
                 ))
                 .into());
             };
-            if !platform.is_empty() {
-                parse_platforms(&[platform.to_string()])?;
+            let platform = match platform {
+                "" => None,
+                p => {
+                    let parsed = parse_platforms(&[p.to_string()])?;
+                    parsed.into_iter().next()
+                }
+            };
+            let per_platform = platforms.len() > 1;
+            let is_manifest_level = matches!(level, "" | "manifest" | "manifest-descriptor");
+            if let Some(p) = platform
+                .as_ref()
+                .filter(|_| per_platform && is_manifest_level)
+            {
+                if !platforms.contains(p) {
+                    anyhow::bail!("invalid annotation: no platform {p} found in source");
+                }
             }
             match level {
-                "" | "manifest" => {
-                    out.insert(key.to_string(), v.to_string());
+                "" | "manifest" if platform.is_none() || per_platform => {
+                    out.insert(platform, key.to_string(), v.to_string());
                 }
                 "index" => {
                     index.index.insert(key.to_string(), v.to_string());
                 }
-                "manifest-descriptor" => {
+                "manifest-descriptor" if platform.is_none() || per_platform => {
                     index
                         .manifest_descriptor
-                        .insert(key.to_string(), v.to_string());
+                        .insert(platform, key.to_string(), v.to_string());
                 }
+                "" | "manifest" | "manifest-descriptor" => {}
                 "index-descriptor" => {
-                    anyhow::bail!(
-                        "--annotation {annotation}: index-descriptor annotations are not supported yet"
-                    )
+                    index
+                        .index_descriptor
+                        .insert(key.to_string(), v.to_string());
                 }
                 other => {
                     return Err(UsageError(format!("unknown annotation type {other:?}")).into())

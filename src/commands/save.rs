@@ -72,6 +72,7 @@ fn items_for(store: &store::Store, input: &str) -> Result<Vec<SaveItem>> {
                     items.push(SaveItem {
                         manifest: image.manifest,
                         tags,
+                        annotations: Default::default(),
                     });
                 }
             }
@@ -85,5 +86,9 @@ fn items_for(store: &store::Store, input: &str) -> Result<Vec<SaveItem>> {
         Ok(r) if r.digest.is_none() && store.image(&manifest)?.tags.contains(&r) => vec![r],
         _ => Vec::new(),
     };
-    Ok(vec![SaveItem { manifest, tags }])
+    Ok(vec![SaveItem {
+        manifest,
+        tags,
+        annotations: Default::default(),
+    }])
 }

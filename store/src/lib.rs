@@ -52,7 +52,7 @@ pub use image::{ImageRecord, NewImage, Removed};
 pub use ingest::BlobWriter;
 pub use layout::Layout;
 pub use lease::Lease;
-pub use records::{CacheRecord, LayerRef, ManifestRecord, StatRecord};
+pub use records::{CacheRecord, LayerRef, ManifestRecord, StatRecord, UnwrittenLayer};
 pub use reference::{Reference, ReferenceError};
 
 /// An OCI content descriptor (the subset we use).

@@ -143,14 +143,37 @@ pub struct CacheRecord {
     pub diff_id: Option<Digest>,
     /// The snapshot after this step (its chain id), if the step has a filesystem.
     pub chain_id: Option<ChainId>,
-    /// The stored blob of the layer, once written.
+    /// The stored blob of the layer, once written. `None` with `unwritten` set: a layer
+    /// whose blob is made from the snapshot `chain_id` when something needs its bytes
+    /// (docs/design.md §4.8).
     pub layer: Option<Descriptor>,
+    /// How to make the blob of a layer recorded before it was written: its tar is the
+    /// differ's over the snapshot `chain_id`, whose digest must come out as `diff_id`
+    /// and its size as `size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unwritten: Option<UnwrittenLayer>,
     /// What the step changed in the image config (Env, Cmd, ...), as JSON.
     #[serde(default)]
     pub config_delta: serde_json::Value,
     pub created_at: i64,
     pub last_used: i64,
     pub size: u64,
+}
+
+/// The differ's options for a layer recorded with its diff_id and size but no blob
+/// (`CacheRecord::unwritten`): making the blob again must give the same bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnwrittenLayer {
+    /// The `SOURCE_DATE_EPOCH` the tar's mtimes were clamped to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_date_epoch: Option<i64>,
+}
+
+impl CacheRecord {
+    /// Whether the record names a layer whose blob is not written (see `unwritten`).
+    pub fn is_unwritten(&self) -> bool {
+        self.layer.is_none() && self.unwritten.is_some()
+    }
 }
 
 /// `ctxstat`: (context, path) → what the file looked like when it was last hashed.

@@ -1,5 +1,6 @@
 //! `system verify`: re-hash every blob and check that every recorded reference
-//! resolves. Hashes outside the metadata lock, then reads the metadata in one short transaction.
+//! resolves (a cache record's unwritten layer: its snapshot is there; its bytes are
+//! checked against the recorded diff_id when the blob is made, docs/design.md §4.8). Hashes outside the metadata lock, then reads the metadata in one short transaction.
 //!
 //! A prune may run beside it: a blob listed in step 1 can be gone by the time it is
 //! opened. That alone is not a fault; step 2, under the lock, reports every record that
@@ -159,6 +160,20 @@ impl Store {
                             format!("build cache {key}"),
                             format!("layer blob {} is missing", l.digest),
                         ));
+                    }
+                }
+                // A layer not written yet lives only in its snapshot (docs/design.md §4.8).
+                if rec.is_unwritten() {
+                    match &rec.chain_id {
+                        Some(chain) if self.snapshot_dir(chain).is_dir() => {}
+                        Some(chain) => faults.push(fault(
+                            format!("build cache {key}"),
+                            format!("snapshot {chain} of its unwritten layer is missing"),
+                        )),
+                        None => faults.push(fault(
+                            format!("build cache {key}"),
+                            "names an unwritten layer but no snapshot".into(),
+                        )),
                     }
                 }
             }

@@ -91,6 +91,7 @@ fn commit_layer_and_die(root: &Path) -> ! {
         chain_id: Some(chain),
         size: blob.size,
         layer: Some(blob),
+        unwritten: None,
         config_delta: serde_json::Value::Null,
         created_at: 0,
         last_used: 0,

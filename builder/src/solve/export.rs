@@ -5,6 +5,8 @@
 //! runs. So the exported manifest is itself cached, under a key made of the last step's key
 //! and the config without its timestamps: the same inputs find the same manifest.
 
+use std::collections::BTreeMap;
+
 use store::platform::Platform;
 use store::{media_types, CacheRecord, Descriptor, Digest, Lease, Reference, Store};
 
@@ -49,7 +51,8 @@ pub fn export(
     if let Some(field) = &inline {
         fingerprinted.push_str(&format!("\0{}:{field}", remote_cache::INLINE_FIELD));
     }
-    for (k, v) in &opts.manifest_annotations {
+    let annotations = opts.manifest_annotations.for_platform(Some(to.platform));
+    for (k, v) in &annotations {
         fingerprinted.push_str(&format!("\0annotation:{k}={v}"));
     }
     let key = CacheKey::for_image(&stage.key, &fingerprinted);
@@ -58,12 +61,13 @@ pub fn export(
         Some(found) => found,
         None => {
             config.created = Some(rfc3339(now_or_epoch(opts.source_date_epoch)));
-            let written = write_image(store, lease, &config, inline, stage, opts)?;
+            let written = write_image(store, lease, &config, inline, stage, &annotations)?;
             let rec = CacheRecord {
                 v: 1,
                 diff_id: None,
                 chain_id: None,
                 layer: None,
+                unwritten: None,
                 config_delta: serde_json::json!({
                     "manifest": written.manifest.to_string(),
                     "config": written.config.to_string(),
@@ -139,7 +143,7 @@ fn write_image(
     config: &ImageConfigFile,
     inline_cache: Option<serde_json::Value>,
     stage: &StageResult,
-    opts: &BuildOptions,
+    annotations: &BTreeMap<String, String>,
 ) -> Result<Exported> {
     let mut config = serde_json::to_value(config).expect("config serializes");
     if let Some(field) = inline_cache {
@@ -148,11 +152,17 @@ fn write_image(
     let config_bytes = serde_json::to_vec(&config).expect("config serializes");
     let config_desc = store.put_blob(lease, &config_bytes, media_types::OCI_CONFIG)?;
     let layers: Vec<Descriptor> = stage.layers.iter().map(|l| l.blob.clone()).collect();
-    let manifest_bytes = store::manifest::build_manifest_with_annotations(
-        &config_desc,
-        &layers,
-        &opts.manifest_annotations,
-    );
+    // Every layer of an image is a blob other OCI tools can read (docs/design.md §1): the
+    // exported stages write theirs (§4.8), which this holds to.
+    if let Some(l) = layers.iter().find(|l| !store.has_blob(&l.digest)) {
+        return Err(store::StoreError::BlobMissing {
+            digest: l.digest.clone(),
+            root: store.root().to_path_buf(),
+        }
+        .into());
+    }
+    let manifest_bytes =
+        store::manifest::build_manifest_with_annotations(&config_desc, &layers, annotations);
     let manifest_desc = store.put_blob(lease, &manifest_bytes, media_types::OCI_MANIFEST)?;
     Ok(Exported {
         manifest: manifest_desc.digest,

@@ -84,8 +84,9 @@ pub struct BuildOptions {
     pub jobs: usize,
     /// `--label`: set on the image config after the Dockerfile's own `LABEL`s.
     pub labels: BTreeMap<String, String>,
-    /// `--annotation` (manifest level): the image manifest's `annotations`.
-    pub manifest_annotations: BTreeMap<String, String>,
+    /// `--annotation` (manifest level): the image manifest's `annotations`, some perhaps
+    /// for one platform only.
+    pub manifest_annotations: crate::annotations::PlatformAnnotations,
     /// `--platform`: the platforms to build, each a solve of its own (empty: this
     /// machine's). With more than one, no tag is set: the caller makes the index.
     pub platforms: Vec<Platform>,
@@ -227,6 +228,9 @@ pub enum BuildError {
     /// error is the one the build returns).
     #[error("stopped: another stage of the build failed")]
     Stopped,
+    /// The blob of a layer recorded unwritten could not be made (docs/design.md §4.8).
+    #[error(transparent)]
+    Unwritten(#[from] crate::unwritten::UnwrittenError),
 }
 
 pub type Result<T> = std::result::Result<T, BuildError>;
@@ -401,9 +405,11 @@ fn build_parsed<'a>(
     let starts_after: Vec<Vec<usize>> = (0..dockerfile.stages.len())
         .map(|i| Vec::from_iter(base_stage(dockerfile, i, meta_args, &opts.named_contexts)))
         .collect();
+    let exported = exported_stages(target, &starts_after);
     let lease = &solve.lease;
     let mut ctx = context::Context::open(store, &opts.context, dockerfile_path)?;
     let build = state::Build {
+        exported: &exported,
         store,
         opts,
         remote,
@@ -476,6 +482,19 @@ fn build_parsed<'a>(
         layers: finished.layers,
         materials,
     })
+}
+
+/// Which stages' layers the image holds: the target and the stages it is built on (`FROM
+/// stage`, through any number of stages). The others' RUN layers are recorded unwritten
+/// (docs/design.md §4.8).
+fn exported_stages(target: usize, starts_after: &[Vec<usize>]) -> Vec<bool> {
+    let mut exported = vec![false; starts_after.len()];
+    let mut next = Some(target);
+    while let Some(i) = next.filter(|i| !exported[*i]) {
+        exported[i] = true;
+        next = starts_after[i].first().copied();
+    }
+    exported
 }
 
 /// The steps of the stages built, as the progress counts them (each stage's FROM too).

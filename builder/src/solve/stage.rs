@@ -19,6 +19,7 @@ impl BuildRun<'_> {
     /// Build stage `index`; `done` gives the earlier stages it refers to.
     pub fn stage(&mut self, index: usize, done: &Done, ctx: &mut Context) -> Result<StageResult> {
         let stage = &self.build.dockerfile.stages[index];
+        self.writes_layers = self.build.exported.get(index).copied().unwrap_or(true);
         self.platform = stage_platform(
             self.build.dockerfile,
             stage,

@@ -115,6 +115,9 @@ pub struct Build<'a> {
     /// Fired when a stage fails: the other stages stop at their next step, and their
     /// running RUN steps are killed.
     pub stop: &'a exec::Stopper,
+    /// Per stage: whether the image holds its layers (the target and the stages it is
+    /// `FROM`). A RUN of another stage records its layer unwritten (docs/design.md §4.8).
+    pub exported: &'a [bool],
 }
 
 impl<'a> Build<'a> {
@@ -125,6 +128,7 @@ impl<'a> Build<'a> {
             cached: 0,
             is_cache_ignored: false,
             platform: self.platform.clone(),
+            writes_layers: true,
             built: Vec::new(),
             materials: RefCell::new(Vec::new()),
         }
@@ -213,6 +217,10 @@ pub struct BuildRun<'a> {
     /// The platform of the stage being built: `FROM --platform`'s, else the build's. A
     /// `COPY --from=IMAGE` reads the image for it, as BuildKit does.
     pub platform: Platform,
+    /// Whether this stage's layers are written as blobs when built or hit: false for a
+    /// stage the build does not export, whose RUN layers are recorded unwritten and made
+    /// only when something needs their bytes (`crate::unwritten`, docs/design.md §4.8).
+    pub writes_layers: bool,
     /// The cache record of every layer step of this stage (for `--cache-to`).
     built: Vec<RemoteRecord>,
     /// Every image the build read (bases, `COPY --from` images) and its manifest digest:

@@ -10,7 +10,7 @@
 //! Writing to a file goes to a temp file beside it and is renamed at the end, so
 //! an interrupted save never leaves a half archive under the requested name.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
@@ -35,6 +35,9 @@ pub enum ArchiveFormat {
 pub struct SaveItem {
     pub manifest: Digest,
     pub tags: Vec<Reference>,
+    /// Annotations of the image's entries in an OCI archive's `index.json` (BuildKit's
+    /// `index-descriptor` annotations); the reference-name annotations are added to them.
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Store {
@@ -196,11 +199,13 @@ impl Store {
                     "digest": img.manifest,
                     "size": img.manifest_size,
                 });
+                let mut annotations = item.annotations.clone();
                 if let Some(t) = t {
-                    e["annotations"] = serde_json::json!({
-                        REF_NAME_ANNOTATION: index_ref_name(t),
-                        CONTAINERD_NAME_ANNOTATION: t.to_string(),
-                    });
+                    annotations.insert(REF_NAME_ANNOTATION.to_string(), index_ref_name(t));
+                    annotations.insert(CONTAINERD_NAME_ANNOTATION.to_string(), t.to_string());
+                }
+                if !annotations.is_empty() {
+                    e["annotations"] = serde_json::json!(annotations);
                 }
                 e
             };

@@ -8,6 +8,8 @@
 //!                            │         ─► Layer(diff_id) ─► Blob(every stored form)
 //!                            └───────────► Snapshot(chain id of every layer prefix)
 //! cache (layer) ───► Blob(layer), Layer(diff_id), Snapshot(chain id)
+//! cache (unwritten layer) ► Layer(diff_id), Snapshot(chain id): the snapshot is the
+//!                  layer's only copy until its blob is made (docs/design.md §4.8)
 //! lease ───────────► Blob(each digest) (a manifest digest expands as above), Snapshot(each)
 //! Snapshot ────────► Snapshot(parent), when a `snapshots` record names one
 //! Blob(index) ─────► Blob(manifest) of every platform (then as above)

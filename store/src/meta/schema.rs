@@ -15,7 +15,10 @@
 //! ├── blobs      "sha256:<digest>"                  → BlobRecord     { v:1, size, media_type, added_at }
 //! ├── snapshots  "sha256:<chain_id>"                → SnapshotRecord { v:1, parent, diff_id, created_at }
 //! ├── cache      build cache key (opaque string)     → CacheRecord    { v:1, diff_id, chain_id, layer, config_delta,
-//! │                                                     created_at, last_used, size }
+//! │                                                     created_at, last_used, size,
+//! │                                                     unwritten: UnwrittenLayer { source_date_epoch }
+//! │                                                     (a layer not written yet: `layer` is null;
+//! │                                                     absent on older records and written layers) }
 //! ├── ctxstat    "<context>\0<path>"                → StatRecord     { v:1, size, mtime_ns, ctime_ns, ino, mode, uid, gid, digest }
 //! └── leases     "<lease id>"                       → LeaseRecord    { v:1, pid, created_at, expires_at, digests, snapshots }
 //! ```

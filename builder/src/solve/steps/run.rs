@@ -9,7 +9,7 @@ use super::{argv, lowerdirs, Outcome};
 use crate::cache::CacheKey;
 use crate::dockerfile::{Instruction, ShellOrExec};
 use crate::exec::{self, RunSpec};
-use crate::layers::commit_layer;
+use crate::layers::{commit_layer, hash_layer};
 use crate::progress::StepInfo;
 use crate::solve::cache_hit::{add_layer, cache_hit, chain_of, Origin};
 use crate::solve::context::Context;
@@ -219,9 +219,16 @@ pub(super) fn run_step(
     let diff_opts = crate::differ::DiffOptions {
         source_date_epoch: run.build.opts.source_date_epoch,
     };
-    let layer = commit_layer(run.build.store, run.build.lease, |w| {
-        crate::differ::write_layer(&upper, w, &diff_opts).map(|_| ())
-    });
+    // A stage the image does not hold keeps the layer as its snapshot and diff_id; the
+    // blob is made if something needs it (docs/design.md §4.8).
+    let write_tar =
+        |w: &mut dyn std::io::Write| crate::differ::write_layer(&upper, w, &diff_opts).map(|_| ());
+    let (layer, origin) = if run.writes_layers {
+        let layer = commit_layer(run.build.store, run.build.lease, write_tar);
+        (layer, Origin::Built)
+    } else {
+        (hash_layer(write_tar), Origin::BuiltUnwritten)
+    };
     let layer = match layer {
         Ok(l) => l,
         Err(e) => {
@@ -240,6 +247,6 @@ pub(super) fn run_step(
             .commit_snapshot(run.build.lease, &chain, parent.as_ref(), &upper);
     cleanup();
     committed?;
-    add_layer(run, state, key, layer, &created_by, Origin::Built)?;
+    add_layer(run, state, key, layer, &created_by, origin)?;
     Ok(Outcome::Done)
 }
