@@ -16,6 +16,7 @@ const EPOCH: &str = "SOURCE_DATE_EPOCH=1700000000";
 const DOCKERFILE: &str = "\
 FROM busybox AS build
 RUN mkdir /out && echo hello > /out/hello && echo unexported-stage-marker > /marker
+COPY input.txt /
 FROM busybox
 COPY --from=build /out/hello /hello
 ";
@@ -26,6 +27,7 @@ fn context(env: &TestEnv) -> PathBuf {
     let ctx = env.scratch.join("ctx");
     fs::create_dir_all(&ctx).expect("mkdir context");
     fs::write(ctx.join("Dockerfile"), DOCKERFILE).expect("write Dockerfile");
+    fs::write(ctx.join("input.txt"), "one\n").expect("write input");
     ctx
 }
 
@@ -80,10 +82,23 @@ fn an_unexported_stage_writes_no_blob_until_an_export_needs_it() {
     );
     verify_clean(&env);
 
-    // Its record hits while its snapshot is there: FROM twice, the RUN and the COPY.
+    // Its record hits while its snapshot is there: FROM twice, the RUN and two COPYs.
     let again = env.build(&ctx, &["--build-arg", EPOCH, "-t", "app"]);
     again.assert_ok();
-    assert_eq!(again.cached_steps(), 4, "{again}");
+    assert_eq!(again.cached_steps(), 5, "{again}");
+
+    // A COPY above the unwritten layer reads what is below it through snapshots, even
+    // where a lower one has to be unpacked again (the base's, removed here).
+    let base = fs::read_dir(env.root.join("snapshots"))
+        .expect("snapshots dir")
+        .map(|e| e.expect("entry").path())
+        .find(|d| d.join("fs/bin").is_dir())
+        .expect("the base's snapshot");
+    fs::remove_dir_all(&base).expect("remove the base's snapshot");
+    fs::write(ctx.join("input.txt"), "two\n").expect("edit input");
+    let edited = env.build(&ctx, &["--build-arg", EPOCH, "-t", "app"]);
+    edited.assert_ok();
+    assert_eq!(edited.cached_steps(), 4, "{edited}");
 
     // Exporting the stage makes the blob from the snapshot, the very bytes a build that
     // wrote it at once makes.
@@ -92,11 +107,12 @@ fn an_unexported_stage_writes_no_blob_until_an_export_needs_it() {
         &["--build-arg", EPOCH, "--target", "build", "-t", "b"],
     );
     made.assert_ok();
-    assert_eq!(made.cached_steps(), 2, "{made}");
+    assert_eq!(made.cached_steps(), 3, "{made}");
     let blobs = marker_blobs(&env.root);
     assert_eq!(blobs.len(), 1, "the layer is written once exported");
     let layers = util::read_blob_json(&env.root, &env.manifest_digest("b"))["layers"].clone();
     assert_eq!(layers[1]["digest"], format!("sha256:{}", blobs[0]));
+    assert_eq!(layers.as_array().map(Vec::len), Some(3));
     let fresh = env.build(
         &ctx,
         &[

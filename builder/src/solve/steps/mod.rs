@@ -147,10 +147,12 @@ pub fn below<'a>(
     let store = run.build.store;
     let mut unpacked = store.unpacked_layer_snapshots(run.build.lease, layers)?;
     // A big compressed layer (a pulled base) is unpacked as before: reading it means
-    // decompressing all of it, and the next RUN would do that again to unpack it.
+    // decompressing all of it, and the next RUN would do that again to unpack it. A layer
+    // recorded unwritten has no tar, only its snapshot (docs/design.md §4.8): it and the
+    // layers below it are read through snapshots.
     let must_unpack = layers
         .iter()
-        .rposition(|l| !LayerIndex::is_cheap(l))
+        .rposition(|l| !LayerIndex::is_cheap(l) || !store.has_blob(&l.blob.digest))
         .map_or(0, |i| i + 1);
     if must_unpack > unpacked.len() {
         unpacked = store.ensure_layer_snapshots(run.build.lease, &layers[..must_unpack])?;
