@@ -449,3 +449,30 @@ fn an_untagged_index_is_dangling_with_its_platforms() {
         .collect();
     assert_eq!(listed, vec![kept]);
 }
+
+#[test]
+fn an_unwritten_layer_record_holds_its_snapshot_and_no_blob() {
+    let diff_id = blob_of("unwritten");
+    let chain = crate::chain_id::chain_ids(std::slice::from_ref(&diff_id))
+        .pop()
+        .unwrap();
+    let rec = CacheRecord {
+        v: 1,
+        diff_id: Some(diff_id.clone()),
+        chain_id: Some(chain.clone()),
+        layer: None,
+        unwritten: Some(crate::records::UnwrittenLayer {
+            source_date_epoch: None,
+        }),
+        config_delta: serde_json::Value::Null,
+        created_at: 1,
+        last_used: 1,
+        size: 100,
+    };
+    assert!(rec.is_unwritten());
+    let roots = roots::Graph::default().cache_roots(&rec);
+    assert_eq!(
+        roots,
+        vec![roots::Node::Layer(diff_id), roots::Node::Snapshot(chain)]
+    );
+}
