@@ -98,7 +98,8 @@ impl BlobWriter {
     /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)` on the bytes not yet asked for): a
     /// writer that calls this as it goes leaves the fsync of its commit little to wait
     /// for, instead of every dirty page of a large blob at once. Durability is still the
-    /// commit's fsync; this only starts it early.
+    /// commit's fsync; this only starts it early, so a file system that refuses the hint
+    /// costs nothing but the early start: only the flush can fail.
     pub fn start_writeback(&mut self) -> io::Result<()> {
         let out = self.out.as_mut().expect("writer is live until commit");
         out.flush()?;
@@ -109,7 +110,8 @@ impl BlobWriter {
         }
         let fd = std::os::fd::AsRawFd::as_raw_fd(out.get_ref().get_ref());
         // SAFETY: `fd` is the open ingest file this writer owns; the call reads no memory.
-        let rc = unsafe {
+        // Its result is a hint's: ignored (see above).
+        let _ = unsafe {
             libc::sync_file_range(
                 fd,
                 from as libc::off64_t,
@@ -117,9 +119,6 @@ impl BlobWriter {
                 libc::SYNC_FILE_RANGE_WRITE,
             )
         };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
         self.writeback_from = written;
         Ok(())
     }
