@@ -1,6 +1,7 @@
 //! `system verify`: re-hash every blob and check that every recorded reference
 //! resolves (a cache record's unwritten layer: its snapshot is there; its bytes are
-//! checked against the recorded diff_id when the blob is made, docs/design.md §4.8). Hashes outside the metadata lock, then reads the metadata in one short transaction.
+//! checked against the recorded diff_id when the blob is made, docs/design.md §4.8).
+//! Hashes outside the metadata lock, then reads the metadata in one short transaction.
 //!
 //! A prune may run beside it: a blob listed in step 1 can be gone by the time it is
 //! opened. That alone is not a fault; step 2, under the lock, reports every record that

@@ -1,8 +1,9 @@
 //! The cache-hit policy of a step and the recording of its layer, beside the key
 //! derivation (`crate::cache`): a key hits the local `cache` tree when its record's layer
-//! blob is still in the store (or, for a layer recorded unwritten, its snapshot: §4.8), else an imported `--cache-from` record, whose layer download
-//! starts at once and overlaps the next steps' lookups (docs/design.md §4.3). Every layer
-//! step, hit or built, ends in [`add_layer`].
+//! blob is still in the store (or, for a layer recorded unwritten, its snapshot: §4.8),
+//! else an imported `--cache-from` record, whose layer download starts at once and overlaps
+//! the next steps' lookups (docs/design.md §4.3). Every layer step, hit or built, ends in
+//! [`add_layer`].
 
 use store::{CacheRecord, ChainId, LayerRef, Store, UnwrittenLayer};
 
