@@ -27,16 +27,7 @@ pub fn commit_layer<E>(
     lease: &Lease,
     write_tar: impl FnOnce(&mut dyn Write) -> Result<(), E>,
 ) -> Result<LayerRef, LayerError<E>> {
-    let writer = store
-        .writer(lease)
-        .map_err(LayerError::Store)?
-        .with_media_type(media_types::OCI_LAYER_TAR);
-    let mut buffered = BufWriter::with_capacity(WRITE_BUFFER, writer);
-    write_tar(&mut buffered).map_err(LayerError::Write)?;
-    let writer = buffered
-        .into_inner()
-        .map_err(|e| LayerError::Io(e.into_error()))?;
-    let blob: Descriptor = writer.commit(None, None).map_err(LayerError::Store)?;
+    let blob = write_and_commit(store, lease, media_types::OCI_LAYER_TAR, None, write_tar)?;
     Ok(LayerRef {
         diff_id: blob.digest.clone(),
         blob,
@@ -67,17 +58,35 @@ pub fn commit_layer_expecting<E>(
     expected: &Descriptor,
     write_tar: impl FnOnce(&mut dyn Write) -> Result<(), E>,
 ) -> Result<Descriptor, LayerError<E>> {
+    write_and_commit(
+        store,
+        lease,
+        &expected.media_type,
+        Some(expected),
+        write_tar,
+    )
+}
+
+/// The body of both: `write_tar` through a large buffer into an ingest writer, committed
+/// (checked against `expected`'s size and digest when given).
+fn write_and_commit<E>(
+    store: &Store,
+    lease: &Lease,
+    media_type: &str,
+    expected: Option<&Descriptor>,
+    write_tar: impl FnOnce(&mut dyn Write) -> Result<(), E>,
+) -> Result<Descriptor, LayerError<E>> {
     let writer = store
         .writer(lease)
         .map_err(LayerError::Store)?
-        .with_media_type(&expected.media_type);
+        .with_media_type(media_type);
     let mut buffered = BufWriter::with_capacity(WRITE_BUFFER, writer);
     write_tar(&mut buffered).map_err(LayerError::Write)?;
     let writer = buffered
         .into_inner()
         .map_err(|e| LayerError::Io(e.into_error()))?;
     writer
-        .commit(Some(expected.size), Some(&expected.digest))
+        .commit(expected.map(|d| d.size), expected.map(|d| &d.digest))
         .map_err(LayerError::Store)
 }
 
