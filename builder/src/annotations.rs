@@ -46,12 +46,6 @@ impl PlatformAnnotations {
         }
         out
     }
-
-    /// The platforms named by a qualifier: each must be one the build makes (BuildKit
-    /// refuses the others: "no platform … found in source").
-    pub fn platforms(&self) -> impl Iterator<Item = &Platform> {
-        self.by_platform.iter().map(|(p, _)| p)
-    }
 }
 
 #[cfg(test)]
@@ -79,6 +73,5 @@ mod tests {
             BTreeMap::from([("k".into(), "all".into()), ("title".into(), "App".into())])
         );
         assert_eq!(a.for_platform(None), amd);
-        assert_eq!(a.platforms().count(), 1);
     }
 }

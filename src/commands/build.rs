@@ -499,6 +499,7 @@ fn parse_annotations(
 )> {
     let mut out = builder::annotations::PlatformAnnotations::default();
     let mut index = engine::image_index::IndexAnnotations::default();
+    let several = platforms.len() > 1;
     for annotation in raw {
         let (k, v) = annotation.split_once('=').ok_or_else(|| {
             UsageError(format!(
@@ -525,34 +526,27 @@ fn parse_annotations(
             };
             let platform = match platform {
                 "" => None,
-                p => {
-                    let parsed = parse_platforms(&[p.to_string()])?;
-                    parsed.into_iter().next()
-                }
+                p => parse_platforms(&[p.to_string()])?.into_iter().next(),
             };
-            let per_platform = platforms.len() > 1;
-            let is_manifest_level = matches!(level, "" | "manifest" | "manifest-descriptor");
-            if let Some(p) = platform
-                .as_ref()
-                .filter(|_| per_platform && is_manifest_level)
-            {
-                if !platforms.contains(p) {
-                    anyhow::bail!("invalid annotation: no platform {p} found in source");
-                }
-            }
             match level {
-                "" | "manifest" if platform.is_none() || per_platform => {
-                    out.insert(platform, key.to_string(), v.to_string());
+                "" | "manifest" | "manifest-descriptor" => {
+                    match &platform {
+                        Some(_) if !several => continue,
+                        Some(p) if !platforms.contains(p) => {
+                            anyhow::bail!("invalid annotation: no platform {p} found in source")
+                        }
+                        _ => {}
+                    }
+                    let to = if level == "manifest-descriptor" {
+                        &mut index.manifest_descriptor
+                    } else {
+                        &mut out
+                    };
+                    to.insert(platform, key.to_string(), v.to_string());
                 }
                 "index" => {
                     index.index.insert(key.to_string(), v.to_string());
                 }
-                "manifest-descriptor" if platform.is_none() || per_platform => {
-                    index
-                        .manifest_descriptor
-                        .insert(platform, key.to_string(), v.to_string());
-                }
-                "" | "manifest" | "manifest-descriptor" => {}
                 "index-descriptor" => {
                     index
                         .index_descriptor
