@@ -302,6 +302,8 @@ struct Deflater {
     /// Raw deflate at level 0: stored blocks.
     store: Compress,
     sample: Vec<u8>,
+    /// The block lengths of the last stored member's length (`stored_blocks`).
+    stored: Option<StoredBlocks>,
     pool: MemberPool,
 }
 
@@ -311,19 +313,36 @@ impl Deflater {
             deflate: Compress::new(Compression::new(LEVEL), false),
             store: Compress::new(Compression::new(0), false),
             sample: Vec::with_capacity(SAMPLE + WINDOW),
+            stored: None,
             pool,
         }
     }
 
     /// The gzip member of one chunk: stored when `is_incompressible`, else deflated.
     fn member(&mut self, chunk: &[u8]) -> io::Result<Member> {
-        let (c, level) = if self.is_incompressible(chunk)? {
-            (&mut self.store, 0)
-        } else {
-            (&mut self.deflate, LEVEL)
-        };
+        let stored = self.is_incompressible(chunk)?;
+        let level = if stored { 0 } else { LEVEL };
         let buf = self.pool.take(member_capacity(chunk.len(), level));
-        Ok(self.pool.member(gzip_member(c, chunk, level, buf)?))
+        let bytes = if !stored {
+            gzip_member(&mut self.deflate, chunk, level, buf)?
+        } else if let Some(blocks) = self.stored_blocks(chunk.len())? {
+            stored_member(chunk, blocks, buf)
+        } else {
+            gzip_member(&mut self.store, chunk, 0, buf)?
+        };
+        Ok(self.pool.member(bytes))
+    }
+
+    /// The stored blocks zlib cuts `len` bytes into at level 0 (see `StoredBlocks`),
+    /// kept for the last length asked; `None` if zlib's output is not what
+    /// `StoredBlocks::parse` expects (then the member is left to zlib).
+    fn stored_blocks(&mut self, len: usize) -> io::Result<Option<&StoredBlocks>> {
+        if self.stored.as_ref().is_none_or(|s| s.len != len) {
+            let mut raw = Vec::new();
+            deflate_raw(&mut self.store, &vec![0; len], &mut raw)?;
+            self.stored = StoredBlocks::parse(&raw, len);
+        }
+        Ok(self.stored.as_ref())
     }
 
     /// Whether deflating `chunk` would gain less than 2%, judged from three samples
@@ -360,8 +379,17 @@ fn member_capacity(len: usize, level: u32) -> usize {
 /// `GzEncoder` with the default header writes: mtime 0, no name, OS 255. Written into
 /// `out` (emptied first).
 fn gzip_member(c: &mut Compress, data: &[u8], level: u32, mut out: Vec<u8>) -> io::Result<Vec<u8>> {
+    start_member(&mut out, data.len(), level);
+    deflate_raw(c, data, &mut out)?;
+    end_member(&mut out, data);
+    Ok(out)
+}
+
+/// Empties `out`, makes room for the member of `len` bytes at `level` and writes its
+/// gzip header.
+fn start_member(out: &mut Vec<u8>, len: usize, level: u32) {
     out.clear();
-    out.reserve(member_capacity(data.len(), level));
+    out.reserve(member_capacity(len, level));
     // The extra flags say "fastest" for levels up to 1, as flate2 writes them.
     let xfl = if level >= 9 {
         2
@@ -371,10 +399,72 @@ fn gzip_member(c: &mut Compress, data: &[u8], level: u32, mut out: Vec<u8>) -> i
         0
     };
     out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 255]);
-    deflate_raw(c, data, &mut out)?;
+}
+
+/// Appends the gzip trailer of a member of `data`: its CRC-32 and length.
+fn end_member(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(&zlib_rs::crc32::crc32(0, data).to_le_bytes());
     out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    Ok(out)
+}
+
+/// How zlib cuts an input of `len` bytes into stored blocks at level 0, fed as
+/// `deflate_raw` feeds it. The cut depends on the length and the feeding, never on the
+/// bytes (zlib's `deflate_stored` looks only at counts), so it is read once from zlib's
+/// output for zeros of that length. A stored member written from it (`stored_member`)
+/// copies the chunk once; zlib copies it three times (into its window, its pending
+/// buffer, the output).
+struct StoredBlocks {
+    len: usize,
+    /// Each block's length, in order; the last block is the final one.
+    blocks: Vec<u16>,
+}
+
+impl StoredBlocks {
+    /// The blocks of `raw`, zlib's raw deflate stream of `len` bytes, if it is stored
+    /// blocks only, byte-aligned, with one final block at its end, holding `len` bytes.
+    fn parse(raw: &[u8], len: usize) -> Option<StoredBlocks> {
+        let mut blocks = Vec::new();
+        let (mut at, mut total) = (0, 0);
+        loop {
+            let header = raw.get(at..at + 5)?;
+            // BFINAL in bit 0, BTYPE 00 (stored) in bits 1–2, padding to the byte.
+            let last = match header[0] {
+                0 => false,
+                1 => true,
+                _ => return None,
+            };
+            let n = u16::from_le_bytes([header[1], header[2]]);
+            if u16::from_le_bytes([header[3], header[4]]) != !n {
+                return None;
+            }
+            blocks.push(n);
+            at += 5 + usize::from(n);
+            total += usize::from(n);
+            if last {
+                break;
+            }
+        }
+        (at == raw.len() && total == len).then_some(StoredBlocks { len, blocks })
+    }
+}
+
+/// The gzip member of `data` in stored blocks cut as `blocks` says (made for
+/// `data.len()`): the bytes `gzip_member` at level 0 writes, with one copy of `data`.
+fn stored_member(data: &[u8], blocks: &StoredBlocks, mut out: Vec<u8>) -> Vec<u8> {
+    debug_assert_eq!(data.len(), blocks.len);
+    start_member(&mut out, data.len(), 0);
+    let mut rest = data;
+    for (i, &n) in blocks.blocks.iter().enumerate() {
+        let last = i + 1 == blocks.blocks.len();
+        let (block, after) = rest.split_at(usize::from(n));
+        out.push(u8::from(last));
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&(!n).to_le_bytes());
+        out.extend_from_slice(block);
+        rest = after;
+    }
+    end_member(&mut out, data);
+    out
 }
 
 /// Appends the raw deflate stream of `data` to `out`, feeding `c` (reset first) as the
@@ -546,6 +636,31 @@ mod tests {
             }
             let want = gz_encoder(data, u32::from(!deflater.is_incompressible(data).unwrap()));
             assert!(*deflater.member(data).unwrap() == want[..], "{name}");
+        }
+    }
+
+    /// A stored member written from zlib's block cut is zlib's member, for any length a
+    /// chunk can have and any bytes (the cut is read from zeros, used for random bytes).
+    #[test]
+    fn stored_members_cut_as_zlib_cuts_are_zlibs_bytes() {
+        let mut deflater = Deflater::new(MemberPool::default());
+        for len in [
+            4 * SAMPLE,
+            4 * SAMPLE + 1,
+            65_535,
+            65_536,
+            65_537,
+            (1 << 20) + 3,
+            CHUNK - 1,
+            CHUNK,
+        ] {
+            let data = random(len, len as u64);
+            let blocks = deflater
+                .stored_blocks(len)
+                .unwrap()
+                .unwrap_or_else(|| panic!("zlib's stored output for {len} bytes did not parse"));
+            let ours = stored_member(&data, blocks, Vec::new());
+            assert!(ours == gz_encoder(&data, 0), "len {len}");
         }
     }
 
