@@ -36,7 +36,7 @@ pub mod transfer;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 pub use artifact::RemoteManifest;
@@ -87,23 +87,27 @@ impl Default for ClientOptions {
 /// [`Session`] (auth state, tokens) per registry host it has talked to.
 pub struct Client {
     opts: ClientOptions,
-    secure: reqwest::Client,
+    /// Extra roots for `secure` (`extra_roots`).
+    roots: Vec<reqwest::Certificate>,
+    /// Made when a session first needs it: loading the system's roots costs ≈ 6 ms of
+    /// CPU (rustls-native-certs parses every file in /etc/ssl/certs), which a command
+    /// that talks only to insecure registries (loopback, say) need not pay.
+    secure: OnceLock<reqwest::Client>,
+    /// Verifies nothing and loads no roots: cheap to make up front.
     insecure: reqwest::Client,
     config: Option<DockerConfig>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     progress: Progress,
 }
 
-fn http_client(opts: &ClientOptions, accept_invalid: bool) -> Result<reqwest::Client> {
-    let mut b = reqwest::Client::builder()
-        .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(30))
-        .read_timeout(Duration::from_secs(120))
-        .danger_accept_invalid_certs(accept_invalid);
+/// The extra roots to trust: `--cacert` files, then `SSL_CERT_FILE`. Read when the
+/// client is made, so a bad file fails the command before any request.
+fn extra_roots(opts: &ClientOptions) -> Result<Vec<reqwest::Certificate>> {
     let mut files = opts.ca_certs.clone();
     if let Some(f) = std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
         files.push(PathBuf::from(f));
     }
+    let mut roots = Vec::new();
     for path in files {
         let pem = std::fs::read(&path).map_err(|e| RegistryError::CaCert {
             path: path.clone(),
@@ -120,8 +124,22 @@ fn http_client(opts: &ClientOptions, accept_invalid: bool) -> Result<reqwest::Cl
                 reason: "no PEM certificate in the file".into(),
             });
         }
-        for c in certs {
-            b = b.add_root_certificate(c);
+        roots.extend(certs);
+    }
+    Ok(roots)
+}
+
+/// An HTTP client that verifies certificates against the system's roots plus `roots`,
+/// or (`accept_invalid`) verifies none and loads no roots.
+fn http_client(roots: &[reqwest::Certificate], accept_invalid: bool) -> Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(Duration::from_secs(120))
+        .danger_accept_invalid_certs(accept_invalid);
+    if !accept_invalid {
+        for c in roots {
+            b = b.add_root_certificate(c.clone());
         }
     }
     b.build().map_err(|e| RegistryError::CaCert {
@@ -132,8 +150,8 @@ fn http_client(opts: &ClientOptions, accept_invalid: bool) -> Result<reqwest::Cl
 
 impl Client {
     pub fn new(opts: ClientOptions) -> Result<Client> {
-        let secure = http_client(&opts, false)?;
-        let insecure = http_client(&opts, true)?;
+        let roots = extra_roots(&opts)?;
+        let insecure = http_client(&roots, true)?;
         let config = opts
             .docker_config_dir
             .clone()
@@ -142,7 +160,8 @@ impl Client {
         let progress = Progress::new(opts.progress);
         Ok(Client {
             opts,
-            secure,
+            roots,
+            secure: OnceLock::new(),
             insecure,
             config,
             sessions: Mutex::new(HashMap::new()),
@@ -194,25 +213,34 @@ impl Client {
             Some(c) => c.credential(registry)?,
             None => None,
         };
-        let s = Arc::new(self.new_session(registry, credential));
+        let s = Arc::new(self.new_session(registry, credential)?);
         sessions.insert(registry.to_string(), s.clone());
         Ok(s)
     }
 
-    fn new_session(&self, registry: &str, credential: Option<Credential>) -> Session {
+    fn new_session(&self, registry: &str, credential: Option<Credential>) -> Result<Session> {
         let insecure = self.is_insecure(registry);
         let http = if insecure {
             self.insecure.clone()
         } else {
-            self.secure.clone()
+            self.secure_client()?
         };
-        Session::new(
+        Ok(Session::new(
             registry,
             http,
             insecure,
             credential,
             self.opts.retry.clone(),
-        )
+        ))
+    }
+
+    /// The verifying client, made on first use.
+    fn secure_client(&self) -> Result<reqwest::Client> {
+        if let Some(c) = self.secure.get() {
+            return Ok(c.clone());
+        }
+        let c = http_client(&self.roots, false)?;
+        Ok(self.secure.get_or_init(|| c).clone())
     }
 
     /// Pulls `reference` into `store` and tags it (see pull.rs).
@@ -243,7 +271,7 @@ impl Client {
             username: username.to_string(),
             password: password.to_string(),
         };
-        let session = self.new_session(&registry, Some(credential));
+        let session = self.new_session(&registry, Some(credential))?;
         let base = session.base().await?.to_string();
         let req = session::Request::new(reqwest::Method::GET, format!("{base}/v2/"), &[]);
         let resp = session.send(&req).await?;
