@@ -104,7 +104,8 @@ impl MemberPool {
     }
 }
 
-/// A `Write` that gzips into `out` on worker threads (one per core, two to four).
+/// A `Write` that gzips into `out` on worker threads (as many as it needs, up to one per
+/// core, two to four: see `Pool`).
 ///
 /// The caller's thread cuts chunks and hands finished members to `out` in order while
 /// the workers compress the next ones, so hashing around this writer (the caller's input
@@ -127,48 +128,68 @@ pub struct ParallelGzWriter<S: MemberSink> {
     /// Member buffers given back, shared with the workers.
     member_pool: MemberPool,
     members: u64,
+    /// Whether the last member written had to be waited for (true before the first).
+    waited: bool,
 }
 
 /// A finished member and the chunk buffer it was made from.
 type Compressed = (Member, Vec<u8>);
 type Job = (Vec<u8>, Sender<io::Result<Compressed>>);
 
-/// The compression threads, fed through one bounded queue.
+/// The compression threads, fed through one bounded queue. It starts with one thread
+/// and gets another, up to one per core (two to four), when the writer has had to wait
+/// for compression at two members in a row: compression is then what holds the writer
+/// up (a single wait is as likely a thread the kernel set aside for a moment). While the
+/// writer's own work (hashing, writing, an upload it feeds) is the slower side, one
+/// thread keeps up and the other cores stay free for whoever needs them: on a machine
+/// that also runs the registry a push goes to, the registry (docs/design.md §4.4).
 struct Pool {
     jobs: Option<SyncSender<Job>>,
+    queue: Arc<Mutex<Receiver<Job>>>,
+    member_pool: MemberPool,
     workers: Vec<JoinHandle<()>>,
+    most: usize,
 }
 
 impl Pool {
     fn start(member_pool: &MemberPool) -> io::Result<Pool> {
-        let n = std::thread::available_parallelism()
+        let most = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
             .clamp(2, 4);
         let (tx, rx) = mpsc::sync_channel::<Job>(IN_FLIGHT);
-        let rx = Arc::new(Mutex::new(rx));
         let mut pool = Pool {
             jobs: Some(tx),
-            workers: Vec::with_capacity(n),
+            queue: Arc::new(Mutex::new(rx)),
+            member_pool: member_pool.clone(),
+            workers: Vec::with_capacity(most),
+            most,
         };
-        for i in 0..n {
-            let rx = rx.clone();
-            let member_pool = member_pool.clone();
-            let worker = std::thread::Builder::new()
-                .name(format!("gzip-{i}"))
-                .spawn(move || {
-                    let mut deflater = Deflater::new(member_pool);
-                    loop {
-                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        let Ok((chunk, reply)) = job else { return };
-                        let member = deflater.member(&chunk).map(|m| (m, chunk));
-                        // The writer may be gone (an error elsewhere): nothing to tell.
-                        let _ = reply.send(member);
-                    }
-                })?;
-            pool.workers.push(worker);
-        }
+        pool.grow()?;
         Ok(pool)
+    }
+
+    /// One more compression thread, unless there are `most` already.
+    fn grow(&mut self) -> io::Result<()> {
+        if self.workers.len() >= self.most {
+            return Ok(());
+        }
+        let rx = self.queue.clone();
+        let member_pool = self.member_pool.clone();
+        let worker = std::thread::Builder::new()
+            .name(format!("gzip-{}", self.workers.len()))
+            .spawn(move || {
+                let mut deflater = Deflater::new(member_pool);
+                loop {
+                    let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok((chunk, reply)) = job else { return };
+                    let member = deflater.member(&chunk).map(|m| (m, chunk));
+                    // The writer may be gone (an error elsewhere): nothing to tell.
+                    let _ = reply.send(member);
+                }
+            })?;
+        self.workers.push(worker);
+        Ok(())
     }
 
     fn submit(&self, chunk: Vec<u8>) -> io::Result<Receiver<io::Result<Compressed>>> {
@@ -205,6 +226,9 @@ impl<S: MemberSink> ParallelGzWriter<S> {
             free: Vec::new(),
             member_pool: MemberPool::default(),
             members: 0,
+            // The first wait counts as the second: the workers are already a whole
+            // `IN_FLIGHT` of chunks behind the writer's reading.
+            waited: true,
         }
     }
 
@@ -232,7 +256,7 @@ impl<S: MemberSink> ParallelGzWriter<S> {
     /// `IN_FLIGHT` are waiting, then any that are already done.
     fn submit(&mut self, chunk: Vec<u8>) -> io::Result<()> {
         if self.waiting.len() >= IN_FLIGHT {
-            self.write_oldest()?;
+            self.write_oldest(true)?;
         }
         if self.pool.is_none() {
             self.pool = Some(Pool::start(&self.member_pool)?);
@@ -244,6 +268,7 @@ impl<S: MemberSink> ParallelGzWriter<S> {
                 Ok(done) => {
                     self.waiting.pop_front();
                     self.write_member(done?)?;
+                    self.waited = false;
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return Err(worker_gone()),
@@ -252,10 +277,27 @@ impl<S: MemberSink> ParallelGzWriter<S> {
         Ok(())
     }
 
-    fn write_oldest(&mut self) -> io::Result<()> {
+    /// Waits for the oldest member and writes it. The second wait in a row adds a
+    /// compression thread, if `may_grow` (see `Pool`).
+    fn write_oldest(&mut self, may_grow: bool) -> io::Result<()> {
         let rx = self.waiting.pop_front().expect("a member is waiting");
-        let done = rx.recv().map_err(|_| worker_gone())??;
-        self.write_member(done)
+        let done = match rx.try_recv() {
+            Ok(done) => {
+                self.waited = false;
+                done
+            }
+            Err(TryRecvError::Empty) => {
+                if self.waited && may_grow {
+                    if let Some(pool) = self.pool.as_mut() {
+                        pool.grow()?;
+                    }
+                }
+                self.waited = true;
+                rx.recv().map_err(|_| worker_gone())?
+            }
+            Err(TryRecvError::Disconnected) => return Err(worker_gone()),
+        };
+        self.write_member(done?)
     }
 
     fn write_member(&mut self, (member, chunk): Compressed) -> io::Result<()> {
@@ -280,7 +322,7 @@ impl<S: MemberSink> ParallelGzWriter<S> {
                 self.submit(last)?;
             }
             while !self.waiting.is_empty() {
-                self.write_oldest()?;
+                self.write_oldest(false)?;
             }
         }
         self.pool.take();
