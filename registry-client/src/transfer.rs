@@ -354,10 +354,10 @@ pub async fn upload(
 /// `PUT ?digest=` with the digest the store hashed while writing the same bytes (one
 /// hash, not two). So a layer compressed for its first push costs about the longer of
 /// compressing and uploading, not their sum, and the `PUT` overlaps the store making the
-/// blob durable. The compression never waits for the upload: members the request cannot
-/// take yet are read back from the store's ingest file when it can (`ChannelSink`), so
-/// while the registry is busy with bytes that were cheap to make (stored chunks), the
-/// cores go on with the costly ones behind them.
+/// blob durable. The compression runs ahead of the upload by at most `STREAM_BUDGET`
+/// bytes of members held in memory (`ChannelSink`): while the registry is busy with
+/// bytes that were cheap to make (stored chunks), the cores go on with the costly ones
+/// behind them, and a registry slower than the compression paces it.
 ///
 /// `produce` calls `GzipCopy::whole` after the last byte and then drops the sink (see
 /// `Store::compressed_layer_copied`): only that ends a whole body; a sink dropped without
@@ -381,7 +381,7 @@ where
 {
     let base = session.base().await?.to_string();
     let up = start_upload(session, &base, repository, scopes).await?;
-    let (sink, body, ended_rx) = streamed_body(STREAM_QUEUE);
+    let (sink, body, ended_rx) = streamed_body(STREAM_BUDGET);
     let producing = tokio::task::spawn_blocking(move || produce(Box::new(sink)));
     let counted = bar.clone();
     let pieces = futures_util::stream::unfold(body, |mut body| async move {
@@ -431,72 +431,83 @@ where
     }
 }
 
-/// How many members of a streamed blob wait in memory for the connection; a member
-/// that finds the queue full, and every one after it, is read back from the file.
-const STREAM_QUEUE: usize = 16;
+/// Bytes of a streamed blob that may wait in memory for the connection: the producer
+/// waits beyond that (`ChannelSink`). Enough for 16 stored 4 MiB members, or a great
+/// many small deflated ones, so the compression runs well ahead where its members are
+/// small and costly to make.
+const STREAM_BUDGET: usize = 64 << 20;
 
 /// The sink a producer writes a streamed blob to, the request body that sends it (at
-/// most `queue` members held in memory), and where the sink's `whole` (or drop) says
-/// what the body was.
-fn streamed_body(queue: usize) -> (ChannelSink, BodyPieces, Ended) {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(queue);
-    let (filed_tx, filed_rx) = tokio::sync::watch::channel(Filed::default());
+/// most `budget` bytes held in memory, though always at least one member), and where
+/// the sink's `whole` (or drop) says what the body was.
+fn streamed_body(budget: usize) -> (ChannelSink, BodyPieces, Ended) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
     let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
     let sink = ChannelSink {
         queue: Some(tx),
-        filed: filed_tx,
+        budget: Arc::new(Budget {
+            limit: budget,
+            ..Budget::default()
+        }),
         size: 0,
-        is_gone: false,
         ended: Some(ended_tx),
     };
-    let body = BodyPieces {
-        queue: Some(rx),
-        filed: filed_rx,
-        at: None,
-    };
-    (sink, body, ended_rx)
+    (sink, BodyPieces { queue: rx }, ended_rx)
 }
 
 /// The digest and size of a whole streamed body, `None` for a short one.
 type Ended = tokio::sync::oneshot::Receiver<Option<(Digest, u64)>>;
 
-/// The most bytes of a streamed blob read back from its file at once (one body piece).
-const READ_BACK: u64 = 1 << 20;
-
-/// What the producer of a streamed blob has put in the store's ingest file, shared with
-/// the request body (`BodyPieces`).
-#[derive(Clone, Default)]
-struct Filed {
-    /// A read handle on the ingest file (`GzipCopy::file`).
-    file: Option<Arc<std::fs::File>>,
-    /// Bytes of the blob in the file (counted from the point the body reads it back).
-    written: u64,
-    /// Set when the queue was once full: the body goes on from the file at this offset.
-    from: Option<u64>,
-    /// No more bytes come: the sink got `whole` or was dropped.
-    done: bool,
+/// The bytes queued for a request body and not yet sent, shared by the sink that waits
+/// on them and the members that give theirs back once sent (or dropped).
+#[derive(Default)]
+struct Budget {
+    limit: usize,
+    held: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+    /// How many times `take` had to wait (for tests).
+    #[cfg(test)]
+    waits: std::sync::atomic::AtomicUsize,
 }
 
-/// The sink `upload_streamed` hands its producer. Each gzip member, already in the
-/// store's ingest file, becomes the next piece of the request body through a bounded
-/// queue, shared with the store's buffer (no copy) while the request keeps up. When the
-/// queue is full the member is not waited on: from then on the body reads the bytes back
-/// from the file (`Filed`), and the sink only counts them. Once the request is gone (it
-/// failed or was answered), members still succeed and go nowhere (`is_gone`): the copy is
-/// short. `whole` ends the body and reports the digest and size it is told when the body
-/// is whole (nothing lost, as many bytes as told, not empty); dropping it without `whole`
-/// ends the body as short.
+impl Budget {
+    /// Waits until `n` more bytes fit (or nothing is held), then holds them.
+    fn take(&self, n: usize) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        while *held > 0 && *held + n > self.limit {
+            #[cfg(test)]
+            self.waits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held = self.freed.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
+        *held += n;
+    }
+
+    fn give(&self, n: usize) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        *held = held.saturating_sub(n);
+        self.freed.notify_all();
+    }
+}
+
+/// The sink `upload_streamed` hands its producer. Each gzip member becomes the next
+/// piece of the request body, shared with the store's buffer (no copy). While more than
+/// the budget is queued, the producer waits: the upload paces the compression, which
+/// never runs more than the budget ahead. Once the request is gone (it failed or was
+/// answered), its queued members are dropped, which frees the budget, and members still
+/// succeed and go nowhere: the copy is short. `whole` ends the body and reports the
+/// digest and size it is told when the body is whole (nothing lost, as many bytes as
+/// told, not empty); dropping it without `whole` ends the body as short.
 struct ChannelSink {
-    /// Until the queue is full once (or the request is gone).
-    queue: Option<tokio::sync::mpsc::Sender<Bytes>>,
-    filed: tokio::sync::watch::Sender<Filed>,
+    /// Until the request is gone or the body ends.
+    queue: Option<tokio::sync::mpsc::UnboundedSender<Bytes>>,
+    budget: Arc<Budget>,
     size: u64,
-    is_gone: bool,
     ended: Option<tokio::sync::oneshot::Sender<Option<(Digest, u64)>>>,
 }
 
-/// A member shared between the store's writer and the request body.
-struct SharedMember(Arc<Member>);
+/// A member shared between the store's writer and the request body; its bytes are
+/// given back to the budget when the body is done with it.
+struct SharedMember(Arc<Member>, Arc<Budget>);
 
 impl AsRef<[u8]> for SharedMember {
     fn as_ref(&self) -> &[u8] {
@@ -504,53 +515,33 @@ impl AsRef<[u8]> for SharedMember {
     }
 }
 
-impl GzipCopy for ChannelSink {
-    fn file(&mut self, file: std::fs::File) {
-        let file = Arc::new(file);
-        self.filed.send_modify(|f| f.file = Some(file));
+impl Drop for SharedMember {
+    fn drop(&mut self) {
+        self.1.give(self.0.len());
     }
+}
 
+impl GzipCopy for ChannelSink {
     fn member(&mut self, member: Arc<Member>) -> std::io::Result<()> {
-        use tokio::sync::mpsc::error::TrySendError;
-        if self.is_gone {
+        let Some(queue) = &self.queue else {
             return Ok(());
-        }
-        let at = self.size;
+        };
         self.size += member.len() as u64;
-        if let Some(queue) = &self.queue {
-            match queue.try_send(Bytes::from_owner(SharedMember(member))) {
-                Ok(()) => return Ok(()),
-                Err(TrySendError::Closed(_)) => {
-                    self.queue = None;
-                    self.is_gone = true;
-                    return Ok(());
-                }
-                Err(TrySendError::Full(_)) => {
-                    // Say where the file takes over before the queue closes behind it.
-                    let size = self.size;
-                    self.filed.send_modify(|f| {
-                        f.from = Some(at);
-                        f.written = size;
-                    });
-                    self.queue = None;
-                    return Ok(());
-                }
-            }
-        }
-        if self.filed.is_closed() {
-            self.is_gone = true; // the body was dropped: the request is gone
+        if queue.is_closed() {
+            self.queue = None; // the body was dropped: the request is gone
             return Ok(());
         }
-        let size = self.size;
-        self.filed.send_modify(|f| f.written = size);
+        self.budget.take(member.len());
+        let piece = Bytes::from_owner(SharedMember(member, self.budget.clone()));
+        if queue.send(piece).is_err() {
+            self.queue = None;
+        }
         Ok(())
     }
 
     fn whole(&mut self, digest: &Digest, size: u64) {
-        let is_whole = !self.is_gone && !self.filed.is_closed() && self.size == size && size > 0;
-        // Ends the body before the digest is reported.
-        self.queue.take();
-        self.filed.send_modify(|f| f.done = true);
+        let is_whole =
+            self.queue.take().is_some_and(|q| !q.is_closed()) && self.size == size && size > 0;
         if let Some(ended) = self.ended.take() {
             // The upload may be gone already: then nobody waits for the digest.
             let _ = ended.send(is_whole.then(|| (digest.clone(), size)));
@@ -561,65 +552,23 @@ impl GzipCopy for ChannelSink {
 impl Drop for ChannelSink {
     fn drop(&mut self) {
         self.queue.take();
-        self.filed.send_modify(|f| f.done = true);
         if let Some(ended) = self.ended.take() {
             let _ = ended.send(None);
         }
     }
 }
 
-/// The request body of `upload_streamed`: the queued members, then (when the queue was
-/// full once) the rest of the blob read back from the ingest file as it is written.
+/// The request body of `upload_streamed`: the queued members, in order, until the sink
+/// ends the body.
 struct BodyPieces {
-    queue: Option<tokio::sync::mpsc::Receiver<Bytes>>,
-    filed: tokio::sync::watch::Receiver<Filed>,
-    /// Where the next read from the file starts, once the queue is drained.
-    at: Option<u64>,
+    queue: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
 }
 
 impl BodyPieces {
     /// The next piece of the body; `None` at its end.
     async fn next(&mut self) -> Option<std::io::Result<Bytes>> {
-        if let Some(queue) = &mut self.queue {
-            if let Some(piece) = queue.recv().await {
-                return Some(Ok(piece));
-            }
-            // The sink set `from` before it closed the queue, if it did so to go on
-            // from the file.
-            self.queue = None;
-            self.at = self.filed.borrow().from;
-        }
-        loop {
-            let at = self.at?;
-            let (file, written, done) = {
-                let f = self.filed.borrow_and_update();
-                (f.file.clone(), f.written, f.done)
-            };
-            if at < written {
-                let len = (written - at).min(READ_BACK);
-                let piece = read_back(file, at, len).await;
-                self.at = piece.is_ok().then_some(at + len);
-                return Some(piece);
-            }
-            if done || self.filed.changed().await.is_err() {
-                return None;
-            }
-        }
+        self.queue.recv().await.map(Ok)
     }
-}
-
-/// `len` bytes of the ingest file from `at` (written and flushed before they were
-/// counted, so a short read is an error).
-async fn read_back(file: Option<Arc<std::fs::File>>, at: u64, len: u64) -> std::io::Result<Bytes> {
-    use std::os::unix::fs::FileExt;
-    let file = file.ok_or_else(|| std::io::Error::other("the streamed blob has no file"))?;
-    tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0u8; len as usize];
-        file.read_exact_at(&mut buf, at)?;
-        Ok(Bytes::from(buf))
-    })
-    .await
-    .map_err(std::io::Error::other)?
 }
 
 enum Attempt {
@@ -876,14 +825,6 @@ mod tests {
         }
     }
 
-    async fn read_all(mut body: BodyPieces) -> std::io::Result<Vec<u8>> {
-        let mut all = Vec::new();
-        while let Some(piece) = body.next().await {
-            all.extend_from_slice(&piece?);
-        }
-        Ok(all)
-    }
-
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -891,35 +832,49 @@ mod tests {
             .expect("runtime")
     }
 
-    /// A body that takes nothing while the layer is made (nobody reads it) gets the
-    /// members its queue holds and the rest from the file, and one whose queue never
-    /// fills gets them all from memory: either way the stored blob's bytes, and a whole
-    /// body with its digest.
+    /// A body read while the layer is made gets the stored blob's bytes and its digest,
+    /// whether its budget holds the whole layer or less than one member. With the
+    /// latter, the producer queues one member and then waits for it to be sent before it
+    /// queues the next: until the body is read, one member is queued, not the layer.
     #[test]
-    fn a_body_that_falls_behind_reads_the_rest_from_the_file() {
+    fn a_body_paces_the_producer_within_its_budget() {
+        use std::sync::atomic::Ordering;
         let rt = runtime();
-        for (queue, is_read_back) in [(1, true), (64, false)] {
+        for budget in [1, STREAM_BUDGET] {
             let tmp = tempfile::tempdir().expect("tempdir");
             let st = Store::open(tmp.path()).expect("store");
             let lease = st.lease(std::time::Duration::from_secs(60)).expect("lease");
             let layer = plain_layer(&st, &lease);
-            let (sink, body, ended) = streamed_body(queue);
-            let (gz, wrote) = st
-                .compressed_layer_copied(&lease, &layer, sink)
-                .expect("compress");
-            assert!(wrote, "queue {queue}");
-            assert_eq!(
-                body.filed.borrow().from.is_some(),
-                is_read_back,
-                "queue {queue}"
-            );
-            let sent = rt.block_on(read_all(body)).expect("body");
+            let (sink, mut body, ended) = streamed_body(budget);
+            let waits = sink.budget.clone();
+            let (sent, (gz, wrote)) = std::thread::scope(|scope| {
+                let producing = scope.spawn(|| {
+                    st.compressed_layer_copied(&lease, &layer, sink)
+                        .expect("compress")
+                });
+                if budget == 1 {
+                    // Nothing reads the body yet: the producer must come to wait.
+                    while waits.waits.load(Ordering::SeqCst) == 0 && !producing.is_finished() {
+                        std::thread::yield_now();
+                    }
+                    assert_eq!(body.queue.len(), 1, "one member queued, then a wait");
+                }
+                let sent = rt.block_on(async {
+                    let mut all = Vec::new();
+                    while let Some(piece) = body.next().await {
+                        all.extend_from_slice(&piece.expect("piece"));
+                    }
+                    all
+                });
+                (sent, producing.join().expect("producer"))
+            });
+            assert!(wrote, "budget {budget}");
             let stored = std::fs::read(st.blob_path(&gz.blob.digest)).expect("blob");
-            assert!(sent == stored, "queue {queue}: the body is the blob");
+            assert!(sent == stored, "budget {budget}: the body is the blob");
             assert_eq!(
                 rt.block_on(ended).expect("ended"),
                 Some((gz.blob.digest.clone(), gz.blob.size)),
-                "queue {queue}"
+                "budget {budget}"
             );
         }
     }
@@ -932,10 +887,6 @@ mod tests {
     }
 
     impl GzipCopy for DropsBody {
-        fn file(&mut self, file: std::fs::File) {
-            self.sink.file(file)
-        }
-
         fn member(&mut self, member: Arc<Member>) -> std::io::Result<()> {
             self.sink.member(member)?;
             self.after = self.after.saturating_sub(1);
@@ -950,13 +901,14 @@ mod tests {
         }
     }
 
-    /// A body gone before the last member (its request failed), whether its members went
-    /// through the queue or were being read back from the file, is short: `whole` reports
-    /// no digest, so nothing is `PUT`, and the layer is still compressed and stored.
+    /// A body gone before the last member (its request failed), with members still
+    /// queued or with the producer at its budget, is short: `whole` reports no digest,
+    /// so nothing is `PUT`, and the layer is still compressed and stored (the dropped
+    /// members free the budget: the producer does not wait for a body that is gone).
     #[test]
     fn a_body_dropped_midway_is_short() {
         let rt = runtime();
-        for (queue, after) in [(64, 2), (1, 3)] {
+        for (queue, after) in [(STREAM_BUDGET, 2), (1, 1)] {
             let tmp = tempfile::tempdir().expect("tempdir");
             let st = Store::open(tmp.path()).expect("store");
             let lease = st.lease(std::time::Duration::from_secs(60)).expect("lease");

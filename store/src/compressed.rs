@@ -14,7 +14,6 @@
 //! push does not compress again, and pruning the last image of a layer frees both
 //! forms. `system df` counts the gzip form under the images that hold the layer.
 
-use std::fs::File;
 use std::io::{self, Write};
 use std::sync::Arc;
 
@@ -65,11 +64,11 @@ impl Store {
     }
 
     /// Like [`Store::compressed_layer`], and when this call compresses the layer, every
-    /// gzip byte is also handed to `copy` as soon as it is in the store's ingest file: a
-    /// push uploads the layer while it is written to the store, instead of after, and
-    /// can read what it could not take yet back from that file (`GzipCopy::file`). The
-    /// first error of `copy` stops the copy (the caller then knows its copy is short),
-    /// never the compression. Once the
+    /// gzip member is also handed to `copy` as soon as it is written to the store's
+    /// ingest file: a push uploads the layer while it is written to the store, instead
+    /// of after. `copy` may make the compression wait (an upload pacing it). The first
+    /// error of `copy` stops the copy (the caller then knows its copy is short), never
+    /// the compression. Once the
     /// last byte is written and the plain tar checked, `copy` is told the digest and size
     /// of the whole gzip ([`GzipCopy::whole`], from the hash the store takes anyway) and
     /// dropped, before the gzip blob is made durable, so a push can finish its upload
@@ -139,15 +138,9 @@ impl Store {
         let mut input = self.open_blob(&layer.blob.digest)?;
         let out = self.writer(lease)?.with_media_type(gzip_type);
         let ingest = out.ingest_path().to_path_buf();
-        let mut copy = copy;
-        // Without a read handle the copy could not fall behind: give none at all.
-        let copy = out.read_handle().ok().map(|file| {
-            copy.file(file);
-            copy
-        });
         let mut gz = ParallelGzWriter::new(Members {
             out,
-            copy,
+            copy: Some(copy),
             unsynced: 0,
         });
         // Hash the tar as it passes (the gzip is hashed by the BlobWriter): a damaged
@@ -218,16 +211,8 @@ impl Store {
 
 /// Where [`Store::compressed_layer_copied`] copies a gzip form while it makes it.
 pub trait GzipCopy {
-    /// Before the first member: a read handle on the store's ingest file the gzip is
-    /// written to. Every member is in it (at its offset in the blob) by the time
-    /// [`GzipCopy::member`] is called, so a copy that cannot take a member right away
-    /// can drop it and read its bytes from here later (`FileExt::read_at`), instead of
-    /// making the compression wait or holding them in memory. The handle stays readable
-    /// after the blob is committed (renamed) or its ingest file removed.
-    fn file(&mut self, file: File);
-
     /// The next gzip member (a run of the blob's bytes, in order, already written to
-    /// the file). An error stops the copy: nothing more is handed on.
+    /// the ingest file). An error stops the copy: nothing more is handed on.
     fn member(&mut self, member: Arc<Member>) -> io::Result<()>;
 
     /// Every byte is written: `digest` and `size` are those of the whole gzip as the
@@ -237,10 +222,6 @@ pub trait GzipCopy {
 }
 
 impl<T: GzipCopy + ?Sized> GzipCopy for Box<T> {
-    fn file(&mut self, file: File) {
-        (**self).file(file)
-    }
-
     fn member(&mut self, member: Arc<Member>) -> io::Result<()> {
         (**self).member(member)
     }
@@ -254,8 +235,6 @@ impl<T: GzipCopy + ?Sized> GzipCopy for Box<T> {
 struct NoCopy;
 
 impl GzipCopy for NoCopy {
-    fn file(&mut self, _: File) {}
-
     fn member(&mut self, _: Arc<Member>) -> io::Result<()> {
         Ok(())
     }
@@ -263,15 +242,16 @@ impl GzipCopy for NoCopy {
     fn whole(&mut self, _: &Digest, _: u64) {}
 }
 
-/// The gzip members go to `out`, then (flushed to the file, see `GzipCopy::file`) to the
-/// copy until it fails once. Every `CHUNK` or so of gzip, the file's writeback to disk is
-/// started (`BlobWriter::start_writeback`), so that the commit's fsync does not wait for
-/// all of a large layer's pages at once, after the last byte (≈ 0.3 s for the 283 MB
-/// gzip of the 500 MiB layer of `benches/push-gzip.sh`).
+/// The gzip members go to `out`, then to the copy until it fails once. Every `CHUNK` or
+/// so of gzip, `out` writes behind (`BlobWriter::write_behind`): the commit's fsync does
+/// not wait for all of a large layer's pages at once, after the last byte (≈ 0.3 s for
+/// the 283 MB gzip of the 500 MiB layer of `benches/push-gzip.sh`), and the gzip copy,
+/// which this push does not read again, does not take fresh page cache for all its
+/// bytes.
 struct Members<C: GzipCopy> {
     out: BlobWriter,
     copy: Option<C>,
-    /// Gzip bytes written since the last `start_writeback`.
+    /// Gzip bytes written since the last `write_behind`.
     unsynced: usize,
 }
 
@@ -280,10 +260,8 @@ impl<C: GzipCopy> MemberSink for Members<C> {
         self.out.write_all(&member)?;
         self.unsynced += member.len();
         if self.unsynced >= CHUNK {
-            self.out.start_writeback()?;
+            self.out.write_behind()?;
             self.unsynced = 0;
-        } else if self.copy.is_some() {
-            self.out.flush()?;
         }
         if let Some(copy) = self.copy.as_mut() {
             if copy.member(Arc::new(member)).is_err() {
