@@ -1,4 +1,4 @@
-//! Gzip on both cores: the input is cut into fixed 4 MiB chunks, each compressed
+//! Gzip on worker threads: the input is cut into fixed 4 MiB chunks, each compressed
 //! as an independent gzip member, and the members are written in order. Gzip
 //! readers (Go's, Rust's MultiGzDecoder, zcat) read concatenated members as one
 //! stream. Level, chunk size and the stored-chunk rule below are fixed because the
