@@ -59,7 +59,7 @@ impl Store {
     /// lease, it stays as long as an image or a cache record holds the layer (see the
     /// module doc).
     pub fn compressed_layer(&self, lease: &Lease, layer: &LayerRef) -> Result<LayerRef> {
-        self.compressed_layer_copied(lease, layer, NoCopy)
+        self.compressed_form(lease, layer, None::<NoCopy>)
             .map(|(layer, _)| layer)
     }
 
@@ -75,11 +75,25 @@ impl Store {
     /// while the store fsyncs; a drop without `whole` means the copy is short. Returns
     /// whether this call compressed the layer (and so wrote all of it to `copy`, unless
     /// `copy` failed); false when it found a stored form or the layer needs none.
+    ///
+    /// The caller is taken not to read the gzip blob soon (it has every byte from
+    /// `copy`): its pages leave the page cache once on disk (`BlobWriter::write_behind`).
     pub fn compressed_layer_copied(
         &self,
         lease: &Lease,
         layer: &LayerRef,
         copy: impl GzipCopy,
+    ) -> Result<(LayerRef, bool)> {
+        self.compressed_form(lease, layer, Some(copy))
+    }
+
+    /// `compressed_layer` (`copy` None: the caller reads the blob next, so its pages
+    /// stay cached) or `compressed_layer_copied`.
+    fn compressed_form(
+        &self,
+        lease: &Lease,
+        layer: &LayerRef,
+        copy: Option<impl GzipCopy>,
     ) -> Result<(LayerRef, bool)> {
         let Some(gzip_type) = gzip_media_type(&layer.blob.media_type) else {
             return Ok((layer.clone(), false));
@@ -132,7 +146,7 @@ impl Store {
         lease: &Lease,
         layer: &LayerRef,
         gzip_type: &str,
-        copy: impl GzipCopy,
+        copy: Option<impl GzipCopy>,
     ) -> Result<Descriptor> {
         let src = self.blob_path(&layer.blob.digest);
         let mut input = self.open_blob(&layer.blob.digest)?;
@@ -140,7 +154,8 @@ impl Store {
         let ingest = out.ingest_path().to_path_buf();
         let mut gz = ParallelGzWriter::new(Members {
             out,
-            copy: Some(copy),
+            drop_written: copy.is_some(),
+            copy,
             unsynced: 0,
         });
         // Hash the tar as it passes (the gzip is hashed by the BlobWriter): a damaged
@@ -245,12 +260,14 @@ impl GzipCopy for NoCopy {
 /// The gzip members go to `out`, then to the copy until it fails once. Every `CHUNK` or
 /// so of gzip, `out` writes behind (`BlobWriter::write_behind`): the commit's fsync does
 /// not wait for all of a large layer's pages at once, after the last byte (≈ 0.3 s for
-/// the 283 MB gzip of the 500 MiB layer of `benches/push-gzip.sh`), and the gzip copy,
-/// which this push does not read again, does not take fresh page cache for all its
-/// bytes.
+/// the 283 MB gzip of the 500 MiB layer of `benches/push-gzip.sh`), and, when a copy
+/// takes the bytes (a push, which does not read the blob again), the blob does not take
+/// fresh page cache for all of them.
 struct Members<C: GzipCopy> {
     out: BlobWriter,
     copy: Option<C>,
+    /// Whether written pages leave the page cache once on disk: set when made with a copy.
+    drop_written: bool,
     /// Gzip bytes written since the last `write_behind`.
     unsynced: usize,
 }
@@ -260,7 +277,7 @@ impl<C: GzipCopy> MemberSink for Members<C> {
         self.out.write_all(&member)?;
         self.unsynced += member.len();
         if self.unsynced >= CHUNK {
-            self.out.write_behind()?;
+            self.out.write_behind(self.drop_written)?;
             self.unsynced = 0;
         }
         if let Some(copy) = self.copy.as_mut() {

@@ -80,21 +80,22 @@ impl BlobWriter {
     }
 
     /// Flushes what is written, starts writing it back to disk without waiting
-    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)` on the bytes not yet asked for), and
-    /// drops from the page cache what earlier calls started writing back and the disk
-    /// has taken (`posix_fadvise(POSIX_FADV_DONTNEED)`, which leaves dirty pages and
-    /// pages still being written alone; the next call tries them again).
+    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)` on the bytes not yet asked for), and,
+    /// if `drop_written`, drops from the page cache what earlier calls started writing
+    /// back and the disk has taken (`posix_fadvise(POSIX_FADV_DONTNEED)`, which leaves
+    /// dirty pages and pages still being written alone; the next call tries them again).
     ///
-    /// For a large blob this process does not read again soon (the gzip form a push
-    /// makes): the commit's fsync finds little left to wait for, instead of every dirty
-    /// page at once, and the blob's bytes take a few megabytes of page cache, reused from
-    /// call to call, rather than fresh memory for all of them. Fresh memory is what
+    /// For a large blob: the commit's fsync finds little left to wait for, instead of
+    /// every dirty page at once. With `drop_written`, for one this process does not read
+    /// again soon (the gzip form a push streams as it makes it), the blob's bytes take a
+    /// few megabytes of page cache, reused from call to call, rather than fresh memory
+    /// for all of them. Fresh memory is what
     /// costs: on this project's VM, writing 280 MB into page cache took 0.07 s when the
     /// pages had just been used and 0.5–1.0 s after a few idle seconds, and `perf` of a
     /// first push put 0.33 s of its CPU in that copy. Durability is still the commit's
     /// fsync; both calls are hints, so a file system that refuses them costs nothing
     /// more: only the flush can fail.
-    pub fn write_behind(&mut self) -> io::Result<()> {
+    pub fn write_behind(&mut self, drop_written: bool) -> io::Result<()> {
         let out = self.out.as_mut().expect("writer is live until commit");
         out.flush()?;
         let written = out.written();
@@ -112,7 +113,9 @@ impl BlobWriter {
                 len as libc::off64_t,
                 libc::SYNC_FILE_RANGE_WRITE,
             );
-            let _ = libc::posix_fadvise(fd, 0, from as libc::off_t, libc::POSIX_FADV_DONTNEED);
+            if drop_written {
+                let _ = libc::posix_fadvise(fd, 0, from as libc::off_t, libc::POSIX_FADV_DONTNEED);
+            }
         }
         self.writeback_from = written;
         Ok(())
