@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::mem::MaybeUninit;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use flate2::{Compress, Compression, FlushCompress};
@@ -344,8 +344,6 @@ struct Deflater {
     /// Raw deflate at level 0: stored blocks.
     store: Compress,
     sample: Vec<u8>,
-    /// The block lengths of the last stored member's length (`stored_blocks`).
-    stored: Option<StoredBlocks>,
     pool: MemberPool,
 }
 
@@ -355,7 +353,6 @@ impl Deflater {
             deflate: Compress::new(Compression::new(LEVEL), false),
             store: Compress::new(Compression::new(0), false),
             sample: Vec::with_capacity(SAMPLE + WINDOW),
-            stored: None,
             pool,
         }
     }
@@ -368,23 +365,29 @@ impl Deflater {
         let bytes = if !stored {
             gzip_member(&mut self.deflate, chunk, level, buf)?
         } else if let Some(blocks) = self.stored_blocks(chunk.len())? {
-            stored_member(chunk, blocks, buf)
+            stored_member(chunk, &blocks, buf)
         } else {
             gzip_member(&mut self.store, chunk, 0, buf)?
         };
         Ok(self.pool.member(bytes))
     }
 
-    /// The stored blocks zlib cuts `len` bytes into at level 0 (see `StoredBlocks`),
-    /// kept for the last length asked; `None` if zlib's output is not what
-    /// `StoredBlocks::parse` expects (then the member is left to zlib).
-    fn stored_blocks(&mut self, len: usize) -> io::Result<Option<&StoredBlocks>> {
-        if self.stored.as_ref().is_none_or(|s| s.len != len) {
-            let mut raw = Vec::new();
-            deflate_raw(&mut self.store, &vec![0; len], &mut raw)?;
-            self.stored = StoredBlocks::parse(&raw, len);
+    /// The stored blocks zlib cuts `len` bytes into at level 0 (see `StoredBlocks`);
+    /// `None` if zlib's output is not what `StoredBlocks::parse` expects (then the member
+    /// is left to zlib). The cut of a whole `CHUNK`, the length of all members but a
+    /// blob's last, is made once per process, not once per thread or blob.
+    fn stored_blocks(&mut self, len: usize) -> io::Result<Option<Arc<StoredBlocks>>> {
+        static WHOLE_CHUNK: OnceLock<Option<Arc<StoredBlocks>>> = OnceLock::new();
+        if let (CHUNK, Some(blocks)) = (len, WHOLE_CHUNK.get()) {
+            return Ok(blocks.clone());
         }
-        Ok(self.stored.as_ref())
+        let mut raw = Vec::new();
+        deflate_raw(&mut self.store, &vec![0; len], &mut raw)?;
+        let blocks = StoredBlocks::parse(&raw, len).map(Arc::new);
+        if len == CHUNK {
+            let _ = WHOLE_CHUNK.set(blocks.clone());
+        }
+        Ok(blocks)
     }
 
     /// Whether deflating `chunk` would gain less than 2%, judged from three samples
@@ -701,7 +704,7 @@ mod tests {
                 .stored_blocks(len)
                 .unwrap()
                 .unwrap_or_else(|| panic!("zlib's stored output for {len} bytes did not parse"));
-            let ours = stored_member(&data, blocks, Vec::new());
+            let ours = stored_member(&data, &blocks, Vec::new());
             assert!(ours == gz_encoder(&data, 0), "len {len}");
         }
     }
