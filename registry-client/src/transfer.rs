@@ -385,7 +385,9 @@ where
     let producing = tokio::task::spawn_blocking(move || produce(Box::new(sink)));
     let counted = bar.clone();
     let pieces = futures_util::stream::unfold(body, |mut body| async move {
-        body.next().await.map(|piece| (piece, body))
+        body.recv()
+            .await
+            .map(|piece| (Ok::<_, std::io::Error>(piece), body))
     })
     .inspect(move |b| {
         if let Ok(b) = b {
@@ -452,7 +454,7 @@ fn streamed_body(budget: usize) -> (ChannelSink, BodyPieces, Ended) {
         size: 0,
         ended: Some(ended_tx),
     };
-    (sink, BodyPieces { queue: rx }, ended_rx)
+    (sink, rx, ended_rx)
 }
 
 /// The digest and size of a whole streamed body, `None` for a short one.
@@ -560,16 +562,7 @@ impl Drop for ChannelSink {
 
 /// The request body of `upload_streamed`: the queued members, in order, until the sink
 /// ends the body.
-struct BodyPieces {
-    queue: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
-}
-
-impl BodyPieces {
-    /// The next piece of the body; `None` at its end.
-    async fn next(&mut self) -> Option<std::io::Result<Bytes>> {
-        self.queue.recv().await.map(Ok)
-    }
-}
+type BodyPieces = tokio::sync::mpsc::UnboundedReceiver<Bytes>;
 
 enum Attempt {
     Retry {
@@ -857,12 +850,12 @@ mod tests {
                     while waits.waits.load(Ordering::SeqCst) == 0 && !producing.is_finished() {
                         std::thread::yield_now();
                     }
-                    assert_eq!(body.queue.len(), 1, "one member queued, then a wait");
+                    assert_eq!(body.len(), 1, "one member queued, then a wait");
                 }
                 let sent = rt.block_on(async {
                     let mut all = Vec::new();
-                    while let Some(piece) = body.next().await {
-                        all.extend_from_slice(&piece.expect("piece"));
+                    while let Some(piece) = body.recv().await {
+                        all.extend_from_slice(&piece);
                     }
                     all
                 });

@@ -59,7 +59,7 @@ impl Store {
     /// lease, it stays as long as an image or a cache record holds the layer (see the
     /// module doc).
     pub fn compressed_layer(&self, lease: &Lease, layer: &LayerRef) -> Result<LayerRef> {
-        self.compressed_form(lease, layer, None::<NoCopy>)
+        self.compressed_form(lease, layer, None::<Box<dyn GzipCopy>>)
             .map(|(layer, _)| layer)
     }
 
@@ -244,17 +244,6 @@ impl<T: GzipCopy + ?Sized> GzipCopy for Box<T> {
     fn whole(&mut self, digest: &Digest, size: u64) {
         (**self).whole(digest, size)
     }
-}
-
-/// The copy of [`Store::compressed_layer`]: none.
-struct NoCopy;
-
-impl GzipCopy for NoCopy {
-    fn member(&mut self, _: Arc<Member>) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn whole(&mut self, _: &Digest, _: u64) {}
 }
 
 /// The gzip members go to `out`, then to the copy until it fails once. Every `CHUNK` or
