@@ -84,8 +84,9 @@ impl ImageRecord {
     }
 }
 
-/// One image for `add_images`: its committed manifest, the tags to point at it,
-/// and known uncompressed layer sizes by diff_id.
+/// One image for `add_images`: its committed manifest (one platform's, or an image
+/// index whose platforms' manifests are committed too), the tags to point at it, and
+/// known uncompressed layer sizes by diff_id.
 #[derive(Debug, Clone)]
 pub struct NewImage {
     pub manifest: Digest,
@@ -107,6 +108,28 @@ pub(crate) struct ParsedImage {
     pub config: Descriptor,
     pub layers: Vec<LayerRef>,
     pub created: Option<String>,
+}
+
+impl ParsedImage {
+    /// The config and layer blobs the manifest names.
+    fn blobs(&self) -> impl Iterator<Item = &Digest> {
+        std::iter::once(&self.config.digest).chain(self.layers.iter().map(|l| &l.blob.digest))
+    }
+}
+
+/// A parsed image index (docs/design.md §1): what its record keeps, and every platform's
+/// parsed manifest.
+struct ParsedIndex {
+    media_type: String,
+    size: u64,
+    children: Vec<IndexChild>,
+    images: Vec<(Digest, ParsedImage)>,
+}
+
+/// What an image's top manifest blob is: one platform's manifest or an image index.
+enum Parsed {
+    Image(ParsedImage),
+    Index(ParsedIndex),
 }
 
 fn convert_digest(manifest: &Digest, d: &oci_spec::image::Digest) -> Result<Digest> {
@@ -226,6 +249,7 @@ impl Store {
     /// image whose config is already recorded under another manifest is that image
     /// (docker's image id is the config digest): loading it again in another form
     /// (docker-archive, then OCI archive) moves the tags to it and adds no second row.
+    /// An image index is recorded as one image, as `add_index` records it.
     pub fn add_images(&self, images: &[NewImage]) -> Result<Vec<ImageRecord>> {
         self.record_images(images, true)
     }
@@ -242,15 +266,22 @@ impl Store {
             for t in &img.tags {
                 check_taggable(t)?;
             }
-            parsed.push(self.parse_image(&img.manifest)?);
+            parsed.push(self.parse_top(&img.manifest)?);
         }
         meta::write(self, |m| {
             // Checked again under the lock: a failed load in another process
             // removes only blobs that no record names, but it may have raced us.
             for (img, p) in images.iter().zip(&parsed) {
-                let all = std::iter::once(&img.manifest)
-                    .chain(std::iter::once(&p.config.digest))
-                    .chain(p.layers.iter().map(|l| &l.blob.digest));
+                let mut all = vec![&img.manifest];
+                match p {
+                    Parsed::Image(p) => all.extend(p.blobs()),
+                    Parsed::Index(ix) => {
+                        for (d, p) in &ix.images {
+                            all.push(d);
+                            all.extend(p.blobs());
+                        }
+                    }
+                }
                 for d in all {
                     if !self.has_blob(d) {
                         return Err(StoreError::BlobMissing {
@@ -264,9 +295,22 @@ impl Store {
             let mut records = Vec::with_capacity(images.len());
             let mut tagged = false;
             for (img, p) in images.iter().zip(parsed) {
+                let p = match p {
+                    Parsed::Image(p) => p,
+                    Parsed::Index(ix) => {
+                        let rec = record_index(m, &img.manifest, ix, &img.uncompressed, now)?;
+                        for t in &img.tags {
+                            m.put(meta::TAGS, &t.to_string(), &tag_record(&img.manifest, now))?;
+                            tagged = true;
+                        }
+                        records.push((img.manifest.clone(), rec));
+                        continue;
+                    }
+                };
                 // One image per config digest (docker's image id): the same image loaded
                 // again in another form (docker-archive, then OCI) is the image already
-                // recorded, not a second row with the same id.
+                // recorded, not a second row with the same id. An index's id is its own
+                // digest, so it is always itself.
                 let existing = match is_one_per_config {
                     true => same_image(m, &img.manifest, &p.config.digest)?,
                     false => None,
@@ -301,81 +345,46 @@ impl Store {
     /// committed. Each platform's manifest is recorded too, untagged: `images` lists the
     /// index once, and GC keeps the manifests as long as the index is kept.
     pub fn add_index(&self, index: &Digest, tags: &[Reference]) -> Result<ImageRecord> {
-        for t in tags {
-            check_taggable(t)?;
-        }
-        let bytes = self.read_blob(index)?;
-        let invalid = |reason: String| StoreError::InvalidManifest {
-            digest: index.clone(),
-            reason,
+        let img = NewImage {
+            manifest: index.clone(),
+            tags: tags.to_vec(),
+            uncompressed: BTreeMap::new(),
         };
-        let v: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| invalid(format!("not JSON: {e}")))?;
-        let media_type = match v["mediaType"].as_str() {
-            Some(t) if media_types::is_index(t) => t.to_string(),
-            Some(t) => return Err(invalid(format!("{t} is not an image index"))),
-            None => media_types::OCI_INDEX.to_string(),
-        };
-        let entries = v["manifests"]
-            .as_array()
-            .filter(|e| !e.is_empty())
-            .ok_or_else(|| invalid("lists no manifests".to_string()))?;
-        let mut children = Vec::with_capacity(entries.len());
-        let mut parsed = Vec::with_capacity(entries.len());
-        for e in entries {
-            let digest: Digest = e["digest"]
-                .as_str()
-                .ok_or_else(|| invalid("an entry has no digest".to_string()))?
-                .parse()
-                .map_err(|e: crate::DigestError| invalid(e.to_string()))?;
-            let child_type = e["mediaType"].as_str().unwrap_or(media_types::OCI_MANIFEST);
-            children.push(IndexChild {
-                manifest: Descriptor {
-                    media_type: child_type.to_string(),
-                    digest: digest.clone(),
-                    size: e["size"].as_u64().unwrap_or_default(),
-                },
-                platform: e.get("platform").cloned(),
-            });
-            parsed.push((digest.clone(), self.parse_image(&digest)?));
+        let mut out = self.record_images(std::slice::from_ref(&img), false)?;
+        Ok(out.remove(0))
+    }
+
+    /// Reads and checks the top manifest of an image: an image index (with every
+    /// platform's manifest, see `parse_index`) or one platform's manifest (`parse_image`).
+    fn parse_top(&self, manifest: &Digest) -> Result<Parsed> {
+        let bytes = self.read_blob(manifest)?;
+        let probe: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::InvalidManifest {
+                digest: manifest.clone(),
+                reason: format!("not JSON: {e}"),
+            })?;
+        let declared = probe.get("mediaType").and_then(|m| m.as_str());
+        if declared.is_some_and(media_types::is_index) || probe.get("manifests").is_some() {
+            return Ok(Parsed::Index(
+                self.parse_index(index_of(manifest, &bytes, &probe)?)?,
+            ));
         }
-        meta::write(self, |m| {
-            let now = meta::now();
-            let mut image_size = 0;
-            let mut created: Option<String> = None;
-            for (d, p) in parsed {
-                let rec = match m.get(meta::MANIFESTS, &d)? {
-                    Some(rec) => rec,
-                    None => record_image(m, &d, p, &BTreeMap::new(), now)?,
-                };
-                image_size += rec.image_size;
-                created = created.max(rec.created);
-            }
-            let added_at = m
-                .get(meta::MANIFESTS, index)?
-                .map(|r| r.added_at)
-                .unwrap_or(now);
-            let rec = ManifestRecord {
-                v: meta::RECORD_VERSION,
-                media_type: media_type.clone(),
-                size: bytes.len() as u64,
-                config: Descriptor {
-                    media_type,
-                    digest: index.clone(),
-                    size: bytes.len() as u64,
-                },
-                layers: Vec::new(),
-                created,
-                added_at,
-                image_size,
-                manifests: children,
-            };
-            m.put(meta::MANIFESTS, index, &rec)?;
-            for t in tags {
-                m.put(meta::TAGS, &t.to_string(), &tag_record(index, now))?;
-            }
-            self.write_index(m)?;
-            Ok(ImageRecord::from_record(index, rec, tags_of(m, index)?))
+        Ok(Parsed::Image(self.parse_image(manifest)?))
+    }
+
+    /// Parses every platform's manifest of an image index (each must be committed, with
+    /// its blobs).
+    fn parse_index(&self, index: IndexBlob) -> Result<ParsedIndex> {
+        let mut images = Vec::with_capacity(index.children.len());
+        for c in &index.children {
+            let d = c.manifest.digest.clone();
+            images.push((d.clone(), self.parse_image(&d)?));
+        }
+        Ok(ParsedIndex {
+            media_type: index.media_type,
+            size: index.size,
+            children: index.children,
+            images,
         })
     }
 
@@ -599,6 +608,94 @@ fn same_image(
         }
     }
     Ok(None)
+}
+
+/// An image index blob's media type, size and entries.
+struct IndexBlob {
+    media_type: String,
+    size: u64,
+    children: Vec<IndexChild>,
+}
+
+/// Reads the entries of the image index `index` (`bytes`, parsed as `v`).
+fn index_of(index: &Digest, bytes: &[u8], v: &serde_json::Value) -> Result<IndexBlob> {
+    let invalid = |reason: String| StoreError::InvalidManifest {
+        digest: index.clone(),
+        reason,
+    };
+    let media_type = match v["mediaType"].as_str() {
+        Some(t) if media_types::is_index(t) => t.to_string(),
+        Some(t) => return Err(invalid(format!("{t} is not an image index"))),
+        None => media_types::OCI_INDEX.to_string(),
+    };
+    let entries = v["manifests"]
+        .as_array()
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| invalid("lists no manifests".to_string()))?;
+    let mut children = Vec::with_capacity(entries.len());
+    for e in entries {
+        let digest: Digest = e["digest"]
+            .as_str()
+            .ok_or_else(|| invalid("an entry has no digest".to_string()))?
+            .parse()
+            .map_err(|e: crate::DigestError| invalid(e.to_string()))?;
+        let child_type = e["mediaType"].as_str().unwrap_or(media_types::OCI_MANIFEST);
+        children.push(IndexChild {
+            manifest: Descriptor {
+                media_type: child_type.to_string(),
+                digest,
+                size: e["size"].as_u64().unwrap_or_default(),
+            },
+            platform: e.get("platform").cloned(),
+        });
+    }
+    Ok(IndexBlob {
+        media_type,
+        size: bytes.len() as u64,
+        children,
+    })
+}
+
+/// Writes the records of one parsed image index: each platform's manifest not yet
+/// recorded (untagged), then the index's own record, whose id (`config`) is its digest.
+fn record_index(
+    m: &Meta,
+    index: &Digest,
+    parsed: ParsedIndex,
+    uncompressed: &BTreeMap<Digest, u64>,
+    now: i64,
+) -> Result<ManifestRecord> {
+    let mut image_size = 0;
+    let mut created: Option<String> = None;
+    for (d, p) in parsed.images {
+        let rec = match m.get(meta::MANIFESTS, &d)? {
+            Some(rec) => rec,
+            None => record_image(m, &d, p, uncompressed, now)?,
+        };
+        image_size += rec.image_size;
+        created = created.max(rec.created);
+    }
+    let added_at = m
+        .get(meta::MANIFESTS, index)?
+        .map(|r| r.added_at)
+        .unwrap_or(now);
+    let rec = ManifestRecord {
+        v: meta::RECORD_VERSION,
+        media_type: parsed.media_type.clone(),
+        size: parsed.size,
+        config: Descriptor {
+            media_type: parsed.media_type,
+            digest: index.clone(),
+            size: parsed.size,
+        },
+        layers: Vec::new(),
+        created,
+        added_at,
+        image_size,
+        manifests: parsed.children,
+    };
+    m.put(meta::MANIFESTS, index, &rec)?;
+    Ok(rec)
 }
 
 /// Writes the layer records and the manifest record of one parsed image.
