@@ -457,6 +457,9 @@ pub struct LoadArgs {
     /// Suppress the load output
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Load only this platform's image of a multi-platform image (os/arch[/variant])
+    #[arg(long)]
+    pub platform: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -488,7 +488,12 @@ fn load_layout(store: &Store, dir: &Path) -> Result<Vec<store::archive::load::Lo
         tar.append_dir_all(".", &root)?;
         tar.into_inner().map(drop)
     });
-    let loaded = store.load(reader, &dir.display().to_string());
+    // A build's base is one platform's image: of an image index, this host's.
+    let loaded = store.load(
+        reader,
+        &dir.display().to_string(),
+        &store::archive::LoadPlatforms::Host,
+    );
     let written = writing
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("tar writer panicked")));

@@ -90,6 +90,13 @@ pub enum StoreError {
     },
     #[error("archive {path}: {reason}")]
     InvalidArchive { path: PathBuf, reason: String },
+    /// `load --platform` of an archive without that platform (docker's wording).
+    #[error("requested platform(s) ([{platform}]) not found in archive {path} (it has: {listed})")]
+    PlatformNotInArchive {
+        platform: String,
+        path: PathBuf,
+        listed: String,
+    },
     #[error("{what} is not implemented yet")]
     NotImplemented { what: &'static str },
     #[error(
@@ -126,7 +133,10 @@ impl StoreError {
             | UnsafeEntry { .. }
             | InvalidArchive { .. }
             | UnsafeRootMode { .. } => ErrorKind::InvalidArgument,
-            BlobMissing { .. } | ImageNotFound { .. } | TagNotFound { .. } => ErrorKind::NotFound,
+            BlobMissing { .. }
+            | ImageNotFound { .. }
+            | TagNotFound { .. }
+            | PlatformNotInArchive { .. } => ErrorKind::NotFound,
             ImageInUse { .. } | PartOfIndex { .. } => ErrorKind::AlreadyExists,
             CorruptRecord { .. } | CorruptBlob { .. } => ErrorKind::Corrupt,
         }

@@ -1,5 +1,14 @@
 //! `load`: a docker-archive or an OCI archive (gzip or not) into the store.
 //!
+//! A multi-platform image in an OCI archive (an `index.json` entry that is an image
+//! index) is loaded whole, as docker's containerd image store loads it: the index is one
+//! image (its digest the image ID, the entry's name its tag) and every platform's manifest
+//! is recorded too, as `Store::add_index` records them. When the archive lacks some
+//! platform's blobs, or the index lists what is not an image (attestations), only this
+//! host's platform is loaded (else the first listed), as a single-platform image: a
+//! record of an index names every platform's blobs. `--platform` (`LoadPlatforms::Only`)
+//! loads that platform's image alone and refuses an archive without it.
+//!
 //! One pass over the archive: every entry over 1 MiB streams into ingest while it
 //! is hashed (and, when it is gzip or zstd, decompressed on the side to learn its
 //! diff_id); smaller entries wait in memory until we know whether anything refers
@@ -23,13 +32,27 @@ use crate::error::{Result, StoreError};
 use crate::manifest::build_manifest;
 use crate::media_types::Compression;
 use crate::oci_index::{CONTAINERD_NAME_ANNOTATION, REF_NAME_ANNOTATION};
-use crate::platform::host_architecture;
+use crate::platform::Platform;
 use crate::{media_types, meta, Descriptor, Digest, ImageRecord, NewImage, Reference, Store};
 
 const SMALL: u64 = 1 << 20;
 const SMALL_TOTAL: usize = 256 << 20;
 /// A load that takes longer than this loses its protection from GC.
 const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+/// Which platforms of a multi-platform image (an image index) `load` keeps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum LoadPlatforms {
+    /// The whole index as one image, like docker's containerd image store; this host's
+    /// platform alone when the archive lacks some platform's blobs (see the module doc).
+    #[default]
+    All,
+    /// This host's platform's image (else the first listed), as a single-platform image.
+    Host,
+    /// Only this platform's image, as a single-platform image; an archive without it is
+    /// refused (`docker load --platform`).
+    Only(Platform),
+}
 
 /// One image that `load` added, with the tags it now has from the archive.
 #[derive(Debug, Clone)]
@@ -80,6 +103,7 @@ struct Archive<'a> {
     /// Covers every blob from its commit until the images refer to it.
     lease: crate::Lease,
     source: String,
+    platforms: LoadPlatforms,
     files: BTreeMap<String, Content>,
     links: BTreeMap<String, String>,
     memory: usize,
@@ -88,12 +112,19 @@ struct Archive<'a> {
 }
 
 impl Store {
-    /// Loads every image in the archive read from `input`; see the module doc.
-    pub fn load(&self, input: impl Read, source: &str) -> Result<Vec<LoadedImage>> {
+    /// Loads every image in the archive read from `input` (of a multi-platform image,
+    /// the `platforms` asked for); see the module doc.
+    pub fn load(
+        &self,
+        input: impl Read,
+        source: &str,
+        platforms: &LoadPlatforms,
+    ) -> Result<Vec<LoadedImage>> {
         let mut a = Archive {
             store: self,
             lease: self.lease(LEASE_TTL)?,
             source: source.to_string(),
+            platforms: platforms.clone(),
             files: BTreeMap::new(),
             links: BTreeMap::new(),
             memory: 0,
@@ -142,9 +173,12 @@ impl Archive<'_> {
         // Like `docker load`, the images are ready to run: their layers are unpacked now,
         // not by the first build that uses them (the image records keep the snapshots). A
         // layer that cannot be unpacked here (e.g. device nodes without privileges) is
-        // unpacked by a build that needs it, which reports why.
-        for image in &images {
-            let _ = self.store.ensure_snapshots(&self.lease, &image.manifest);
+        // unpacked by a build that needs it, which reports why. Of an image index, only
+        // this host's platform is unpacked, as docker does.
+        for record in &records {
+            if let Some(manifest) = record.manifest_for(&Platform::host()) {
+                let _ = self.store.ensure_snapshots(&self.lease, manifest);
+            }
         }
         Ok(images
             .into_iter()
@@ -483,6 +517,7 @@ impl Archive<'_> {
                     )));
                 }
             }
+            self.check_platform(&item.config, &config_bytes)?;
             let diff_ids = self.diff_ids(&item.config, &config_bytes)?;
             if diff_ids.len() != item.layers.len() {
                 return Err(self.bad(format!(
@@ -545,11 +580,24 @@ impl Archive<'_> {
             let tag = name
                 .map(|n| Reference::parse(n).map_err(|e| self.bad(format!("index.json: {e}"))))
                 .transpose()?;
-            let digest = self.manifest_of(&d, 0)?;
+            let digest = self.image_of(&d)?;
             let img = match by_manifest.get_mut(&digest) {
                 Some(img) => img,
                 None => {
-                    let img = self.oci_image(&digest)?;
+                    // The entry itself: a manifest or an index loaded whole; else the
+                    // platform's manifest chosen from the index.
+                    let is_entry = digest.as_str() == d["digest"].as_str().unwrap_or_default();
+                    let is_index =
+                        media_types::is_index(d["mediaType"].as_str().unwrap_or_default());
+                    let img = match (is_entry, is_index) {
+                        (true, true) => self.oci_index(&digest)?,
+                        (true, false) => {
+                            let path = format!("blobs/sha256/{}", digest.hex());
+                            self.check_manifest_platform(&path)?;
+                            self.oci_image(&digest)?
+                        }
+                        (false, _) => self.oci_image(&digest)?,
+                    };
                     by_manifest.entry(digest.clone()).or_insert(img)
                 }
             };
@@ -565,33 +613,171 @@ impl Archive<'_> {
         Ok(by_manifest.into_values().collect())
     }
 
-    /// The single-platform manifest a descriptor leads to (choosing this host's
-    /// platform in a nested index, else the first entry).
-    fn manifest_of(&mut self, d: &serde_json::Value, depth: usize) -> Result<Digest> {
-        let digest: Digest = d["digest"]
-            .as_str()
-            .unwrap_or_default()
-            .parse()
-            .map_err(|e| self.bad(format!("index.json: {e}")))?;
+    /// What an `index.json` entry loads as: its digest when it is one platform's manifest
+    /// or an image index loaded whole, else the manifest of the platform chosen
+    /// (`LoadPlatforms`).
+    fn image_of(&self, d: &serde_json::Value) -> Result<Digest> {
+        let digest = self.digest_in(d, "index.json")?;
         let mt = d["mediaType"].as_str().unwrap_or_default();
         if !media_types::is_index(mt) {
             return Ok(digest);
         }
+        let wanted = match &self.platforms {
+            LoadPlatforms::All if self.is_whole(&digest)? => return Ok(digest),
+            LoadPlatforms::All | LoadPlatforms::Host => None,
+            LoadPlatforms::Only(p) => Some(p.clone()),
+        };
+        self.manifest_of(&digest, wanted.as_ref(), 0)
+    }
+
+    fn digest_in(&self, d: &serde_json::Value, path: &str) -> Result<Digest> {
+        d["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| self.bad(format!("{path}: {e}")))
+    }
+
+    /// The entries of the image index `digest`.
+    fn index_entries(&self, digest: &Digest) -> Result<Vec<serde_json::Value>> {
+        let path = format!("blobs/sha256/{}", digest.hex());
+        let index: serde_json::Value = serde_json::from_slice(&self.bytes(&path)?)
+            .map_err(|e| self.bad(format!("{path}: {e}")))?;
+        Ok(index["manifests"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Whether the image index `digest` can be loaded as one image: every entry is an
+    /// image's manifest (no nested index, no attestation) whose config and layers are all
+    /// in the archive.
+    fn is_whole(&self, digest: &Digest) -> Result<bool> {
+        let entries = self.index_entries(digest)?;
+        if entries.is_empty() {
+            return Ok(false);
+        }
+        let has = |d: &Digest| self.lookup(&format!("blobs/sha256/{}", d.hex())).is_ok();
+        for e in &entries {
+            let mt = e["mediaType"].as_str().unwrap_or(media_types::OCI_MANIFEST);
+            if !media_types::is_manifest(mt)
+                || !e["annotations"]["vnd.docker.reference.type"].is_null()
+            {
+                return Ok(false);
+            }
+            let manifest = self.digest_in(e, &format!("index {digest}"))?;
+            if !has(&manifest) {
+                return Ok(false);
+            }
+            let path = format!("blobs/sha256/{}", manifest.hex());
+            let m: serde_json::Value = serde_json::from_slice(&self.bytes(&path)?)
+                .map_err(|e| self.bad(format!("{path}: {e}")))?;
+            let layers = m["layers"].as_array().cloned().unwrap_or_default();
+            for blob in std::iter::once(&m["config"]).chain(&layers) {
+                if !has(&self.digest_in(blob, &path)?) {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// The single-platform manifest of the image index `digest`: the entry for `wanted`
+    /// (an error when there is none), else this host's entry or the first.
+    fn manifest_of(
+        &self,
+        digest: &Digest,
+        wanted: Option<&Platform>,
+        depth: usize,
+    ) -> Result<Digest> {
         if depth > 4 {
             return Err(self.bad("indexes nested too deeply"));
         }
-        let path = format!("blobs/sha256/{}", digest.hex());
-        let nested: serde_json::Value = serde_json::from_slice(&self.bytes(&path)?)
+        let list = self.index_entries(digest)?;
+        let runs_on = |p: &Platform, m: &serde_json::Value| {
+            Platform::from_json(&m["platform"])
+                .is_some_and(|e| p.matches(&e.os, &e.architecture, e.variant.as_deref()))
+        };
+        let chosen = match wanted {
+            Some(p) => list.iter().find(|m| runs_on(p, m)).ok_or_else(|| {
+                let listed: Vec<String> = list
+                    .iter()
+                    .filter_map(|m| Platform::from_json(&m["platform"]))
+                    .filter(|p| p.os != "unknown")
+                    .map(|p| p.to_string())
+                    .collect();
+                StoreError::PlatformNotInArchive {
+                    platform: p.to_string(),
+                    path: self.source.clone().into(),
+                    listed: listed.join(", "),
+                }
+            })?,
+            None => list
+                .iter()
+                .find(|m| runs_on(&Platform::host(), m))
+                .or_else(|| list.first())
+                .ok_or_else(|| self.bad(format!("index {digest} is empty")))?,
+        }
+        .clone();
+        let child = self.digest_in(&chosen, &format!("index {digest}"))?;
+        match media_types::is_index(chosen["mediaType"].as_str().unwrap_or_default()) {
+            true => self.manifest_of(&child, wanted, depth + 1),
+            false => Ok(child),
+        }
+    }
+
+    /// With `LoadPlatforms::Only`, one platform's manifest (at `path`) loaded for itself
+    /// must be of that platform, as docker checks the images it loaded.
+    fn check_manifest_platform(&self, path: &str) -> Result<()> {
+        if !matches!(self.platforms, LoadPlatforms::Only(_)) {
+            return Ok(());
+        }
+        let m: serde_json::Value = serde_json::from_slice(&self.bytes(path)?)
             .map_err(|e| self.bad(format!("{path}: {e}")))?;
-        let list = nested["manifests"].as_array().cloned().unwrap_or_default();
-        let arch = host_architecture();
-        let chosen = list
-            .iter()
-            .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == arch)
-            .or_else(|| list.first())
-            .cloned()
-            .ok_or_else(|| self.bad(format!("index {digest} is empty")))?;
-        self.manifest_of(&chosen, depth + 1)
+        let config = format!("blobs/sha256/{}", self.digest_in(&m["config"], path)?.hex());
+        self.check_platform(&config, &self.bytes(&config)?)
+    }
+
+    /// With `LoadPlatforms::Only`, the image config at `path` must name that platform.
+    fn check_platform(&self, path: &str, config: &[u8]) -> Result<()> {
+        let LoadPlatforms::Only(wanted) = &self.platforms else {
+            return Ok(());
+        };
+        let v: serde_json::Value =
+            serde_json::from_slice(config).map_err(|e| self.bad(format!("config {path}: {e}")))?;
+        let is_wanted = Platform::from_json(&v)
+            .is_some_and(|p| wanted.matches(&p.os, &p.architecture, p.variant.as_deref()));
+        if !is_wanted {
+            return Err(StoreError::PlatformNotInArchive {
+                platform: wanted.to_string(),
+                path: self.source.clone().into(),
+                listed: Platform::from_json(&v)
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The image index `index` loaded whole: every platform's image checked and its
+    /// blobs committed (`oci_image`), then the index blob itself.
+    fn oci_index(&mut self, index: &Digest) -> Result<NewImage> {
+        let mut uncompressed = BTreeMap::new();
+        for e in self.index_entries(index)? {
+            let manifest = self.digest_in(&e, &format!("index {index}"))?;
+            uncompressed.extend(self.oci_image(&manifest)?.uncompressed);
+        }
+        let path = format!("blobs/sha256/{}", index.hex());
+        let bytes = self.bytes(&path)?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| self.bad(format!("{path}: {e}")))?;
+        let mt = v["mediaType"]
+            .as_str()
+            .unwrap_or(media_types::OCI_INDEX)
+            .to_string();
+        self.resolve(&path, &mt)?;
+        Ok(NewImage {
+            manifest: index.clone(),
+            tags: Vec::new(),
+            uncompressed,
+        })
     }
 
     fn oci_image(&mut self, manifest: &Digest) -> Result<NewImage> {

@@ -8,4 +8,5 @@ pub mod save;
 pub mod tarcheck;
 
 pub use import::ImportOptions;
+pub use load::LoadPlatforms;
 pub use save::{ArchiveFormat, SaveItem};
