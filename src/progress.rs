@@ -230,19 +230,21 @@ impl Reporter for RawJsonReporter {
     }
 }
 
-/// The build checks' warnings as BuildKit's frontend reports them in a `SolveStatus`:
-/// each on the `[internal] load build definition from NAME` vertex, level 1, `short` the
-/// line docker prints (`Rule: message (line N)`), `detail` the rule's description, its
-/// `url`, and the Dockerfile as `sourceInfo` with the finding's line `range` (byte
-/// fields base64, as Go encodes `[]byte`). Nothing without warnings.
+/// The digest of the `[internal] load build definition from NAME` vertex, which BuildKit's
+/// frontend puts the build checks' warnings on, and its name.
+pub fn definition_vertex(report: &builder::dockerfile::CheckReport) -> (String, String) {
+    let name = format!("[internal] load build definition from {}", report.file_name);
+    (vertex_digest("definition", &name), name)
+}
+
+/// The build checks' warnings as BuildKit's frontend reports them in a `SolveStatus`: the
+/// definition vertex, then the warnings on it (see `engine::warnings`). Nothing without
+/// warnings.
 pub fn raw_json_warnings(report: &builder::dockerfile::CheckReport, dockerfile: &[u8]) {
-    use base64::Engine;
     if report.warnings.is_empty() {
         return;
     }
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    let name = format!("[internal] load build definition from {}", report.file_name);
-    let vertex = vertex_digest("definition", &name);
+    let (vertex, name) = definition_vertex(report);
     let now = now_rfc3339();
     RawJsonReporter::emit(serde_json::json!({"vertexes": [{
         "digest": vertex,
@@ -250,26 +252,7 @@ pub fn raw_json_warnings(report: &builder::dockerfile::CheckReport, dockerfile: 
         "started": now,
         "completed": now,
     }]}));
-    let warnings: Vec<serde_json::Value> = report
-        .warnings
-        .iter()
-        .map(|w| {
-            let short = format!("{}: {} (line {})", w.rule, w.message, w.span.start);
-            serde_json::json!({
-                "vertex": vertex,
-                "level": 1,
-                "short": b64(short.as_bytes()),
-                "detail": [b64(w.description.as_bytes())],
-                "url": w.url,
-                "sourceInfo": {
-                    "filename": report.file_name,
-                    "data": b64(dockerfile),
-                    "language": "Dockerfile",
-                },
-                "range": [{"start": {"line": w.span.start}, "end": {"line": w.span.end}}],
-            })
-        })
-        .collect();
+    let warnings = engine::warnings::vertex_warnings(report, dockerfile, &vertex);
     RawJsonReporter::emit(serde_json::json!({ "warnings": warnings }));
 }
 

@@ -174,6 +174,100 @@ fn build_takes_buildx_flags_and_writes_the_metadata_file() {
     }
 }
 
+/// `BUILDX_METADATA_WARNINGS=1` (buildx v0.15+): the build checks' warnings go into the
+/// metadata file under `buildx.build.warnings`, as BuildKit's `VertexWarning` JSON (byte
+/// fields base64); unset, false or without warnings, the key is absent.
+#[test]
+fn metadata_file_holds_the_check_warnings_when_buildx_metadata_warnings_is_set() {
+    use base64::Engine;
+    let env = TestEnv::new();
+    let ctx = context(&env);
+    let dockerfile = "FROM scratch as base\nCOPY hello.txt /\nMAINTAINER someone\n";
+    fs::write(ctx.join("Dockerfile"), dockerfile).expect("write");
+    let meta = env.scratch.join("metadata.json");
+    let build = |setting: Option<&str>, ctx: &PathBuf| {
+        let mut cmd = strata_command(&env.root);
+        if let Some(setting) = setting {
+            cmd.env("BUILDX_METADATA_WARNINGS", setting);
+        } else {
+            cmd.env_remove("BUILDX_METADATA_WARNINGS");
+        }
+        cmd.args([
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "warn:1",
+            "--metadata-file",
+        ])
+        .arg(&meta)
+        .arg(ctx);
+        let out = util::Output::from_process(format!("{cmd:?}"), cmd.output().expect("run"));
+        out.assert_ok();
+        let v: serde_json::Value =
+            serde_json::from_slice(&fs::read(&meta).expect("metadata file")).expect("JSON");
+        v
+    };
+    for setting in [None, Some("0"), Some("false"), Some("yes")] {
+        let v = build(setting, &ctx);
+        assert!(v.get("buildx.build.warnings").is_none(), "{setting:?}: {v}");
+        assert!(v.get("containerimage.digest").is_some(), "{setting:?}: {v}");
+    }
+    let b64 = |s: &serde_json::Value| {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(s.as_str().unwrap_or_else(|| panic!("not a string: {s}")))
+            .unwrap_or_else(|e| panic!("{s}: {e}"));
+        String::from_utf8(bytes).expect("UTF-8")
+    };
+    for setting in ["1", "true"] {
+        let v = build(Some(setting), &ctx);
+        let warnings = v["buildx.build.warnings"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{setting}: no warnings: {v}"));
+        assert_eq!(warnings.len(), 2, "{v}");
+        let expected = [
+            (
+                "FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)",
+                "The 'as' keyword should match the case of the 'from' keyword",
+                "https://docs.docker.com/go/dockerfile/rule/from-as-casing/",
+                1,
+            ),
+            (
+                "MaintainerDeprecated: Maintainer instruction is deprecated in favor of using label (line 3)",
+                "The MAINTAINER instruction is deprecated, use a label instead to define an image author",
+                "https://docs.docker.com/go/dockerfile/rule/maintainer-deprecated/",
+                3,
+            ),
+        ];
+        for (w, (short, detail, url, line)) in warnings.iter().zip(expected) {
+            assert_eq!(w["level"], 1, "{w}");
+            assert_eq!(b64(&w["short"]), short, "{w}");
+            let details: Vec<String> = w["detail"]
+                .as_array()
+                .expect("detail list")
+                .iter()
+                .map(b64)
+                .collect();
+            assert_eq!(details, [detail], "{w}");
+            assert_eq!(w["url"], url, "{w}");
+            assert_eq!(w["sourceInfo"]["filename"], "Dockerfile", "{w}");
+            assert_eq!(w["sourceInfo"]["language"], "Dockerfile", "{w}");
+            assert_eq!(b64(&w["sourceInfo"]["data"]), dockerfile, "{w}");
+            assert_eq!(
+                w["range"],
+                serde_json::json!([{"start": {"line": line}, "end": {"line": line}}]),
+                "{w}"
+            );
+            let vertex = w["vertex"].as_str().unwrap_or_default();
+            assert!(vertex.starts_with("sha256:"), "{w}");
+        }
+    }
+    // A Dockerfile without findings: no key, even when asked.
+    let clean = context(&env);
+    let v = build(Some("1"), &clean);
+    assert!(v.get("buildx.build.warnings").is_none(), "{v}");
+}
+
 #[test]
 fn build_refuses_docker_archives_of_multi_platform_images_and_attestations() {
     let env = TestEnv::new();

@@ -16,6 +16,8 @@
 //! contexts.rs      CONTEXT, `-f -` and `--build-context` as buildx takes them: stdin tars,
 //!                  git and tarball URLs, images and OCI layouts, made local for the builder
 //! changes.rs       `import --change`: Dockerfile instructions as typed config changes
+//! warnings.rs      the build checks' warnings as BuildKit's `VertexWarning` JSON, for
+//!                  `--progress rawjson` and `buildx.build.warnings` in `--metadata-file`
 //! error.rs         EngineError
 //! ```
 //!
@@ -33,6 +35,7 @@ pub mod outputs;
 pub mod provenance;
 pub mod registry;
 pub mod remote_cache;
+pub mod warnings;
 
 pub use build::{build, BuildRequest};
 pub use cache_flags::{parse_cache_from, parse_cache_to, CacheTo};

@@ -108,6 +108,22 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         let text = std::fs::read(&dockerfile).unwrap_or_default();
         crate::progress::raw_json_warnings(report, &text);
     }
+    // buildx (v0.15+) adds the warnings to the metadata file only when asked.
+    let metadata_warnings = match &checks {
+        Some(report)
+            if args.metadata_file.is_some()
+                && engine::warnings::metadata_warnings_enabled(
+                    std::env::var("BUILDX_METADATA_WARNINGS").ok().as_deref(),
+                ) =>
+        {
+            let text = std::fs::read(&dockerfile).unwrap_or_default();
+            let (vertex, _) = crate::progress::definition_vertex(report);
+            engine::warnings::metadata_warnings(&engine::warnings::vertex_warnings(
+                report, &text, &vertex,
+            ))
+        }
+        _ => None,
+    };
     // BuildKit's inline cache: `--cache-to type=inline`, or the build arg docker users set.
     let inline_cache = cache_to.iter().any(|t| t.reference.is_none())
         || matches!(
@@ -204,7 +220,10 @@ pub fn run(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         } else {
             args.tags.clone()
         };
-        let metadata = metadata(&store, &names, &built, &request)?;
+        let mut metadata = metadata(&store, &names, &built, &request)?;
+        if let Some(warnings) = metadata_warnings {
+            metadata["buildx.build.warnings"] = warnings;
+        }
         let text = serde_json::to_string_pretty(&metadata).context("encoding the metadata")?;
         write_atomically(path, text.as_bytes())
             .with_context(|| format!("writing the metadata file {}", path.display()))?;

@@ -147,6 +147,7 @@ pub fn strata_command(root: &Path) -> Command {
         "SSL_CERT_FILE",
         "BUILDKIT_PROGRESS",
         "BUILDX_METADATA_PROVENANCE",
+        "BUILDX_METADATA_WARNINGS",
     ] {
         cmd.env_remove(var);
     }
