@@ -133,6 +133,13 @@ pub enum FetchError {
     /// A git command exited non-zero; `stderr` is what it printed.
     #[error("git {args}: {stderr}")]
     Git { args: String, stderr: String },
+    /// git could not verify an https server's certificate. git (libcurl) trusts its own CA
+    /// settings, not strata's `SSL_CERT_FILE` or `--cacert`, so the hint names git's.
+    #[error(
+        "git {args}: {stderr} (git verifies https servers with its own CAs: point \
+         GIT_SSL_CAINFO, or http.sslCAInfo in your git config, at the CA's PEM file)"
+    )]
+    GitCertificate { args: String, stderr: String },
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FetchError {
@@ -479,10 +486,18 @@ fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, FetchError> {
         _ => FetchError::RunGit(e),
     })?;
     if !out.status.success() {
-        return Err(FetchError::Git {
-            args: args.join(" "),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
+        let (args, stderr) = (
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        );
+        // libcurl's words for a failed verification, with OpenSSL ("SSL certificate
+        // problem: …") or GnuTLS ("server certificate verification failed").
+        if stderr.contains("SSL certificate problem")
+            || stderr.contains("certificate verification failed")
+        {
+            return Err(FetchError::GitCertificate { args, stderr });
+        }
+        return Err(FetchError::Git { args, stderr });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
