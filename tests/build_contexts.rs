@@ -15,7 +15,7 @@ use std::process::Stdio;
 
 use util::git::{git, GitDaemon};
 use util::http::serve;
-use util::{image_rootfs, raw_layer, strata_command, Output, TestEnv};
+use util::{context_temps, image_rootfs, raw_layer, strata_command, Output, TestEnv};
 
 /// A directory `name` under the scratch space with `files` (path, body).
 fn dir(env: &TestEnv, name: &str, files: &[(&str, &str)]) -> PathBuf {
@@ -69,18 +69,6 @@ type RawEntry = (String, u8, String, Vec<u8>);
 fn assert_fails(out: &Output, wanted: &str) {
     assert_ne!(out.status, Some(0), "should fail:\n{out}");
     assert!(out.stderr.contains(wanted), "wanted {wanted:?}:\n{out}");
-}
-
-/// Build context copies (`snapshots/context-…`) left under the root.
-fn context_temps(root: &Path) -> Vec<String> {
-    fs::read_dir(root.join("snapshots"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("context-"))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use registry_common::Tls;
 use util::git::git;
-use util::{image_rootfs, require_tool, strata_command, Output, TestEnv};
+use util::{context_temps, image_rootfs, require_tool, strata_command, Output, TestEnv};
 
 /// `git http-backend` run as a CGI program for each request, behind TLS on 127.0.0.1 (a
 /// free port), serving every repository under its base directory; stopped when dropped.
@@ -293,27 +293,21 @@ fn tags(env: &TestEnv) -> Vec<String> {
     out.stdout.lines().map(str::to_string).collect()
 }
 
-/// Build context copies (`snapshots/context-…`) left under the root.
-fn context_temps(root: &Path) -> Vec<String> {
-    fs::read_dir(root.join("snapshots"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("context-"))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-#[test]
-fn git_context_over_https_with_a_trusted_ca_builds_the_ref_and_subdir() {
-    let env = TestEnv::new();
+/// `repository` served over https by a server whose certificate a fresh CA signed.
+fn served_repository(env: &TestEnv) -> (GitHttps, Tls) {
     let base = env.scratch.join("served");
     repository(&base);
     let tls_dir = env.scratch.join("tls");
     fs::create_dir_all(&tls_dir).expect("mkdir");
     let tls = Tls::create(&tls_dir, "127.0.0.1");
     let server = GitHttps::start(&base, &tls);
+    (server, tls)
+}
+
+#[test]
+fn git_context_over_https_with_a_trusted_ca_builds_the_ref_and_subdir() {
+    let env = TestEnv::new();
+    let (server, tls) = served_repository(&env);
     let url = server.url("repo.git");
 
     // GIT_SSL_CAINFO: the ref's subdirectory is the context.
@@ -351,12 +345,7 @@ fn git_context_over_https_with_a_trusted_ca_builds_the_ref_and_subdir() {
 #[test]
 fn git_context_over_https_with_an_untrusted_certificate_fails_and_stores_nothing() {
     let env = TestEnv::new();
-    let base = env.scratch.join("served");
-    repository(&base);
-    let tls_dir = env.scratch.join("tls");
-    fs::create_dir_all(&tls_dir).expect("mkdir");
-    let tls = Tls::create(&tls_dir, "127.0.0.1");
-    let server = GitHttps::start(&base, &tls);
+    let (server, _tls) = served_repository(&env);
     let url = server.url("repo.git");
 
     // A CA that did not sign the server's certificate is no better than none.

@@ -339,6 +339,18 @@ pub fn tar_entry_names(reader: impl std::io::Read) -> Vec<String> {
         .collect()
 }
 
+/// Build context copies (`snapshots/context-…`) left under the root.
+pub fn context_temps(root: &Path) -> Vec<String> {
+    fs::read_dir(root.join("snapshots"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("context-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The image's filesystem, flattened into a temp dir the way a runtime would: layers in
 /// order, `.wh.` whiteouts delete, `.wh..wh..opq` empties the directory.
 pub fn image_rootfs(root: &Path, tag: &str) -> tempfile::TempDir {
