@@ -52,8 +52,9 @@ impl ImageRecord {
         self.platforms
             .iter()
             .find(|c| {
-                c.platform()
-                    .is_some_and(|p| platform.matches(&p.os, &p.architecture, p.variant.as_deref()))
+                c.platform
+                    .as_ref()
+                    .is_some_and(|v| platform.matches_json(v))
             })
             .map(|c| &c.manifest.digest)
     }

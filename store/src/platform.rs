@@ -90,6 +90,13 @@ impl Platform {
         }
     }
 
+    /// Whether the image whose config (or index entry's `platform`) is `v` runs on this
+    /// platform: `matches` of the platform `v` names; false when it names none.
+    pub fn matches_json(&self, v: &serde_json::Value) -> bool {
+        Platform::from_json(v)
+            .is_some_and(|p| self.matches(&p.os, &p.architecture, p.variant.as_deref()))
+    }
+
     /// The variant, or `""` (what `TARGETVARIANT` holds when there is none).
     pub fn variant_or_empty(&self) -> &str {
         self.variant.as_deref().unwrap_or("")

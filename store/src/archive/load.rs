@@ -54,6 +54,24 @@ pub enum LoadPlatforms {
     Only(Platform),
 }
 
+/// What an `index.json` entry loads as (`Archive::image_of`).
+enum EntryImage {
+    /// The entry itself, one platform's manifest.
+    Manifest(Digest),
+    /// The entry itself, an image index loaded whole.
+    Index(Digest),
+    /// The manifest of the platform chosen from the entry's image index.
+    Chosen(Digest),
+}
+
+impl EntryImage {
+    fn digest(&self) -> &Digest {
+        match self {
+            EntryImage::Manifest(d) | EntryImage::Index(d) | EntryImage::Chosen(d) => d,
+        }
+    }
+}
+
 /// One image that `load` added, with the tags it now has from the archive.
 #[derive(Debug, Clone)]
 pub struct LoadedImage {
@@ -561,8 +579,7 @@ impl Archive<'_> {
     }
 
     fn oci_images(&mut self) -> Result<Vec<NewImage>> {
-        let index: serde_json::Value = serde_json::from_slice(&self.bytes("index.json")?)
-            .map_err(|e| self.bad(format!("index.json: {e}")))?;
+        let index = self.json("index.json")?;
         let descs = index["manifests"]
             .as_array()
             .cloned()
@@ -580,25 +597,19 @@ impl Archive<'_> {
             let tag = name
                 .map(|n| Reference::parse(n).map_err(|e| self.bad(format!("index.json: {e}"))))
                 .transpose()?;
-            let digest = self.image_of(&d)?;
-            let img = match by_manifest.get_mut(&digest) {
+            let entry = self.image_of(&d)?;
+            let img = match by_manifest.get_mut(entry.digest()) {
                 Some(img) => img,
                 None => {
-                    // The entry itself: a manifest or an index loaded whole; else the
-                    // platform's manifest chosen from the index.
-                    let is_entry = digest.as_str() == d["digest"].as_str().unwrap_or_default();
-                    let is_index =
-                        media_types::is_index(d["mediaType"].as_str().unwrap_or_default());
-                    let img = match (is_entry, is_index) {
-                        (true, true) => self.oci_index(&digest)?,
-                        (true, false) => {
-                            let path = format!("blobs/sha256/{}", digest.hex());
-                            self.check_manifest_platform(&path)?;
-                            self.oci_image(&digest)?
+                    let img = match &entry {
+                        EntryImage::Index(d) => self.oci_index(d)?,
+                        EntryImage::Manifest(d) => {
+                            self.check_manifest_platform(d)?;
+                            self.oci_image(d)?
                         }
-                        (false, _) => self.oci_image(&digest)?,
+                        EntryImage::Chosen(d) => self.oci_image(d)?,
                     };
-                    by_manifest.entry(digest.clone()).or_insert(img)
+                    by_manifest.entry(entry.digest().clone()).or_insert(img)
                 }
             };
             if let Some(t) = tag {
@@ -613,21 +624,27 @@ impl Archive<'_> {
         Ok(by_manifest.into_values().collect())
     }
 
-    /// What an `index.json` entry loads as: its digest when it is one platform's manifest
-    /// or an image index loaded whole, else the manifest of the platform chosen
+    /// What an `index.json` entry loads as: itself when it is one platform's manifest or
+    /// an image index loaded whole, else the manifest of the platform chosen
     /// (`LoadPlatforms`).
-    fn image_of(&self, d: &serde_json::Value) -> Result<Digest> {
+    fn image_of(&self, d: &serde_json::Value) -> Result<EntryImage> {
         let digest = self.digest_in(d, "index.json")?;
         let mt = d["mediaType"].as_str().unwrap_or_default();
         if !media_types::is_index(mt) {
-            return Ok(digest);
+            return Ok(EntryImage::Manifest(digest));
         }
         let wanted = match &self.platforms {
-            LoadPlatforms::All if self.is_whole(&digest)? => return Ok(digest),
+            LoadPlatforms::All if self.is_whole(&digest)? => return Ok(EntryImage::Index(digest)),
             LoadPlatforms::All | LoadPlatforms::Host => None,
             LoadPlatforms::Only(p) => Some(p.clone()),
         };
         self.manifest_of(&digest, wanted.as_ref(), 0)
+            .map(EntryImage::Chosen)
+    }
+
+    /// The JSON file at `path` in the archive (followed through links).
+    fn json(&self, path: &str) -> Result<serde_json::Value> {
+        serde_json::from_slice(&self.bytes(path)?).map_err(|e| self.bad(format!("{path}: {e}")))
     }
 
     fn digest_in(&self, d: &serde_json::Value, path: &str) -> Result<Digest> {
@@ -640,9 +657,7 @@ impl Archive<'_> {
 
     /// The entries of the image index `digest`.
     fn index_entries(&self, digest: &Digest) -> Result<Vec<serde_json::Value>> {
-        let path = format!("blobs/sha256/{}", digest.hex());
-        let index: serde_json::Value = serde_json::from_slice(&self.bytes(&path)?)
-            .map_err(|e| self.bad(format!("{path}: {e}")))?;
+        let index = self.json(&blob_path(digest))?;
         Ok(index["manifests"].as_array().cloned().unwrap_or_default())
     }
 
@@ -654,7 +669,7 @@ impl Archive<'_> {
         if entries.is_empty() {
             return Ok(false);
         }
-        let has = |d: &Digest| self.lookup(&format!("blobs/sha256/{}", d.hex())).is_ok();
+        let has = |d: &Digest| self.lookup(&blob_path(d)).is_ok();
         for e in &entries {
             let mt = e["mediaType"].as_str().unwrap_or(media_types::OCI_MANIFEST);
             if !media_types::is_manifest(mt)
@@ -666,9 +681,8 @@ impl Archive<'_> {
             if !has(&manifest) {
                 return Ok(false);
             }
-            let path = format!("blobs/sha256/{}", manifest.hex());
-            let m: serde_json::Value = serde_json::from_slice(&self.bytes(&path)?)
-                .map_err(|e| self.bad(format!("{path}: {e}")))?;
+            let path = blob_path(&manifest);
+            let m = self.json(&path)?;
             let layers = m["layers"].as_array().cloned().unwrap_or_default();
             for blob in std::iter::once(&m["config"]).chain(&layers) {
                 if !has(&self.digest_in(blob, &path)?) {
@@ -691,10 +705,7 @@ impl Archive<'_> {
             return Err(self.bad("indexes nested too deeply"));
         }
         let list = self.index_entries(digest)?;
-        let runs_on = |p: &Platform, m: &serde_json::Value| {
-            Platform::from_json(&m["platform"])
-                .is_some_and(|e| p.matches(&e.os, &e.architecture, e.variant.as_deref()))
-        };
+        let runs_on = |p: &Platform, m: &serde_json::Value| p.matches_json(&m["platform"]);
         let chosen = match wanted {
             Some(p) => list.iter().find(|m| runs_on(p, m)).ok_or_else(|| {
                 let listed: Vec<String> = list
@@ -723,15 +734,15 @@ impl Archive<'_> {
         }
     }
 
-    /// With `LoadPlatforms::Only`, one platform's manifest (at `path`) loaded for itself
-    /// must be of that platform, as docker checks the images it loaded.
-    fn check_manifest_platform(&self, path: &str) -> Result<()> {
+    /// With `LoadPlatforms::Only`, one platform's manifest loaded for itself must be of
+    /// that platform, as docker checks the images it loaded.
+    fn check_manifest_platform(&self, manifest: &Digest) -> Result<()> {
         if !matches!(self.platforms, LoadPlatforms::Only(_)) {
             return Ok(());
         }
-        let m: serde_json::Value = serde_json::from_slice(&self.bytes(path)?)
-            .map_err(|e| self.bad(format!("{path}: {e}")))?;
-        let config = format!("blobs/sha256/{}", self.digest_in(&m["config"], path)?.hex());
+        let path = blob_path(manifest);
+        let m = self.json(&path)?;
+        let config = blob_path(&self.digest_in(&m["config"], &path)?);
         self.check_platform(&config, &self.bytes(&config)?)
     }
 
@@ -742,9 +753,7 @@ impl Archive<'_> {
         };
         let v: serde_json::Value =
             serde_json::from_slice(config).map_err(|e| self.bad(format!("config {path}: {e}")))?;
-        let is_wanted = Platform::from_json(&v)
-            .is_some_and(|p| wanted.matches(&p.os, &p.architecture, p.variant.as_deref()));
-        if !is_wanted {
+        if !wanted.matches_json(&v) {
             return Err(StoreError::PlatformNotInArchive {
                 platform: wanted.to_string(),
                 path: self.source.clone().into(),
@@ -764,11 +773,8 @@ impl Archive<'_> {
             let manifest = self.digest_in(&e, &format!("index {index}"))?;
             uncompressed.extend(self.oci_image(&manifest)?.uncompressed);
         }
-        let path = format!("blobs/sha256/{}", index.hex());
-        let bytes = self.bytes(&path)?;
-        let v: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| self.bad(format!("{path}: {e}")))?;
-        let mt = v["mediaType"]
+        let path = blob_path(index);
+        let mt = self.json(&path)?["mediaType"]
             .as_str()
             .unwrap_or(media_types::OCI_INDEX)
             .to_string();
@@ -781,20 +787,14 @@ impl Archive<'_> {
     }
 
     fn oci_image(&mut self, manifest: &Digest) -> Result<NewImage> {
-        let path = format!("blobs/sha256/{}", manifest.hex());
-        let bytes = self.bytes(&path)?;
-        let m: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| self.bad(format!("{path}: {e}")))?;
+        let path = blob_path(manifest);
+        let m = self.json(&path)?;
         let mt = m["mediaType"]
             .as_str()
             .unwrap_or(media_types::OCI_MANIFEST)
             .to_string();
         let desc = |v: &serde_json::Value| -> Result<(String, Digest, u64)> {
-            let digest = v["digest"]
-                .as_str()
-                .unwrap_or_default()
-                .parse::<Digest>()
-                .map_err(|e| self.bad(format!("{path}: {e}")))?;
+            let digest = self.digest_in(v, &path)?;
             Ok((
                 v["mediaType"].as_str().unwrap_or_default().to_string(),
                 digest,
@@ -809,7 +809,7 @@ impl Archive<'_> {
             .iter()
             .map(desc)
             .collect::<Result<Vec<_>>>()?;
-        let cfg_path = format!("blobs/sha256/{}", cfg_digest.hex());
+        let cfg_path = blob_path(&cfg_digest);
         let diff_ids = self.diff_ids(&cfg_path, &self.bytes(&cfg_path)?)?;
         if diff_ids.len() != layer_descs.len() {
             return Err(self.bad(format!(
@@ -821,7 +821,7 @@ impl Archive<'_> {
         self.resolve(&cfg_path, &cfg_mt)?;
         let mut uncompressed = BTreeMap::new();
         for (i, ((lmt, ld, lsize), diff_id)) in layer_descs.iter().zip(&diff_ids).enumerate() {
-            let lpath = format!("blobs/sha256/{}", ld.hex());
+            let lpath = blob_path(ld);
             let (got, size) = self.layer(&lpath, i, diff_id, Some(lmt))?;
             if got.size != *lsize {
                 return Err(self.bad(format!(
@@ -883,6 +883,11 @@ impl Archive<'_> {
             Ok(())
         });
     }
+}
+
+/// The archive path of the blob `digest`: `blobs/sha256/<hex>`.
+fn blob_path(digest: &Digest) -> String {
+    format!("blobs/sha256/{}", digest.hex())
 }
 
 /// `./a//b/` → `a/b`; None for absolute names or `..` that leaves the archive.
