@@ -406,3 +406,60 @@ fn a_streamed_first_push_gives_the_manifest_digest_of_compress_then_upload() {
     assert_eq!(remote_digest, streamed.digest.to_string());
     assert_gzip_layers(&streamed_reg, "stream/app", &remote, OCI_LAYER_GZIP);
 }
+
+/// A built layer damaged on disk after the build: the push gzips it, finds a chunk whose
+/// CRC-32 is not the one the build recorded, and fails naming the blob and the byte range.
+/// The registry gets no manifest and the store no gzip form.
+#[test]
+fn a_built_layer_damaged_on_disk_is_not_pushed() {
+    let reg = Registry::start(RegistryOptions::default());
+    // One layer: no other layer's gzip form is made beside it.
+    let env = TestEnv::new();
+    let ctx = env.scratch.join("app");
+    fs::create_dir_all(&ctx).expect("mkdir");
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY data.bin /data/\n",
+    )
+    .expect("Dockerfile");
+    fs::write(ctx.join("data.bin"), random_bytes(6 << 20, 13)).expect("data");
+    let name = format!("{}/damaged/app:1", reg.addr);
+    env.build(&ctx, &["-t", &name]).assert_ok();
+    let local: serde_json::Value = util::read_blob_json(&env.root, &env.manifest_digest(&name));
+    let layer = local["layers"][0].clone();
+    assert_eq!(layer["mediaType"], OCI_LAYER_TAR, "{local}");
+    let digest = layer["digest"].as_str().expect("digest");
+    let blob = env
+        .root
+        .join("blobs/sha256")
+        .join(&digest["sha256:".len()..]);
+    let chunk = store::archive::gzip::CHUNK as u64;
+    assert!(layer["size"].as_u64().expect("size") > chunk + 100);
+    let mut bytes = fs::read(&blob).expect("read layer");
+    bytes[chunk as usize + 100] ^= 0x20;
+    fs::set_permissions(&blob, fs::Permissions::from_mode(0o644)).expect("chmod");
+    fs::write(&blob, &bytes).expect("damage layer");
+    let blobs_before = tree(&env.root.join("blobs"));
+
+    let out = env.strata(&["push", &name]);
+    assert_ne!(out.status, Some(0), "{out}");
+    assert!(
+        out.stderr.contains(digest)
+            && out.stderr.contains(&format!("from offset {chunk} "))
+            && out.stderr.contains("CRC-32"),
+        "{out}"
+    );
+    let (status, _) = http_get(&reg.addr, "/v2/damaged/app/manifests/1");
+    assert_eq!(status, 404, "the registry holds no manifest");
+    assert_eq!(
+        tree(&env.root.join("blobs")),
+        blobs_before,
+        "no gzip form stored"
+    );
+    assert_eq!(
+        fs::read_dir(env.root.join("ingest"))
+            .expect("ingest")
+            .count(),
+        0
+    );
+}

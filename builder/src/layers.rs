@@ -68,7 +68,8 @@ pub fn commit_layer_expecting<E>(
 }
 
 /// The body of both: `write_tar` through a large buffer into an ingest writer, committed
-/// (checked against `expected`'s size and digest when given).
+/// (checked against `expected`'s size and digest when given) with its chunk CRCs, which
+/// spare a push that gzips the layer hashing it again (`store::chunk_crc`).
 fn write_and_commit<E>(
     store: &Store,
     lease: &Lease,
@@ -79,7 +80,8 @@ fn write_and_commit<E>(
     let writer = store
         .writer(lease)
         .map_err(LayerError::Store)?
-        .with_media_type(media_type);
+        .with_media_type(media_type)
+        .with_chunk_crcs();
     let mut buffered = BufWriter::with_capacity(WRITE_BUFFER, writer);
     write_tar(&mut buffered).map_err(LayerError::Write)?;
     let writer = buffered

@@ -141,6 +141,12 @@ impl Store {
     }
 
     /// Gzips the plain blob of `layer` into a committed, unrecorded blob.
+    ///
+    /// The tar is checked as it passes: against the chunk CRCs its `blobs` record holds
+    /// (every gzip member's trailer carries its chunk's CRC, computed anyway: `chunk_crc`),
+    /// or, for a blob recorded without them, by hashing it. A damaged plain blob must not
+    /// become a gzip blob that claims its diff_id; a member that fails the check is
+    /// neither written nor handed to `copy`.
     fn gzip_plain_layer(
         &self,
         lease: &Lease,
@@ -149,18 +155,30 @@ impl Store {
         copy: Option<impl GzipCopy>,
     ) -> Result<Descriptor> {
         let src = self.blob_path(&layer.blob.digest);
+        let recorded = meta::read(self, |m| m.get(meta::BLOBS, &layer.blob.digest))?;
+        let chunk_crcs = recorded
+            .and_then(|r| r.chunk_crc32)
+            .and_then(|c| c.for_blob(layer.blob.size).map(<[u32]>::to_vec));
         let mut input = self.open_blob(&layer.blob.digest)?;
         let out = self.writer(lease)?.with_media_type(gzip_type);
         let ingest = out.ingest_path().to_path_buf();
+        let mut plain = chunk_crcs.is_none().then(Sha256::new);
         let mut gz = ParallelGzWriter::new(Members {
             out,
             drop_written: copy.is_some(),
             copy,
             unsynced: 0,
+            chunk_crcs,
+            members: 0,
         });
-        // Hash the tar as it passes (the gzip is hashed by the BlobWriter): a damaged
-        // plain blob must not become a gzip blob that claims its diff_id.
-        let mut plain = Sha256::new();
+        let corrupt = |reason: String| StoreError::CorruptBlob {
+            digest: layer.blob.digest.clone(),
+            reason: format!("{reason}; the layer was not compressed"),
+        };
+        let written = |e: io::Error| match ChunkMismatch::of(&e) {
+            Some(m) => corrupt(m.to_string()),
+            None => StoreError::io("writing gzip layer", &ingest)(e),
+        };
         let mut read_size = 0u64;
         loop {
             // Read straight into the chunk the workers compress: no copy of the tar.
@@ -168,30 +186,33 @@ impl Store {
             let n =
                 read_full(&mut input, &mut chunk).map_err(StoreError::io("reading layer", &src))?;
             chunk.truncate(n);
-            plain.update(&chunk);
+            if let Some(plain) = plain.as_mut() {
+                plain.update(&chunk);
+            }
             read_size += n as u64;
             if n > 0 {
-                gz.write_chunk(chunk)
-                    .map_err(StoreError::io("writing gzip layer", &ingest))?;
+                gz.write_chunk(chunk).map_err(written)?;
             }
             if n < CHUNK {
                 break;
             }
         }
-        let read_digest = Digest::from_sha256(plain.finalize().into());
-        if read_digest != layer.blob.digest || read_size != layer.blob.size {
-            return Err(StoreError::CorruptBlob {
-                digest: layer.blob.digest.clone(),
-                reason: format!(
-                    "holds {read_size} bytes with digest {read_digest}, \
-                     expected {} bytes; the layer was not compressed",
+        let size_is_right = read_size == layer.blob.size;
+        if let Some(plain) = plain {
+            let read_digest = Digest::from_sha256(plain.finalize().into());
+            if read_digest != layer.blob.digest || !size_is_right {
+                return Err(corrupt(format!(
+                    "holds {read_size} bytes with digest {read_digest}, expected {} bytes",
                     layer.blob.size
-                ),
-            });
+                )));
+            }
+        } else if !size_is_right {
+            return Err(corrupt(format!(
+                "holds {read_size} bytes, expected {}",
+                layer.blob.size
+            )));
         }
-        let Members { out, copy, .. } = gz
-            .finish()
-            .map_err(StoreError::io("writing gzip layer", &ingest))?;
+        let Members { out, copy, .. } = gz.finish().map_err(written)?;
         if let Some(mut copy) = copy {
             copy.whole(&out.digest_so_far(), out.written());
         }
@@ -259,10 +280,24 @@ struct Members<C: GzipCopy> {
     drop_written: bool,
     /// Gzip bytes written since the last `write_behind`.
     unsynced: usize,
+    /// The CRCs recorded for the tar's chunks, when the tar is checked by them.
+    chunk_crcs: Option<Vec<u32>>,
+    /// Members written so far.
+    members: usize,
 }
 
 impl<C: GzipCopy> MemberSink for Members<C> {
     fn member(&mut self, member: Member) -> io::Result<()> {
+        if let Some(crcs) = &self.chunk_crcs {
+            if crcs.get(self.members) != Some(&member.crc32()) {
+                let chunk = ChunkMismatch {
+                    from: self.members as u64 * CHUNK as u64,
+                    len: member.uncompressed_len(),
+                };
+                return Err(io::Error::new(io::ErrorKind::InvalidData, chunk));
+            }
+        }
+        self.members += 1;
         self.out.write_all(&member)?;
         self.unsynced += member.len();
         if self.unsynced >= CHUNK {
@@ -275,6 +310,20 @@ impl<C: GzipCopy> MemberSink for Members<C> {
             }
         }
         Ok(())
+    }
+}
+
+/// A chunk of the tar whose CRC is not the one recorded (`Members::member`).
+#[derive(Debug, thiserror::Error)]
+#[error("its {len} bytes from offset {from} do not match the CRC-32 recorded when it was written")]
+struct ChunkMismatch {
+    from: u64,
+    len: u32,
+}
+
+impl ChunkMismatch {
+    fn of(e: &io::Error) -> Option<&ChunkMismatch> {
+        e.get_ref()?.downcast_ref()
     }
 }
 
@@ -360,5 +409,85 @@ mod tests {
         assert!(meta::read(&store, |m| m.get(meta::LAYERS, &layer.diff_id))
             .unwrap()
             .is_none());
+    }
+
+    /// A plain tar of a bit more than two chunks written as a build writes layers: with
+    /// its chunk CRCs recorded.
+    fn layer_with_crcs(store: &Store) -> (LayerRef, Vec<u8>) {
+        let tar: Vec<u8> = (0..2 * CHUNK + 5000).map(|i| (i % 251) as u8).collect();
+        let mut w = store
+            .writer(&lease(store))
+            .unwrap()
+            .with_media_type(media_types::OCI_LAYER_TAR)
+            .with_chunk_crcs();
+        w.write_all(&tar).unwrap();
+        let blob = w.commit(None, None).unwrap();
+        (
+            LayerRef {
+                diff_id: blob.digest.clone(),
+                blob,
+            },
+            tar,
+        )
+    }
+
+    #[test]
+    fn chunk_crcs_check_the_tar_and_leave_the_gzip_as_it_was() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let (layer, tar) = layer_with_crcs(&store);
+        let rec = meta::read(&store, |m| m.get(meta::BLOBS, &layer.blob.digest))
+            .unwrap()
+            .unwrap();
+        let crcs = rec.chunk_crc32.expect("the writer recorded chunk CRCs");
+        assert_eq!(crcs.for_blob(layer.blob.size).map(|c| c.len()), Some(3));
+        let checked = store.compressed_layer(&lease(&store), &layer).unwrap();
+
+        // The same tar without CRCs (hashed instead) gives the same gzip blob.
+        let other = tempfile::tempdir().unwrap();
+        let other = Store::open(other.path()).unwrap();
+        let blob = other
+            .put_blob(&lease(&other), &tar, media_types::OCI_LAYER_TAR)
+            .unwrap();
+        let hashed = other
+            .compressed_layer(
+                &lease(&other),
+                &LayerRef {
+                    diff_id: blob.digest.clone(),
+                    blob,
+                },
+            )
+            .unwrap();
+        assert_eq!(checked, hashed);
+    }
+
+    #[test]
+    fn a_damaged_chunk_fails_its_crc() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let (layer, mut tar) = layer_with_crcs(&store);
+        tar[CHUNK + 10] ^= 1;
+        std::fs::write(store.blob_path(&layer.blob.digest), &tar).unwrap();
+        let err = store.compressed_layer(&lease(&store), &layer).unwrap_err();
+        assert!(matches!(err, StoreError::CorruptBlob { .. }), "{err}");
+        assert!(
+            err.to_string().contains(&format!("from offset {CHUNK} ")),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_dir(store.layout().ingest_dir())
+                .unwrap()
+                .count(),
+            0
+        );
+        assert!(meta::read(&store, |m| m.get(meta::LAYERS, &layer.diff_id))
+            .unwrap()
+            .is_none());
+
+        // A tar cut short is refused by its size.
+        tar.truncate(CHUNK);
+        std::fs::write(store.blob_path(&layer.blob.digest), &tar).unwrap();
+        let err = store.compressed_layer(&lease(&store), &layer).unwrap_err();
+        assert!(matches!(err, StoreError::CorruptBlob { .. }), "{err}");
     }
 }

@@ -4,7 +4,8 @@
 //! bytes into it while hashing; `commit(size, digest)` checks both against what the
 //! caller promised, adds the digest to the writer's lease, fsyncs, renames to
 //! `blobs/sha256/<hex>`, fsyncs the directory and records `{size, media type, added
-//! at}` in the metadata. Until commit the content is
+//! at}` in the metadata, with the blob's chunk CRCs when the writer was asked to take them
+//! (`with_chunk_crcs`, `chunk_crc`). Until commit the content is
 //! invisible to every reader. Commit always consumes the writer; on any error the
 //! temp file is removed. Dropping an uncommitted writer (or `abort`) removes it too.
 //!
@@ -17,6 +18,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
+use crate::chunk_crc::ChunkCrcs;
 use crate::digest::{Digest, Sha256Writer};
 use crate::error::{Result, StoreError};
 use crate::layout::{fsync_dir, unique_name};
@@ -34,6 +36,8 @@ pub struct BlobWriter {
     media_type: String,
     /// Bytes `write_behind` has asked the disk to take so far.
     writeback_from: u64,
+    /// Taken while written when asked for (`with_chunk_crcs`), recorded by `commit`.
+    chunk_crcs: Option<ChunkCrcs>,
 }
 
 impl BlobWriter {
@@ -52,6 +56,7 @@ impl BlobWriter {
             out: Some(Sha256Writer::new(BufWriter::with_capacity(BUFFER, file))),
             media_type: media_types::OCTET_STREAM.to_string(),
             writeback_from: 0,
+            chunk_crcs: None,
         })
     }
 
@@ -63,6 +68,15 @@ impl BlobWriter {
     /// Builder form of `set_media_type`.
     pub fn with_media_type(mut self, media_type: &str) -> Self {
         self.set_media_type(media_type);
+        self
+    }
+
+    /// Takes the blob's chunk CRCs while it is written and records them with it
+    /// (`commit`; `commit_unrecorded` drops them): for a plain layer tar that a push may
+    /// gzip later (`chunk_crc`). Asked for before the first byte.
+    pub fn with_chunk_crcs(mut self) -> Self {
+        debug_assert_eq!(self.written(), 0, "chunk CRCs start at the first byte");
+        self.chunk_crcs = Some(ChunkCrcs::new());
         self
     }
 
@@ -129,13 +143,14 @@ impl BlobWriter {
     /// Verifies, makes durable, publishes and records the blob; see the module doc.
     /// An existing blob with the same digest is not rewritten (the call succeeds).
     pub fn commit(
-        self,
+        mut self,
         expected_size: Option<u64>,
         expected: Option<&Digest>,
     ) -> Result<Descriptor> {
         let store = self.store.clone();
+        let chunk_crc32 = self.chunk_crcs.take().map(ChunkCrcs::finish);
         let desc = self.commit_unrecorded(expected_size, expected)?;
-        meta::record_blobs(&store, std::slice::from_ref(&desc))?;
+        meta::record_blob(&store, &desc, chunk_crc32)?;
         Ok(desc)
     }
 
@@ -207,10 +222,15 @@ impl BlobWriter {
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out
+        let n = self
+            .out
             .as_mut()
             .expect("writer is live until commit")
-            .write(buf)
+            .write(buf)?;
+        if let Some(crcs) = self.chunk_crcs.as_mut() {
+            crcs.update(&buf[..n]);
+        }
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {

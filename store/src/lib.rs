@@ -12,6 +12,7 @@
 
 pub mod archive;
 pub mod chain_id;
+pub mod chunk_crc;
 pub mod compressed;
 pub mod decompress;
 pub mod digest;

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::chain_id::ChainId;
+use crate::chunk_crc::ChunkCrc32;
 use crate::{Descriptor, Digest};
 
 /// The version written into every record (its `v`); a later version migrates older ones.
@@ -112,6 +113,11 @@ pub struct BlobRecord {
     pub size: u64,
     pub media_type: String,
     pub added_at: i64,
+    /// The CRC-32 of each chunk of the blob, when its writer took them (a plain layer tar
+    /// a build wrote): a push checks the tar it gzips against them (`chunk_crc`). Absent on
+    /// other blobs and on older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_crc32: Option<ChunkCrc32>,
 }
 
 impl BlobRecord {
@@ -121,6 +127,7 @@ impl BlobRecord {
             size,
             media_type: media_type.to_string(),
             added_at,
+            chunk_crc32: None,
         }
     }
 }

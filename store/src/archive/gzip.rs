@@ -60,6 +60,29 @@ impl std::ops::Deref for Member {
     }
 }
 
+impl Member {
+    /// The CRC-32 of the member's uncompressed bytes, from its trailer.
+    pub fn crc32(&self) -> u32 {
+        self.trailer_word(8)
+    }
+
+    /// The length of the member's uncompressed bytes (`ISIZE`: modulo 2^32, exact for a
+    /// `CHUNK`), from its trailer.
+    pub fn uncompressed_len(&self) -> u32 {
+        self.trailer_word(4)
+    }
+
+    /// The little-endian word `from_end` bytes before the member's end.
+    fn trailer_word(&self, from_end: usize) -> u32 {
+        let at = self.bytes.len() - from_end;
+        u32::from_le_bytes(
+            self.bytes[at..at + 4]
+                .try_into()
+                .expect("a member ends with an 8-byte trailer"),
+        )
+    }
+}
+
 impl Drop for Member {
     fn drop(&mut self) {
         self.pool.put(std::mem::take(&mut self.bytes));

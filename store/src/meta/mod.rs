@@ -42,6 +42,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::chunk_crc::ChunkCrc32;
 use crate::error::{Result, StoreError};
 use crate::records::*;
 use crate::Descriptor;
@@ -128,16 +129,40 @@ pub fn record_blobs(store: &Store, blobs: &[Descriptor]) -> Result<()> {
     write_deferred(store, |m| {
         let now = now();
         for d in blobs {
-            if m.get(BLOBS, &d.digest)?.is_none() {
-                m.put(
-                    BLOBS,
-                    &d.digest,
-                    &BlobRecord::new(d.size, &d.media_type, now),
-                )?;
-            }
+            record_blob_in(m, d, None, now)?;
         }
         Ok(())
     })
+}
+
+/// `record_blobs` of one blob with the chunk CRCs its writer took (`chunk_crc`).
+pub fn record_blob(
+    store: &Store,
+    blob: &Descriptor,
+    chunk_crc32: Option<ChunkCrc32>,
+) -> Result<()> {
+    write_deferred(store, |m| record_blob_in(m, blob, chunk_crc32, now()))
+}
+
+/// Records `blob` unless it is recorded; CRCs given for a recorded blob that has none
+/// are added to its record.
+fn record_blob_in(
+    m: &Meta,
+    blob: &Descriptor,
+    chunk_crc32: Option<ChunkCrc32>,
+    now: i64,
+) -> Result<()> {
+    let rec = match m.get(BLOBS, &blob.digest)? {
+        None => BlobRecord {
+            chunk_crc32,
+            ..BlobRecord::new(blob.size, &blob.media_type, now)
+        },
+        Some(rec) if rec.chunk_crc32.is_none() && chunk_crc32.is_some() => {
+            BlobRecord { chunk_crc32, ..rec }
+        }
+        Some(_) => return Ok(()),
+    };
+    m.put(BLOBS, &blob.digest, &rec)
 }
 
 pub fn now() -> i64 {
