@@ -407,14 +407,9 @@ fn a_streamed_first_push_gives_the_manifest_digest_of_compress_then_upload() {
     assert_gzip_layers(&streamed_reg, "stream/app", &remote, OCI_LAYER_GZIP);
 }
 
-/// A built layer damaged on disk after the build: the push gzips it, finds a chunk whose
-/// CRC-32 is not the one the build recorded, and fails naming the blob and the byte range.
-/// The registry gets no manifest and the store no gzip form.
-#[test]
-fn a_built_layer_damaged_on_disk_is_not_pushed() {
-    let reg = Registry::start(RegistryOptions::default());
-    // One layer: no other layer's gzip form is made beside it.
-    let env = TestEnv::new();
+/// An image of one 6 MiB plain layer (one layer: no other layer's gzip form is made beside
+/// it), built into `env` as `name`.
+fn build_one_layer(env: &TestEnv, name: &str) {
     let ctx = env.scratch.join("app");
     fs::create_dir_all(&ctx).expect("mkdir");
     fs::write(
@@ -423,9 +418,15 @@ fn a_built_layer_damaged_on_disk_is_not_pushed() {
     )
     .expect("Dockerfile");
     fs::write(ctx.join("data.bin"), random_bytes(6 << 20, 13)).expect("data");
-    let name = format!("{}/damaged/app:1", reg.addr);
-    env.build(&ctx, &["-t", &name]).assert_ok();
-    let local: serde_json::Value = util::read_blob_json(&env.root, &env.manifest_digest(&name));
+    env.build(&ctx, &["-t", name]).assert_ok();
+}
+
+/// Damages the plain layer of `name` (in its second chunk) and pushes it: the push finds
+/// the chunk whose CRC-32 is not the one recorded when the layer was written, and fails
+/// naming the blob and the byte range. The registry gets no manifest and the store no
+/// gzip form.
+fn assert_damaged_layer_is_not_pushed(env: &TestEnv, reg: &Registry, name: &str, repo: &str) {
+    let local: serde_json::Value = util::read_blob_json(&env.root, &env.manifest_digest(name));
     let layer = local["layers"][0].clone();
     assert_eq!(layer["mediaType"], OCI_LAYER_TAR, "{local}");
     let digest = layer["digest"].as_str().expect("digest");
@@ -441,7 +442,7 @@ fn a_built_layer_damaged_on_disk_is_not_pushed() {
     fs::write(&blob, &bytes).expect("damage layer");
     let blobs_before = tree(&env.root.join("blobs"));
 
-    let out = env.strata(&["push", &name]);
+    let out = env.strata(&["push", name]);
     assert_ne!(out.status, Some(0), "{out}");
     assert!(
         out.stderr.contains(digest)
@@ -449,7 +450,7 @@ fn a_built_layer_damaged_on_disk_is_not_pushed() {
             && out.stderr.contains("CRC-32"),
         "{out}"
     );
-    let (status, _) = http_get(&reg.addr, "/v2/damaged/app/manifests/1");
+    let (status, _) = http_get(&reg.addr, &format!("/v2/{repo}/manifests/1"));
     assert_eq!(status, 404, "the registry holds no manifest");
     assert_eq!(
         tree(&env.root.join("blobs")),
@@ -462,4 +463,28 @@ fn a_built_layer_damaged_on_disk_is_not_pushed() {
             .count(),
         0
     );
+}
+
+#[test]
+fn a_built_layer_damaged_on_disk_is_not_pushed() {
+    let reg = Registry::start(RegistryOptions::default());
+    let env = TestEnv::new();
+    let name = format!("{}/damaged/app:1", reg.addr);
+    build_one_layer(&env, &name);
+    assert_damaged_layer_is_not_pushed(&env, &reg, &name, "damaged/app");
+}
+
+/// `load` takes the chunk CRCs of the plain layers it reads, as a build does.
+#[test]
+fn a_loaded_layer_damaged_on_disk_is_not_pushed() {
+    let reg = Registry::start(RegistryOptions::default());
+    let built = TestEnv::new();
+    let name = format!("{}/loaded/app:1", reg.addr);
+    build_one_layer(&built, &name);
+    let archive = built.scratch.join("app.tar");
+    let archive = archive.to_str().expect("utf-8");
+    built.strata(&["save", "-o", archive, &name]).assert_ok();
+    let env = TestEnv::new();
+    env.strata(&["load", "-i", archive]).assert_ok();
+    assert_damaged_layer_is_not_pushed(&env, &reg, &name, "loaded/app");
 }

@@ -150,7 +150,7 @@ impl BlobWriter {
         let store = self.store.clone();
         let chunk_crc32 = self.chunk_crcs.take().map(ChunkCrcs::finish);
         let desc = self.commit_unrecorded(expected_size, expected)?;
-        meta::record_blob(&store, &desc, chunk_crc32)?;
+        meta::record_blobs_with(&store, [(&desc, chunk_crc32)])?;
         Ok(desc)
     }
 

@@ -114,7 +114,7 @@ pub struct BlobRecord {
     pub media_type: String,
     pub added_at: i64,
     /// The CRC-32 of each chunk of the blob, when its writer took them (a plain layer tar
-    /// a build wrote): a push checks the tar it gzips against them (`chunk_crc`). Absent on
+    /// a build or `load` wrote): a push checks the tar it gzips against them (`chunk_crc`). Absent on
     /// other blobs and on older records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunk_crc32: Option<ChunkCrc32>,

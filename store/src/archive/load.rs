@@ -26,6 +26,8 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::Arc;
 
 use super::tarcheck::TarCheck;
+use crate::chunk_crc::{ChunkCrc32, ChunkCrcs};
+use crate::compressed::gzip_media_type;
 use crate::decompress::{self, plain_reader, PlainWriter};
 use crate::digest::Sha256Writer;
 use crate::error::{Result, StoreError};
@@ -83,12 +85,14 @@ pub struct LoadedImage {
 enum Content {
     Memory(Vec<u8>),
     /// Already committed to `blobs/`; `plain` is the uncompressed digest and size
-    /// when the content was gzip or zstd (Err: not decodable), `None` when neither.
+    /// when the content was gzip or zstd (Err: not decodable), `None` when neither;
+    /// then `chunk_crc32` are its chunk CRCs (recorded if it is a plain layer).
     Blob {
         digest: Digest,
         size: u64,
         compression: Compression,
         plain: Option<std::result::Result<(Digest, u64), Undecodable>>,
+        chunk_crc32: Option<ChunkCrc32>,
     },
 }
 
@@ -100,6 +104,7 @@ struct Resolved {
     compression: Compression,
     /// (diff_id, uncompressed size), or why it cannot be known.
     plain: std::result::Result<(Digest, u64), Undecodable>,
+    chunk_crc32: Option<ChunkCrc32>,
 }
 
 /// Why a compressed entry's uncompressed digest cannot be known; kept with the entry (so
@@ -126,7 +131,9 @@ struct Archive<'a> {
     links: BTreeMap<String, String>,
     memory: usize,
     created: Vec<Digest>,
-    committed: Vec<Descriptor>,
+    /// What the load records in `blobs`: each blob, and the chunk CRCs of uncompressed
+    /// ones, which a push that gzips a plain layer checks it by (`chunk_crc`).
+    committed: Vec<(Descriptor, Option<ChunkCrc32>)>,
 }
 
 impl Store {
@@ -186,7 +193,14 @@ impl Archive<'_> {
             return Err(self
                 .bad("neither manifest.json (docker-archive) nor index.json (OCI archive) found"));
         };
-        self.store.record_blobs(&self.committed)?;
+        // Chunk CRCs are kept only for the plain layers, the blobs a push gzips.
+        let blobs = self.committed.iter().map(|(d, crcs)| {
+            let crcs = crcs
+                .clone()
+                .filter(|_| gzip_media_type(&d.media_type).is_some());
+            (d, crcs)
+        });
+        meta::record_blobs_with(self.store, blobs)?;
         let records = self.store.add_images(&images)?;
         // Like `docker load`, the images are ready to run: their layers are unpacked now,
         // not by the first build that uses them (the image records keep the snapshots). A
@@ -274,6 +288,7 @@ impl Archive<'_> {
         // kept (and decoding stops) but the entry is still stored as it came.
         let mut decoder: Option<PlainWriter<Sha256Writer<io::Sink>>> = None;
         let mut decode_err: Option<Undecodable> = None;
+        let mut crcs: Option<ChunkCrcs> = None;
         loop {
             let n = match entry.read(&mut buf) {
                 Ok(0) => break,
@@ -289,6 +304,8 @@ impl Archive<'_> {
                         Ok(d) => decoder = Some(d),
                         Err(e) => decode_err = Some(Undecodable::Decode(Arc::new(e))),
                     }
+                } else {
+                    crcs = Some(ChunkCrcs::new());
                 }
             }
             if let Some(d) = decoder.as_mut() {
@@ -296,6 +313,9 @@ impl Archive<'_> {
                     decode_err = Some(Undecodable::Decode(Arc::new(e)));
                     decoder = None;
                 }
+            }
+            if let Some(crcs) = crcs.as_mut() {
+                crcs.update(&buf[..n]);
             }
             w.write_all(&buf[..n])
                 .map_err(StoreError::io("writing", w.ingest_path().to_path_buf()))?;
@@ -322,6 +342,7 @@ impl Archive<'_> {
             size,
             compression,
             plain,
+            chunk_crc32: crcs.map(ChunkCrcs::finish),
         })
     }
 
@@ -372,6 +393,7 @@ impl Archive<'_> {
                 size,
                 compression,
                 plain,
+                chunk_crc32,
             } => Resolved {
                 digest: digest.clone(),
                 size: *size,
@@ -380,6 +402,7 @@ impl Archive<'_> {
                     None => Ok((digest.clone(), *size)),
                     Some(p) => p.clone(),
                 },
+                chunk_crc32: chunk_crc32.clone(),
             },
             Content::Memory(bytes) => {
                 let bytes = bytes.clone();
@@ -401,6 +424,11 @@ impl Archive<'_> {
                         }),
                     }
                 };
+                let chunk_crc32 = (compression == Compression::None).then(|| {
+                    let mut crcs = ChunkCrcs::new();
+                    crcs.update(&bytes);
+                    crcs.finish()
+                });
                 let mut w = self.store.writer(&self.lease)?;
                 w.write_all(&bytes)
                     .map_err(StoreError::io("writing", w.ingest_path().to_path_buf()))?;
@@ -415,6 +443,7 @@ impl Archive<'_> {
                         size: desc.size,
                         compression,
                         plain: (compression != Compression::None).then(|| plain.clone()),
+                        chunk_crc32: chunk_crc32.clone(),
                     },
                 );
                 Resolved {
@@ -422,14 +451,16 @@ impl Archive<'_> {
                     size: desc.size,
                     compression,
                     plain,
+                    chunk_crc32,
                 }
             }
         };
-        self.committed.push(Descriptor {
+        let blob = Descriptor {
             media_type: media_type.to_string(),
             digest: resolved.digest.clone(),
             size: resolved.size,
-        });
+        };
+        self.committed.push((blob, resolved.chunk_crc32.clone()));
         Ok(resolved)
     }
 
@@ -475,7 +506,7 @@ impl Archive<'_> {
             }
             .to_string(),
         };
-        if let Some(last) = self.committed.last_mut() {
+        if let Some((last, _)) = self.committed.last_mut() {
             last.media_type = media_type.clone();
         }
         Ok((
@@ -863,7 +894,7 @@ impl Archive<'_> {
         if created {
             self.created.push(desc.digest.clone());
         }
-        self.committed.push(desc.clone());
+        self.committed.push((desc.clone(), None));
         Ok(desc)
     }
 

@@ -123,25 +123,25 @@ pub fn write_deferred<T>(store: &Store, f: impl FnOnce(&Meta) -> Result<T>) -> R
 /// commit (the build's, pull's or load's image, a tag) makes this one durable too, before
 /// or with any record that names the blob. The blob's bytes are durable before this runs (ingest).
 pub fn record_blobs(store: &Store, blobs: &[Descriptor]) -> Result<()> {
-    if blobs.is_empty() {
+    record_blobs_with(store, blobs.iter().map(|d| (d, None)))
+}
+
+/// `record_blobs` of blobs with the chunk CRCs their writer took, if any (`chunk_crc`).
+pub fn record_blobs_with<'a>(
+    store: &Store,
+    blobs: impl IntoIterator<Item = (&'a Descriptor, Option<ChunkCrc32>)>,
+) -> Result<()> {
+    let mut blobs = blobs.into_iter().peekable();
+    if blobs.peek().is_none() {
         return Ok(());
     }
     write_deferred(store, |m| {
         let now = now();
-        for d in blobs {
-            record_blob_in(m, d, None, now)?;
+        for (d, chunk_crc32) in blobs {
+            record_blob_in(m, d, chunk_crc32, now)?;
         }
         Ok(())
     })
-}
-
-/// `record_blobs` of one blob with the chunk CRCs its writer took (`chunk_crc`).
-pub fn record_blob(
-    store: &Store,
-    blob: &Descriptor,
-    chunk_crc32: Option<ChunkCrc32>,
-) -> Result<()> {
-    write_deferred(store, |m| record_blob_in(m, blob, chunk_crc32, now()))
 }
 
 /// Records `blob` unless it is recorded; CRCs given for a recorded blob that has none

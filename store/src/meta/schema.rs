@@ -13,7 +13,7 @@
 //! ├── layers     "sha256:<diff_id>"                 → LayerRecord    { v:1, blobs: [Descriptor] (compressed forms),
 //! │                                                     uncompressed_size }
 //! ├── blobs      "sha256:<digest>"                  → BlobRecord     { v:1, size, media_type, added_at,
-//! │                                                     chunk_crc32: { chunk, crcs } (a plain layer a build wrote;
+//! │                                                     chunk_crc32: { chunk, crcs } (a plain layer a build or load wrote;
 //! │                                                     absent otherwise and on older records) }
 //! ├── snapshots  "sha256:<chain_id>"                → SnapshotRecord { v:1, parent, diff_id, created_at }
 //! ├── cache      build cache key (opaque string)     → CacheRecord    { v:1, diff_id, chain_id, layer, config_delta,
