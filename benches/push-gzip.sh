@@ -9,7 +9,9 @@
 #                            RT=1 runs the pushes and their registry round-robin real-time
 #                            (`chrt -r 1`, root only): on a machine busy with other work
 #                            they take the cores first, so the times come near an idle
-#                            machine's (the other work gets what they leave idle)
+#                            machine's (the other work gets what they leave idle),
+#                            REGISTRY_SESSION=own runs each registry in a session (so a
+#                            scheduling group) of its own, as a service would be
 #
 # The image: `FROM scratch` + `COPY random.bin text.txt /data/`, built once by strata (a
 # plain-tar layer of SIZE_MB). Before every strata run the built root is copied afresh, so
@@ -126,4 +128,4 @@ printf '%-30s %9s %12s  %s\n' "strata (compresses)" "$ST" "" "$st_layer"
 printf '%-30s %9s %12s  %s\n' "strata, gzip kept (2nd push)" "$STK" "$(ratio "$SK" "$STK")" "(same; the ratio: what a first push would show if compressing cost nothing)"
 printf '%-30s %9s %12s  %s\n' "skopeo --dest-compress" "$SK" "$(ratio "$SK" "$ST")" "$sk_layer"
 printf '%-30s %9s %12s  %s\n' "skopeo ... --dest-compress-level 1" "$SK1" "$(ratio "$SK1" "$ST")" "$sk1_layer"
-echo "(best of $RUNS runs, wall clock; each into an empty docker-registry${PRIO:+; pushes and registry under $PRIO})"
+echo "(best of $RUNS runs, wall clock; each into an empty docker-registry${REGISTRY_SESSION:+ (session: $REGISTRY_SESSION)}${PRIO:+; pushes and registry under $PRIO})"

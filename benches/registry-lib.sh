@@ -4,6 +4,9 @@
 
 # launch_registry DIR: docker-registry (plain http) on a free 127.0.0.1 port with its storage
 # under DIR; sets REG (host:port) and REG_PID. Stopping it is the caller's.
+# REGISTRY_SESSION=own starts it in a session of its own (`setsid`), and so in a scheduling
+# group of its own (autogroup), as a registry run as a service or container is: it then
+# gets its share of the cores as one group, not as one thread among the measured tool's.
 launch_registry() {
   local dir=$1 port i
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -22,7 +25,9 @@ http:
   secret: bench
 YML
   # Not exported to it: docker-registry reads REGISTRY_* variables as config overrides.
-  env -u REGISTRY_AUTH_FILE docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+  local session=()
+  if [ "${REGISTRY_SESSION:-}" = own ]; then session=(setsid); fi
+  env -u REGISTRY_AUTH_FILE "${session[@]}" docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
   REG_PID=$!
   for ((i = 0; i < 600; i++)); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then REG=127.0.0.1:$port; return 0; fi
