@@ -10,8 +10,11 @@
 #                            (`chrt -r 1`, root only): on a machine busy with other work
 #                            they take the cores first, so the times come near an idle
 #                            machine's (the other work gets what they leave idle),
-#                            REGISTRY_SESSION=own runs each registry in a session (so a
-#                            scheduling group) of its own, as a service would be
+#                            REGISTRY_SESSION=own (the default here) runs each registry in a
+#                            session (so a scheduling group) of its own, as a registry runs
+#                            as a service or container; REGISTRY_SESSION=shared runs it in
+#                            the bench's, where it gets the cores as one thread among the
+#                            measured tool's (docs/design.md §4.4)
 #
 # The image: `FROM scratch` + `COPY random.bin text.txt /data/`, built once by strata (a
 # plain-tar layer of SIZE_MB). Before every strata run the built root is copied afresh, so
@@ -26,6 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 SIZE_MB=${SIZE_MB:-500}
+export REGISTRY_SESSION=${REGISTRY_SESSION:-own}
 . benches/registry-lib.sh
 skopeo_bench_setup push-gzip
 PRIO=""
