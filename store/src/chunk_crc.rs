@@ -61,6 +61,13 @@ impl ChunkCrcs {
         }
     }
 
+    /// The chunk CRCs of `bytes`, whole.
+    pub fn of(bytes: &[u8]) -> ChunkCrc32 {
+        let mut crcs = ChunkCrcs::new();
+        crcs.update(bytes);
+        crcs.finish()
+    }
+
     pub fn finish(mut self) -> ChunkCrc32 {
         if self.len > 0 {
             self.done.push(self.crc);
@@ -79,11 +86,7 @@ mod tests {
     #[test]
     fn runs_are_cut_at_chunk_whatever_the_pieces() {
         let data: Vec<u8> = (0..CHUNK * 2 + 1000).map(|i| (i * 7 % 251) as u8).collect();
-        let whole = {
-            let mut c = ChunkCrcs::new();
-            c.update(&data);
-            c.finish()
-        };
+        let whole = ChunkCrcs::of(&data);
         let pieces = {
             let mut c = ChunkCrcs::new();
             for piece in data.chunks(12_345) {

@@ -158,7 +158,8 @@ impl Store {
         let recorded = meta::read(self, |m| m.get(meta::BLOBS, &layer.blob.digest))?;
         let chunk_crcs = recorded
             .and_then(|r| r.chunk_crc32)
-            .and_then(|c| c.for_blob(layer.blob.size).map(<[u32]>::to_vec));
+            .filter(|c| c.for_blob(layer.blob.size).is_some())
+            .map(|c| c.crcs);
         let mut input = self.open_blob(&layer.blob.digest)?;
         let out = self.writer(lease)?.with_media_type(gzip_type);
         let ingest = out.ingest_path().to_path_buf();

@@ -424,11 +424,7 @@ impl Archive<'_> {
                         }),
                     }
                 };
-                let chunk_crc32 = (compression == Compression::None).then(|| {
-                    let mut crcs = ChunkCrcs::new();
-                    crcs.update(&bytes);
-                    crcs.finish()
-                });
+                let chunk_crc32 = (compression == Compression::None).then(|| ChunkCrcs::of(&bytes));
                 let mut w = self.store.writer(&self.lease)?;
                 w.write_all(&bytes)
                     .map_err(StoreError::io("writing", w.ingest_path().to_path_buf()))?;
